@@ -26,7 +26,9 @@ type Resolver interface {
 // winner (an LWW record whose sibling is the causal winner with Counter 0),
 // so a replica switched from causal to LWW converges. Two causal records are
 // refused with ErrModeMismatch: resolving them by LWW would silently drop
-// their concurrent siblings; use KeepSiblings.
+// their concurrent siblings; use KeepSiblings. The Resolver laws hold on any
+// inputs of which at most one is causal; with several causal inputs, whether
+// two of them meet (an error) depends on the order of resolution.
 //
 // The result is always an LWW record; when both inputs are LWW it is one of
 // them, unchanged. LWW ignores the key.
