@@ -1,0 +1,172 @@
+package hooks
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// OpKind is the kind of one user operation in a batch.
+type OpKind uint8
+
+// The user operations a batch can carry.
+const (
+	OpSet OpKind = iota + 1
+	OpMerge
+	OpDelete
+	OpDeleteRange
+)
+
+// String returns the operation's name.
+func (k OpKind) String() string {
+	switch k {
+	case OpSet:
+		return "set"
+	case OpMerge:
+		return "merge"
+	case OpDelete:
+		return "delete"
+	case OpDeleteRange:
+		return "delete-range"
+	}
+	return fmt.Sprintf("op(%d)", uint8(k))
+}
+
+// Op is one user operation. For OpDeleteRange the range is [Key, End).
+// Key, Value and End are owned by the Batch and valid until the batch is
+// closed or reset; hooks must copy what they keep.
+type Op struct {
+	Kind  OpKind
+	Key   []byte
+	Value []byte
+	End   []byte
+}
+
+// Batch is a set of user operations on their way to one atomic commit,
+// together with the Pebble batch that carries them. It is not safe for
+// concurrent use.
+type Batch struct {
+	ops []Op
+	pb  *pebble.Batch
+}
+
+// NewBatch wraps pb. The Batch records every user operation made through its
+// methods; operations added directly to Pebble() are not seen by hooks.
+func NewBatch(pb *pebble.Batch) *Batch { return &Batch{pb: pb} }
+
+// Ops returns the user operations in the order they were added. The slice
+// must not be modified.
+func (b *Batch) Ops() []Op { return b.ops }
+
+// Pebble returns the Pebble batch. A hook's PreCommit may add internal
+// operations to it; they commit atomically with the user's operations.
+func (b *Batch) Pebble() *pebble.Batch { return b.pb }
+
+// Len is the number of user operations.
+func (b *Batch) Len() int { return len(b.ops) }
+
+// Set adds a Set of key to value.
+func (b *Batch) Set(key, value []byte) error {
+	if err := b.pb.Set(key, value, nil); err != nil {
+		return err
+	}
+	b.ops = append(b.ops, Op{Kind: OpSet, Key: key, Value: value})
+	return nil
+}
+
+// Merge adds a Merge of value into key.
+func (b *Batch) Merge(key, value []byte) error {
+	if err := b.pb.Merge(key, value, nil); err != nil {
+		return err
+	}
+	b.ops = append(b.ops, Op{Kind: OpMerge, Key: key, Value: value})
+	return nil
+}
+
+// Delete adds a point deletion of key.
+func (b *Batch) Delete(key []byte) error {
+	if err := b.pb.Delete(key, nil); err != nil {
+		return err
+	}
+	b.ops = append(b.ops, Op{Kind: OpDelete, Key: key})
+	return nil
+}
+
+// DeleteRange adds a deletion of every key in [start, end).
+func (b *Batch) DeleteRange(start, end []byte) error {
+	if err := b.pb.DeleteRange(start, end, nil); err != nil {
+		return err
+	}
+	b.ops = append(b.ops, Op{Kind: OpDeleteRange, Key: start, End: end})
+	return nil
+}
+
+// Reset empties the batch (and its Pebble batch) for reuse.
+func (b *Batch) Reset() {
+	b.pb.Reset()
+	clear(b.ops)
+	b.ops = b.ops[:0]
+}
+
+// Hook is a write hook: a struct of functions, any of which may be nil, in
+// the manner of pebble.EventListener.
+type Hook struct {
+	// PreCommit runs before the batch is applied. It may add operations to
+	// b.Pebble(). An error aborts the commit; the batch is not applied.
+	PreCommit func(b *Batch) error
+	// PostCommit runs after the apply, with the apply's error, for every
+	// batch whose PreCommit succeeded (including when a later hook's
+	// PreCommit failed: then err is that failure).
+	PostCommit func(b *Batch, err error)
+}
+
+// ErrAborted wraps a PreCommit failure.
+var ErrAborted = errors.New("hooks: batch aborted by a pre-commit hook")
+
+// Tee returns a hook that runs every given hook in order. If a PreCommit
+// fails, the PostCommit of every hook whose PreCommit succeeded runs with the
+// error, in reverse order, and the error is returned.
+func Tee(hs ...Hook) Hook {
+	hs = append([]Hook(nil), hs...)
+	return Hook{
+		PreCommit: func(b *Batch) error {
+			for i, h := range hs {
+				if h.PreCommit == nil {
+					continue
+				}
+				if err := h.PreCommit(b); err != nil {
+					err = fmt.Errorf("%w: hook %d: %w", ErrAborted, i, err)
+					for j := i - 1; j >= 0; j-- {
+						if hs[j].PostCommit != nil {
+							hs[j].PostCommit(b, err)
+						}
+					}
+					return err
+				}
+			}
+			return nil
+		},
+		PostCommit: func(b *Batch, err error) {
+			for i := len(hs) - 1; i >= 0; i-- {
+				if hs[i].PostCommit != nil {
+					hs[i].PostCommit(b, err)
+				}
+			}
+		},
+	}
+}
+
+// Commit runs h around applying b to db: PreCommit, Apply, PostCommit.
+func Commit(db *pebble.DB, h Hook, b *Batch, opts *pebble.WriteOptions) error {
+	if h.PreCommit != nil {
+		if err := h.PreCommit(b); err != nil {
+			return err
+		}
+	}
+	err := db.Apply(b.pb, opts)
+	if h.PostCommit != nil {
+		h.PostCommit(b, err)
+	}
+	return err
+}

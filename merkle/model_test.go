@@ -1,0 +1,278 @@
+package merkle
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/pebble-ae/pebble-ae/hooks"
+)
+
+var seedFlag = flag.Uint64("seed", 0, "seed for randomized tests (0: time-based)")
+
+func testSeed(t testing.TB) uint64 {
+	s := *seedFlag
+	if s == 0 {
+		s = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed=%d (rerun with -seed=%d)", s, s)
+	return s
+}
+
+// harness is a Pebble DB on a crashable in-memory FS with a tree attached
+// and an in-memory model of its user data.
+type harness struct {
+	t     testing.TB
+	fs    *vfs.MemFS
+	db    *pebble.DB
+	tree  *Tree
+	opts  Options
+	model map[string][]byte
+}
+
+func openHarness(t testing.TB, fs *vfs.MemFS, opts Options) *harness {
+	t.Helper()
+	h := &harness{t: t, fs: fs, opts: opts, model: map[string][]byte{}}
+	h.open()
+	return h
+}
+
+func (h *harness) open() {
+	h.t.Helper()
+	db, err := pebble.Open("db", &pebble.Options{FS: h.fs, FormatMajorVersion: pebble.FormatValueSeparation, Logger: quietLogger{}})
+	if err != nil {
+		h.t.Fatalf("pebble open: %v", err)
+	}
+	o := h.opts
+	tree, err := Open(db, &o)
+	if err != nil {
+		h.t.Fatalf("tree open: %v", err)
+	}
+	h.db, h.tree = db, tree
+	if err := tree.Rebuild(context.Background(), nil); err != nil {
+		h.t.Fatalf("rebuild: %v", err)
+	}
+}
+
+func (h *harness) close() {
+	h.tree.Close()
+	if err := h.db.Close(); err != nil {
+		h.t.Fatalf("close: %v", err)
+	}
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+func (h *harness) commit(fn func(b *hooks.Batch) error, sync bool) {
+	h.t.Helper()
+	b := hooks.NewBatch(h.db.NewBatch())
+	if err := fn(b); err != nil {
+		h.t.Fatal(err)
+	}
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	if err := hooks.Commit(h.db, h.tree.Hook(), b, opts); err != nil {
+		h.t.Fatal(err)
+	}
+	b.Pebble().Close()
+}
+
+// modelFingerprint computes the fingerprint of [lo, hi) from the model.
+func (h *harness) modelFingerprint(lo, hi []byte) Fingerprint {
+	var fp Fingerprint
+	var scratch []byte
+	var d Digest
+	for k, v := range h.model {
+		if bytes.Compare([]byte(k), lo) < 0 || (hi != nil && bytes.Compare([]byte(k), hi) >= 0) {
+			continue
+		}
+		d, scratch = LeafDigest(scratch, []byte(k), v)
+		fp.Sum = fp.Sum.Add(d)
+		fp.Count++
+	}
+	return fp
+}
+
+func (h *harness) verifyClean() {
+	h.t.Helper()
+	ms, err := h.tree.Verify(context.Background())
+	if err != nil {
+		h.t.Fatalf("verify: %v", err)
+	}
+	for _, m := range ms {
+		h.t.Errorf("mismatch: %s", m)
+	}
+	if len(ms) > 0 {
+		h.t.FailNow()
+	}
+}
+
+func randKey(rng *rand.Rand, space int) []byte {
+	return []byte(fmt.Sprintf("k%05d", rng.IntN(space)))
+}
+
+// TestModel runs random batches of sets, deletes and range deletions,
+// recomputes, checkpoints and reopens against a model, checking range
+// fingerprints and Verify.
+func TestModel(t *testing.T) {
+	seed := testSeed(t)
+	for _, leafSize := range []uint32{4, 16} {
+		t.Run(fmt.Sprintf("leaf=%d", leafSize), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, uint64(leafSize)))
+			pn, _ := SplitPoints([][]byte{[]byte("k01000"), []byte("k03000")})
+			h := openHarness(t, vfs.NewCrashableMem(), Options{Params: Params{LeafSize: leafSize, Seed: 7}, Partitioner: pn})
+			defer func() { h.close() }()
+			ctx := context.Background()
+			const space = 5000
+			for step := 0; step < 400; step++ {
+				if step%5 == 0 {
+					h.checkCleanLeaves(step)
+				}
+				x := rng.IntN(100)
+				switch {
+				case x < 70:
+					n := 1 + rng.IntN(20)
+					h.commit(func(b *hooks.Batch) error {
+						for i := 0; i < n; i++ {
+							k := randKey(rng, space)
+							if rng.IntN(5) == 0 {
+								delete(h.model, string(k))
+								if err := b.Delete(k); err != nil {
+									return err
+								}
+								continue
+							}
+							v := []byte(fmt.Sprintf("v%d", rng.Int()))
+							h.model[string(k)] = v
+							if err := b.Set(k, v); err != nil {
+								return err
+							}
+						}
+						return nil
+					}, false)
+				case x < 73:
+					a, c := randKey(rng, space), randKey(rng, space)
+					if bytes.Compare(a, c) > 0 {
+						a, c = c, a
+					}
+					if bytes.Equal(a, c) {
+						continue
+					}
+					for k := range h.model {
+						if k >= string(a) && k < string(c) {
+							delete(h.model, k)
+						}
+					}
+					h.commit(func(b *hooks.Batch) error { return b.DeleteRange(a, c) }, false)
+				case x < 85:
+					// Check a random range of a random partition.
+					pi := rng.IntN(pn.NumPartitions())
+					ps, pe := pn.Bounds(pi)
+					lo, hi := randKey(rng, space), randKey(rng, space)
+					if bytes.Compare(lo, hi) > 0 {
+						lo, hi = hi, lo
+					}
+					if bytes.Compare(lo, ps) < 0 {
+						lo = ps
+					}
+					if pe != nil && bytes.Compare(hi, pe) > 0 {
+						hi = pe
+					}
+					if bytes.Compare(lo, hi) >= 0 {
+						continue
+					}
+					got, err := h.tree.RangeFingerprint(ctx, pi, Range{Start: lo, End: hi})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if want := h.modelFingerprint(lo, hi); got != want {
+						t.Fatalf("step %d: fingerprint of [%s, %s): got count %d, want %d", step, lo, hi, got.Count, want.Count)
+					}
+					kids, err := h.tree.Children(ctx, pi, Range{Start: lo, End: hi}, 8)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var sum Fingerprint
+					for _, c := range kids {
+						sum = sum.Add(c.Fingerprint)
+						if want := h.modelFingerprint(c.Range.Start, c.Range.End); c.Fingerprint != want {
+							t.Fatalf("step %d: child [%s, %s) count %d want %d", step, c.Range.Start, c.Range.End, c.Fingerprint.Count, want.Count)
+						}
+					}
+					if sum != got {
+						t.Fatalf("children do not add up to the range")
+					}
+				case x < 92:
+					if err := h.tree.Checkpoint(ctx); err != nil {
+						t.Fatal(err)
+					}
+				case x < 95:
+					h.verifyClean()
+				default:
+					if rng.IntN(2) == 0 {
+						if err := h.tree.Checkpoint(ctx); err != nil {
+							t.Fatal(err)
+						}
+					}
+					h.close()
+					h.open()
+				}
+			}
+			h.verifyClean()
+			// Whole-partition fingerprints equal the model.
+			for pi := 0; pi < pn.NumPartitions(); pi++ {
+				ps, pe := pn.Bounds(pi)
+				got, err := h.tree.RangeFingerprint(ctx, pi, Range{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ps == nil {
+					ps = []byte{}
+				}
+				if want := h.modelFingerprint(ps, pe); got != want {
+					t.Fatalf("partition %d root mismatch", pi)
+				}
+			}
+			keys := make([]string, 0, len(h.model))
+			for k := range h.model {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			t.Logf("keys=%d leaves=%v stats=%+v", len(keys), h.tree.Partitions(), h.tree.Stats())
+		})
+	}
+}
+
+// checkCleanLeaves compares every clean leaf with the model, without
+// changing the tree.
+func (h *harness) checkCleanLeaves(step int) {
+	h.t.Helper()
+	h.tree.mu.Lock()
+	defer h.tree.mu.Unlock()
+	for _, p := range h.tree.mu.parts {
+		p.leaves.Ascend(func(l *leaf) bool {
+			if !l.dirty {
+				if want := h.modelFingerprint(l.start, p.leafEnd(l)); want != l.fp {
+					h.t.Fatalf("before step %d: clean leaf [%s, %s) count %d want %d", step, l.start, p.leafEnd(l), l.fp.Count, want.Count)
+				}
+			}
+			return true
+		})
+	}
+}
+

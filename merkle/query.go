@@ -1,0 +1,303 @@
+package merkle
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/pebble-ae/pebble-ae/internal/keyspace"
+)
+
+// Range is a key range [Start, End) within one partition; a nil End means
+// the partition's end.
+type Range struct {
+	Start, End []byte
+}
+
+// ChildFingerprint is one child range with its fingerprint.
+type ChildFingerprint struct {
+	Range       Range
+	Fingerprint Fingerprint
+}
+
+// PartitionInfo describes one partition's tree.
+type PartitionInfo struct {
+	ID         int
+	Start, End []byte
+	Ready      bool
+	Leaves     int
+	DirtyLeaves int
+}
+
+// Partitions describes every partition.
+func (t *Tree) Partitions() []PartitionInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]PartitionInfo, len(t.mu.parts))
+	for i, p := range t.mu.parts {
+		dirty := 0
+		p.leaves.Ascend(func(l *leaf) bool {
+			if l.dirty {
+				dirty++
+			}
+			return true
+		})
+		out[i] = PartitionInfo{ID: i, Start: p.start, End: p.end, Ready: !p.rebuilding, Leaves: p.leaves.Len(), DirtyLeaves: dirty}
+	}
+	return out
+}
+
+// checkRangeLocked validates [r.Start, r.End) against partition p and
+// normalizes a nil End to the partition end.
+func (t *Tree) checkRangeLocked(part int, r Range) (*partTree, Range, error) {
+	p, err := t.part(part)
+	if err != nil {
+		return nil, r, err
+	}
+	if p.rebuilding {
+		return nil, r, fmt.Errorf("%w: partition %d is being rebuilt", ErrNotReady, part)
+	}
+	if r.Start == nil {
+		r.Start = p.start
+	}
+	if r.End == nil {
+		r.End = p.end
+	}
+	end := r.End
+	if end == nil {
+		end = keyspace.InternalPrefix
+	}
+	pend := p.end
+	if pend == nil {
+		pend = keyspace.InternalPrefix
+	}
+	if bytes.Compare(r.Start, p.start) < 0 || bytes.Compare(end, pend) > 0 || bytes.Compare(r.Start, end) >= 0 {
+		return nil, r, fmt.Errorf("%w: [%q, %q) in partition %d [%q, %q)", ErrInvalidRange, r.Start, r.End, part, p.start, p.end)
+	}
+	return p, r, nil
+}
+
+// RangeFingerprint returns the fingerprint of [r.Start, r.End) of partition
+// part. Dirty leaves in the range are recomputed first; leaves still dirty
+// (written meanwhile) and partial leaves at the range's edges are summed from
+// a scan, so the answer is exact for some recent state of the data.
+func (t *Tree) RangeFingerprint(ctx context.Context, part int, r Range) (Fingerprint, error) {
+	fps, err := t.fingerprints(ctx, part, r, []Range{r})
+	if err != nil {
+		return Fingerprint{}, err
+	}
+	return fps[0], nil
+}
+
+// Children splits [r.Start, r.End) of partition part into at most fanout
+// child ranges at content-defined boundaries (the leaf starts of lowest rank
+// inside the range, so replicas holding the same keys choose the same
+// boundaries) and returns each with its fingerprint.
+func (t *Tree) Children(ctx context.Context, part int, r Range, fanout int) ([]ChildFingerprint, error) {
+	if fanout < 2 {
+		return nil, fmt.Errorf("%w: fanout %d < 2", ErrInvalidRange, fanout)
+	}
+	t.mu.Lock()
+	p, r, err := t.checkRangeLocked(part, r)
+	if err != nil {
+		t.mu.Unlock()
+		return nil, err
+	}
+	// The fanout-1 leaf starts strictly inside r with the lowest rank.
+	var cands []*leaf
+	first := p.floor(r.Start)
+	p.leaves.AscendGreaterOrEqual(first, func(l *leaf) bool {
+		if r.End != nil && bytes.Compare(l.start, r.End) >= 0 {
+			return false
+		}
+		if bytes.Compare(l.start, r.Start) > 0 {
+			cands = append(cands, l)
+		}
+		return true
+	})
+	if len(cands) > fanout-1 {
+		sort.Slice(cands, func(i, j int) bool {
+			if cands[i].rank != cands[j].rank {
+				return cands[i].rank < cands[j].rank
+			}
+			return bytes.Compare(cands[i].start, cands[j].start) < 0
+		})
+		cands = cands[:fanout-1]
+		sort.Slice(cands, func(i, j int) bool { return bytes.Compare(cands[i].start, cands[j].start) < 0 })
+	}
+	ranges := make([]Range, 0, len(cands)+1)
+	lo := r.Start
+	for _, c := range cands {
+		ranges = append(ranges, Range{Start: lo, End: c.start})
+		lo = c.start
+	}
+	ranges = append(ranges, Range{Start: lo, End: r.End})
+	t.mu.Unlock()
+
+	fps, err := t.fingerprints(ctx, part, r, ranges)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ChildFingerprint, len(ranges))
+	for i := range ranges {
+		out[i] = ChildFingerprint{Range: Range{Start: clone(ranges[i].Start), End: clone(ranges[i].End)}, Fingerprint: fps[i]}
+	}
+	return out, nil
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}
+
+// fingerprints computes the fingerprints of the sorted, disjoint ranges, all
+// inside outer.
+func (t *Tree) fingerprints(ctx context.Context, part int, outer Range, ranges []Range) ([]Fingerprint, error) {
+	t.mu.Lock()
+	_, outer, err := t.checkRangeLocked(part, outer)
+	t.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.Recompute(ctx, part, outer.Start, outer.End, 0); err != nil {
+		return nil, err
+	}
+
+	// Plan: for each range, clean leaves fully inside are summed from
+	// memory; everything else is scanned.
+	type scanPart struct {
+		idx int
+		r   Range
+	}
+	var scans []scanPart
+	fps := make([]Fingerprint, len(ranges))
+	t.mu.Lock()
+	p, _, err := t.checkRangeLocked(part, outer)
+	if err != nil {
+		t.mu.Unlock()
+		return nil, err
+	}
+	for i, r := range ranges {
+		if r.Start == nil {
+			r.Start = p.start
+		}
+		if r.End == nil {
+			r.End = p.end
+		}
+		first := p.floor(r.Start)
+		p.leaves.AscendGreaterOrEqual(first, func(l *leaf) bool {
+			if r.End != nil && bytes.Compare(l.start, r.End) >= 0 {
+				return false
+			}
+			end := p.leafEnd(l)
+			inside := bytes.Compare(l.start, r.Start) >= 0 && (r.End == nil || (end != nil && bytes.Compare(end, r.End) <= 0))
+			if inside && !l.dirty {
+				fps[i] = fps[i].Add(l.fp)
+				return true
+			}
+			lo, hi := l.start, end
+			if bytes.Compare(lo, r.Start) < 0 {
+				lo = r.Start
+			}
+			if r.End != nil && (hi == nil || bytes.Compare(hi, r.End) > 0) {
+				hi = r.End
+			}
+			scans = append(scans, scanPart{idx: i, r: Range{Start: lo, End: hi}})
+			return true
+		})
+	}
+	var snap *pebble.Snapshot
+	if len(scans) > 0 {
+		snap = t.db.NewSnapshot()
+	}
+	t.mu.Unlock()
+	if snap == nil {
+		return fps, nil
+	}
+	defer snap.Close()
+	for _, s := range scans {
+		fp, err := t.scanFingerprint(ctx, snap, s.r)
+		if err != nil {
+			return nil, err
+		}
+		fps[s.idx] = fps[s.idx].Add(fp)
+	}
+	return fps, nil
+}
+
+func (t *Tree) scanFingerprint(ctx context.Context, snap *pebble.Snapshot, r Range) (Fingerprint, error) {
+	var fp Fingerprint
+	upper := r.End
+	if upper == nil {
+		upper = keyspace.InternalPrefix
+	}
+	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: r.Start, UpperBound: upper})
+	if err != nil {
+		return fp, err
+	}
+	defer it.Close()
+	var scratch []byte
+	var d Digest
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fp, err
+		}
+		d, scratch = LeafDigest(scratch, it.Key(), v)
+		fp.Sum = fp.Sum.Add(d)
+		fp.Count++
+	}
+	return fp, it.Error()
+}
+
+// ScanEntry is one record of a range scan. Key and Value are only valid
+// during the callback.
+type ScanEntry struct {
+	Key, Value []byte
+	Digest     Digest
+}
+
+// Scan calls fn for each record of [r.Start, r.End) of partition part, in key
+// order, with its leaf digest, from a consistent view of the DB. It stops
+// after limit records (limit > 0) and returns the key to resume from, or nil
+// when the range is exhausted. fn may return an error to stop the scan.
+func (t *Tree) Scan(ctx context.Context, part int, r Range, limit int, fn func(ScanEntry) error) (next []byte, err error) {
+	t.mu.Lock()
+	_, r, err = t.checkRangeLocked(part, r)
+	t.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	upper := r.End
+	if upper == nil {
+		upper = keyspace.InternalPrefix
+	}
+	it, err := t.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: r.Start, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var scratch []byte
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if limit > 0 && n == limit {
+			return append([]byte{}, it.Key()...), nil
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		var e ScanEntry
+		e.Key, e.Value = it.Key(), v
+		e.Digest, scratch = LeafDigest(scratch, e.Key, v)
+		if err := fn(e); err != nil {
+			return nil, err
+		}
+		n++
+	}
+	return nil, it.Error()
+}

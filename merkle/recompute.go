@@ -1,0 +1,287 @@
+package merkle
+
+import (
+	"bytes"
+	"context"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/internal/keyspace"
+)
+
+// span is a run of consecutive dirty leaves [start, end) of one partition.
+type span struct {
+	start, end []byte
+}
+
+// segment is one leaf computed by a scan.
+type segment struct {
+	start []byte
+	rank  uint64
+	fp    Fingerprint
+}
+
+// scanResult is what a scan of a span found.
+type scanResult struct {
+	segs []segment
+	// startPresent: the span's start key exists in the data.
+	startPresent bool
+	// stop is where the scan stopped early (a boundary key), or nil if it
+	// covered the whole span.
+	stop []byte
+	keys int
+}
+
+// register adds a scan log for partition pi, seeded with the keys of every
+// batch in flight (their data may or may not be in a snapshot taken now), and
+// returns a snapshot. Called with t.mu held.
+func (t *Tree) registerLocked(pi int) (*scanLog, *pebble.Snapshot) {
+	s := &scanLog{part: pi}
+	t.mu.scans[s] = struct{}{}
+	for b := range t.mu.inflight {
+		t.logBatchLocked(s, b)
+	}
+	return s, t.db.NewSnapshot()
+}
+
+func (t *Tree) logBatchLocked(s *scanLog, b *hooks.Batch) {
+	for _, op := range b.Ops() {
+		if op.Kind == hooks.OpDeleteRange {
+			s.ranges = append(s.ranges, [2][]byte{append([]byte(nil), op.Key...), append([]byte(nil), op.End...)})
+			continue
+		}
+		if len(s.keys) >= t.opts.MaxLoggedKeys {
+			s.overflow = true
+			return
+		}
+		s.keys = append(s.keys, append([]byte(nil), op.Key...))
+	}
+}
+
+// dirtySpansLocked returns the runs of dirty leaves overlapping [lo, hi) of p
+// (hi nil: to the partition end).
+func dirtySpansLocked(p *partTree, lo, hi []byte) []span {
+	var spans []span
+	var cur *span
+	first := p.floor(lo)
+	p.leaves.AscendGreaterOrEqual(first, func(l *leaf) bool {
+		if hi != nil && bytes.Compare(l.start, hi) >= 0 {
+			return false
+		}
+		if l.dirty {
+			if cur == nil {
+				spans = append(spans, span{start: l.start})
+				cur = &spans[len(spans)-1]
+			}
+		} else if cur != nil {
+			cur.end = l.start
+			cur = nil
+		}
+		return true
+	})
+	if cur != nil {
+		// The run continues to the next leaf at or after hi, or the end.
+		cur.end = nil
+		if hi != nil {
+			p.leaves.AscendGreaterOrEqual(&leaf{start: hi}, func(l *leaf) bool {
+				if !l.dirty {
+					cur.end = l.start
+					return false
+				}
+				return true
+			})
+		}
+		if cur.end == nil {
+			cur.end = p.end
+		}
+	}
+	return spans
+}
+
+// scanSpan computes the leaves of [sp.start, sp.end) from snap. With maxKeys
+// > 0 it stops at the first boundary key after maxKeys keys.
+func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree, sp span, maxKeys int) (scanResult, error) {
+	var res scanResult
+	upper := sp.end
+	if upper == nil {
+		upper = keyspace.InternalPrefix
+	}
+	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: sp.start, UpperBound: upper})
+	if err != nil {
+		return res, err
+	}
+	defer it.Close()
+	cur := segment{start: sp.start, rank: t.params.rank(sp.start)}
+	var scratch []byte
+	var d Digest
+	pendingKeys, pendingBytes := 0, 0
+	first := true
+	for valid := it.First(); valid; valid = it.Next() {
+		key := it.Key()
+		if first {
+			res.startPresent = bytes.Equal(key, sp.start)
+			first = false
+		}
+		if !bytes.Equal(key, sp.start) {
+			if r := t.params.rank(key); r < t.params.threshold() {
+				if maxKeys > 0 && res.keys >= maxKeys {
+					res.stop = append([]byte(nil), key...)
+					break
+				}
+				res.segs = append(res.segs, cur)
+				cur = segment{start: append([]byte(nil), key...), rank: r}
+			}
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return res, err
+		}
+		d, scratch = LeafDigest(scratch, key, v)
+		cur.fp.Sum = cur.fp.Sum.Add(d)
+		cur.fp.Count++
+		res.keys++
+		pendingKeys++
+		pendingBytes += len(key) + len(v)
+		if pendingKeys >= 256 && t.opts.Throttle != nil {
+			if err := t.opts.Throttle(ctx, pendingKeys, pendingBytes); err != nil {
+				return res, err
+			}
+			pendingKeys, pendingBytes = 0, 0
+		}
+	}
+	if err := it.Error(); err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	res.segs = append(res.segs, cur)
+	return res, nil
+}
+
+// installLocked replaces the leaves of [sp.start, stop) (stop = res.stop or
+// sp.end) with the scan's segments, then re-applies the writes logged since
+// the snapshot, which leave their leaves dirty.
+func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog) {
+	stop := sp.end
+	if res.stop != nil {
+		stop = res.stop
+	}
+	inStop := func(k []byte) bool { return stop == nil || bytes.Compare(k, stop) < 0 }
+	// Old leaves in [sp.start, stop).
+	var old []*leaf
+	pdAll := true
+	p.leaves.AscendGreaterOrEqual(&leaf{start: sp.start}, func(l *leaf) bool {
+		if !inStop(l.start) {
+			return false
+		}
+		old = append(old, l)
+		pdAll = pdAll && l.pd
+		return true
+	})
+	for _, l := range old {
+		p.removeLeaf(l)
+	}
+	segs := res.segs
+	if !res.startPresent && !bytes.Equal(sp.start, p.start) {
+		// The span's start key is gone (a purge or a range deletion): its
+		// first segment belongs to the previous leaf.
+		prev := p.floor(sp.start)
+		prev.fp = prev.fp.Add(segs[0].fp)
+		prev.pd = prev.pd && pdAll
+		prev.changed = true
+		segs = segs[1:]
+	}
+	for _, s := range segs {
+		p.setLeaf(&leaf{start: s.start, rank: s.rank, fp: s.fp, pd: pdAll})
+		t.mu.stats.LeavesRecomputed++
+	}
+	if res.stop != nil {
+		// The rest of the span stays dirty, as one leaf.
+		p.setLeaf(&leaf{start: res.stop, rank: t.params.rank(res.stop), dirty: true, pd: pdAll})
+	}
+	t.mu.stats.KeysScanned += uint64(res.keys)
+	// Writes made after the snapshot.
+	lo, hi := sp.start, stop
+	if log.overflow {
+		markRangeDirty(p, lo, hi)
+		return
+	}
+	for _, k := range log.keys {
+		if bytes.Compare(k, lo) >= 0 && inStop(k) {
+			_ = t.touchKeyLocked(nil, k)
+		}
+	}
+	for _, r := range log.ranges {
+		if a, b := clip(r[0], r[1], lo, hi); a != nil {
+			markRangeDirty(p, a, b)
+		}
+	}
+}
+
+// markRangeDirty marks every leaf overlapping [lo, hi) dirty, without
+// changing their persisted-dirty state.
+func markRangeDirty(p *partTree, lo, hi []byte) {
+	first := p.floor(lo)
+	p.leaves.AscendGreaterOrEqual(first, func(l *leaf) bool {
+		if l != first && hi != nil && bytes.Compare(l.start, hi) >= 0 {
+			return false
+		}
+		l.dirty, l.changed = true, true
+		return true
+	})
+}
+
+// Recompute recomputes the dirty leaves of partition part that overlap
+// [lo, hi) (hi nil: to the partition end) from one snapshot. Leaves written
+// while it scans stay dirty. With maxKeys > 0 it stops after about maxKeys
+// keys (at a leaf boundary) and reports more = true.
+func (t *Tree) Recompute(ctx context.Context, part int, lo, hi []byte, maxKeys int) (more bool, err error) {
+	t.recomputeMu.Lock()
+	defer t.recomputeMu.Unlock()
+
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		return false, ErrClosed
+	}
+	p, err := t.part(part)
+	if err != nil {
+		t.mu.Unlock()
+		return false, err
+	}
+	if lo == nil {
+		lo = p.start
+	}
+	spans := dirtySpansLocked(p, lo, hi)
+	if len(spans) == 0 {
+		t.mu.Unlock()
+		return false, nil
+	}
+	log, snap := t.registerLocked(part)
+	t.mu.Unlock()
+	defer func() {
+		snap.Close()
+		t.mu.Lock()
+		delete(t.mu.scans, log)
+		t.mu.Unlock()
+	}()
+
+	budget := maxKeys
+	for _, sp := range spans {
+		res, err := t.scanSpan(ctx, snap, p, sp, budget)
+		if err != nil {
+			return false, err
+		}
+		t.mu.Lock()
+		t.installLocked(p, sp, res, log)
+		t.mu.Unlock()
+		if maxKeys > 0 {
+			budget -= res.keys
+			if res.stop != nil || budget <= 0 {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}

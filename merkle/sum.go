@@ -1,0 +1,78 @@
+package merkle
+
+import (
+	"encoding/binary"
+	"math/bits"
+
+	"github.com/zeebo/blake3"
+)
+
+// Sum is a 256-bit unsigned integer, little-endian limbs: the sum of leaf
+// digests modulo 2^256. Sums are order independent, so the fingerprint of a
+// key range does not depend on the shape of the tree.
+type Sum [4]uint64
+
+// Add returns s + d mod 2^256, interpreting d as a little-endian integer.
+func (s Sum) Add(d Digest) Sum {
+	return s.AddSum(Sum{
+		binary.LittleEndian.Uint64(d[0:]), binary.LittleEndian.Uint64(d[8:]),
+		binary.LittleEndian.Uint64(d[16:]), binary.LittleEndian.Uint64(d[24:]),
+	})
+}
+
+// AddSum returns s + o mod 2^256.
+func (s Sum) AddSum(o Sum) Sum {
+	var c uint64
+	s[0], c = bits.Add64(s[0], o[0], 0)
+	s[1], c = bits.Add64(s[1], o[1], c)
+	s[2], c = bits.Add64(s[2], o[2], c)
+	s[3], _ = bits.Add64(s[3], o[3], c)
+	return s
+}
+
+// Bytes returns s as 32 little-endian bytes.
+func (s Sum) Bytes() [32]byte {
+	var b [32]byte
+	for i := range s {
+		binary.LittleEndian.PutUint64(b[8*i:], s[i])
+	}
+	return b
+}
+
+// SumFromBytes is the inverse of Bytes.
+func SumFromBytes(b [32]byte) Sum {
+	var s Sum
+	for i := range s {
+		s[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return s
+}
+
+// Fingerprint is the exact summary of a key range: the digest sum and the
+// number of records.
+type Fingerprint struct {
+	Sum   Sum
+	Count uint64
+}
+
+// Add returns the fingerprint of the union of two disjoint ranges.
+func (f Fingerprint) Add(o Fingerprint) Fingerprint {
+	return Fingerprint{Sum: f.Sum.AddSum(o.Sum), Count: f.Count + o.Count}
+}
+
+const fingerprintDomain = "pebble-ae/fingerprint/v1\x00"
+
+// Short returns the 128-bit wire hash of f: BLAKE3 over a domain tag, the sum
+// and the count, truncated. Hashing (rather than truncating the sum) keeps the
+// sum's linear structure off the wire.
+func (f Fingerprint) Short() [16]byte {
+	var buf [len(fingerprintDomain) + 32 + 8]byte
+	n := copy(buf[:], fingerprintDomain)
+	sb := f.Sum.Bytes()
+	n += copy(buf[n:], sb[:])
+	binary.BigEndian.PutUint64(buf[n:], f.Count)
+	full := blake3.Sum256(buf[:])
+	var out [16]byte
+	copy(out[:], full[:16])
+	return out
+}

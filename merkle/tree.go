@@ -1,0 +1,361 @@
+package merkle
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/google/btree"
+	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/internal/keyspace"
+)
+
+// Options configure a Tree.
+type Options struct {
+	// Params are the tree parameters; zero fields take defaults.
+	Params Params
+	// Partitioner maps keys to partitions; nil means SinglePartition().
+	Partitioner Partitioner
+	// RebuildOnParamsChange makes Open start a rebuild when the persisted
+	// parameters differ from Params, instead of failing with
+	// ErrParamsChanged.
+	RebuildOnParamsChange bool
+	// Throttle, if set, is called during background scans (recompute,
+	// rebuild, verify) with the keys and bytes read since the last call; it
+	// blocks to slow the scan down and returns ctx's error to abort it.
+	Throttle func(ctx context.Context, keys, bytes int) error
+	// MaxLoggedKeys bounds the number of concurrent-write keys remembered
+	// during one scan; past it, the scanned ranges simply stay dirty.
+	// Default 1<<16.
+	MaxLoggedKeys int
+}
+
+// EnsureDefaults fills zero fields with defaults.
+func (o *Options) EnsureDefaults() *Options {
+	if o == nil {
+		o = &Options{}
+	}
+	o.Params = o.Params.EnsureDefaults()
+	if o.Partitioner == nil {
+		o.Partitioner = SinglePartition()
+	}
+	if o.MaxLoggedKeys == 0 {
+		o.MaxLoggedKeys = 1 << 16
+	}
+	return o
+}
+
+// Tree maintains one Merkle tree per partition over the user keys of a Pebble
+// DB. Its write hook (Hook) must see every batch written to the DB's user key
+// space.
+//
+// A leaf is a contiguous key range [start, next leaf's start) whose start is
+// the partition's start or a boundary key (Params.IsBoundary) present in the
+// data; its value is the sum of the leaf digests of its records and their
+// count. Inner nodes are never stored: any range's fingerprint is a sum of
+// leaf values.
+//
+// Blind maintenance: a write finds its key's leaf in memory, marks it dirty
+// and, only if the leaf's range is not already known to be dirty on disk,
+// adds one dirty marker to the same batch. Dirty leaves are recomputed
+// lazily by scanning their range from a snapshot. Checkpoint persists leaf
+// records and removes the markers it made obsolete.
+//
+// Concurrency: all methods are safe for concurrent use. In-memory state is
+// guarded by mu. Recomputes (and the structural changes they make) are
+// serialized by recomputeMu; checkpoints by ckptMu.
+type Tree struct {
+	db     *pebble.DB
+	opts   Options
+	params Params
+	pn     Partitioner
+
+	recomputeMu sync.Mutex
+	ckptMu      sync.Mutex
+
+	mu struct {
+		sync.Mutex
+		closed bool
+		gen    uint64
+		parts  []*partTree
+		// inflight holds the batches between PreCommit and PostCommit.
+		inflight map[*hooks.Batch]struct{}
+		// scans are the registered scans that need to learn about writes
+		// made after their snapshot.
+		scans map[*scanLog]struct{}
+		stats Stats
+	}
+}
+
+// Stats are counters of a tree's work since open.
+type Stats struct {
+	MarkersWritten   uint64
+	LeavesRecomputed uint64
+	KeysScanned      uint64
+	Checkpoints      uint64
+	Splits           uint64
+}
+
+type partTree struct {
+	id         int
+	start, end []byte
+	leaves     *btree.BTreeG[*leaf]
+	// removed are leaf starts removed since the last checkpoint.
+	removed    map[string]struct{}
+	rebuilding bool
+	rebuildPersisted bool
+}
+
+type leaf struct {
+	start []byte
+	rank  uint64
+	fp    Fingerprint
+	// dirty: fp is not known to be correct; the leaf must be recomputed.
+	dirty bool
+	// pd ("persisted dirty"): the on-disk state (checkpoint + markers)
+	// already makes recovery recompute a range covering this leaf, so a
+	// write to it needs no marker.
+	pd bool
+	// changed: differs from its persisted record.
+	changed bool
+}
+
+func leafLess(a, b *leaf) bool { return bytes.Compare(a.start, b.start) < 0 }
+
+// scanLog records the writes made to one partition while a scan of it runs.
+type scanLog struct {
+	part     int
+	keys     [][]byte
+	ranges   [][2][]byte
+	overflow bool
+}
+
+func (t *Tree) logWrite(p int, key []byte) {
+	for s := range t.mu.scans {
+		if s.part != p || s.overflow {
+			continue
+		}
+		if len(s.keys) >= t.opts.MaxLoggedKeys {
+			s.overflow = true
+			continue
+		}
+		s.keys = append(s.keys, append([]byte(nil), key...))
+	}
+}
+
+func (t *Tree) logRange(p int, start, end []byte) {
+	for s := range t.mu.scans {
+		if s.part == p {
+			s.ranges = append(s.ranges, [2][]byte{append([]byte(nil), start...), append([]byte(nil), end...)})
+		}
+	}
+}
+
+// Params returns the tree parameters.
+func (t *Tree) Params() Params { return t.params }
+
+// Partitioner returns the partitioner.
+func (t *Tree) Partitioner() Partitioner { return t.pn }
+
+// Stats returns the tree's counters.
+func (t *Tree) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.stats
+}
+
+func (t *Tree) part(id int) (*partTree, error) {
+	if id < 0 || id >= len(t.mu.parts) {
+		return nil, fmt.Errorf("%w: %d (have %d)", ErrUnknownPartition, id, len(t.mu.parts))
+	}
+	return t.mu.parts[id], nil
+}
+
+// floorLocked returns the leaf containing key.
+func (p *partTree) floor(key []byte) *leaf {
+	var found *leaf
+	p.leaves.DescendLessOrEqual(&leaf{start: key}, func(l *leaf) bool {
+		found = l
+		return false
+	})
+	return found
+}
+
+// next returns the leaf after l, or nil.
+func (p *partTree) next(l *leaf) *leaf {
+	var found *leaf
+	p.leaves.AscendGreaterOrEqual(l, func(x *leaf) bool {
+		if x == l {
+			return true
+		}
+		found = x
+		return false
+	})
+	return found
+}
+
+// leafEnd returns the end of l's range: the next leaf's start or the
+// partition end.
+func (p *partTree) leafEnd(l *leaf) []byte {
+	if n := p.next(l); n != nil {
+		return n.start
+	}
+	return p.end
+}
+
+func (p *partTree) setLeaf(l *leaf) {
+	l.changed = true
+	delete(p.removed, string(l.start))
+	p.leaves.ReplaceOrInsert(l)
+}
+
+func (p *partTree) removeLeaf(l *leaf) {
+	p.leaves.Delete(l)
+	p.removed[string(l.start)] = struct{}{}
+}
+
+// Hook returns the write hook that keeps the tree current. The engine must
+// run it on every batch that writes user keys.
+func (t *Tree) Hook() hooks.Hook {
+	return hooks.Hook{PreCommit: t.preCommit, PostCommit: t.postCommit}
+}
+
+func (t *Tree) preCommit(b *hooks.Batch) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.closed {
+		return ErrClosed
+	}
+	pb := b.Pebble()
+	for _, op := range b.Ops() {
+		switch op.Kind {
+		case hooks.OpDeleteRange:
+			if err := t.touchRangeLocked(pb, op.Key, op.End); err != nil {
+				return err
+			}
+		default:
+			if !keyspace.IsUser(op.Key) {
+				continue
+			}
+			if err := t.touchKeyLocked(pb, op.Key); err != nil {
+				return err
+			}
+		}
+	}
+	t.mu.inflight[b] = struct{}{}
+	return nil
+}
+
+func (t *Tree) postCommit(b *hooks.Batch, _ error) {
+	t.mu.Lock()
+	delete(t.mu.inflight, b)
+	t.mu.Unlock()
+}
+
+// touchKeyLocked is the blind write path for one key: split if the key is a
+// new boundary, mark the leaf dirty, add a marker if needed. pb may be nil
+// (re-applying logged writes after a recompute: their markers were handled
+// when they were written).
+func (t *Tree) touchKeyLocked(pb *pebble.Batch, key []byte) error {
+	pi := t.pn.Partition(key)
+	p := t.mu.parts[pi]
+	l := p.floor(key)
+	if !bytes.Equal(l.start, key) {
+		if r := t.params.rank(key); r < t.params.threshold() {
+			// A new boundary: split. Both halves need recomputing.
+			l.dirty = true
+			l.changed = true
+			nl := &leaf{start: append([]byte(nil), key...), rank: r, dirty: true, pd: l.pd}
+			p.setLeaf(nl)
+			t.mu.stats.Splits++
+			l = nl
+		}
+	}
+	if !l.dirty {
+		l.dirty = true
+		l.changed = true
+	}
+	if pb != nil {
+		t.logWrite(pi, key)
+		if !l.pd {
+			if err := pb.Set(markerKey(t.mu.gen, pi, key), nil, nil); err != nil {
+				return err
+			}
+			l.pd = true
+			t.mu.stats.MarkersWritten++
+		}
+	}
+	return nil
+}
+
+// touchRangeLocked marks every leaf overlapping [start, end) dirty.
+func (t *Tree) touchRangeLocked(pb *pebble.Batch, start, end []byte) error {
+	if !keyspace.IsUser(start) {
+		return nil
+	}
+	if len(end) == 0 || !keyspace.IsUser(end) {
+		end = keyspace.InternalPrefix
+	}
+	for pi, p := range t.mu.parts {
+		lo, hi := clip(start, end, p.start, p.end)
+		if lo == nil {
+			continue
+		}
+		needMarker := false
+		first := p.floor(lo)
+		p.leaves.AscendGreaterOrEqual(first, func(l *leaf) bool {
+			if bytes.Compare(l.start, hi) >= 0 {
+				return false
+			}
+			l.dirty, l.changed = true, true
+			if !l.pd {
+				needMarker = true
+			}
+			if pb != nil {
+				l.pd = true
+			}
+			return true
+		})
+		if pb != nil {
+			t.logRange(pi, lo, hi)
+			if needMarker {
+				if err := pb.Set(markerKey(t.mu.gen, pi, lo), append([]byte{markerRange}, hi...), nil); err != nil {
+					return err
+				}
+				t.mu.stats.MarkersWritten++
+			}
+		}
+	}
+	return nil
+}
+
+// clip intersects [start, end) with the partition range [ps, pe) (pe nil:
+// the end of the user key space). It returns nil, nil if they do not overlap.
+func clip(start, end, ps, pe []byte) (lo, hi []byte) {
+	if pe == nil {
+		pe = keyspace.InternalPrefix
+	}
+	lo, hi = start, end
+	if bytes.Compare(lo, ps) < 0 {
+		lo = ps
+	}
+	if bytes.Compare(hi, pe) > 0 {
+		hi = pe
+	}
+	if bytes.Compare(lo, hi) >= 0 {
+		return nil, nil
+	}
+	if lo == nil {
+		lo = []byte{}
+	}
+	return lo, hi
+}
+
+// Close stops the tree. It does not checkpoint; call Checkpoint first.
+func (t *Tree) Close() {
+	t.mu.Lock()
+	t.mu.closed = true
+	t.mu.Unlock()
+}
