@@ -275,4 +275,3 @@ func (h *harness) checkCleanLeaves(step int) {
 		})
 	}
 }
-

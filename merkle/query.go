@@ -24,10 +24,10 @@ type ChildFingerprint struct {
 
 // PartitionInfo describes one partition's tree.
 type PartitionInfo struct {
-	ID         int
-	Start, End []byte
-	Ready      bool
-	Leaves     int
+	ID          int
+	Start, End  []byte
+	Ready       bool
+	Leaves      int
 	DirtyLeaves int
 }
 

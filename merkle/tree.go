@@ -103,8 +103,8 @@ type partTree struct {
 	start, end []byte
 	leaves     *btree.BTreeG[*leaf]
 	// removed are leaf starts removed since the last checkpoint.
-	removed    map[string]struct{}
-	rebuilding bool
+	removed          map[string]struct{}
+	rebuilding       bool
 	rebuildPersisted bool
 }
 
