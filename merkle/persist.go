@@ -91,7 +91,10 @@ func Open(db *pebble.DB, opts *Options) (*Tree, error) {
 	if err := opts.Params.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Tree{db: db, opts: *opts, params: opts.Params, pn: opts.Partitioner}
+	t := &Tree{db: db, rd: opts.Reader, opts: *opts, params: opts.Params, pn: opts.Partitioner}
+	if t.rd == nil {
+		t.rd = db
+	}
 	t.mu.inflight = make(map[*hooks.Batch]struct{})
 	t.mu.scans = make(map[*scanLog]struct{})
 	n := t.pn.NumPartitions()

@@ -212,7 +212,7 @@ func (t *Tree) fingerprints(ctx context.Context, part int, outer Range, ranges [
 	}
 	var snap *pebble.Snapshot
 	if len(scans) > 0 {
-		snap = t.db.NewSnapshot()
+		snap = t.rd.NewSnapshot()
 	}
 	t.mu.Unlock()
 	if snap == nil {
@@ -276,7 +276,7 @@ func (t *Tree) Scan(ctx context.Context, part int, r Range, limit int, fn func(S
 	if upper == nil {
 		upper = keyspace.InternalPrefix
 	}
-	it, err := t.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: r.Start, UpperBound: upper})
+	it, err := t.rd.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: r.Start, UpperBound: upper})
 	if err != nil {
 		return nil, err
 	}

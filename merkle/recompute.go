@@ -41,7 +41,7 @@ func (t *Tree) registerLocked(pi int) (*scanLog, *pebble.Snapshot) {
 	for b := range t.mu.inflight {
 		t.logBatchLocked(s, b)
 	}
-	return s, t.db.NewSnapshot()
+	return s, t.rd.NewSnapshot()
 }
 
 func (t *Tree) logBatchLocked(s *scanLog, b *hooks.Batch) {

@@ -26,6 +26,9 @@ type Options struct {
 	// rebuild, verify) with the keys and bytes read since the last call; it
 	// blocks to slow the scan down and returns ctx's error to abort it.
 	Throttle func(ctx context.Context, keys, bytes int) error
+	// Reader, if set, is used for every read the tree makes after Open
+	// instead of the DB itself (tests count reads through it).
+	Reader Reader
 	// MaxLoggedKeys bounds the number of concurrent-write keys remembered
 	// during one scan; past it, the scanned ranges simply stay dirty.
 	// Default 1<<16.
@@ -45,6 +48,12 @@ func (o *Options) EnsureDefaults() *Options {
 		o.MaxLoggedKeys = 1 << 16
 	}
 	return o
+}
+
+// Reader is the read side of a Pebble DB that the tree uses.
+type Reader interface {
+	NewSnapshot() *pebble.Snapshot
+	NewIterWithContext(ctx context.Context, o *pebble.IterOptions) (*pebble.Iterator, error)
 }
 
 // Tree maintains one Merkle tree per partition over the user keys of a Pebble
@@ -68,6 +77,7 @@ func (o *Options) EnsureDefaults() *Options {
 // serialized by recomputeMu; checkpoints by ckptMu.
 type Tree struct {
 	db     *pebble.DB
+	rd     Reader
 	opts   Options
 	params Params
 	pn     Partitioner

@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/merkle"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+// FormatMajorVersion is the Pebble format the engine creates and requires:
+// pinned, so an upgrade of Pebble never silently changes the on-disk format.
+const FormatMajorVersion = pebble.FormatValueSeparation
+
+// Options configure an Engine. The zero value of every field but ReplicaID
+// is usable.
+type Options struct {
+	// ReplicaID names this replica; it stamps every write. Required.
+	ReplicaID reconcile.ReplicaID
+	// Mode is the write mode: reconcile.ModeLWW (default; blind writes) or
+	// reconcile.ModeCausal (version vectors and siblings).
+	Mode reconcile.Mode
+	// Partitioner maps keys to partitions (default: one partition).
+	Partitioner merkle.Partitioner
+	// Tree are the tree parameters (default leaf size 64, seed 0). All
+	// replicas must use the same.
+	Tree merkle.Params
+	// RebuildOnParamsChange allows Open to rebuild a tree persisted with
+	// other parameters; otherwise Open fails with merkle.ErrParamsChanged.
+	RebuildOnParamsChange bool
+	// Resolver merges two records of one key (default:
+	// reconcile.ResolverFor(Mode)). It runs as Pebble's merge operator and
+	// in anti-entropy, so it must be deterministic, commutative,
+	// associative and idempotent.
+	Resolver reconcile.Resolver
+	// FS is the file system (default vfs.Default). Tests pass
+	// vfs.NewCrashableMem() to crash the engine.
+	FS vfs.FS
+	// Pebble are options passed through to Pebble. The engine sets FS,
+	// Merger and FormatMajorVersion on a copy.
+	Pebble *pebble.Options
+	// Merger is the application's own Pebble merger, if its DB had one. The
+	// engine's merger takes its name (so the DB still opens) and hands it
+	// every merge whose operands are not pebble-ae records.
+	Merger *pebble.Merger
+	// Clock is the physical clock of the hybrid logical clock (default:
+	// the system clock).
+	Clock reconcile.PhysicalClock
+	// MaxKeySize and MaxValueSize bound keys and values (defaults 4 KiB and
+	// 16 MiB).
+	MaxKeySize, MaxValueSize int
+	// CheckpointInterval is how often the background worker recomputes
+	// dirty leaves and checkpoints the tree (default 10s; negative:
+	// never, the application calls Checkpoint itself).
+	CheckpointInterval time.Duration
+	// Hooks are the application's own write hooks, run after the tree's.
+	Hooks []hooks.Hook
+	// Throttle slows down background scans (see merkle.Options.Throttle).
+	Throttle func(ctx context.Context, keys, bytes int) error
+	// Logger receives the engine's logs (default: discard).
+	Logger *slog.Logger
+
+	// wrapReader, for tests, wraps the reads of engine and tree.
+	wrapReader func(reader) reader
+}
+
+// Defaults.
+const (
+	DefaultMaxKeySize         = 4 << 10
+	DefaultMaxValueSize       = 16 << 20
+	DefaultCheckpointInterval = 10 * time.Second
+)
+
+// EnsureDefaults returns a copy of o with zero fields set to defaults.
+func (o *Options) EnsureDefaults() *Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Mode == 0 {
+		c.Mode = reconcile.ModeLWW
+	}
+	if c.Partitioner == nil {
+		c.Partitioner = merkle.SinglePartition()
+	}
+	c.Tree = c.Tree.EnsureDefaults()
+	if c.Resolver == nil {
+		c.Resolver = reconcile.ResolverFor(c.Mode)
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.Clock == nil {
+		c.Clock = reconcile.SystemClock{}
+	}
+	if c.MaxKeySize == 0 {
+		c.MaxKeySize = DefaultMaxKeySize
+	}
+	if c.MaxValueSize == 0 {
+		c.MaxValueSize = DefaultMaxValueSize
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &c
+}
+
+// Validate reports whether o (after EnsureDefaults) is usable.
+func (o *Options) Validate() error {
+	if err := o.ReplicaID.Validate(); err != nil {
+		return fmt.Errorf("%w: replica ID: %w", ErrInvalidOptions, err)
+	}
+	if o.Mode != reconcile.ModeLWW && o.Mode != reconcile.ModeCausal {
+		return fmt.Errorf("%w: mode %d", ErrInvalidOptions, o.Mode)
+	}
+	if err := o.Tree.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if o.MaxKeySize < 1 || o.MaxValueSize < 0 {
+		return fmt.Errorf("%w: max key size %d, max value size %d", ErrInvalidOptions, o.MaxKeySize, o.MaxValueSize)
+	}
+	return nil
+}
