@@ -1,0 +1,155 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// SyncOptions configure SyncPartition and SyncAll.
+type SyncOptions struct {
+	// Session is the session configuration. SyncPartition sets its Partition; SyncAll
+	// also sets InfoA and InfoB.
+	Session SessionConfig
+	// Progress, if set, is called after each round trip with the session's
+	// statistics so far. It runs on the caller's goroutine (SyncAll with
+	// Parallelism > 1: on several goroutines) and must be quick.
+	Progress func(Progress)
+	// Now is the clock that measures Stats.Duration; default time.Now.
+	Now func() time.Time
+	// Parallelism is the number of partitions SyncAll reconciles at once;
+	// default 1.
+	Parallelism int
+}
+
+// Progress reports a session's progress after one round trip.
+type Progress struct {
+	Partition uint32
+	// Stats are the session's statistics so far (without Duration).
+	Stats Stats
+	// Done reports the session's last report.
+	Done bool
+}
+
+// SyncPartition reconciles one partition of replicas a and b: it runs a Session,
+// issuing each round's requests to both replicas concurrently and waiting
+// for all answers before the next round. It returns the session's Stats
+// (Duration measured with opts.Now) and its error: ErrNotReady,
+// ErrIncompatibleTrees, ErrBadPeerAnswer, ErrNotConverged (strict only), a
+// resolver error, or a replica's error (including ctx's) wrapped with the
+// side and partition. A session that ends with an error applies nothing
+// after the error; Apply requests are only issued once every answer has been
+// validated.
+func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts SyncOptions) (Stats, error) {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	start := now()
+	cfg := opts.Session
+	cfg.Partition = partition
+	newSession := NewSession
+	if cfg.Naive {
+		newSession = NewNaiveSession
+	}
+	s, err := newSession(cfg)
+	if err != nil {
+		return Stats{}, err
+	}
+	replicas := [2]Replica{a, b}
+	for step := s.Next(); !step.Done; step = s.Next() {
+		s.Deliver(issue(ctx, replicas, step.Requests)...)
+		if opts.Progress != nil {
+			opts.Progress(Progress{Partition: partition, Stats: s.Stats(), Done: s.Done()})
+		}
+	}
+	st := s.Stats()
+	st.Duration = now().Sub(start)
+	return st, s.Err()
+}
+
+// issue calls every request concurrently and returns the responses.
+func issue(ctx context.Context, replicas [2]Replica, reqs []Request) []Response {
+	resps := make([]Response, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resps[i] = Call(ctx, replicas[req.Side], req)
+		}()
+	}
+	wg.Wait()
+	return resps
+}
+
+// Call performs one Request on replica r and returns its Response. Drivers
+// other than SyncPartition (a repair loop with its own scheduling and throttling)
+// use it to execute a Step's requests.
+func Call(ctx context.Context, r Replica, req Request) Response {
+	resp := Response{ID: req.ID, Side: req.Side}
+	if err := ctx.Err(); err != nil {
+		resp.Err = err
+		return resp
+	}
+	switch req.Kind {
+	case RequestInfo:
+		resp.Info, resp.Err = r.Info(ctx)
+	case RequestRangeHash:
+		resp.Hashes, resp.Err = r.RangeHash(ctx, req.RangeHash)
+	case RequestRangeScan:
+		resp.Scan, resp.Err = r.RangeScan(ctx, req.RangeScan)
+	case RequestFetch:
+		resp.Entries, resp.Err = r.Fetch(ctx, req.Partition, req.Keys)
+	case RequestApply:
+		resp.Err = r.Apply(ctx, req.Partition, req.Entries)
+	default:
+		resp.Err = fmt.Errorf("%w: unknown request kind %d", ErrSessionMisuse, req.Kind)
+	}
+	return resp
+}
+
+// SyncAll reconciles every partition of a and b: it fetches both Infos once
+// (checking tree parameters, ErrIncompatibleTrees), then runs SyncPartition for each
+// partition of a, opts.Parallelism at a time. It returns the per-partition
+// Stats in partition order and the errors of the partitions that failed,
+// joined (errors.Is sees each; ErrNotReady partitions are skipped and
+// reported this way too). Use Stats.Add to total the per-partition Stats.
+func SyncAll(ctx context.Context, a, b Replica, opts SyncOptions) ([]Stats, error) {
+	var infos [2]Info
+	var errs [2]error
+	var wg sync.WaitGroup
+	for i, r := range [2]Replica{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			infos[i], errs[i] = r.Info(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs[0], errs[1]); err != nil {
+		return nil, fmt.Errorf("reconcile: info: %w", err)
+	}
+	if infos[0].Tree != infos[1].Tree {
+		return nil, fmt.Errorf("%w: A (%q) has %+v, B (%q) has %+v", ErrIncompatibleTrees, infos[0].ID, infos[0].Tree, infos[1].ID, infos[1].Tree)
+	}
+	parts := infos[0].Partitions
+	stats := make([]Stats, len(parts))
+	perr := make([]error, len(parts))
+	par := max(opts.Parallelism, 1)
+	sem := make(chan struct{}, par)
+	for i, p := range parts {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			o := opts
+			o.Session.InfoA, o.Session.InfoB = &infos[0], &infos[1]
+			stats[i], perr[i] = SyncPartition(ctx, a, b, p.ID, o)
+		}()
+	}
+	wg.Wait()
+	return stats, errors.Join(perr...)
+}

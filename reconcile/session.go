@@ -1,0 +1,900 @@
+package reconcile
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+)
+
+// Side names one of the two replicas of a session.
+type Side uint8
+
+const (
+	// SideA is the first replica of a session.
+	SideA Side = iota
+	// SideB is the second replica of a session.
+	SideB
+)
+
+// String returns "A" or "B".
+func (s Side) String() string {
+	switch s {
+	case SideA:
+		return "A"
+	case SideB:
+		return "B"
+	}
+	return fmt.Sprintf("Side(%d)", uint8(s))
+}
+
+// other returns the other side.
+func (s Side) other() Side { return 1 - s }
+
+// RequestKind is the Replica method a Request calls.
+type RequestKind uint8
+
+const (
+	// RequestInfo calls Replica.Info.
+	RequestInfo RequestKind = iota + 1
+	// RequestRangeHash calls Replica.RangeHash with Request.RangeHash.
+	RequestRangeHash
+	// RequestRangeScan calls Replica.RangeScan with Request.RangeScan.
+	RequestRangeScan
+	// RequestFetch calls Replica.Fetch(Request.Partition, Request.Keys).
+	RequestFetch
+	// RequestApply calls Replica.Apply(Request.Partition, Request.Entries).
+	RequestApply
+)
+
+// String returns the Replica method's name.
+func (k RequestKind) String() string {
+	switch k {
+	case RequestInfo:
+		return "Info"
+	case RequestRangeHash:
+		return "RangeHash"
+	case RequestRangeScan:
+		return "RangeScan"
+	case RequestFetch:
+		return "Fetch"
+	case RequestApply:
+		return "Apply"
+	}
+	return fmt.Sprintf("RequestKind(%d)", uint8(k))
+}
+
+// Request is one Replica call a session asks its driver to make. Only the
+// fields of its Kind are set. The slices belong to the session and must not
+// be modified; they stay valid after the session moves on.
+type Request struct {
+	// ID identifies the request within the session; the Response carries it.
+	ID uint64
+	// Side is the replica to call.
+	Side Side
+	// Kind is the method to call.
+	Kind RequestKind
+	// RangeHash is the argument of RequestRangeHash.
+	RangeHash RangeHashRequest
+	// RangeScan is the argument of RequestRangeScan.
+	RangeScan RangeScanRequest
+	// Partition is the partition argument of RequestFetch and RequestApply.
+	Partition uint32
+	// Keys are the keys of RequestFetch, in ascending order.
+	Keys [][]byte
+	// Entries are the entries of RequestApply, in ascending key order.
+	Entries []Entry
+}
+
+// Response is the result of one Request: the ID and Side of the request, the
+// result field of its kind, or Err if the call failed. The session takes
+// ownership of the slices in a Response.
+type Response struct {
+	ID      uint64
+	Side    Side
+	Info    Info
+	Hashes  []RangeHash
+	Scan    RangeScanResult
+	Entries []Entry
+	Err     error
+}
+
+// Step is what a session asks for next: the requests of one round trip, or
+// the end of the session.
+type Step struct {
+	// Requests are the calls of this round. They are independent: the driver
+	// issues them all concurrently (one round trip), then delivers every
+	// Response. Empty when Done.
+	Requests []Request
+	// Done reports that the session has ended: Session.Err and
+	// Session.Stats give the outcome.
+	Done bool
+}
+
+// SessionConfig configures a Session.
+type SessionConfig struct {
+	// Partition is the partition to reconcile.
+	Partition uint32
+	// Resolver reconciles differing records. Nil means ResolverFor the
+	// replicas' Mode (which must then be the same on both sides).
+	Resolver Resolver
+	// InfoA and InfoB are the replicas' Info, if the caller already has them
+	// (a repair loop or SyncAll fetches Info once for all partitions). When
+	// either is nil the session's first round trip fetches both.
+	InfoA, InfoB *Info
+	// Fanout is the maximum number of children asked for per range and
+	// level when descending; default 16, minimum 2.
+	Fanout int
+	// MaxDepth is the maximum number of tree levels asked for in one round
+	// trip; default 2. The session asks for fewer when the counts show that
+	// fewer levels reach ranges small enough to list.
+	MaxDepth int
+	// ListThreshold: a differing range whose larger side holds at most this
+	// many records is listed (RangeScan without records) rather than
+	// descended further. Default: the tree's leaf size.
+	ListThreshold uint64
+	// ScanLimit is the page size of range scans; default 1024.
+	ScanLimit int
+	// Naive makes the session the O(N) baseline (see NewNaiveSession):
+	// no fingerprints, a full (key, digest) listing of the partition on
+	// both sides.
+	Naive bool
+	// Strict makes the session assume that nothing writes to the replicas
+	// while it runs: answers that contradict earlier answers (a range listed
+	// with another number of entries than its fingerprint counted) and roots
+	// still differing at the confirm step end it with ErrNotConverged. Tests
+	// use it; production sessions, which race with writes, do not.
+	Strict bool
+}
+
+// Session reconciles one partition of two replicas, A and B. It is a pure
+// state machine, like etcd's raft: it performs no I/O, reads no clock and
+// starts no goroutine. A driver (see SyncPartition) loops:
+//
+//	for step := s.Next(); !step.Done; step = s.Next() {
+//		responses := issue step.Requests concurrently
+//		s.Deliver(responses...)
+//	}
+//	stats, err := s.Stats(), s.Err()
+//
+// The rounds, each one round trip:
+//
+//  1. Info of both sides, only if SessionConfig did not supply them (checks
+//     tree parameters and readiness), then RangeHash of the partition's
+//     range on both sides: equal fingerprints end the session.
+//  2. For each differing range, RangeHash of that range with Fanout and one
+//     or more levels (Depth) on both sides. Children with equal boundaries
+//     are compared pairwise; where the sides chose different boundaries
+//     (a boundary key present on one side only), the finer side's ranges
+//     are asked of both sides in the next round. Small differing ranges are
+//     listed: RangeScan without records on both sides (or with records on
+//     the only side that has any). These requests are pipelined: a round
+//     carries every descent, listing and fetch that is ready.
+//  3. Keys whose digests differ or that one side lacks are fetched (Fetch)
+//     from the sides that hold them.
+//  4. Records are decoded and resolved with the Resolver; the resolved
+//     record is applied (Apply) only to the sides whose record differs
+//     from it.
+//  5. Confirm: RangeHash of the partition on both sides; Stats.Converged
+//     reports whether the roots are now equal (writes racing the session
+//     can make them differ; they are left to the next session).
+//
+// Every answer is validated (see ErrBadPeerAnswer); a bad one ends the
+// session before any Apply is requested, so nothing unvalidated is written.
+// Writes are derived only from records whose digests were recomputed.
+//
+// A Session is not safe for concurrent use.
+type Session struct {
+	cfg       SessionConfig
+	resolver  Resolver
+	infos     [2]*Info
+	part      KeyRange // the partition's range
+	phase     phase
+	roundKind phase // the kind of the round in flight
+	nextID    uint64
+	err       error
+	stats     Stats
+	fanout    int
+	leafSize  uint64
+	threshold uint64
+
+	// The current round.
+	inflight map[uint64]Request
+	round    roundResults
+
+	// Work for the next round.
+	toHash  []hashItem
+	toList  []*listItem
+	toFetch map[string]*keyState // keys to fetch next round
+	// fetching are the keys whose fetches are in flight.
+	fetching map[string]*keyState
+	// done are the keys already reconciled (each key once per session).
+	done map[string]bool
+	// writes are the entries to apply, per side.
+	writes [2][]Entry
+	// rootFP are the root fingerprints of the first comparison.
+	rootFP [2]Fingerprint
+}
+
+type phase uint8
+
+const (
+	phaseStart phase = iota
+	phaseInfo
+	phaseRoot
+	phaseDescend
+	phaseApply
+	phaseConfirm
+	phaseDone
+)
+
+// hashItem is a range to RangeHash on both sides with children.
+type hashItem struct {
+	r KeyRange
+}
+
+// listItem is a range to list on both sides (or on one).
+type listItem struct {
+	r           KeyRange
+	withRecords bool
+	need        [2]bool
+	count       [2]int64 // expected counts from fingerprints; -1 unknown
+	cursor      [2][]byte
+	finished    [2]bool
+	entries     [2][]Entry
+}
+
+// keyState is one key being reconciled.
+type keyState struct {
+	key  []byte
+	need [2]bool // records to fetch
+	have [2]bool // fetched (or known absent)
+	rec  [2][]byte
+}
+
+// roundResults collects the answers of the round in flight.
+type roundResults struct {
+	hashRanges []KeyRange
+	hashFanout int
+	hashDepth  int
+	hashes     [2][]RangeHash
+	gotHash    [2]bool
+	lists      map[uint64]*listItem
+	fetchKeys  [2][][]byte
+	infos      [2]*Info
+}
+
+// NewSession returns a session for cfg. It fails only on an invalid cfg
+// (a Fanout of 1, negative limits).
+func NewSession(cfg SessionConfig) (*Session, error) {
+	if cfg.Fanout == 0 {
+		cfg.Fanout = 16
+	}
+	if cfg.Fanout < 2 {
+		return nil, fmt.Errorf("reconcile: session fanout %d < 2", cfg.Fanout)
+	}
+	if cfg.MaxDepth == 0 {
+		cfg.MaxDepth = 2
+	}
+	if cfg.MaxDepth < 1 || cfg.ScanLimit < 0 {
+		return nil, fmt.Errorf("reconcile: invalid session config (MaxDepth %d, ScanLimit %d)", cfg.MaxDepth, cfg.ScanLimit)
+	}
+	if cfg.ScanLimit == 0 {
+		cfg.ScanLimit = 1024
+	}
+	s := &Session{
+		cfg:      cfg,
+		fanout:   cfg.Fanout,
+		inflight: map[uint64]Request{},
+		toFetch:  map[string]*keyState{},
+		fetching: map[string]*keyState{},
+		done:     map[string]bool{},
+	}
+	s.stats.Partition = cfg.Partition
+	s.stats.Sessions = 1
+	if cfg.InfoA != nil && cfg.InfoB != nil {
+		s.infos = [2]*Info{cfg.InfoA, cfg.InfoB}
+		if err := s.checkInfos(); err != nil {
+			s.fail(err)
+		}
+	}
+	return s, nil
+}
+
+// Err returns the error that ended the session, or nil.
+func (s *Session) Err() error { return s.err }
+
+// Stats returns the session's statistics so far. Duration is left to the
+// driver.
+func (s *Session) Stats() Stats { return s.stats }
+
+// Done reports whether the session has ended.
+func (s *Session) Done() bool { return s.phase == phaseDone }
+
+func (s *Session) fail(err error) {
+	if s.err == nil {
+		s.err = err
+	}
+	s.phase = phaseDone
+	s.inflight = map[uint64]Request{}
+}
+
+// checkInfos validates the two Infos and derives the partition range and
+// resolver.
+func (s *Session) checkInfos() error {
+	a, b := s.infos[SideA], s.infos[SideB]
+	if a.Tree != b.Tree {
+		return fmt.Errorf("%w: partition %d: A (%q) has %+v, B (%q) has %+v",
+			ErrIncompatibleTrees, s.cfg.Partition, a.ID, a.Tree, b.ID, b.Tree)
+	}
+	var parts [2]PartitionInfo
+	for side, info := range s.infos {
+		i := slices.IndexFunc(info.Partitions, func(p PartitionInfo) bool { return p.ID == s.cfg.Partition })
+		if i < 0 {
+			return fmt.Errorf("%w: partition %d unknown to %s (%q)", ErrNotReady, s.cfg.Partition, Side(side), info.ID)
+		}
+		parts[side] = info.Partitions[i]
+		if !parts[side].Ready {
+			return fmt.Errorf("%w: partition %d on %s (%q)", ErrNotReady, s.cfg.Partition, Side(side), info.ID)
+		}
+	}
+	if !rangeEqual(parts[0].Range, parts[1].Range, nil) {
+		return fmt.Errorf("%w: partition %d is %s on A, %s on B", ErrIncompatibleTrees, s.cfg.Partition, parts[0].Range, parts[1].Range)
+	}
+	s.part = parts[0].Range
+	s.resolver = s.cfg.Resolver
+	if s.resolver == nil {
+		if a.Mode != b.Mode {
+			return fmt.Errorf("%w: partition %d: A is %s, B is %s, and no resolver is configured", ErrModeMismatch, s.cfg.Partition, a.Mode, b.Mode)
+		}
+		if s.resolver = ResolverFor(a.Mode); s.resolver == nil {
+			return fmt.Errorf("%w: %d", ErrUnknownMode, a.Mode)
+		}
+	}
+	s.leafSize = uint64(max(a.Tree.LeafSize, 2))
+	s.threshold = s.cfg.ListThreshold
+	if s.threshold == 0 {
+		s.threshold = s.leafSize
+	}
+	return nil
+}
+
+// Next returns the requests of the next round, or a Done step. While a round
+// is in flight (not every Response delivered) it returns the same round's
+// outstanding requests again.
+func (s *Session) Next() Step {
+	if s.phase == phaseDone {
+		return Step{Done: true}
+	}
+	if len(s.inflight) > 0 {
+		reqs := make([]Request, 0, len(s.inflight))
+		for _, r := range s.inflight {
+			reqs = append(reqs, r)
+		}
+		slices.SortFunc(reqs, func(a, b Request) int { return int(a.ID) - int(b.ID) })
+		return Step{Requests: reqs}
+	}
+	var reqs []Request
+	switch s.phase {
+	case phaseStart:
+		if s.infos[SideA] == nil || s.infos[SideB] == nil {
+			s.phase = phaseInfo
+			s.round = roundResults{}
+			reqs = []Request{s.newRequest(Request{Side: SideA, Kind: RequestInfo}), s.newRequest(Request{Side: SideB, Kind: RequestInfo})}
+			break
+		}
+		fallthrough
+	case phaseRoot:
+		if s.cfg.Naive {
+			s.startNaive()
+			return s.Next()
+		}
+		s.phase = phaseRoot
+		s.round = roundResults{}
+		reqs = s.hashRound([]KeyRange{s.part}, 0, 0)
+	case phaseDescend:
+		reqs = s.descendRound()
+		if len(reqs) == 0 {
+			s.phase = phaseApply
+			return s.Next()
+		}
+	case phaseApply:
+		s.round = roundResults{}
+		for side := range s.writes {
+			if len(s.writes[side]) == 0 {
+				continue
+			}
+			entries := s.writes[side]
+			slices.SortFunc(entries, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
+			reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestApply, Partition: s.cfg.Partition, Entries: entries}))
+		}
+		if len(reqs) == 0 {
+			s.phase = phaseConfirm
+			return s.Next()
+		}
+	case phaseConfirm:
+		s.round = roundResults{}
+		reqs = s.hashRound([]KeyRange{s.part}, 0, 0)
+	}
+	s.roundKind = s.phase
+	s.stats.Rounds++
+	for _, r := range reqs {
+		s.inflight[r.ID] = r
+		s.countRequest(r)
+	}
+	return Step{Requests: reqs}
+}
+
+func (s *Session) newRequest(r Request) Request {
+	s.nextID++
+	r.ID = s.nextID
+	return r
+}
+
+// hashRound returns one RangeHash request per side over ranges.
+func (s *Session) hashRound(ranges []KeyRange, fanout, depth int) []Request {
+	s.round.hashRanges, s.round.hashFanout, s.round.hashDepth = ranges, fanout, depth
+	s.round.gotHash = [2]bool{}
+	req := RangeHashRequest{Partition: s.cfg.Partition, Ranges: ranges, Fanout: fanout, Depth: depth}
+	return []Request{
+		s.newRequest(Request{Side: SideA, Kind: RequestRangeHash, RangeHash: req}),
+		s.newRequest(Request{Side: SideB, Kind: RequestRangeHash, RangeHash: req}),
+	}
+}
+
+// descendRound assembles the pipelined work of the next round.
+func (s *Session) descendRound() []Request {
+	var reqs []Request
+	s.round = roundResults{lists: map[uint64]*listItem{}}
+	if len(s.toHash) > 0 {
+		ranges := make([]KeyRange, len(s.toHash))
+		for i, h := range s.toHash {
+			ranges[i] = h.r
+		}
+		reqs = append(reqs, s.hashRound(ranges, s.fanout, s.depthFor(s.toHash))...)
+		s.toHash = nil
+	}
+	for _, li := range s.toList {
+		for side := range 2 {
+			if !li.need[side] || li.finished[side] {
+				continue
+			}
+			r := li.r
+			if li.cursor[side] != nil {
+				r.Start = li.cursor[side]
+			}
+			req := s.newRequest(Request{Side: Side(side), Kind: RequestRangeScan, RangeScan: RangeScanRequest{
+				Partition: s.cfg.Partition, Range: r, WithRecords: li.withRecords, Limit: s.cfg.ScanLimit,
+			}})
+			s.round.lists[req.ID] = li
+			reqs = append(reqs, req)
+		}
+	}
+	if len(s.toFetch) > 0 {
+		keys := make([]string, 0, len(s.toFetch))
+		for k := range s.toFetch {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for side := range 2 {
+			var fk [][]byte
+			for _, k := range keys {
+				if ks := s.toFetch[k]; ks.need[side] {
+					fk = append(fk, ks.key)
+				}
+			}
+			if len(fk) > 0 {
+				s.round.fetchKeys[side] = fk
+				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetch, Partition: s.cfg.Partition, Keys: fk}))
+			}
+		}
+		for k, ks := range s.toFetch {
+			s.fetching[k] = ks
+		}
+		s.toFetch = map[string]*keyState{}
+	}
+	return reqs
+}
+
+// depthFor chooses how many levels to ask for: enough to reach ranges of
+// about ListThreshold records from the largest range, at most MaxDepth.
+func (s *Session) depthFor(items []hashItem) int {
+	_ = items
+	return s.cfg.MaxDepth
+}
+
+// Deliver feeds responses of the round in flight to the session. Responses
+// may come in any order and in several calls. A Response with an unknown ID
+// ends the session with ErrSessionMisuse.
+func (s *Session) Deliver(resps ...Response) {
+	for _, resp := range resps {
+		if s.phase == phaseDone {
+			return
+		}
+		req, ok := s.inflight[resp.ID]
+		if !ok || req.Side != resp.Side {
+			s.fail(fmt.Errorf("%w: response %d (side %s) answers no request in flight", ErrSessionMisuse, resp.ID, resp.Side))
+			return
+		}
+		delete(s.inflight, resp.ID)
+		if resp.Err != nil {
+			s.fail(fmt.Errorf("reconcile: partition %d: replica %s (%q): %s: %w", s.cfg.Partition, req.Side, s.peerID(req.Side), req.Kind, resp.Err))
+			return
+		}
+		s.countResponse(req, resp)
+		if err := s.accept(req, resp); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+	if len(s.inflight) == 0 && s.phase != phaseDone {
+		if err := s.finishRound(); err != nil {
+			s.fail(err)
+		}
+	}
+}
+
+func (s *Session) peerID(side Side) ReplicaID {
+	if s.infos[side] != nil {
+		return s.infos[side].ID
+	}
+	return ""
+}
+
+// bad returns a PeerAnswerError.
+func (s *Session) bad(req Request, r KeyRange, format string, args ...any) error {
+	return &PeerAnswerError{Side: req.Side, Peer: s.peerID(req.Side), Partition: s.cfg.Partition, Request: req.Kind, Range: r, Reason: fmt.Sprintf(format, args...)}
+}
+
+// accept validates one answer and stores it in the round's results.
+func (s *Session) accept(req Request, resp Response) error {
+	switch req.Kind {
+	case RequestInfo:
+		info := resp.Info
+		s.round.infos[req.Side] = &info
+	case RequestRangeHash:
+		if err := s.checkHashes(req, resp.Hashes); err != nil {
+			return err
+		}
+		s.round.hashes[req.Side] = resp.Hashes
+		s.round.gotHash[req.Side] = true
+	case RequestRangeScan:
+		li := s.round.lists[req.ID]
+		if err := s.checkScan(req, resp.Scan); err != nil {
+			return err
+		}
+		li.entries[req.Side] = append(li.entries[req.Side], resp.Scan.Entries...)
+		if resp.Scan.More {
+			li.cursor[req.Side] = resp.Scan.Next
+		} else {
+			li.finished[req.Side] = true
+		}
+	case RequestFetch:
+		if err := s.checkFetch(req, resp.Entries); err != nil {
+			return err
+		}
+		got := map[string][]byte{}
+		for _, e := range resp.Entries {
+			got[string(e.Key)] = e.Record
+		}
+		for _, k := range req.Keys {
+			ks := s.fetching[string(k)]
+			ks.have[req.Side] = true
+			ks.rec[req.Side] = got[string(k)]
+		}
+	case RequestApply:
+		// Nothing to check.
+	}
+	return nil
+}
+
+// finishRound processes a complete round and plans the next.
+func (s *Session) finishRound() error {
+	switch s.roundKind {
+	case phaseInfo:
+		s.infos = s.round.infos
+		if err := s.checkInfos(); err != nil {
+			return err
+		}
+		s.phase = phaseRoot
+	case phaseRoot:
+		fa, fb := s.round.hashes[SideA][0].Fingerprint, s.round.hashes[SideB][0].Fingerprint
+		s.rootFP = [2]Fingerprint{fa, fb}
+		if fa == fb {
+			s.stats.Converged = true
+			s.phase = phaseDone
+			return nil
+		}
+		s.phase = phaseDescend
+		s.compare(s.part, fa, fb, nil, nil, false)
+	case phaseDescend:
+		if s.round.gotHash[SideA] {
+			for i, r := range s.round.hashRanges {
+				ha, hb := s.round.hashes[SideA][i], s.round.hashes[SideB][i]
+				s.compare(r, ha.Fingerprint, hb.Fingerprint, ha.Children, hb.Children, true)
+			}
+		}
+		if err := s.finishLists(); err != nil {
+			return err
+		}
+		if err := s.finishFetches(); err != nil {
+			return err
+		}
+	case phaseApply:
+		s.phase = phaseConfirm
+	case phaseConfirm:
+		fa, fb := s.round.hashes[SideA][0].Fingerprint, s.round.hashes[SideB][0].Fingerprint
+		s.stats.Converged = fa == fb
+		s.phase = phaseDone
+		if !s.stats.Converged && s.cfg.Strict {
+			return fmt.Errorf("%w: partition %d: roots differ after the session (A %d records, B %d records)",
+				ErrNotConverged, s.cfg.Partition, fa.Count, fb.Count)
+		}
+	}
+	return nil
+}
+
+// compare plans the work for a range whose fingerprints are fa and fb.
+// asked reports whether children were requested for it.
+func (s *Session) compare(r KeyRange, fa, fb Fingerprint, ca, cb []Child, asked bool) {
+	if fa == fb {
+		return
+	}
+	switch {
+	case fa.Count == 0 || fb.Count == 0:
+		// One side is empty here: every record of the other must move.
+		li := &listItem{r: r, withRecords: true, count: [2]int64{int64(fa.Count), int64(fb.Count)}}
+		li.need[SideA], li.need[SideB] = fa.Count > 0, fb.Count > 0
+		s.toList = append(s.toList, li)
+	case max(fa.Count, fb.Count) <= s.threshold:
+		s.list(r, fa, fb)
+	case !asked:
+		s.toHash = append(s.toHash, hashItem{r: r})
+	case len(ca) == 0 || len(cb) == 0:
+		// The replica would not split the range: list it.
+		s.list(r, fa, fb)
+	default:
+		s.align(r, ca, cb)
+	}
+}
+
+func (s *Session) list(r KeyRange, fa, fb Fingerprint) {
+	s.toList = append(s.toList, &listItem{r: r, need: [2]bool{true, true}, count: [2]int64{int64(fa.Count), int64(fb.Count)}})
+}
+
+// align compares two child lists that partition the same range.
+func (s *Session) align(r KeyRange, ca, cb []Child) {
+	if len(ca) == 1 && len(cb) == 1 {
+		// Neither side can split the range: it is one leaf on both.
+		s.list(r, ca[0].Fingerprint, cb[0].Fingerprint)
+		return
+	}
+	i, j := 0, 0
+	for i < len(ca) && j < len(cb) {
+		if rangeEqual(ca[i].Range, cb[j].Range, s.part.End) {
+			s.compare(ca[i].Range, ca[i].Fingerprint, cb[j].Fingerprint, ca[i].Children, cb[j].Children, ca[i].Children != nil || cb[j].Children != nil)
+			i++
+			j++
+			continue
+		}
+		gi, gj := i, j
+		for compareEnd(ca[i].Range.End, cb[j].Range.End, s.part.End) != 0 {
+			if compareEnd(ca[i].Range.End, cb[j].Range.End, s.part.End) < 0 {
+				i++
+			} else {
+				j++
+			}
+		}
+		s.misaligned(ca[gi:i+1], cb[gj:j+1])
+		i++
+		j++
+	}
+}
+
+// misaligned handles a region that the two sides split differently: the
+// side with more children there has its ranges asked of both sides.
+func (s *Session) misaligned(ca, cb []Child) {
+	region := KeyRange{Start: ca[0].Range.Start, End: ca[len(ca)-1].Range.End}
+	var na, nb uint64
+	for _, c := range ca {
+		na += c.Fingerprint.Count
+	}
+	for _, c := range cb {
+		nb += c.Fingerprint.Count
+	}
+	switch {
+	case na == 0 && nb == 0:
+	case na == 0 || nb == 0:
+		li := &listItem{r: region, withRecords: true, need: [2]bool{na > 0, nb > 0}, count: [2]int64{int64(na), int64(nb)}}
+		s.toList = append(s.toList, li)
+	case max(na, nb) <= s.threshold:
+		s.toList = append(s.toList, &listItem{r: region, need: [2]bool{true, true}, count: [2]int64{int64(na), int64(nb)}})
+	default:
+		finer := ca
+		if len(cb) > len(ca) {
+			finer = cb
+		}
+		for _, c := range finer {
+			s.toHash = append(s.toHash, hashItem{r: c.Range})
+		}
+	}
+}
+
+// finishLists compares the listings completed in this round.
+func (s *Session) finishLists() error {
+	var rest []*listItem
+	for _, li := range s.toList {
+		complete := (!li.need[SideA] || li.finished[SideA]) && (!li.need[SideB] || li.finished[SideB])
+		if !complete {
+			rest = append(rest, li)
+			continue
+		}
+		for side := range 2 {
+			if li.need[side] && li.count[side] >= 0 && int64(len(li.entries[side])) != li.count[side] {
+				s.stats.CountMismatches++
+				if s.cfg.Strict {
+					return fmt.Errorf("%w: partition %d: %s listed %d records in %s, its fingerprint counted %d",
+						ErrNotConverged, s.cfg.Partition, Side(side), len(li.entries[side]), li.r, li.count[side])
+				}
+			}
+		}
+		if li.withRecords {
+			for side := range 2 {
+				for _, e := range li.entries[side] {
+					ks := &keyState{key: e.Key}
+					ks.have = [2]bool{true, true}
+					ks.rec[side] = e.Record
+					s.stats.KeysCompared++
+					s.noteTransferred(ks)
+					if err := s.resolve(ks); err != nil {
+						return err
+					}
+				}
+			}
+			continue
+		}
+		ea, eb := li.entries[SideA], li.entries[SideB]
+		i, j := 0, 0
+		for i < len(ea) || j < len(eb) {
+			var c int
+			switch {
+			case i == len(ea):
+				c = 1
+			case j == len(eb):
+				c = -1
+			default:
+				c = bytes.Compare(ea[i].Key, eb[j].Key)
+			}
+			s.stats.KeysCompared++
+			switch {
+			case c < 0:
+				s.wantFetch(ea[i].Key, true, false)
+				i++
+			case c > 0:
+				s.wantFetch(eb[j].Key, false, true)
+				j++
+			default:
+				if ea[i].Digest != eb[j].Digest {
+					s.wantFetch(ea[i].Key, true, true)
+				}
+				i++
+				j++
+			}
+		}
+	}
+	s.toList = rest
+	return nil
+}
+
+func (s *Session) wantFetch(key []byte, a, b bool) {
+	k := string(key)
+	if s.done[k] || s.fetching[k] != nil {
+		return
+	}
+	ks := s.toFetch[k]
+	if ks == nil {
+		ks = &keyState{key: key}
+		s.toFetch[k] = ks
+	}
+	ks.need[SideA] = ks.need[SideA] || a
+	ks.need[SideB] = ks.need[SideB] || b
+	ks.have = [2]bool{!ks.need[SideA], !ks.need[SideB]}
+}
+
+// finishFetches resolves the keys whose fetches completed.
+func (s *Session) finishFetches() error {
+	keys := make([]string, 0, len(s.fetching))
+	for k := range s.fetching {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ks := s.fetching[k]
+		if !ks.have[SideA] || !ks.have[SideB] {
+			continue
+		}
+		delete(s.fetching, k)
+		s.noteTransferred(ks)
+		if err := s.resolve(ks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Session) noteTransferred(ks *keyState) {
+	if ks.rec[SideA] != nil || ks.rec[SideB] != nil {
+		s.stats.KeysTransferred++
+	}
+}
+
+// resolve reconciles one key's validated records and queues the writes.
+func (s *Session) resolve(ks *keyState) error {
+	k := string(ks.key)
+	if s.done[k] {
+		return nil
+	}
+	s.done[k] = true
+	var recs [2]Record
+	for side := range 2 {
+		if ks.rec[side] == nil {
+			continue
+		}
+		r, err := DecodeRecord(ks.rec[side])
+		if err != nil {
+			// Checked when accepted; unreachable.
+			return fmt.Errorf("%w: key %s on %s: %w", ErrBadPeerAnswer, keyForError(ks.key), Side(side), err)
+		}
+		recs[side] = r
+	}
+	var resolved []byte
+	switch {
+	case ks.rec[SideA] == nil && ks.rec[SideB] == nil:
+		return nil // gone on both sides meanwhile
+	case ks.rec[SideA] == nil:
+		resolved = ks.rec[SideB]
+	case ks.rec[SideB] == nil:
+		resolved = ks.rec[SideA]
+	case bytes.Equal(ks.rec[SideA], ks.rec[SideB]):
+		return nil // already equal (a write raced the listing)
+	default:
+		r, err := s.resolver.Resolve(ks.key, recs[SideA], recs[SideB])
+		if err != nil {
+			return fmt.Errorf("reconcile: partition %d: resolving key %s: %w", s.cfg.Partition, keyForError(ks.key), err)
+		}
+		resolved = r.Encode()
+	}
+	digest := EntryDigest(ks.key, resolved)
+	for side := range 2 {
+		if !bytes.Equal(ks.rec[side], resolved) {
+			s.writes[side] = append(s.writes[side], Entry{Key: ks.key, Digest: digest, Record: resolved})
+			s.stats.side(Side(side)).KeysRepaired++
+		}
+	}
+	return nil
+}
+
+// rangeEqual reports whether two ranges are equal, an empty End standing for
+// partEnd.
+func rangeEqual(a, b KeyRange, partEnd []byte) bool {
+	return bytes.Equal(a.Start, b.Start) && compareEnd(a.End, b.End, partEnd) == 0
+}
+
+// compareEnd compares two range ends, an empty end standing for partEnd and
+// an empty partEnd for +infinity.
+func compareEnd(a, b, partEnd []byte) int {
+	if len(a) == 0 {
+		a = partEnd
+	}
+	if len(b) == 0 {
+		b = partEnd
+	}
+	switch {
+	case len(a) == 0 && len(b) == 0:
+		return 0
+	case len(a) == 0:
+		return 1
+	case len(b) == 0:
+		return -1
+	}
+	return bytes.Compare(a, b)
+}

@@ -1,0 +1,131 @@
+package reconcile
+
+import (
+	"fmt"
+	"time"
+)
+
+// Bytes counts the bytes of session traffic by kind, as modelled by the wire
+// model (see RequestWireSize).
+type Bytes struct {
+	// Fingerprints: RangeHash requests and answers (ranges, child
+	// boundaries, fingerprints).
+	Fingerprints uint64
+	// KeyLists: keys and digests (RangeScan pages, Fetch keys, and the keys
+	// and digests of entries that carry records).
+	KeyLists uint64
+	// Records: the encoded records themselves (the record fields of
+	// entries, with their tags and lengths).
+	Records uint64
+	// Overhead: Info, Apply acknowledgements, message framing.
+	Overhead uint64
+}
+
+// Total returns the sum of all kinds.
+func (b Bytes) Total() uint64 { return b.Fingerprints + b.KeyLists + b.Records + b.Overhead }
+
+// Add returns b + o.
+func (b Bytes) Add(o Bytes) Bytes {
+	return Bytes{b.Fingerprints + o.Fingerprints, b.KeyLists + o.KeyLists, b.Records + o.Records, b.Overhead + o.Overhead}
+}
+
+// SideStats are the statistics of one side of a session.
+type SideStats struct {
+	// Sent are the bytes of the requests sent to the replica; Received the
+	// bytes of its answers.
+	Sent, Received Bytes
+	// Requests is the number of calls made to the replica.
+	Requests int
+	// KeysRepaired is the number of keys written to the replica.
+	KeysRepaired uint64
+}
+
+// Add returns the sum of s and o.
+func (s SideStats) Add(o SideStats) SideStats {
+	return SideStats{Sent: s.Sent.Add(o.Sent), Received: s.Received.Add(o.Received), Requests: s.Requests + o.Requests, KeysRepaired: s.KeysRepaired + o.KeysRepaired}
+}
+
+// Total returns the bytes sent to and received from the replica.
+func (s SideStats) Total() Bytes { return s.Sent.Add(s.Received) }
+
+// Stats are the statistics of a session (or, added up, of several).
+type Stats struct {
+	// Partition is the session's partition (of the first, when added).
+	Partition uint32
+	// Sessions is the number of sessions added up (1 for one session).
+	Sessions int
+	// Rounds is the number of round trips, every one counted: Info (when
+	// fetched by the session), root comparison, descent and listing rounds,
+	// fetch, apply and confirm.
+	Rounds int
+	// A and B are the per-side statistics.
+	A, B SideStats
+	// KeysCompared is the number of keys whose digests were compared in key
+	// lists (or that arrived with records from a side whose range the other
+	// side had empty).
+	KeysCompared uint64
+	// KeysTransferred is the number of distinct keys for which records were
+	// received from a replica.
+	KeysTransferred uint64
+	// CountMismatches counts listings whose number of entries differed from
+	// the count of the fingerprint of the same range (writes racing the
+	// session, or a lying peer).
+	CountMismatches int
+	// Converged reports whether the roots were equal at the end (at the
+	// first comparison, or at the confirm step).
+	Converged bool
+	// Duration is the wall time of the session, measured by the driver
+	// (the Session never reads a clock).
+	Duration time.Duration
+}
+
+func (s *Stats) side(side Side) *SideStats {
+	if side == SideA {
+		return &s.A
+	}
+	return &s.B
+}
+
+// Bytes returns all bytes exchanged with both replicas, by kind.
+func (s Stats) Bytes() Bytes { return s.A.Total().Add(s.B.Total()) }
+
+// BytesTotal returns the number of bytes exchanged with both replicas.
+func (s Stats) BytesTotal() uint64 { return s.Bytes().Total() }
+
+// BytesRecords returns the bytes of the records themselves.
+func (s Stats) BytesRecords() uint64 { return s.Bytes().Records }
+
+// BytesMetadata returns everything but the records themselves.
+func (s Stats) BytesMetadata() uint64 { return s.BytesTotal() - s.BytesRecords() }
+
+// KeysRepaired returns the number of keys written, both sides together.
+func (s Stats) KeysRepaired() uint64 { return s.A.KeysRepaired + s.B.KeysRepaired }
+
+// Add returns the statistics of s and o added up: sums, except Converged
+// (true if both converged) and Rounds (the maximum: sessions of different
+// partitions run in parallel).
+func (s Stats) Add(o Stats) Stats {
+	if s.Sessions == 0 {
+		return o
+	}
+	return Stats{
+		Partition:       s.Partition,
+		Sessions:        s.Sessions + o.Sessions,
+		Rounds:          max(s.Rounds, o.Rounds),
+		A:               s.A.Add(o.A),
+		B:               s.B.Add(o.B),
+		KeysCompared:    s.KeysCompared + o.KeysCompared,
+		KeysTransferred: s.KeysTransferred + o.KeysTransferred,
+		CountMismatches: s.CountMismatches + o.CountMismatches,
+		Converged:       s.Converged && o.Converged,
+		Duration:        s.Duration + o.Duration,
+	}
+}
+
+// String formats the main figures on one line.
+func (s Stats) String() string {
+	b := s.Bytes()
+	return fmt.Sprintf("partition=%d rounds=%d bytes=%d (fp=%d keys=%d records=%d overhead=%d) compared=%d transferred=%d repaired=A:%d,B:%d converged=%t",
+		s.Partition, s.Rounds, b.Total(), b.Fingerprints, b.KeyLists, b.Records, b.Overhead,
+		s.KeysCompared, s.KeysTransferred, s.A.KeysRepaired, s.B.KeysRepaired, s.Converged)
+}
