@@ -19,8 +19,8 @@ import (
 )
 
 var (
-	seedFlag   = flag.Uint64("seed", 0, "seed for randomized tests (0: time-based)")
-	crashFlag  = flag.Int("crashes", 200, "crash points in TestCrashConsistency")
+	seedFlag  = flag.Uint64("seed", 0, "seed for randomized tests (0: time-based)")
+	crashFlag = flag.Int("crashes", 200, "crash points in TestCrashConsistency")
 )
 
 func testSeed(t testing.TB) uint64 {

@@ -235,7 +235,7 @@ func (t *Tree) scanFingerprint(ctx context.Context, snap *pebble.Snapshot, r Ran
 	if upper == nil {
 		upper = keyspace.InternalPrefix
 	}
-	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: r.Start, UpperBound: upper})
+	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lowerBound(r.Start), UpperBound: upper})
 	if err != nil {
 		return fp, err
 	}
@@ -276,7 +276,7 @@ func (t *Tree) Scan(ctx context.Context, part int, r Range, limit int, fn func(S
 	if upper == nil {
 		upper = keyspace.InternalPrefix
 	}
-	it, err := t.rd.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: r.Start, UpperBound: upper})
+	it, err := t.rd.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lowerBound(r.Start), UpperBound: upper})
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree,
 	if upper == nil {
 		upper = keyspace.InternalPrefix
 	}
-	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: sp.start, UpperBound: upper})
+	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lowerBound(sp.start), UpperBound: upper})
 	if err != nil {
 		return res, err
 	}
