@@ -27,3 +27,7 @@ func opts() reconciletest.Options {
 }
 
 func TestScenariosMemReplica(t *testing.T) { reconciletest.RunScenarios(t, newMem, opts()) }
+
+func TestRacingMemReplica(t *testing.T) { reconciletest.RunRacing(t, newMem, opts()) }
+
+func TestLyingPeersMemReplica(t *testing.T) { reconciletest.RunLyingPeers(t, newMem, opts()) }
