@@ -162,17 +162,17 @@ type Lie int
 // The lies RunLyingPeers tells. Each corrupts the first answer it applies
 // to.
 const (
-	LieExtraRange      Lie = iota // a RangeHash answer for one more range than asked
-	LieWrongRange                 // a RangeHash answer for another range
-	LieChildCount                 // children whose counts do not add up
-	LieUnaskedChildren            // children when none were asked for
-	LieScanOutside                // a scanned entry outside the range
-	LieScanUnsorted               // duplicate scanned entries
-	LieScanRecords                // records not asked for
-	LieScanEmptyMore              // an empty page claiming more
-	LieFetchDigest                // a fetched record with a wrong digest
-	LieFetchUndecodable           // a fetched record that does not decode
-	LieFetchUnasked               // a fetched key not asked for
+	LieExtraRange       Lie = iota // a RangeHash answer for one more range than asked
+	LieWrongRange                  // a RangeHash answer for another range
+	LieChildCount                  // children whose counts do not add up
+	LieUnaskedChildren             // children when none were asked for
+	LieScanOutside                 // a scanned entry outside the range
+	LieScanUnsorted                // duplicate scanned entries
+	LieScanRecords                 // records not asked for
+	LieScanEmptyMore               // an empty page claiming more
+	LieFetchDigest                 // a fetched record with a wrong digest
+	LieFetchUndecodable            // a fetched record that does not decode
+	LieFetchUnasked                // a fetched key not asked for
 	numLies
 )
 
