@@ -1,0 +1,126 @@
+package reconcile_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+	"github.com/pebble-ae/pebble-ae/internal/memreplica"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+// TestSessionDataDriven runs the scripts of testdata/session: stepwise
+// sessions between two memreplicas. Commands:
+//
+//	init [leaf=N] [mode=lww|causal]        fresh replicas a and b
+//	put side=a|b key=K ts=T [writer=W] [value=V] [del]   raw LWW write
+//	sync [fanout=N] [depth=N] [naive]      run a strict session, print rounds
+//	dump                                   both replicas' records
+func TestSessionDataDriven(t *testing.T) {
+	var reps [2]*memreplica.Replica
+	datadriven.RunTest(t, "testdata/session", func(t *testing.T, d *datadriven.TestData) string {
+		switch d.Cmd {
+		case "init":
+			leaf := 4
+			if d.HasArg("leaf") {
+				d.ScanArgs(t, "leaf", &leaf)
+			}
+			for i, id := range []reconcile.ReplicaID{"a", "b"} {
+				reps[i], _ = memreplica.New(memreplica.Options{ID: id, LeafSize: uint32(leaf)})
+			}
+			return ""
+		case "put":
+			var side, key string
+			var ts int
+			d.ScanArgs(t, "side", &side)
+			d.ScanArgs(t, "key", &key)
+			d.ScanArgs(t, "ts", &ts)
+			writer, value := side, "v"+strconv.Itoa(ts)
+			if d.HasArg("writer") {
+				d.ScanArgs(t, "writer", &writer)
+			}
+			if d.HasArg("value") {
+				d.ScanArgs(t, "value", &value)
+			}
+			r := reps[0]
+			if side == "b" {
+				r = reps[1]
+			}
+			r.Set([]byte(key), reconcile.NewLWW(reconcile.ReplicaID(writer), reconcile.Timestamp{WallTime: int64(ts)}, []byte(value), d.HasArg("del")))
+			return ""
+		case "sync":
+			cfg := reconcile.SessionConfig{Strict: true, Naive: d.HasArg("naive")}
+			if d.HasArg("fanout") {
+				d.ScanArgs(t, "fanout", &cfg.Fanout)
+			}
+			if d.HasArg("depth") {
+				d.ScanArgs(t, "depth", &cfg.MaxDepth)
+			}
+			ctx := context.Background()
+			ia, _ := reps[0].Info(ctx)
+			ib, _ := reps[1].Info(ctx)
+			cfg.InfoA, cfg.InfoB = &ia, &ib
+			newSession := reconcile.NewSession
+			if cfg.Naive {
+				newSession = reconcile.NewNaiveSession
+			}
+			s, err := newSession(cfg)
+			if err != nil {
+				return err.Error()
+			}
+			var b strings.Builder
+			for step, round := s.Next(), 1; !step.Done; step, round = s.Next(), round+1 {
+				var resps []reconcile.Response
+				for _, req := range step.Requests {
+					fmt.Fprintf(&b, "%d %s %s\n", round, req.Side, describe(req))
+					resps = append(resps, reconcile.Call(ctx, [2]reconcile.Replica{reps[0], reps[1]}[req.Side], req))
+				}
+				s.Deliver(resps...)
+			}
+			st := s.Stats()
+			fmt.Fprintf(&b, "rounds=%d compared=%d transferred=%d repaired=a:%d,b:%d converged=%t err=%v\n",
+				st.Rounds, st.KeysCompared, st.KeysTransferred, st.A.KeysRepaired, st.B.KeysRepaired, st.Converged, s.Err())
+			return b.String()
+		case "dump":
+			var b strings.Builder
+			for i, r := range reps {
+				for _, e := range r.Dump() {
+					rec, _ := reconcile.DecodeRecord(e.Record)
+					w := rec.Winner()
+					v := string(w.Value)
+					if w.Tombstone {
+						v = "<deleted>"
+					}
+					fmt.Fprintf(&b, "%s %s %s@%d %s\n", []string{"a", "b"}[i], e.Key, w.Dot.Replica, w.Timestamp.WallTime, v)
+				}
+			}
+			return b.String()
+		}
+		return "unknown command " + d.Cmd
+	})
+}
+
+func describe(req reconcile.Request) string {
+	switch req.Kind {
+	case reconcile.RequestRangeHash:
+		var rs []string
+		for _, r := range req.RangeHash.Ranges {
+			rs = append(rs, r.String())
+		}
+		return fmt.Sprintf("RangeHash fanout=%d depth=%d %s", req.RangeHash.Fanout, req.RangeHash.Depth, strings.Join(rs, " "))
+	case reconcile.RequestRangeScan:
+		return fmt.Sprintf("RangeScan records=%t %s", req.RangeScan.WithRecords, req.RangeScan.Range)
+	case reconcile.RequestFetch:
+		return fmt.Sprintf("Fetch %q", req.Keys)
+	case reconcile.RequestApply:
+		var ks []string
+		for _, e := range req.Entries {
+			ks = append(ks, string(e.Key))
+		}
+		return fmt.Sprintf("Apply %q", ks)
+	}
+	return req.Kind.String()
+}
