@@ -500,8 +500,11 @@ func (r *Replica) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.calls.Fetch++
-	if _, err := r.checkRange(partition, r.parts[min(int(partition), len(r.parts)-1)].Range); err != nil || int(partition) >= len(r.parts) {
-		return nil, fmt.Errorf("memreplica: fetch from partition %d: %v", partition, err)
+	if int(partition) >= len(r.parts) {
+		return nil, fmt.Errorf("memreplica: unknown partition %d", partition)
+	}
+	if r.mu.notReady[partition] {
+		return nil, fmt.Errorf("memreplica: partition %d not ready", partition)
 	}
 	sorted := slices.Clone(keys)
 	slices.SortFunc(sorted, bytes.Compare)
@@ -520,8 +523,8 @@ func (r *Replica) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([
 	return out, nil
 }
 
-// Apply implements reconcile.Replica: every entry is decoded and checked
-// first, so a bad entry changes nothing.
+// Apply implements reconcile.Replica: every entry is decoded, checked and
+// resolved first, so a bad entry changes nothing.
 func (r *Replica) Apply(ctx context.Context, partition uint32, entries []reconcile.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -540,9 +543,25 @@ func (r *Replica) Apply(ctx context.Context, partition uint32, entries []reconci
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.calls.Apply++
+	// Resolve everything before storing anything: Apply is all or nothing.
+	merged := make([][]byte, len(entries))
 	for i, e := range entries {
-		if err := r.mergeLocked(e.Key, recs[i]); err != nil {
-			return fmt.Errorf("memreplica: apply key %q: %w", e.Key, err)
+		rec := recs[i]
+		if cur, ok := r.mu.recs[string(e.Key)]; ok {
+			old, err := reconcile.DecodeRecord(cur)
+			if err != nil {
+				return fmt.Errorf("memreplica: stored record of %q: %w", e.Key, err)
+			}
+			if rec, err = r.opts.Resolver.Resolve(e.Key, old, rec); err != nil {
+				return fmt.Errorf("memreplica: apply key %q: %w", e.Key, err)
+			}
+		}
+		merged[i] = rec.Encode()
+	}
+	for i, e := range entries {
+		if !bytes.Equal(r.mu.recs[string(e.Key)], merged[i]) {
+			r.mu.recs[string(e.Key)] = merged[i]
+			r.mu.index = nil
 		}
 	}
 	return nil
