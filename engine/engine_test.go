@@ -481,3 +481,31 @@ func TestConcurrentWritersAndQueries(t *testing.T) {
 	st := e.Tree().Stats()
 	t.Logf("stats: %+v", st)
 }
+
+// TestBatchReusesCallerBuffers writes a batch from one reused key buffer,
+// as a bulk loader does: the tree must see every key, not the last one.
+func TestBatchReusesCallerBuffers(t *testing.T) {
+	ctx := context.Background()
+	e := openMem(t, vfs.NewMem(), Options{Tree: merkle.Params{LeafSize: 4}})
+	defer e.Close()
+	if err := e.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 6)
+	for round := 0; round < 20; round++ {
+		b := e.NewBatch()
+		for i := 0; i < 50; i++ {
+			copy(key, fmt.Sprintf("k%05d", round*50+i))
+			if err := b.Put(key, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(ctx, NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustVerify(t, e)
+	if fp, err := e.Tree().RangeFingerprint(ctx, 0, merkle.Range{}); err != nil || fp.Count != 1000 {
+		t.Fatalf("root: %+v %v", fp, err)
+	}
+}

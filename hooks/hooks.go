@@ -34,8 +34,9 @@ func (k OpKind) String() string {
 }
 
 // Op is one user operation. For OpDeleteRange the range is [Key, End).
-// Key, Value and End are owned by the Batch and valid until the batch is
-// closed or reset; hooks must copy what they keep.
+// Key, Value and End are owned by the Batch (they point into the Pebble
+// batch's own copy) and are valid until the batch is closed or reset; hooks
+// must copy what they keep.
 type Op struct {
 	Kind  OpKind
 	Key   []byte
@@ -66,31 +67,30 @@ func (b *Batch) Pebble() *pebble.Batch { return b.pb }
 // Len is the number of user operations.
 func (b *Batch) Len() int { return len(b.ops) }
 
-// Set adds a Set of key to value.
+// Set adds a Set of key to value. The batch copies key and value.
 func (b *Batch) Set(key, value []byte) error {
-	if err := b.pb.Set(key, value, nil); err != nil {
-		return err
-	}
-	b.ops = append(b.ops, Op{Kind: OpSet, Key: key, Value: value})
-	return nil
+	d := b.pb.SetDeferred(len(key), len(value))
+	copy(d.Key, key)
+	copy(d.Value, value)
+	b.ops = append(b.ops, Op{Kind: OpSet, Key: d.Key, Value: d.Value})
+	return d.Finish()
 }
 
-// Merge adds a Merge of value into key.
+// Merge adds a Merge of value into key. The batch copies key and value.
 func (b *Batch) Merge(key, value []byte) error {
-	if err := b.pb.Merge(key, value, nil); err != nil {
-		return err
-	}
-	b.ops = append(b.ops, Op{Kind: OpMerge, Key: key, Value: value})
-	return nil
+	d := b.pb.MergeDeferred(len(key), len(value))
+	copy(d.Key, key)
+	copy(d.Value, value)
+	b.ops = append(b.ops, Op{Kind: OpMerge, Key: d.Key, Value: d.Value})
+	return d.Finish()
 }
 
-// Delete adds a point deletion of key.
+// Delete adds a point deletion of key. The batch copies key.
 func (b *Batch) Delete(key []byte) error {
-	if err := b.pb.Delete(key, nil); err != nil {
-		return err
-	}
-	b.ops = append(b.ops, Op{Kind: OpDelete, Key: key})
-	return nil
+	d := b.pb.DeleteDeferred(len(key))
+	copy(d.Key, key)
+	b.ops = append(b.ops, Op{Kind: OpDelete, Key: d.Key})
+	return d.Finish()
 }
 
 // DeleteRange adds a deletion of every key in [start, end).
@@ -98,7 +98,7 @@ func (b *Batch) DeleteRange(start, end []byte) error {
 	if err := b.pb.DeleteRange(start, end, nil); err != nil {
 		return err
 	}
-	b.ops = append(b.ops, Op{Kind: OpDeleteRange, Key: start, End: end})
+	b.ops = append(b.ops, Op{Kind: OpDeleteRange, Key: append([]byte(nil), start...), End: append([]byte(nil), end...)})
 	return nil
 }
 

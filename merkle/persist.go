@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/google/btree"
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 )
@@ -105,7 +104,7 @@ func Open(db *pebble.DB, opts *Options) (*Tree, error) {
 		}
 		t.mu.parts = append(t.mu.parts, &partTree{
 			id: i, start: start, end: end,
-			leaves:  btree.NewG(32, leafLess),
+			leaves:  &leafSet{},
 			removed: make(map[string]struct{}),
 		})
 	}

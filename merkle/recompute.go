@@ -168,38 +168,43 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 		stop = res.stop
 	}
 	inStop := func(k []byte) bool { return stop == nil || bytes.Compare(k, stop) < 0 }
-	// Old leaves in [sp.start, stop).
-	var old []*leaf
+	// Old leaves in [sp.start, stop): ls[i:j].
+	i := p.leaves.search(sp.start)
+	j := len(p.leaves.ls)
+	if stop != nil {
+		j = p.leaves.search(stop)
+	}
 	pdAll := true
-	p.leaves.AscendGreaterOrEqual(&leaf{start: sp.start}, func(l *leaf) bool {
-		if !inStop(l.start) {
-			return false
-		}
-		old = append(old, l)
+	for _, l := range p.leaves.ls[i:j] {
 		pdAll = pdAll && l.pd
-		return true
-	})
-	for _, l := range old {
-		p.removeLeaf(l)
+		p.removed[string(l.start)] = struct{}{}
 	}
 	segs := res.segs
 	if !res.startPresent && !bytes.Equal(sp.start, p.start) {
 		// The span's start key is gone (a purge or a range deletion): its
 		// first segment belongs to the previous leaf.
-		prev := p.floor(sp.start)
+		prev := p.leaves.ls[i-1]
 		prev.fp = prev.fp.Add(segs[0].fp)
 		prev.pd = prev.pd && pdAll
 		prev.changed = true
 		segs = segs[1:]
 	}
+	repl := make([]*leaf, 0, len(segs)+1)
 	for _, s := range segs {
-		p.setLeaf(&leaf{start: s.start, rank: s.rank, fp: s.fp, pd: pdAll})
-		t.mu.stats.LeavesRecomputed++
+		repl = append(repl, &leaf{start: s.start, rank: s.rank, fp: s.fp, pd: pdAll, changed: true})
 	}
 	if res.stop != nil {
 		// The rest of the span stays dirty, as one leaf.
-		p.setLeaf(&leaf{start: res.stop, rank: t.params.rank(res.stop), dirty: true, pd: pdAll})
+		if j < len(p.leaves.ls) && bytes.Equal(p.leaves.ls[j].start, res.stop) {
+			j++ // replaced
+		}
+		repl = append(repl, &leaf{start: res.stop, rank: t.params.rank(res.stop), dirty: true, pd: pdAll, changed: true})
 	}
+	for _, l := range repl {
+		delete(p.removed, string(l.start))
+	}
+	p.leaves.splice(i, j, repl)
+	t.mu.stats.LeavesRecomputed += uint64(len(segs))
 	t.mu.stats.KeysScanned += uint64(res.keys)
 	// Writes made after the snapshot.
 	lo, hi := sp.start, stop

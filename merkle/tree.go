@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/google/btree"
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 )
@@ -111,7 +110,7 @@ type Stats struct {
 type partTree struct {
 	id         int
 	start, end []byte
-	leaves     *btree.BTreeG[*leaf]
+	leaves     *leafSet
 	// removed are leaf starts removed since the last checkpoint.
 	removed          map[string]struct{}
 	rebuilding       bool
@@ -131,8 +130,6 @@ type leaf struct {
 	// changed: differs from its persisted record.
 	changed bool
 }
-
-func leafLess(a, b *leaf) bool { return bytes.Compare(a.start, b.start) < 0 }
 
 // scanLog records the writes made to one partition while a scan of it runs.
 type scanLog struct {
@@ -183,27 +180,17 @@ func (t *Tree) part(id int) (*partTree, error) {
 	return t.mu.parts[id], nil
 }
 
-// floorLocked returns the leaf containing key.
-func (p *partTree) floor(key []byte) *leaf {
-	var found *leaf
-	p.leaves.DescendLessOrEqual(&leaf{start: key}, func(l *leaf) bool {
-		found = l
-		return false
-	})
-	return found
-}
+// floor returns the leaf containing key (nil if key is before the
+// partition).
+func (p *partTree) floor(key []byte) *leaf { return p.leaves.floor(key) }
 
 // next returns the leaf after l, or nil.
 func (p *partTree) next(l *leaf) *leaf {
-	var found *leaf
-	p.leaves.AscendGreaterOrEqual(l, func(x *leaf) bool {
-		if x == l {
-			return true
-		}
-		found = x
-		return false
-	})
-	return found
+	i := p.leaves.search(l.start) + 1
+	if i < len(p.leaves.ls) {
+		return p.leaves.ls[i]
+	}
+	return nil
 }
 
 // leafEnd returns the end of l's range: the next leaf's start or the

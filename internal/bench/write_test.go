@@ -1,0 +1,21 @@
+package bench
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+func TestWriteSmall(t *testing.T) {
+	for _, m := range []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal} {
+		res, err := Write(context.Background(), WriteConfig{Keys: 5000, Mode: m, Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.EngineOpsPerSec <= 0 || res.PebbleOpsPerSec <= 0 || res.TreeLeaves < 2 {
+			t.Fatalf("implausible result: %+v", res)
+		}
+		t.Logf("%+v", res)
+	}
+}
