@@ -138,7 +138,9 @@ func (e *Engine) children(ctx context.Context, part int, r merkle.Range, fanout,
 			if err != nil {
 				return nil, total, err
 			}
-			out[i].Children = sub
+			if len(sub) > 1 { // a single child is the range itself: a leaf
+				out[i].Children = sub
+			}
 		}
 	}
 	return out, total, nil

@@ -54,6 +54,9 @@ func (p Params) threshold() uint64 {
 	return math.MaxUint64 / uint64(p.LeafSize)
 }
 
+// Rank returns the key's content-defined rank (see rank).
+func (p Params) Rank(key []byte) uint64 { return p.rank(key) }
+
 // IsBoundary reports whether key starts a leaf.
 func (p Params) IsBoundary(key []byte) bool { return p.rank(key) < p.threshold() }
 
