@@ -59,3 +59,10 @@ func (m *recordMerger) MergeOlder(value []byte) error { return m.add(value) }
 func (m *recordMerger) Finish(bool) ([]byte, io.Closer, error) {
 	return m.rec.Encode(), nil, nil
 }
+
+// Merger returns the engine's Pebble merger for the given resolver and
+// application merger (nil: none): for tools that open an engine's directory
+// with Pebble directly, such as `pebble-ae debug pebble`.
+func Merger(resolver reconcile.Resolver, app *pebble.Merger) *pebble.Merger {
+	return newMerger(resolver, app)
+}

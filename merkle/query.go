@@ -301,3 +301,18 @@ func (t *Tree) Scan(ctx context.Context, part int, r Range, limit int, fn func(S
 	}
 	return nil, it.Error()
 }
+
+// MemoryBytes estimates the tree's in-memory size: per leaf, the leaf
+// struct, its start key and its index entries.
+func (t *Tree) MemoryBytes() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	const perLeaf = 8 /* ls pointer */ + 8 /* pfx */ + 24 /* start header */ + 8 /* rank */ + 40 /* fp */ + 8 /* flags, padded */
+	n := 0
+	for _, p := range t.mu.parts {
+		for _, l := range p.leaves.ls {
+			n += perLeaf + cap(l.start)
+		}
+	}
+	return n
+}

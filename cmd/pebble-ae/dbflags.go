@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/merkle"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/spf13/pflag"
+)
+
+// dbFlags are the flags that open an engine directory.
+type dbFlags struct {
+	id       string
+	mode     string
+	leafSize uint32
+	seed     uint64
+	splits   string
+	rebuild  bool
+}
+
+func (f *dbFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.id, "id", "local", "replica ID that stamps writes")
+	fs.StringVar(&f.mode, "mode", "lww", "write mode: lww or causal")
+	fs.Uint32Var(&f.leafSize, "leaf-size", merkle.DefaultLeafSize, "expected keys per Merkle leaf (all replicas must agree)")
+	fs.Uint64Var(&f.seed, "tree-seed", 0, "seed of the leaf boundary function (all replicas must agree)")
+	fs.StringVar(&f.splits, "splits", "", "comma-separated partition split keys (all replicas must agree)")
+	fs.BoolVar(&f.rebuild, "rebuild-on-change", false, "rebuild the tree if it was built with other parameters")
+}
+
+// parseSplits parses a comma-separated list of split keys into a
+// partitioner.
+func parseSplits(s string) (merkle.Partitioner, error) {
+	if strings.TrimSpace(s) == "" {
+		return merkle.SinglePartition(), nil
+	}
+	var pts [][]byte
+	for _, p := range strings.Split(s, ",") {
+		pts = append(pts, []byte(p))
+	}
+	return merkle.SplitPoints(pts)
+}
+
+func (f *dbFlags) options() (*engine.Options, error) {
+	mode, err := reconcile.ParseMode(f.mode)
+	if err != nil {
+		return nil, err
+	}
+	pn, err := parseSplits(f.splits)
+	if err != nil {
+		return nil, err
+	}
+	return &engine.Options{
+		ReplicaID:             reconcile.ReplicaID(f.id),
+		Mode:                  mode,
+		Partitioner:           pn,
+		Tree:                  merkle.Params{LeafSize: f.leafSize, Seed: f.seed},
+		RebuildOnParamsChange: f.rebuild,
+	}, nil
+}
+
+func (f *dbFlags) open(ctx context.Context, dir string) (*engine.Engine, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("no database directory: pass --dir")
+	}
+	o, err := f.options()
+	if err != nil {
+		return nil, err
+	}
+	e, err := engine.Open(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}

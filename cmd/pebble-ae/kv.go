@@ -1,0 +1,238 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/merkle"
+	"github.com/spf13/cobra"
+)
+
+func newPutCmd() *cobra.Command {
+	var f dbFlags
+	var dir string
+	var nosync bool
+	c := &cobra.Command{
+		Use:     "put KEY VALUE",
+		Short:   "Write a value into a database directory",
+		Example: "  pebble-ae put --dir /tmp/r1 user:1 alice",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := f.open(cmd.Context(), dir)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			wo := &engine.WriteOptions{Sync: !nosync}
+			return e.Put(cmd.Context(), []byte(args[0]), []byte(args[1]), wo)
+		},
+	}
+	f.register(c.Flags())
+	c.Flags().StringVar(&dir, "dir", "", "database directory")
+	c.Flags().BoolVar(&nosync, "nosync", false, "do not sync the write-ahead log")
+	return c
+}
+
+func newGetCmd() *cobra.Command {
+	var f dbFlags
+	var dir string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "get KEY",
+		Short:   "Read a key's value (or its whole record with --json)",
+		Example: "  pebble-ae get --dir /tmp/r1 user:1\n  pebble-ae get --dir /tmp/r1 --json user:1",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := f.open(cmd.Context(), dir)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			if asJSON {
+				rec, err := e.GetRecord(cmd.Context(), []byte(args[0]))
+				if err != nil {
+					return err
+				}
+				return printJSON(rec)
+			}
+			v, err := e.Get(cmd.Context(), []byte(args[0]))
+			if err != nil {
+				return err
+			}
+			fmt.Println(string(v))
+			return nil
+		},
+	}
+	f.register(c.Flags())
+	c.Flags().StringVar(&dir, "dir", "", "database directory")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the decoded record (siblings, timestamps, dots)")
+	return c
+}
+
+func newDelCmd() *cobra.Command {
+	var f dbFlags
+	var dir string
+	c := &cobra.Command{
+		Use:     "del KEY",
+		Short:   "Delete a key (writes a tombstone that replicates)",
+		Example: "  pebble-ae del --dir /tmp/r1 user:1",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := f.open(cmd.Context(), dir)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			return e.Delete(cmd.Context(), []byte(args[0]), nil)
+		},
+	}
+	f.register(c.Flags())
+	c.Flags().StringVar(&dir, "dir", "", "database directory")
+	return c
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// partitionStatus is one partition in `status`.
+type partitionStatus struct {
+	ID          int    `json:"id"`
+	Start       string `json:"start"`
+	End         string `json:"end"`
+	Ready       bool   `json:"ready"`
+	Root        string `json:"root"`
+	Keys        uint64 `json:"keys"`
+	Leaves      int    `json:"leaves"`
+	DirtyLeaves int    `json:"dirty_leaves"`
+}
+
+func newStatusCmd() *cobra.Command {
+	var f dbFlags
+	var dir string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "status",
+		Short:   "Show each partition's tree: readiness, root fingerprint, keys, leaves",
+		Example: "  pebble-ae status --dir /tmp/r1\n  pebble-ae status --dir /tmp/r1 --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := f.open(cmd.Context(), dir)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			var out []partitionStatus
+			for _, p := range e.Tree().Partitions() {
+				ps := partitionStatus{ID: p.ID, Start: fmt.Sprintf("%q", p.Start), End: fmt.Sprintf("%q", p.End), Ready: p.Ready, Leaves: p.Leaves, DirtyLeaves: p.DirtyLeaves}
+				if p.Ready {
+					fp, err := e.Tree().RangeFingerprint(cmd.Context(), p.ID, merkle.Range{})
+					if err != nil {
+						return err
+					}
+					h := fp.Short()
+					ps.Root, ps.Keys = hex.EncodeToString(h[:]), fp.Count
+				}
+				out = append(out, ps)
+			}
+			if asJSON {
+				return printJSON(map[string]any{"replica": e.ReplicaID(), "mode": e.Mode().String(), "partitions": out, "tree_stats": e.Tree().Stats()})
+			}
+			fmt.Printf("replica %s, mode %s\n", e.ReplicaID(), e.Mode())
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PARTITION\tRANGE\tREADY\tROOT\tKEYS\tLEAVES")
+			for _, p := range out {
+				fmt.Fprintf(tw, "%d\t[%s, %s)\t%t\t%s\t%d\t%d\n", p.ID, p.Start, p.End, p.Ready, p.Root, p.Keys, p.Leaves)
+			}
+			return tw.Flush()
+		},
+	}
+	f.register(c.Flags())
+	c.Flags().StringVar(&dir, "dir", "", "database directory")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newVerifyCmd() *cobra.Command {
+	var f dbFlags
+	c := &cobra.Command{
+		Use:     "verify DIR",
+		Short:   "Recompute the tree from the data and report every mismatch (exit 1 if any)",
+		Example: "  pebble-ae verify /tmp/r1",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := f.open(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			if err := waitReadyWithProgress(cmd, e); err != nil {
+				return err
+			}
+			ms, err := e.Verify(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				fmt.Println(m)
+			}
+			if len(ms) > 0 {
+				return fmt.Errorf("%d tree mismatches", len(ms))
+			}
+			var keys uint64
+			for _, p := range e.Tree().Partitions() {
+				fp, err := e.Tree().RangeFingerprint(cmd.Context(), p.ID, merkle.Range{})
+				if err != nil {
+					return err
+				}
+				keys += fp.Count
+			}
+			fmt.Printf("ok: %d keys, tree matches the data\n", keys)
+			return nil
+		},
+	}
+	f.register(c.Flags())
+	return c
+}
+
+func newRebuildCmd() *cobra.Command {
+	var f dbFlags
+	c := &cobra.Command{
+		Use:     "rebuild DIR",
+		Short:   "Discard and rebuild the tree from the data, with progress",
+		Example: "  pebble-ae rebuild /tmp/r1\n  pebble-ae rebuild --leaf-size 128 --rebuild-on-change /tmp/r1",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := f.open(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			if err := e.Tree().MarkRebuild(cmd.Context(), -1); err != nil {
+				return err
+			}
+			bar := newProgress(cmd.ErrOrStderr(), "rebuild")
+			err = e.Tree().Rebuild(cmd.Context(), func(part int, keys uint64) {
+				bar.set(fmt.Sprintf("partition %d: %d keys", part, keys))
+			})
+			bar.done()
+			if err != nil {
+				return err
+			}
+			fmt.Println("rebuilt")
+			return nil
+		},
+	}
+	f.register(c.Flags())
+	return c
+}
+
+func waitReadyWithProgress(cmd *cobra.Command, e *engine.Engine) error {
+	return e.WaitReady(cmd.Context())
+}
