@@ -9,7 +9,7 @@ import (
 
 func TestWriteSmall(t *testing.T) {
 	for _, m := range []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal} {
-		res, err := Write(context.Background(), WriteConfig{Keys: 5000, Mode: m, Dir: t.TempDir()})
+		res, err := Write(context.Background(), WriteConfig{Keys: 5000, Mode: m, Dir: t.TempDir(), Rounds: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
