@@ -1,0 +1,475 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+)
+
+// ClientOptions configure a Client. The zero value is usable.
+type ClientOptions struct {
+	// MaxMessageSize bounds received and sent messages (default
+	// DefaultMaxMessageSize).
+	MaxMessageSize int
+	// CompressAbove: Apply requests of at least this many bytes are
+	// gzip-compressed (default DefaultCompressAbove; negative: never). The
+	// server compresses its own record answers by its own threshold.
+	CompressAbove int
+	// CallTimeout is the deadline given to a call whose context has none
+	// (default 0: none).
+	CallTimeout time.Duration
+}
+
+// EnsureDefaults returns a copy of o with zero fields set to defaults.
+func (o *ClientOptions) EnsureDefaults() *ClientOptions {
+	var c ClientOptions
+	if o != nil {
+		c = *o
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.CompressAbove == 0 {
+		c.CompressAbove = DefaultCompressAbove
+	}
+	return &c
+}
+
+// dialOptions are the gRPC dial options every transport uses.
+func (o *ClientOptions) dialOptions(counter *wireCounter) []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxMessageSize), grpc.MaxCallSendMsgSize(o.MaxMessageSize)),
+		grpc.WithStatsHandler(counter),
+	}
+}
+
+// Client is a remote replica reached over gRPC: in process (InProcess), as
+// a go-plugin subprocess (Open) or over the network (Dial). It implements
+// reconcile.Replica and the engine's key-value calls; every error from the
+// remote side is an *Error matching the sentinels of engine, merkle and
+// reconcile (errors.Is(err, engine.ErrNotFound) works), and a dead or
+// unreachable replica gives an error matching ErrUnavailable.
+//
+// All methods are safe for concurrent use. Byte slices in results belong to
+// the caller.
+type Client struct {
+	opts    ClientOptions
+	counter *wireCounter
+
+	mu struct {
+		sync.RWMutex
+		rpc    pb.ReplicaClient
+		closed bool
+		// closer releases the transport (connection, in-process server,
+		// plugin process).
+		closer func() error
+	}
+	// restart, if set, replaces the transport (Restart).
+	restart func(ctx context.Context) (pb.ReplicaClient, func() error, error)
+}
+
+var _ reconcile.Replica = (*Client)(nil)
+
+func newClient(opts *ClientOptions, counter *wireCounter) *Client {
+	if counter == nil {
+		counter = &wireCounter{}
+	}
+	return &Client{opts: *opts.EnsureDefaults(), counter: counter}
+}
+
+// NewClient returns a Client over an established connection (whose dial
+// options should include DialOptions, for the limits and the byte
+// counting). Close closes conn.
+func NewClient(conn grpc.ClientConnInterface, opts *ClientOptions) *Client {
+	c := newClient(opts, nil)
+	c.mu.rpc = pb.NewReplicaClient(conn)
+	if cl, ok := conn.(io.Closer); ok {
+		c.mu.closer = cl.Close
+	}
+	return c
+}
+
+// rpc returns the current stub and a context with the call timeout.
+func (c *Client) rpc(ctx context.Context) (pb.ReplicaClient, context.Context, context.CancelFunc, error) {
+	c.mu.RLock()
+	rpc, closed := c.mu.rpc, c.mu.closed
+	c.mu.RUnlock()
+	if closed || rpc == nil {
+		return nil, ctx, func() {}, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, ctx, func() {}, err
+	}
+	if _, ok := ctx.Deadline(); !ok && c.opts.CallTimeout > 0 {
+		ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+		return rpc, ctx, cancel, nil
+	}
+	return rpc, ctx, func() {}, nil
+}
+
+// WireStats returns the bytes this client sent and received (see
+// WireStats).
+func (c *Client) WireStats() WireStats { return c.counter.snapshot() }
+
+// ResetWireStats zeroes the counters.
+func (c *Client) ResetWireStats() { c.counter.reset() }
+
+// Close releases the transport (and stops a plugin process). Calls after
+// Close fail with ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.closed {
+		return nil
+	}
+	c.mu.closed = true
+	if c.mu.closer != nil {
+		return c.mu.closer()
+	}
+	return nil
+}
+
+// Restart replaces the transport: for a plugin, it kills the process (if
+// still running) and starts a new one. Transports that cannot restart
+// return an error.
+func (c *Client) Restart(ctx context.Context) error {
+	if c.restart == nil {
+		return fmt.Errorf("plugin: this transport cannot restart")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.closed {
+		return ErrClosed
+	}
+	if c.mu.closer != nil {
+		_ = c.mu.closer()
+		c.mu.rpc, c.mu.closer = nil, nil
+	}
+	rpc, closer, err := c.restart(ctx)
+	if err != nil {
+		return err
+	}
+	c.mu.rpc, c.mu.closer = rpc, closer
+	return nil
+}
+
+// Info implements reconcile.Replica.
+func (c *Client) Info(ctx context.Context) (reconcile.Info, error) {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return reconcile.Info{}, err
+	}
+	resp, err := rpc.Info(ctx, &pb.InfoRequest{})
+	if err != nil {
+		return reconcile.Info{}, fromStatus("Info", err)
+	}
+	return fromPBInfo(resp)
+}
+
+func toUint32(what string, v int, max int) (uint32, error) {
+	if v < 0 || v > math.MaxUint32 {
+		return 0, fmt.Errorf("%w: %s %d out of [0, %d]", engine.ErrBadRequest, what, v, max)
+	}
+	return uint32(v), nil
+}
+
+// RangeHash implements reconcile.Replica.
+func (c *Client) RangeHash(ctx context.Context, req reconcile.RangeHashRequest) ([]reconcile.RangeHash, error) {
+	fanout, err := toUint32("fanout", req.Fanout, engine.MaxFanout)
+	if err != nil {
+		return nil, err
+	}
+	depth, err := toUint32("depth", req.Depth, engine.MaxDepth)
+	if err != nil {
+		return nil, err
+	}
+	preq := &pb.RangeHashRequest{Partition: req.Partition, Fanout: fanout, Depth: depth, Ranges: make([]*pb.KeyRange, len(req.Ranges))}
+	for i, r := range req.Ranges {
+		preq.Ranges[i] = toPBRange(r)
+	}
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rpc.RangeHash(ctx, preq)
+	if err != nil {
+		return nil, fromStatus("RangeHash", err)
+	}
+	if len(resp.GetRanges()) != len(req.Ranges) {
+		return nil, fmt.Errorf("%w: RangeHash: %d answers for %d ranges", ErrBadResponse, len(resp.GetRanges()), len(req.Ranges))
+	}
+	out := make([]reconcile.RangeHash, len(req.Ranges))
+	for i, n := range resp.GetRanges() {
+		r := reconcile.KeyRange{Start: cloneBytes(req.Ranges[i].Start), End: cloneBytes(req.Ranges[i].End)}
+		fp, kids, err := fromPBNode(r, n, 0)
+		if err != nil {
+			return nil, fmt.Errorf("RangeHash: range %s: %w", r, err)
+		}
+		out[i] = reconcile.RangeHash{Range: r, Fingerprint: fp, Children: kids}
+	}
+	return out, nil
+}
+
+// RangeScan implements reconcile.Replica: it collects the page's stream.
+func (c *Client) RangeScan(ctx context.Context, req reconcile.RangeScanRequest) (reconcile.RangeScanResult, error) {
+	var res reconcile.RangeScanResult
+	limit, err := toUint32("limit", req.Limit, engine.MaxKeysPerRequest)
+	if err != nil {
+		return res, err
+	}
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return res, err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	stream, err := rpc.RangeScan(ctx, &pb.RangeScanRequest{
+		Partition: req.Partition, Range: toPBRange(req.Range), WithRecords: req.WithRecords, Limit: limit,
+	})
+	if err != nil {
+		return res, fromStatus("RangeScan", err)
+	}
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return res, nil
+		}
+		if err != nil {
+			return reconcile.RangeScanResult{}, fromStatus("RangeScan", err)
+		}
+		if res.More {
+			return reconcile.RangeScanResult{}, fmt.Errorf("%w: RangeScan: a chunk after the last one", ErrBadResponse)
+		}
+		es, err := fromPBEntries(chunk.GetEntries())
+		if err != nil {
+			return reconcile.RangeScanResult{}, fmt.Errorf("%w: RangeScan: %v", ErrBadResponse, err)
+		}
+		res.Entries = append(res.Entries, es...)
+		if chunk.GetMore() {
+			res.More, res.Next = true, cloneBytes(chunk.GetNext())
+		}
+	}
+}
+
+// Fetch implements reconcile.Replica.
+func (c *Client) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([]reconcile.Entry, error) {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rpc.Fetch(ctx, &pb.FetchRequest{Partition: partition, Keys: keys})
+	if err != nil {
+		return nil, fromStatus("Fetch", err)
+	}
+	es, err := fromPBEntries(resp.GetEntries())
+	if err != nil {
+		return nil, fmt.Errorf("%w: Fetch: %v", ErrBadResponse, err)
+	}
+	return es, nil
+}
+
+// Apply implements reconcile.Replica. Requests of at least
+// ClientOptions.CompressAbove bytes are gzip-compressed.
+func (c *Client) Apply(ctx context.Context, partition uint32, entries []reconcile.Entry) error {
+	req := &pb.ApplyRequest{Partition: partition, Entries: toPBEntries(entries)}
+	var callOpts []grpc.CallOption
+	if c.opts.CompressAbove >= 0 && proto.Size(req) >= c.opts.CompressAbove {
+		callOpts = append(callOpts, grpc.UseCompressor(gzip.Name))
+	}
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	_, err = rpc.Apply(ctx, req, callOpts...)
+	return fromStatus("Apply", err)
+}
+
+func noSync(wo *engine.WriteOptions) bool { return wo != nil && !wo.Sync }
+
+// Put writes value under key (engine.Engine.Put). A nil wo syncs.
+func (c *Client) Put(ctx context.Context, key, value []byte, wo *engine.WriteOptions) error {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	_, err = rpc.Put(ctx, &pb.PutRequest{Key: key, Value: value, NoSync: noSync(wo)})
+	return fromStatus("Put", err)
+}
+
+// Get returns key's value (engine.Engine.Get); an error matching
+// engine.ErrNotFound if absent or deleted.
+func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rpc.Get(ctx, &pb.GetRequest{Key: key})
+	if err != nil {
+		return nil, fromStatus("Get", err)
+	}
+	return nonNil(resp.GetValue()), nil
+}
+
+// Delete deletes key (engine.Engine.Delete).
+func (c *Client) Delete(ctx context.Context, key []byte, wo *engine.WriteOptions) error {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	_, err = rpc.Delete(ctx, &pb.DeleteRequest{Key: key, NoSync: noSync(wo)})
+	return fromStatus("Delete", err)
+}
+
+// GetVersions returns key's live siblings and causal context
+// (engine.Engine.GetVersions; causal mode).
+func (c *Client) GetVersions(ctx context.Context, key []byte) (engine.Versions, error) {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return engine.Versions{}, err
+	}
+	resp, err := rpc.GetVersions(ctx, &pb.GetVersionsRequest{Key: key})
+	if err != nil {
+		return engine.Versions{}, fromStatus("GetVersions", err)
+	}
+	vs := engine.Versions{Context: resp.GetCausalContext()}
+	for _, v := range resp.GetValues() {
+		vs.Values = append(vs.Values, nonNil(v))
+	}
+	return vs, nil
+}
+
+// PutContext writes value superseding the versions causal covers
+// (engine.Engine.PutContext; causal mode).
+func (c *Client) PutContext(ctx context.Context, key, value, causal []byte, wo *engine.WriteOptions) error {
+	return c.putContext(ctx, "PutContext", &pb.PutContextRequest{Key: key, Value: value, CausalContext: causal, NoSync: noSync(wo)})
+}
+
+// DeleteContext deletes the versions causal covers
+// (engine.Engine.DeleteContext; causal mode).
+func (c *Client) DeleteContext(ctx context.Context, key, causal []byte, wo *engine.WriteOptions) error {
+	return c.putContext(ctx, "DeleteContext", &pb.PutContextRequest{Key: key, CausalContext: causal, Tombstone: true, NoSync: noSync(wo)})
+}
+
+func (c *Client) putContext(ctx context.Context, op string, req *pb.PutContextRequest) error {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	_, err = rpc.PutContext(ctx, req)
+	return fromStatus(op, err)
+}
+
+// PartitionStatus is one partition's state in a Status answer.
+type PartitionStatus struct {
+	ID          uint32
+	Range       reconcile.KeyRange
+	Ready       bool
+	Leaves      uint64
+	DirtyLeaves uint64
+	// Root is the partition's root fingerprint, when asked for and ready.
+	Root *reconcile.Fingerprint
+}
+
+// Status is a replica's state.
+type Status struct {
+	ID           reconcile.ReplicaID
+	Mode         reconcile.Mode
+	Partitions   []PartitionStatus
+	LastSessions []SessionSummary
+}
+
+// Status returns the replica's tree state; withRoots computes each ready
+// partition's root (recomputing its dirty leaves).
+func (c *Client) Status(ctx context.Context, withRoots bool) (Status, error) {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return Status{}, err
+	}
+	resp, err := rpc.Status(ctx, &pb.StatusRequest{WithRoots: withRoots})
+	if err != nil {
+		return Status{}, fromStatus("Status", err)
+	}
+	st := Status{ID: reconcile.ReplicaID(resp.GetId()), Mode: reconcile.Mode(resp.GetMode())}
+	for _, p := range resp.GetPartitions() {
+		ps := PartitionStatus{
+			ID: p.GetId(), Range: fromPBRange(p.GetRange()), Ready: p.GetReady(),
+			Leaves: p.GetLeaves(), DirtyLeaves: p.GetDirtyLeaves(),
+		}
+		if p.GetRoot() != nil {
+			fp, err := fromPBFingerprint(p.GetRoot())
+			if err != nil {
+				return Status{}, fmt.Errorf("Status: partition %d: %w", p.GetId(), err)
+			}
+			ps.Root = &fp
+		}
+		st.Partitions = append(st.Partitions, ps)
+	}
+	for _, s := range resp.GetLastSessions() {
+		st.LastSessions = append(st.LastSessions, fromPBSummary(s))
+	}
+	return st, nil
+}
+
+// Repair asks the replica to reconcile partitions (nil: all) with peer.
+// Servers without a repair loop fail with an error matching
+// ErrRepairUnavailable.
+func (c *Client) Repair(ctx context.Context, peer reconcile.ReplicaID, partitions []uint32, naive bool) ([]SessionSummary, error) {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rpc.Repair(ctx, &pb.RepairRequest{Peer: string(peer), Partitions: partitions, Naive: naive})
+	if err != nil {
+		return nil, fromStatus("Repair", err)
+	}
+	var out []SessionSummary
+	for _, s := range resp.GetSessions() {
+		out = append(out, fromPBSummary(s))
+	}
+	return out, nil
+}
+
+// fromPBSummary decodes a summary; only the totals travel, so the byte
+// figures land in Stats.A (sent and received).
+func fromPBSummary(s *pb.SessionSummary) SessionSummary {
+	out := SessionSummary{Peer: reconcile.ReplicaID(s.GetPeer()), Partition: s.GetPartition(), Err: s.GetError()}
+	out.Stats.Partition = s.GetPartition()
+	out.Stats.Sessions = 1
+	out.Stats.Rounds = int(s.GetRounds())
+	out.Stats.A.Sent.Overhead = s.GetBytesSent()
+	out.Stats.A.Received.Overhead = s.GetBytesReceived()
+	out.Stats.KeysCompared = s.GetKeysCompared()
+	out.Stats.KeysTransferred = s.GetKeysTransferred()
+	out.Stats.A.KeysRepaired = s.GetKeysRepaired()
+	out.Stats.Converged = s.GetConverged()
+	out.Stats.Duration = time.Duration(s.GetDurationNanos())
+	if s.GetFinishedUnixNanos() != 0 {
+		out.Finished = time.Unix(0, s.GetFinishedUnixNanos())
+	}
+	return out
+}

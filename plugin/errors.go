@@ -1,0 +1,226 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/merkle"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+// Errors of this package; test with errors.Is. Errors that come back from a
+// remote replica also match the engine, merkle and reconcile sentinels the
+// server-side error matched (see Error).
+var (
+	// ErrUnavailable reports a replica that cannot be reached: the plugin
+	// process died, the connection broke, or the server is shutting down.
+	// Retryable (after Client.Restart for a plugin).
+	ErrUnavailable = errors.New("plugin: replica unavailable")
+	// ErrLimitExceeded reports a request or answer over a limit of this
+	// transport (keys per request, message size, value size).
+	ErrLimitExceeded = errors.New("plugin: limit exceeded")
+	// ErrBadResponse reports an answer that does not decode into the types
+	// of reconcile (a fingerprint hash that is not 16 bytes, say).
+	ErrBadResponse = errors.New("plugin: malformed response")
+	// ErrPeerIdentity reports a peer whose certificate does not name the
+	// expected replica, or is missing, or is not signed by the CA.
+	ErrPeerIdentity = errors.New("plugin: peer identity mismatch")
+	// ErrInsecureAddress reports a plaintext listener or dial on an address
+	// that is not loopback.
+	ErrInsecureAddress = errors.New("plugin: plaintext on a non-loopback address")
+	// ErrClosed reports use of a closed Client.
+	ErrClosed = errors.New("plugin: client closed")
+	// ErrInternal reports a server-side panic or an error with no mapping.
+	ErrInternal = errors.New("plugin: internal server error")
+	// ErrRepairUnavailable reports a Repair call on a server without a
+	// repair loop (ServerOptions.Repairer unset).
+	ErrRepairUnavailable = errors.New("plugin: repair is not available on this server")
+)
+
+// ErrorDomain is the domain of the google.rpc.ErrorInfo detail of every
+// status this package returns.
+const ErrorDomain = "pebble-ae.v1"
+
+// errorsMetadataKey is the ErrorInfo metadata key listing sentinel names.
+const errorsMetadataKey = "errors"
+
+// sentinel is one Go sentinel error that travels by name.
+type sentinel struct {
+	name string
+	err  error
+	code codes.Code
+}
+
+// sentinels are every error that crosses the wire by name, in precedence
+// order: the first one an error matches gives the status code. This is the
+// one place where Go errors map to gRPC codes.
+var sentinels = []sentinel{
+	{"context.Canceled", context.Canceled, codes.Canceled},
+	{"context.DeadlineExceeded", context.DeadlineExceeded, codes.DeadlineExceeded},
+	{"engine.ErrClosed", engine.ErrClosed, codes.Unavailable},
+	{"merkle.ErrClosed", merkle.ErrClosed, codes.Unavailable},
+	{"plugin.ErrUnavailable", ErrUnavailable, codes.Unavailable},
+	{"merkle.ErrCorruption", merkle.ErrCorruption, codes.DataLoss},
+	{"merkle.ErrUnknownPartition", merkle.ErrUnknownPartition, codes.NotFound},
+	{"engine.ErrNotFound", engine.ErrNotFound, codes.NotFound},
+	{"plugin.ErrLimitExceeded", ErrLimitExceeded, codes.ResourceExhausted},
+	{"engine.ErrValueTooLarge", engine.ErrValueTooLarge, codes.ResourceExhausted},
+	{"merkle.ErrNotReady", merkle.ErrNotReady, codes.FailedPrecondition},
+	{"reconcile.ErrNotReady", reconcile.ErrNotReady, codes.FailedPrecondition},
+	{"merkle.ErrParamsChanged", merkle.ErrParamsChanged, codes.FailedPrecondition},
+	{"engine.ErrWrongMode", engine.ErrWrongMode, codes.FailedPrecondition},
+	{"reconcile.ErrIncompatibleTrees", reconcile.ErrIncompatibleTrees, codes.FailedPrecondition},
+	{"engine.ErrMergerMismatch", engine.ErrMergerMismatch, codes.FailedPrecondition},
+	{"plugin.ErrRepairUnavailable", ErrRepairUnavailable, codes.Unimplemented},
+	{"plugin.ErrPeerIdentity", ErrPeerIdentity, codes.PermissionDenied},
+	{"reconcile.ErrBadPeerAnswer", reconcile.ErrBadPeerAnswer, codes.Aborted},
+	{"reconcile.ErrNotConverged", reconcile.ErrNotConverged, codes.Aborted},
+	{"engine.ErrBadRequest", engine.ErrBadRequest, codes.InvalidArgument},
+	{"engine.ErrEmptyKey", engine.ErrEmptyKey, codes.InvalidArgument},
+	{"engine.ErrKeyTooLarge", engine.ErrKeyTooLarge, codes.InvalidArgument},
+	{"engine.ErrReservedKey", engine.ErrReservedKey, codes.InvalidArgument},
+	{"engine.ErrInvalidOptions", engine.ErrInvalidOptions, codes.InvalidArgument},
+	{"merkle.ErrInvalidRange", merkle.ErrInvalidRange, codes.InvalidArgument},
+	{"merkle.ErrInvalidParams", merkle.ErrInvalidParams, codes.InvalidArgument},
+	{"reconcile.ErrMalformedRecord", reconcile.ErrMalformedRecord, codes.InvalidArgument},
+	{"reconcile.ErrUnsupportedRecordVersion", reconcile.ErrUnsupportedRecordVersion, codes.InvalidArgument},
+	{"reconcile.ErrMalformedContext", reconcile.ErrMalformedContext, codes.InvalidArgument},
+	{"reconcile.ErrModeMismatch", reconcile.ErrModeMismatch, codes.InvalidArgument},
+	{"reconcile.ErrInvalidReplicaID", reconcile.ErrInvalidReplicaID, codes.InvalidArgument},
+	{"reconcile.ErrUnknownMode", reconcile.ErrUnknownMode, codes.InvalidArgument},
+	{"reconcile.ErrSessionMisuse", reconcile.ErrSessionMisuse, codes.Internal},
+	{"plugin.ErrBadResponse", ErrBadResponse, codes.Internal},
+	{"plugin.ErrInternal", ErrInternal, codes.Internal},
+}
+
+var sentinelByName = func() map[string]sentinel {
+	m := make(map[string]sentinel, len(sentinels))
+	for _, s := range sentinels {
+		m[s.name] = s
+	}
+	return m
+}()
+
+// toStatus converts a Go error into a gRPC status error carrying the names
+// of every sentinel it matches. nil stays nil; an error that already is a
+// status passes through.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok && !isRemote(err) {
+		return err
+	}
+	code := codes.Unknown
+	var names []string
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			if len(names) == 0 {
+				code = s.code
+			}
+			names = append(names, s.name)
+		}
+	}
+	if len(names) == 0 {
+		code = codes.Internal
+		names = append(names, "plugin.ErrInternal")
+	}
+	st := status.New(code, err.Error())
+	reason := strings.ToUpper(strings.TrimPrefix(strings.SplitN(names[0], ".", 2)[1], "Err"))
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{
+		Reason:   reason,
+		Domain:   ErrorDomain,
+		Metadata: map[string]string{errorsMetadataKey: strings.Join(names, ",")},
+	}); derr == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+func isRemote(err error) bool {
+	var re *Error
+	return errors.As(err, &re)
+}
+
+// Error is an error returned by a remote replica (or by the transport). It
+// matches, with errors.Is, every sentinel error of engine, merkle,
+// reconcile and this package that the server-side error matched, and
+// context.DeadlineExceeded / context.Canceled for those codes. Transport
+// failures (a dead plugin, a broken connection) match ErrUnavailable.
+type Error struct {
+	// Code is the gRPC status code.
+	Code codes.Code
+	// Message is the server's error message.
+	Message string
+	// Op is the call that failed, e.g. "RangeHash".
+	Op   string
+	errs []error
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	return fmt.Sprintf("plugin: %s: %s: %s", e.Op, e.Code, e.Message)
+}
+
+// Unwrap returns the matched sentinel errors.
+func (e *Error) Unwrap() []error { return e.errs }
+
+// GRPCStatus returns the status, so that status.Code works on the error.
+func (e *Error) GRPCStatus() *status.Status { return status.New(e.Code, e.Message) }
+
+// fromStatus converts an error returned by a gRPC call back into an *Error
+// matching the sentinels the server named. A nil error stays nil.
+func fromStatus(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isRemote(err) {
+		return err
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		// Not a status: a local failure (a closed client, a bad answer).
+		return err
+	}
+	re := &Error{Code: st.Code(), Message: st.Message(), Op: op}
+	seen := map[error]bool{}
+	add := func(e error) {
+		if !seen[e] {
+			seen[e] = true
+			re.errs = append(re.errs, e)
+		}
+	}
+	for _, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.GetDomain() != ErrorDomain {
+			continue
+		}
+		for _, name := range strings.Split(info.GetMetadata()[errorsMetadataKey], ",") {
+			if s, ok := sentinelByName[name]; ok {
+				add(s.err)
+			}
+		}
+	}
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		add(context.DeadlineExceeded)
+	case codes.Canceled:
+		add(context.Canceled)
+	case codes.Unavailable:
+		add(ErrUnavailable)
+	case codes.ResourceExhausted:
+		add(ErrLimitExceeded)
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		if len(re.errs) == 0 {
+			add(ErrInternal)
+		}
+	}
+	return re
+}
