@@ -1,0 +1,558 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Peer is another replica of this node's partitions.
+type Peer struct {
+	ID      ReplicaID
+	Replica Replica
+}
+
+// Task is periodic background work the loop runs on its one background
+// worker, one task at a time: rebuilding trees that are not ready, scrubbing
+// (verify and repair) trees, collecting tombstones.
+type Task struct {
+	// Name names the task in logs and metrics.
+	Name string
+	// Interval is the time from the end of one run to the start of the
+	// next (the first run starts after one Interval).
+	Interval time.Duration
+	// Large marks a task that runs only inside the scheduler's allowed
+	// windows (a rebuild, a full scrub).
+	Large bool
+	// Run does the work; it returns ctx's error when cancelled.
+	Run func(ctx context.Context) error
+}
+
+// SessionReport describes one session the loop ran (or skipped).
+type SessionReport struct {
+	// ID numbers the loop's sessions from 1.
+	ID uint64
+	Target
+	Start time.Time
+	// Outcome is "in-sync", "repaired", "failed", "not-ready" or
+	// "deferred" (a large repair outside the allowed windows).
+	Outcome string
+	Stats   Stats
+	Err     error
+}
+
+// FullRound reports that every replica of a partition's preference list had
+// a successful, converged session with this node that started after Start.
+// Rounds are sequential: a round starts when the previous one completes.
+//
+// SafeBefore is the start of the previous complete round (zero for the
+// first): every record that existed on any replica of the partition before
+// SafeBefore is, by the end of this round, on every replica (the previous
+// round brought it here, this round took it to every peer). A tombstone
+// written (by HLC time, minus the maximum clock offset) before SafeBefore
+// may therefore be purged without the deleted value coming back, provided
+// no replica outside the preference list holds the partition.
+type FullRound struct {
+	Partition  uint32
+	Start, End time.Time
+	SafeBefore time.Time
+}
+
+// TaskReport describes one run of a Task.
+type TaskReport struct {
+	Name       string
+	Start, End time.Time
+	Err        error
+}
+
+// LoopConfig configures a Loop.
+type LoopConfig struct {
+	// Local is this node's replica (the engine). Required.
+	Local Replica
+	// Peers are the other replicas. Required (at least one).
+	Peers []Peer
+	// Preference returns the peers that replicate a partition besides this
+	// node (default: every peer). Sessions run with each of them, and a
+	// round is complete when each of them had one.
+	Preference func(partition uint32) []ReplicaID
+	// Scheduler configures the scheduling of sessions.
+	Scheduler SchedulerConfig
+	// Sync configures the sessions (Session, Progress); Now is set to the
+	// clock.
+	Sync SyncOptions
+	// Clock is the loop's time source (default SystemClock).
+	Clock Clock
+	// Logger receives structured logs with partition, peer and session
+	// (default: discard).
+	Logger *slog.Logger
+	// ScanThrottle throttles what sessions read (scan pages and fetched
+	// records, on both sides); WriteThrottle the repair writes (Apply on
+	// both sides). Either may be nil.
+	ScanThrottle, WriteThrottle *Throttle
+	// Signals returns the node's load signals (see engine.Admission); nil
+	// means never overloaded, write rate unknown.
+	Signals func() Signals
+	// LargeRepairKeys: when the scheduler has allowed windows, a session
+	// outside them first compares the partition's record counts on both
+	// sides and defers itself if they differ by more than this (default
+	// 10000).
+	LargeRepairKeys uint64
+	// SessionTimeout bounds one session (default: 10 * MaxInterval).
+	SessionTimeout time.Duration
+	// Tasks run on the background worker.
+	Tasks []Task
+	// OnSession, OnFullRound and OnTask, if set, are told about every
+	// session, complete round and task run (metrics, tombstone GC). They
+	// run on the loop's goroutines and must be quick.
+	OnSession   func(SessionReport)
+	OnFullRound func(FullRound)
+	OnTask      func(TaskReport)
+}
+
+// DefaultLargeRepairKeys is the default LoopConfig.LargeRepairKeys.
+const DefaultLargeRepairKeys = 10000
+
+// Loop is a node's repair loop: it schedules anti-entropy sessions for every
+// (partition, peer) of the preference lists, runs them with SyncPartition
+// through throttled replicas, tracks complete rounds per partition and runs
+// background tasks. Create it with NewLoop, run it with Run.
+type Loop struct {
+	cfg   LoopConfig
+	log   *slog.Logger
+	peers map[ReplicaID]Replica
+
+	wake chan struct{}
+
+	mu struct {
+		sync.Mutex
+		sched    *Scheduler
+		nextID   uint64
+		counts   map[string]uint64
+		rounds   map[uint32]*roundState
+		tasks    map[string]TaskReport
+		lastInfo Info
+	}
+}
+
+type roundState struct {
+	peers      []ReplicaID
+	start      time.Time
+	prevStart  time.Time
+	done       map[ReplicaID]bool
+	completed  uint64
+	lastRound  time.Time
+	havePrev   bool
+	unresolved []ReplicaID // preference peers the loop has no Replica for
+}
+
+// NewLoop validates cfg and returns a loop.
+func NewLoop(cfg LoopConfig) (*Loop, error) {
+	if cfg.Local == nil || len(cfg.Peers) == 0 {
+		return nil, fmt.Errorf("%w: a local replica and at least one peer are required", ErrInvalidSchedule)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LargeRepairKeys == 0 {
+		cfg.LargeRepairKeys = DefaultLargeRepairKeys
+	}
+	cfg.Scheduler = cfg.Scheduler.EnsureDefaults()
+	if err := cfg.Scheduler.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout = 10 * cfg.Scheduler.MaxInterval
+	}
+	for _, t := range cfg.Tasks {
+		if t.Interval <= 0 || t.Run == nil || t.Name == "" {
+			return nil, fmt.Errorf("%w: task %q needs a name, a positive interval and a Run", ErrInvalidSchedule, t.Name)
+		}
+	}
+	l := &Loop{cfg: cfg, log: cfg.Logger, peers: make(map[ReplicaID]Replica), wake: make(chan struct{}, 1)}
+	for _, p := range cfg.Peers {
+		if err := p.ID.Validate(); err != nil || p.Replica == nil {
+			return nil, fmt.Errorf("%w: peer %q: invalid ID or nil replica", ErrInvalidSchedule, p.ID)
+		}
+		if _, dup := l.peers[p.ID]; dup {
+			return nil, fmt.Errorf("%w: duplicate peer %q", ErrInvalidSchedule, p.ID)
+		}
+		l.peers[p.ID] = p.Replica
+	}
+	l.mu.counts = make(map[string]uint64)
+	l.mu.rounds = make(map[uint32]*roundState)
+	l.mu.tasks = make(map[string]TaskReport)
+	return l, nil
+}
+
+// Run runs the loop until ctx is cancelled; it returns ctx's error after
+// every session and task it started has returned. It first reads the local
+// replica's Info (retrying until it succeeds) to learn the partitions.
+func (l *Loop) Run(ctx context.Context) error {
+	info, err := l.localInfo(ctx)
+	if err != nil {
+		return err
+	}
+	now := l.cfg.Clock.Now()
+	var targets []Target
+	l.mu.Lock()
+	l.mu.lastInfo = info
+	for _, p := range info.Partitions {
+		rs := &roundState{start: now, done: make(map[ReplicaID]bool)}
+		for _, id := range l.preference(p.ID) {
+			if id == info.ID {
+				continue
+			}
+			rs.peers = append(rs.peers, id)
+			if _, ok := l.peers[id]; !ok {
+				rs.unresolved = append(rs.unresolved, id)
+				continue
+			}
+			targets = append(targets, Target{Partition: p.ID, Peer: id})
+		}
+		l.mu.rounds[p.ID] = rs
+	}
+	sched, err := NewScheduler(l.cfg.Scheduler, targets, now)
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	l.mu.sched = sched
+	l.mu.Unlock()
+	l.log.Info("repair loop started", "replica", string(info.ID), "partitions", len(info.Partitions), "targets", len(targets))
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if len(l.cfg.Tasks) > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.runTasks(ctx) }()
+	}
+	for {
+		now := l.cfg.Clock.Now()
+		sig := l.signals()
+		l.mu.Lock()
+		due := l.mu.sched.Due(now, sig)
+		next := l.mu.sched.NextDue()
+		l.mu.Unlock()
+		for _, t := range due {
+			wg.Add(1)
+			go func() { defer wg.Done(); l.runSession(ctx, t, sig) }()
+		}
+		// Targets still due after Due wait for a free slot: a session's
+		// end wakes the loop.
+		wait := l.cfg.Scheduler.MaxInterval
+		if !next.IsZero() && next.After(now) {
+			wait = min(next.Sub(now), wait)
+		}
+		select {
+		case <-ctx.Done():
+			l.log.Info("repair loop stopping")
+			return ctx.Err()
+		case <-l.wake:
+		case <-l.cfg.Clock.After(wait):
+		}
+	}
+}
+
+func (l *Loop) localInfo(ctx context.Context) (Info, error) {
+	backoff := l.cfg.Scheduler.MinInterval
+	for {
+		info, err := l.cfg.Local.Info(ctx)
+		if err == nil {
+			return info, nil
+		}
+		l.log.Warn("repair loop: local info failed", "err", err)
+		select {
+		case <-ctx.Done():
+			return Info{}, ctx.Err()
+		case <-l.cfg.Clock.After(backoff):
+		}
+		backoff = min(2*backoff, l.cfg.Scheduler.MaxInterval)
+	}
+}
+
+func (l *Loop) preference(p uint32) []ReplicaID {
+	if l.cfg.Preference != nil {
+		return l.cfg.Preference(p)
+	}
+	ids := make([]ReplicaID, 0, len(l.cfg.Peers))
+	for _, peer := range l.cfg.Peers {
+		ids = append(ids, peer.ID)
+	}
+	return ids
+}
+
+func (l *Loop) signals() Signals {
+	if l.cfg.Signals == nil {
+		return Signals{}
+	}
+	return l.cfg.Signals()
+}
+
+// runSession runs one session of t and reports it.
+func (l *Loop) runSession(ctx context.Context, t Target, sig Signals) {
+	l.mu.Lock()
+	l.mu.nextID++
+	id := l.mu.nextID
+	l.mu.Unlock()
+	start := l.cfg.Clock.Now()
+	log := l.log.With("session", id, "partition", t.Partition, "peer", string(t.Peer))
+	sctx, cancel := context.WithTimeout(ctx, l.cfg.SessionTimeout)
+	rep := l.session(sctx, t, start, log)
+	cancel()
+	rep.ID, rep.Target, rep.Start = id, t, start
+	end := l.cfg.Clock.Now()
+
+	o := Outcome{Err: rep.Err, Skipped: rep.Outcome == "not-ready" || rep.Outcome == "deferred", Diverged: rep.Outcome == "repaired"}
+	if ctx.Err() != nil && rep.Err != nil {
+		// Shutting down: not the peer's fault.
+		o = Outcome{Skipped: true}
+	}
+	var round *FullRound
+	l.mu.Lock()
+	l.mu.sched.Done(t, end, o, l.signals())
+	l.mu.counts[rep.Outcome]++
+	if rep.Err == nil && rep.Stats.Converged {
+		round = l.roundProgressLocked(t, start, end)
+	}
+	l.mu.Unlock()
+
+	attrs := []any{"outcome", rep.Outcome, "duration", end.Sub(start), "rounds", rep.Stats.Rounds,
+		"bytes", rep.Stats.BytesTotal(), "keys_repaired", rep.Stats.KeysRepaired(), "keys_compared", rep.Stats.KeysCompared}
+	switch {
+	case rep.Err != nil && ctx.Err() == nil:
+		log.Warn("anti-entropy session failed", append(attrs, "err", rep.Err)...)
+	case rep.Outcome == "repaired":
+		log.Info("anti-entropy session repaired divergence", attrs...)
+	default:
+		log.Debug("anti-entropy session", attrs...)
+	}
+	if l.cfg.OnSession != nil {
+		l.cfg.OnSession(rep)
+	}
+	if round != nil {
+		log.Info("full repair round complete", "round_start", round.Start, "safe_before", round.SafeBefore)
+		if l.cfg.OnFullRound != nil {
+			l.cfg.OnFullRound(*round)
+		}
+	}
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// session checks readiness (and, outside the allowed windows, size) and
+// runs the session.
+func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog.Logger) SessionReport {
+	peer := l.peers[t.Peer]
+	var infos [2]Info
+	var errs [2]error
+	var wg sync.WaitGroup
+	for i, r := range [2]Replica{l.cfg.Local, peer} {
+		wg.Add(1)
+		go func() { defer wg.Done(); infos[i], errs[i] = r.Info(ctx) }()
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		return SessionReport{Outcome: "failed", Err: fmt.Errorf("reconcile: partition %d peer %q: info: %w", t.Partition, t.Peer, errors.Join(errs[0], errs[1]))}
+	}
+	for i := range infos {
+		if !partitionReady(infos[i], t.Partition) {
+			log.Debug("partition not ready; session skipped", "side", Side(i).String())
+			return SessionReport{Outcome: "not-ready"}
+		}
+	}
+	local := ThrottledReplica{Replica: l.cfg.Local, Scan: l.cfg.ScanThrottle, Write: l.cfg.WriteThrottle}
+	remote := ThrottledReplica{Replica: peer, Scan: l.cfg.ScanThrottle, Write: l.cfg.WriteThrottle}
+	l.mu.Lock()
+	large := !l.mu.sched.LargeAllowed(start)
+	l.mu.Unlock()
+	if large {
+		big, err := l.isLarge(ctx, local, remote, t.Partition)
+		if err != nil {
+			return SessionReport{Outcome: "failed", Err: err}
+		}
+		if big {
+			log.Info("large repair deferred to an allowed window")
+			return SessionReport{Outcome: "deferred"}
+		}
+	}
+	opts := l.cfg.Sync
+	opts.Now = l.cfg.Clock.Now
+	opts.Session.InfoA, opts.Session.InfoB = &infos[0], &infos[1]
+	st, err := SyncPartition(ctx, local, remote, t.Partition, opts)
+	rep := SessionReport{Stats: st, Err: err}
+	switch {
+	case err != nil:
+		rep.Outcome = "failed"
+	case st.KeysRepaired() > 0:
+		rep.Outcome = "repaired"
+	default:
+		rep.Outcome = "in-sync"
+	}
+	return rep
+}
+
+func partitionReady(info Info, p uint32) bool {
+	for _, pi := range info.Partitions {
+		if pi.ID == p {
+			return pi.Ready
+		}
+	}
+	return false
+}
+
+// isLarge compares the record counts of the partition on both sides.
+func (l *Loop) isLarge(ctx context.Context, a, b Replica, p uint32) (bool, error) {
+	var counts [2]uint64
+	for i, r := range [2]Replica{a, b} {
+		hs, err := r.RangeHash(ctx, RangeHashRequest{Partition: p, Ranges: []KeyRange{{}}})
+		if err != nil {
+			return false, fmt.Errorf("reconcile: partition %d: size probe on %s: %w", p, Side(i), err)
+		}
+		if len(hs) != 1 {
+			return false, fmt.Errorf("%w: partition %d: size probe answered %d ranges", ErrBadPeerAnswer, p, len(hs))
+		}
+		counts[i] = hs[0].Fingerprint.Count
+	}
+	d := counts[0] - counts[1]
+	if counts[1] > counts[0] {
+		d = counts[1] - counts[0]
+	}
+	return d > l.cfg.LargeRepairKeys, nil
+}
+
+// roundProgressLocked records a converged session of t that started at
+// start and returns the round it completed, if any.
+func (l *Loop) roundProgressLocked(t Target, start, end time.Time) *FullRound {
+	rs := l.mu.rounds[t.Partition]
+	if rs == nil || start.Before(rs.start) || len(rs.unresolved) > 0 {
+		return nil
+	}
+	rs.done[t.Peer] = true
+	for _, id := range rs.peers {
+		if !rs.done[id] {
+			return nil
+		}
+	}
+	fr := &FullRound{Partition: t.Partition, Start: rs.start, End: end}
+	if rs.havePrev {
+		fr.SafeBefore = rs.prevStart
+	}
+	rs.prevStart, rs.havePrev = rs.start, true
+	rs.start, rs.lastRound = end, end
+	rs.completed++
+	clear(rs.done)
+	return fr
+}
+
+// runTasks is the background worker: it runs due tasks one at a time.
+func (l *Loop) runTasks(ctx context.Context) {
+	next := make([]time.Time, len(l.cfg.Tasks))
+	now := l.cfg.Clock.Now()
+	for i, t := range l.cfg.Tasks {
+		next[i] = now.Add(t.Interval)
+	}
+	for {
+		now := l.cfg.Clock.Now()
+		earliest := now.Add(l.cfg.Scheduler.MaxInterval)
+		for i, t := range l.cfg.Tasks {
+			if ctx.Err() != nil {
+				return
+			}
+			if now.Before(next[i]) {
+				earliest = minTime(earliest, next[i])
+				continue
+			}
+			l.mu.Lock()
+			allowed := !t.Large || l.mu.sched.LargeAllowed(now)
+			l.mu.Unlock()
+			if !allowed {
+				next[i] = now.Add(min(t.Interval, l.cfg.Scheduler.MinInterval))
+				earliest = minTime(earliest, next[i])
+				continue
+			}
+			err := t.Run(ctx)
+			end := l.cfg.Clock.Now()
+			rep := TaskReport{Name: t.Name, Start: now, End: end, Err: err}
+			if err != nil && ctx.Err() == nil {
+				l.log.Warn("background task failed", "task", t.Name, "err", err)
+			}
+			l.mu.Lock()
+			l.mu.tasks[t.Name] = rep
+			l.mu.Unlock()
+			if l.cfg.OnTask != nil {
+				l.cfg.OnTask(rep)
+			}
+			next[i] = end.Add(t.Interval)
+			earliest = minTime(earliest, next[i])
+			now = end
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.cfg.Clock.After(max(earliest.Sub(now), 0)):
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// LoopStatus is the loop's state.
+type LoopStatus struct {
+	// Running is the number of sessions running.
+	Running int
+	// Sessions counts sessions by outcome.
+	Sessions map[string]uint64
+	// SkippedTicks counts ticks skipped because a session still ran.
+	SkippedTicks uint64
+	// Targets are the scheduler's targets.
+	Targets []TargetState
+	// Rounds are the completed full rounds per partition.
+	Rounds map[uint32]uint64
+	// LastRound is the end of each partition's last complete round.
+	LastRound map[uint32]time.Time
+	// Tasks are the last run of each background task.
+	Tasks map[string]TaskReport
+	// LargeAllowed: large repairs may run now.
+	LargeAllowed bool
+}
+
+// Status returns the loop's state (zero before Run has read the local Info).
+func (l *Loop) Status() LoopStatus {
+	sig := l.signals()
+	now := l.cfg.Clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := LoopStatus{Sessions: make(map[string]uint64), Rounds: make(map[uint32]uint64), LastRound: make(map[uint32]time.Time), Tasks: make(map[string]TaskReport)}
+	for k, v := range l.mu.counts {
+		st.Sessions[k] = v
+	}
+	for p, rs := range l.mu.rounds {
+		st.Rounds[p] = rs.completed
+		if !rs.lastRound.IsZero() {
+			st.LastRound[p] = rs.lastRound
+		}
+	}
+	for k, v := range l.mu.tasks {
+		st.Tasks[k] = v
+	}
+	if l.mu.sched != nil {
+		st.Running = l.mu.sched.Running()
+		st.SkippedTicks = l.mu.sched.SkippedTicks()
+		st.Targets = l.mu.sched.States(sig)
+		st.LargeAllowed = l.mu.sched.LargeAllowed(now)
+	}
+	return st
+}
