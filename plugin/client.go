@@ -7,8 +7,10 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/protobuf/proto"
@@ -79,6 +81,8 @@ type Client struct {
 	}
 	// restart, if set, replaces the transport (Restart).
 	restart func(ctx context.Context) (pb.ReplicaClient, func() error, error)
+	// proc is the plugin process of a go-plugin transport.
+	proc atomic.Pointer[goplugin.Client]
 }
 
 var _ reconcile.Replica = (*Client)(nil)

@@ -63,17 +63,22 @@ func inProcess(t testing.TB, e *engine.Engine, sopts *plugin.ServerOptions) *plu
 	return c
 }
 
-// fill writes n keys key000..., values of size bytes.
-func fill(t testing.TB, w interface {
+// fill writes n keys key000..., values of size bytes, without sync.
+func fill(t testing.TB, w putter, prefix string, n, size int) { fillWith(t, w, prefix, n, size, engine.NoSync) }
+
+type putter interface {
 	Put(ctx context.Context, key, value []byte, wo *engine.WriteOptions) error
-}, prefix string, n, size int) {
+}
+
+// fillWith is fill with write options.
+func fillWith(t testing.TB, w putter, prefix string, n, size int, wo *engine.WriteOptions) {
 	t.Helper()
 	for i := range n {
 		v := fmt.Appendf(nil, "value-%s-%d-", prefix, i)
 		for len(v) < size {
 			v = append(v, byte('a'+i%26))
 		}
-		if err := w.Put(testCtx(t), fmt.Appendf(nil, "%s%04d", prefix, i), v, engine.NoSync); err != nil {
+		if err := w.Put(testCtx(t), fmt.Appendf(nil, "%s%04d", prefix, i), v, wo); err != nil {
 			t.Fatal(err)
 		}
 	}

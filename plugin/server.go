@@ -162,14 +162,9 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	}
 }
 
-// Register registers the service and server reflection on reg.
-func (s *Server) Register(reg interface {
-	grpc.ServiceRegistrar
-	reflection.GRPCServer
-}) {
-	pb.RegisterReplicaServer(reg, s)
-	reflection.Register(reg)
-}
+// Register registers the Replica service on reg (NewGRPCServer also
+// registers server reflection; go-plugin registers its own).
+func (s *Server) Register(reg grpc.ServiceRegistrar) { pb.RegisterReplicaServer(reg, s) }
 
 // NewGRPCServer returns a grpc.Server serving the Replica service over e,
 // with reflection, limits and interceptors; extra options are appended
@@ -178,6 +173,7 @@ func NewGRPCServer(e *engine.Engine, opts *ServerOptions, extra ...grpc.ServerOp
 	s := NewServer(e, opts)
 	gs := grpc.NewServer(append(s.GRPCServerOptions(), extra...)...)
 	s.Register(gs)
+	reflection.Register(gs)
 	return gs
 }
 
