@@ -22,6 +22,9 @@ type SyncOptions struct {
 	// Parallelism is the number of partitions SyncAll reconciles at once;
 	// default 1.
 	Parallelism int
+	// NoSketch keeps sessions on the tree descent even when both replicas
+	// implement Sketcher.
+	NoSketch bool
 }
 
 // Progress reports a session's progress after one round trip.
@@ -50,6 +53,9 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 	start := now()
 	cfg := opts.Session
 	cfg.Partition = partition
+	_, sa := a.(Sketcher)
+	_, sb := b.(Sketcher)
+	cfg.Sketch = cfg.Sketch || (sa && sb && !opts.NoSketch)
 	newSession := NewSession
 	if cfg.Naive {
 		newSession = NewNaiveSession
@@ -104,7 +110,29 @@ func Call(ctx context.Context, r Replica, req Request) Response {
 	case RequestFetch:
 		resp.Entries, resp.Err = r.Fetch(ctx, req.Partition, req.Keys)
 	case RequestApply:
-		resp.Err = r.Apply(ctx, req.Partition, req.Entries)
+		if req.Confirm == nil {
+			resp.Err = r.Apply(ctx, req.Partition, req.Entries)
+			break
+		}
+		ranges := []KeyRange{*req.Confirm}
+		if ac, ok := r.(ApplyConfirmer); ok {
+			resp.Hashes, resp.Err = ac.ApplyAndHash(ctx, req.Partition, req.Entries, ranges)
+			break
+		}
+		if resp.Err = r.Apply(ctx, req.Partition, req.Entries); resp.Err == nil {
+			resp.Hashes, resp.Err = r.RangeHash(ctx, RangeHashRequest{Partition: req.Partition, Ranges: ranges})
+		}
+	case RequestRangeSketch, RequestFetchByHash:
+		sk, ok := r.(Sketcher)
+		if !ok {
+			resp.Err = fmt.Errorf("%w: %s to a replica that is not a Sketcher", ErrSessionMisuse, req.Kind)
+			break
+		}
+		if req.Kind == RequestRangeSketch {
+			resp.Sketch, resp.Err = sk.RangeSketch(ctx, req.Sketch)
+		} else {
+			resp.Entries, resp.Err = sk.FetchByHash(ctx, req.FetchByHash)
+		}
 	default:
 		resp.Err = fmt.Errorf("%w: unknown request kind %d", ErrSessionMisuse, req.Kind)
 	}

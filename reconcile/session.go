@@ -42,8 +42,15 @@ const (
 	RequestRangeScan
 	// RequestFetch calls Replica.Fetch(Request.Partition, Request.Keys).
 	RequestFetch
-	// RequestApply calls Replica.Apply(Request.Partition, Request.Entries).
+	// RequestApply calls Replica.Apply(Request.Partition, Request.Entries)
+	// and, when Request.Confirm is set, then RangeHash of the partition's
+	// range (see ApplyConfirmer).
 	RequestApply
+	// RequestRangeSketch calls Sketcher.RangeSketch with Request.Sketch.
+	RequestRangeSketch
+	// RequestFetchByHash calls Sketcher.FetchByHash with
+	// Request.FetchByHash.
+	RequestFetchByHash
 )
 
 // String returns the Replica method's name.
@@ -59,6 +66,10 @@ func (k RequestKind) String() string {
 		return "Fetch"
 	case RequestApply:
 		return "Apply"
+	case RequestRangeSketch:
+		return "RangeSketch"
+	case RequestFetchByHash:
+		return "FetchByHash"
 	}
 	return fmt.Sprintf("RequestKind(%d)", uint8(k))
 }
@@ -82,7 +93,16 @@ type Request struct {
 	// Keys are the keys of RequestFetch, in ascending order.
 	Keys [][]byte
 	// Entries are the entries of RequestApply, in ascending key order.
+	// Their Digest is zero: the receiver recomputes digests, so they do not
+	// travel.
 	Entries []Entry
+	// Confirm asks RequestApply to return, after applying, the RangeHash
+	// of Confirm's range (the partition's range) in Response.Hashes.
+	Confirm *KeyRange
+	// Sketch is the argument of RequestRangeSketch.
+	Sketch RangeSketchRequest
+	// FetchByHash is the argument of RequestFetchByHash.
+	FetchByHash FetchByHashRequest
 }
 
 // Response is the result of one Request: the ID and Side of the request, the
@@ -95,6 +115,7 @@ type Response struct {
 	Hashes  []RangeHash
 	Scan    RangeScanResult
 	Entries []Entry
+	Sketch  RangeSketchResult
 	Err     error
 }
 
@@ -138,6 +159,17 @@ type SessionConfig struct {
 	// no fingerprints, a full (key, digest) listing of the partition on
 	// both sides.
 	Naive bool
+	// Sketch makes the session reconcile differing partitions with
+	// set-reconciliation sketches (RequestRangeSketch, RequestFetchByHash)
+	// instead of descending the trees; both replicas must implement
+	// Sketcher. SyncPartition sets it when both do (unless
+	// SyncOptions.NoSketch). A sketch that fails to decode three times
+	// falls back to the descent.
+	Sketch bool
+	// ApplyLimit is the maximum number of entries of one Apply or Fetch
+	// request; default 10000 (the engine's limit). Larger batches are
+	// split into several requests of the same round.
+	ApplyLimit int
 	// Strict makes the session assume that nothing writes to the replicas
 	// while it runs: answers that contradict earlier answers (a range listed
 	// with another number of entries than its fingerprint counted) and roots
@@ -213,6 +245,20 @@ type Session struct {
 	writes [2][]Entry
 	// rootFP are the root fingerprints of the first comparison.
 	rootFP [2]Fingerprint
+	// sk is the state of sketch reconciliation.
+	sk sketchState
+}
+
+// sketchState is the sketch reconciliation of the partition.
+type sketchState struct {
+	ranges   []KeyRange
+	cells    int
+	strata   int
+	attempts int
+	// ids are the sketch IDs to fetch from each side.
+	ids [2][]uint64
+	// estimate is the strata estimate of the difference, once known.
+	estimate float64
 }
 
 type phase uint8
@@ -222,6 +268,8 @@ const (
 	phaseInfo
 	phaseRoot
 	phaseDescend
+	phaseSketch
+	phaseFetchHash
 	phaseApply
 	phaseConfirm
 	phaseDone
@@ -261,8 +309,9 @@ type roundResults struct {
 	hashes     [2][]RangeHash
 	gotHash    [2]bool
 	lists      map[uint64]*listItem
-	fetchKeys  [2][][]byte
 	infos      [2]*Info
+	sketches   [2]*RangeSketchResult
+	byHash     [2][]Entry
 }
 
 // NewSession returns a session for cfg. It fails only on an invalid cfg
@@ -282,6 +331,9 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	if cfg.ScanLimit == 0 {
 		cfg.ScanLimit = 1024
+	}
+	if cfg.ApplyLimit <= 0 {
+		cfg.ApplyLimit = 10000
 	}
 	s := &Session{
 		cfg:      cfg,
@@ -399,16 +451,29 @@ func (s *Session) Next() Step {
 			s.phase = phaseApply
 			return s.Next()
 		}
+	case phaseSketch:
+		s.round = roundResults{}
+		req := RangeSketchRequest{Partition: s.cfg.Partition, Ranges: s.sk.ranges, Cells: s.sk.cells, Strata: s.sk.strata}
+		reqs = []Request{
+			s.newRequest(Request{Side: SideA, Kind: RequestRangeSketch, Sketch: req}),
+			s.newRequest(Request{Side: SideB, Kind: RequestRangeSketch, Sketch: req}),
+		}
+	case phaseFetchHash:
+		s.round = roundResults{}
+		for side := range 2 {
+			if len(s.sk.ids[side]) > 0 {
+				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetchByHash, FetchByHash: FetchByHashRequest{
+					Partition: s.cfg.Partition, Ranges: s.sk.ranges, IDs: s.sk.ids[side],
+				}}))
+			}
+		}
+		if len(reqs) == 0 {
+			s.phase = phaseApply
+			return s.Next()
+		}
 	case phaseApply:
 		s.round = roundResults{}
-		for side := range s.writes {
-			if len(s.writes[side]) == 0 {
-				continue
-			}
-			entries := s.writes[side]
-			slices.SortFunc(entries, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
-			reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestApply, Partition: s.cfg.Partition, Entries: entries}))
-		}
+		reqs = s.applyRound()
 		if len(reqs) == 0 {
 			s.phase = phaseConfirm
 			return s.Next()
@@ -430,6 +495,46 @@ func (s *Session) newRequest(r Request) Request {
 	s.nextID++
 	r.ID = s.nextID
 	return r
+}
+
+// applyRound returns the Apply requests of the writes, at most ApplyLimit
+// entries each. When every side's writes fit in one request, the confirm
+// step rides on this round: each Apply asks for the root afterwards and a
+// side without writes gets a plain RangeHash of the root.
+func (s *Session) applyRound() []Request {
+	var reqs []Request
+	confirm := true
+	any := false
+	for side := range s.writes {
+		confirm = confirm && len(s.writes[side]) <= s.cfg.ApplyLimit
+		any = any || len(s.writes[side]) > 0
+	}
+	if !any {
+		return nil
+	}
+	root := s.part
+	s.round.hashRanges = []KeyRange{s.part}
+	for side := range s.writes {
+		entries := s.writes[side]
+		if len(entries) == 0 {
+			if confirm {
+				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestRangeHash,
+					RangeHash: RangeHashRequest{Partition: s.cfg.Partition, Ranges: []KeyRange{s.part}}}))
+			}
+			continue
+		}
+		slices.SortFunc(entries, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
+		for len(entries) > 0 {
+			n := min(len(entries), s.cfg.ApplyLimit)
+			r := Request{Side: Side(side), Kind: RequestApply, Partition: s.cfg.Partition, Entries: entries[:n]}
+			if confirm {
+				r.Confirm = &root
+			}
+			reqs = append(reqs, s.newRequest(r))
+			entries = entries[n:]
+		}
+	}
+	return reqs
 }
 
 // hashRound returns one RangeHash request per side over ranges.
@@ -484,9 +589,10 @@ func (s *Session) descendRound() []Request {
 					fk = append(fk, ks.key)
 				}
 			}
-			if len(fk) > 0 {
-				s.round.fetchKeys[side] = fk
-				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetch, Partition: s.cfg.Partition, Keys: fk}))
+			for len(fk) > 0 {
+				n := min(len(fk), s.cfg.ApplyLimit)
+				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetch, Partition: s.cfg.Partition, Keys: fk[:n]}))
+				fk = fk[n:]
 			}
 		}
 		for k, ks := range s.toFetch {
@@ -592,7 +698,26 @@ func (s *Session) accept(req Request, resp Response) error {
 			ks.rec[req.Side] = got[string(k)]
 		}
 	case RequestApply:
-		// Nothing to check.
+		if req.Confirm != nil {
+			if err := s.checkHashes(Request{ID: req.ID, Side: req.Side, Kind: RequestRangeHash,
+				RangeHash: RangeHashRequest{Partition: s.cfg.Partition, Ranges: []KeyRange{*req.Confirm}}}, resp.Hashes); err != nil {
+				return err
+			}
+			s.round.hashes[req.Side] = resp.Hashes
+			s.round.gotHash[req.Side] = true
+		}
+	case RequestRangeSketch:
+		if err := s.checkSketch(req, resp.Sketch); err != nil {
+			return err
+		}
+		sk := resp.Sketch
+		s.round.sketches[req.Side] = &sk
+	case RequestFetchByHash:
+		es, err := s.checkFetchByHash(req, resp.Entries)
+		if err != nil {
+			return err
+		}
+		s.round.byHash[req.Side] = es
 	}
 	return nil
 }
@@ -614,6 +739,10 @@ func (s *Session) finishRound() error {
 			s.phase = phaseDone
 			return nil
 		}
+		if s.cfg.Sketch {
+			s.startSketch(fa, fb)
+			return nil
+		}
 		s.phase = phaseDescend
 		s.compare(s.part, fa, fb, nil, nil, false)
 	case phaseDescend:
@@ -629,16 +758,29 @@ func (s *Session) finishRound() error {
 		if err := s.finishFetches(); err != nil {
 			return err
 		}
+	case phaseSketch:
+		return s.finishSketch()
+	case phaseFetchHash:
+		return s.finishFetchByHash()
 	case phaseApply:
 		s.phase = phaseConfirm
-	case phaseConfirm:
-		fa, fb := s.round.hashes[SideA][0].Fingerprint, s.round.hashes[SideB][0].Fingerprint
-		s.stats.Converged = fa == fb
-		s.phase = phaseDone
-		if !s.stats.Converged && s.cfg.Strict {
-			return fmt.Errorf("%w: partition %d: roots differ after the session (A %d records, B %d records)",
-				ErrNotConverged, s.cfg.Partition, fa.Count, fb.Count)
+		if s.round.gotHash[SideA] && s.round.gotHash[SideB] {
+			return s.confirmed()
 		}
+	case phaseConfirm:
+		return s.confirmed()
+	}
+	return nil
+}
+
+// confirmed ends the session with the root fingerprints of this round.
+func (s *Session) confirmed() error {
+	fa, fb := s.round.hashes[SideA][0].Fingerprint, s.round.hashes[SideB][0].Fingerprint
+	s.stats.Converged = fa == fb
+	s.phase = phaseDone
+	if !s.stats.Converged && s.cfg.Strict {
+		return fmt.Errorf("%w: partition %d: roots differ after the session (A %d records, B %d records)",
+			ErrNotConverged, s.cfg.Partition, fa.Count, fb.Count)
 	}
 	return nil
 }
@@ -873,10 +1015,9 @@ func (s *Session) resolve(ks *keyState) error {
 		}
 		resolved = r.Encode()
 	}
-	digest := EntryDigest(ks.key, resolved)
 	for side := range 2 {
 		if !bytes.Equal(ks.rec[side], resolved) {
-			s.writes[side] = append(s.writes[side], Entry{Key: ks.key, Digest: digest, Record: resolved})
+			s.writes[side] = append(s.writes[side], Entry{Key: ks.key, Record: resolved})
 			s.stats.side(Side(side)).KeysRepaired++
 		}
 	}

@@ -14,6 +14,9 @@ type Bytes struct {
 	// KeyLists: keys and digests (RangeScan pages, Fetch keys, and the keys
 	// and digests of entries that carry records).
 	KeyLists uint64
+	// Sketches: RangeSketch requests and answers (IBLT cells and
+	// estimators).
+	Sketches uint64
 	// Records: the encoded records themselves (the record fields of
 	// entries, with their tags and lengths).
 	Records uint64
@@ -22,11 +25,19 @@ type Bytes struct {
 }
 
 // Total returns the sum of all kinds.
-func (b Bytes) Total() uint64 { return b.Fingerprints + b.KeyLists + b.Records + b.Overhead }
+func (b Bytes) Total() uint64 {
+	return b.Fingerprints + b.KeyLists + b.Sketches + b.Records + b.Overhead
+}
 
 // Add returns b + o.
 func (b Bytes) Add(o Bytes) Bytes {
-	return Bytes{b.Fingerprints + o.Fingerprints, b.KeyLists + o.KeyLists, b.Records + o.Records, b.Overhead + o.Overhead}
+	return Bytes{
+		Fingerprints: b.Fingerprints + o.Fingerprints,
+		KeyLists:     b.KeyLists + o.KeyLists,
+		Sketches:     b.Sketches + o.Sketches,
+		Records:      b.Records + o.Records,
+		Overhead:     b.Overhead + o.Overhead,
+	}
 }
 
 // SideStats are the statistics of one side of a session.
@@ -125,7 +136,7 @@ func (s Stats) Add(o Stats) Stats {
 // String formats the main figures on one line.
 func (s Stats) String() string {
 	b := s.Bytes()
-	return fmt.Sprintf("partition=%d rounds=%d bytes=%d (fp=%d keys=%d records=%d overhead=%d) compared=%d transferred=%d repaired=A:%d,B:%d converged=%t",
-		s.Partition, s.Rounds, b.Total(), b.Fingerprints, b.KeyLists, b.Records, b.Overhead,
+	return fmt.Sprintf("partition=%d rounds=%d bytes=%d (fp=%d keys=%d sketches=%d records=%d overhead=%d) compared=%d transferred=%d repaired=A:%d,B:%d converged=%t",
+		s.Partition, s.Rounds, b.Total(), b.Fingerprints, b.KeyLists, b.Sketches, b.Records, b.Overhead,
 		s.KeysCompared, s.KeysTransferred, s.A.KeysRepaired, s.B.KeysRepaired, s.Converged)
 }

@@ -24,8 +24,18 @@ import "math/bits"
 //	message RangeScanResponse{ repeated Entry entries = 1; bool more = 2; bytes next = 3; }
 //	message FetchRequest     { uint32 partition = 1; repeated bytes keys = 2; }
 //	message FetchResponse    { repeated Entry entries = 1; }
-//	message ApplyRequest     { uint32 partition = 1; repeated Entry entries = 2; }
-//	message ApplyResponse    { }
+//	message ApplyRequest     { uint32 partition = 1; repeated Entry entries = 2;
+//	                           KeyRange confirm = 3; } // set: answer the range's Node
+//	message ApplyResponse    { Node confirm = 1; }
+//	message RangeSketchRequest  { uint32 partition = 1; repeated KeyRange ranges = 2;
+//	                              uint32 cells = 3; uint32 strata = 4; }
+//	message RangeSketchResponse { uint64 count = 1;
+//	                              bytes cells = 2;  // 9 bytes a cell: count (int8),
+//	                                                // check (uint16 BE), ID (48 bits BE)
+//	                              bytes strata = 3; } // 2 bytes a value (uint16 BE)
+//	message FetchByHashRequest  { uint32 partition = 1; repeated KeyRange ranges = 2;
+//	                              bytes ids = 3; }  // 6 bytes an ID (48 bits BE)
+//	message FetchByHashResponse { repeated Entry entries = 1; } // digests omitted
 //	message InfoRequest      { }
 //	message InfoResponse     { bytes id = 1; uint32 mode = 2; TreeParams tree = 3;
 //	                           repeated PartitionInfo partitions = 4; }
@@ -37,7 +47,9 @@ import "math/bits"
 // range are rebuilt by the client from the request and the splits (child i
 // spans [splits[i-1], splits[i]) inside its parent), so a child costs its
 // fingerprint and one boundary key. Fingerprints cost 16 bytes of hash plus
-// the count; per-key digests 8 bytes (fixed64).
+// the count; per-key digests 8 bytes (fixed64). Entries whose Digest is zero
+// omit it (proto3): Apply entries and FetchByHash answers, whose receivers
+// recompute digests.
 //
 // Collision probability accepted: a 128-bit fingerprint hash makes two
 // differing ranges look equal with probability 2^-128 per comparison; an
@@ -103,7 +115,19 @@ func nodeSize(f Fingerprint, children []Child) uint64 {
 // entrySize returns the size of an Entry message, split into its key and
 // digest part and its record part.
 func entrySize(e Entry) (keys, records uint64) {
-	return repeatedBytes(len(e.Key)) + 1 + 8, bytesField(len(e.Record))
+	keys = repeatedBytes(len(e.Key))
+	if e.Digest != 0 {
+		keys += 1 + 8
+	}
+	return keys, bytesField(len(e.Record))
+}
+
+func rangesSize(rs []KeyRange) uint64 {
+	var n uint64
+	for _, kr := range rs {
+		n += message(keyRangeSize(kr))
+	}
+	return n
 }
 
 // RequestWireSize returns the modelled size of a request on the wire, by
@@ -131,6 +155,16 @@ func RequestWireSize(r Request) Bytes {
 	case RequestApply:
 		b.Overhead += varintField(uint64(r.Partition))
 		addEntries(&b, r.Entries)
+		if r.Confirm != nil {
+			b.Fingerprints += message(keyRangeSize(*r.Confirm))
+		}
+	case RequestRangeSketch:
+		sk := r.Sketch
+		b.Sketches += varintField(uint64(sk.Partition)) + rangesSize(sk.Ranges) +
+			varintField(uint64(sk.Cells)) + varintField(uint64(sk.Strata))
+	case RequestFetchByHash:
+		f := r.FetchByHash
+		b.KeyLists += varintField(uint64(f.Partition)) + rangesSize(f.Ranges) + bytesField(idWireSize*len(f.IDs))
 	}
 	return b
 }
@@ -168,6 +202,18 @@ func ResponseWireSize(req Request, resp Response) Bytes {
 	case RequestFetch:
 		addEntries(&b, resp.Entries)
 	case RequestApply:
+		for _, h := range resp.Hashes {
+			b.Fingerprints += message(nodeSize(h.Fingerprint, h.Children))
+		}
+	case RequestRangeSketch:
+		sk := resp.Sketch
+		b.Sketches += varintField(sk.Count) + bytesField(sketchCellWireSize*len(sk.Cells)) +
+			bytesField(strataCellWireSize*len(sk.Strata))
+	case RequestFetchByHash:
+		for _, e := range resp.Entries {
+			e.Digest = 0 // not on the wire
+			addEntries(&b, []Entry{e})
+		}
 	}
 	return b
 }

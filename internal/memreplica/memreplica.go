@@ -70,7 +70,7 @@ type Replica struct {
 
 // Calls counts the calls a Replica has served.
 type Calls struct {
-	Info, RangeHash, RangeScan, Fetch, Apply int
+	Info, RangeHash, RangeScan, Fetch, Apply, RangeSketch, FetchByHash int
 }
 
 // index is an immutable sorted view of the records.
@@ -567,4 +567,71 @@ func (r *Replica) Apply(ctx context.Context, partition uint32, entries []reconci
 	return nil
 }
 
-var _ reconcile.Replica = (*Replica)(nil)
+// RangeSketch implements reconcile.Sketcher.
+func (r *Replica) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	if err := ctx.Err(); err != nil {
+		return reconcile.RangeSketchResult{}, err
+	}
+	if err := reconcile.ValidateSketchRequest(req); err != nil {
+		return reconcile.RangeSketchResult{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.calls.RangeSketch++
+	ix := r.indexLocked()
+	b := reconcile.NewSketchBuilder(req)
+	err := r.eachLocked(ix, req.Partition, req.Ranges, func(i int) {
+		b.Add(reconcile.ShortDigest(ix.digests[i]))
+	})
+	return b.Result(), err
+}
+
+// FetchByHash implements reconcile.Sketcher.
+func (r *Replica) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(req.IDs) > reconcile.MaxSketchIDs {
+		return nil, reconcile.ErrBadSketchRequest
+	}
+	want := make(map[uint64]bool, len(req.IDs))
+	for _, id := range req.IDs {
+		want[id] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.calls.FetchByHash++
+	ix := r.indexLocked()
+	var out []reconcile.Entry
+	err := r.eachLocked(ix, req.Partition, req.Ranges, func(i int) {
+		d := reconcile.ShortDigest(ix.digests[i])
+		if want[reconcile.SketchID(d)] {
+			out = append(out, reconcile.Entry{Key: slices.Clone(ix.keys[i]), Record: slices.Clone(r.mu.recs[string(ix.keys[i])])})
+		}
+	})
+	return out, err
+}
+
+// eachLocked calls fn with the index of every key of the sorted, disjoint
+// ranges.
+func (r *Replica) eachLocked(ix *index, partition uint32, ranges []reconcile.KeyRange, fn func(int)) error {
+	for i, kr := range ranges {
+		full, err := r.checkRange(partition, kr)
+		if err != nil {
+			return err
+		}
+		if i > 0 && (len(ranges[i-1].End) == 0 || bytes.Compare(ranges[i-1].End, kr.Start) > 0) {
+			return fmt.Errorf("memreplica: ranges not sorted and disjoint at %s", kr)
+		}
+		lo, hi := ix.span(full)
+		for j := lo; j < hi; j++ {
+			fn(j)
+		}
+	}
+	return nil
+}
+
+var (
+	_ reconcile.Replica  = (*Replica)(nil)
+	_ reconcile.Sketcher = (*Replica)(nil)
+)

@@ -1,0 +1,192 @@
+package reconcile
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// This file is the sketch path of a Session (SessionConfig.Sketch):
+//
+//	round 1  RangeHash of the root on both sides (as without sketches)
+//	round 2  RangeSketch of the partition on both sides: an IBLT sized
+//	         from the root counts, and a strata estimator
+//	         (if the IBLT does not decode: round 2' with an IBLT sized
+//	         from the estimator, and so on, at most three times; then the
+//	         tree descent takes over)
+//	round 3  FetchByHash: each side's entries whose IDs only it holds
+//	round 4  Apply of the resolved records, each returning the root
+//	         afterwards (the confirm step)
+
+// maxSketchAttempts is the number of sketch rounds before falling back to
+// the descent.
+const maxSketchAttempts = 3
+
+// firstSketchItems is the number of differing items the first IBLT is sized
+// for, beyond the difference of the root counts: a guess that costs little
+// (firstSketchItems*1.3*9 bytes per side) and saves the estimator's round
+// whenever few records differ.
+const firstSketchItems = 24
+
+// startSketch plans the first sketch round of a partition whose roots
+// differ.
+func (s *Session) startSketch(fa, fb Fingerprint) {
+	s.phase = phaseSketch
+	diff := fa.Count - fb.Count
+	if fb.Count > fa.Count {
+		diff = fb.Count - fa.Count
+	}
+	s.sk = sketchState{
+		ranges: []KeyRange{s.part},
+		cells:  sketchCellsFor(float64(diff) + firstSketchItems),
+		strata: strataFor(fa.Count + fb.Count),
+	}
+}
+
+// finishSketch decodes the two sketches of the round.
+func (s *Session) finishSketch() error {
+	a, b := s.round.sketches[SideA], s.round.sketches[SideB]
+	s.sk.attempts++
+	for side, sk := range []*RangeSketchResult{a, b} {
+		if sk.Count != s.rootFP[side].Count {
+			s.stats.CountMismatches++
+			if s.cfg.Strict {
+				return fmt.Errorf("%w: partition %d: %s sketched %d records, its root counted %d",
+					ErrNotConverged, s.cfg.Partition, Side(side), sk.Count, s.rootFP[side].Count)
+			}
+		}
+	}
+	if len(a.Strata) > 0 {
+		s.sk.estimate = estimateDifference(a.Strata, b.Strata, s.sk.strata)
+	}
+	onlyA, onlyB, ok := decodeSketches(a.Cells, b.Cells)
+	// Each side's unique items minus the other's must be the difference of
+	// the counts; a decode that says otherwise is wrong.
+	if ok && int64(len(onlyA))-int64(len(onlyB)) != int64(a.Count)-int64(b.Count) {
+		ok = false
+	}
+	if ok {
+		s.stats.KeysCompared += a.Count + b.Count
+		slices.Sort(onlyA)
+		slices.Sort(onlyB)
+		s.sk.ids = [2][]uint64{onlyA, onlyB}
+		s.phase = phaseFetchHash
+		return nil
+	}
+	if s.sk.attempts >= maxSketchAttempts {
+		// Give up on sketches: descend the trees.
+		s.phase = phaseDescend
+		s.compare(s.part, s.rootFP[SideA], s.rootFP[SideB], nil, nil, false)
+		return nil
+	}
+	// Size the next table from the estimate (with a margin for its error),
+	// and at least half again the last one.
+	want := 1.5 * float64(s.sk.cells)
+	switch e := s.sk.estimate; {
+	case math.IsInf(e, 1):
+		want = max(want, float64(sketchCellsFor(float64(a.Count+b.Count))))
+	case e > 0:
+		want = max(want, float64(sketchCellsFor(1.4*e+float64(len(onlyA)+len(onlyB)))))
+	}
+	s.sk.cells = min(int(want), MaxSketchCells)
+	s.sk.cells -= s.sk.cells % SketchHashes
+	s.sk.strata = 0
+	return nil
+}
+
+// finishFetchByHash resolves the entries fetched by sketch ID.
+func (s *Session) finishFetchByHash() error {
+	byKey := map[string]*keyState{}
+	var keys []string
+	for side := range 2 {
+		if got, asked := len(s.round.byHash[side]), len(s.sk.ids[side]); got != asked {
+			// A record changed since the sketch (or an ID collision).
+			s.stats.CountMismatches++
+			if s.cfg.Strict && got < asked {
+				return fmt.Errorf("%w: partition %d: %s returned %d of the %d records its sketch held alone",
+					ErrNotConverged, s.cfg.Partition, Side(side), got, asked)
+			}
+		}
+		for _, e := range s.round.byHash[side] {
+			ks := byKey[string(e.Key)]
+			if ks == nil {
+				ks = &keyState{key: e.Key, have: [2]bool{true, true}}
+				byKey[string(e.Key)] = ks
+				keys = append(keys, string(e.Key))
+			}
+			ks.rec[side] = e.Record
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ks := byKey[k]
+		s.noteTransferred(ks)
+		if err := s.resolve(ks); err != nil {
+			return err
+		}
+	}
+	s.phase = phaseApply
+	return nil
+}
+
+// checkSketch validates a RangeSketch answer: the cells and strata asked
+// for, and cell counts that add up to SketchHashes times the entries
+// summarized (modulo 256).
+func (s *Session) checkSketch(req Request, res RangeSketchResult) error {
+	r := req.Sketch
+	if len(res.Cells) != r.Cells {
+		return s.bad(req, s.part, "%d sketch cells, %d asked for", len(res.Cells), r.Cells)
+	}
+	if len(res.Strata) != r.Strata*StrataCells {
+		return s.bad(req, s.part, "%d estimator values, %d asked for", len(res.Strata), r.Strata*StrataCells)
+	}
+	if r.Cells == 0 {
+		return nil
+	}
+	var sum int8
+	for _, c := range res.Cells {
+		if c.ID >= 1<<SketchIDBits {
+			return s.bad(req, s.part, "sketch ID %#x wider than %d bits", c.ID, SketchIDBits)
+		}
+		sum += c.Count
+	}
+	if want := int8(uint8(res.Count * SketchHashes)); sum != want {
+		return s.bad(req, s.part, "sketch cells count %d items (mod 256), %d records make %d", uint8(sum), res.Count, uint8(want))
+	}
+	return nil
+}
+
+// checkFetchByHash validates a FetchByHash answer: strictly ascending keys
+// inside the requested ranges, records that decode and whose sketch IDs were
+// asked for. It returns the entries with their digests filled in.
+func (s *Session) checkFetchByHash(req Request, es []Entry) ([]Entry, error) {
+	asked := make(map[uint64]bool, len(req.FetchByHash.IDs))
+	for _, id := range req.FetchByHash.IDs {
+		asked[id] = true
+	}
+	for i := range es {
+		e := &es[i]
+		in := false
+		for _, r := range req.FetchByHash.Ranges {
+			in = in || r.Contains(e.Key)
+		}
+		if !in || !s.inPartition(e.Key) {
+			return nil, s.bad(req, s.part, "entry %q outside the ranges", e.Key)
+		}
+		if i > 0 && bytes.Compare(es[i-1].Key, e.Key) >= 0 {
+			return nil, s.bad(req, s.part, "entries not strictly ascending at %q", e.Key)
+		}
+		if e.Record == nil {
+			return nil, s.bad(req, s.part, "no record for %q", e.Key)
+		}
+		e.Digest = EntryDigest(e.Key, e.Record)
+		if !asked[SketchID(e.Digest)] {
+			return nil, s.bad(req, s.part, "entry %q (ID %#x) not asked for", e.Key, SketchID(e.Digest))
+		}
+		if _, err := DecodeRecord(e.Record); err != nil {
+			return nil, s.bad(req, s.part, "record of %q: %v", e.Key, err)
+		}
+	}
+	return es, nil
+}
