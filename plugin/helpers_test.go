@@ -64,7 +64,9 @@ func inProcess(t testing.TB, e *engine.Engine, sopts *plugin.ServerOptions) *plu
 }
 
 // fill writes n keys key000..., values of size bytes, without sync.
-func fill(t testing.TB, w putter, prefix string, n, size int) { fillWith(t, w, prefix, n, size, engine.NoSync) }
+func fill(t testing.TB, w putter, prefix string, n, size int) {
+	fillWith(t, w, prefix, n, size, engine.NoSync)
+}
 
 type putter interface {
 	Put(ctx context.Context, key, value []byte, wo *engine.WriteOptions) error
