@@ -1,0 +1,367 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+// SyncConfig configures the anti-entropy benchmark.
+type SyncConfig struct {
+	Dir   string // scratch directory (default: a temp dir)
+	Keys  int    // N: keys per replica before the divergence (default 1e5)
+	Diffs int    // K: differing keys, at most Keys (default 100)
+	// Transport is how the session reaches the replicas: "" or "inproc"
+	// (both engines in this process; bytes are the wire model's).
+	Transport string
+	Seed      uint64
+	// NoSketch runs the tree-descent session instead of sketches.
+	NoSketch bool
+}
+
+// SyncResult is what the anti-entropy benchmark measured: one session
+// (SyncAll) between two engines on disk that differ in Diffs keys, and the
+// naive full-comparison session on a fresh copy of the same divergence.
+type SyncResult struct {
+	Keys      int    `json:"keys"`
+	Diffs     int    `json:"diffs"`
+	Transport string `json:"transport"`
+	Sketch    bool   `json:"sketch"`
+
+	Rounds               int     `json:"rounds"`
+	BytesTotal           uint64  `json:"bytes_total"`
+	BytesRemoteSide      uint64  `json:"bytes_remote_side"`
+	BytesMetadata        uint64  `json:"bytes_metadata"`
+	BytesRecords         uint64  `json:"bytes_records"`
+	BytesFingerprints    uint64  `json:"bytes_fingerprints"`
+	BytesSketches        uint64  `json:"bytes_sketches"`
+	BytesKeyLists        uint64  `json:"bytes_key_lists"`
+	KeysTransferred      uint64  `json:"keys_transferred"`
+	KeysRepaired         uint64  `json:"keys_repaired"`
+	Converged            bool    `json:"converged"`
+	Seconds              float64 `json:"seconds"`
+	MetadataBytesPerDiff float64 `json:"metadata_bytes_per_diff"`
+	TransferredPerDiff   float64 `json:"transferred_per_diff"`
+
+	NaiveRounds     int     `json:"naive_rounds"`
+	NaiveBytesTotal uint64  `json:"naive_bytes_total"`
+	NaiveMetadata   uint64  `json:"naive_bytes_metadata"`
+	NaiveSeconds    float64 `json:"naive_seconds"`
+	NaiveConverged  bool    `json:"naive_converged"`
+
+	// FloorBytes is the information-theoretic floor the session is
+	// compared with: K x (key + winning record), the bytes of the
+	// differing records sent once each (any protocol that ships records
+	// verbatim sends at least these). FloorBytesMetadata is the part of it
+	// that is not records: log2(C(N+K, K)) bits to name which keys differ.
+	FloorBytes         uint64  `json:"floor_bytes"`
+	FloorBytesMetadata float64 `json:"floor_bytes_metadata"`
+	SetupSeconds       float64 `json:"setup_seconds"`
+}
+
+func (c *SyncConfig) defaults() error {
+	if c.Keys == 0 {
+		c.Keys = 100_000
+	}
+	if c.Diffs < 0 || c.Diffs > c.Keys {
+		return fmt.Errorf("bench: diffs %d out of [0, keys %d]", c.Diffs, c.Keys)
+	}
+	if c.Transport != "" && c.Transport != "inproc" {
+		return fmt.Errorf("bench: unknown transport %q (want inproc)", c.Transport)
+	}
+	if c.Transport == "" {
+		c.Transport = "inproc"
+	}
+	return nil
+}
+
+// Divergence kinds of the i-th differing key (i % numKinds).
+const (
+	kindMissingOnB = iota
+	kindMissingOnA
+	kindNewerOnA
+	kindNewerOnB
+	kindDeletedOnA
+	kindDeletedOnB
+	numKinds
+)
+
+// Sync builds the divergence twice (same seed) and measures one session on
+// the first copy and the naive baseline on the second.
+func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
+	if err := cfg.defaults(); err != nil {
+		return SyncResult{}, err
+	}
+	res := SyncResult{Keys: cfg.Keys, Diffs: cfg.Diffs, Transport: cfg.Transport}
+
+	run := func(name string, naive bool) (reconcile.Stats, float64, bool, [2]*engine.Engine, func(), error) {
+		dir, cleanup, err := scratchDir(cfg.Dir, name)
+		if err != nil {
+			return reconcile.Stats{}, 0, false, [2]*engine.Engine{}, nil, err
+		}
+		start := time.Now()
+		reps, err := buildDivergence(ctx, dir, cfg)
+		closeAll := func() {
+			for _, e := range reps {
+				if e != nil {
+					_ = e.Close()
+				}
+			}
+			cleanup()
+		}
+		if err != nil {
+			closeAll()
+			return reconcile.Stats{}, 0, false, reps, nil, err
+		}
+		res.SetupSeconds += time.Since(start).Seconds()
+		opts := reconcile.SyncOptions{NoSketch: cfg.NoSketch}
+		opts.Session.Naive = naive
+		if naive {
+			opts.Session.ScanLimit = engine.MaxKeysPerRequest // pages as large as the engine serves
+		}
+		start = time.Now()
+		stats, err := reconcile.SyncAll(ctx, reps[0], reps[1], opts)
+		secs := time.Since(start).Seconds()
+		if err != nil {
+			closeAll()
+			return reconcile.Stats{}, 0, false, reps, nil, fmt.Errorf("bench: %s session: %w", name, err)
+		}
+		var total reconcile.Stats
+		for _, st := range stats {
+			total = total.Add(st)
+		}
+		conv, err := converged(ctx, reps)
+		if err != nil {
+			closeAll()
+			return reconcile.Stats{}, 0, false, reps, nil, err
+		}
+		return total, secs, conv, reps, closeAll, nil
+	}
+
+	st, secs, conv, reps, closeAll, err := run("session", false)
+	if err != nil {
+		return res, err
+	}
+	res.FloorBytes, err = floorBytes(ctx, reps[0], cfg)
+	closeAll()
+	if err != nil {
+		return res, err
+	}
+	b := st.Bytes()
+	res.Sketch = b.Sketches > 0
+	res.Rounds = st.Rounds
+	res.BytesTotal = b.Total()
+	res.BytesRemoteSide = st.B.Total().Total()
+	res.BytesMetadata = st.BytesMetadata()
+	res.BytesRecords = b.Records
+	res.BytesFingerprints = b.Fingerprints
+	res.BytesSketches = b.Sketches
+	res.BytesKeyLists = b.KeyLists
+	res.KeysTransferred = st.KeysTransferred
+	res.KeysRepaired = st.KeysRepaired()
+	res.Converged = conv && st.Converged
+	res.Seconds = secs
+	if cfg.Diffs > 0 {
+		res.MetadataBytesPerDiff = float64(res.BytesMetadata) / float64(cfg.Diffs)
+		res.TransferredPerDiff = float64(res.KeysTransferred) / float64(cfg.Diffs)
+	}
+	res.FloorBytesMetadata = log2Binomial(cfg.Keys+cfg.Diffs, cfg.Diffs) / 8
+
+	nst, nsecs, nconv, _, closeNaive, err := run("naive", true)
+	if err != nil {
+		return res, err
+	}
+	closeNaive()
+	res.NaiveRounds = nst.Rounds
+	res.NaiveBytesTotal = nst.BytesTotal()
+	res.NaiveMetadata = nst.BytesMetadata()
+	res.NaiveSeconds = nsecs
+	res.NaiveConverged = nconv && nst.Converged
+	return res, nil
+}
+
+// buildDivergence opens two engines under dir and loads them: Keys random
+// 16-byte keys with 100-byte values, identical records on both sides, except
+// for the first Diffs keys (in generation order, so spread over the key
+// space), which diverge by kind: missing on B, missing on A, newer on A,
+// newer on B, deleted on A, deleted on B.
+func buildDivergence(ctx context.Context, dir string, cfg SyncConfig) ([2]*engine.Engine, error) {
+	var reps [2]*engine.Engine
+	for i, id := range []reconcile.ReplicaID{"a", "b"} {
+		e, err := engine.Open(fmt.Sprintf("%s/%s", dir, id), &engine.Options{ReplicaID: id, CheckpointInterval: -1})
+		if err != nil {
+			return reps, err
+		}
+		reps[i] = e
+	}
+	a, b := reps[0], reps[1]
+	rng := rand.New(rand.NewPCG(cfg.Seed, 2))
+	value := make([]byte, 100)
+	keys := make([][]byte, cfg.Keys)
+	kind := map[string]int{}
+	for i := range keys {
+		keys[i] = keyAt(make([]byte, 16), rng)
+		if i < cfg.Diffs {
+			kind[string(keys[i])] = i % numKinds
+		}
+	}
+	const batchSize = 100
+	// The common base, written on A (missing-on-A keys on B instead).
+	write := func(e *engine.Engine, pick func(i int) (put, del bool)) error {
+		bt := e.NewBatch()
+		for i, k := range keys {
+			put, del := pick(i)
+			if !put && !del {
+				continue
+			}
+			for j := range value {
+				value[j] = byte(rng.Uint32())
+			}
+			var err error
+			if del {
+				err = bt.Delete(k)
+			} else {
+				err = bt.Put(k, value)
+			}
+			if err != nil {
+				bt.Close()
+				return err
+			}
+			if bt.Len() == batchSize {
+				if err := bt.Commit(ctx, engine.NoSync); err != nil {
+					return err
+				}
+				bt = e.NewBatch()
+			}
+		}
+		return bt.Commit(ctx, engine.NoSync)
+	}
+	kindOf := func(i int) int {
+		if i < cfg.Diffs {
+			return i % numKinds
+		}
+		return -1
+	}
+	if err := write(a, func(i int) (bool, bool) { return kindOf(i) != kindMissingOnA, false }); err != nil {
+		return reps, err
+	}
+	// Copy the base to B record for record (same writer, same timestamp),
+	// except the keys missing on B.
+	kr := reconcile.KeyRange{}
+	for {
+		page, err := a.RangeScan(ctx, reconcile.RangeScanRequest{Range: kr, WithRecords: true, Limit: engine.MaxKeysPerRequest})
+		if err != nil {
+			return reps, err
+		}
+		es := page.Entries[:0]
+		for _, e := range page.Entries {
+			if k, ok := kind[string(e.Key)]; ok && k == kindMissingOnB {
+				continue
+			}
+			es = append(es, e)
+		}
+		if len(es) > 0 {
+			if err := b.Apply(ctx, 0, es); err != nil {
+				return reps, err
+			}
+		}
+		if !page.More {
+			break
+		}
+		kr.Start = page.Next
+	}
+	if err := write(b, func(i int) (bool, bool) { return kindOf(i) == kindMissingOnA, false }); err != nil {
+		return reps, err
+	}
+	// The later versions.
+	if err := write(a, func(i int) (bool, bool) { return kindOf(i) == kindNewerOnA, kindOf(i) == kindDeletedOnA }); err != nil {
+		return reps, err
+	}
+	if err := write(b, func(i int) (bool, bool) { return kindOf(i) == kindNewerOnB, kindOf(i) == kindDeletedOnB }); err != nil {
+		return reps, err
+	}
+	for _, e := range reps {
+		if err := e.Maintain(ctx); err != nil {
+			return reps, err
+		}
+	}
+	return reps, nil
+}
+
+// converged reports whether both engines hold identical records (full
+// scans) and equal roots.
+func converged(ctx context.Context, reps [2]*engine.Engine) (bool, error) {
+	var roots [2]reconcile.Fingerprint
+	for i, e := range reps {
+		hs, err := e.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}})
+		if err != nil {
+			return false, err
+		}
+		roots[i] = hs[0].Fingerprint
+	}
+	if roots[0] != roots[1] {
+		return false, nil
+	}
+	var cur [2]reconcile.KeyRange
+	var pages [2]reconcile.RangeScanResult
+	for {
+		for i, e := range reps {
+			p, err := e.RangeScan(ctx, reconcile.RangeScanRequest{Range: cur[i], WithRecords: true, Limit: engine.MaxKeysPerRequest})
+			if err != nil {
+				return false, err
+			}
+			pages[i] = p
+			cur[i].Start = p.Next
+		}
+		pa, pb := pages[0], pages[1]
+		if len(pa.Entries) != len(pb.Entries) || pa.More != pb.More {
+			return false, nil
+		}
+		for j := range pa.Entries {
+			if !bytes.Equal(pa.Entries[j].Key, pb.Entries[j].Key) || !bytes.Equal(pa.Entries[j].Record, pb.Entries[j].Record) {
+				return false, nil
+			}
+		}
+		if !pa.More {
+			return true, nil
+		}
+	}
+}
+
+// floorBytes returns K x (key + record): the sizes of the resolved records
+// of the differing keys, read from the converged engine e.
+func floorBytes(ctx context.Context, e *engine.Engine, cfg SyncConfig) (uint64, error) {
+	rng := rand.New(rand.NewPCG(cfg.Seed, 2))
+	var keys [][]byte
+	for range cfg.Diffs {
+		keys = append(keys, keyAt(make([]byte, 16), rng))
+	}
+	var total uint64
+	for len(keys) > 0 {
+		n := min(len(keys), engine.MaxKeysPerRequest)
+		es, err := e.Fetch(ctx, 0, keys[:n])
+		if err != nil {
+			return 0, err
+		}
+		for _, en := range es {
+			total += uint64(len(en.Key) + len(en.Record))
+		}
+		keys = keys[n:]
+	}
+	return total, nil
+}
+
+// log2Binomial returns log2(C(n, k)).
+func log2Binomial(n, k int) float64 {
+	lg := func(x int) float64 {
+		v, _ := math.Lgamma(float64(x) + 1)
+		return v
+	}
+	return (lg(n) - lg(k) - lg(n-k)) / math.Ln2
+}
