@@ -131,21 +131,10 @@ type Loop struct {
 		sched    *Scheduler
 		nextID   uint64
 		counts   map[string]uint64
-		rounds   map[uint32]*roundState
+		rounds   *RoundTracker
 		tasks    map[string]TaskReport
 		lastInfo Info
 	}
-}
-
-type roundState struct {
-	peers      []ReplicaID
-	start      time.Time
-	prevStart  time.Time
-	done       map[ReplicaID]bool
-	completed  uint64
-	lastRound  time.Time
-	havePrev   bool
-	unresolved []ReplicaID // preference peers the loop has no Replica for
 }
 
 // NewLoop validates cfg and returns a loop.
@@ -185,7 +174,6 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 		l.peers[p.ID] = p.Replica
 	}
 	l.mu.counts = make(map[string]uint64)
-	l.mu.rounds = make(map[uint32]*roundState)
 	l.mu.tasks = make(map[string]TaskReport)
 	return l, nil
 }
@@ -202,20 +190,23 @@ func (l *Loop) Run(ctx context.Context) error {
 	var targets []Target
 	l.mu.Lock()
 	l.mu.lastInfo = info
+	l.mu.rounds = NewRoundTracker()
 	for _, p := range info.Partitions {
-		rs := &roundState{start: now, done: make(map[ReplicaID]bool)}
+		var peers []ReplicaID
+		blocked := false
 		for _, id := range l.preference(p.ID) {
 			if id == info.ID {
 				continue
 			}
-			rs.peers = append(rs.peers, id)
+			peers = append(peers, id)
 			if _, ok := l.peers[id]; !ok {
-				rs.unresolved = append(rs.unresolved, id)
+				l.log.Warn("preference-list replica is not a peer; no full rounds (no tombstone GC) for the partition", "partition", p.ID, "replica", string(id))
+				blocked = true
 				continue
 			}
 			targets = append(targets, Target{Partition: p.ID, Peer: id})
 		}
-		l.mu.rounds[p.ID] = rs
+		l.mu.rounds.SetPeers(p.ID, peers, now, blocked)
 	}
 	sched, err := NewScheduler(l.cfg.Scheduler, targets, now)
 	if err != nil {
@@ -318,7 +309,9 @@ func (l *Loop) runSession(ctx context.Context, t Target, sig Signals) {
 	l.mu.sched.Done(t, end, o, l.signals())
 	l.mu.counts[rep.Outcome]++
 	if rep.Err == nil && rep.Stats.Converged {
-		round = l.roundProgressLocked(t, start, end)
+		if fr, ok := l.mu.rounds.Converged(t.Partition, t.Peer, start, end); ok {
+			round = &fr
+		}
 	}
 	l.mu.Unlock()
 
@@ -428,30 +421,6 @@ func (l *Loop) isLarge(ctx context.Context, a, b Replica, p uint32) (bool, error
 	return d > l.cfg.LargeRepairKeys, nil
 }
 
-// roundProgressLocked records a converged session of t that started at
-// start and returns the round it completed, if any.
-func (l *Loop) roundProgressLocked(t Target, start, end time.Time) *FullRound {
-	rs := l.mu.rounds[t.Partition]
-	if rs == nil || start.Before(rs.start) || len(rs.unresolved) > 0 {
-		return nil
-	}
-	rs.done[t.Peer] = true
-	for _, id := range rs.peers {
-		if !rs.done[id] {
-			return nil
-		}
-	}
-	fr := &FullRound{Partition: t.Partition, Start: rs.start, End: end}
-	if rs.havePrev {
-		fr.SafeBefore = rs.prevStart
-	}
-	rs.prevStart, rs.havePrev = rs.start, true
-	rs.start, rs.lastRound = end, end
-	rs.completed++
-	clear(rs.done)
-	return fr
-}
-
 // runTasks is the background worker: it runs due tasks one at a time.
 func (l *Loop) runTasks(ctx context.Context) {
 	next := make([]time.Time, len(l.cfg.Tasks))
@@ -539,10 +508,13 @@ func (l *Loop) Status() LoopStatus {
 	for k, v := range l.mu.counts {
 		st.Sessions[k] = v
 	}
-	for p, rs := range l.mu.rounds {
-		st.Rounds[p] = rs.completed
-		if !rs.lastRound.IsZero() {
-			st.LastRound[p] = rs.lastRound
+	if l.mu.rounds != nil {
+		for _, p := range l.mu.rounds.Partitions() {
+			n, last := l.mu.rounds.Completed(p)
+			st.Rounds[p] = n
+			if !last.IsZero() {
+				st.LastRound[p] = last
+			}
 		}
 	}
 	for k, v := range l.mu.tasks {

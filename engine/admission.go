@@ -1,0 +1,409 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/merkle"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+// PebbleSignals are the figures of Pebble's state that admission control
+// reads (from pebble.DB.Metrics in production; tests inject them).
+type PebbleSignals struct {
+	// L0Sublevels is the number of L0 sublevels (read amplification of
+	// L0); Pebble slows writes down past L0StopWritesThreshold.
+	L0Sublevels int
+	// CompactionDebt is Pebble's estimate of the bytes compactions must
+	// write to reach a stable LSM shape.
+	CompactionDebt uint64
+}
+
+// AdmissionConfig configures admission control. Zero fields take defaults.
+type AdmissionConfig struct {
+	// Throttles are the background throttles to scale (scans, rebuilds,
+	// repair writes).
+	Throttles []*reconcile.Throttle
+	// Interval is how often Run evaluates the signals (default 1s).
+	Interval time.Duration
+	// MaxL0Sublevels: more L0 sublevels than this is overload (default 8).
+	MaxL0Sublevels int
+	// MaxCompactionDebt: more debt than this is overload (default 1 GiB).
+	MaxCompactionDebt uint64
+	// LatencyTarget: a foreground p99 above it is overload. Zero means
+	// relative: a p99 above LatencyFactor times the baseline (the lowest
+	// p99 of the last BaselineWindows windows) plus LatencySlack.
+	LatencyTarget time.Duration
+	// LatencyFactor (default 1.2) and LatencySlack (default 50µs).
+	LatencyFactor float64
+	LatencySlack  time.Duration
+	// BaselineWindows (default 60).
+	BaselineWindows int
+	// MinSamples: windows with fewer foreground samples say nothing about
+	// latency (default 20).
+	MinSamples int
+	// Decrease multiplies the scale on overload (default 0.5); Increase is
+	// added to it when everything is fine (default 0.1); MinScale bounds it
+	// below (default 0.02).
+	Decrease, Increase, MinScale float64
+	// Partitioner maps written keys to partitions for the write rates
+	// (default: one partition). Use the engine's.
+	Partitioner merkle.Partitioner
+	// Clock (default system clock).
+	Clock reconcile.Clock
+	// Pebble returns Pebble's signals; default: none until Attach.
+	Pebble func() PebbleSignals
+	// Logger (default: discard).
+	Logger *slog.Logger
+}
+
+// Defaults of AdmissionConfig.
+const (
+	DefaultAdmissionInterval = time.Second
+	DefaultMaxL0Sublevels    = 8
+	DefaultMaxCompactionDebt = 1 << 30
+	DefaultLatencyFactor     = 1.2
+	DefaultLatencySlack      = 50 * time.Microsecond
+	DefaultBaselineWindows   = 60
+	DefaultMinSamples        = 20
+)
+
+func (c *AdmissionConfig) ensureDefaults() {
+	if c.Interval == 0 {
+		c.Interval = DefaultAdmissionInterval
+	}
+	if c.MaxL0Sublevels == 0 {
+		c.MaxL0Sublevels = DefaultMaxL0Sublevels
+	}
+	if c.MaxCompactionDebt == 0 {
+		c.MaxCompactionDebt = DefaultMaxCompactionDebt
+	}
+	if c.LatencyFactor == 0 {
+		c.LatencyFactor = DefaultLatencyFactor
+	}
+	if c.LatencySlack == 0 {
+		c.LatencySlack = DefaultLatencySlack
+	}
+	if c.BaselineWindows == 0 {
+		c.BaselineWindows = DefaultBaselineWindows
+	}
+	if c.MinSamples == 0 {
+		c.MinSamples = DefaultMinSamples
+	}
+	if c.Decrease == 0 {
+		c.Decrease = 0.5
+	}
+	if c.Increase == 0 {
+		c.Increase = 0.1
+	}
+	if c.MinScale == 0 {
+		c.MinScale = 0.02
+	}
+	if c.Partitioner == nil {
+		c.Partitioner = merkle.SinglePartition()
+	}
+	if c.Clock == nil {
+		c.Clock = reconcile.SystemClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// AdmissionStatus is admission control's state after its last evaluation.
+type AdmissionStatus struct {
+	// Scale is the fraction of the configured background rates in force.
+	Scale float64
+	// Overloaded: the last window showed foreground suffering; Reasons say
+	// why ("l0-sublevels", "compaction-debt", "write-stall", "disk-slow",
+	// "latency").
+	Overloaded bool
+	Reasons    []string
+	// P99 is the last window's foreground p99 (0: too few samples);
+	// Baseline the relative target's baseline; Samples the window's count.
+	P99, Baseline time.Duration
+	Samples       uint64
+	// The Pebble figures of the last window.
+	L0Sublevels    int
+	CompactionDebt uint64
+	WriteStalled   bool
+	// Counters since creation.
+	WriteStalls, DiskSlowEvents, Evaluations, Decreases uint64
+	// WriteRate is the node's write rate (writes/s) in the last window.
+	WriteRate float64
+}
+
+// latencyBuckets: 4 buckets per power of two of nanoseconds (~19% wide).
+const latencyBuckets = 64 * 4
+
+// Admission is admission control for background work: it watches Pebble
+// (L0 sublevels, compaction debt, write stalls, slow disk operations) and
+// foreground latency (a per-window histogram of Put/Get durations), and
+// scales the background throttles down multiplicatively (by Decrease) while
+// any signal shows the foreground suffering, and back up additively (by
+// Increase) when none does (AIMD, like TCP congestion control).
+//
+// The engine (or the application) reports foreground latencies with
+// ObserveForeground; Pebble reports stalls and slow disks through
+// EventListener (and WithDiskHealthChecks); the write rate comes from Hook.
+// Run evaluates every Interval; Evaluate does one step (tests call it). All
+// methods are safe for concurrent use; ObserveForeground and the hook are
+// lock-free.
+type Admission struct {
+	cfg AdmissionConfig
+
+	hist        [latencyBuckets]atomic.Uint64
+	writes      []atomic.Uint64 // per partition, since the last evaluation
+	stalled     atomic.Bool
+	stalls      atomic.Uint64
+	diskSlow    atomic.Uint64
+	pebbleState atomic.Pointer[func() PebbleSignals]
+
+	mu struct {
+		sync.Mutex
+		scale        float64
+		last         time.Time
+		baseline     []time.Duration
+		status       AdmissionStatus
+		seenStalls   uint64
+		seenDiskSlow uint64
+		rates        []float64
+	}
+}
+
+// NewAdmission returns an admission controller at full scale.
+func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
+	cfg.ensureDefaults()
+	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.LatencyFactor < 1 || cfg.Interval < 0 {
+		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale %v in (0,1], latency factor %v >= 1",
+			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.LatencyFactor)
+	}
+	a := &Admission{cfg: cfg, writes: make([]atomic.Uint64, cfg.Partitioner.NumPartitions())}
+	if cfg.Pebble != nil {
+		a.pebbleState.Store(&cfg.Pebble)
+	}
+	a.mu.scale = 1
+	a.mu.last = cfg.Clock.Now()
+	a.mu.status.Scale = 1
+	a.mu.rates = make([]float64, len(a.writes))
+	return a, nil
+}
+
+// Attach makes admission control read Pebble's metrics from e (unless
+// AdmissionConfig.Pebble was given).
+func (a *Admission) Attach(e *Engine) {
+	if a.cfg.Pebble != nil {
+		return
+	}
+	f := func() PebbleSignals { return PebbleSignalsOf(e.DB().Metrics()) }
+	a.pebbleState.Store(&f)
+}
+
+// PebbleSignalsOf extracts admission control's figures from Pebble metrics.
+func PebbleSignalsOf(m *pebble.Metrics) PebbleSignals {
+	return PebbleSignals{L0Sublevels: int(m.Levels[0].Sublevels), CompactionDebt: m.Compact.EstimatedDebt}
+}
+
+// EventListener returns the Pebble event listener that reports write stalls
+// and slow disk operations to admission control. Pass it in the engine's
+// Options.Pebble (pebble.Options.AddEventListener) before Open.
+func (a *Admission) EventListener() pebble.EventListener {
+	return pebble.EventListener{
+		WriteStallBegin: func(pebble.WriteStallBeginInfo) { a.stalled.Store(true); a.stalls.Add(1) },
+		WriteStallEnd:   func() { a.stalled.Store(false) },
+		DiskSlow:        a.DiskSlow,
+	}
+}
+
+// DiskSlow reports a slow disk operation (the vfs.WithDiskHealthChecks
+// callback, see WithDiskHealthChecks). It does no I/O and takes no lock.
+func (a *Admission) DiskSlow(pebble.DiskSlowInfo) { a.diskSlow.Add(1) }
+
+// ObserveForeground records the duration of one foreground operation (a
+// Put, Get, Delete or batch commit). Lock-free; call it on every operation.
+func (a *Admission) ObserveForeground(d time.Duration) {
+	a.hist[latencyBucket(d)].Add(1)
+}
+
+func latencyBucket(d time.Duration) int {
+	ns := uint64(max(d, 1))
+	e := bits.Len64(ns) - 1 // 2^e <= ns < 2^(e+1)
+	var frac uint64
+	if e >= 2 {
+		frac = (ns >> (e - 2)) & 3
+	} else {
+		frac = (ns << (2 - e)) & 3
+	}
+	return min(e*4+int(frac), latencyBuckets-1)
+}
+
+// bucketUpper is the upper bound of bucket i.
+func bucketUpper(i int) time.Duration {
+	e, frac := i/4, i%4
+	return time.Duration(math.Ldexp(1+float64(frac+1)/4, e))
+}
+
+// Hook returns a write hook that counts writes per partition for the write
+// rates. Add it to the engine's Options.Hooks.
+func (a *Admission) Hook() hooks.Hook {
+	return hooks.Hook{PreCommit: func(b *hooks.Batch) error {
+		n := len(a.writes)
+		for _, op := range b.Ops() {
+			p := 0
+			if n > 1 {
+				p = a.cfg.Partitioner.Partition(op.Key)
+			}
+			if p >= 0 && p < n {
+				a.writes[p].Add(1)
+			}
+		}
+		return nil
+	}}
+}
+
+// Run evaluates the signals every Interval until ctx is done.
+func (a *Admission) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.cfg.Clock.After(a.cfg.Interval):
+			a.Evaluate()
+		}
+	}
+}
+
+// Evaluate closes the current window: it reads the signals, scales the
+// throttles and returns the new status.
+func (a *Admission) Evaluate() AdmissionStatus {
+	now := a.cfg.Clock.Now()
+	var ps PebbleSignals
+	havePebble := false
+	if f := a.pebbleState.Load(); f != nil {
+		ps, havePebble = (*f)(), true
+	}
+	var counts [latencyBuckets]uint64
+	var samples uint64
+	for i := range a.hist {
+		counts[i] = a.hist[i].Swap(0)
+		samples += counts[i]
+	}
+	var p99 time.Duration
+	if samples >= uint64(a.cfg.MinSamples) {
+		rank := uint64(math.Ceil(float64(samples) * 0.99))
+		var acc uint64
+		for i, c := range counts {
+			acc += c
+			if acc >= rank {
+				p99 = bucketUpper(i)
+				break
+			}
+		}
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	secs := now.Sub(a.mu.last).Seconds()
+	a.mu.last = now
+	var total uint64
+	for i := range a.writes {
+		w := a.writes[i].Swap(0)
+		total += w
+		if secs > 0 {
+			a.mu.rates[i] = float64(w) / secs
+		}
+	}
+	st := AdmissionStatus{P99: p99, Samples: samples, L0Sublevels: ps.L0Sublevels, CompactionDebt: ps.CompactionDebt,
+		WriteStalled: a.stalled.Load(), WriteStalls: a.stalls.Load(), DiskSlowEvents: a.diskSlow.Load(),
+		Evaluations: a.mu.status.Evaluations + 1, Decreases: a.mu.status.Decreases}
+	if secs > 0 {
+		st.WriteRate = float64(total) / secs
+	}
+	if havePebble && ps.L0Sublevels > a.cfg.MaxL0Sublevels {
+		st.Reasons = append(st.Reasons, "l0-sublevels")
+	}
+	if havePebble && ps.CompactionDebt > a.cfg.MaxCompactionDebt {
+		st.Reasons = append(st.Reasons, "compaction-debt")
+	}
+	if st.WriteStalled || st.WriteStalls > a.mu.seenStalls {
+		st.Reasons = append(st.Reasons, "write-stall")
+	}
+	if st.DiskSlowEvents > a.mu.seenDiskSlow {
+		st.Reasons = append(st.Reasons, "disk-slow")
+	}
+	a.mu.seenStalls, a.mu.seenDiskSlow = st.WriteStalls, st.DiskSlowEvents
+	if p99 > 0 {
+		target := a.cfg.LatencyTarget
+		if target == 0 {
+			a.mu.baseline = append(a.mu.baseline, p99)
+			if len(a.mu.baseline) > a.cfg.BaselineWindows {
+				a.mu.baseline = a.mu.baseline[1:]
+			}
+			st.Baseline = a.mu.baseline[0]
+			for _, b := range a.mu.baseline {
+				st.Baseline = min(st.Baseline, b)
+			}
+			target = time.Duration(float64(st.Baseline)*a.cfg.LatencyFactor) + a.cfg.LatencySlack
+		}
+		if p99 > target {
+			st.Reasons = append(st.Reasons, "latency")
+		}
+	} else {
+		st.Baseline = a.mu.status.Baseline
+	}
+	st.Overloaded = len(st.Reasons) > 0
+	old := a.mu.scale
+	if st.Overloaded {
+		a.mu.scale = max(a.mu.scale*a.cfg.Decrease, a.cfg.MinScale)
+		st.Decreases++
+	} else {
+		a.mu.scale = min(a.mu.scale+a.cfg.Increase, 1)
+	}
+	st.Scale = a.mu.scale
+	if st.Scale != old {
+		for _, t := range a.cfg.Throttles {
+			t.SetScale(st.Scale)
+		}
+		if st.Overloaded {
+			a.cfg.Logger.Info("admission: background work scaled down", "scale", st.Scale, "reasons", st.Reasons, "p99", p99, "baseline", st.Baseline)
+		}
+	}
+	a.mu.status = st
+	return st
+}
+
+// Status returns the state after the last evaluation.
+func (a *Admission) Status() AdmissionStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.mu.status
+	st.Reasons = append([]string(nil), st.Reasons...)
+	return st
+}
+
+// WriteRate returns partition's write rate (writes/s) in the last window.
+func (a *Admission) WriteRate(partition uint32) float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if int(partition) >= len(a.mu.rates) {
+		return 0
+	}
+	return a.mu.rates[partition]
+}
+
+// Signals returns the load signals for the repair loop's scheduler
+// (reconcile.LoopConfig.Signals).
+func (a *Admission) Signals() reconcile.Signals {
+	a.mu.Lock()
+	over := a.mu.status.Overloaded || a.mu.scale < 0.5
+	a.mu.Unlock()
+	return reconcile.Signals{Overloaded: over, WriteRate: a.WriteRate}
+}
