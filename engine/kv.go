@@ -190,8 +190,8 @@ func (e *Engine) GetVersions(ctx context.Context, key []byte) (Versions, error) 
 // PutContext writes value under key in causal mode, superseding the
 // versions that causal (from GetVersions; nil: none) covers; versions it
 // does not cover stay as siblings. It reads the current record (inherent to
-// causal mode) and writes a merge operand, so a concurrent anti-entropy
-// apply is never lost.
+// causal mode) under a per-key stripe lock that anti-entropy's Apply also
+// takes in causal mode, so a concurrent repair is never lost.
 func (e *Engine) PutContext(ctx context.Context, key, value, causal []byte, wo *WriteOptions) error {
 	if e.opts.Mode != reconcile.ModeCausal {
 		return fmt.Errorf("%w: PutContext needs causal mode", ErrWrongMode)
@@ -223,7 +223,7 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 		return err
 	}
 	defer e.exit()
-	mu := &e.causalLocks[xxhash.Sum64(key)%uint64(len(e.causalLocks))]
+	mu := &e.causalLocks[e.stripe(key)]
 	mu.Lock()
 	defer mu.Unlock()
 	cur, err := e.readRecord(key)
@@ -234,12 +234,20 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 		vv = vv.Merge(cur.Context)
 	}
 	rec := reconcile.CausalPut(cur, vv, e.opts.ReplicaID, e.clock.Now(), value, tombstone)
+	// Under the stripe lock no other write of this key can run (causal
+	// Apply takes the same locks), so the read-modify-write can Set the
+	// result: reads and compactions then have no operands to merge.
 	b := e.getBatch()
 	defer e.putBatch(b)
-	if err := b.Merge(key, rec.Encode()); err != nil {
+	if err := b.Set(key, rec.Encode()); err != nil {
 		return err
 	}
 	return e.commit(b, wo)
+}
+
+// stripe returns the index of key's lock stripe.
+func (e *Engine) stripe(key []byte) int {
+	return int(xxhash.Sum64(key) % uint64(len(e.causalLocks)))
 }
 
 // Batch is an atomic group of LWW writes. It is not safe for concurrent

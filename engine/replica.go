@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -277,6 +278,23 @@ func (e *Engine) Apply(ctx context.Context, part uint32, entries []reconcile.Ent
 	}
 	defer e.exit()
 	e.clock.Update(maxTS)
+	if e.opts.Mode == reconcile.ModeCausal {
+		// Exclude the read-modify-write of causal puts on these keys.
+		stripes := make([]int, 0, len(entries))
+		for _, ent := range entries {
+			stripes = append(stripes, e.stripe(ent.Key))
+		}
+		sort.Ints(stripes)
+		stripes = slices.Compact(stripes)
+		for _, s := range stripes {
+			e.causalLocks[s].Lock()
+		}
+		defer func() {
+			for _, s := range stripes {
+				e.causalLocks[s].Unlock()
+			}
+		}()
+	}
 	b := e.getBatch()
 	defer e.putBatch(b)
 	for _, ent := range entries {
