@@ -24,6 +24,9 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte{12, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	// Corrupt the second answer's first entry.
 	f.Add([]byte{40, 7, 5, 1, 3, 0, 2, 9, 9, 9, 1, 1, 1, 1})
+	// Sketches (third byte >= 0x80), no corruption, then corrupted sketches.
+	f.Add([]byte{90, 5, 0x85, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{90, 5, 0x9a, 1, 3, 130, 7, 2, 200, 3, 1, 131, 9, 9})
 	// Many keys, heavy corruption.
 	f.Add([]byte{200, 50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 255, 254, 253})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -49,7 +52,9 @@ func FuzzSession(f *testing.F) {
 		ctx := context.Background()
 		ia, _ := reps[0].Info(ctx)
 		ib, _ := reps[1].Info(ctx)
-		s, err := reconcile.NewSession(reconcile.SessionConfig{InfoA: &ia, InfoB: &ib, Fanout: 2 + int(r.byte()%6), MaxDepth: 1 + int(r.byte()%3), ScanLimit: 1 + int(r.byte()%8)})
+		shape := r.byte()
+		s, err := reconcile.NewSession(reconcile.SessionConfig{InfoA: &ia, InfoB: &ib, Fanout: 2 + int(shape%6), MaxDepth: 1 + int(r.byte()%3),
+			ScanLimit: 1 + int(r.byte()%8), Sketch: shape&0x80 != 0, ApplyLimit: 1 + int(shape>>3)%16})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,6 +72,12 @@ func FuzzSession(f *testing.F) {
 				resp := reconcile.Call(ctx, reps[req.Side], req)
 				if mutate(r, &resp) {
 					corrupted = true
+				}
+				if req.Kind == reconcile.RequestFetchByHash {
+					for i := range resp.Entries {
+						// The session fills in the digests of hash fetches.
+						resp.Entries[i].Digest = reconcile.EntryDigest(resp.Entries[i].Key, resp.Entries[i].Record)
+					}
 				}
 				for _, e := range append(resp.Entries, resp.Scan.Entries...) {
 					if e.Record != nil {
@@ -96,6 +107,24 @@ func mutate(r *fuzzReader, resp *reconcile.Response) bool {
 		es = &resp.Scan.Entries
 	}
 	i := int(r.byte())
+	if len(resp.Sketch.Cells) > 0 && op%2 == 0 {
+		c := &resp.Sketch.Cells[i%len(resp.Sketch.Cells)]
+		switch r.byte() % 4 {
+		case 0:
+			c.Count++
+		case 1:
+			c.ID ^= uint64(r.byte()) + 1
+		case 2:
+			c.Check ^= uint16(r.byte()) + 1
+		case 3:
+			resp.Sketch.Cells = resp.Sketch.Cells[1:]
+		}
+		return true
+	}
+	if len(resp.Sketch.Strata) > 0 && op%3 == 0 {
+		resp.Sketch.Strata[i%len(resp.Sketch.Strata)] ^= uint16(r.byte()) + 1
+		return true
+	}
 	switch op % 12 {
 	case 0:
 		resp.Err = errors.New("injected")
@@ -159,7 +188,7 @@ func checkJustified(t *testing.T, es []reconcile.Entry, delivered map[string][][
 		if _, err := reconcile.DecodeRecord(e.Record); err != nil {
 			t.Fatalf("apply of an undecodable record for %q: %v", e.Key, err)
 		}
-		if e.Digest != reconcile.EntryDigest(e.Key, e.Record) {
+		if e.Digest != 0 && e.Digest != reconcile.EntryDigest(e.Key, e.Record) {
 			t.Fatalf("apply with a wrong digest for %q", e.Key)
 		}
 		recs := delivered[string(e.Key)]

@@ -89,6 +89,20 @@ func (r *racer) Fetch(ctx context.Context, p uint32, keys [][]byte) ([]reconcile
 	return r.Replica.Fetch(ctx, p, keys)
 }
 
+// sketchRacer is a racer in front of a reconcile.Sketcher: it races before
+// sketch calls too.
+type sketchRacer struct{ *racer }
+
+func (r sketchRacer) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	r.race(ctx)
+	return r.Replica.(reconcile.Sketcher).RangeSketch(ctx, req)
+}
+
+func (r sketchRacer) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	r.race(ctx)
+	return r.Replica.(reconcile.Sketcher).FetchByHash(ctx, req)
+}
+
 // RunRacing runs sessions while both replicas take writes: before every
 // RangeHash, RangeScan and Fetch a replica serves, one record is written to
 // it (new keys, newer versions, deletes, blind concurrent causal writes).
@@ -123,6 +137,9 @@ func runRacing(t *testing.T, newReplica NewReplica, seed uint64, mode reconcile.
 		racers[side] = &racer{Replica: reps[side], id: reconcile.ReplicaID([]string{"a", "b"}[side]), cfg: sc.cfg,
 			rng: rand.New(rand.NewPCG(seed, uint64(side))), wall: 1 << 20, keys: keys, written: map[string][]reconcile.Record{}, t: t}
 		wrapped[side] = racers[side]
+		if _, ok := reps[side].(reconcile.Sketcher); ok && seed%2 == 0 {
+			wrapped[side] = sketchRacer{racers[side]}
+		}
 	}
 	if _, err := reconcile.SyncAll(context.Background(), wrapped[0], wrapped[1], opts.Sync); err != nil {
 		t.Fatalf("racing session (%d + %d racing writes): %v", racers[0].writes, racers[1].writes, err)
@@ -173,13 +190,23 @@ const (
 	LieFetchDigest                 // a fetched record with a wrong digest
 	LieFetchUndecodable            // a fetched record that does not decode
 	LieFetchUnasked                // a fetched key not asked for
+	LieSketchCells                 // a sketch with a cell missing
+	LieSketchCount                 // sketch cell counts that do not add up
+	LieHashUnasked                 // a FetchByHash entry whose ID was not asked for
+	LieHashOutside                 // a FetchByHash entry outside the partition
 	numLies
 )
+
+// sketchLie reports whether the lie is told in sketch answers (the liars
+// then expose reconcile.Sketcher; otherwise they hide it, so the session
+// takes the descent path whose answers the other lies corrupt).
+func (l Lie) sketchLie() bool { return l >= LieSketchCells }
 
 // String names the lie.
 func (l Lie) String() string {
 	return [...]string{"extra-range", "wrong-range", "child-count", "unasked-children", "scan-outside",
-		"scan-unsorted", "scan-records", "scan-empty-more", "fetch-digest", "fetch-undecodable", "fetch-unasked"}[l]
+		"scan-unsorted", "scan-records", "scan-empty-more", "fetch-digest", "fetch-undecodable", "fetch-unasked",
+		"sketch-cells", "sketch-count", "hash-unasked", "hash-outside"}[l]
 }
 
 // lieState is shared by the two liars of a session.
@@ -290,6 +317,49 @@ func (l *liar) Fetch(ctx context.Context, p uint32, keys [][]byte) ([]reconcile.
 	return es, nil
 }
 
+// sketchLiar is a liar in front of a reconcile.Sketcher.
+type sketchLiar struct{ *liar }
+
+func (l sketchLiar) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	res, err := l.Replica.(reconcile.Sketcher).RangeSketch(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	n := len(res.Cells)
+	switch l.lie {
+	case LieSketchCells:
+		if l.tell(req.Partition, n > 0) {
+			res.Cells = res.Cells[:n-1]
+		}
+	case LieSketchCount:
+		if l.tell(req.Partition, n > 0) {
+			res.Cells[n/2].Count++
+		}
+	}
+	return res, nil
+}
+
+func (l sketchLiar) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	es, err := l.Replica.(reconcile.Sketcher).FetchByHash(ctx, req)
+	if err != nil {
+		return es, err
+	}
+	n := len(es)
+	switch l.lie {
+	case LieHashUnasked:
+		if l.tell(req.Partition, n > 0) {
+			e := es[n-1]
+			e.Key = append(slices.Clone(e.Key), 0)
+			es = append(es, e)
+		}
+	case LieHashOutside:
+		if l.tell(req.Partition, n > 0 && len(req.Ranges) > 0 && len(req.Ranges[0].End) > 0) {
+			es[n-1].Key = append(slices.Clone(req.Ranges[len(req.Ranges)-1].End), 0)
+		}
+	}
+	return es, nil
+}
+
 func (l *liar) Apply(ctx context.Context, p uint32, es []reconcile.Entry) error {
 	l.state.mu.Lock()
 	if l.state.told && p == l.state.partition {
@@ -325,8 +395,15 @@ func RunLyingPeers(t *testing.T, newReplica NewReplica, opts Options) {
 						t.Fatal(err)
 					}
 					state := &lieState{}
-					a := &liar{Replica: reps[0], lie: -1, state: state}
-					b := &liar{Replica: reps[1], lie: lie, state: state}
+					var a, b reconcile.Replica = &liar{Replica: reps[0], lie: -1, state: state}, &liar{Replica: reps[1], lie: lie, state: state}
+					if lie.sketchLie() {
+						_, sa := reps[0].(reconcile.Sketcher)
+						_, sb := reps[1].(reconcile.Sketcher)
+						if !sa || !sb {
+							t.Skip("replicas are not sketchers")
+						}
+						a, b = sketchLiar{a.(*liar)}, sketchLiar{b.(*liar)}
+					}
 					so := opts.Sync
 					so.Parallelism = 1
 					_, err := reconcile.SyncAll(ctx, a, b, so)
