@@ -169,8 +169,14 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("plugin: %s: %s: %s", e.Op, e.Code, e.Message)
 }
 
-// Unwrap returns the matched sentinel errors.
-func (e *Error) Unwrap() []error { return e.errs }
+// Unwrap returns the matched sentinel errors. An Error built by hand
+// (without them) unwraps to the sentinel implied by its code.
+func (e *Error) Unwrap() []error {
+	if e.errs == nil {
+		return codeSentinels(e.Code, nil)
+	}
+	return e.errs
+}
 
 // GRPCStatus returns the status, so that status.Code works on the error.
 func (e *Error) GRPCStatus() *status.Status { return status.New(e.Code, e.Message) }
@@ -208,19 +214,27 @@ func fromStatus(op string, err error) error {
 			}
 		}
 	}
-	switch st.Code() {
-	case codes.DeadlineExceeded:
-		add(context.DeadlineExceeded)
-	case codes.Canceled:
-		add(context.Canceled)
-	case codes.Unavailable:
-		add(ErrUnavailable)
-	case codes.ResourceExhausted:
-		add(ErrLimitExceeded)
-	case codes.Internal, codes.Unknown, codes.DataLoss:
-		if len(re.errs) == 0 {
-			add(ErrInternal)
-		}
+	for _, e := range codeSentinels(st.Code(), re.errs) {
+		add(e)
 	}
 	return re
+}
+
+// codeSentinels returns the sentinels a status code implies beyond have.
+func codeSentinels(code codes.Code, have []error) []error {
+	switch code {
+	case codes.DeadlineExceeded:
+		return []error{context.DeadlineExceeded}
+	case codes.Canceled:
+		return []error{context.Canceled}
+	case codes.Unavailable:
+		return []error{ErrUnavailable}
+	case codes.ResourceExhausted:
+		return []error{ErrLimitExceeded}
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		if len(have) == 0 {
+			return []error{ErrInternal}
+		}
+	}
+	return nil
 }
