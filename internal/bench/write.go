@@ -42,7 +42,13 @@ type WriteResult struct {
 	EngineSeconds   float64 `json:"engine_seconds"`
 	PebbleSeconds   float64 `json:"pebble_seconds"`
 	MarkersWritten  uint64  `json:"markers_written"`
-	TreeLeaves      int     `json:"tree_leaves"`
+	// RecordBytes is the length of one encoded record (the value the engine
+	// stores); the same-bytes baseline writes raw values of that length.
+	RecordBytes              int     `json:"record_bytes"`
+	PebbleSameBytesOpsPerSec float64 `json:"pebble_same_bytes_ops_per_sec,omitempty"`
+	PebbleSameBytesSeconds   float64 `json:"pebble_same_bytes_seconds,omitempty"`
+	RatioSameBytes           float64 `json:"ratio_same_bytes,omitempty"`
+	TreeLeaves               int     `json:"tree_leaves"`
 }
 
 func (c *WriteConfig) defaults() {
@@ -110,10 +116,24 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	} else {
 		res.Baseline = "pebble Set"
 	}
+	// The same writes with values as long as the engine's encoded records:
+	// what the record format itself costs Pebble.
+	sameBytes := cfg
+	sameBytes.ValueSize = len(reconcile.NewLWW("bench", reconcile.NewHLC(nil).Now(), benchValue(cfg.ValueSize), false).Encode())
+	res.RecordBytes = sameBytes.ValueSize
 	for r := 0; r < cfg.Rounds; r++ {
 		ps, err := writePebble(cfg)
 		if err != nil {
 			return res, err
+		}
+		if !causal {
+			pb, err := writePebble(sameBytes)
+			if err != nil {
+				return res, err
+			}
+			if r == 0 || pb < res.PebbleSameBytesSeconds {
+				res.PebbleSameBytesSeconds = pb
+			}
 		}
 		es, markers, leaves, err := writeEngine(ctx, cfg)
 		if err != nil {
@@ -130,6 +150,10 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	res.PebbleOpsPerSec = float64(cfg.Keys) / res.PebbleSeconds
 	res.EngineOpsPerSec = float64(cfg.Keys) / res.EngineSeconds
 	res.Ratio = res.EngineOpsPerSec / res.PebbleOpsPerSec
+	if res.PebbleSameBytesSeconds > 0 {
+		res.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / res.PebbleSameBytesSeconds
+		res.RatioSameBytes = res.EngineOpsPerSec / res.PebbleSameBytesOpsPerSec
+	}
 	return res, nil
 }
 
