@@ -99,10 +99,9 @@ func (e *Engine) writeLWW(key, value []byte, tombstone bool, wo *WriteOptions) e
 		return err
 	}
 	defer e.exit()
-	rec := reconcile.NewLWW(e.opts.ReplicaID, e.clock.Now(), value, tombstone)
 	b := e.getBatch()
 	defer e.putBatch(b)
-	if err := b.Set(key, rec.Encode()); err != nil {
+	if err := setLWW(b, key, e.opts.ReplicaID, e.clock.Now(), value, tombstone); err != nil {
 		return err
 	}
 	return e.commit(b, wo)
@@ -280,8 +279,7 @@ func (b *Batch) add(key, value []byte, tombstone bool) error {
 	if err := b.e.checkValue(value); err != nil {
 		return err
 	}
-	rec := reconcile.NewLWW(b.e.opts.ReplicaID, b.e.clock.Now(), value, tombstone)
-	return b.hb.Set(key, rec.Encode())
+	return setLWW(b.hb, key, b.e.opts.ReplicaID, b.e.clock.Now(), value, tombstone)
 }
 
 // Len is the number of writes in the batch.
@@ -332,4 +330,13 @@ func (e *Engine) DeleteRange(ctx context.Context, start, end []byte, wo *WriteOp
 		return err
 	}
 	return e.commit(b, wo)
+}
+
+// setLWW adds a Set of key to the LWW record (writer, ts, value), encoded
+// straight into the batch.
+func setLWW(b *hooks.Batch, key []byte, writer reconcile.ReplicaID, ts reconcile.Timestamp, value []byte, tombstone bool) error {
+	n := reconcile.LWWEncodedLen(writer, ts, value, tombstone)
+	return b.SetFunc(key, n, func(dst []byte) {
+		reconcile.AppendLWW(dst, writer, ts, value, tombstone)
+	})
 }

@@ -76,6 +76,16 @@ func (b *Batch) Set(key, value []byte) error {
 	return d.Finish()
 }
 
+// SetFunc adds a Set of key to a value of valueLen bytes that fill writes
+// in place, straight into the Pebble batch (no intermediate buffer).
+func (b *Batch) SetFunc(key []byte, valueLen int, fill func(dst []byte)) error {
+	d := b.pb.SetDeferred(len(key), valueLen)
+	copy(d.Key, key)
+	fill(d.Value[:0:valueLen])
+	b.ops = append(b.ops, Op{Kind: OpSet, Key: d.Key, Value: d.Value})
+	return d.Finish()
+}
+
 // Merge adds a Merge of value into key. The batch copies key and value.
 func (b *Batch) Merge(key, value []byte) error {
 	d := b.pb.MergeDeferred(len(key), len(value))

@@ -24,12 +24,17 @@ import (
 var testPluginPath string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(hostEnv) != "" {
+		runHost()
+		return
+	}
 	dir, err := os.MkdirTemp("", "pebble-ae-plugin-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	testPluginPath = filepath.Join(dir, "testplugin")
+	os.Setenv(pluginPathEnv, testPluginPath)
 	build := exec.Command("go", "build", "-o", testPluginPath, "./internal/testplugin")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -240,4 +245,54 @@ func TestPluginRunByHand(t *testing.T) {
 	if err == nil {
 		t.Fatalf("plugin run by hand exited 0: %s", out)
 	}
+}
+
+const (
+	hostEnv       = "PEBBLE_AE_TEST_HOST_DIR"
+	pluginPathEnv = "PEBBLE_AE_TEST_PLUGIN"
+)
+
+// runHost is the test binary run as a plugin host (TestPluginDiesWithHost):
+// it opens the plugin, prints its pid and waits to be killed.
+func runHost() {
+	c, err := plugin.OpenWithOptions(context.Background(), os.Getenv(pluginPathEnv), []string{"-dir", os.Getenv(hostEnv), "-id", "h"}, quietOpen())
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println(c.PluginPID())
+	time.Sleep(time.Minute)
+	os.Exit(0)
+}
+
+// TestPluginDiesWithHost: SIGKILL the host and the plugin dies too (the
+// parent-death signal), leaving no orphan.
+func TestPluginDiesWithHost(t *testing.T) {
+	host := exec.Command(os.Args[0], "-test.run=^$")
+	host.Env = append(os.Environ(), hostEnv+"="+t.TempDir())
+	out, err := host.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = host.Process.Kill(); _ = host.Wait() }()
+	var pid int
+	if _, err := fmt.Fscan(out, &pid); err != nil || pid <= 0 {
+		t.Fatalf("host did not report the plugin pid: %v", err)
+	}
+	if !alive(pid) {
+		t.Fatalf("plugin %d not running", pid)
+	}
+	defer func() {
+		if alive(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL) // never leave an orphan behind
+		}
+	}()
+	if err := host.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = host.Wait()
+	waitDead(t, pid)
 }
