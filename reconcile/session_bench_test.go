@@ -40,18 +40,16 @@ func benchReplicas(b *testing.B, n, k int) (*memreplica.Replica, *memreplica.Rep
 }
 
 // BenchmarkSync measures a session between replicas of N keys that differ in
-// K keys, and the naive baseline. Run with -benchtime=1x; the metrics are per
+// K keys (with sketches, and with the tree descent), and the naive baseline. Run with -benchtime=1x; the metrics are per
 // session:
 //
 //	go test ./reconcile -run '^$' -bench BenchmarkSync -benchtime=1x
 func BenchmarkSync(b *testing.B) {
 	for _, n := range []int{100_000} {
 		for _, k := range []int{0, 1, 100, 10_000} {
-			for _, naive := range []bool{false, true} {
-				name := fmt.Sprintf("N=%d/K=%d", n, k)
-				if naive {
-					name += "/naive"
-				}
+			for _, mode := range []string{"sketch", "descent", "naive"} {
+				naive := mode == "naive"
+				name := fmt.Sprintf("N=%d/K=%d/%s", n, k, mode)
 				b.Run(name, func(b *testing.B) {
 					var st reconcile.Stats
 					for range b.N {
@@ -65,7 +63,8 @@ func BenchmarkSync(b *testing.B) {
 						ib, _ := rb.Info(context.Background())
 						b.StartTimer()
 						var err error
-						st, err = reconcile.SyncPartition(context.Background(), ra, rb, 0, reconcile.SyncOptions{Session: reconcile.SessionConfig{Naive: naive, Strict: true, InfoA: &ia, InfoB: &ib}})
+						st, err = reconcile.SyncPartition(context.Background(), ra, rb, 0, reconcile.SyncOptions{NoSketch: mode == "descent",
+							Session: reconcile.SessionConfig{Naive: naive, Strict: true, InfoA: &ia, InfoB: &ib}})
 						if err != nil || !st.Converged {
 							b.Fatalf("sync: %v %s", err, st)
 						}
