@@ -208,7 +208,16 @@ type SessionConfig struct {
 //     from it.
 //  5. Confirm: RangeHash of the partition on both sides; Stats.Converged
 //     reports whether the roots are now equal (writes racing the session
-//     can make them differ; they are left to the next session).
+//     can make them differ; they are left to the next session). The
+//     confirm rides on the apply round (RequestApply with Confirm, and a
+//     RangeHash for a side without writes) unless a side's writes need
+//     several Apply requests.
+//
+// With SessionConfig.Sketch (both replicas are Sketchers), steps 2 and 3
+// are replaced by set reconciliation: RangeSketch of the partition on both
+// sides, then FetchByHash of the entries each side holds alone (see
+// session_sketch.go): 4 round trips when the first sketch decodes, one more
+// per resized sketch.
 //
 // Every answer is validated (see ErrBadPeerAnswer); a bad one ends the
 // session before any Apply is requested, so nothing unvalidated is written.
