@@ -126,8 +126,8 @@ func (e *Engine) Mode() reconcile.Mode { return e.opts.Mode }
 // Clock returns the engine's hybrid logical clock.
 func (e *Engine) Clock() *reconcile.HLC { return e.clock }
 
-// background rebuilds trees that are not ready, then periodically recomputes
-// dirty leaves and checkpoints.
+// background rebuilds trees that are not ready, then periodically
+// checkpoints.
 func (e *Engine) background() {
 	defer close(e.bgDone)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,15 +153,24 @@ func (e *Engine) background() {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := e.Maintain(ctx); err != nil && ctx.Err() == nil {
-				e.opts.Logger.Error("tree maintenance failed", "err", err)
+			// Checkpoint only: dirty leaves are recomputed lazily, when a
+			// range hash needs them, not on every tick (eagerly rescanning
+			// leaves that are being written would only waste the disk).
+			err := e.tree.Rebuild(ctx, nil)
+			if err == nil {
+				err = e.tree.Checkpoint(ctx)
+			}
+			if err != nil && ctx.Err() == nil {
+				e.opts.Logger.Error("tree checkpoint failed", "err", err)
 			}
 		}
 	}
 }
 
-// Maintain recomputes every dirty leaf, rebuilds any partition that needs it
-// and checkpoints the tree. The background worker calls it periodically.
+// Maintain rebuilds any partition that needs it, recomputes every dirty leaf
+// and checkpoints the tree: after it, queries need no recompute and a crash
+// recovers from a clean checkpoint. (The background worker only rebuilds and
+// checkpoints; recomputation is lazy.)
 func (e *Engine) Maintain(ctx context.Context) error {
 	if err := e.tree.Rebuild(ctx, nil); err != nil {
 		return err
