@@ -100,7 +100,8 @@ type LoopConfig struct {
 	// sides and defers itself if they differ by more than this (default
 	// 10000).
 	LargeRepairKeys uint64
-	// SessionTimeout bounds one session (default: 10 * MaxInterval).
+	// SessionTimeout bounds one session (default: 10 * MaxInterval, at
+	// least a minute).
 	SessionTimeout time.Duration
 	// Tasks run on the background worker.
 	Tasks []Task
@@ -156,7 +157,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 		return nil, err
 	}
 	if cfg.SessionTimeout == 0 {
-		cfg.SessionTimeout = 10 * cfg.Scheduler.MaxInterval
+		cfg.SessionTimeout = max(10*cfg.Scheduler.MaxInterval, time.Minute)
 	}
 	for _, t := range cfg.Tasks {
 		if t.Interval <= 0 || t.Run == nil || t.Name == "" {

@@ -1,0 +1,220 @@
+// Package metrics exports the repair loop's figures as Prometheus metrics
+// (client_golang): sessions by outcome and their duration, round trips,
+// bytes by kind, keys repaired, divergence found, complete rounds, throttle
+// rates, admission control state, rebuild progress, scrubs and tombstones
+// purged. `pebble-ae serve` mounts Handler on /metrics.
+//
+// A Metrics has its own registry (no process-wide state). Feed it by
+// passing its Observe* methods to reconcile.LoopConfig (OnSession,
+// OnFullRound, OnTask), engine.GCOptions.OnPurge and the rebuild progress
+// callbacks, and let it read throttles and admission control at scrape time
+// with WatchThrottles and WatchAdmission. All methods are safe for
+// concurrent use.
+package metrics
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "pebbleae"
+
+// Metrics holds the collectors.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	sessions        *prometheus.CounterVec
+	sessionDuration *prometheus.HistogramVec
+	roundTrips      prometheus.Counter
+	bytes           *prometheus.CounterVec
+	keysRepaired    prometheus.Counter
+	keysCompared    prometheus.Counter
+	keysDiverged    prometheus.Counter
+	fullRounds      *prometheus.CounterVec
+	tasks           *prometheus.CounterVec
+	taskDuration    *prometheus.HistogramVec
+	rebuildKeys     *prometheus.GaugeVec
+	purged          *prometheus.CounterVec
+
+	mu struct {
+		sync.Mutex
+		throttles []*reconcile.Throttle
+		admission *engine.Admission
+	}
+}
+
+// New returns metrics registered in a fresh registry, with the Go and
+// process collectors.
+func New() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "sessions_total",
+		Help: "Anti-entropy sessions by outcome (in-sync, repaired, failed, not-ready, deferred)."}, []string{"outcome"})
+	m.sessionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "session_duration_seconds",
+		Help: "Duration of anti-entropy sessions by outcome.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"outcome"})
+	m.roundTrips = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "session_round_trips_total",
+		Help: "Round trips of anti-entropy sessions."})
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "session_bytes_total",
+		Help: "Bytes exchanged by anti-entropy sessions, by kind (fingerprints, key_lists, records, overhead)."}, []string{"kind"})
+	m.keysRepaired = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "keys_repaired_total",
+		Help: "Keys written by anti-entropy sessions, both sides."})
+	m.keysCompared = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "keys_compared_total",
+		Help: "Keys whose digests sessions compared."})
+	m.keysDiverged = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "keys_diverged_total",
+		Help: "Keys found to differ (records transferred) by sessions."})
+	m.fullRounds = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "full_rounds_total",
+		Help: "Complete repair rounds (every replica of the preference list) by partition."}, []string{"partition"})
+	m.tasks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "background_tasks_total",
+		Help: "Background task runs (rebuild, scrub, gc) by task and result."}, []string{"task", "result"})
+	m.taskDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "background_task_duration_seconds",
+		Help: "Duration of background task runs.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"task"})
+	m.rebuildKeys = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "rebuild_keys_scanned",
+		Help: "Keys scanned so far by the running (or last) rebuild of each partition."}, []string{"partition"})
+	m.purged = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tombstones_purged_total",
+		Help: "Tombstones purged by the tombstone GC, by partition."}, []string{"partition"})
+	m.reg.MustRegister(m.sessions, m.sessionDuration, m.roundTrips, m.bytes, m.keysRepaired, m.keysCompared, m.keysDiverged,
+		m.fullRounds, m.tasks, m.taskDuration, m.rebuildKeys, m.purged, statusCollector{m},
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry returns the registry, to add the application's own collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// ObserveSession records a session (reconcile.LoopConfig.OnSession).
+func (m *Metrics) ObserveSession(r reconcile.SessionReport) {
+	m.sessions.WithLabelValues(r.Outcome).Inc()
+	if r.Outcome == "not-ready" || r.Outcome == "deferred" {
+		return
+	}
+	m.sessionDuration.WithLabelValues(r.Outcome).Observe(r.Stats.Duration.Seconds())
+	m.roundTrips.Add(float64(r.Stats.Rounds))
+	b := r.Stats.Bytes()
+	m.bytes.WithLabelValues("fingerprints").Add(float64(b.Fingerprints))
+	m.bytes.WithLabelValues("key_lists").Add(float64(b.KeyLists))
+	m.bytes.WithLabelValues("records").Add(float64(b.Records))
+	m.bytes.WithLabelValues("overhead").Add(float64(b.Overhead))
+	m.keysRepaired.Add(float64(r.Stats.KeysRepaired()))
+	m.keysCompared.Add(float64(r.Stats.KeysCompared))
+	m.keysDiverged.Add(float64(r.Stats.KeysTransferred))
+}
+
+// ObserveFullRound records a complete round (LoopConfig.OnFullRound; chain
+// it with the tombstone GC's FullRound).
+func (m *Metrics) ObserveFullRound(fr reconcile.FullRound) {
+	m.fullRounds.WithLabelValues(strconv.FormatUint(uint64(fr.Partition), 10)).Inc()
+}
+
+// ObserveTask records a background task run (LoopConfig.OnTask).
+func (m *Metrics) ObserveTask(r reconcile.TaskReport) {
+	res := "ok"
+	if r.Err != nil {
+		res = "error"
+	}
+	m.tasks.WithLabelValues(r.Name, res).Inc()
+	m.taskDuration.WithLabelValues(r.Name).Observe(r.End.Sub(r.Start).Seconds())
+}
+
+// RebuildProgress records a rebuild's progress (the progress callback of
+// engine.RebuildNotReady and engine.Scrub).
+func (m *Metrics) RebuildProgress(part int, keys uint64) {
+	m.rebuildKeys.WithLabelValues(strconv.Itoa(part)).Set(float64(keys))
+}
+
+// TombstonesPurged records a GC run (engine.GCOptions.OnPurge).
+func (m *Metrics) TombstonesPurged(part uint32, n int) {
+	m.purged.WithLabelValues(strconv.FormatUint(uint64(part), 10)).Add(float64(n))
+}
+
+// WatchThrottles exports the rates in force and the totals of throttles.
+func (m *Metrics) WatchThrottles(ts ...*reconcile.Throttle) {
+	m.mu.Lock()
+	m.mu.throttles = append(m.mu.throttles, ts...)
+	m.mu.Unlock()
+}
+
+// WatchAdmission exports admission control's state.
+func (m *Metrics) WatchAdmission(a *engine.Admission) {
+	m.mu.Lock()
+	m.mu.admission = a
+	m.mu.Unlock()
+}
+
+var (
+	descThrottleRate  = prometheus.NewDesc(namespace+"_throttle_rate", "Rate in force of a background throttle (per second; absent when unlimited).", []string{"throttle", "unit"}, nil)
+	descThrottleTaken = prometheus.NewDesc(namespace+"_throttle_taken_total", "Amount that went through a background throttle.", []string{"throttle", "unit"}, nil)
+	descThrottleScale = prometheus.NewDesc(namespace+"_throttle_scale", "Fraction of a throttle's configured rates in force.", []string{"throttle"}, nil)
+	descAdmScale      = prometheus.NewDesc(namespace+"_admission_scale", "Admission control's scale of background work (1: full speed).", nil, nil)
+	descAdmOverloaded = prometheus.NewDesc(namespace+"_admission_overloaded", "1 while admission control sees the foreground suffering, by reason.", []string{"reason"}, nil)
+	descAdmP99        = prometheus.NewDesc(namespace+"_foreground_p99_seconds", "Foreground p99 latency of the last admission window.", nil, nil)
+	descAdmBaseline   = prometheus.NewDesc(namespace+"_foreground_p99_baseline_seconds", "Baseline foreground p99 of the relative latency target.", nil, nil)
+	descAdmL0         = prometheus.NewDesc(namespace+"_pebble_l0_sublevels", "Pebble L0 sublevels at the last admission window.", nil, nil)
+	descAdmDebt       = prometheus.NewDesc(namespace+"_pebble_compaction_debt_bytes", "Pebble's estimated compaction debt at the last admission window.", nil, nil)
+	descAdmStalls     = prometheus.NewDesc(namespace+"_pebble_write_stalls_total", "Pebble write stalls.", nil, nil)
+	descAdmDiskSlow   = prometheus.NewDesc(namespace+"_disk_slow_events_total", "Slow disk operations reported by the disk-health checker.", nil, nil)
+	descAdmDecreases  = prometheus.NewDesc(namespace+"_admission_decreases_total", "Windows in which admission control scaled background work down.", nil, nil)
+	descWriteRate     = prometheus.NewDesc(namespace+"_write_rate", "Foreground writes per second in the last admission window.", nil, nil)
+)
+
+var admissionReasons = []string{"l0-sublevels", "compaction-debt", "write-stall", "disk-slow", "latency"}
+
+// statusCollector reads throttles and admission control at scrape time.
+type statusCollector struct{ m *Metrics }
+
+func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descThrottleRate, descThrottleTaken, descThrottleScale, descAdmScale, descAdmOverloaded, descAdmP99,
+		descAdmBaseline, descAdmL0, descAdmDebt, descAdmStalls, descAdmDiskSlow, descAdmDecreases, descWriteRate} {
+		ch <- d
+	}
+}
+
+func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	ts, a := append([]*reconcile.Throttle(nil), c.m.mu.throttles...), c.m.mu.admission
+	c.m.mu.Unlock()
+	for _, t := range ts {
+		st := t.Status()
+		if !math.IsInf(st.BytesPerSec, 1) {
+			ch <- prometheus.MustNewConstMetric(descThrottleRate, prometheus.GaugeValue, st.BytesPerSec, st.Name, "bytes")
+		}
+		if !math.IsInf(st.KeysPerSec, 1) {
+			ch <- prometheus.MustNewConstMetric(descThrottleRate, prometheus.GaugeValue, st.KeysPerSec, st.Name, "keys")
+		}
+		ch <- prometheus.MustNewConstMetric(descThrottleTaken, prometheus.CounterValue, float64(st.BytesTaken), st.Name, "bytes")
+		ch <- prometheus.MustNewConstMetric(descThrottleTaken, prometheus.CounterValue, float64(st.KeysTaken), st.Name, "keys")
+		ch <- prometheus.MustNewConstMetric(descThrottleScale, prometheus.GaugeValue, st.Scale, st.Name)
+	}
+	if a == nil {
+		return
+	}
+	st := a.Status()
+	ch <- prometheus.MustNewConstMetric(descAdmScale, prometheus.GaugeValue, st.Scale)
+	for _, r := range admissionReasons {
+		v := 0.0
+		for _, got := range st.Reasons {
+			if got == r {
+				v = 1
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descAdmOverloaded, prometheus.GaugeValue, v, r)
+	}
+	ch <- prometheus.MustNewConstMetric(descAdmP99, prometheus.GaugeValue, st.P99.Seconds())
+	ch <- prometheus.MustNewConstMetric(descAdmBaseline, prometheus.GaugeValue, st.Baseline.Seconds())
+	ch <- prometheus.MustNewConstMetric(descAdmL0, prometheus.GaugeValue, float64(st.L0Sublevels))
+	ch <- prometheus.MustNewConstMetric(descAdmDebt, prometheus.GaugeValue, float64(st.CompactionDebt))
+	ch <- prometheus.MustNewConstMetric(descAdmStalls, prometheus.CounterValue, float64(st.WriteStalls))
+	ch <- prometheus.MustNewConstMetric(descAdmDiskSlow, prometheus.CounterValue, float64(st.DiskSlowEvents))
+	ch <- prometheus.MustNewConstMetric(descAdmDecreases, prometheus.CounterValue, float64(st.Decreases))
+	ch <- prometheus.MustNewConstMetric(descWriteRate, prometheus.GaugeValue, st.WriteRate)
+}

@@ -1,0 +1,280 @@
+package reconcile_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/merkle"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+var errDown = errors.New("test: node down")
+
+// link is a peer's view of a node: the node's current engine, or errDown
+// while it is stopped (what a transport would show).
+type link struct {
+	mu sync.RWMutex
+	r  reconcile.Replica
+}
+
+func (l *link) get() (reconcile.Replica, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.r == nil {
+		return nil, errDown
+	}
+	return l.r, nil
+}
+
+func (l *link) set(r reconcile.Replica) { l.mu.Lock(); l.r = r; l.mu.Unlock() }
+
+func (l *link) Info(ctx context.Context) (reconcile.Info, error) {
+	r, err := l.get()
+	if err != nil {
+		return reconcile.Info{}, err
+	}
+	return r.Info(ctx)
+}
+
+func (l *link) RangeHash(ctx context.Context, req reconcile.RangeHashRequest) ([]reconcile.RangeHash, error) {
+	r, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return r.RangeHash(ctx, req)
+}
+
+func (l *link) RangeScan(ctx context.Context, req reconcile.RangeScanRequest) (reconcile.RangeScanResult, error) {
+	r, err := l.get()
+	if err != nil {
+		return reconcile.RangeScanResult{}, err
+	}
+	return r.RangeScan(ctx, req)
+}
+
+func (l *link) Fetch(ctx context.Context, p uint32, keys [][]byte) ([]reconcile.Entry, error) {
+	r, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return r.Fetch(ctx, p, keys)
+}
+
+func (l *link) Apply(ctx context.Context, p uint32, es []reconcile.Entry) error {
+	r, err := l.get()
+	if err != nil {
+		return err
+	}
+	return r.Apply(ctx, p, es)
+}
+
+// loopNode is one node: an engine on its own in-memory FS, its repair loop
+// and its tombstone GC.
+type loopNode struct {
+	id     reconcile.ReplicaID
+	fs     vfs.FS
+	link   *link
+	e      *engine.Engine
+	loop   *reconcile.Loop
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	repaired atomic.Uint64
+	rounds   atomic.Uint64
+}
+
+type cluster struct {
+	t     *testing.T
+	pn    merkle.Partitioner
+	nodes []*loopNode
+}
+
+func (c *cluster) start(n *loopNode) {
+	t := c.t
+	t.Helper()
+	gc, err := engine.NewTombstoneGC(engine.GCOptions{Grace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan, _ := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: 256 << 20, KeysPerSec: 2e6})
+	write, _ := reconcile.NewThrottle("write", reconcile.ThrottleConfig{BytesPerSec: 256 << 20, KeysPerSec: 2e6})
+	e, err := engine.Open("db", &engine.Options{ReplicaID: n.id, FS: n.fs, Partitioner: c.pn, CheckpointInterval: 100 * time.Millisecond,
+		Throttle: scan.Wait, Hooks: []hooks.Hook{gc.Hook()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.Attach(e); err != nil {
+		t.Fatal(err)
+	}
+	var peers []reconcile.Peer
+	for _, o := range c.nodes {
+		if o != n {
+			peers = append(peers, reconcile.Peer{ID: o.id, Replica: o.link})
+		}
+	}
+	loop, err := reconcile.NewLoop(reconcile.LoopConfig{
+		Local:         e,
+		Peers:         peers,
+		Scheduler:     reconcile.SchedulerConfig{Interval: 40 * time.Millisecond, MinInterval: 5 * time.Millisecond, MaxInterval: 300 * time.Millisecond, MaxConcurrent: 2},
+		ScanThrottle:  scan,
+		WriteThrottle: write,
+		Logger:        slog.New(slog.DiscardHandler),
+		Tasks: []reconcile.Task{
+			{Name: "rebuild", Interval: 50 * time.Millisecond, Run: func(ctx context.Context) error { return e.RebuildNotReady(ctx, nil) }},
+			{Name: "scrub", Interval: time.Second, Run: func(ctx context.Context) error { _, err := e.Scrub(ctx, nil); return err }},
+			{Name: "gc", Interval: 100 * time.Millisecond, Run: func(ctx context.Context) error { _, err := gc.Collect(ctx); return err }},
+		},
+		OnSession: func(r reconcile.SessionReport) {
+			if r.Err == nil {
+				n.repaired.Add(r.Stats.KeysRepaired())
+			}
+		},
+		OnFullRound: func(fr reconcile.FullRound) {
+			n.rounds.Add(1)
+			gc.FullRound(fr)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.e, n.loop, n.cancel, n.done = e, loop, cancel, make(chan struct{})
+	n.link.set(e)
+	go func() {
+		defer close(n.done)
+		if err := loop.Run(ctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: loop: %v", n.id, err)
+		}
+	}()
+}
+
+func (c *cluster) stop(n *loopNode) {
+	n.link.set(nil)
+	n.cancel()
+	<-n.done
+	if err := n.e.Close(); err != nil {
+		c.t.Fatal(err)
+	}
+	n.e = nil
+}
+
+// roots returns the root fingerprints of every partition of n.
+func roots(t *testing.T, n *loopNode, parts int) []reconcile.Fingerprint {
+	var out []reconcile.Fingerprint
+	for p := range parts {
+		hs, err := n.e.RangeHash(context.Background(), reconcile.RangeHashRequest{Partition: uint32(p), Ranges: []reconcile.KeyRange{{}}})
+		if err != nil {
+			return nil
+		}
+		out = append(out, hs[0].Fingerprint)
+	}
+	return out
+}
+
+// TestLoopConvergesRestartedNode: three engines with repair loops; one is
+// stopped, writes go on at the others, it restarts, and the loops converge
+// it without any manual call.
+func TestLoopConvergesRestartedNode(t *testing.T) {
+	pn, err := merkle.SplitPoints([][]byte{[]byte("k5")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, pn: pn}
+	for i := range 3 {
+		c.nodes = append(c.nodes, &loopNode{id: reconcile.ReplicaID(fmt.Sprintf("n%d", i)), fs: vfs.NewMem(), link: &link{}})
+	}
+	for _, n := range c.nodes {
+		c.start(n)
+	}
+	defer func() {
+		for _, n := range c.nodes {
+			if n.e != nil {
+				c.stop(n)
+			}
+		}
+	}()
+	ctx := context.Background()
+	put := func(n *loopNode, i int, v string) {
+		if err := n.e.Put(ctx, fmt.Appendf(nil, "k%05d", i), []byte(v), engine.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Phase 1: writes spread over all three nodes.
+	for i := range 3000 {
+		put(c.nodes[i%3], i, "a")
+	}
+	down := c.nodes[2]
+	c.stop(down)
+	// Phase 2: writes and deletes on the two others while n2 is down.
+	for i := range 3000 {
+		n := c.nodes[i%2]
+		switch {
+		case i%7 == 0:
+			if err := n.e.Delete(ctx, fmt.Appendf(nil, "k%05d", i), engine.NoSync); err != nil {
+				t.Fatal(err)
+			}
+		case i%2 == 0:
+			put(n, i, "b")
+		default:
+			put(n, 3000+i, "c")
+		}
+	}
+	c.start(down)
+	// Phase 3: nothing but the loops. Wait (no manual session) until all
+	// three agree; the deadline only keeps a broken loop from hanging.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r0, r1, r2 := roots(t, c.nodes[0], 2), roots(t, c.nodes[1], 2), roots(t, c.nodes[2], 2)
+		if r0 != nil && fmt.Sprint(r0) == fmt.Sprint(r1) && fmt.Sprint(r1) == fmt.Sprint(r2) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged: %v %v %v\nstatus of n2: %+v", r0, r1, r2, down.loop.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 3000 {
+		k := fmt.Appendf(nil, "k%05d", i)
+		v, err := down.e.Get(ctx, k)
+		switch {
+		case i%7 == 0:
+			if !errors.Is(err, engine.ErrNotFound) {
+				t.Fatalf("deleted %s reads %q, %v on the restarted node", k, v, err)
+			}
+		case i%2 == 0:
+			if err != nil || string(v) != "b" {
+				t.Fatalf("%s reads %q, %v on the restarted node, want b", k, v, err)
+			}
+		}
+	}
+	var repaired uint64
+	for _, n := range c.nodes {
+		repaired += n.repaired.Load()
+	}
+	if repaired == 0 {
+		t.Fatal("converged but no session repaired anything")
+	}
+	// The loops keep going: rounds complete once everyone is back.
+	for down.rounds.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no complete rounds on the restarted node: %+v", down.loop.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := down.loop.Status()
+	t.Logf("restarted node: sessions %v, skipped ticks %d, rounds %v, keys repaired (all nodes) %d", st.Sessions, st.SkippedTicks, st.Rounds, repaired)
+	for _, ts := range st.Targets {
+		if ts.Running && st.Running == 0 {
+			t.Fatalf("inconsistent status: %+v", st)
+		}
+	}
+}
