@@ -290,6 +290,12 @@ func buildDivergence(ctx context.Context, dir string, cfg SyncConfig) ([2]*engin
 		if err := e.Maintain(ctx); err != nil {
 			return reps, err
 		}
+		// B's base arrived as merge operands (Apply); compact both DBs so
+		// the sessions read the steady state of long-running replicas,
+		// not unmerged operands.
+		if err := e.DB().Compact(ctx, []byte{0}, []byte{0xff, 0xff, 0xff, 0xff, 0xff}, true); err != nil {
+			return reps, err
+		}
 	}
 	return reps, nil
 }
