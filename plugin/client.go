@@ -85,7 +85,11 @@ type Client struct {
 	proc atomic.Pointer[goplugin.Client]
 }
 
-var _ reconcile.Replica = (*Client)(nil)
+var (
+	_ reconcile.Replica        = (*Client)(nil)
+	_ reconcile.Sketcher       = (*Client)(nil)
+	_ reconcile.ApplyConfirmer = (*Client)(nil)
+)
 
 func newClient(opts *ClientOptions, counter *wireCounter) *Client {
 	if counter == nil {
@@ -289,10 +293,32 @@ func (c *Client) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([]
 	return es, nil
 }
 
-// Apply implements reconcile.Replica. Requests of at least
-// ClientOptions.CompressAbove bytes are gzip-compressed.
+// Apply implements reconcile.Replica. More than engine.MaxKeysPerRequest
+// entries go in several requests (each atomic on its own). Requests of at
+// least ClientOptions.CompressAbove bytes are gzip-compressed.
 func (c *Client) Apply(ctx context.Context, partition uint32, entries []reconcile.Entry) error {
-	req := &pb.ApplyRequest{Partition: partition, Entries: toPBEntries(entries)}
+	_, err := c.apply(ctx, partition, entries, nil)
+	return err
+}
+
+// ApplyAndHash applies entries, then returns the fingerprints of ranges,
+// in one round trip (reconcile.ApplyConfirmer).
+func (c *Client) ApplyAndHash(ctx context.Context, partition uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	return c.apply(ctx, partition, entries, ranges)
+}
+
+func (c *Client) apply(ctx context.Context, partition uint32, entries []reconcile.Entry, confirm []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	for len(entries) > engine.MaxKeysPerRequest {
+		if _, err := c.applyOnce(ctx, partition, entries[:engine.MaxKeysPerRequest], nil); err != nil {
+			return nil, err
+		}
+		entries = entries[engine.MaxKeysPerRequest:]
+	}
+	return c.applyOnce(ctx, partition, entries, confirm)
+}
+
+func (c *Client) applyOnce(ctx context.Context, partition uint32, entries []reconcile.Entry, confirm []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	req := &pb.ApplyRequest{Partition: partition, Entries: toPBEntries(entries), Confirm: toPBRanges(confirm)}
 	var callOpts []grpc.CallOption
 	if c.opts.CompressAbove >= 0 && proto.Size(req) >= c.opts.CompressAbove {
 		callOpts = append(callOpts, grpc.UseCompressor(gzip.Name))
@@ -300,10 +326,75 @@ func (c *Client) Apply(ctx context.Context, partition uint32, entries []reconcil
 	rpc, ctx, cancel, err := c.rpc(ctx)
 	defer cancel()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = rpc.Apply(ctx, req, callOpts...)
-	return fromStatus("Apply", err)
+	resp, err := rpc.Apply(ctx, req, callOpts...)
+	if err != nil {
+		return nil, fromStatus("Apply", err)
+	}
+	if len(resp.GetConfirm()) != len(confirm) {
+		return nil, fmt.Errorf("%w: Apply: %d confirm answers for %d ranges", ErrBadResponse, len(resp.GetConfirm()), len(confirm))
+	}
+	if len(confirm) == 0 {
+		return nil, nil
+	}
+	out := make([]reconcile.RangeHash, len(confirm))
+	for i, n := range resp.GetConfirm() {
+		r := reconcile.KeyRange{Start: cloneBytes(confirm[i].Start), End: cloneBytes(confirm[i].End)}
+		fp, kids, err := fromPBNode(r, n, 0)
+		if err != nil {
+			return nil, fmt.Errorf("Apply: confirm %s: %w", r, err)
+		}
+		out[i] = reconcile.RangeHash{Range: r, Fingerprint: fp, Children: kids}
+	}
+	return out, nil
+}
+
+// RangeSketch returns the set-reconciliation sketch of ranges
+// (reconcile.Sketcher).
+func (c *Client) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	if err := reconcile.ValidateSketchRequest(req); err != nil {
+		return reconcile.RangeSketchResult{}, fmt.Errorf("%w: %w", engine.ErrBadRequest, err)
+	}
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return reconcile.RangeSketchResult{}, err
+	}
+	resp, err := rpc.RangeSketch(ctx, &pb.RangeSketchRequest{
+		Partition: req.Partition, Ranges: toPBRanges(req.Ranges), Cells: uint32(req.Cells), Strata: uint32(req.Strata),
+	})
+	if err != nil {
+		return reconcile.RangeSketchResult{}, fromStatus("RangeSketch", err)
+	}
+	cells, err := decodeCells(resp.GetCells())
+	if err != nil {
+		return reconcile.RangeSketchResult{}, err
+	}
+	strata, err := decodeStrata(resp.GetStrata())
+	if err != nil {
+		return reconcile.RangeSketchResult{}, err
+	}
+	return reconcile.RangeSketchResult{Count: resp.GetCount(), Cells: cells, Strata: strata}, nil
+}
+
+// FetchByHash returns the entries of ranges whose sketch IDs are among
+// req.IDs (reconcile.Sketcher). Digests are left zero.
+func (c *Client) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rpc.FetchByHash(ctx, &pb.FetchByHashRequest{Partition: req.Partition, Ranges: toPBRanges(req.Ranges), Ids: encodeIDs(req.IDs)})
+	if err != nil {
+		return nil, fromStatus("FetchByHash", err)
+	}
+	es, err := fromPBEntries(resp.GetEntries())
+	if err != nil {
+		return nil, fmt.Errorf("%w: FetchByHash: %v", ErrBadResponse, err)
+	}
+	return es, nil
 }
 
 func noSync(wo *engine.WriteOptions) bool { return wo != nil && !wo.Sync }

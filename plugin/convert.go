@@ -194,3 +194,82 @@ func fromPBInfo(r *pb.InfoResponse) (reconcile.Info, error) {
 	}
 	return info, nil
 }
+
+// Sketch encodings (see RangeSketchResponse and FetchByHashRequest).
+const (
+	sketchCellSize = 9
+	sketchIDSize   = 6
+)
+
+func encodeCells(cells []reconcile.SketchCell) []byte {
+	out := make([]byte, 0, len(cells)*sketchCellSize)
+	for _, c := range cells {
+		out = append(out, byte(c.Count), byte(c.Check>>8), byte(c.Check))
+		out = appendID(out, c.ID)
+	}
+	return out
+}
+
+func appendID(b []byte, id uint64) []byte {
+	return append(b, byte(id>>40), byte(id>>32), byte(id>>24), byte(id>>16), byte(id>>8), byte(id))
+}
+
+func readID(b []byte) uint64 {
+	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
+}
+
+func decodeCells(b []byte) ([]reconcile.SketchCell, error) {
+	if len(b)%sketchCellSize != 0 {
+		return nil, fmt.Errorf("%w: sketch cells of %d bytes, not a multiple of %d", ErrBadResponse, len(b), sketchCellSize)
+	}
+	if len(b) == 0 {
+		return nil, nil
+	}
+	out := make([]reconcile.SketchCell, len(b)/sketchCellSize)
+	for i := range out {
+		c := b[i*sketchCellSize:]
+		out[i] = reconcile.SketchCell{Count: int8(c[0]), Check: uint16(c[1])<<8 | uint16(c[2]), ID: readID(c[3:])}
+	}
+	return out, nil
+}
+
+func encodeStrata(vs []uint16) []byte {
+	out := make([]byte, 0, 2*len(vs))
+	for _, v := range vs {
+		out = append(out, byte(v>>8), byte(v))
+	}
+	return out
+}
+
+func decodeStrata(b []byte) ([]uint16, error) {
+	if len(b)%2 != 0 {
+		return nil, fmt.Errorf("%w: strata of %d bytes, not a multiple of 2", ErrBadResponse, len(b))
+	}
+	if len(b) == 0 {
+		return nil, nil
+	}
+	out := make([]uint16, len(b)/2)
+	for i := range out {
+		out[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
+	}
+	return out, nil
+}
+
+func encodeIDs(ids []uint64) []byte {
+	out := make([]byte, 0, len(ids)*sketchIDSize)
+	for _, id := range ids {
+		out = appendID(out, id)
+	}
+	return out
+}
+
+func toPBRanges(rs []reconcile.KeyRange) []*pb.KeyRange {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]*pb.KeyRange, len(rs))
+	for i, r := range rs {
+		out[i] = toPBRange(r)
+	}
+	return out
+}

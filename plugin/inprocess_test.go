@@ -92,6 +92,35 @@ func TestRPCsMatchEngine(t *testing.T) {
 	want, _ := e.Fetch(ctx, 1, keys)
 	mustEqual(t, "Fetch", got, want)
 
+	// Sketches.
+	skReq := reconcile.RangeSketchRequest{Partition: 1, Ranges: []reconcile.KeyRange{{Start: []byte("k0100"), End: []byte("k0150")}, {Start: []byte("k0150"), End: []byte("k0160")}}, Cells: 30, Strata: 4}
+	gs, err := c.RangeSketch(ctx, skReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := e.RangeSketch(ctx, skReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "RangeSketch", gs, ws)
+	var ids []uint64
+	for _, en := range want[:2] {
+		ids = append(ids, reconcile.SketchID(en.Digest))
+	}
+	fbReq := reconcile.FetchByHashRequest{Partition: 1, Ranges: []reconcile.KeyRange{{}}, IDs: ids}
+	gf, err := c.FetchByHash(ctx, fbReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf, _ := e.FetchByHash(ctx, fbReq)
+	for i := range wf {
+		wf[i].Digest = 0 // digests do not travel
+	}
+	mustEqual(t, "FetchByHash", gf, wf)
+	if len(gf) != 2 {
+		t.Fatalf("FetchByHash: %d entries", len(gf))
+	}
+
 	// Apply through gRPC into b, directly into b2: the same trees.
 	b, b2 := openEngine(t, "b", reconcile.ModeLWW, "k0100", "k0200"), openEngine(t, "b2", reconcile.ModeLWW, "k0100", "k0200")
 	cb := inProcess(t, b, nil)
@@ -99,7 +128,13 @@ func TestRPCsMatchEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cb.Apply(ctx, 1, all.Entries); err != nil {
+	half := len(all.Entries) / 2
+	if err := cb.Apply(ctx, 1, all.Entries[:half]); err != nil {
+		t.Fatal(err)
+	}
+	confirm := []reconcile.KeyRange{{}, {Start: []byte("k0110"), End: []byte("k0120")}}
+	gotHashes, err := cb.ApplyAndHash(ctx, 1, all.Entries[half:], confirm)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b2.Apply(ctx, 1, all.Entries); err != nil {
@@ -112,6 +147,8 @@ func TestRPCsMatchEngine(t *testing.T) {
 		}
 		return h[0].Fingerprint
 	}
+	wantHashes, _ := b2.RangeHash(ctx, reconcile.RangeHashRequest{Partition: 1, Ranges: confirm})
+	mustEqual(t, "ApplyAndHash", gotHashes, wantHashes)
 	if root(b) != root(b2) || root(b) != root(e) {
 		t.Fatalf("roots after Apply: via gRPC %v, direct %v, source %v", root(b), root(b2), root(e))
 	}
@@ -133,9 +170,9 @@ func TestRPCsMatchEngine(t *testing.T) {
 	if _, err := c.Repair(ctx, "b", nil, false); !errors.Is(err, plugin.ErrRepairUnavailable) || status.Code(err) != codes.Unimplemented {
 		t.Fatalf("Repair without a repairer: %v", err)
 	}
-	ws := c.WireStats()
-	if ws.Calls == 0 || ws.PayloadReceived == 0 || ws.MessagesReceived <= ws.Calls {
-		t.Fatalf("wire stats not counted (expected several messages per chunked scan): %+v", ws)
+	wire := c.WireStats()
+	if wire.Calls == 0 || wire.PayloadReceived == 0 || wire.MessagesReceived <= wire.Calls {
+		t.Fatalf("wire stats not counted (expected several messages per chunked scan): %+v", wire)
 	}
 }
 

@@ -385,7 +385,8 @@ func (s *Server) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResp
 	return out, nil
 }
 
-// Apply implements the Apply call.
+// Apply implements the Apply call (with confirm ranges: the engine's
+// ApplyAndHash).
 func (s *Server) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResponse, error) {
 	if err := s.checkKeys(len(req.GetEntries())); err != nil {
 		return nil, err
@@ -399,10 +400,97 @@ func (s *Server) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResp
 			return nil, fmt.Errorf("%w: entry %d (key %q): %w: empty record", engine.ErrBadRequest, i, e.Key, reconcile.ErrMalformedRecord)
 		}
 	}
-	if err := s.e.Apply(ctx, req.GetPartition(), es); err != nil {
+	confirm, err := s.checkRanges("confirm", req.GetConfirm())
+	if err != nil {
 		return nil, err
 	}
-	return &pb.ApplyResponse{}, nil
+	if len(confirm) == 0 {
+		if err := s.e.Apply(ctx, req.GetPartition(), es); err != nil {
+			return nil, err
+		}
+		return &pb.ApplyResponse{}, nil
+	}
+	hashes, err := s.e.ApplyAndHash(ctx, req.GetPartition(), es, confirm)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ApplyResponse{Confirm: make([]*pb.Node, len(hashes))}
+	for i, h := range hashes {
+		out.Confirm[i] = toPBNode(h.Range, h.Fingerprint, h.Children)
+	}
+	return out, nil
+}
+
+// checkRanges validates a list of key ranges.
+func (s *Server) checkRanges(what string, rs []*pb.KeyRange) ([]reconcile.KeyRange, error) {
+	if len(rs) > engine.MaxRanges {
+		return nil, overLimit("%d %s ranges, more than %d", len(rs), what, engine.MaxRanges)
+	}
+	var out []reconcile.KeyRange
+	for i, r := range rs {
+		kr, err := checkRange(fmt.Sprintf("%s range %d", what, i), r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, kr)
+	}
+	return out, nil
+}
+
+// RangeSketch implements the RangeSketch call.
+func (s *Server) RangeSketch(ctx context.Context, req *pb.RangeSketchRequest) (*pb.RangeSketchResponse, error) {
+	ranges, err := s.checkRanges("sketch", req.GetRanges())
+	if err != nil {
+		return nil, err
+	}
+	if c := req.GetCells(); c > reconcile.MaxSketchCells || c%reconcile.SketchHashes != 0 {
+		return nil, fmt.Errorf("%w: %w: %d cells (a multiple of %d, at most %d)", engine.ErrBadRequest, reconcile.ErrBadSketchRequest, c, reconcile.SketchHashes, reconcile.MaxSketchCells)
+	}
+	if st := req.GetStrata(); st > reconcile.MaxSketchStrata {
+		return nil, fmt.Errorf("%w: %w: %d strata (at most %d)", engine.ErrBadRequest, reconcile.ErrBadSketchRequest, st, reconcile.MaxSketchStrata)
+	}
+	res, err := s.e.RangeSketch(ctx, reconcile.RangeSketchRequest{
+		Partition: req.GetPartition(), Ranges: ranges, Cells: int(req.GetCells()), Strata: int(req.GetStrata()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RangeSketchResponse{Count: res.Count, Cells: encodeCells(res.Cells), Strata: encodeStrata(res.Strata)}, nil
+}
+
+// FetchByHash implements the FetchByHash call.
+func (s *Server) FetchByHash(ctx context.Context, req *pb.FetchByHashRequest) (*pb.FetchByHashResponse, error) {
+	ranges, err := s.checkRanges("fetch", req.GetRanges())
+	if err != nil {
+		return nil, err
+	}
+	raw := req.GetIds()
+	if len(raw)%sketchIDSize != 0 {
+		return nil, fmt.Errorf("%w: %w: ids of %d bytes, not a multiple of %d", engine.ErrBadRequest, reconcile.ErrBadSketchRequest, len(raw), sketchIDSize)
+	}
+	if n := len(raw) / sketchIDSize; n > reconcile.MaxSketchIDs {
+		return nil, overLimit("%d sketch IDs, more than %d", n, reconcile.MaxSketchIDs)
+	}
+	ids := make([]uint64, len(raw)/sketchIDSize)
+	for i := range ids {
+		ids[i] = readID(raw[i*sketchIDSize:])
+	}
+	es, err := s.e.FetchByHash(ctx, reconcile.FetchByHashRequest{Partition: req.GetPartition(), Ranges: ranges, IDs: ids})
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.FetchByHashResponse{Entries: make([]*pb.Entry, len(es))}
+	for i, e := range es {
+		// Digests are omitted: the receiver recomputes them.
+		out.Entries[i] = &pb.Entry{Key: e.Key, Record: e.Record}
+	}
+	if err := s.checkAnswerSize(out); err != nil {
+		return nil, err
+	}
+	if s.opts.CompressAbove >= 0 && proto.Size(out) >= s.opts.CompressAbove {
+		_ = grpc.SetSendCompressor(ctx, gzip.Name)
+	}
+	return out, nil
 }
 
 func writeOptions(noSync bool) *engine.WriteOptions {

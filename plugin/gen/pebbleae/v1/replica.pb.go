@@ -861,9 +861,12 @@ func (x *FetchResponse) GetEntries() []*Entry {
 }
 
 type ApplyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	Entries       []*Entry               `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Entries   []*Entry               `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// confirm: ranges whose fingerprints to answer after applying (the wire
+	// model's single confirm range encodes identically).
+	Confirm       []*KeyRange `protobuf:"bytes,3,rep,name=confirm,proto3" json:"confirm,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,8 +915,17 @@ func (x *ApplyRequest) GetEntries() []*Entry {
 	return nil
 }
 
+func (x *ApplyRequest) GetConfirm() []*KeyRange {
+	if x != nil {
+		return x.Confirm
+	}
+	return nil
+}
+
 type ApplyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// confirm: one node (fingerprint only) per confirm range, in order.
+	Confirm       []*Node `protobuf:"bytes,1,rep,name=confirm,proto3" json:"confirm,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -948,6 +960,251 @@ func (*ApplyResponse) Descriptor() ([]byte, []int) {
 	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{15}
 }
 
+func (x *ApplyResponse) GetConfirm() []*Node {
+	if x != nil {
+		return x.Confirm
+	}
+	return nil
+}
+
+type RangeSketchRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Ranges    []*KeyRange            `protobuf:"bytes,2,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// cells: a multiple of 3, at most 2^23.
+	Cells uint32 `protobuf:"varint,3,opt,name=cells,proto3" json:"cells,omitempty"`
+	// strata: estimator strata, at most 64.
+	Strata        uint32 `protobuf:"varint,4,opt,name=strata,proto3" json:"strata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeSketchRequest) Reset() {
+	*x = RangeSketchRequest{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeSketchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeSketchRequest) ProtoMessage() {}
+
+func (x *RangeSketchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeSketchRequest.ProtoReflect.Descriptor instead.
+func (*RangeSketchRequest) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RangeSketchRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *RangeSketchRequest) GetRanges() []*KeyRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *RangeSketchRequest) GetCells() uint32 {
+	if x != nil {
+		return x.Cells
+	}
+	return 0
+}
+
+func (x *RangeSketchRequest) GetStrata() uint32 {
+	if x != nil {
+		return x.Strata
+	}
+	return 0
+}
+
+type RangeSketchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Count uint64                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// cells: 9 bytes a cell: count (int8), check (uint16 big-endian), ID
+	// (48 bits big-endian).
+	Cells []byte `protobuf:"bytes,2,opt,name=cells,proto3" json:"cells,omitempty"`
+	// strata: 2 bytes a value (uint16 big-endian).
+	Strata        []byte `protobuf:"bytes,3,opt,name=strata,proto3" json:"strata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeSketchResponse) Reset() {
+	*x = RangeSketchResponse{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeSketchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeSketchResponse) ProtoMessage() {}
+
+func (x *RangeSketchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeSketchResponse.ProtoReflect.Descriptor instead.
+func (*RangeSketchResponse) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RangeSketchResponse) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *RangeSketchResponse) GetCells() []byte {
+	if x != nil {
+		return x.Cells
+	}
+	return nil
+}
+
+func (x *RangeSketchResponse) GetStrata() []byte {
+	if x != nil {
+		return x.Strata
+	}
+	return nil
+}
+
+type FetchByHashRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Ranges    []*KeyRange            `protobuf:"bytes,2,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// ids: 6 bytes an ID (48 bits big-endian).
+	Ids           []byte `protobuf:"bytes,3,opt,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchByHashRequest) Reset() {
+	*x = FetchByHashRequest{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchByHashRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchByHashRequest) ProtoMessage() {}
+
+func (x *FetchByHashRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchByHashRequest.ProtoReflect.Descriptor instead.
+func (*FetchByHashRequest) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FetchByHashRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *FetchByHashRequest) GetRanges() []*KeyRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *FetchByHashRequest) GetIds() []byte {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type FetchByHashResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchByHashResponse) Reset() {
+	*x = FetchByHashResponse{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchByHashResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchByHashResponse) ProtoMessage() {}
+
+func (x *FetchByHashResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchByHashResponse.ProtoReflect.Descriptor instead.
+func (*FetchByHashResponse) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FetchByHashResponse) GetEntries() []*Entry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 type PutRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -960,7 +1217,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[16]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1229,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[16]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1242,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{16}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -1017,7 +1274,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[17]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1286,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[17]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1299,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{17}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{21}
 }
 
 type GetRequest struct {
@@ -1054,7 +1311,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[18]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1323,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[18]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1336,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{18}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -1098,7 +1355,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[19]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1367,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[19]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1380,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{19}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -1143,7 +1400,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[20]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1412,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[20]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1425,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{20}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -1193,7 +1450,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[21]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1462,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[21]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1475,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{21}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{25}
 }
 
 type GetVersionsRequest struct {
@@ -1230,7 +1487,7 @@ type GetVersionsRequest struct {
 
 func (x *GetVersionsRequest) Reset() {
 	*x = GetVersionsRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[22]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1499,7 @@ func (x *GetVersionsRequest) String() string {
 func (*GetVersionsRequest) ProtoMessage() {}
 
 func (x *GetVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[22]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1512,7 @@ func (x *GetVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionsRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{22}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetVersionsRequest) GetKey() []byte {
@@ -1276,7 +1533,7 @@ type GetVersionsResponse struct {
 
 func (x *GetVersionsResponse) Reset() {
 	*x = GetVersionsResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[23]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1545,7 @@ func (x *GetVersionsResponse) String() string {
 func (*GetVersionsResponse) ProtoMessage() {}
 
 func (x *GetVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[23]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1558,7 @@ func (x *GetVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionsResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{23}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetVersionsResponse) GetValues() [][]byte {
@@ -1332,7 +1589,7 @@ type PutContextRequest struct {
 
 func (x *PutContextRequest) Reset() {
 	*x = PutContextRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[24]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1601,7 @@ func (x *PutContextRequest) String() string {
 func (*PutContextRequest) ProtoMessage() {}
 
 func (x *PutContextRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[24]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1614,7 @@ func (x *PutContextRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutContextRequest.ProtoReflect.Descriptor instead.
 func (*PutContextRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{24}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PutContextRequest) GetKey() []byte {
@@ -1403,7 +1660,7 @@ type PutContextResponse struct {
 
 func (x *PutContextResponse) Reset() {
 	*x = PutContextResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[25]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1672,7 @@ func (x *PutContextResponse) String() string {
 func (*PutContextResponse) ProtoMessage() {}
 
 func (x *PutContextResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[25]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1685,7 @@ func (x *PutContextResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutContextResponse.ProtoReflect.Descriptor instead.
 func (*PutContextResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{25}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{29}
 }
 
 type StatusRequest struct {
@@ -1442,7 +1699,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[26]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1711,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[26]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1724,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{26}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StatusRequest) GetWithRoots() bool {
@@ -1492,7 +1749,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[27]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1761,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[27]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1774,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{27}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PartitionStatus) GetId() uint32 {
@@ -1584,7 +1841,7 @@ type SessionSummary struct {
 
 func (x *SessionSummary) Reset() {
 	*x = SessionSummary{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[28]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1853,7 @@ func (x *SessionSummary) String() string {
 func (*SessionSummary) ProtoMessage() {}
 
 func (x *SessionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[28]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1866,7 @@ func (x *SessionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSummary.ProtoReflect.Descriptor instead.
 func (*SessionSummary) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{28}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SessionSummary) GetPeer() string {
@@ -1708,7 +1965,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[29]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1977,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[29]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1990,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{29}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StatusResponse) GetId() []byte {
@@ -1778,7 +2035,7 @@ type RepairRequest struct {
 
 func (x *RepairRequest) Reset() {
 	*x = RepairRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[30]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +2047,7 @@ func (x *RepairRequest) String() string {
 func (*RepairRequest) ProtoMessage() {}
 
 func (x *RepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[30]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +2060,7 @@ func (x *RepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairRequest.ProtoReflect.Descriptor instead.
 func (*RepairRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{30}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RepairRequest) GetPeer() string {
@@ -1836,7 +2093,7 @@ type RepairResponse struct {
 
 func (x *RepairResponse) Reset() {
 	*x = RepairResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[31]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2105,7 @@ func (x *RepairResponse) String() string {
 func (*RepairResponse) ProtoMessage() {}
 
 func (x *RepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[31]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2118,7 @@ func (x *RepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairResponse.ProtoReflect.Descriptor instead.
 func (*RepairResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{31}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RepairResponse) GetSessions() []*SessionSummary {
@@ -1932,11 +2189,28 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\fR\x04keys\"=\n" +
 	"\rFetchResponse\x12,\n" +
-	"\aentries\x18\x01 \x03(\v2\x12.pebbleae.v1.EntryR\aentries\"Z\n" +
+	"\aentries\x18\x01 \x03(\v2\x12.pebbleae.v1.EntryR\aentries\"\x8b\x01\n" +
 	"\fApplyRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12,\n" +
-	"\aentries\x18\x02 \x03(\v2\x12.pebbleae.v1.EntryR\aentries\"\x0f\n" +
-	"\rApplyResponse\"M\n" +
+	"\aentries\x18\x02 \x03(\v2\x12.pebbleae.v1.EntryR\aentries\x12/\n" +
+	"\aconfirm\x18\x03 \x03(\v2\x15.pebbleae.v1.KeyRangeR\aconfirm\"<\n" +
+	"\rApplyResponse\x12+\n" +
+	"\aconfirm\x18\x01 \x03(\v2\x11.pebbleae.v1.NodeR\aconfirm\"\x8f\x01\n" +
+	"\x12RangeSketchRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12-\n" +
+	"\x06ranges\x18\x02 \x03(\v2\x15.pebbleae.v1.KeyRangeR\x06ranges\x12\x14\n" +
+	"\x05cells\x18\x03 \x01(\rR\x05cells\x12\x16\n" +
+	"\x06strata\x18\x04 \x01(\rR\x06strata\"Y\n" +
+	"\x13RangeSketchResponse\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x14\n" +
+	"\x05cells\x18\x02 \x01(\fR\x05cells\x12\x16\n" +
+	"\x06strata\x18\x03 \x01(\fR\x06strata\"s\n" +
+	"\x12FetchByHashRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12-\n" +
+	"\x06ranges\x18\x02 \x03(\v2\x15.pebbleae.v1.KeyRangeR\x06ranges\x12\x10\n" +
+	"\x03ids\x18\x03 \x01(\fR\x03ids\"C\n" +
+	"\x13FetchByHashResponse\x12,\n" +
+	"\aentries\x18\x01 \x03(\v2\x12.pebbleae.v1.EntryR\aentries\"M\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -2003,13 +2277,15 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"partitions\x12\x14\n" +
 	"\x05naive\x18\x03 \x01(\bR\x05naive\"I\n" +
 	"\x0eRepairResponse\x127\n" +
-	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions2\xbe\x06\n" +
+	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions2\xe2\a\n" +
 	"\aReplica\x12;\n" +
 	"\x04Info\x12\x18.pebbleae.v1.InfoRequest\x1a\x19.pebbleae.v1.InfoResponse\x12J\n" +
 	"\tRangeHash\x12\x1d.pebbleae.v1.RangeHashRequest\x1a\x1e.pebbleae.v1.RangeHashResponse\x12L\n" +
 	"\tRangeScan\x12\x1d.pebbleae.v1.RangeScanRequest\x1a\x1e.pebbleae.v1.RangeScanResponse0\x01\x12>\n" +
 	"\x05Fetch\x12\x19.pebbleae.v1.FetchRequest\x1a\x1a.pebbleae.v1.FetchResponse\x12>\n" +
-	"\x05Apply\x12\x19.pebbleae.v1.ApplyRequest\x1a\x1a.pebbleae.v1.ApplyResponse\x128\n" +
+	"\x05Apply\x12\x19.pebbleae.v1.ApplyRequest\x1a\x1a.pebbleae.v1.ApplyResponse\x12P\n" +
+	"\vRangeSketch\x12\x1f.pebbleae.v1.RangeSketchRequest\x1a .pebbleae.v1.RangeSketchResponse\x12P\n" +
+	"\vFetchByHash\x12\x1f.pebbleae.v1.FetchByHashRequest\x1a .pebbleae.v1.FetchByHashResponse\x128\n" +
 	"\x03Put\x12\x17.pebbleae.v1.PutRequest\x1a\x18.pebbleae.v1.PutResponse\x128\n" +
 	"\x03Get\x12\x17.pebbleae.v1.GetRequest\x1a\x18.pebbleae.v1.GetResponse\x12A\n" +
 	"\x06Delete\x12\x1a.pebbleae.v1.DeleteRequest\x1a\x1b.pebbleae.v1.DeleteResponse\x12P\n" +
@@ -2031,7 +2307,7 @@ func file_pebbleae_v1_replica_proto_rawDescGZIP() []byte {
 	return file_pebbleae_v1_replica_proto_rawDescData
 }
 
-var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*KeyRange)(nil),            // 0: pebbleae.v1.KeyRange
 	(*Fingerprint)(nil),         // 1: pebbleae.v1.Fingerprint
@@ -2049,22 +2325,26 @@ var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*FetchResponse)(nil),       // 13: pebbleae.v1.FetchResponse
 	(*ApplyRequest)(nil),        // 14: pebbleae.v1.ApplyRequest
 	(*ApplyResponse)(nil),       // 15: pebbleae.v1.ApplyResponse
-	(*PutRequest)(nil),          // 16: pebbleae.v1.PutRequest
-	(*PutResponse)(nil),         // 17: pebbleae.v1.PutResponse
-	(*GetRequest)(nil),          // 18: pebbleae.v1.GetRequest
-	(*GetResponse)(nil),         // 19: pebbleae.v1.GetResponse
-	(*DeleteRequest)(nil),       // 20: pebbleae.v1.DeleteRequest
-	(*DeleteResponse)(nil),      // 21: pebbleae.v1.DeleteResponse
-	(*GetVersionsRequest)(nil),  // 22: pebbleae.v1.GetVersionsRequest
-	(*GetVersionsResponse)(nil), // 23: pebbleae.v1.GetVersionsResponse
-	(*PutContextRequest)(nil),   // 24: pebbleae.v1.PutContextRequest
-	(*PutContextResponse)(nil),  // 25: pebbleae.v1.PutContextResponse
-	(*StatusRequest)(nil),       // 26: pebbleae.v1.StatusRequest
-	(*PartitionStatus)(nil),     // 27: pebbleae.v1.PartitionStatus
-	(*SessionSummary)(nil),      // 28: pebbleae.v1.SessionSummary
-	(*StatusResponse)(nil),      // 29: pebbleae.v1.StatusResponse
-	(*RepairRequest)(nil),       // 30: pebbleae.v1.RepairRequest
-	(*RepairResponse)(nil),      // 31: pebbleae.v1.RepairResponse
+	(*RangeSketchRequest)(nil),  // 16: pebbleae.v1.RangeSketchRequest
+	(*RangeSketchResponse)(nil), // 17: pebbleae.v1.RangeSketchResponse
+	(*FetchByHashRequest)(nil),  // 18: pebbleae.v1.FetchByHashRequest
+	(*FetchByHashResponse)(nil), // 19: pebbleae.v1.FetchByHashResponse
+	(*PutRequest)(nil),          // 20: pebbleae.v1.PutRequest
+	(*PutResponse)(nil),         // 21: pebbleae.v1.PutResponse
+	(*GetRequest)(nil),          // 22: pebbleae.v1.GetRequest
+	(*GetResponse)(nil),         // 23: pebbleae.v1.GetResponse
+	(*DeleteRequest)(nil),       // 24: pebbleae.v1.DeleteRequest
+	(*DeleteResponse)(nil),      // 25: pebbleae.v1.DeleteResponse
+	(*GetVersionsRequest)(nil),  // 26: pebbleae.v1.GetVersionsRequest
+	(*GetVersionsResponse)(nil), // 27: pebbleae.v1.GetVersionsResponse
+	(*PutContextRequest)(nil),   // 28: pebbleae.v1.PutContextRequest
+	(*PutContextResponse)(nil),  // 29: pebbleae.v1.PutContextResponse
+	(*StatusRequest)(nil),       // 30: pebbleae.v1.StatusRequest
+	(*PartitionStatus)(nil),     // 31: pebbleae.v1.PartitionStatus
+	(*SessionSummary)(nil),      // 32: pebbleae.v1.SessionSummary
+	(*StatusResponse)(nil),      // 33: pebbleae.v1.StatusResponse
+	(*RepairRequest)(nil),       // 34: pebbleae.v1.RepairRequest
+	(*RepairResponse)(nil),      // 35: pebbleae.v1.RepairResponse
 }
 var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	0,  // 0: pebbleae.v1.PartitionInfo.range:type_name -> pebbleae.v1.KeyRange
@@ -2078,40 +2358,49 @@ var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	10, // 8: pebbleae.v1.RangeScanResponse.entries:type_name -> pebbleae.v1.Entry
 	10, // 9: pebbleae.v1.FetchResponse.entries:type_name -> pebbleae.v1.Entry
 	10, // 10: pebbleae.v1.ApplyRequest.entries:type_name -> pebbleae.v1.Entry
-	0,  // 11: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
-	1,  // 12: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
-	27, // 13: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
-	28, // 14: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
-	28, // 15: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
-	2,  // 16: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
-	6,  // 17: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
-	9,  // 18: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
-	12, // 19: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
-	14, // 20: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
-	16, // 21: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
-	18, // 22: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
-	20, // 23: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
-	22, // 24: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
-	24, // 25: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
-	26, // 26: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
-	30, // 27: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
-	5,  // 28: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
-	8,  // 29: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
-	11, // 30: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
-	13, // 31: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
-	15, // 32: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
-	17, // 33: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
-	19, // 34: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
-	21, // 35: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
-	23, // 36: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
-	25, // 37: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
-	29, // 38: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
-	31, // 39: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
-	28, // [28:40] is the sub-list for method output_type
-	16, // [16:28] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	0,  // 11: pebbleae.v1.ApplyRequest.confirm:type_name -> pebbleae.v1.KeyRange
+	7,  // 12: pebbleae.v1.ApplyResponse.confirm:type_name -> pebbleae.v1.Node
+	0,  // 13: pebbleae.v1.RangeSketchRequest.ranges:type_name -> pebbleae.v1.KeyRange
+	0,  // 14: pebbleae.v1.FetchByHashRequest.ranges:type_name -> pebbleae.v1.KeyRange
+	10, // 15: pebbleae.v1.FetchByHashResponse.entries:type_name -> pebbleae.v1.Entry
+	0,  // 16: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
+	1,  // 17: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
+	31, // 18: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
+	32, // 19: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
+	32, // 20: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
+	2,  // 21: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
+	6,  // 22: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
+	9,  // 23: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
+	12, // 24: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
+	14, // 25: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
+	16, // 26: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
+	18, // 27: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
+	20, // 28: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
+	22, // 29: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
+	24, // 30: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
+	26, // 31: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
+	28, // 32: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
+	30, // 33: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
+	34, // 34: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
+	5,  // 35: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
+	8,  // 36: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
+	11, // 37: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
+	13, // 38: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
+	15, // 39: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
+	17, // 40: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
+	19, // 41: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
+	21, // 42: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
+	23, // 43: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
+	25, // 44: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
+	27, // 45: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
+	29, // 46: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
+	33, // 47: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
+	35, // 48: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
+	35, // [35:49] is the sub-list for method output_type
+	21, // [21:35] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_pebbleae_v1_replica_proto_init() }
@@ -2126,7 +2415,7 @@ func file_pebbleae_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pebbleae_v1_replica_proto_rawDesc), len(file_pebbleae_v1_replica_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,8 @@ const (
 	Replica_RangeScan_FullMethodName   = "/pebbleae.v1.Replica/RangeScan"
 	Replica_Fetch_FullMethodName       = "/pebbleae.v1.Replica/Fetch"
 	Replica_Apply_FullMethodName       = "/pebbleae.v1.Replica/Apply"
+	Replica_RangeSketch_FullMethodName = "/pebbleae.v1.Replica/RangeSketch"
+	Replica_FetchByHash_FullMethodName = "/pebbleae.v1.Replica/FetchByHash"
 	Replica_Put_FullMethodName         = "/pebbleae.v1.Replica/Put"
 	Replica_Get_FullMethodName         = "/pebbleae.v1.Replica/Get"
 	Replica_Delete_FullMethodName      = "/pebbleae.v1.Replica/Delete"
@@ -64,8 +66,16 @@ type ReplicaClient interface {
 	// in key order.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
 	// Apply merges records into the replica with its resolver (idempotent).
-	// A bad entry rejects the whole request; nothing is written.
+	// A bad entry rejects the whole request; nothing is written. With
+	// confirm ranges it then answers their fingerprints (the session's
+	// confirm step riding on its apply round).
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// RangeSketch returns the set-reconciliation sketch (IBLT cells and
+	// strata estimator) of the entries of key ranges of one partition.
+	RangeSketch(ctx context.Context, in *RangeSketchRequest, opts ...grpc.CallOption) (*RangeSketchResponse, error)
+	// FetchByHash returns, in key order, the entries (with records, digests
+	// omitted) of key ranges whose sketch IDs are among ids.
+	FetchByHash(ctx context.Context, in *FetchByHashRequest, opts ...grpc.CallOption) (*FetchByHashResponse, error)
 	// Put writes a value (LWW: blind; causal: a new sibling).
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	// Get returns a key's winning value; NOT_FOUND if absent or deleted.
@@ -147,6 +157,26 @@ func (c *replicaClient) Apply(ctx context.Context, in *ApplyRequest, opts ...grp
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApplyResponse)
 	err := c.cc.Invoke(ctx, Replica_Apply_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicaClient) RangeSketch(ctx context.Context, in *RangeSketchRequest, opts ...grpc.CallOption) (*RangeSketchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RangeSketchResponse)
+	err := c.cc.Invoke(ctx, Replica_RangeSketch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicaClient) FetchByHash(ctx context.Context, in *FetchByHashRequest, opts ...grpc.CallOption) (*FetchByHashResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FetchByHashResponse)
+	err := c.cc.Invoke(ctx, Replica_FetchByHash_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -242,8 +272,16 @@ type ReplicaServer interface {
 	// in key order.
 	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
 	// Apply merges records into the replica with its resolver (idempotent).
-	// A bad entry rejects the whole request; nothing is written.
+	// A bad entry rejects the whole request; nothing is written. With
+	// confirm ranges it then answers their fingerprints (the session's
+	// confirm step riding on its apply round).
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	// RangeSketch returns the set-reconciliation sketch (IBLT cells and
+	// strata estimator) of the entries of key ranges of one partition.
+	RangeSketch(context.Context, *RangeSketchRequest) (*RangeSketchResponse, error)
+	// FetchByHash returns, in key order, the entries (with records, digests
+	// omitted) of key ranges whose sketch IDs are among ids.
+	FetchByHash(context.Context, *FetchByHashRequest) (*FetchByHashResponse, error)
 	// Put writes a value (LWW: blind; causal: a new sibling).
 	Put(context.Context, *PutRequest) (*PutResponse, error)
 	// Get returns a key's winning value; NOT_FOUND if absent or deleted.
@@ -286,6 +324,12 @@ func (UnimplementedReplicaServer) Fetch(context.Context, *FetchRequest) (*FetchR
 }
 func (UnimplementedReplicaServer) Apply(context.Context, *ApplyRequest) (*ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedReplicaServer) RangeSketch(context.Context, *RangeSketchRequest) (*RangeSketchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RangeSketch not implemented")
+}
+func (UnimplementedReplicaServer) FetchByHash(context.Context, *FetchByHashRequest) (*FetchByHashResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FetchByHash not implemented")
 }
 func (UnimplementedReplicaServer) Put(context.Context, *PutRequest) (*PutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Put not implemented")
@@ -408,6 +452,42 @@ func _Replica_Apply_Handler(srv interface{}, ctx context.Context, dec func(inter
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ReplicaServer).Apply(ctx, req.(*ApplyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Replica_RangeSketch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RangeSketchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).RangeSketch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_RangeSketch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).RangeSketch(ctx, req.(*RangeSketchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Replica_FetchByHash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FetchByHashRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).FetchByHash(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_FetchByHash_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).FetchByHash(ctx, req.(*FetchByHashRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -560,6 +640,14 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Apply",
 			Handler:    _Replica_Apply_Handler,
+		},
+		{
+			MethodName: "RangeSketch",
+			Handler:    _Replica_RangeSketch_Handler,
+		},
+		{
+			MethodName: "FetchByHash",
+			Handler:    _Replica_FetchByHash_Handler,
 		},
 		{
 			MethodName: "Put",
