@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 	"github.com/pebble-ae/pebble-ae/merkle"
+	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/spf13/cobra"
 )
@@ -26,6 +28,7 @@ type demoConfig struct {
 	seed     uint64
 	dir      string
 	keep     bool
+	plugin   bool
 }
 
 func newDemoCmd() *cobra.Command {
@@ -57,6 +60,7 @@ records. It exits non-zero if they do not.`,
 	c.Flags().Uint64Var(&cfg.seed, "seed", 1, "seed of the scenario")
 	c.Flags().StringVar(&cfg.dir, "dir", "", "directory for the replicas (default: a temporary directory, removed afterwards)")
 	c.Flags().BoolVar(&cfg.keep, "keep", false, "keep the replicas' directories")
+	c.Flags().BoolVar(&cfg.plugin, "plugin", false, "run the replicas as plugin subprocesses of this binary (gRPC over go-plugin)")
 	return c
 }
 
@@ -64,6 +68,16 @@ records. It exits non-zero if they do not.`,
 var demoSplits = [][]byte{[]byte("key:25"), []byte("key:50"), []byte("key:75")}
 
 func demoKey(i int) []byte { return []byte(fmt.Sprintf("key:%08d", i%100*1000000+i/100)) }
+
+// demoNode is one replica of the demo: in-process (the engine itself) or a
+// plugin subprocess (a gRPC client), used only through reconcile.Replica.
+type demoNode struct {
+	id    reconcile.ReplicaID
+	dir   string
+	rep   reconcile.Replica
+	close func() error
+	clock *reconcile.HLC // the coordinator clock of writes this node takes
+}
 
 func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 	if cfg.replicas < 2 {
@@ -86,47 +100,77 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(cfg.seed, 0xdeadbeef))
 	pn, _ := merkle.SplitPoints(demoSplits)
-	open := func(i int) (*engine.Engine, error) {
-		return engine.Open(filepath.Join(dir, fmt.Sprintf("r%d", i+1)), &engine.Options{
-			ReplicaID: reconcile.ReplicaID(fmt.Sprintf("r%d", i+1)), Partitioner: pn, CheckpointInterval: -1,
-		})
+	splitsFlag := make([]string, len(demoSplits))
+	for i, s := range demoSplits {
+		splitsFlag[i] = string(s)
 	}
-	reps := make([]*engine.Engine, cfg.replicas)
-	for i := range reps {
-		e, err := open(i)
+	engineOpts := func(id reconcile.ReplicaID) *engine.Options {
+		return &engine.Options{ReplicaID: id, Partitioner: pn, CheckpointInterval: -1}
+	}
+	nodes := make([]*demoNode, cfg.replicas)
+	open := func(i int) error {
+		n := nodes[i]
+		if n == nil {
+			id := reconcile.ReplicaID(fmt.Sprintf("r%d", i+1))
+			n = &demoNode{id: id, dir: filepath.Join(dir, string(id)), clock: reconcile.NewHLC(nil)}
+			nodes[i] = n
+		}
+		if cfg.plugin {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			c, err := plugin.Open(ctx, exe, "plugin", "--dir", n.dir, "--id", string(n.id), "--splits", strings.Join(splitsFlag, ","))
+			if err != nil {
+				return fmt.Errorf("start plugin %s: %w", n.id, err)
+			}
+			n.rep, n.close = c, c.Close
+			return nil
+		}
+		e, err := engine.Open(n.dir, engineOpts(n.id))
 		if err != nil {
 			return err
 		}
-		reps[i] = e
+		n.rep, n.close = e, e.Close
+		return nil
+	}
+	for i := range nodes {
+		if err := open(i); err != nil {
+			return err
+		}
 	}
 	defer func() {
-		for _, e := range reps {
-			if e != nil {
-				e.Close()
+		for _, n := range nodes {
+			if n != nil && n.close != nil {
+				n.close()
 			}
 		}
 	}()
-	fmt.Fprintf(out, "pebble-ae demo: %d replicas in %s, seed %d\n\n", cfg.replicas, dir, cfg.seed)
+	how := "in-process engines"
+	if cfg.plugin {
+		how = "plugin subprocesses (gRPC, AutoMTLS)"
+	}
+	fmt.Fprintf(out, "pebble-ae demo: %d replicas as %s in %s, seed %d\n\n", cfg.replicas, how, dir, cfg.seed)
 
 	value := func(tag string, i int) []byte { return []byte(fmt.Sprintf("%s-%d-%x", tag, i, rng.Uint32())) }
-	// A write is coordinated by one replica: it stamps the record once (HLC
-	// time, its ID) and replicates that same record to the targets, as a
-	// Dynamo-style coordinator does.
+	// A write is coordinated by one replica: it stamps the record once (its
+	// HLC, its ID) and replicates that same record to the targets, as a
+	// Dynamo-style coordinator does; the targets merge it (Apply).
 	type write struct {
 		key, value []byte
 		tombstone  bool
 	}
-	replicate := func(coord *engine.Engine, targets []*engine.Engine, ws []write) error {
+	replicate := func(coord *demoNode, targets []*demoNode, ws []write) error {
 		byPart := map[uint32][]reconcile.Entry{}
 		for _, w := range ws {
-			rec := reconcile.NewLWW(coord.ReplicaID(), coord.Clock().Now(), w.value, w.tombstone)
+			rec := reconcile.NewLWW(coord.id, coord.clock.Now(), w.value, w.tombstone)
 			p := uint32(pn.Partition(w.key))
 			byPart[p] = append(byPart[p], reconcile.Entry{Key: w.key, Record: rec.Encode()})
 		}
-		for _, e := range targets {
+		for _, n := range targets {
 			for p, ents := range byPart {
-				if err := e.Apply(ctx, p, ents); err != nil {
-					return err
+				if err := n.rep.Apply(ctx, p, ents); err != nil {
+					return fmt.Errorf("write to %s: %w", n.id, err)
 				}
 			}
 		}
@@ -141,18 +185,18 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 		for i := lo; i < min(lo+chunk, cfg.keys); i++ {
 			ws = append(ws, write{key: demoKey(i), value: value("v1", i)})
 		}
-		if err := replicate(reps[0], reps, ws); err != nil {
+		if err := replicate(nodes[0], nodes, ws); err != nil {
 			return err
 		}
 	}
 
 	// 2. The last replica is down: writes reach only the others.
 	down := cfg.replicas - 1
-	up := reps[:down]
-	if err := reps[down].Close(); err != nil {
+	up := nodes[:down]
+	if err := nodes[down].close(); err != nil {
 		return err
 	}
-	reps[down] = nil
+	nodes[down].close = nil
 	newKeys, updates, deletes := max(cfg.keys/20, 1), max(cfg.keys/40, 1), max(cfg.keys/100, 1)
 	fmt.Fprintf(out, "2. r%d is down: %d new keys, %d updates and %d deletes acknowledged by the other %d\n", down+1, newKeys, updates, deletes, len(up))
 	var ws []write
@@ -179,68 +223,71 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 		for i := 0; i < conflicts; i++ {
 			ws = append(ws, write{key: demoKey(crng.IntN(cfg.keys)), value: []byte(fmt.Sprintf("partition-side-r%d-%d", side+1, i))})
 		}
-		// Each side's write reaches only itself.
 		if err := replicate(up[side], up[side:side+1], ws); err != nil {
 			return err
 		}
 	}
 
 	// 4. The downed replica comes back.
-	e, err := open(down)
-	if err != nil {
+	if err := open(down); err != nil {
 		return err
 	}
-	reps[down] = e
 	fmt.Fprintf(out, "4. r%d restarts with its stale data\n\n", down+1)
 
-	if err := printRoots(ctx, out, reps); err != nil {
+	if err := printRoots(ctx, out, nodes); err != nil {
 		return err
 	}
 
 	// Anti-entropy between every pair.
 	fmt.Fprintf(out, "\nanti-entropy sessions:\n")
-	type row struct {
-		pair          string
-		stats, naive  reconcile.Stats
-		naiveErr, err error
-	}
-	var rows []row
-	for i := 0; i < len(reps); i++ {
-		for j := i + 1; j < len(reps); j++ {
-			pair := fmt.Sprintf("r%d <-> r%d", i+1, j+1)
-			naive, nerr := dryRunStats(ctx, reps[i], reps[j], true)
-			if nerr != nil {
-				return fmt.Errorf("naive session %s: %w", pair, nerr)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pair\trounds\tbytes\tmetadata\trecords\tkeys repaired\ttime\tnaive bytes\tnaive rounds\t")
+	for i := 0; i < len(nodes); i++ {
+		for j := i + 1; j < len(nodes); j++ {
+			a, b := nodes[i], nodes[j]
+			pair := fmt.Sprintf("%s <-> %s", a.id, b.id)
+			naive, err := dryRunStats(ctx, a.rep, b.rep, true)
+			if err != nil {
+				return fmt.Errorf("naive session %s: %w", pair, err)
 			}
 			bar := newProgress(errw, pair)
-			st, err := syncAllProgress(ctx, reps[i], reps[j], bar, false)
+			st, err := syncAllProgress(ctx, a.rep, b.rep, bar, false)
 			bar.done()
-			rows = append(rows, row{pair: pair, stats: st, naive: naive, naiveErr: nerr, err: err})
 			if err != nil {
 				return fmt.Errorf("session %s: %w", pair, err)
 			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t\n", pair, st.Rounds, human(st.BytesTotal()), human(st.BytesMetadata()),
+				human(st.BytesRecords()), st.KeysRepaired(), st.Duration.Round(time.Millisecond), human(naive.BytesTotal()), naive.Rounds)
 		}
-	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pair\trounds\tbytes\tmetadata\trecords\tkeys repaired\ttime\tnaive bytes\tnaive rounds\t")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t\n", r.pair, r.stats.Rounds, human(r.stats.BytesTotal()), human(r.stats.BytesMetadata()),
-			human(r.stats.BytesRecords()), r.stats.KeysRepaired(), r.stats.Duration.Round(time.Millisecond), human(r.naive.BytesTotal()), r.naive.Rounds)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)
-	if err := printRoots(ctx, out, reps); err != nil {
+	if err := printRoots(ctx, out, nodes); err != nil {
 		return err
 	}
 
-	// Full-scan check.
-	n, err := compareFullScans(reps)
+	// Close everything (plugins exit) and check the directories themselves:
+	// a full scan of every replica, and every tree verified.
+	engines := make([]*engine.Engine, len(nodes))
+	for i, n := range nodes {
+		if err := n.close(); err != nil {
+			return err
+		}
+		n.close = nil
+		e, err := engine.Open(n.dir, engineOpts(n.id))
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		engines[i] = e
+	}
+	count, err := compareFullScans(engines)
 	if err != nil {
 		return exitError{code: 2, err: fmt.Errorf("NOT converged: %w", err)}
 	}
-	for _, e := range reps {
+	for _, e := range engines {
 		ms, err := e.Verify(ctx)
 		if err != nil {
 			return err
@@ -250,7 +297,7 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 		}
 	}
 	fmt.Fprintf(out, "\nconverged: all %d replicas hold identical records (%d keys, tombstones included), trees verified, in %s\n",
-		len(reps), n, time.Since(start).Round(time.Millisecond))
+		len(nodes), count, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -264,22 +311,25 @@ func human(b uint64) string {
 	return fmt.Sprintf("%d B", b)
 }
 
-func printRoots(ctx context.Context, out io.Writer, reps []*engine.Engine) error {
+func printRoots(ctx context.Context, out io.Writer, nodes []*demoNode) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	info, err := nodes[0].rep.Info(ctx)
+	if err != nil {
+		return err
+	}
 	header := "replica"
-	for _, p := range reps[0].Tree().Partitions() {
+	for _, p := range info.Partitions {
 		header += fmt.Sprintf("\tpartition %d root (keys)", p.ID)
 	}
 	fmt.Fprintln(tw, header)
-	for _, e := range reps {
-		line := string(e.ReplicaID())
-		for _, p := range e.Tree().Partitions() {
-			fp, err := e.Tree().RangeFingerprint(ctx, p.ID, merkle.Range{})
+	for _, n := range nodes {
+		line := string(n.id)
+		for _, p := range info.Partitions {
+			rh, err := n.rep.RangeHash(ctx, reconcile.RangeHashRequest{Partition: p.ID, Ranges: []reconcile.KeyRange{p.Range}})
 			if err != nil {
 				return err
 			}
-			h := fp.Short()
-			line += fmt.Sprintf("\t%s (%d)", hex.EncodeToString(h[:6]), fp.Count)
+			line += fmt.Sprintf("\t%s (%d)", hex.EncodeToString(rh[0].Fingerprint.Hash[:6]), rh[0].Fingerprint.Count)
 		}
 		fmt.Fprintln(tw, line)
 	}

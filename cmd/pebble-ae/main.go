@@ -69,6 +69,7 @@ Start with:  pebble-ae demo`,
 		newDiffCmd(), newRepairCmd(),
 		newBenchCmd(),
 		newDebugCmd(),
+		newPluginCmd(), newServeCmd(), newCertsCmd(),
 	)
 	return root
 }
