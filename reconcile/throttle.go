@@ -128,6 +128,8 @@ type ThrottleStatus struct {
 	BytesPerSec, KeysPerSec float64
 	// BytesTaken and KeysTaken count everything that went through.
 	BytesTaken, KeysTaken uint64
+	// BurstBytes and BurstKeys are the bucket sizes (0: unlimited).
+	BurstBytes, BurstKeys int
 }
 
 // Status returns the throttle's state.
@@ -140,9 +142,11 @@ func (t *Throttle) Status() ThrottleStatus {
 	st := ThrottleStatus{Name: t.name, Scale: t.mu.scale, BytesPerSec: math.Inf(1), KeysPerSec: math.Inf(1), BytesTaken: t.mu.bytesTaken, KeysTaken: t.mu.keysTaken}
 	if t.bytes != nil {
 		st.BytesPerSec = t.cfg.BytesPerSec * t.mu.scale
+		st.BurstBytes = t.cfg.BurstBytes
 	}
 	if t.keys != nil {
 		st.KeysPerSec = t.cfg.KeysPerSec * t.mu.scale
+		st.BurstKeys = t.cfg.BurstKeys
 	}
 	return st
 }
@@ -151,11 +155,18 @@ func (t *Throttle) Status() ThrottleStatus {
 // it is throttled: the entries of RangeScan pages and Fetch answers by scan,
 // the entries given to Apply (repair writes) by write. Either throttle may be
 // nil. The wait happens after a read (its size is known only then) and
-// before a write.
+// before a write. Apply is split into calls of at most ApplyChunk entries
+// (default 128), each throttled, so that a large repair never commits one
+// large batch in front of foreground writes; Apply merges with the
+// resolver, so a partial Apply followed by an error is safe.
 type ThrottledReplica struct {
 	Replica
 	Scan, Write *Throttle
+	ApplyChunk  int
 }
+
+// DefaultApplyChunk is the default ThrottledReplica.ApplyChunk.
+const DefaultApplyChunk = 128
 
 var _ Replica = ThrottledReplica{}
 
@@ -188,9 +199,20 @@ func (r ThrottledReplica) Fetch(ctx context.Context, partition uint32, keys [][]
 
 // Apply implements Replica.
 func (r ThrottledReplica) Apply(ctx context.Context, partition uint32, entries []Entry) error {
-	k, b := entriesSize(entries)
-	if err := r.Write.Wait(ctx, k, b); err != nil {
-		return err
+	chunk := r.ApplyChunk
+	if chunk <= 0 {
+		chunk = DefaultApplyChunk
 	}
-	return r.Replica.Apply(ctx, partition, entries)
+	for len(entries) > 0 {
+		c := entries[:min(chunk, len(entries))]
+		entries = entries[len(c):]
+		k, b := entriesSize(c)
+		if err := r.Write.Wait(ctx, k, b); err != nil {
+			return err
+		}
+		if err := r.Replica.Apply(ctx, partition, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
