@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/internal/cliflags"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/spf13/pflag"
@@ -30,25 +30,12 @@ func (f *dbFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.rebuild, "rebuild-on-change", false, "rebuild the tree if it was built with other parameters")
 }
 
-// parseSplits parses a comma-separated list of split keys into a
-// partitioner.
-func parseSplits(s string) (merkle.Partitioner, error) {
-	if strings.TrimSpace(s) == "" {
-		return merkle.SinglePartition(), nil
-	}
-	var pts [][]byte
-	for _, p := range strings.Split(s, ",") {
-		pts = append(pts, []byte(p))
-	}
-	return merkle.SplitPoints(pts)
-}
-
 func (f *dbFlags) options() (*engine.Options, error) {
 	mode, err := reconcile.ParseMode(f.mode)
 	if err != nil {
 		return nil, err
 	}
-	pn, err := parseSplits(f.splits)
+	pn, err := cliflags.ParseSplits(f.splits)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pebble-ae/pebble-ae/internal/cliflags"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/spf13/cobra"
@@ -79,39 +80,6 @@ that every peer's certificate names the peer it expects.`,
 	return c
 }
 
-// peerSpec is one --peers entry.
-type peerSpec struct {
-	id   reconcile.ReplicaID
-	addr string
-}
-
-// parsePeers parses "id=host:port,id=host:port".
-func parsePeers(s string) ([]peerSpec, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var out []peerSpec
-	seen := map[string]bool{}
-	for _, item := range strings.Split(s, ",") {
-		id, addr, ok := strings.Cut(strings.TrimSpace(item), "=")
-		if !ok || id == "" || addr == "" {
-			return nil, fmt.Errorf("bad peer %q: want id=host:port", item)
-		}
-		if err := reconcile.ReplicaID(id).Validate(); err != nil {
-			return nil, fmt.Errorf("bad peer %q: %w", item, err)
-		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("bad peer %q: %w", item, err)
-		}
-		if seen[id] {
-			return nil, fmt.Errorf("peer %q listed twice", id)
-		}
-		seen[id] = true
-		out = append(out, peerSpec{id: reconcile.ReplicaID(id), addr: addr})
-	}
-	return out, nil
-}
-
 func newServeCmd() *cobra.Command {
 	var f dbFlags
 	var dir, listen, peers, certs string
@@ -126,7 +94,7 @@ func newServeCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			ps, err := parsePeers(peers)
+			ps, err := cliflags.ParsePeers(peers)
 			if err != nil {
 				return err
 			}
@@ -149,7 +117,7 @@ func newServeCmd() *cobra.Command {
 				}
 				allowed := map[reconcile.ReplicaID]bool{}
 				for _, p := range ps {
-					allowed[p.id] = true
+					allowed[p.ID] = true
 				}
 				lopts.AllowPeer = func(id reconcile.ReplicaID) bool { return allowed[id] }
 			}
@@ -166,7 +134,7 @@ func newServeCmd() *cobra.Command {
 			var wg sync.WaitGroup
 			for _, p := range ps {
 				wg.Add(1)
-				go func(p peerSpec) {
+				go func(p cliflags.Peer) {
 					defer wg.Done()
 					repairPeerLoop(ctx, cmd, e, p, tlsCfg, insecure, interval)
 				}(p)
@@ -191,7 +159,7 @@ func newServeCmd() *cobra.Command {
 
 // repairPeerLoop runs a session with one peer every interval (jittered),
 // reconnecting as needed, until ctx ends.
-func repairPeerLoop(ctx context.Context, cmd *cobra.Command, local reconcile.Replica, p peerSpec, tlsCfg *tls.Config, insecure bool, interval time.Duration) {
+func repairPeerLoop(ctx context.Context, cmd *cobra.Command, local reconcile.Replica, p cliflags.Peer, tlsCfg *tls.Config, insecure bool, interval time.Duration) {
 	var client *plugin.Client
 	defer func() {
 		if client != nil {
@@ -206,9 +174,9 @@ func repairPeerLoop(ctx context.Context, cmd *cobra.Command, local reconcile.Rep
 		case <-time.After(d):
 		}
 		if client == nil {
-			c, err := plugin.Dial(ctx, p.addr, tlsCfg, p.id, &plugin.DialOptions{Insecure: insecure})
+			c, err := plugin.Dial(ctx, p.Addr, tlsCfg, p.ID, &plugin.DialOptions{Insecure: insecure})
 			if err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "repair %s: dial: %v\n", p.id, err)
+				fmt.Fprintf(cmd.ErrOrStderr(), "repair %s: dial: %v\n", p.ID, err)
 				continue
 			}
 			client = c
@@ -218,7 +186,7 @@ func repairPeerLoop(ctx context.Context, cmd *cobra.Command, local reconcile.Rep
 			if ctx.Err() != nil {
 				return
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "repair %s: %v\n", p.id, err)
+			fmt.Fprintf(cmd.ErrOrStderr(), "repair %s: %v\n", p.ID, err)
 			client.Close()
 			client = nil
 			continue
@@ -228,7 +196,7 @@ func repairPeerLoop(ctx context.Context, cmd *cobra.Command, local reconcile.Rep
 			repaired += s.KeysRepaired()
 		}
 		if repaired > 0 {
-			fmt.Fprintf(cmd.OutOrStdout(), "repair %s: %d keys repaired\n", p.id, repaired)
+			fmt.Fprintf(cmd.OutOrStdout(), "repair %s: %d keys repaired\n", p.ID, repaired)
 		}
 	}
 }
