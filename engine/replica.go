@@ -124,6 +124,10 @@ func wrapTreeErr(err error) error {
 	return err
 }
 
+// children returns the children of r, depth levels deep, and r's
+// fingerprint as the sum of its children. A child's fingerprint is likewise
+// the sum of its own children when they are listed, so every level of one
+// answer adds up even while writes race the computation.
 func (e *Engine) children(ctx context.Context, part int, r merkle.Range, fanout, depth int) ([]reconcile.Child, merkle.Fingerprint, error) {
 	kids, err := e.tree.Children(ctx, part, r, fanout)
 	if err != nil {
@@ -132,17 +136,20 @@ func (e *Engine) children(ctx context.Context, part int, r merkle.Range, fanout,
 	var total merkle.Fingerprint
 	out := make([]reconcile.Child, len(kids))
 	for i, k := range kids {
-		total = total.Add(k.Fingerprint)
-		out[i] = reconcile.Child{Range: reconcile.KeyRange{Start: k.Range.Start, End: k.Range.End}, Fingerprint: shortFP(k.Fingerprint)}
+		fp := k.Fingerprint
+		out[i] = reconcile.Child{Range: reconcile.KeyRange{Start: k.Range.Start, End: k.Range.End}}
 		if depth > 1 && k.Fingerprint.Count > 1 {
-			sub, _, err := e.children(ctx, part, k.Range, fanout, depth-1)
+			sub, subFP, err := e.children(ctx, part, k.Range, fanout, depth-1)
 			if err != nil {
 				return nil, total, err
 			}
 			if len(sub) > 1 { // a single child is the range itself: a leaf
 				out[i].Children = sub
+				fp = subFP
 			}
 		}
+		out[i].Fingerprint = shortFP(fp)
+		total = total.Add(fp)
 	}
 	return out, total, nil
 }
