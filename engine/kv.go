@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble/v2"
@@ -72,6 +73,9 @@ func (e *Engine) commit(b *hooks.Batch, wo *WriteOptions) error {
 // nothing, stamps the record with the HLC and the replica ID and sets it. In
 // causal mode it is PutContext with a nil context (a new sibling).
 func (e *Engine) Put(ctx context.Context, key, value []byte, wo *WriteOptions) error {
+	if f := e.opts.ObserveForeground; f != nil {
+		defer observe(f, time.Now())
+	}
 	if e.opts.Mode == reconcile.ModeCausal {
 		return e.PutContext(ctx, key, value, nil, wo)
 	}
@@ -82,6 +86,9 @@ func (e *Engine) Put(ctx context.Context, key, value []byte, wo *WriteOptions) e
 // causal mode it writes a tombstone that supersedes every version this
 // replica has of key.
 func (e *Engine) Delete(ctx context.Context, key []byte, wo *WriteOptions) error {
+	if f := e.opts.ObserveForeground; f != nil {
+		defer observe(f, time.Now())
+	}
 	if e.opts.Mode == reconcile.ModeCausal {
 		return e.causalWrite(key, nil, true, nil, true, wo)
 	}
@@ -111,6 +118,9 @@ func (e *Engine) writeLWW(key, value []byte, tombstone bool, wo *WriteOptions) e
 // LWW winner among its siblings (use GetVersions for all of them).
 // ErrNotFound if the key is absent or deleted.
 func (e *Engine) Get(ctx context.Context, key []byte) ([]byte, error) {
+	if f := e.opts.ObserveForeground; f != nil {
+		defer observe(f, time.Now())
+	}
 	rec, err := e.GetRecord(ctx, key)
 	if err != nil {
 		return nil, err
@@ -287,6 +297,9 @@ func (b *Batch) Len() int { return b.hb.Len() }
 
 // Commit applies the batch atomically and releases it.
 func (b *Batch) Commit(ctx context.Context, wo *WriteOptions) error {
+	if f := b.e.opts.ObserveForeground; f != nil {
+		defer observe(f, time.Now())
+	}
 	if b.hb == nil {
 		return fmt.Errorf("engine: batch already committed")
 	}
@@ -340,3 +353,5 @@ func setLWW(b *hooks.Batch, key []byte, writer reconcile.ReplicaID, ts reconcile
 		reconcile.AppendLWW(dst, writer, ts, value, tombstone)
 	})
 }
+
+func observe(f func(time.Duration), start time.Time) { f(time.Since(start)) }

@@ -62,6 +62,9 @@ type Options struct {
 	Hooks []hooks.Hook
 	// Throttle slows down background scans (see merkle.Options.Throttle).
 	Throttle func(ctx context.Context, keys, bytes int) error
+	// ObserveForeground, if set, is told the latency of every foreground
+	// Put, Get, Delete and batch commit (admission control feeds on it).
+	ObserveForeground func(time.Duration)
 	// Logger receives the engine's logs (default: discard).
 	Logger *slog.Logger
 
