@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,11 +155,11 @@ func TestServeMutualTLS(t *testing.T) {
 	n1, n2 := filepath.Join(tmp, "n1"), filepath.Join(tmp, "n2")
 	run(t, "put", "--dir", n1, "--id", "n1", "only-on-n1", "a")
 	run(t, "put", "--dir", n2, "--id", "n2", "only-on-n2", "b")
-	ports := freePorts(t, 2)
-	start := func(dir, id, listen, peer string) (*exec.Cmd, *syncBuffer) {
+	ports := freePorts(t, 3)
+	start := func(dir, id, listen, peer string, extra ...string) (*exec.Cmd, *syncBuffer) {
 		var buf syncBuffer
-		cmd := exec.Command(binPath, "serve", "--dir", dir, "--id", id, "--listen", listen, "--certs", certs,
-			"--peers", peer, "--repair-interval", "100ms")
+		cmd := exec.Command(binPath, append([]string{"serve", "--dir", dir, "--id", id, "--listen", listen, "--certs", certs,
+			"--peers", peer, "--repair-interval", "200ms"}, extra...)...)
 		cmd.Stdout, cmd.Stderr = &buf, &buf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -166,7 +167,7 @@ func TestServeMutualTLS(t *testing.T) {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd, &buf
 	}
-	c1, out1 := start(n1, "n1", ports[0], "n2="+ports[1])
+	c1, out1 := start(n1, "n1", ports[0], "n2="+ports[1], "--metrics", ports[2])
 	c2, out2 := start(n2, "n2", ports[1], "n1="+ports[0])
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out1.String()+out2.String(), "keys repaired") {
@@ -176,6 +177,15 @@ func TestServeMutualTLS(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // let the other direction finish its session too
+	resp, err := http.Get("http://" + ports[2] + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "sessions_total") {
+		t.Fatalf("metrics lack session counters:\n%.2000s", body)
+	}
 	for _, c := range []*exec.Cmd{c1, c2} {
 		_ = c.Process.Signal(syscall.SIGTERM)
 		if err := c.Wait(); err != nil {

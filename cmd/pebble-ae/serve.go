@@ -1,0 +1,367 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/internal/cliflags"
+	"github.com/pebble-ae/pebble-ae/internal/metrics"
+	"github.com/pebble-ae/pebble-ae/plugin"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/spf13/cobra"
+)
+
+type serveFlags struct {
+	db             dbFlags
+	dir, listen    string
+	peers, certs   string
+	metricsAddr    string
+	insecure       bool
+	admission      bool
+	interval       time.Duration
+	scanBytes      float64
+	writeBytes     float64
+	gcGrace        time.Duration
+	logLevel       string
+	sessionTimeout time.Duration
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node: serve the Replica service over mutual TLS and repair with peers",
+		Long: `serve opens a database, serves the Replica gRPC service on --listen with
+mutual TLS (the peer's replica ID must be its certificate's common name; plain
+text only with --insecure, and only on loopback), and runs the repair loop
+with every peer: jittered adaptive scheduling, token-bucket throttling of
+scans and repair writes, admission control from Pebble's metrics and
+foreground latency, a background rebuild/scrub worker and tombstone GC.
+Prometheus metrics are served on --metrics.`,
+		Example: `  pebble-ae certs --dir /tmp/certs --ids n1,n2
+  pebble-ae serve --dir /tmp/n1 --id n1 --listen 127.0.0.1:7001 --certs /tmp/certs --peers n2=127.0.0.1:7002 --metrics 127.0.0.1:9101
+  pebble-ae serve --dir /tmp/n2 --id n2 --listen 127.0.0.1:7002 --certs /tmp/certs --peers n1=127.0.0.1:7001`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd, &f) },
+	}
+	f.db.register(c.Flags())
+	fl := c.Flags()
+	fl.StringVar(&f.dir, "dir", "", "database directory")
+	fl.StringVar(&f.listen, "listen", "", "address to serve on, host:port")
+	fl.StringVar(&f.peers, "peers", "", "peers to repair with: id=host:port,...")
+	fl.StringVar(&f.certs, "certs", "", "directory with ca.crt and <id>.crt/.key (see pebble-ae certs)")
+	fl.StringVar(&f.metricsAddr, "metrics", "", "serve Prometheus /metrics on this address (host:port)")
+	fl.BoolVar(&f.insecure, "insecure", false, "plaintext gRPC; refused on non-loopback addresses")
+	fl.BoolVar(&f.admission, "admission", true, "scale background work down when foreground work suffers")
+	fl.DurationVar(&f.interval, "repair-interval", 10*time.Second, "base interval between sessions per (partition, peer); jittered and adaptive")
+	fl.Float64Var(&f.scanBytes, "scan-bytes-per-sec", 64<<20, "throttle of what background scans and sessions read")
+	fl.Float64Var(&f.writeBytes, "write-bytes-per-sec", 32<<20, "throttle of repair writes")
+	fl.DurationVar(&f.gcGrace, "gc-grace", engine.DefaultGCGrace, "tombstone grace period (tombstones are purged only after it and two full repair rounds)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session")
+	return c
+}
+
+func runServe(cmd *cobra.Command, f *serveFlags) error {
+	ctx := cmd.Context()
+	if f.listen == "" {
+		return fmt.Errorf("--listen is required")
+	}
+	if f.dir == "" {
+		return fmt.Errorf("no database directory: pass --dir")
+	}
+	ps, err := cliflags.ParsePeers(f.peers)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})).With("node", f.db.id)
+
+	// Throttles, admission control, GC, metrics.
+	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: f.scanBytes})
+	if err != nil {
+		return err
+	}
+	write, err := reconcile.NewThrottle("write", reconcile.ThrottleConfig{BytesPerSec: f.writeBytes})
+	if err != nil {
+		return err
+	}
+	o, err := f.db.options()
+	if err != nil {
+		return err
+	}
+	m := metrics.New()
+	m.WatchThrottles(scan, write)
+	gc, err := engine.NewTombstoneGC(engine.GCOptions{Grace: f.gcGrace, Throttle: scan.Wait, Logger: logger, OnPurge: m.TombstonesPurged})
+	if err != nil {
+		return err
+	}
+	var adm *engine.Admission
+	hs := []hooks.Hook{gc.Hook()}
+	po := &pebble.Options{}
+	fs := vfs.Default
+	if f.admission {
+		adm, err = engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger})
+		if err != nil {
+			return err
+		}
+		m.WatchAdmission(adm)
+		hs = append(hs, adm.Hook())
+		po.AddEventListener(adm.EventListener())
+		var fsCloser interface{ Close() error }
+		fs, fsCloser = engine.WithDiskHealthChecks(vfs.Default, engine.DefaultDiskSlowThreshold, adm.DiskSlow)
+		defer fsCloser.Close()
+		o.ObserveForeground = adm.ObserveForeground
+	}
+	o.FS, o.Pebble, o.Hooks, o.Throttle, o.Logger = fs, po, hs, scan.Wait, logger
+	e, err := engine.Open(f.dir, o)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := gc.Attach(e); err != nil {
+		return err
+	}
+	if adm != nil {
+		adm.Attach(e)
+		go func() { _ = adm.Run(ctx) }()
+	}
+
+	// The gRPC service.
+	var tlsCfg *tls.Config
+	lopts := &plugin.ListenOptions{Insecure: f.insecure}
+	if !f.insecure {
+		if f.certs == "" {
+			return fmt.Errorf("--certs is required (or --insecure on loopback)")
+		}
+		if tlsCfg, err = plugin.LoadTLSConfig(f.certs, e.ReplicaID()); err != nil {
+			return err
+		}
+		allowed := map[reconcile.ReplicaID]bool{}
+		for _, p := range ps {
+			allowed[p.ID] = true
+		}
+		lopts.AllowPeer = func(id reconcile.ReplicaID) bool { return allowed[id] }
+	}
+	ready := make(chan net.Addr, 1)
+	lopts.Ready = func(a net.Addr) { ready <- a }
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- plugin.ListenAndServe(ctx, e, f.listen, tlsCfg, lopts) }()
+	select {
+	case a := <-ready:
+		fmt.Fprintf(cmd.OutOrStdout(), "serving %s on %s\n", e.ReplicaID(), a)
+	case err := <-serveErr:
+		return err
+	}
+	var wg sync.WaitGroup
+	if f.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		srv := &http.Server{Addr: f.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		l, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics\n", l.Addr())
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = srv.Serve(l) }()
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+	}
+
+	// The repair loop.
+	if len(ps) > 0 {
+		peers := make([]reconcile.Peer, len(ps))
+		for i, p := range ps {
+			peers[i] = reconcile.Peer{ID: p.ID, Replica: newLazyPeer(p, tlsCfg, f.insecure)}
+		}
+		defer func() {
+			for _, p := range peers {
+				p.Replica.(*lazyPeer).Close()
+			}
+		}()
+		var signals func() reconcile.Signals
+		if adm != nil {
+			signals = adm.Signals
+		}
+		loop, err := reconcile.NewLoop(reconcile.LoopConfig{
+			Local: e, Peers: peers, Logger: logger,
+			Scheduler:      reconcile.SchedulerConfig{Interval: f.interval},
+			ScanThrottle:   scan,
+			WriteThrottle:  write,
+			Signals:        signals,
+			SessionTimeout: f.sessionTimeout,
+			OnSession: func(r reconcile.SessionReport) {
+				m.ObserveSession(r)
+				if r.Stats.KeysRepaired() > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "repair %s partition %d: %d keys repaired\n", r.Peer, r.Partition, r.Stats.KeysRepaired())
+				}
+			},
+			OnTask:      m.ObserveTask,
+			OnFullRound: func(fr reconcile.FullRound) { m.ObserveFullRound(fr); gc.FullRound(fr) },
+			Tasks: []reconcile.Task{
+				{Name: "rebuild", Interval: 10 * time.Second, Large: true, Run: func(ctx context.Context) error { return e.RebuildNotReady(ctx, m.RebuildProgress) }},
+				{Name: "scrub", Interval: 24 * time.Hour, Large: true, Run: func(ctx context.Context) error { _, err := e.Scrub(ctx, m.RebuildProgress); return err }},
+				{Name: "gc", Interval: time.Minute, Run: func(ctx context.Context) error { _, err := gc.Collect(ctx); return err }},
+			},
+		})
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := loop.Run(ctx); err != nil && ctx.Err() == nil {
+				logger.Error("repair loop stopped", "err", err)
+			}
+		}()
+	}
+	err = <-serveErr
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// lazyPeer is a remote replica reached over the network, dialed on first
+// use and redialed after a failure, so a node can start before its peers.
+type lazyPeer struct {
+	peer     cliflags.Peer
+	tls      *tls.Config
+	insecure bool
+
+	mu     sync.Mutex
+	client *plugin.Client
+}
+
+func newLazyPeer(p cliflags.Peer, cfg *tls.Config, insecure bool) *lazyPeer {
+	return &lazyPeer{peer: p, tls: cfg, insecure: insecure}
+}
+
+func (l *lazyPeer) get(ctx context.Context) (*plugin.Client, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.client != nil {
+		return l.client, nil
+	}
+	c, err := plugin.Dial(ctx, l.peer.Addr, l.tls, l.peer.ID, &plugin.DialOptions{Insecure: l.insecure})
+	if err != nil {
+		return nil, err
+	}
+	l.client = c
+	return c, nil
+}
+
+// done drops the client after a transport failure, so the next call dials.
+func (l *lazyPeer) done(c *plugin.Client, err error) error {
+	if err != nil && errors.Is(err, plugin.ErrUnavailable) {
+		l.mu.Lock()
+		if l.client == c {
+			l.client = nil
+			_ = c.Close()
+		}
+		l.mu.Unlock()
+	}
+	return err
+}
+
+func (l *lazyPeer) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.client != nil {
+		_ = l.client.Close()
+		l.client = nil
+	}
+}
+
+func (l *lazyPeer) Info(ctx context.Context) (reconcile.Info, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return reconcile.Info{}, err
+	}
+	info, err := c.Info(ctx)
+	return info, l.done(c, err)
+}
+
+func (l *lazyPeer) RangeHash(ctx context.Context, req reconcile.RangeHashRequest) ([]reconcile.RangeHash, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.RangeHash(ctx, req)
+	return r, l.done(c, err)
+}
+
+func (l *lazyPeer) RangeScan(ctx context.Context, req reconcile.RangeScanRequest) (reconcile.RangeScanResult, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return reconcile.RangeScanResult{}, err
+	}
+	r, err := c.RangeScan(ctx, req)
+	return r, l.done(c, err)
+}
+
+func (l *lazyPeer) Fetch(ctx context.Context, part uint32, keys [][]byte) ([]reconcile.Entry, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Fetch(ctx, part, keys)
+	return r, l.done(c, err)
+}
+
+func (l *lazyPeer) Apply(ctx context.Context, part uint32, entries []reconcile.Entry) error {
+	c, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return l.done(c, c.Apply(ctx, part, entries))
+}
+
+func (l *lazyPeer) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return reconcile.RangeSketchResult{}, err
+	}
+	r, err := c.RangeSketch(ctx, req)
+	return r, l.done(c, err)
+}
+
+func (l *lazyPeer) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.FetchByHash(ctx, req)
+	return r, l.done(c, err)
+}
+
+func (l *lazyPeer) ApplyAndHash(ctx context.Context, part uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.ApplyAndHash(ctx, part, entries, ranges)
+	return r, l.done(c, err)
+}
+
+var (
+	_ reconcile.Sketcher       = (*lazyPeer)(nil)
+	_ reconcile.ApplyConfirmer = (*lazyPeer)(nil)
+	_                          = os.Stderr
+)
