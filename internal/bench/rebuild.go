@@ -69,35 +69,41 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 		return res, err
 	}
 
-	// The floor: scan + BLAKE3 of every record.
-	start := time.Now()
-	it, err := e.DB().NewIter(&pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
-	if err != nil {
-		return res, err
-	}
-	var sum merkle.Sum
-	var scratch []byte
-	var d merkle.Digest
+	// The floor (a plain scan + BLAKE3 of every record) and the rebuild
+	// alternate three times on the same DB; the best run of each counts.
 	n := 0
-	for valid := it.First(); valid; valid = it.Next() {
-		d, scratch = merkle.LeafDigest(scratch, it.Key(), it.Value())
-		sum = sum.Add(d)
-		n++
+	for round := 0; round < 3; round++ {
+		start := time.Now()
+		it, err := e.DB().NewIter(&pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
+		if err != nil {
+			return res, err
+		}
+		var sum merkle.Sum
+		var scratch []byte
+		var d merkle.Digest
+		n = 0
+		for valid := it.First(); valid; valid = it.Next() {
+			d, scratch = merkle.LeafDigest(scratch, it.Key(), it.Value())
+			sum = sum.Add(d)
+			n++
+		}
+		if err := it.Close(); err != nil {
+			return res, err
+		}
+		if secs := time.Since(start).Seconds(); round == 0 || secs < res.ScanHashSeconds {
+			res.ScanHashSeconds = secs
+		}
+		if err := e.Tree().MarkRebuild(ctx, -1); err != nil {
+			return res, err
+		}
+		start = time.Now()
+		if err := e.Tree().Rebuild(ctx, nil); err != nil {
+			return res, err
+		}
+		if secs := time.Since(start).Seconds(); round == 0 || secs < res.Seconds {
+			res.Seconds = secs
+		}
 	}
-	if err := it.Close(); err != nil {
-		return res, err
-	}
-	res.ScanHashSeconds = time.Since(start).Seconds()
-
-	// The rebuild.
-	if err := e.Tree().MarkRebuild(ctx, -1); err != nil {
-		return res, err
-	}
-	start = time.Now()
-	if err := e.Tree().Rebuild(ctx, nil); err != nil {
-		return res, err
-	}
-	res.Seconds = time.Since(start).Seconds()
 	for _, p := range e.Tree().Partitions() {
 		res.Leaves += p.Leaves
 	}
