@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
@@ -17,10 +18,15 @@ type SyncConfig struct {
 	Dir   string // scratch directory (default: a temp dir)
 	Keys  int    // N: keys per replica before the divergence (default 1e5)
 	Diffs int    // K: differing keys, at most Keys (default 100)
-	// Transport is how the session reaches the replicas: "" or "inproc"
-	// (both engines in this process; bytes are the wire model's).
+	// Transport is how the session reaches replica B: "" or "inproc"
+	// (the engine itself; bytes are the wire model's), "grpc" (the gRPC
+	// service in-process over bufconn) or "plugin" (B served by a
+	// go-plugin subprocess of PluginPath). With grpc and plugin the bytes
+	// measured on the wire are reported too.
 	Transport string
-	Seed      uint64
+	// PluginPath is the pebble-ae binary for the plugin transport.
+	PluginPath string
+	Seed       uint64
 	// NoSketch runs the tree-descent session instead of sketches.
 	NoSketch bool
 }
@@ -63,6 +69,11 @@ type SyncResult struct {
 	FloorBytes         uint64  `json:"floor_bytes"`
 	FloorBytesMetadata float64 `json:"floor_bytes_metadata"`
 	SetupSeconds       float64 `json:"setup_seconds"`
+	// WirePayloadBytes are the bytes the gRPC client measured on the wire
+	// (payload with gRPC framing, uncompressed) for the session with B;
+	// WireModelBytes the session's own accounting of the same traffic.
+	WirePayloadBytes uint64 `json:"wire_payload_bytes,omitempty"`
+	WireModelBytes   uint64 `json:"wire_model_bytes,omitempty"`
 }
 
 func (c *SyncConfig) defaults() error {
@@ -72,8 +83,8 @@ func (c *SyncConfig) defaults() error {
 	if c.Diffs < 0 || c.Diffs > c.Keys {
 		return fmt.Errorf("bench: diffs %d out of [0, keys %d]", c.Diffs, c.Keys)
 	}
-	if c.Transport != "" && c.Transport != "inproc" {
-		return fmt.Errorf("bench: unknown transport %q (want inproc)", c.Transport)
+	if c.Transport != "" && c.Transport != "inproc" && c.Transport != "grpc" && c.Transport != "plugin" {
+		return fmt.Errorf("bench: unknown transport %q (want inproc, grpc or plugin)", c.Transport)
 	}
 	if c.Transport == "" {
 		c.Transport = "inproc"
@@ -120,14 +131,24 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 			return reconcile.Stats{}, 0, false, reps, nil, err
 		}
 		res.SetupSeconds += time.Since(start).Seconds()
+		// B is reached through the chosen transport; A is local.
+		peer, stopPeer, err := transportFor(ctx, cfg, dir, &reps)
+		if err != nil {
+			closeAll()
+			return reconcile.Stats{}, 0, false, reps, nil, err
+		}
 		opts := reconcile.SyncOptions{NoSketch: cfg.NoSketch}
 		opts.Session.Naive = naive
 		if naive {
 			opts.Session.ScanLimit = engine.MaxKeysPerRequest // pages as large as the engine serves
 		}
 		start = time.Now()
-		stats, err := reconcile.SyncAll(ctx, reps[0], reps[1], opts)
+		stats, err := reconcile.SyncAll(ctx, reps[0], peer, opts)
 		secs := time.Since(start).Seconds()
+		wire, werr := stopPeer()
+		if err == nil {
+			err = werr
+		}
 		if err != nil {
 			closeAll()
 			return reconcile.Stats{}, 0, false, reps, nil, fmt.Errorf("bench: %s session: %w", name, err)
@@ -135,6 +156,10 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 		var total reconcile.Stats
 		for _, st := range stats {
 			total = total.Add(st)
+		}
+		if !naive && wire > 0 {
+			res.WirePayloadBytes = wire
+			res.WireModelBytes = total.B.Total().Total()
 		}
 		conv, err := converged(ctx, reps)
 		if err != nil {
@@ -370,4 +395,44 @@ func log2Binomial(n, k int) float64 {
 		return v
 	}
 	return (lg(n) - lg(k) - lg(n-k)) / math.Ln2
+}
+
+// transportFor returns how the session reaches replica B, and a function
+// that ends that transport, returning the payload bytes it measured, and
+// leaves reps[1] an open engine again for the convergence check.
+func transportFor(ctx context.Context, cfg SyncConfig, dir string, reps *[2]*engine.Engine) (reconcile.Replica, func() (wire uint64, err error), error) {
+	var client *plugin.Client
+	var err error
+	switch cfg.Transport {
+	case "", "inproc":
+		return reps[1], func() (uint64, error) { return 0, nil }, nil
+	case "grpc":
+		client, err = plugin.InProcess(reps[1], nil, nil)
+	case "plugin":
+		if cfg.PluginPath == "" {
+			return nil, nil, fmt.Errorf("bench: the plugin transport needs the pebble-ae binary (PluginPath)")
+		}
+		if err := reps[1].Close(); err != nil {
+			return nil, nil, err
+		}
+		reps[1] = nil
+		client, err = plugin.Open(ctx, cfg.PluginPath, "plugin", "--dir", dir+"/b", "--id", "b")
+	default:
+		return nil, nil, fmt.Errorf("bench: unknown transport %q (inproc, grpc or plugin)", cfg.Transport)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return client, func() (uint64, error) {
+		ws := client.WireStats()
+		cerr := client.Close()
+		if reps[1] == nil {
+			e, err := engine.Open(dir+"/b", &engine.Options{ReplicaID: "b", CheckpointInterval: -1})
+			if err != nil {
+				return 0, err
+			}
+			reps[1] = e
+		}
+		return ws.PayloadSent + ws.PayloadReceived, cerr
+	}, nil
 }

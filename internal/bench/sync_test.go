@@ -29,3 +29,21 @@ func TestSyncSmall(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncGRPCWireMatchesModel runs the bench session with B behind the
+// gRPC service and checks the bytes measured on the wire against the
+// session's own accounting.
+func TestSyncGRPCWireMatchesModel(t *testing.T) {
+	res, err := Sync(context.Background(), SyncConfig{Keys: 2000, Diffs: 20, Transport: "grpc", Dir: t.TempDir(), Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Converged || res.WirePayloadBytes == 0 {
+		t.Fatalf("grpc: %+v", res)
+	}
+	ratio := float64(res.WirePayloadBytes) / float64(res.WireModelBytes)
+	t.Logf("wire %d bytes, model %d bytes, ratio %.3f", res.WirePayloadBytes, res.WireModelBytes, ratio)
+	if ratio < 0.9 || ratio > 1.1 {
+		t.Fatalf("wire bytes %d not within 10%% of the session's accounting %d", res.WirePayloadBytes, res.WireModelBytes)
+	}
+}
