@@ -30,7 +30,7 @@ func TestLedger(t *testing.T) {
 		s  State
 		ok bool
 	}{
-		{State{}, true},                               // deleted, tombstone purged
+		{State{}, true}, // deleted, tombstone purged
 		{State{Present: true, Tombstone: true}, true}, // deleted
 		{val("v1"), false},                            // an older write came back
 		{val("v2"), false},                            // an older write came back
