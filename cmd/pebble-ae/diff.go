@@ -1,10 +1,17 @@
 package main
 
 import (
+	"crypto/tls"
+	"net"
+	"strings"
+
 	"bytes"
 	"context"
 	"encoding/xml"
 	"fmt"
+	"github.com/pebble-ae/pebble-ae/internal/cliflags"
+	"github.com/pebble-ae/pebble-ae/plugin"
+	"github.com/spf13/pflag"
 	"io"
 	"os"
 	"sort"
@@ -44,17 +51,19 @@ type diffPartition struct {
 
 func newDiffCmd() *cobra.Command {
 	var f dbFlags
+	var rf remoteFlags
 	var asJSON bool
 	var svg string
 	c := &cobra.Command{
 		Use:   "diff A B",
 		Short: "Compare two replicas without repairing: differing partitions and keys",
 		Example: `  pebble-ae diff /tmp/r1 /tmp/r2
-  pebble-ae diff --svg heatmap.svg /tmp/r1 /tmp/r2`,
+  pebble-ae diff --svg heatmap.svg /tmp/r1 /tmp/r2
+  pebble-ae diff --certs /tmp/certs --as n1 n2=127.0.0.1:7002 n3=127.0.0.1:7003`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			a, b, closeAll, err := openPair(ctx, &f, args[0], args[1])
+			a, b, closeAll, err := openPair(ctx, &f, &rf, args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -109,6 +118,7 @@ func newDiffCmd() *cobra.Command {
 		},
 	}
 	f.register(c.Flags())
+	rf.register(c.Flags())
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.Flags().StringVar(&svg, "svg", "", "write a heatmap of the trees' divergence to this SVG file")
 	return c
@@ -116,14 +126,15 @@ func newDiffCmd() *cobra.Command {
 
 func newRepairCmd() *cobra.Command {
 	var f dbFlags
+	var rf remoteFlags
 	c := &cobra.Command{
 		Use:     "repair A B",
 		Short:   "Run one anti-entropy session between two replicas now",
-		Example: "  pebble-ae repair /tmp/r1 /tmp/r2",
+		Example: "  pebble-ae repair /tmp/r1 /tmp/r2\n  pebble-ae repair --certs /tmp/certs --as n1 /tmp/n1 n2=127.0.0.1:7002",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			a, b, closeAll, err := openPair(ctx, &f, args[0], args[1])
+			a, b, closeAll, err := openPair(ctx, &f, &rf, args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -142,32 +153,91 @@ func newRepairCmd() *cobra.Command {
 		},
 	}
 	f.register(c.Flags())
+	rf.register(c.Flags())
 	return c
 }
 
-// openPair opens two replica directories with the same tree flags. The
-// replica IDs come from the directories' names unless --id is given.
-func openPair(ctx context.Context, f *dbFlags, da, db string) (reconcile.Replica, reconcile.Replica, func(), error) {
+// remoteFlags select how diff, repair and status reach a replica given as
+// id=host:port instead of a directory.
+type remoteFlags struct {
+	certs    string
+	as       string
+	insecure bool
+}
+
+func (r *remoteFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&r.certs, "certs", "", "for id=host:port replicas: directory with ca.crt and this client's certificate")
+	fs.StringVar(&r.as, "as", "", "for id=host:port replicas: the certificate (replica ID) this client presents")
+	fs.BoolVar(&r.insecure, "insecure", false, "for id=host:port replicas on loopback: plaintext")
+}
+
+// isRemote reports whether arg names a served replica (id=host:port)
+// rather than a directory.
+func isRemote(arg string) bool {
+	id, addr, ok := strings.Cut(arg, "=")
+	if !ok || id == "" || strings.ContainsAny(id, "/\\") {
+		return false
+	}
+	_, _, err := net.SplitHostPort(addr)
+	return err == nil
+}
+
+// dialRemote connects to a served replica given as id=host:port.
+func (r *remoteFlags) dial(ctx context.Context, arg string) (*plugin.Client, error) {
+	ps, err := cliflags.ParsePeers(arg)
+	if err != nil {
+		return nil, err
+	}
+	var cfg *tls.Config
+	if !r.insecure {
+		if r.certs == "" || r.as == "" {
+			return nil, fmt.Errorf("replica %s: pass --certs and --as (or --insecure on loopback)", arg)
+		}
+		if cfg, err = plugin.LoadTLSConfig(r.certs, reconcile.ReplicaID(r.as)); err != nil {
+			return nil, err
+		}
+	}
+	return plugin.Dial(ctx, ps[0].Addr, cfg, ps[0].ID, &plugin.DialOptions{Insecure: r.insecure})
+}
+
+// openEndpoint opens a replica given as a directory (an engine, with the
+// tree flags) or as id=host:port (a gRPC client).
+func openEndpoint(ctx context.Context, f dbFlags, r *remoteFlags, arg string) (reconcile.Replica, func(), error) {
+	if isRemote(arg) {
+		c, err := r.dial(ctx, arg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() { c.Close() }, nil
+	}
+	e, err := f.open(ctx, arg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.WaitReady(ctx); err != nil {
+		e.Close()
+		return nil, nil, err
+	}
+	return e, func() { e.Close() }, nil
+}
+
+// openPair opens two replicas (directories or id=host:port). Directories
+// get replica IDs "a" and "b" unless --id is given.
+func openPair(ctx context.Context, f *dbFlags, r *remoteFlags, da, db string) (reconcile.Replica, reconcile.Replica, func(), error) {
 	fa, fb := *f, *f
 	if fa.id == "local" {
 		fa.id, fb.id = "a", "b"
 	}
-	a, err := fa.open(ctx, da)
+	a, closeA, err := openEndpoint(ctx, fa, r, da)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	b, err := fb.open(ctx, db)
+	b, closeB, err := openEndpoint(ctx, fb, r, db)
 	if err != nil {
-		a.Close()
+		closeA()
 		return nil, nil, nil, err
 	}
-	if err := a.WaitReady(ctx); err != nil {
-		return nil, nil, nil, err
-	}
-	if err := b.WaitReady(ctx); err != nil {
-		return nil, nil, nil, err
-	}
-	return a, b, func() { a.Close(); b.Close() }, nil
+	return a, b, func() { closeA(); closeB() }, nil
 }
 
 // writeHeatmap draws each partition as a row of cells, one per child range

@@ -115,14 +115,18 @@ type partitionStatus struct {
 
 func newStatusCmd() *cobra.Command {
 	var f dbFlags
-	var dir string
+	var rf remoteFlags
+	var dir, addr string
 	var asJSON bool
 	c := &cobra.Command{
 		Use:     "status",
 		Short:   "Show each partition's tree: readiness, root fingerprint, keys, leaves",
-		Example: "  pebble-ae status --dir /tmp/r1\n  pebble-ae status --dir /tmp/r1 --json",
+		Example: "  pebble-ae status --dir /tmp/r1\n  pebble-ae status --dir /tmp/r1 --json\n  pebble-ae status --addr n2=127.0.0.1:7002 --certs /tmp/certs --as n1",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if addr != "" {
+				return remoteStatus(cmd, &rf, addr, asJSON)
+			}
 			e, err := f.open(cmd.Context(), dir)
 			if err != nil {
 				return err
@@ -154,9 +158,44 @@ func newStatusCmd() *cobra.Command {
 		},
 	}
 	f.register(c.Flags())
+	rf.register(c.Flags())
 	c.Flags().StringVar(&dir, "dir", "", "database directory")
+	c.Flags().StringVar(&addr, "addr", "", "a served node instead, as id=host:port (shows its last sessions too)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// remoteStatus prints a served node's status through its Status RPC.
+func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool) error {
+	c, err := rf.dial(cmd.Context(), addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := c.Status(cmd.Context(), true)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(st)
+	}
+	fmt.Printf("replica %s, mode %s\n", st.ID, st.Mode)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tRANGE\tREADY\tROOT\tKEYS\tLEAVES\tDIRTY")
+	for _, p := range st.Partitions {
+		root, keys := "-", uint64(0)
+		if p.Root != nil {
+			root, keys = hex.EncodeToString(p.Root.Hash[:]), p.Root.Count
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%t\t%s\t%d\t%d\t%d\n", p.ID, p.Range, p.Ready, root, keys, p.Leaves, p.DirtyLeaves)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range st.LastSessions {
+		fmt.Printf("last session: %+v\n", s)
+	}
+	return nil
 }
 
 func newVerifyCmd() *cobra.Command {

@@ -149,7 +149,7 @@ func TestDiffSVG(t *testing.T) {
 func TestServeMutualTLS(t *testing.T) {
 	tmp := t.TempDir()
 	certs := filepath.Join(tmp, "certs")
-	if out, code := run(t, "certs", "--dir", certs, "--ids", "n1,n2"); code != 0 {
+	if out, code := run(t, "certs", "--dir", certs, "--ids", "n1,n2,ops"); code != 0 {
 		t.Fatalf("certs: %s", out)
 	}
 	n1, n2 := filepath.Join(tmp, "n1"), filepath.Join(tmp, "n2")
@@ -159,7 +159,7 @@ func TestServeMutualTLS(t *testing.T) {
 	start := func(dir, id, listen, peer string, extra ...string) (*exec.Cmd, *syncBuffer) {
 		var buf syncBuffer
 		cmd := exec.Command(binPath, append([]string{"serve", "--dir", dir, "--id", id, "--listen", listen, "--certs", certs,
-			"--peers", peer, "--repair-interval", "200ms"}, extra...)...)
+			"--peers", peer, "--clients", "ops", "--repair-interval", "200ms"}, extra...)...)
 		cmd.Stdout, cmd.Stderr = &buf, &buf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -185,6 +185,21 @@ func TestServeMutualTLS(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "sessions_total") {
 		t.Fatalf("metrics lack session counters:\n%.2000s", body)
+	}
+	// diff and status reach served nodes over mutual TLS too.
+	if out, code := run(t, "status", "--addr", "n2="+ports[1], "--certs", certs, "--as", "ops"); code != 0 || !strings.Contains(out, "replica n2") {
+		t.Fatalf("remote status: %d\n%s", code, out)
+	}
+	if out, code := run(t, "diff", "--certs", certs, "--as", "ops", "n1="+ports[0], "n2="+ports[1]); code != 0 || !strings.Contains(out, "0 of 1 partitions differ") {
+		t.Fatalf("remote diff: %d\n%s", code, out)
+	}
+	// A server that is not the replica the client expects is refused, and
+	// so is a client whose identity the server does not allow.
+	if out, code := run(t, "status", "--addr", "n1="+ports[1], "--certs", certs, "--as", "ops"); code == 0 {
+		t.Fatalf("status of n2 while expecting n1 succeeded:\n%s", out)
+	}
+	if out, code := run(t, "status", "--addr", "n1="+ports[0], "--certs", certs, "--as", "n1"); code == 0 {
+		t.Fatalf("n1 accepted a client presenting its own, unlisted identity:\n%s", out)
 	}
 	for _, c := range []*exec.Cmd{c1, c2} {
 		_ = c.Process.Signal(syscall.SIGTERM)

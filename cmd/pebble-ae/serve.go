@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ type serveFlags struct {
 	db             dbFlags
 	dir, listen    string
 	peers, certs   string
+	clients        string
 	metricsAddr    string
 	insecure       bool
 	admission      bool
@@ -62,6 +64,7 @@ Prometheus metrics are served on --metrics.`,
 	fl.StringVar(&f.listen, "listen", "", "address to serve on, host:port")
 	fl.StringVar(&f.peers, "peers", "", "peers to repair with: id=host:port,...")
 	fl.StringVar(&f.certs, "certs", "", "directory with ca.crt and <id>.crt/.key (see pebble-ae certs)")
+	fl.StringVar(&f.clients, "clients", "", "comma-separated extra certificate IDs allowed to connect (operators' tools), besides the peers")
 	fl.StringVar(&f.metricsAddr, "metrics", "", "serve Prometheus /metrics on this address (host:port)")
 	fl.BoolVar(&f.insecure, "insecure", false, "plaintext gRPC; refused on non-loopback addresses")
 	fl.BoolVar(&f.admission, "admission", true, "scale background work down when foreground work suffers")
@@ -155,6 +158,11 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		allowed := map[reconcile.ReplicaID]bool{}
 		for _, p := range ps {
 			allowed[p.ID] = true
+		}
+		for _, id := range strings.Split(f.clients, ",") {
+			if id = strings.TrimSpace(id); id != "" {
+				allowed[reconcile.ReplicaID(id)] = true
+			}
 		}
 		lopts.AllowPeer = func(id reconcile.ReplicaID) bool { return allowed[id] }
 	}
