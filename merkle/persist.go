@@ -94,7 +94,7 @@ func Open(db *pebble.DB, opts *Options) (*Tree, error) {
 	if t.rd == nil {
 		t.rd = db
 	}
-	t.mu.inflight = make(map[*hooks.Batch]struct{})
+	t.mu.inflight = make(map[*hooks.Batch][]*leaf)
 	t.mu.scans = make(map[*scanLog]struct{})
 	n := t.pn.NumPartitions()
 	for i := 0; i < n; i++ {
@@ -349,10 +349,18 @@ func (t *Tree) Checkpoint(ctx context.Context) error {
 				l.changed = false
 				c.written = append(c.written, l)
 			}
-			if l.dirty && !l.pd {
-				c.raisedPD = append(c.raisedPD, l)
+			// A clean leaf is persisted clean: a write to it needs a marker
+			// again. A dirty leaf will be persisted dirty, but only once
+			// the batch commits; until then a write to it must still
+			// write its marker (if it had none), or a crash before the
+			// commit would lose it. pd is raised after the commit.
+			if l.dirty {
+				if !l.pd {
+					c.raisedPD = append(c.raisedPD, l)
+				}
+			} else {
+				l.pd = false
 			}
-			l.pd = l.dirty
 			return true
 		})
 		if p.rebuilding != p.rebuildPersisted && err == nil {
@@ -378,6 +386,14 @@ func (t *Tree) Checkpoint(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err == nil {
+		// The leaves persisted dirty now cover their ranges on disk.
+		for _, c := range caps {
+			for _, l := range c.raisedPD {
+				l.pd = true
+			}
+		}
+	}
 	if err != nil {
 		// Nothing was persisted: everything captured is unpersisted again.
 		for _, c := range caps {
@@ -388,9 +404,6 @@ func (t *Tree) Checkpoint(ctx context.Context) error {
 			}
 			for _, l := range c.written {
 				l.changed = true
-			}
-			for _, l := range c.raisedPD {
-				l.pd = false
 			}
 			if c.flipped {
 				c.p.rebuildPersisted = !c.p.rebuildPersisted

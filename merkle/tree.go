@@ -89,8 +89,13 @@ type Tree struct {
 		closed bool
 		gen    uint64
 		parts  []*partTree
-		// inflight holds the batches between PreCommit and PostCommit.
-		inflight map[*hooks.Batch]struct{}
+		// inflight holds the batches between PreCommit and PostCommit,
+		// with the leaves each wrote a dirty marker for: those leaves
+		// become persisted-dirty (pd) only when that batch has committed,
+		// since a concurrent batch that relied on the marker could
+		// otherwise commit first and survive a crash that the marker's
+		// batch does not.
+		inflight map[*hooks.Batch][]*leaf
 		// scans are the registered scans that need to learn about writes
 		// made after their snapshot.
 		scans map[*scanLog]struct{}
@@ -129,6 +134,9 @@ type leaf struct {
 	pd bool
 	// changed: differs from its persisted record.
 	changed bool
+	// markedBy is the in-flight batch that wrote a marker for this leaf
+	// (so the batch writes only one).
+	markedBy *hooks.Batch
 }
 
 // scanLog records the writes made to one partition while a scan of it runs.
@@ -225,37 +233,66 @@ func (t *Tree) preCommit(b *hooks.Batch) error {
 	if t.mu.closed {
 		return ErrClosed
 	}
-	pb := b.Pebble()
+	t.mu.inflight[b] = nil
 	for _, op := range b.Ops() {
+		var err error
 		switch op.Kind {
 		case hooks.OpDeleteRange:
-			if err := t.touchRangeLocked(pb, op.Key, op.End); err != nil {
-				return err
-			}
+			err = t.touchRangeLocked(b, op.Key, op.End)
 		default:
 			if !keyspace.IsUser(op.Key) {
 				continue
 			}
-			if err := t.touchKeyLocked(pb, op.Key); err != nil {
-				return err
-			}
+			err = t.touchKeyLocked(b, op.Key)
+		}
+		if err != nil {
+			t.finishLocked(b, err)
+			return err
 		}
 	}
-	t.mu.inflight[b] = struct{}{}
 	return nil
 }
 
-func (t *Tree) postCommit(b *hooks.Batch, _ error) {
+func (t *Tree) postCommit(b *hooks.Batch, err error) {
 	t.mu.Lock()
-	delete(t.mu.inflight, b)
+	t.finishLocked(b, err)
 	t.mu.Unlock()
 }
 
+// finishLocked ends b's flight: if it committed, the leaves it wrote
+// markers for are now covered on disk.
+func (t *Tree) finishLocked(b *hooks.Batch, err error) {
+	for _, l := range t.mu.inflight[b] {
+		if err == nil {
+			l.pd = true
+		}
+		if l.markedBy == b {
+			l.markedBy = nil
+		}
+	}
+	delete(t.mu.inflight, b)
+}
+
+// markLocked adds a marker for leaf l to b unless l is already covered on
+// disk or b already marks it.
+func (t *Tree) markLocked(b *hooks.Batch, l *leaf, pi int, pos []byte) error {
+	if l.pd || l.markedBy == b {
+		return nil
+	}
+	if err := b.Pebble().Set(markerKey(t.mu.gen, pi, pos), nil, nil); err != nil {
+		return err
+	}
+	l.markedBy = b
+	t.mu.inflight[b] = append(t.mu.inflight[b], l)
+	t.mu.stats.MarkersWritten++
+	return nil
+}
+
 // touchKeyLocked is the blind write path for one key: split if the key is a
-// new boundary, mark the leaf dirty, add a marker if needed. pb may be nil
-// (re-applying logged writes after a recompute: their markers were handled
+// new boundary, mark the leaf dirty, add a marker if needed. b is nil when
+// re-applying logged writes after a recompute (their markers were handled
 // when they were written).
-func (t *Tree) touchKeyLocked(pb *pebble.Batch, key []byte) error {
+func (t *Tree) touchKeyLocked(b *hooks.Batch, key []byte) error {
 	pi := t.pn.Partition(key)
 	p := t.mu.parts[pi]
 	l := p.floor(key)
@@ -274,21 +311,15 @@ func (t *Tree) touchKeyLocked(pb *pebble.Batch, key []byte) error {
 		l.dirty = true
 		l.changed = true
 	}
-	if pb != nil {
-		t.logWrite(pi, key)
-		if !l.pd {
-			if err := pb.Set(markerKey(t.mu.gen, pi, key), nil, nil); err != nil {
-				return err
-			}
-			l.pd = true
-			t.mu.stats.MarkersWritten++
-		}
+	if b == nil {
+		return nil
 	}
-	return nil
+	t.logWrite(pi, key)
+	return t.markLocked(b, l, pi, key)
 }
 
 // touchRangeLocked marks every leaf overlapping [start, end) dirty.
-func (t *Tree) touchRangeLocked(pb *pebble.Batch, start, end []byte) error {
+func (t *Tree) touchRangeLocked(b *hooks.Batch, start, end []byte) error {
 	if !keyspace.IsUser(start) {
 		return nil
 	}
@@ -300,6 +331,7 @@ func (t *Tree) touchRangeLocked(pb *pebble.Batch, start, end []byte) error {
 		if lo == nil {
 			continue
 		}
+		var touched []*leaf
 		needMarker := false
 		first := p.floor(lo)
 		p.leaves.AscendGreaterOrEqual(first, func(l *leaf) bool {
@@ -307,21 +339,27 @@ func (t *Tree) touchRangeLocked(pb *pebble.Batch, start, end []byte) error {
 				return false
 			}
 			l.dirty, l.changed = true, true
-			if !l.pd {
-				needMarker = true
-			}
-			if pb != nil {
-				l.pd = true
-			}
+			touched = append(touched, l)
+			needMarker = needMarker || (!l.pd && l.markedBy != b)
 			return true
 		})
-		if pb != nil {
-			t.logRange(pi, lo, hi)
-			if needMarker {
-				if err := pb.Set(markerKey(t.mu.gen, pi, lo), append([]byte{markerRange}, hi...), nil); err != nil {
-					return err
-				}
-				t.mu.stats.MarkersWritten++
+		if b == nil {
+			continue
+		}
+		t.logRange(pi, lo, hi)
+		if !needMarker {
+			continue
+		}
+		// One range marker covers every touched leaf.
+		v := append([]byte{markerRange}, hi...)
+		if err := b.Pebble().Set(markerKey(t.mu.gen, pi, lo), v, nil); err != nil {
+			return err
+		}
+		t.mu.stats.MarkersWritten++
+		for _, l := range touched {
+			if !l.pd && l.markedBy != b {
+				l.markedBy = b
+				t.mu.inflight[b] = append(t.mu.inflight[b], l)
 			}
 		}
 	}
