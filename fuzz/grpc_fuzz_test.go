@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -231,17 +230,6 @@ func (fx *grpcFixture) check(t *testing.T, name string, mutates bool, req proto.
 		t.Fatalf("after %s(%v): the server stopped answering: %v", name, req, err)
 	}
 	if err != nil && missingInfo != "" {
-		if strings.ContainsRune(missingInfo, utf8.RuneError) {
-			// KNOWN BUG (docs/reliability.md, "Bugs found"): a status
-			// message that is not valid UTF-8 (it names a non-UTF-8
-			// replica ID, say) fails to marshal in the server transport
-			// ("Failed to marshal rpc status"), which then sends the code
-			// and a sanitized message (U+FFFD) without the ErrorInfo, so
-			// the client cannot match the sentinel errors. Fix: toStatus
-			// in plugin/errors.go makes the message valid UTF-8. Delete
-			// this skip with the fix; the seed below then asserts it.
-			t.Skipf("known bug: %s(%v): status without ErrorInfo for a non-UTF-8 message: %v", name, req, err)
-		}
 		t.Fatalf("%s(%v): status without a %s ErrorInfo: %v", name, req, plugin.ErrorDomain, err)
 	}
 }

@@ -132,7 +132,9 @@ func toStatus(err error) error {
 		code = codes.Internal
 		names = append(names, "plugin.ErrInternal")
 	}
-	st := status.New(code, err.Error())
+	// Status messages travel as proto strings, which must be UTF-8 (a key
+	// or replica ID quoted in the message need not be).
+	st := status.New(code, strings.ToValidUTF8(err.Error(), "\uFFFD"))
 	reason := strings.ToUpper(strings.TrimPrefix(strings.SplitN(names[0], ".", 2)[1], "Err"))
 	if d, derr := st.WithDetails(&errdetails.ErrorInfo{
 		Reason:   reason,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxReplicaIDLen is the maximum length of a ReplicaID in bytes.
@@ -26,6 +27,9 @@ func (id ReplicaID) Validate() error {
 		return fmt.Errorf("%w: empty", ErrInvalidReplicaID)
 	case len(id) > MaxReplicaIDLen:
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidReplicaID, len(id), MaxReplicaIDLen)
+	case !utf8.ValidString(string(id)):
+		// IDs travel as proto strings and name certificates.
+		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidReplicaID, string(id))
 	}
 	return nil
 }

@@ -19,7 +19,8 @@ func TestReplicaIDValidate(t *testing.T) {
 	}{
 		{"a", true},
 		{"node-1.example.com", true},
-		{"\x00\xff", true},
+		{"\x00a", true},
+		{"\x00\xff", false}, // not UTF-8: IDs travel as proto strings
 		{reconcile.ReplicaID(strings.Repeat("x", reconcile.MaxReplicaIDLen)), true},
 		{"", false},
 		{reconcile.ReplicaID(strings.Repeat("x", reconcile.MaxReplicaIDLen+1)), false},
