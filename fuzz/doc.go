@@ -24,6 +24,16 @@
 //   - FuzzHLCMonotonic: HLC timestamps strictly increase, stay at or above
 //     physical time, pass every adopted remote timestamp, and never adopt a
 //     remote timestamp beyond the maximum offset.
+//   - FuzzTreeOps: programs of sets, deletes, range deletions, batches,
+//     checkpoints, reopens, rebuilds and range queries on a real Pebble
+//     tree, checked against a model and Verify.
+//   - FuzzSession: the session state machine fed arbitrary, malformed or
+//     lying answers never panics and never applies an unjustified write.
+//   - FuzzGRPCWireRequests, FuzzGRPCStructuredRequests: every gRPC request
+//     type through the server's validation against real engines.
+//   - FuzzParsePeers, FuzzParseSplits: the CLI's structured flags.
+//
+// fuzz/run.sh runs every target of the module for a given duration each.
 //
 // # Caveats
 //
