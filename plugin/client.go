@@ -494,6 +494,8 @@ type Status struct {
 	Mode         reconcile.Mode
 	Partitions   []PartitionStatus
 	LastSessions []SessionSummary
+	// Background describes the node's throttles and admission control.
+	Background []string
 }
 
 // Status returns the replica's tree state; withRoots computes each ready
@@ -526,6 +528,7 @@ func (c *Client) Status(ctx context.Context, withRoots bool) (Status, error) {
 	for _, s := range resp.GetLastSessions() {
 		st.LastSessions = append(st.LastSessions, fromPBSummary(s))
 	}
+	st.Background = resp.GetBackground()
 	return st, nil
 }
 

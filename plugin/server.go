@@ -579,8 +579,17 @@ func (s *Server) Status(ctx context.Context, req *pb.StatusRequest) (*pb.StatusR
 		for _, ss := range s.opts.Repairer.LastSessions() {
 			out.LastSessions = append(out.LastSessions, toPBSummary(ss))
 		}
+		if bg, ok := s.opts.Repairer.(BackgroundReporter); ok {
+			out.Background = bg.Background()
+		}
 	}
 	return out, nil
+}
+
+// BackgroundReporter is implemented by a Repairer that can describe the
+// node's background work (throttles, admission control) for Status.
+type BackgroundReporter interface {
+	Background() []string
 }
 
 // Repair implements the Repair call.

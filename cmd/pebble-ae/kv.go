@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/merkle"
@@ -192,8 +193,25 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, s := range st.LastSessions {
-		fmt.Printf("last session: %+v\n", s)
+	for _, b := range st.Background {
+		fmt.Println(b)
+	}
+	if len(st.LastSessions) > 0 {
+		fmt.Println("last sessions:")
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PEER\tPARTITION\tOUTCOME\tROUNDS\tBYTES\tREPAIRED\tFINISHED")
+		for _, s := range st.LastSessions {
+			outcome := "ok"
+			if s.Err != "" {
+				outcome = s.Err
+			} else if s.Stats.KeysRepaired() > 0 {
+				outcome = "repaired"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\t%s\n", s.Peer, s.Partition, outcome, s.Stats.Rounds, human(s.Stats.BytesTotal()), s.Stats.KeysRepaired(), s.Finished.Format(time.RFC3339))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

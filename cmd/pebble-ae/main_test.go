@@ -187,8 +187,9 @@ func TestServeMutualTLS(t *testing.T) {
 		t.Fatalf("metrics lack session counters:\n%.2000s", body)
 	}
 	// diff and status reach served nodes over mutual TLS too.
-	if out, code := run(t, "status", "--addr", "n2="+ports[1], "--certs", certs, "--as", "ops"); code != 0 || !strings.Contains(out, "replica n2") {
-		t.Fatalf("remote status: %d\n%s", code, out)
+	if out, code := run(t, "status", "--addr", "n2="+ports[1], "--certs", certs, "--as", "ops"); code != 0 || !strings.Contains(out, "replica n2") ||
+		!strings.Contains(out, "last sessions:") || !strings.Contains(out, "admission control: scale") || !strings.Contains(out, "throttle scan") {
+		t.Fatalf("remote status (partitions, last sessions, throttles, admission): %d\n%s", code, out)
 	}
 	if out, code := run(t, "diff", "--certs", certs, "--as", "ops", "n1="+ports[0], "n2="+ports[1]); code != 0 || !strings.Contains(out, "0 of 1 partitions differ") {
 		t.Fatalf("remote diff: %d\n%s", code, out)

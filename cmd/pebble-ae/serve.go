@@ -145,9 +145,11 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		go func() { _ = adm.Run(ctx) }()
 	}
 
-	// The gRPC service.
+	// The gRPC service; its Repair and Status calls are backed by the node.
+	rep := &nodeRepairer{local: e, peers: map[reconcile.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm}
 	var tlsCfg *tls.Config
 	lopts := &plugin.ListenOptions{Insecure: f.insecure}
+	lopts.Server.Repairer = rep
 	if !f.insecure {
 		if f.certs == "" {
 			return fmt.Errorf("--certs is required (or --insecure on loopback)")
@@ -196,6 +198,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		peers := make([]reconcile.Peer, len(ps))
 		for i, p := range ps {
 			peers[i] = reconcile.Peer{ID: p.ID, Replica: newLazyPeer(p, tlsCfg, f.insecure)}
+			rep.peers[p.ID] = peers[i].Replica
 		}
 		defer func() {
 			for _, p := range peers {
@@ -215,6 +218,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 			SessionTimeout: f.sessionTimeout,
 			OnSession: func(r reconcile.SessionReport) {
 				m.ObserveSession(r)
+				rep.observe(r)
 				if r.Stats.KeysRepaired() > 0 {
 					fmt.Fprintf(cmd.OutOrStdout(), "repair %s partition %d: %d keys repaired\n", r.Peer, r.Partition, r.Stats.KeysRepaired())
 				}

@@ -1954,11 +1954,14 @@ func (x *SessionSummary) GetFinishedUnixNanos() int64 {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Mode          uint32                 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
-	Partitions    []*PartitionStatus     `protobuf:"bytes,3,rep,name=partitions,proto3" json:"partitions,omitempty"`
-	LastSessions  []*SessionSummary      `protobuf:"bytes,4,rep,name=last_sessions,json=lastSessions,proto3" json:"last_sessions,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Mode         uint32                 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Partitions   []*PartitionStatus     `protobuf:"bytes,3,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	LastSessions []*SessionSummary      `protobuf:"bytes,4,rep,name=last_sessions,json=lastSessions,proto3" json:"last_sessions,omitempty"`
+	// background describes the node's background work, one line each:
+	// throttles (rate in force, scale) and admission control (scale, reasons).
+	Background    []string `protobuf:"bytes,5,rep,name=background,proto3" json:"background,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2017,6 +2020,13 @@ func (x *StatusResponse) GetPartitions() []*PartitionStatus {
 func (x *StatusResponse) GetLastSessions() []*SessionSummary {
 	if x != nil {
 		return x.LastSessions
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetBackground() []string {
+	if x != nil {
+		return x.Background
 	}
 	return nil
 }
@@ -2262,14 +2272,17 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x0eduration_nanos\x18\n" +
 	" \x01(\x03R\rdurationNanos\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x12.\n" +
-	"\x13finished_unix_nanos\x18\f \x01(\x03R\x11finishedUnixNanos\"\xb4\x01\n" +
+	"\x13finished_unix_nanos\x18\f \x01(\x03R\x11finishedUnixNanos\"\xd4\x01\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12<\n" +
 	"\n" +
 	"partitions\x18\x03 \x03(\v2\x1c.pebbleae.v1.PartitionStatusR\n" +
 	"partitions\x12@\n" +
-	"\rlast_sessions\x18\x04 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\flastSessions\"Y\n" +
+	"\rlast_sessions\x18\x04 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\flastSessions\x12\x1e\n" +
+	"\n" +
+	"background\x18\x05 \x03(\tR\n" +
+	"background\"Y\n" +
 	"\rRepairRequest\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1e\n" +
 	"\n" +

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/plugin"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+// nodeRepairer backs the Repair and Status calls of a served node: it runs
+// sessions on demand with a named peer, remembers the last sessions (of the
+// loop and on demand), and describes the throttles and admission control.
+type nodeRepairer struct {
+	local     reconcile.Replica
+	peers     map[reconcile.ReplicaID]reconcile.Replica
+	throttles []*reconcile.Throttle
+	adm       *engine.Admission
+
+	mu   sync.Mutex
+	last []plugin.SessionSummary // newest last, at most keepSessions
+}
+
+const keepSessions = 32
+
+func (n *nodeRepairer) record(s plugin.SessionSummary) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.last = append(n.last, s)
+	if len(n.last) > keepSessions {
+		n.last = n.last[len(n.last)-keepSessions:]
+	}
+}
+
+// observe records a session of the repair loop.
+func (n *nodeRepairer) observe(r reconcile.SessionReport) {
+	s := plugin.SessionSummary{Peer: r.Peer, Partition: r.Partition, Stats: r.Stats, Finished: r.Start.Add(r.Stats.Duration)}
+	if r.Err != nil {
+		s.Err = r.Err.Error()
+	}
+	if r.Outcome == "not-ready" || r.Outcome == "deferred" {
+		s.Err = r.Outcome
+	}
+	n.record(s)
+}
+
+// LastSessions implements plugin.Repairer.
+func (n *nodeRepairer) LastSessions() []plugin.SessionSummary {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]plugin.SessionSummary(nil), n.last...)
+}
+
+// Repair implements plugin.Repairer: one session per partition with peer.
+func (n *nodeRepairer) Repair(ctx context.Context, peer reconcile.ReplicaID, partitions []uint32, naive bool) ([]plugin.SessionSummary, error) {
+	p, ok := n.peers[peer]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q is not a peer of this node", engine.ErrBadRequest, peer)
+	}
+	opts := reconcile.SyncOptions{}
+	if naive {
+		opts.Session.Naive = true
+		opts.Session.ScanLimit = engine.MaxKeysPerRequest
+	}
+	if len(partitions) == 0 {
+		info, err := n.local.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, pi := range info.Partitions {
+			partitions = append(partitions, pi.ID)
+		}
+	}
+	var out []plugin.SessionSummary
+	for _, part := range partitions {
+		st, err := reconcile.SyncPartition(ctx, n.local, p, part, opts)
+		s := plugin.SessionSummary{Peer: peer, Partition: part, Stats: st, Finished: time.Now()}
+		if err != nil {
+			s.Err = err.Error()
+		}
+		n.record(s)
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Background implements plugin.BackgroundReporter.
+func (n *nodeRepairer) Background() []string {
+	var out []string
+	for _, t := range n.throttles {
+		st := t.Status()
+		rate := "unlimited"
+		if !math.IsInf(st.BytesPerSec, 1) {
+			rate = human(uint64(st.BytesPerSec)) + "/s"
+		}
+		out = append(out, fmt.Sprintf("throttle %s: %s in force (scale %.2f), %s taken", st.Name, rate, st.Scale, human(st.BytesTaken)))
+	}
+	if n.adm == nil {
+		out = append(out, "admission control: off")
+		return out
+	}
+	a := n.adm.Status()
+	state := "ok"
+	if a.Overloaded {
+		state = "foreground suffering: " + strings.Join(a.Reasons, ", ")
+	}
+	out = append(out, fmt.Sprintf("admission control: scale %.2f, %s (foreground p99 %s, L0 sublevels %d, compaction debt %s)",
+		a.Scale, state, a.P99, a.L0Sublevels, human(a.CompactionDebt)))
+	return out
+}
+
+var (
+	_ plugin.Repairer           = (*nodeRepairer)(nil)
+	_ plugin.BackgroundReporter = (*nodeRepairer)(nil)
+)
