@@ -13,6 +13,9 @@ func newBenchCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure pebble-ae against its baselines, side by side in one run",
+		Example: `  pebble-ae bench write --keys 1000000 --json
+  pebble-ae bench rebuild --keys 1000000 --json
+  pebble-ae bench sync --keys 1000000 --diffs 100 --json`,
 	}
 	c.AddCommand(newBenchWriteCmd(), newBenchRebuildCmd(), newBenchSyncCmd())
 	return c

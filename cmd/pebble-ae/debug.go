@@ -10,8 +10,9 @@ import (
 
 func newDebugCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "debug",
-		Short: "Low-level inspection tools",
+		Use:     "debug",
+		Short:   "Low-level inspection tools",
+		Example: "  pebble-ae debug pebble db lsm /tmp/r1",
 	}
 	// Pebble's own tool, with the engine's merger registered so its
 	// commands (db scan, db lsm, sstable ...) work on pebble-ae directories.
