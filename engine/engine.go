@@ -192,6 +192,11 @@ func (e *Engine) Checkpoint(ctx context.Context) error { return e.tree.Checkpoin
 // Verify recomputes the tree from the data and returns every mismatch.
 func (e *Engine) Verify(ctx context.Context) ([]merkle.Mismatch, error) { return e.tree.Verify(ctx) }
 
+// VerifyWithProgress is Verify with a progress callback per partition.
+func (e *Engine) VerifyWithProgress(ctx context.Context, progress func(done, total int)) ([]merkle.Mismatch, error) {
+	return e.tree.VerifyWithProgress(ctx, progress)
+}
+
 // WaitReady blocks until every partition's tree is ready (rebuilt).
 func (e *Engine) WaitReady(ctx context.Context) error {
 	for {

@@ -106,8 +106,18 @@ func (m Mismatch) String() string {
 // leaves written during the verification are skipped (they are dirty).
 // Partitions being rebuilt are skipped.
 func (t *Tree) Verify(ctx context.Context) ([]Mismatch, error) {
+	return t.VerifyWithProgress(ctx, nil)
+}
+
+// VerifyWithProgress is Verify, calling progress (if not nil) after each
+// partition with the number of partitions done and their total.
+func (t *Tree) VerifyWithProgress(ctx context.Context, progress func(done, total int)) ([]Mismatch, error) {
 	var out []Mismatch
-	for _, info := range t.Partitions() {
+	parts := t.Partitions()
+	for i, info := range parts {
+		if progress != nil && i > 0 {
+			progress(i, len(parts))
+		}
 		if !info.Ready {
 			continue
 		}
@@ -119,6 +129,9 @@ func (t *Tree) Verify(ctx context.Context) ([]Mismatch, error) {
 			return nil, err
 		}
 		out = append(out, ms...)
+	}
+	if progress != nil {
+		progress(len(parts), len(parts))
 	}
 	return out, nil
 }

@@ -232,7 +232,9 @@ func newVerifyCmd() *cobra.Command {
 			if err := waitReadyWithProgress(cmd, e); err != nil {
 				return err
 			}
-			ms, err := e.Verify(cmd.Context())
+			bar := newProgress(cmd.ErrOrStderr(), "verify")
+			ms, err := e.VerifyWithProgress(cmd.Context(), func(done, total int) { bar.bar(done, total, "partitions") })
+			bar.done()
 			if err != nil {
 				return err
 			}
