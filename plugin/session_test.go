@@ -1,15 +1,12 @@
 package plugin_test
 
 import (
-	"context"
 	"flag"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/internal/reconciletest"
-	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
@@ -20,39 +17,16 @@ var seedsFlag = flag.Int("seeds", 0, "seeds per mode for the session suites thro
 // path is covered by the other tests) and returns a gRPC client for it over
 // bufconn, with small stream chunks so that scans span several messages.
 func newWireReplica(t testing.TB, cfg reconciletest.Config) reconcile.Replica {
-	pn := merkle.SinglePartition()
-	if len(cfg.SplitPoints) > 0 {
-		var err error
-		if pn, err = merkle.SplitPoints(cfg.SplitPoints); err != nil {
-			t.Fatal(err)
+	var c *plugin.Client
+	e := reconciletest.OpenEngine(t, cfg, func() {
+		if c != nil {
+			_ = c.Close()
 		}
-	}
-	e, err := engine.Open("db", &engine.Options{
-		ReplicaID:          cfg.ID,
-		Mode:               cfg.Mode,
-		Partitioner:        pn,
-		Tree:               merkle.Params{LeafSize: cfg.LeafSize},
-		FS:                 vfs.NewMem(),
-		CheckpointInterval: -1,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.WaitReady(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	c, err := plugin.InProcess(e, &plugin.ServerOptions{ScanChunkBytes: 256, CompressAbove: 2 << 10}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = c.Close()
-		ms, err := e.Verify(context.Background())
-		if err != nil || len(ms) > 0 {
-			t.Errorf("tree verify after the session: %v %v", ms, err)
-		}
-		_ = e.Close()
-	})
 	return c
 }
 
