@@ -4,7 +4,6 @@ import (
 	"flag"
 	"testing"
 
-
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/internal/reconciletest"
 	"github.com/pebble-ae/pebble-ae/plugin"
