@@ -89,6 +89,9 @@ func Open(dir string, opts *Options) (*Engine, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("engine: open %q: %w", dir, err)
 	}
+	if err := tree.Corruption(); err != nil {
+		o.Logger.Warn("corrupt tree state; rebuilding the tree from the data", "dir", dir, "err", err)
+	}
 	e := &Engine{
 		db: db, rd: rd, tree: tree, opts: *o,
 		clock:  reconcile.NewHLC(o.Clock),

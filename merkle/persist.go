@@ -132,11 +132,27 @@ func Open(db *pebble.DB, opts *Options) (*Tree, error) {
 		}
 	default:
 		if err := t.load(); err != nil {
-			return nil, err
+			if !errors.Is(err, ErrCorruption) {
+				return nil, err
+			}
+			// The tree is derived data: a corrupt or truncated tree record
+			// is repaired by rebuilding the tree from the data.
+			for _, p := range t.mu.parts {
+				p.leaves = &leafSet{}
+				p.removed = make(map[string]struct{})
+			}
+			if err2 := t.initFresh(want, true); err2 != nil {
+				return nil, errors.Join(err, err2)
+			}
+			t.corruption = err
 		}
 	}
 	return t, nil
 }
+
+// Corruption returns the corruption Open found in the persisted tree (and
+// repaired by scheduling a rebuild), or nil.
+func (t *Tree) Corruption() error { return t.corruption }
 
 func getValue(db *pebble.DB, key []byte) ([]byte, error) {
 	v, closer, err := db.Get(key)

@@ -84,6 +84,10 @@ type Tree struct {
 	recomputeMu sync.Mutex
 	ckptMu      sync.Mutex
 
+	// corruption is what Open found wrong in the persisted tree, if
+	// anything; the tree was then rebuilt.
+	corruption error
+
 	mu struct {
 		sync.Mutex
 		closed bool
