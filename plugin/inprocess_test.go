@@ -373,6 +373,11 @@ func TestBadRequests(t *testing.T) {
 			for err == nil && dctx.Err() == nil {
 				_, err = c.RangeScan(dctx, reconcile.RangeScanRequest{Range: reconcile.KeyRange{Start: []byte("k")}, Limit: 1})
 			}
+			if err == nil {
+				// The deadline passed between two calls: the next one must
+				// fail with it.
+				_, err = c.RangeScan(dctx, reconcile.RangeScanRequest{Range: reconcile.KeyRange{Start: []byte("k")}, Limit: 1})
+			}
 			return err
 		}, codes.Unknown, []error{context.DeadlineExceeded}},
 	} {

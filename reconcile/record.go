@@ -613,7 +613,11 @@ func (d *decoder) replicaID() (ReplicaID, error) {
 	if err != nil {
 		return "", err
 	}
-	return ReplicaID(b), nil
+	id := ReplicaID(b)
+	if err := id.Validate(); err != nil {
+		return "", fmt.Errorf("%w: offset %d: %w", d.sentinel, start, err)
+	}
+	return id, nil
 }
 
 // finish reports trailing bytes.
