@@ -16,6 +16,7 @@ import (
 
 var (
 	_ reconcile.Sketcher       = (*Engine)(nil)
+	_ reconcile.SymbolStreamer = (*Engine)(nil)
 	_ reconcile.ApplyConfirmer = (*Engine)(nil)
 )
 
@@ -63,6 +64,25 @@ func (e *Engine) RangeSketch(ctx context.Context, req reconcile.RangeSketchReque
 		return reconcile.RangeSketchResult{}, err
 	}
 	return b.Result(), nil
+}
+
+// OpenSymbols returns the stream of coded symbols of the entries of the
+// requested ranges (reconcile.SymbolStreamer). It scans the ranges once,
+// keeping each entry's digest (8 bytes, 24 while the stream is open); the
+// symbols are then computed chunk by chunk as the stream is read.
+func (e *Engine) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	if err := reconcile.ValidateSymbolsRequest(req); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	var digests []uint64
+	err := e.scanRanges(ctx, req.Partition, req.Ranges, func(se merkle.ScanEntry) error {
+		digests = append(digests, se.Digest.Short())
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return reconcile.NewEncoderStream(digests, req.Max), nil
 }
 
 // FetchByHash returns the entries of the requested ranges whose sketch IDs

@@ -25,6 +25,9 @@ type SyncOptions struct {
 	// NoSketch keeps sessions on the tree descent even when both replicas
 	// implement Sketcher.
 	NoSketch bool
+	// NoSymbols makes sessions use fixed-size sketches instead of symbol
+	// streams even when both replicas implement SymbolStreamer.
+	NoSymbols bool
 }
 
 // Progress reports a session's progress after one round trip.
@@ -56,6 +59,9 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 	_, sa := a.(Sketcher)
 	_, sb := b.(Sketcher)
 	cfg.Sketch = cfg.Sketch || (sa && sb && !opts.NoSketch)
+	_, ya := a.(SymbolStreamer)
+	_, yb := b.(SymbolStreamer)
+	cfg.Symbols = cfg.Symbols || (cfg.Sketch && ya && yb && !opts.NoSymbols)
 	newSession := NewSession
 	if cfg.Naive {
 		newSession = NewNaiveSession
@@ -66,7 +72,7 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 	}
 	replicas := [2]Replica{a, b}
 	for step := s.Next(); !step.Done; step = s.Next() {
-		s.Deliver(issue(ctx, replicas, step.Requests)...)
+		RunStep(ctx, s, replicas, step)
 		if opts.Progress != nil {
 			opts.Progress(Progress{Partition: partition, Stats: s.Stats(), Done: s.Done()})
 		}
@@ -74,6 +80,26 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 	st := s.Stats()
 	st.Duration = now().Sub(start)
 	return st, s.Err()
+}
+
+// RunStep performs the requests of step against replicas and delivers the
+// answers to s: plain requests concurrently, each answered once, and symbol
+// streams (RequestSymbols) chunk by chunk while s wants them.
+func RunStep(ctx context.Context, s *Session, replicas [2]Replica, step Step) {
+	var plain, streams []Request
+	for _, r := range step.Requests {
+		if r.Kind == RequestSymbols {
+			streams = append(streams, r)
+		} else {
+			plain = append(plain, r)
+		}
+	}
+	if len(plain) > 0 {
+		s.Deliver(issue(ctx, replicas, plain)...)
+	}
+	if len(streams) > 0 {
+		streamRound(ctx, s, replicas, streams)
+	}
 }
 
 // issue calls every request concurrently and returns the responses.
@@ -122,6 +148,8 @@ func Call(ctx context.Context, r Replica, req Request) Response {
 		if resp.Err = r.Apply(ctx, req.Partition, req.Entries); resp.Err == nil {
 			resp.Hashes, resp.Err = r.RangeHash(ctx, RangeHashRequest{Partition: req.Partition, Ranges: ranges})
 		}
+	case RequestSymbols:
+		resp.Err = fmt.Errorf("%w: %s is a stream: run it with RunStep", ErrSessionMisuse, req.Kind)
 	case RequestRangeSketch, RequestFetchByHash:
 		sk, ok := r.(Sketcher)
 		if !ok {

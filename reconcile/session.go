@@ -51,6 +51,10 @@ const (
 	// RequestFetchByHash calls Sketcher.FetchByHash with
 	// Request.FetchByHash.
 	RequestFetchByHash
+	// RequestSymbols opens SymbolStreamer.OpenSymbols with Request.Symbols
+	// and streams its chunks: each is delivered as a Response of its own,
+	// and the request stays in flight until Session.Wants says otherwise.
+	RequestSymbols
 )
 
 // String returns the Replica method's name.
@@ -70,6 +74,8 @@ func (k RequestKind) String() string {
 		return "RangeSketch"
 	case RequestFetchByHash:
 		return "FetchByHash"
+	case RequestSymbols:
+		return "Symbols"
 	}
 	return fmt.Sprintf("RequestKind(%d)", uint8(k))
 }
@@ -103,6 +109,8 @@ type Request struct {
 	Sketch RangeSketchRequest
 	// FetchByHash is the argument of RequestFetchByHash.
 	FetchByHash FetchByHashRequest
+	// Symbols is the argument of RequestSymbols.
+	Symbols SymbolsRequest
 }
 
 // Response is the result of one Request: the ID and Side of the request, the
@@ -116,7 +124,11 @@ type Response struct {
 	Scan    RangeScanResult
 	Entries []Entry
 	Sketch  RangeSketchResult
-	Err     error
+	// Symbols is one chunk of a RequestSymbols stream; SymbolsEnd reports
+	// its end instead (the replica has no more symbols to send).
+	Symbols    SymbolChunk
+	SymbolsEnd bool
+	Err        error
 }
 
 // Step is what a session asks for next: the requests of one round trip, or
@@ -166,6 +178,12 @@ type SessionConfig struct {
 	// SyncOptions.NoSketch). A sketch that fails to decode three times
 	// falls back to the descent.
 	Sketch bool
+	// Symbols makes the session reconcile differing partitions with
+	// streams of rateless coded symbols (RequestSymbols) instead of
+	// fixed-size sketches; both replicas must implement SymbolStreamer and
+	// Sketcher. SyncPartition sets it when both do (unless
+	// SyncOptions.NoSketch). It takes precedence over Sketch.
+	Symbols bool
 	// ApplyLimit is the maximum number of entries of one Apply or Fetch
 	// request; default 10000 (the engine's limit). Larger batches are
 	// split into several requests of the same round.
@@ -256,6 +274,8 @@ type Session struct {
 	rootFP [2]Fingerprint
 	// sk is the state of sketch reconciliation.
 	sk sketchState
+	// sym is the state of the symbol streams.
+	sym symState
 }
 
 // sketchState is the sketch reconciliation of the partition.
@@ -278,6 +298,7 @@ const (
 	phaseRoot
 	phaseDescend
 	phaseSketch
+	phaseSymbols
 	phaseFetchHash
 	phaseApply
 	phaseConfirm
@@ -467,6 +488,8 @@ func (s *Session) Next() Step {
 			s.newRequest(Request{Side: SideA, Kind: RequestRangeSketch, Sketch: req}),
 			s.newRequest(Request{Side: SideB, Kind: RequestRangeSketch, Sketch: req}),
 		}
+	case phaseSymbols:
+		reqs = s.symbolsRound()
 	case phaseFetchHash:
 		s.round = roundResults{}
 		for side := range 2 {
@@ -641,6 +664,14 @@ func (s *Session) Deliver(resps ...Response) {
 			return
 		}
 		delete(s.inflight, resp.ID)
+		if req.Kind == RequestSymbols && resp.Err == nil {
+			s.countResponse(req, resp)
+			if err := s.acceptSymbols(req, resp); err != nil {
+				s.fail(err)
+				return
+			}
+			continue
+		}
 		if resp.Err != nil {
 			s.fail(fmt.Errorf("reconcile: partition %d: replica %s (%q): %s: %w", s.cfg.Partition, req.Side, s.peerID(req.Side), req.Kind, resp.Err))
 			return
@@ -748,6 +779,10 @@ func (s *Session) finishRound() error {
 			s.phase = phaseDone
 			return nil
 		}
+		if s.cfg.Symbols && fa.Count > 0 && fb.Count > 0 {
+			s.startSymbols(fa, fb)
+			return nil
+		}
 		if s.cfg.Sketch {
 			s.startSketch(fa, fb)
 			return nil
@@ -769,6 +804,8 @@ func (s *Session) finishRound() error {
 		}
 	case phaseSketch:
 		return s.finishSketch()
+	case phaseSymbols:
+		return s.finishSymbols()
 	case phaseFetchHash:
 		return s.finishFetchByHash()
 	case phaseApply:

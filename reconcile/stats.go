@@ -82,6 +82,9 @@ type Stats struct {
 	// the count of the fingerprint of the same range (writes racing the
 	// session, or a lying peer).
 	CountMismatches int
+	// SketchFallbacks counts symbol streams that ended without decoding,
+	// after which the session descended the trees instead.
+	SketchFallbacks int
 	// Converged reports whether the roots were equal at the end (at the
 	// first comparison, or at the confirm step).
 	Converged bool
@@ -128,6 +131,7 @@ func (s Stats) Add(o Stats) Stats {
 		KeysCompared:    s.KeysCompared + o.KeysCompared,
 		KeysTransferred: s.KeysTransferred + o.KeysTransferred,
 		CountMismatches: s.CountMismatches + o.CountMismatches,
+		SketchFallbacks: s.SketchFallbacks + o.SketchFallbacks,
 		Converged:       s.Converged && o.Converged,
 		Duration:        s.Duration + o.Duration,
 	}

@@ -33,6 +33,10 @@ import "math/bits"
 //	                              bytes cells = 2;  // 9 bytes a cell: count (int8),
 //	                                                // check (uint16 BE), ID (48 bits BE)
 //	                              bytes strata = 3; } // 2 bytes a value (uint16 BE)
+//	message SymbolsRequest      { uint32 partition = 1; repeated KeyRange ranges = 2;
+//	                              uint32 max = 3; }
+//	message SymbolsChunk        { uint64 count = 1; bytes symbols = 2; } // 9 bytes a symbol, as cells;
+//	                                                                    // a stream of chunks
 //	message FetchByHashRequest  { uint32 partition = 1; repeated KeyRange ranges = 2;
 //	                              bytes ids = 3; }  // 6 bytes an ID (48 bits BE)
 //	message FetchByHashResponse { repeated Entry entries = 1; } // digests omitted
@@ -162,6 +166,9 @@ func RequestWireSize(r Request) Bytes {
 		sk := r.Sketch
 		b.Sketches += varintField(uint64(sk.Partition)) + rangesSize(sk.Ranges) +
 			varintField(uint64(sk.Cells)) + varintField(uint64(sk.Strata))
+	case RequestSymbols:
+		sy := r.Symbols
+		b.Sketches += varintField(uint64(sy.Partition)) + rangesSize(sy.Ranges) + varintField(uint64(sy.Max))
 	case RequestFetchByHash:
 		f := r.FetchByHash
 		b.KeyLists += varintField(uint64(f.Partition)) + rangesSize(f.Ranges) + bytesField(idWireSize*len(f.IDs))
@@ -209,6 +216,14 @@ func ResponseWireSize(req Request, resp Response) Bytes {
 		sk := resp.Sketch
 		b.Sketches += varintField(sk.Count) + bytesField(sketchCellWireSize*len(sk.Cells)) +
 			bytesField(strataCellWireSize*len(sk.Strata))
+	case RequestSymbols:
+		// One message a chunk; the end of the stream is the call's
+		// status, not a message.
+		if resp.SymbolsEnd {
+			return Bytes{}
+		}
+		c := resp.Symbols
+		b.Sketches += varintField(c.Count) + bytesField(sketchCellWireSize*len(c.Symbols))
 	case RequestFetchByHash:
 		for _, e := range resp.Entries {
 			e.Digest = 0 // not on the wire

@@ -1,0 +1,304 @@
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Rateless set reconciliation: coded symbols of a rateless invertible Bloom
+// lookup table (Yang, Gilad and Alizadeh, "Practical Rateless Set
+// Reconciliation", SIGCOMM 2024).
+//
+// A fixed-size IBLT (sketch.go) must be sized before the difference is known:
+// too small and it does not decode (one more round trip), too large and it
+// wastes bytes. A rateless table is an infinite sequence of coded symbols
+// s_0, s_1, ...; item x is added to s_0 and then to a pseudo-random, ever
+// sparser subsequence of indices (index i holds x with probability
+// 1/(1+i/2)). Any prefix of the sequence is a sketch. Each side streams its
+// prefix; the receiver subtracts the two streams symbol by symbol and peels,
+// and stops the streams as soon as the difference has decoded: for d
+// differing items that takes about 1.35d symbols for large d (≈1.5–2d for
+// small d), without knowing d in advance, in one round trip.
+//
+// Symbols are SketchCells (count mod 256, XOR of 16-bit checks, XOR of
+// 48-bit IDs): 9 bytes on the wire, like the fixed sketch's cells, and with
+// the same collision probabilities (see sketch.go). A decoded item is only
+// an ID: records are fetched by ID and their digests recomputed, so a wrong
+// decode can only miss a difference, which the confirm step sees.
+
+// ErrSymbolsInconsistent reports coded symbols that cannot come from two
+// honest encoders: a peeled stream whose symbols do not cancel out.
+var ErrSymbolsInconsistent = errors.New("reconcile: coded symbols inconsistent")
+
+// Limits of symbol streams.
+const (
+	// MaxSymbols is the most coded symbols a stream may carry (9 bytes
+	// each: 144 MiB). 1.35 symbols a differing item decode 12 million
+	// differences.
+	MaxSymbols = 1 << 24
+	// symbolFirstChunk and symbolMaxChunk bound SymbolChunkSize.
+	symbolFirstChunk = 8
+	symbolMaxChunk   = 1 << 16
+)
+
+// SymbolChunkSize returns the number of symbols in chunk i of a symbol
+// stream, given the symbols already sent: 8, then an eighth of what was sent
+// (so a stream stopped as soon as it decodes carries at most ~12% more than
+// needed), at most 65536 (576 KiB) a chunk. Both sides of a session use the
+// same schedule, so their chunks line up.
+func SymbolChunkSize(sent int) int {
+	if sent < symbolFirstChunk*8 {
+		return symbolFirstChunk
+	}
+	return min(sent/8, symbolMaxChunk)
+}
+
+// symbolMapping generates the indices of the coded symbols one item is added
+// to: 0, then each next index drawn so that index i is present with
+// probability 1/(1+i/2). It is deterministic in the item's ID, and computed
+// with explicit float64 roundings (no fused multiply-add), so every platform
+// maps an item to the same symbols.
+type symbolMapping struct {
+	prng uint64
+	next uint64 // the next index the item is added to
+}
+
+func newSymbolMapping(id uint64) symbolMapping {
+	p := splitmix(id ^ seedPos0)
+	if p == 0 {
+		p = 1
+	}
+	return symbolMapping{prng: p}
+}
+
+// advance moves to the next index.
+func (m *symbolMapping) advance() {
+	m.prng *= 0xda942042e4dd58b5
+	// diff = (i + 1.5) * ((1-u)^(-1/2) - 1), u = prng/2^64, with
+	// (1-u)^(-1/2) taken as 2^32/sqrt(prng+1) (the reference encoder's
+	// form).
+	f := float64(float64(1<<32)/math.Sqrt(float64(m.prng)+1)) - 1
+	step := math.Ceil(float64(float64(m.next)+1.5) * f)
+	if step < 1 {
+		step = 1
+	}
+	if step >= math.MaxUint32 {
+		m.next = math.MaxUint64 // beyond any stream
+		return
+	}
+	m.next += uint64(step)
+	if m.next > math.MaxUint64/2 {
+		m.next = math.MaxUint64
+	}
+}
+
+// subtractCell returns c - o.
+func subtractCell(c, o SketchCell) SketchCell {
+	return SketchCell{Count: c.Count - o.Count, Check: c.Check ^ o.Check, ID: c.ID ^ o.ID}
+}
+
+// SymbolEncoder produces the coded symbols of a set of sketch IDs, chunk by
+// chunk. It keeps 24 bytes per item. Not safe for concurrent use.
+type SymbolEncoder struct {
+	ids    []uint64
+	checks []uint16
+	maps   []symbolMapping
+	sent   int
+}
+
+// NewSymbolEncoder returns an encoder of the items whose Entry digests are
+// given (SketchID of each is the item). It takes ownership of digests.
+func NewSymbolEncoder(digests []uint64) *SymbolEncoder {
+	e := &SymbolEncoder{ids: digests, checks: make([]uint16, len(digests)), maps: make([]symbolMapping, len(digests))}
+	for i, d := range digests {
+		id := SketchID(d)
+		e.ids[i] = id
+		e.checks[i] = sketchCheck(id)
+		e.maps[i] = newSymbolMapping(id)
+	}
+	return e
+}
+
+// Count returns the number of items encoded.
+func (e *SymbolEncoder) Count() uint64 { return uint64(len(e.ids)) }
+
+// Sent returns the number of symbols produced so far.
+func (e *SymbolEncoder) Sent() int { return e.sent }
+
+// Next returns the next n coded symbols.
+func (e *SymbolEncoder) Next(n int) []SketchCell {
+	out := make([]SketchCell, n)
+	lo, hi := uint64(e.sent), uint64(e.sent+n)
+	for i := range e.maps {
+		m := &e.maps[i]
+		if m.next >= hi {
+			continue
+		}
+		id, chk := e.ids[i], e.checks[i]
+		for m.next < hi {
+			c := &out[m.next-lo]
+			c.Count++
+			c.Check ^= chk
+			c.ID ^= id
+			m.advance()
+		}
+	}
+	e.sent += n
+	return out
+}
+
+// SymbolDecoder subtracts two streams of coded symbols (A's and B's, chunk
+// by chunk) and peels the difference. Not safe for concurrent use.
+type SymbolDecoder struct {
+	diff []SketchCell
+	// items are the items peeled, with their mappings advanced past the
+	// symbols received, so later chunks are cleaned of them; byID indexes
+	// the live ones.
+	items []decodedSymbol
+	byID  map[uint64]int
+	live  int
+	// chance are IDs peeled twice with opposite signs (chance matches):
+	// never peeled again.
+	chance map[uint64]bool
+	queue []int
+}
+
+type decodedSymbol struct {
+	id    uint64
+	check uint16
+	sign  int8
+	dead  bool
+	m     symbolMapping
+}
+
+// Received returns the number of symbols received from each side.
+func (d *SymbolDecoder) Received() int { return len(d.diff) }
+
+// Add takes the next chunk of both streams (the same length) and peels what
+// it can.
+func (d *SymbolDecoder) Add(a, b []SketchCell) error {
+	if len(a) != len(b) {
+		return errors.New("reconcile: symbol chunks of different lengths")
+	}
+	lo := len(d.diff)
+	for i := range a {
+		d.diff = append(d.diff, subtractCell(a[i], b[i]))
+	}
+	hi := uint64(len(d.diff))
+	// Remove the items already decoded from the new symbols.
+	for i := range d.items {
+		it := &d.items[i]
+		if it.dead {
+			continue
+		}
+		for it.m.next < hi {
+			d.remove(int(it.m.next), it)
+			it.m.advance()
+		}
+	}
+	for i := lo; i < len(d.diff); i++ {
+		d.queue = append(d.queue, i)
+	}
+	return d.peel()
+}
+
+func (d *SymbolDecoder) remove(i int, it *decodedSymbol) {
+	c := &d.diff[i]
+	c.Count -= it.sign
+	c.Check ^= it.check
+	c.ID ^= it.id
+	if c.Count == 1 || c.Count == -1 {
+		d.queue = append(d.queue, i)
+	}
+}
+
+// pure reports whether symbol i holds exactly one item: a count of ±1, a
+// check that matches the ID, and an ID that maps to symbol i (which filters
+// out chance matches of the 16-bit check by a further factor of 1+i/2).
+func (d *SymbolDecoder) pure(i int) bool {
+	c := d.diff[i]
+	return (c.Count == 1 || c.Count == -1) && c.ID < 1<<SketchIDBits && c.Check == sketchCheck(c.ID) && mapsTo(c.ID, uint64(i))
+}
+
+// mapsTo reports whether item id is added to symbol i.
+func mapsTo(id, i uint64) bool {
+	m := newSymbolMapping(id)
+	for m.next < i {
+		m.advance()
+	}
+	return m.next == i
+}
+
+func (d *SymbolDecoder) peel() error {
+	hi := uint64(len(d.diff))
+	for len(d.queue) > 0 {
+		i := d.queue[len(d.queue)-1]
+		d.queue = d.queue[:len(d.queue)-1]
+		if !d.pure(i) {
+			continue
+		}
+		c := d.diff[i]
+		if d.chance[c.ID] {
+			continue
+		}
+		it := decodedSymbol{id: c.ID, check: c.Check, sign: c.Count, m: newSymbolMapping(c.ID)}
+		for it.m.next < hi {
+			d.remove(int(it.m.next), &it)
+			it.m.advance()
+		}
+		if d.byID == nil {
+			d.byID = map[uint64]int{}
+		}
+		if j, ok := d.byID[c.ID]; ok {
+			// The item was peeled before with the other sign (with the
+			// same sign it would have been removed already): the first
+			// peel was a chance match of the 16-bit check, and this one
+			// has just undone it. Forget both.
+			d.items[j].dead = true
+			delete(d.byID, c.ID)
+			d.live--
+			if d.chance == nil {
+				d.chance = map[uint64]bool{}
+			}
+			d.chance[c.ID] = true
+			continue
+		}
+		d.byID[c.ID] = len(d.items)
+		d.items = append(d.items, it)
+		d.live++
+		if d.live > 2*len(d.diff)+2 {
+			return fmt.Errorf("%w: %d items from %d symbols", ErrSymbolsInconsistent, len(d.items), len(d.diff))
+		}
+	}
+	return nil
+}
+
+// Decoded reports whether the difference has decoded: every symbol received
+// has been peeled to zero. (Symbol 0 holds every item, so it is zero only
+// when no differing item is left.)
+func (d *SymbolDecoder) Decoded() bool {
+	if len(d.diff) == 0 || d.diff[0] != (SketchCell{}) {
+		return false
+	}
+	for _, c := range d.diff {
+		if c != (SketchCell{}) {
+			return false
+		}
+	}
+	return true
+}
+
+// Result returns the IDs only A holds and only B holds, as decoded so far.
+func (d *SymbolDecoder) Result() (onlyA, onlyB []uint64) {
+	for _, it := range d.items {
+		switch {
+		case it.dead:
+		case it.sign == 1:
+			onlyA = append(onlyA, it.id)
+		default:
+			onlyB = append(onlyB, it.id)
+		}
+	}
+	return onlyA, onlyB
+}

@@ -1,0 +1,142 @@
+package reconcile
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// streamDecode runs two encoders against a decoder chunk by chunk, as a
+// session does, and returns the decoder and the symbols each side sent.
+func streamDecode(t testing.TB, a, b []uint64, max int) (*SymbolDecoder, int) {
+	t.Helper()
+	ea, eb := NewSymbolEncoder(slices.Clone(a)), NewSymbolEncoder(slices.Clone(b))
+	var d SymbolDecoder
+	for d.Received() < max {
+		n := SymbolChunkSize(d.Received())
+		if err := d.Add(ea.Next(n), eb.Next(n)); err != nil {
+			t.Fatal(err)
+		}
+		if d.Decoded() {
+			return &d, d.Received()
+		}
+	}
+	return &d, d.Received()
+}
+
+// randomSets returns two sets of digests sharing common items, with onlyA and
+// onlyB items of their own, and the expected unique sketch IDs.
+func randomSets(rng *rand.Rand, common, onlyA, onlyB int) (a, b, wantA, wantB []uint64) {
+	for range common {
+		x := rng.Uint64()
+		a, b = append(a, x), append(b, x)
+	}
+	for range onlyA {
+		x := rng.Uint64()
+		a, wantA = append(a, x), append(wantA, SketchID(x))
+	}
+	for range onlyB {
+		x := rng.Uint64()
+		b, wantB = append(b, x), append(wantB, SketchID(x))
+	}
+	return a, b, wantA, wantB
+}
+
+func TestSymbolStreamDecodes(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for _, tc := range []struct{ common, onlyA, onlyB int }{
+		{0, 0, 1}, {0, 1, 0}, {10, 1, 1}, {1000, 0, 0}, {1000, 3, 0}, {1000, 50, 50},
+		{5000, 1000, 0}, {100, 0, 3000}, {20000, 2000, 2000}, {0, 10000, 0},
+	} {
+		t.Run(fmt.Sprintf("%d_%d_%d", tc.common, tc.onlyA, tc.onlyB), func(t *testing.T) {
+			a, b, wantA, wantB := randomSets(rng, tc.common, tc.onlyA, tc.onlyB)
+			d, used := streamDecode(t, a, b, MaxSymbols)
+			diff := tc.onlyA + tc.onlyB
+			if diff == 0 {
+				// Identical sets: symbol 0 is zero at once.
+				if !d.Decoded() || used != SymbolChunkSize(0) {
+					t.Fatalf("identical sets: decoded %v after %d symbols", d.Decoded(), used)
+				}
+				return
+			}
+			if !d.Decoded() {
+				t.Fatalf("not decoded after %d symbols", used)
+			}
+			gotA, gotB := d.Result()
+			slices.Sort(gotA)
+			slices.Sort(gotB)
+			slices.Sort(wantA)
+			slices.Sort(wantB)
+			if !slices.Equal(gotA, wantA) || !slices.Equal(gotB, wantB) {
+				t.Fatalf("decoded %d/%d items, want %d/%d", len(gotA), len(gotB), len(wantA), len(wantB))
+			}
+			t.Logf("d=%d: %d symbols, %.2f a difference", diff, used, float64(used)/float64(diff))
+			if diff >= 1000 && float64(used) > 2.0*float64(diff) {
+				t.Errorf("d=%d took %d symbols (%.2f a difference), want ≤ 2", diff, used, float64(used)/float64(diff))
+			}
+		})
+	}
+}
+
+// TestSymbolMappingGolden pins the index sequence of a few items: replicas on
+// every platform must map an item to the same symbols, or their streams
+// would not subtract.
+func TestSymbolMappingGolden(t *testing.T) {
+	got := map[uint64][]uint64{}
+	for _, id := range []uint64{0, 1, 0xabcdef, 1<<48 - 1} {
+		m := newSymbolMapping(id)
+		var seq []uint64
+		for m.next < 1000 {
+			seq = append(seq, m.next)
+			m.advance()
+		}
+		got[id] = seq
+	}
+	for id, seq := range got {
+		t.Logf("%#x: %v", id, seq)
+	}
+	want := goldenMappings
+	for id, seq := range want {
+		if !slices.Equal(got[id], seq) {
+			t.Errorf("mapping of %#x = %v, want %v", id, got[id], seq)
+		}
+	}
+}
+
+// TestSymbolDecoderGarbage feeds random symbols: the decoder must not panic
+// and must not claim a decode of garbage.
+func TestSymbolDecoderGarbage(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	for range 200 {
+		var d SymbolDecoder
+		for range 5 {
+			n := 1 + rng.IntN(64)
+			a, b := make([]SketchCell, n), make([]SketchCell, n)
+			for i := range a {
+				a[i] = SketchCell{Count: int8(rng.IntN(5) - 2), Check: uint16(rng.Uint32()), ID: rng.Uint64() >> 16}
+			}
+			if err := d.Add(a, b); err != nil {
+				break
+			}
+		}
+	}
+}
+
+func BenchmarkSymbolEncode(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	items := make([]uint64, 1_000_000)
+	for i := range items {
+		items[i] = rng.Uint64()
+	}
+	for b.Loop() {
+		e := NewSymbolEncoder(slices.Clone(items))
+		for e.Sent() < 300 {
+			e.Next(SymbolChunkSize(e.Sent()))
+		}
+	}
+}

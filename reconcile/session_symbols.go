@@ -1,0 +1,308 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+)
+
+// This file is the rateless path of a Session (SessionConfig.Symbols):
+//
+//	round 1  RangeHash of the root on both sides (as without symbols)
+//	round 2  Symbols of the partition on both sides: each streams its coded
+//	         symbols (riblt.go) in chunks of SymbolChunkSize; the session
+//	         subtracts and peels chunk by chunk and ends both streams as soon
+//	         as the difference decodes, whatever its size
+//	round 3  FetchByHash: each side's entries whose IDs only it holds
+//	round 4  Apply of the resolved records, each returning the root
+//	         afterwards (the confirm step)
+//
+// Four round trips for any number of differences, and bytes proportional to
+// the differences: ~1.4 symbols of 9 bytes per differing (key, record) per
+// side. A stream that reaches its end without decoding (at most
+// maxSymbolsFor symbols: garbage, or a difference larger than the
+// partition) falls back to the tree descent.
+
+// SymbolsRequest asks for the coded symbols of the entries of Ranges (sorted,
+// disjoint) of one partition: at most Max symbols, in chunks of
+// SymbolChunkSize.
+type SymbolsRequest struct {
+	Partition uint32
+	Ranges    []KeyRange
+	Max       int
+}
+
+// SymbolChunk is one chunk of a symbol stream: the number of entries encoded
+// (the same in every chunk) and the next SymbolChunkSize(sent) symbols.
+type SymbolChunk struct {
+	Count   uint64
+	Symbols []SketchCell
+}
+
+// SymbolStream is an open stream of coded symbols. Next returns the next
+// chunk, or io.EOF after Max symbols. Close releases it (the stream may be
+// closed before its end).
+type SymbolStream interface {
+	Next(ctx context.Context) (SymbolChunk, error)
+	Close()
+}
+
+// SymbolStreamer is implemented by replicas that stream coded symbols. The
+// session uses them when both replicas implement it (SyncPartition checks
+// with a type assertion); both must also be Sketchers (for FetchByHash).
+type SymbolStreamer interface {
+	OpenSymbols(ctx context.Context, req SymbolsRequest) (SymbolStream, error)
+}
+
+// ValidateSymbolsRequest checks the limits of a symbols request.
+func ValidateSymbolsRequest(req SymbolsRequest) error {
+	if req.Max <= 0 || req.Max > MaxSymbols {
+		return fmt.Errorf("%w: max %d symbols (1..%d)", ErrBadSketchRequest, req.Max, MaxSymbols)
+	}
+	return nil
+}
+
+// EncoderStream is a SymbolStream over a SymbolEncoder: replicas implement
+// OpenSymbols by collecting the digests of the requested ranges and
+// returning NewEncoderStream.
+type EncoderStream struct {
+	enc *SymbolEncoder
+	max int
+}
+
+// NewEncoderStream returns a stream of the symbols of digests (see
+// NewSymbolEncoder), at most max of them.
+func NewEncoderStream(digests []uint64, max int) *EncoderStream {
+	return &EncoderStream{enc: NewSymbolEncoder(digests), max: max}
+}
+
+// Next implements SymbolStream.
+func (s *EncoderStream) Next(ctx context.Context) (SymbolChunk, error) {
+	if err := ctx.Err(); err != nil {
+		return SymbolChunk{}, err
+	}
+	sent := s.enc.Sent()
+	if sent >= s.max {
+		return SymbolChunk{}, io.EOF
+	}
+	n := min(SymbolChunkSize(sent), s.max-sent)
+	return SymbolChunk{Count: s.enc.Count(), Symbols: s.enc.Next(n)}, nil
+}
+
+// Close implements SymbolStream.
+func (s *EncoderStream) Close() {}
+
+// maxSymbolsFor returns the stream length after which a session gives up:
+// room for every entry of both sides to differ, twice over.
+func maxSymbolsFor(a, b Fingerprint) int {
+	n := 2*(a.Count+b.Count) + 64
+	return int(min(n, MaxSymbols))
+}
+
+// symState is the state of the symbol streams of a session.
+type symState struct {
+	dec  SymbolDecoder
+	max  int
+	ids  [2]uint64 // the stream requests
+	buf  [2][]SymbolChunk
+	cnt  [2]uint64
+	got  [2]int // symbols received per side
+	end  [2]bool
+	done bool // decoded (or failed): the streams are no longer wanted
+}
+
+// startSymbols plans the symbol round of a partition whose roots differ.
+func (s *Session) startSymbols(fa, fb Fingerprint) {
+	s.phase = phaseSymbols
+	s.sym = symState{max: maxSymbolsFor(fa, fb)}
+	s.sk = sketchState{ranges: []KeyRange{s.part}}
+}
+
+func (s *Session) symbolsRound() []Request {
+	s.round = roundResults{}
+	req := SymbolsRequest{Partition: s.cfg.Partition, Ranges: s.sk.ranges, Max: s.sym.max}
+	reqs := []Request{
+		s.newRequest(Request{Side: SideA, Kind: RequestSymbols, Symbols: req}),
+		s.newRequest(Request{Side: SideB, Kind: RequestSymbols, Symbols: req}),
+	}
+	s.sym.ids = [2]uint64{reqs[0].ID, reqs[1].ID}
+	return reqs
+}
+
+// Wants reports whether the session still wants answers to request id: a
+// driver streaming a RequestSymbols stops the stream when it returns false.
+func (s *Session) Wants(id uint64) bool {
+	_, ok := s.inflight[id]
+	return ok
+}
+
+// acceptSymbols takes one chunk (or the end) of a symbol stream. It keeps the
+// request in flight until the stream ends or the difference decodes.
+func (s *Session) acceptSymbols(req Request, resp Response) error {
+	st := &s.sym
+	side := req.Side
+	if resp.SymbolsEnd {
+		st.end[side] = true
+	} else {
+		c := resp.Symbols
+		if want := min(SymbolChunkSize(st.got[side]), st.max-st.got[side]); len(c.Symbols) != want || want <= 0 {
+			return s.bad(req, s.part, "chunk of %d symbols after %d, want %d", len(c.Symbols), st.got[side], want)
+		}
+		for _, sym := range c.Symbols {
+			if sym.ID >= 1<<SketchIDBits {
+				return s.bad(req, s.part, "symbol ID %#x wider than %d bits", sym.ID, SketchIDBits)
+			}
+		}
+		if st.got[side] > 0 && c.Count != st.cnt[side] {
+			return s.bad(req, s.part, "stream count changed from %d to %d", st.cnt[side], c.Count)
+		}
+		if st.got[side] == 0 {
+			// The first symbol holds every entry: its count (mod 256)
+			// must be the stream's count.
+			if c.Symbols[0].Count != int8(uint8(c.Count)) {
+				return s.bad(req, s.part, "symbol 0 counts %d entries (mod 256), the stream %d", uint8(c.Symbols[0].Count), c.Count)
+			}
+		}
+		st.cnt[side] = c.Count
+		st.got[side] += len(c.Symbols)
+		st.buf[side] = append(st.buf[side], c)
+		s.inflight[req.ID] = req // more to come
+	}
+	for len(st.buf[SideA]) > 0 && len(st.buf[SideB]) > 0 && !st.done {
+		a, b := st.buf[SideA][0], st.buf[SideB][0]
+		st.buf[SideA], st.buf[SideB] = st.buf[SideA][1:], st.buf[SideB][1:]
+		if err := st.dec.Add(a.Symbols, b.Symbols); err != nil {
+			st.done = true
+			break
+		}
+		if st.dec.Decoded() {
+			st.done = true
+		}
+	}
+	if st.end[SideA] || st.end[SideB] {
+		// A side has nothing more to send: what is buffered is all the
+		// session will get.
+		st.done = true
+	}
+	if st.done {
+		delete(s.inflight, st.ids[SideA])
+		delete(s.inflight, st.ids[SideB])
+	}
+	return nil
+}
+
+// finishSymbols ends the symbol round: the decoded IDs are fetched, or the
+// session falls back to the tree descent.
+func (s *Session) finishSymbols() error {
+	st := &s.sym
+	for side := range 2 {
+		if st.got[side] > 0 && st.cnt[side] != s.rootFP[side].Count {
+			s.stats.CountMismatches++
+			if s.cfg.Strict {
+				return fmt.Errorf("%w: partition %d: %s encoded %d records, its root counted %d",
+					ErrNotConverged, s.cfg.Partition, Side(side), st.cnt[side], s.rootFP[side].Count)
+			}
+		}
+	}
+	onlyA, onlyB := st.dec.Result()
+	ok := st.dec.Decoded() && int64(len(onlyA))-int64(len(onlyB)) == int64(st.cnt[SideA])-int64(st.cnt[SideB])
+	if !ok {
+		s.stats.SketchFallbacks++
+		s.phase = phaseDescend
+		s.compare(s.part, s.rootFP[SideA], s.rootFP[SideB], nil, nil, false)
+		return nil
+	}
+	s.stats.KeysCompared += st.cnt[SideA] + st.cnt[SideB]
+	onlyA, onlyB = slices.Clone(onlyA), slices.Clone(onlyB)
+	slices.Sort(onlyA)
+	slices.Sort(onlyB)
+	s.sk.ids = [2][]uint64{onlyA, onlyB}
+	s.phase = phaseFetchHash
+	return nil
+}
+
+// streamRound runs the RequestSymbols requests of a round: it opens every
+// stream concurrently, then pulls one chunk from each open stream at a time
+// (concurrently), so the two sides advance in step and neither streams far
+// past the point where the difference decodes, and delivers the chunks to s
+// until s no longer Wants them. Streams are closed when the session is done
+// with them, fail, or end.
+func streamRound(ctx context.Context, s *Session, replicas [2]Replica, reqs []Request) {
+	type open struct {
+		req    Request
+		stream SymbolStream
+		resp   Response // the chunk pulled this step
+		done   bool
+	}
+	streams := make([]*open, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		o := &open{req: req}
+		streams[i] = o
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.resp = Response{ID: req.ID, Side: req.Side}
+			ss, ok := replicas[req.Side].(SymbolStreamer)
+			switch {
+			case !ok:
+				o.resp.Err = fmt.Errorf("%w: %s to a replica that is not a SymbolStreamer", ErrSessionMisuse, req.Kind)
+			case ValidateSymbolsRequest(req.Symbols) != nil:
+				o.resp.Err = ValidateSymbolsRequest(req.Symbols)
+			default:
+				o.stream, o.resp.Err = ss.OpenSymbols(ctx, req.Symbols)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, o := range streams {
+		if o.resp.Err != nil {
+			o.done = true
+			s.Deliver(o.resp)
+		}
+	}
+	defer func() {
+		for _, o := range streams {
+			if o.stream != nil {
+				o.stream.Close()
+			}
+		}
+	}()
+	for {
+		var pull []*open
+		for _, o := range streams {
+			if !o.done && o.stream != nil && s.Wants(o.req.ID) {
+				pull = append(pull, o)
+			}
+		}
+		if len(pull) == 0 {
+			return
+		}
+		for _, o := range pull {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o.resp = Response{ID: o.req.ID, Side: o.req.Side}
+				c, err := o.stream.Next(ctx)
+				switch {
+				case errors.Is(err, io.EOF):
+					o.resp.SymbolsEnd = true
+				case err != nil:
+					o.resp.Err = err
+				default:
+					o.resp.Symbols = c
+				}
+			}()
+		}
+		wg.Wait()
+		for _, o := range pull {
+			o.done = o.resp.SymbolsEnd || o.resp.Err != nil
+			if s.Wants(o.req.ID) {
+				s.Deliver(o.resp)
+			}
+		}
+	}
+}
