@@ -62,6 +62,9 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 	_, ya := a.(SymbolStreamer)
 	_, yb := b.(SymbolStreamer)
 	cfg.Symbols = cfg.Symbols || (cfg.Sketch && ya && yb && !opts.NoSymbols)
+	_, ca := a.(ApplyConfirmer)
+	_, cb := b.(ApplyConfirmer)
+	cfg.ConfirmAnySize = cfg.ConfirmAnySize || (ca && cb)
 	newSession := NewSession
 	if cfg.Naive {
 		newSession = NewNaiveSession

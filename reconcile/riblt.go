@@ -43,15 +43,16 @@ const (
 )
 
 // SymbolChunkSize returns the number of symbols in chunk i of a symbol
-// stream, given the symbols already sent: 8, then an eighth of what was sent
-// (so a stream stopped as soon as it decodes carries at most ~12% more than
-// needed), at most 65536 (576 KiB) a chunk. Both sides of a session use the
+// stream, given the symbols already sent: 8 until 128 were sent, then a
+// sixteenth of what was sent (so a stream stopped as soon as it decodes
+// carries at most ~6% more than needed, ~3% on average), at most 65536
+// (576 KiB) a chunk. Both sides of a session use the
 // same schedule, so their chunks line up.
 func SymbolChunkSize(sent int) int {
-	if sent < symbolFirstChunk*8 {
+	if sent < symbolFirstChunk*16 {
 		return symbolFirstChunk
 	}
-	return min(sent/8, symbolMaxChunk)
+	return min(sent/16, symbolMaxChunk)
 }
 
 // symbolMapping generates the indices of the coded symbols one item is added
@@ -154,21 +155,20 @@ type SymbolDecoder struct {
 	diff []SketchCell
 	// items are the items peeled, with their mappings advanced past the
 	// symbols received, so later chunks are cleaned of them; byID indexes
-	// the live ones.
+	// them.
 	items []decodedSymbol
 	byID  map[uint64]int
 	live  int
-	// chance are IDs peeled twice with opposite signs (chance matches):
-	// never peeled again.
-	chance map[uint64]bool
-	queue []int
+	// conflicts counts symbols that showed an item already peeled.
+	conflicts int
+	peels     int
+	queue     []int
 }
 
 type decodedSymbol struct {
 	id    uint64
 	check uint16
 	sign  int8
-	dead  bool
 	m     symbolMapping
 }
 
@@ -189,9 +189,6 @@ func (d *SymbolDecoder) Add(a, b []SketchCell) error {
 	// Remove the items already decoded from the new symbols.
 	for i := range d.items {
 		it := &d.items[i]
-		if it.dead {
-			continue
-		}
 		for it.m.next < hi {
 			d.remove(int(it.m.next), it)
 			it.m.advance()
@@ -239,30 +236,28 @@ func (d *SymbolDecoder) peel() error {
 			continue
 		}
 		c := d.diff[i]
-		if d.chance[c.ID] {
-			continue
+		// Honest streams peel each differing item once (and a rare
+		// chance match twice); garbage can keep producing IDs.
+		if d.peels++; d.peels > 4*len(d.diff)+16 {
+			return fmt.Errorf("%w: %d peels from %d symbols", ErrSymbolsInconsistent, d.peels, len(d.diff))
 		}
 		it := decodedSymbol{id: c.ID, check: c.Check, sign: c.Count, m: newSymbolMapping(c.ID)}
+		if _, ok := d.byID[c.ID]; ok {
+			// The item was peeled before (with the other sign: with the
+			// same sign it would have been removed from this symbol):
+			// one of the two symbols matched count and check by chance.
+			// Which one cannot be told, so this one is left as it is:
+			// the streams will not decode, and the session falls back
+			// to the tree descent.
+			d.conflicts++
+			continue
+		}
 		for it.m.next < hi {
 			d.remove(int(it.m.next), &it)
 			it.m.advance()
 		}
 		if d.byID == nil {
 			d.byID = map[uint64]int{}
-		}
-		if j, ok := d.byID[c.ID]; ok {
-			// The item was peeled before with the other sign (with the
-			// same sign it would have been removed already): the first
-			// peel was a chance match of the 16-bit check, and this one
-			// has just undone it. Forget both.
-			d.items[j].dead = true
-			delete(d.byID, c.ID)
-			d.live--
-			if d.chance == nil {
-				d.chance = map[uint64]bool{}
-			}
-			d.chance[c.ID] = true
-			continue
 		}
 		d.byID[c.ID] = len(d.items)
 		d.items = append(d.items, it)
@@ -292,11 +287,9 @@ func (d *SymbolDecoder) Decoded() bool {
 // Result returns the IDs only A holds and only B holds, as decoded so far.
 func (d *SymbolDecoder) Result() (onlyA, onlyB []uint64) {
 	for _, it := range d.items {
-		switch {
-		case it.dead:
-		case it.sign == 1:
+		if it.sign == 1 {
 			onlyA = append(onlyA, it.id)
-		default:
+		} else {
 			onlyB = append(onlyB, it.id)
 		}
 	}

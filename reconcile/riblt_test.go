@@ -44,7 +44,11 @@ func randomSets(rng *rand.Rand, common, onlyA, onlyB int) (a, b, wantA, wantB []
 }
 
 func TestSymbolStreamDecodes(t *testing.T) {
-	seed := rand.Uint64()
+	// A fixed seed: with 16-bit checks an honest stream fails to decode
+	// with a probability of about 1e-5 (a chance match blocks the peeling;
+	// the session then falls back to the descent), which a random seed
+	// would turn into a rare flake. FuzzSymbolStreams explores the rest.
+	seed := uint64(20261125)
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for _, tc := range []struct{ common, onlyA, onlyB int }{

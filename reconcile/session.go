@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -188,6 +189,13 @@ type SessionConfig struct {
 	// request; default 10000 (the engine's limit). Larger batches are
 	// split into several requests of the same round.
 	ApplyLimit int
+	// ConfirmAnySize reports that both replicas take any number of
+	// entries in one apply-and-confirm call (ApplyConfirmer, which splits
+	// them itself: the engine in batches, the gRPC client in one stream):
+	// the apply round then sends each side one request with all its writes
+	// and the confirm, whatever their number. SyncPartition sets it when
+	// both replicas are ApplyConfirmers.
+	ConfirmAnySize bool
 	// Strict makes the session assume that nothing writes to the replicas
 	// while it runs: answers that contradict earlier answers (a range listed
 	// with another number of entries than its fingerprint counted) and roots
@@ -537,8 +545,12 @@ func (s *Session) applyRound() []Request {
 	var reqs []Request
 	confirm := true
 	any := false
+	limit := s.cfg.ApplyLimit
+	if s.cfg.ConfirmAnySize {
+		limit = math.MaxInt
+	}
 	for side := range s.writes {
-		confirm = confirm && len(s.writes[side]) <= s.cfg.ApplyLimit
+		confirm = confirm && len(s.writes[side]) <= limit
 		any = any || len(s.writes[side]) > 0
 	}
 	if !any {
@@ -557,7 +569,7 @@ func (s *Session) applyRound() []Request {
 		}
 		slices.SortFunc(entries, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
 		for len(entries) > 0 {
-			n := min(len(entries), s.cfg.ApplyLimit)
+			n := min(len(entries), limit)
 			r := Request{Side: Side(side), Kind: RequestApply, Partition: s.cfg.Partition, Entries: entries[:n]}
 			if confirm {
 				r.Confirm = &root

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
@@ -29,6 +31,9 @@ type SyncConfig struct {
 	Seed       uint64
 	// NoSketch runs the tree-descent session instead of sketches.
 	NoSketch bool
+	// CPUProfile, if set, is a file to write a CPU profile of the session
+	// (not of the setup or the naive baseline) to.
+	CPUProfile string
 }
 
 // SyncResult is what the anti-entropy benchmark measured: one session
@@ -142,9 +147,17 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 		if naive {
 			opts.Session.ScanLimit = engine.MaxKeysPerRequest // pages as large as the engine serves
 		}
+		stopProfile := func() {}
+		if cfg.CPUProfile != "" && !naive {
+			if stopProfile, err = startCPUProfile(cfg.CPUProfile); err != nil {
+				closeAll()
+				return reconcile.Stats{}, 0, false, reps, nil, err
+			}
+		}
 		start = time.Now()
 		stats, err := reconcile.SyncAll(ctx, reps[0], peer, opts)
 		secs := time.Since(start).Seconds()
+		stopProfile()
 		wire, werr := stopPeer()
 		if err == nil {
 			err = werr
@@ -435,4 +448,17 @@ func transportFor(ctx context.Context, cfg SyncConfig, dir string, reps *[2]*eng
 		}
 		return ws.PayloadSent + ws.PayloadReceived, cerr
 	}, nil
+}
+
+// startCPUProfile starts a CPU profile written to path and returns its stop.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

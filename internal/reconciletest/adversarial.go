@@ -103,6 +103,29 @@ func (r sketchRacer) FetchByHash(ctx context.Context, req reconcile.FetchByHashR
 	return r.Replica.(reconcile.Sketcher).FetchByHash(ctx, req)
 }
 
+// symbolRacer is a sketchRacer in front of a reconcile.SymbolStreamer: it
+// races before opening a stream and before every chunk.
+type symbolRacer struct{ sketchRacer }
+
+func (r symbolRacer) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	r.race(ctx)
+	st, err := r.Replica.(reconcile.SymbolStreamer).OpenSymbols(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return racingStream{SymbolStream: st, r: r.racer}, nil
+}
+
+type racingStream struct {
+	reconcile.SymbolStream
+	r *racer
+}
+
+func (s racingStream) Next(ctx context.Context) (reconcile.SymbolChunk, error) {
+	s.r.race(ctx)
+	return s.SymbolStream.Next(ctx)
+}
+
 // RunRacing runs sessions while both replicas take writes: before every
 // RangeHash, RangeScan and Fetch a replica serves, one record is written to
 // it (new keys, newer versions, deletes, blind concurrent causal writes).
@@ -137,7 +160,12 @@ func runRacing(t *testing.T, newReplica NewReplica, seed uint64, mode reconcile.
 		racers[side] = &racer{Replica: reps[side], id: reconcile.ReplicaID([]string{"a", "b"}[side]), cfg: sc.cfg,
 			rng: rand.New(rand.NewPCG(seed, uint64(side))), wall: 1 << 20, keys: keys, written: map[string][]reconcile.Record{}, t: t}
 		wrapped[side] = racers[side]
-		if _, ok := reps[side].(reconcile.Sketcher); ok && seed%2 == 0 {
+		_, sk := reps[side].(reconcile.Sketcher)
+		_, sy := reps[side].(reconcile.SymbolStreamer)
+		switch {
+		case sk && sy && seed%3 == 0:
+			wrapped[side] = symbolRacer{sketchRacer{racers[side]}}
+		case sk && seed%3 == 1:
 			wrapped[side] = sketchRacer{racers[side]}
 		}
 	}
@@ -194,6 +222,10 @@ const (
 	LieSketchCount                 // sketch cell counts that do not add up
 	LieHashUnasked                 // a FetchByHash entry whose ID was not asked for
 	LieHashOutside                 // a FetchByHash entry outside the partition
+	LieSymbolsShort                // a symbol chunk one symbol short
+	LieSymbolsWideID               // a symbol whose ID is wider than 48 bits
+	LieSymbolsCount                // a stream whose entry count changes
+	LieSymbolsFirst                // symbol 0 not counting every entry
 	numLies
 )
 
@@ -202,11 +234,17 @@ const (
 // takes the descent path whose answers the other lies corrupt).
 func (l Lie) sketchLie() bool { return l >= LieSketchCells }
 
+// symbolLie reports whether the lie is told in symbol streams (the liars
+// then expose reconcile.SymbolStreamer too; otherwise they hide it, so the
+// session takes the fixed-sketch or descent path).
+func (l Lie) symbolLie() bool { return l >= LieSymbolsShort }
+
 // String names the lie.
 func (l Lie) String() string {
 	return [...]string{"extra-range", "wrong-range", "child-count", "unasked-children", "scan-outside",
 		"scan-unsorted", "scan-records", "scan-empty-more", "fetch-digest", "fetch-undecodable", "fetch-unasked",
-		"sketch-cells", "sketch-count", "hash-unasked", "hash-outside"}[l]
+		"sketch-cells", "sketch-count", "hash-unasked", "hash-outside",
+		"symbols-short", "symbols-wide-id", "symbols-count", "symbols-first"}[l]
 }
 
 // lieState is shared by the two liars of a session.
@@ -360,6 +398,52 @@ func (l sketchLiar) FetchByHash(ctx context.Context, req reconcile.FetchByHashRe
 	return es, nil
 }
 
+// symbolLiar is a sketchLiar in front of a reconcile.SymbolStreamer.
+type symbolLiar struct{ sketchLiar }
+
+func (l symbolLiar) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	st, err := l.Replica.(reconcile.SymbolStreamer).OpenSymbols(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &lyingStream{SymbolStream: st, l: l.liar, part: req.Partition}, nil
+}
+
+type lyingStream struct {
+	reconcile.SymbolStream
+	l      *liar
+	part   uint32
+	chunks int
+}
+
+func (s *lyingStream) Next(ctx context.Context) (reconcile.SymbolChunk, error) {
+	c, err := s.SymbolStream.Next(ctx)
+	if err != nil {
+		return c, err
+	}
+	s.chunks++
+	n := len(c.Symbols)
+	switch s.l.lie {
+	case LieSymbolsShort:
+		if s.l.tell(s.part, n > 1) {
+			c.Symbols = c.Symbols[:n-1]
+		}
+	case LieSymbolsWideID:
+		if s.l.tell(s.part, n > 0) {
+			c.Symbols[n-1].ID |= 1 << 60
+		}
+	case LieSymbolsCount:
+		if s.l.tell(s.part, s.chunks == 2) {
+			c.Count++
+		}
+	case LieSymbolsFirst:
+		if s.l.tell(s.part, s.chunks == 1 && n > 0) {
+			c.Symbols[0].Count++
+		}
+	}
+	return c, nil
+}
+
 func (l *liar) Apply(ctx context.Context, p uint32, es []reconcile.Entry) error {
 	l.state.mu.Lock()
 	if l.state.told && p == l.state.partition {
@@ -403,6 +487,14 @@ func RunLyingPeers(t *testing.T, newReplica NewReplica, opts Options) {
 							t.Skip("replicas are not sketchers")
 						}
 						a, b = sketchLiar{a.(*liar)}, sketchLiar{b.(*liar)}
+					}
+					if lie.symbolLie() {
+						_, sa := reps[0].(reconcile.SymbolStreamer)
+						_, sb := reps[1].(reconcile.SymbolStreamer)
+						if !sa || !sb {
+							t.Skip("replicas are not symbol streamers")
+						}
+						a, b = symbolLiar{a.(sketchLiar)}, symbolLiar{b.(sketchLiar)}
 					}
 					so := opts.Sync
 					so.Parallelism = 1
