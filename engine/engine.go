@@ -43,6 +43,9 @@ type Engine struct {
 
 	batchPool sync.Pool
 
+	// digests caches record digests for symbol streams (digestcache.go).
+	digests digestCache
+
 	// closeMu: operations hold it shared; Close takes it exclusively.
 	closeMu   sync.RWMutex
 	closeOnce sync.Once
@@ -101,6 +104,7 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	}
 	e.hook = hooks.Tee(append([]hooks.Hook{tree.Hook()}, o.Hooks...)...)
 	e.batchPool.New = func() any { return hooks.NewBatch(db.NewBatch()) }
+	e.digests.max = o.DigestCacheBytes
 	go e.background()
 	return e, nil
 }

@@ -67,6 +67,11 @@ type Options struct {
 	ObserveForeground func(time.Duration)
 	// Logger receives the engine's logs (default: discard).
 	Logger *slog.Logger
+	// DigestCacheBytes bounds the digest cache of symbol streams and
+	// FetchByHash (8 bytes a record of the partitions recently reconciled,
+	// see digestcache.go); default DefaultDigestCacheBytes, negative
+	// disables it.
+	DigestCacheBytes int
 
 	// wrapReader, for tests, wraps the reads of engine and tree.
 	wrapReader func(reader) reader
@@ -112,6 +117,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.DigestCacheBytes == 0 {
+		c.DigestCacheBytes = DefaultDigestCacheBytes
 	}
 	return &c
 }

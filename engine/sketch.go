@@ -67,12 +67,29 @@ func (e *Engine) RangeSketch(ctx context.Context, req reconcile.RangeSketchReque
 }
 
 // OpenSymbols returns the stream of coded symbols of the entries of the
-// requested ranges (reconcile.SymbolStreamer). It scans the ranges once,
-// keeping each entry's digest (8 bytes, 24 while the stream is open); the
-// symbols are then computed chunk by chunk as the stream is read.
+// requested ranges (reconcile.SymbolStreamer). It takes each entry's digest
+// (8 bytes, 24 while the stream is open) from the digest cache when the
+// ranges are a whole partition (see digestcache.go), or from a scan of the
+// ranges; the symbols are then computed chunk by chunk as the stream is
+// read.
 func (e *Engine) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
 	if err := reconcile.ValidateSymbolsRequest(req); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	if err := e.checkPartition(req.Partition); err != nil {
+		return nil, err
+	}
+	if e.digests.max > 0 && e.isWholePartition(req.Partition, req.Ranges) {
+		if err := e.enter(); err != nil {
+			return nil, err
+		}
+		defer e.exit()
+		v, err := e.partitionView(ctx, req.Partition, true)
+		if err != nil {
+			return nil, err
+		}
+		v.close()
+		return reconcile.NewPrefixStream(v.prefix, v.count, v.flat, req.Max), nil
 	}
 	var digests []uint64
 	err := e.scanRanges(ctx, req.Partition, req.Ranges, func(se merkle.ScanEntry) error {
@@ -94,6 +111,16 @@ func (e *Engine) FetchByHash(ctx context.Context, req reconcile.FetchByHashReque
 	want := make(map[uint64]struct{}, len(req.IDs))
 	for _, id := range req.IDs {
 		want[id] = struct{}{}
+	}
+	if err := e.checkPartition(req.Partition); err != nil {
+		return nil, err
+	}
+	if e.digests.max > 0 && e.isWholePartition(req.Partition, req.Ranges) {
+		if err := e.enter(); err != nil {
+			return nil, err
+		}
+		defer e.exit()
+		return e.fetchByHashCached(ctx, req.Partition, want)
 	}
 	var out []reconcile.Entry
 	err := e.scanRanges(ctx, req.Partition, req.Ranges, func(se merkle.ScanEntry) error {

@@ -316,3 +316,44 @@ func (t *Tree) MemoryBytes() int {
 	}
 	return n
 }
+
+// LeafState is one leaf of a partition as returned by Leaves.
+type LeafState struct {
+	// Range is the leaf's key range: from its start to the next leaf's
+	// start (nil End: the partition's end).
+	Range Range
+	// Fingerprint is the leaf's fingerprint; meaningful only when Clean.
+	Fingerprint Fingerprint
+	// Clean reports that Fingerprint is the fingerprint of the leaf's
+	// records in the snapshot returned with it. A leaf written to since
+	// the recompute is not clean.
+	Clean bool
+}
+
+// Leaves recomputes the dirty leaves of partition part and returns all its
+// leaves in key order, with a snapshot of the DB that agrees with the
+// fingerprints of the clean ones (both are taken under the tree's lock, and
+// a write marks its leaf dirty before it commits). The caller must close the
+// snapshot. Callers keep per-leaf derived data (the engine's digest cache)
+// and rescan only the leaves whose fingerprints changed.
+func (t *Tree) Leaves(ctx context.Context, part int) ([]LeafState, *pebble.Snapshot, error) {
+	t.mu.Lock()
+	p, whole, err := t.checkRangeLocked(part, Range{})
+	t.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := t.Recompute(ctx, part, whole.Start, whole.End, 0); err != nil {
+		return nil, nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, _, err := t.checkRangeLocked(part, Range{}); err != nil {
+		return nil, nil, err
+	}
+	out := make([]LeafState, 0, p.leaves.Len())
+	for _, l := range p.leaves.ls {
+		out = append(out, LeafState{Range: Range{Start: l.start, End: p.leafEnd(l)}, Fingerprint: l.fp, Clean: !l.dirty})
+	}
+	return out, t.rd.NewSnapshot(), nil
+}

@@ -295,3 +295,50 @@ func (d *SymbolDecoder) Result() (onlyA, onlyB []uint64) {
 	}
 	return onlyA, onlyB
 }
+
+// SymbolPrefix maintains the first symbols of a set's stream as items are
+// added and removed. Symbols are linear in the set (a count, two XORs), so
+// an item changes the prefix where it maps, about 2·ln(n/2)+1 symbols of a
+// prefix of n: a replica that keeps a partition's prefix up to date with the
+// records that changed answers a symbol stream's first n symbols without
+// encoding every record again. Not safe for concurrent use.
+type SymbolPrefix struct {
+	cells []SketchCell
+	count uint64
+}
+
+// NewSymbolPrefix returns the prefix of n symbols of the empty set.
+func NewSymbolPrefix(n int) *SymbolPrefix { return &SymbolPrefix{cells: make([]SketchCell, n)} }
+
+// Len returns the number of symbols of the prefix.
+func (p *SymbolPrefix) Len() int { return len(p.cells) }
+
+// Count returns the number of items in the set.
+func (p *SymbolPrefix) Count() uint64 { return p.count }
+
+// Add adds the item with entry digest d (as in NewSymbolEncoder).
+func (p *SymbolPrefix) Add(d uint64) {
+	p.count++
+	p.toggle(d, 1)
+}
+
+// Remove removes the item with entry digest d, which must have been added.
+func (p *SymbolPrefix) Remove(d uint64) {
+	p.count--
+	p.toggle(d, -1)
+}
+
+func (p *SymbolPrefix) toggle(d uint64, sign int8) {
+	id := SketchID(d)
+	chk := sketchCheck(id)
+	n := uint64(len(p.cells))
+	for m := newSymbolMapping(id); m.next < n; m.advance() {
+		c := &p.cells[m.next]
+		c.Count += sign
+		c.Check ^= chk
+		c.ID ^= id
+	}
+}
+
+// Symbols returns a copy of the prefix.
+func (p *SymbolPrefix) Symbols() []SketchCell { return append([]SketchCell(nil), p.cells...) }

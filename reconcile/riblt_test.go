@@ -144,3 +144,51 @@ func BenchmarkSymbolEncode(b *testing.B) {
 		}
 	}
 }
+
+// TestSymbolPrefix checks that a prefix kept up to date through adds and
+// removes equals the encoder's symbols of the final set, and that a
+// PrefixStream serves the same chunks as an EncoderStream for prefixes that
+// end inside, at the edge of, and beyond its chunks.
+func TestSymbolPrefix(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed=%d", seed)
+	rng := rand.New(rand.NewPCG(seed, 3))
+	for trial := range 40 {
+		n := []int{0, 1, 7, 8, 128, 300, 1024}[trial%7]
+		p := NewSymbolPrefix(n)
+		var set []uint64
+		for range rng.IntN(500) {
+			if len(set) > 0 && rng.IntN(3) == 0 {
+				i := rng.IntN(len(set))
+				p.Remove(set[i])
+				set = slices.Delete(set, i, i+1)
+				continue
+			}
+			d := rng.Uint64()
+			p.Add(d)
+			set = append(set, d)
+		}
+		if p.Count() != uint64(len(set)) || p.Len() != n {
+			t.Fatalf("trial %d: count %d len %d, want %d %d", trial, p.Count(), p.Len(), len(set), n)
+		}
+		if got, want := p.Symbols(), NewSymbolEncoder(slices.Clone(set)).Next(n); !slices.Equal(got, want) {
+			t.Fatalf("trial %d: prefix of %d symbols differs from the encoder's", trial, n)
+		}
+		max := 1 + rng.IntN(2000)
+		ps := NewPrefixStream(p.Symbols(), p.Count(), func() []uint64 { return slices.Clone(set) }, max)
+		es := NewEncoderStream(slices.Clone(set), max)
+		for {
+			a, errA := ps.Next(t.Context())
+			b, errB := es.Next(t.Context())
+			if errA != errB {
+				t.Fatalf("trial %d: errors %v and %v", trial, errA, errB)
+			}
+			if errA != nil {
+				break
+			}
+			if a.Count != b.Count || !slices.Equal(a.Symbols, b.Symbols) {
+				t.Fatalf("trial %d (prefix %d): prefix stream chunk differs from the encoder's", trial, n)
+			}
+		}
+	}
+}

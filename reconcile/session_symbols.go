@@ -306,3 +306,48 @@ func streamRound(ctx context.Context, s *Session, replicas [2]Replica, reqs []Re
 		}
 	}
 }
+
+// PrefixStream is a SymbolStream that serves its first symbols from a
+// precomputed prefix (SymbolPrefix.Symbols) and encodes the rest from the
+// set's digests, which it asks for only if the stream goes past the prefix.
+type PrefixStream struct {
+	prefix  []SketchCell
+	count   uint64
+	digests func() []uint64
+	max     int
+	sent    int
+	enc     *SymbolEncoder
+}
+
+// NewPrefixStream returns a stream of at most max symbols of a set of count
+// items whose first symbols are prefix; digests returns the set's digests
+// (the caller's to keep: the stream modifies it) when the stream needs them.
+func NewPrefixStream(prefix []SketchCell, count uint64, digests func() []uint64, max int) *PrefixStream {
+	return &PrefixStream{prefix: prefix, count: count, digests: digests, max: max}
+}
+
+// Next implements SymbolStream.
+func (s *PrefixStream) Next(ctx context.Context) (SymbolChunk, error) {
+	if err := ctx.Err(); err != nil {
+		return SymbolChunk{}, err
+	}
+	if s.sent >= s.max {
+		return SymbolChunk{}, io.EOF
+	}
+	n := min(SymbolChunkSize(s.sent), s.max-s.sent)
+	var out []SketchCell
+	if s.sent+n <= len(s.prefix) {
+		out = s.prefix[s.sent : s.sent+n : s.sent+n]
+	} else {
+		if s.enc == nil {
+			s.enc = NewSymbolEncoder(s.digests())
+			s.enc.Next(s.sent) // skip what the prefix served
+		}
+		out = s.enc.Next(n)
+	}
+	s.sent += n
+	return SymbolChunk{Count: s.count, Symbols: out}, nil
+}
+
+// Close implements SymbolStream.
+func (s *PrefixStream) Close() {}

@@ -132,6 +132,7 @@ session on it, and prints both next to the information-theoretic floor.`,
 	c.Flags().IntVar(&cfg.Diffs, "diffs", 100, "K: differing keys")
 	c.Flags().StringVar(&cfg.Transport, "transport", "inproc", "how the session reaches replica B: inproc, grpc or plugin")
 	c.Flags().BoolVar(&cfg.NoSketch, "no-sketch", false, "use tree descent instead of set-reconciliation sketches")
+	c.Flags().BoolVar(&cfg.Warm, "warm", false, "fill the digest caches before the divergent writes (a repair loop's steady state)")
 	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the session (not the setup) to this file")
 	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "seed of the data")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")

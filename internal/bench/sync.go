@@ -31,6 +31,11 @@ type SyncConfig struct {
 	Seed       uint64
 	// NoSketch runs the tree-descent session instead of sketches.
 	NoSketch bool
+	// Warm fills the engines' digest caches (as a previous session would
+	// have) before the divergent writes, so the session rescans only the
+	// leaves they changed: a repair loop's steady state. Without it the
+	// session starts with cold caches and scans both partitions once.
+	Warm bool
 	// CPUProfile, if set, is a file to write a CPU profile of the session
 	// (not of the setup or the naive baseline) to.
 	CPUProfile string
@@ -44,6 +49,7 @@ type SyncResult struct {
 	Diffs     int    `json:"diffs"`
 	Transport string `json:"transport"`
 	Sketch    bool   `json:"sketch"`
+	Warm      bool   `json:"warm"`
 
 	Rounds               int     `json:"rounds"`
 	BytesTotal           uint64  `json:"bytes_total"`
@@ -114,7 +120,7 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 	if err := cfg.defaults(); err != nil {
 		return SyncResult{}, err
 	}
-	res := SyncResult{Keys: cfg.Keys, Diffs: cfg.Diffs, Transport: cfg.Transport}
+	res := SyncResult{Keys: cfg.Keys, Diffs: cfg.Diffs, Transport: cfg.Transport, Warm: cfg.Warm}
 
 	run := func(name string, naive bool) (reconcile.Stats, float64, bool, [2]*engine.Engine, func(), error) {
 		dir, cleanup, err := scratchDir(cfg.Dir, name)
@@ -313,6 +319,17 @@ func buildDivergence(ctx context.Context, dir string, cfg SyncConfig) ([2]*engin
 			break
 		}
 		kr.Start = page.Next
+	}
+	if cfg.Warm {
+		// The steady state of a repair loop: the last session filled the
+		// engines' digest caches, then the divergent writes came.
+		for _, e := range reps {
+			st, err := e.OpenSymbols(ctx, reconcile.SymbolsRequest{Partition: 0, Ranges: []reconcile.KeyRange{{}}, Max: 1})
+			if err != nil {
+				return reps, err
+			}
+			st.Close()
+		}
 	}
 	if err := write(b, func(i int) (bool, bool) { return kindOf(i) == kindMissingOnA, false }); err != nil {
 		return reps, err

@@ -1,0 +1,366 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/pebble-ae/pebble-ae/internal/keyspace"
+	"github.com/pebble-ae/pebble-ae/merkle"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+// The digest cache: the short digests of the records of recently reconciled
+// partitions, kept per tree leaf and keyed by the leaf's fingerprint.
+//
+// A symbol stream (OpenSymbols) encodes every record of a partition, and
+// FetchByHash looks records up by sketch ID: without the cache both scan the
+// whole partition and BLAKE3 every record, so a session's time grows with
+// the partition's size even when little differs. With it, a session rescans
+// only the leaves whose fingerprints changed since the cache last saw them
+// (the tree knows which), OpenSymbols costs a walk over 8 bytes a record in
+// memory, and FetchByHash reads only the leaves that hold a requested ID.
+// The first session of a partition fills the cache; a repair loop's later
+// sessions find it warm.
+//
+// Correctness does not depend on the cache: a leaf's cached digests are used
+// only while the tree reports the leaf clean with the fingerprint (a 256-bit
+// sum and a count) of the records they were computed from.
+
+// DefaultDigestCacheBytes is the default of Options.DigestCacheBytes.
+const DefaultDigestCacheBytes = 64 << 20
+
+type digestCache struct {
+	mu    sync.Mutex
+	max   int // bytes; <= 0 disables the cache
+	bytes int
+	tick  uint64
+	parts map[uint32]*cachedPart
+}
+
+type cachedPart struct {
+	// leaves are the cached leaves in key order (a merge with the tree's
+	// leaves, which are in key order too, finds each one).
+	leaves []*cachedLeaf
+	// prefix is the first symbols of the stream of every cached digest,
+	// kept up to date leaf by leaf (reconcile.SymbolPrefix).
+	prefix *reconcile.SymbolPrefix
+	bytes  int
+	used   uint64
+}
+
+type cachedLeaf struct {
+	start   []byte
+	fp      merkle.Fingerprint
+	digests []uint64 // never modified once cached
+}
+
+const (
+	cachedLeafOverhead = 120 // map entry, key, struct, slice header
+	symbolCellBytes    = 16  // a reconcile.SketchCell in memory
+	// The symbol prefix of a partition of n records has
+	// clamp(nextPow2(n/8), minPrefixSymbols, maxPrefixSymbols) symbols:
+	// enough for streams that decode up to ~6% of the records, or ~3000
+	// differences, without encoding every record (beyond it, the
+	// stream encodes from the digests).
+	minPrefixSymbols = 256
+	maxPrefixSymbols = 4096
+)
+
+func prefixLen(n uint64) int {
+	l := minPrefixSymbols
+	for l < maxPrefixSymbols && uint64(l) < n/8 {
+		l *= 2
+	}
+	return l
+}
+
+// partView is one partition's leaves with their digests, the symbol prefix
+// of those digests, and the snapshot they agree with.
+type partView struct {
+	leaves  []merkle.LeafState
+	digests [][]uint64
+	prefix  []reconcile.SketchCell
+	count   uint64
+	snap    *pebble.Snapshot
+}
+
+func (v *partView) close() { v.snap.Close() }
+
+// flat returns all the view's digests in one new slice.
+func (v *partView) flat() []uint64 {
+	out := make([]uint64, 0, v.count)
+	for _, ds := range v.digests {
+		out = append(out, ds...)
+	}
+	return out
+}
+
+// partitionView returns the leaves of partition part with their digests,
+// from the cache where the tree says a leaf is unchanged, from a scan of the
+// snapshot otherwise (and then caches them), and, when withPrefix, the
+// symbol prefix of the partition. With the cache disabled it scans
+// everything.
+func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool) (*partView, error) {
+	leaves, snap, err := e.tree.Leaves(ctx, int(part))
+	if err != nil {
+		return nil, wrapTreeErr(err)
+	}
+	v := &partView{leaves: leaves, digests: make([][]uint64, len(leaves)), snap: snap}
+	c := &e.digests
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick++
+	cp := c.parts[part]
+	if cp == nil || c.max <= 0 {
+		cp = &cachedPart{}
+	}
+	cp.used = c.tick
+	before := cp.bytes
+	var sc leafScanner
+	defer sc.close()
+	var added, removed [][]uint64
+	next := make([]*cachedLeaf, len(leaves))
+	j := 0 // the first cached leaf not before leaves[i]
+	for i, l := range leaves {
+		var cl *cachedLeaf
+		for ; j < len(cp.leaves); j++ {
+			c := bytes.Compare(cp.leaves[j].start, l.Range.Start)
+			if c > 0 {
+				break
+			}
+			if c == 0 {
+				cl = cp.leaves[j]
+				j++
+				break
+			}
+			// A leaf gone (merged or moved): drop it.
+			removed = append(removed, cp.leaves[j].digests)
+			cp.bytes -= cachedLeafOverhead + 8*len(cp.leaves[j].digests)
+		}
+		if cl == nil || !l.Clean || cl.fp != l.Fingerprint {
+			// Scan the leaf. Its digests are kept under the fingerprint
+			// of what was scanned (the tree's, for a clean leaf; for a
+			// leaf written to since the recompute, the one the tree will
+			// report if nothing else changes).
+			ds, fp, err := sc.scan(ctx, snap, l.Range)
+			if err != nil {
+				snap.Close()
+				// Keep the cache consistent: forget the partition.
+				if c.parts[part] == cp {
+					c.bytes -= before
+					delete(c.parts, part)
+				}
+				return nil, err
+			}
+			if cl != nil {
+				removed = append(removed, cl.digests)
+				cp.bytes -= cachedLeafOverhead + 8*len(cl.digests)
+			}
+			cl = &cachedLeaf{start: bytes.Clone(l.Range.Start), fp: fp, digests: ds}
+			added = append(added, ds)
+			cp.bytes += cachedLeafOverhead + 8*len(ds)
+		}
+		next[i] = cl
+		v.digests[i] = cl.digests
+		v.count += uint64(len(cl.digests))
+	}
+	for ; j < len(cp.leaves); j++ {
+		removed = append(removed, cp.leaves[j].digests)
+		cp.bytes -= cachedLeafOverhead + 8*len(cp.leaves[j].digests)
+	}
+	cp.leaves = next
+	if withPrefix || cp.prefix != nil {
+		if cp.prefix != nil && cp.prefix.Count()+uint64(count(added)) != v.count+uint64(count(removed)) {
+			// Cannot happen (the prefix holds every cached digest);
+			// rebuild it rather than serve a wrong one.
+			e.opts.Logger.Error("digest cache: symbol prefix out of step, rebuilding it", "partition", part)
+			cp.bytes -= symbolCellBytes * cp.prefix.Len()
+			cp.prefix = nil
+		}
+		if cp.prefix == nil || cp.prefix.Len() < prefixLen(v.count) {
+			if cp.prefix != nil {
+				cp.bytes -= symbolCellBytes * cp.prefix.Len()
+			}
+			cp.prefix = reconcile.NewSymbolPrefix(prefixLen(v.count))
+			cp.bytes += symbolCellBytes * cp.prefix.Len()
+			removed, added = nil, v.digests
+		}
+		for _, ds := range removed {
+			for _, d := range ds {
+				cp.prefix.Remove(d)
+			}
+		}
+		for _, ds := range added {
+			for _, d := range ds {
+				cp.prefix.Add(d)
+			}
+		}
+		v.prefix = cp.prefix.Symbols()
+	}
+	if c.max > 0 {
+		if c.parts == nil {
+			c.parts = map[uint32]*cachedPart{}
+		}
+		c.parts[part] = cp
+		c.bytes += cp.bytes - before
+		c.evictLocked(part)
+	}
+	return v, nil
+}
+
+func count(dss [][]uint64) int {
+	n := 0
+	for _, ds := range dss {
+		n += len(ds)
+	}
+	return n
+}
+
+// evictLocked drops least recently used partitions (never keep) until the
+// cache fits its budget.
+func (c *digestCache) evictLocked(keep uint32) {
+	for c.bytes > c.max {
+		var victim uint32
+		var found bool
+		var oldest uint64
+		for id, p := range c.parts {
+			if id != keep && (!found || p.used < oldest) {
+				victim, oldest, found = id, p.used, true
+			}
+		}
+		if !found {
+			if c.bytes > c.max {
+				// One partition alone exceeds the budget: do not
+				// keep it.
+				c.bytes -= c.parts[keep].bytes
+				delete(c.parts, keep)
+			}
+			return
+		}
+		c.bytes -= c.parts[victim].bytes
+		delete(c.parts, victim)
+	}
+}
+
+// leafScanner scans leaves in key order with one iterator, seeking only
+// over the leaves it skips.
+type leafScanner struct {
+	it      *pebble.Iterator
+	valid   bool
+	scratch []byte
+}
+
+func (s *leafScanner) close() {
+	if s.it != nil {
+		s.it.Close()
+	}
+}
+
+// scan returns the short digests of the records of r (which follows every
+// range scanned before) in snap, in key order, and their fingerprint.
+func (s *leafScanner) scan(ctx context.Context, snap *pebble.Snapshot, r merkle.Range) ([]uint64, merkle.Fingerprint, error) {
+	var fp merkle.Fingerprint
+	if s.it == nil {
+		it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
+		if err != nil {
+			return nil, fp, err
+		}
+		s.it = it
+		s.valid = it.SeekGE(r.Start)
+	} else if s.valid && bytes.Compare(s.it.Key(), r.Start) < 0 {
+		s.valid = s.it.SeekGE(r.Start)
+	}
+	var ds []uint64
+	var d merkle.Digest
+	for ; s.valid; s.valid = s.it.Next() {
+		k := s.it.Key()
+		if r.End != nil && bytes.Compare(k, r.End) >= 0 {
+			break
+		}
+		v, err := s.it.ValueAndErr()
+		if err != nil {
+			return nil, fp, err
+		}
+		d, s.scratch = merkle.LeafDigest(s.scratch, k, v)
+		fp.Sum = fp.Sum.Add(d)
+		fp.Count++
+		ds = append(ds, d.Short())
+	}
+	return ds, fp, s.it.Error()
+}
+
+// isWholePartition reports whether ranges is exactly partition part's range.
+func (e *Engine) isWholePartition(part uint32, ranges []reconcile.KeyRange) bool {
+	if len(ranges) != 1 {
+		return false
+	}
+	for _, p := range e.tree.Partitions() {
+		if p.ID == int(part) {
+			return bytes.Equal(p.Start, ranges[0].Start) && bytes.Equal(p.End, nilIfEmpty(ranges[0].End))
+		}
+	}
+	return false
+}
+
+// fetchByHashCached answers FetchByHash over a whole partition from the
+// cache: only the leaves holding a requested ID are read.
+func (e *Engine) fetchByHashCached(ctx context.Context, part uint32, want map[uint64]struct{}) ([]reconcile.Entry, error) {
+	v, err := e.partitionView(ctx, part, false)
+	if err != nil {
+		return nil, err
+	}
+	defer v.close()
+	// A 64 Ki-bit filter of the wanted IDs' low bits: the walk over every
+	// cached digest then costs a bit test, the map lookup only on a hit.
+	var filter [1 << 10]uint64
+	for id := range want {
+		filter[id>>6&(1<<10-1)] |= 1 << (id & 63)
+	}
+	var out []reconcile.Entry
+	for i, ds := range v.digests {
+		hit := false
+		for _, d := range ds {
+			id := reconcile.SketchID(d)
+			if filter[id>>6&(1<<10-1)]&(1<<(id&63)) == 0 {
+				continue
+			}
+			if _, ok := want[id]; ok {
+				hit = true
+				break
+			}
+		}
+		if !hit {
+			continue
+		}
+		r := v.leaves[i].Range
+		upper := r.End
+		if upper == nil {
+			upper = keyspace.InternalPrefix
+		}
+		it, err := v.snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: nilIfEmpty(r.Start), UpperBound: upper})
+		if err != nil {
+			return nil, err
+		}
+		var scratch []byte
+		var d merkle.Digest
+		for valid := it.First(); valid; valid = it.Next() {
+			val, err := it.ValueAndErr()
+			if err != nil {
+				it.Close()
+				return nil, err
+			}
+			d, scratch = merkle.LeafDigest(scratch, it.Key(), val)
+			if _, ok := want[reconcile.SketchID(d.Short())]; ok {
+				out = append(out, reconcile.Entry{Key: append([]byte(nil), it.Key()...), Record: append([]byte(nil), val...)})
+			}
+		}
+		err = it.Error()
+		it.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
