@@ -120,6 +120,10 @@ session on it, and prints both next to the information-theoretic floor.`,
 			fmt.Printf("N=%d keys, K=%d differences, transport %s, sketch %t\n", res.Keys, res.Diffs, res.Transport, res.Sketch)
 			fmt.Printf("  session: %d rounds, %s (metadata %s, records %s), %d keys transferred, converged %t, %.3fs\n",
 				res.Rounds, human(res.BytesTotal), human(res.BytesMetadata), human(res.BytesRecords), res.KeysTransferred, res.Converged, res.Seconds)
+			if res.Diffs > 0 {
+				fmt.Printf("  metadata per difference: %.1f B both replicas, %.1f B with B alone (the wire when the session runs at A)\n",
+					res.MetadataBytesPerDiff, res.MetadataBytesPerDiffRemote)
+			}
 			fmt.Printf("  naive:   %d rounds, %s, %.3fs\n", res.NaiveRounds, human(res.NaiveBytesTotal), res.NaiveSeconds)
 			fmt.Printf("  floor:   %s (records sent once), metadata floor %.0f B\n", human(res.FloorBytes), res.FloorBytesMetadata)
 			if res.WirePayloadBytes > 0 {

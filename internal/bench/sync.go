@@ -51,10 +51,15 @@ type SyncResult struct {
 	Sketch    bool   `json:"sketch"`
 	Warm      bool   `json:"warm"`
 
-	Rounds               int     `json:"rounds"`
-	BytesTotal           uint64  `json:"bytes_total"`
-	BytesRemoteSide      uint64  `json:"bytes_remote_side"`
-	BytesMetadata        uint64  `json:"bytes_metadata"`
+	Rounds          int    `json:"rounds"`
+	BytesTotal      uint64 `json:"bytes_total"`
+	BytesRemoteSide uint64 `json:"bytes_remote_side"`
+	BytesMetadata   uint64 `json:"bytes_metadata"`
+	// BytesMetadataRemote and MetadataBytesPerDiffRemote are the metadata
+	// exchanged with replica B alone: what crosses the network when the
+	// session runs at replica A (a node's repair loop with its own engine
+	// in-process), as in `pebble-ae serve`.
+	BytesMetadataRemote  uint64  `json:"bytes_metadata_remote"`
 	BytesRecords         uint64  `json:"bytes_records"`
 	BytesFingerprints    uint64  `json:"bytes_fingerprints"`
 	BytesSketches        uint64  `json:"bytes_sketches"`
@@ -65,6 +70,8 @@ type SyncResult struct {
 	Seconds              float64 `json:"seconds"`
 	MetadataBytesPerDiff float64 `json:"metadata_bytes_per_diff"`
 	TransferredPerDiff   float64 `json:"transferred_per_diff"`
+	// MetadataBytesPerDiffRemote: see BytesMetadataRemote.
+	MetadataBytesPerDiffRemote float64 `json:"metadata_bytes_per_diff_remote"`
 
 	NaiveRounds     int     `json:"naive_rounds"`
 	NaiveBytesTotal uint64  `json:"naive_bytes_total"`
@@ -203,6 +210,8 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 	res.BytesTotal = b.Total()
 	res.BytesRemoteSide = st.B.Total().Total()
 	res.BytesMetadata = st.BytesMetadata()
+	rb := st.B.Total()
+	res.BytesMetadataRemote = rb.Total() - rb.Records
 	res.BytesRecords = b.Records
 	res.BytesFingerprints = b.Fingerprints
 	res.BytesSketches = b.Sketches
@@ -214,6 +223,7 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 	if cfg.Diffs > 0 {
 		res.MetadataBytesPerDiff = float64(res.BytesMetadata) / float64(cfg.Diffs)
 		res.TransferredPerDiff = float64(res.KeysTransferred) / float64(cfg.Diffs)
+		res.MetadataBytesPerDiffRemote = float64(res.BytesMetadataRemote) / float64(cfg.Diffs)
 	}
 	res.FloorBytesMetadata = log2Binomial(cfg.Keys+cfg.Diffs, cfg.Diffs) / 8
 
