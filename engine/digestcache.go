@@ -31,6 +31,10 @@ import (
 // DefaultDigestCacheBytes is the default of Options.DigestCacheBytes.
 const DefaultDigestCacheBytes = 64 << 20
 
+// digestCache's mu guards the partition map, the byte accounting and the
+// LRU ticks; each partition's own mu its leaves and prefix, so sessions of
+// different partitions scan in parallel and sessions of one partition take
+// turns.
 type digestCache struct {
 	mu    sync.Mutex
 	max   int // bytes; <= 0 disables the cache
@@ -40,6 +44,11 @@ type digestCache struct {
 }
 
 type cachedPart struct {
+	mu sync.Mutex
+	// used and accounted (the bytes counted in digestCache.bytes) are
+	// guarded by digestCache.mu; the rest by mu.
+	used      uint64
+	accounted int
 	// leaves are the cached leaves in key order (a merge with the tree's
 	// leaves, which are in key order too, finds each one).
 	leaves []*cachedLeaf
@@ -47,7 +56,6 @@ type cachedPart struct {
 	// kept up to date leaf by leaf (reconcile.SymbolPrefix).
 	prefix *reconcile.SymbolPrefix
 	bytes  int
-	used   uint64
 }
 
 type cachedLeaf struct {
@@ -110,14 +118,19 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 	v := &partView{leaves: leaves, digests: make([][]uint64, len(leaves)), snap: snap}
 	c := &e.digests
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.tick++
 	cp := c.parts[part]
 	if cp == nil || c.max <= 0 {
 		cp = &cachedPart{}
+		if c.max > 0 {
+			if c.parts == nil {
+				c.parts = map[uint32]*cachedPart{}
+			}
+			c.parts[part] = cp
+		}
 	}
-	cp.used = c.tick
-	before := cp.bytes
+	c.mu.Unlock()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
 	var sc leafScanner
 	defer sc.close()
 	var added, removed [][]uint64
@@ -148,10 +161,13 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 			if err != nil {
 				snap.Close()
 				// Keep the cache consistent: forget the partition.
+				cp.leaves, cp.prefix, cp.bytes = nil, nil, 0
+				c.mu.Lock()
 				if c.parts[part] == cp {
-					c.bytes -= before
+					c.bytes -= cp.accounted
 					delete(c.parts, part)
 				}
+				c.mu.Unlock()
 				return nil, err
 			}
 			if cl != nil {
@@ -200,12 +216,21 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 		v.prefix = cp.prefix.Symbols()
 	}
 	if c.max > 0 {
-		if c.parts == nil {
-			c.parts = map[uint32]*cachedPart{}
+		c.mu.Lock()
+		c.tick++
+		cp.used = c.tick
+		if old := c.parts[part]; old != cp {
+			// Evicted (or replaced) while we worked: put it back.
+			if old != nil {
+				c.bytes -= old.accounted
+			}
+			c.parts[part] = cp
+			cp.accounted = 0
 		}
-		c.parts[part] = cp
-		c.bytes += cp.bytes - before
+		c.bytes += cp.bytes - cp.accounted
+		cp.accounted = cp.bytes
 		c.evictLocked(part)
+		c.mu.Unlock()
 	}
 	return v, nil
 }
@@ -234,12 +259,12 @@ func (c *digestCache) evictLocked(keep uint32) {
 			if c.bytes > c.max {
 				// One partition alone exceeds the budget: do not
 				// keep it.
-				c.bytes -= c.parts[keep].bytes
+				c.bytes -= c.parts[keep].accounted
 				delete(c.parts, keep)
 			}
 			return
 		}
-		c.bytes -= c.parts[victim].bytes
+		c.bytes -= c.parts[victim].accounted
 		delete(c.parts, victim)
 	}
 }
@@ -268,7 +293,11 @@ func (s *leafScanner) scan(ctx context.Context, snap *pebble.Snapshot, r merkle.
 			return nil, fp, err
 		}
 		s.it = it
-		s.valid = it.SeekGE(r.Start)
+		if len(r.Start) == 0 {
+			s.valid = it.First() // Pebble's invariants builds refuse SeekGE(nil)
+		} else {
+			s.valid = it.SeekGE(r.Start)
+		}
 	} else if s.valid && bytes.Compare(s.it.Key(), r.Start) < 0 {
 		s.valid = s.it.SeekGE(r.Start)
 	}
