@@ -168,6 +168,11 @@ type SessionConfig struct {
 	ListThreshold uint64
 	// ScanLimit is the page size of range scans; default 1024.
 	ScanLimit int
+	// HashRangesLimit is the maximum number of ranges of one RangeHash
+	// request; default 4096 (the engine's and the gRPC server's limit).
+	// A descent with more differing ranges hashes them over several
+	// rounds.
+	HashRangesLimit int
 	// Naive makes the session the O(N) baseline (see NewNaiveSession):
 	// no fingerprints, a full (key, digest) listing of the partition on
 	// both sides.
@@ -369,6 +374,9 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	if cfg.ScanLimit == 0 {
 		cfg.ScanLimit = 1024
+	}
+	if cfg.HashRangesLimit <= 0 {
+		cfg.HashRangesLimit = 4096
 	}
 	if cfg.ApplyLimit <= 0 {
 		cfg.ApplyLimit = 10000
@@ -597,12 +605,13 @@ func (s *Session) descendRound() []Request {
 	var reqs []Request
 	s.round = roundResults{lists: map[uint64]*listItem{}}
 	if len(s.toHash) > 0 {
-		ranges := make([]KeyRange, len(s.toHash))
-		for i, h := range s.toHash {
+		batch := s.toHash[:min(len(s.toHash), s.cfg.HashRangesLimit)]
+		ranges := make([]KeyRange, len(batch))
+		for i, h := range batch {
 			ranges[i] = h.r
 		}
-		reqs = append(reqs, s.hashRound(ranges, s.fanout, s.depthFor(s.toHash))...)
-		s.toHash = nil
+		reqs = append(reqs, s.hashRound(ranges, s.fanout, s.depthFor(batch))...)
+		s.toHash = s.toHash[len(batch):]
 	}
 	for _, li := range s.toList {
 		for side := range 2 {

@@ -124,3 +124,52 @@ func describe(req reconcile.Request) string {
 	}
 	return req.Kind.String()
 }
+
+// TestSessionHashRangesLimit checks that a descent with more differing
+// ranges than HashRangesLimit hashes them over several rounds, never asking
+// a replica for more ranges than it accepts, and still converges.
+func TestSessionHashRangesLimit(t *testing.T) {
+	ctx := context.Background()
+	var reps [2]*memreplica.Replica
+	for i, id := range []reconcile.ReplicaID{"a", "b"} {
+		reps[i], _ = memreplica.New(memreplica.Options{ID: id, LeafSize: 2})
+	}
+	for i := range 400 {
+		rec := reconcile.NewLWW("a", reconcile.Timestamp{WallTime: int64(i + 1)}, []byte("v"), false)
+		key := fmt.Appendf(nil, "k%04d", i)
+		reps[0].Set(key, rec)
+		if i%7 != 0 {
+			reps[1].Set(key, rec)
+		}
+	}
+	ia, _ := reps[0].Info(ctx)
+	ib, _ := reps[1].Info(ctx)
+	const limit = 3
+	s, err := reconcile.NewSession(reconcile.SessionConfig{Strict: true, InfoA: &ia, InfoB: &ib, Fanout: 4, MaxDepth: 1, HashRangesLimit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	most := 0
+	for step := s.Next(); !step.Done; step = s.Next() {
+		var resps []reconcile.Response
+		for _, req := range step.Requests {
+			if req.Kind == reconcile.RequestRangeHash {
+				if n := len(req.RangeHash.Ranges); n > limit {
+					t.Fatalf("RangeHash of %d ranges > limit %d", n, limit)
+				} else {
+					most = max(most, n)
+				}
+			}
+			resps = append(resps, reconcile.Call(ctx, [2]reconcile.Replica{reps[0], reps[1]}[req.Side], req))
+		}
+		s.Deliver(resps...)
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if !st.Converged || st.B.KeysRepaired != 58 || most != limit {
+		t.Fatalf("converged %t, repaired %d on B (want 58), largest RangeHash %d ranges (want %d)", st.Converged, st.B.KeysRepaired, most, limit)
+	}
+	t.Logf("%d rounds", st.Rounds)
+}

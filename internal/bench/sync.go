@@ -59,12 +59,15 @@ type SyncResult struct {
 	// exchanged with replica B alone: what crosses the network when the
 	// session runs at replica A (a node's repair loop with its own engine
 	// in-process), as in `pebble-ae serve`.
-	BytesMetadataRemote  uint64  `json:"bytes_metadata_remote"`
-	BytesRecords         uint64  `json:"bytes_records"`
-	BytesFingerprints    uint64  `json:"bytes_fingerprints"`
-	BytesSketches        uint64  `json:"bytes_sketches"`
-	BytesKeyLists        uint64  `json:"bytes_key_lists"`
-	KeysTransferred      uint64  `json:"keys_transferred"`
+	BytesMetadataRemote uint64 `json:"bytes_metadata_remote"`
+	BytesRecords        uint64 `json:"bytes_records"`
+	BytesFingerprints   uint64 `json:"bytes_fingerprints"`
+	BytesSketches       uint64 `json:"bytes_sketches"`
+	BytesKeyLists       uint64 `json:"bytes_key_lists"`
+	KeysTransferred     uint64 `json:"keys_transferred"`
+	// SketchFallbacks counts symbol streams or sketches that did not
+	// decode, so the session fell back to descending the trees.
+	SketchFallbacks      int     `json:"sketch_fallbacks"`
 	KeysRepaired         uint64  `json:"keys_repaired"`
 	Converged            bool    `json:"converged"`
 	Seconds              float64 `json:"seconds"`
@@ -217,6 +220,7 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 	res.BytesSketches = b.Sketches
 	res.BytesKeyLists = b.KeyLists
 	res.KeysTransferred = st.KeysTransferred
+	res.SketchFallbacks = st.SketchFallbacks
 	res.KeysRepaired = st.KeysRepaired()
 	res.Converged = conv && st.Converged
 	res.Seconds = secs
