@@ -258,6 +258,16 @@ func (s *leafScanner) close() {
 	}
 }
 
+// seekGE positions it at its first key at or after start. An empty start
+// is First: pebble's invariants builds (on under -race) read start[0] of a
+// non-nil empty seek key and panic.
+func seekGE(it *pebble.Iterator, start []byte) bool {
+	if len(start) == 0 {
+		return it.First()
+	}
+	return it.SeekGE(start)
+}
+
 // scan returns the short digests of the records of r (which follows every
 // range scanned before) in snap, in key order, and their fingerprint.
 func (s *leafScanner) scan(ctx context.Context, snap *pebble.Snapshot, r merkle.Range) ([]uint64, merkle.Fingerprint, error) {
@@ -268,9 +278,9 @@ func (s *leafScanner) scan(ctx context.Context, snap *pebble.Snapshot, r merkle.
 			return nil, fp, err
 		}
 		s.it = it
-		s.valid = it.SeekGE(r.Start)
+		s.valid = seekGE(it, r.Start)
 	} else if s.valid && bytes.Compare(s.it.Key(), r.Start) < 0 {
-		s.valid = s.it.SeekGE(r.Start)
+		s.valid = seekGE(s.it, r.Start)
 	}
 	var ds []uint64
 	var d merkle.Digest
