@@ -89,6 +89,7 @@ var (
 	_ reconcile.Replica        = (*Client)(nil)
 	_ reconcile.Sketcher       = (*Client)(nil)
 	_ reconcile.ApplyConfirmer = (*Client)(nil)
+	_ reconcile.SymbolStreamer = (*Client)(nil)
 )
 
 func newClient(opts *ClientOptions, counter *wireCounter) *Client {
@@ -293,36 +294,42 @@ func (c *Client) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([]
 	return es, nil
 }
 
-// Apply implements reconcile.Replica. More than engine.MaxKeysPerRequest
-// entries go in several requests (each atomic on its own). Requests of at
-// least ClientOptions.CompressAbove bytes are gzip-compressed.
+// Apply implements reconcile.Replica. Up to engine.MaxKeysPerRequest
+// entries travel in one Apply call (atomic); more in one ApplyStream call,
+// in messages of at most engine.MaxKeysPerRequest entries, each atomic on
+// its own (a failure leaves the messages before it applied). Requests of
+// at least ClientOptions.CompressAbove bytes (for a stream: its first
+// message) are gzip-compressed.
 func (c *Client) Apply(ctx context.Context, partition uint32, entries []reconcile.Entry) error {
 	_, err := c.apply(ctx, partition, entries, nil)
 	return err
 }
 
 // ApplyAndHash applies entries, then returns the fingerprints of ranges,
-// in one round trip (reconcile.ApplyConfirmer).
+// in one round trip whatever the number of entries (see Apply;
+// reconcile.ApplyConfirmer).
 func (c *Client) ApplyAndHash(ctx context.Context, partition uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
 	return c.apply(ctx, partition, entries, ranges)
 }
 
 func (c *Client) apply(ctx context.Context, partition uint32, entries []reconcile.Entry, confirm []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
-	for len(entries) > engine.MaxKeysPerRequest {
-		if _, err := c.applyOnce(ctx, partition, entries[:engine.MaxKeysPerRequest], nil); err != nil {
-			return nil, err
-		}
-		entries = entries[engine.MaxKeysPerRequest:]
+	if len(entries) > engine.MaxKeysPerRequest {
+		return c.applyStream(ctx, partition, entries, confirm)
 	}
 	return c.applyOnce(ctx, partition, entries, confirm)
 }
 
+// compressIf returns the call options that compress a request of m's size.
+func (c *Client) compressIf(m proto.Message) []grpc.CallOption {
+	if c.opts.CompressAbove >= 0 && proto.Size(m) >= c.opts.CompressAbove {
+		return []grpc.CallOption{grpc.UseCompressor(gzip.Name)}
+	}
+	return nil
+}
+
 func (c *Client) applyOnce(ctx context.Context, partition uint32, entries []reconcile.Entry, confirm []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
 	req := &pb.ApplyRequest{Partition: partition, Entries: toPBEntries(entries), Confirm: toPBRanges(confirm)}
-	var callOpts []grpc.CallOption
-	if c.opts.CompressAbove >= 0 && proto.Size(req) >= c.opts.CompressAbove {
-		callOpts = append(callOpts, grpc.UseCompressor(gzip.Name))
-	}
+	callOpts := c.compressIf(req)
 	rpc, ctx, cancel, err := c.rpc(ctx)
 	defer cancel()
 	if err != nil {
@@ -332,8 +339,53 @@ func (c *Client) applyOnce(ctx context.Context, partition uint32, entries []reco
 	if err != nil {
 		return nil, fromStatus("Apply", err)
 	}
+	return fromPBApplyResponse("Apply", resp, confirm)
+}
+
+// applyStream sends entries in one ApplyStream call, engine.MaxKeysPerRequest
+// entries a message, confirm on the last.
+func (c *Client) applyStream(ctx context.Context, partition uint32, entries []reconcile.Entry, confirm []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	first := &pb.ApplyRequest{Partition: partition, Entries: toPBEntries(entries[:min(len(entries), engine.MaxKeysPerRequest)])}
+	stream, err := rpc.ApplyStream(ctx, c.compressIf(first)...)
+	if err != nil {
+		return nil, fromStatus("ApplyStream", err)
+	}
+	for msg := first; ; {
+		entries = entries[len(msg.Entries):]
+		if len(entries) == 0 {
+			msg.Confirm = toPBRanges(confirm)
+		}
+		if err := stream.Send(msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The server ended the call: its status says why.
+				_, err = stream.CloseAndRecv()
+			}
+			return nil, fromStatus("ApplyStream", err)
+		}
+		if len(entries) == 0 {
+			break
+		}
+		msg = &pb.ApplyRequest{Partition: partition, Entries: toPBEntries(entries[:min(len(entries), engine.MaxKeysPerRequest)])}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, fromStatus("ApplyStream", err)
+	}
+	return fromPBApplyResponse("ApplyStream", resp, confirm)
+}
+
+// fromPBApplyResponse decodes the confirm answers of an Apply (op) for the
+// ranges confirm.
+func fromPBApplyResponse(op string, resp *pb.ApplyResponse, confirm []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
 	if len(resp.GetConfirm()) != len(confirm) {
-		return nil, fmt.Errorf("%w: Apply: %d confirm answers for %d ranges", ErrBadResponse, len(resp.GetConfirm()), len(confirm))
+		return nil, fmt.Errorf("%w: %s: %d confirm answers for %d ranges", ErrBadResponse, op, len(resp.GetConfirm()), len(confirm))
 	}
 	if len(confirm) == 0 {
 		return nil, nil
@@ -343,7 +395,7 @@ func (c *Client) applyOnce(ctx context.Context, partition uint32, entries []reco
 		r := reconcile.KeyRange{Start: cloneBytes(confirm[i].Start), End: cloneBytes(confirm[i].End)}
 		fp, kids, err := fromPBNode(r, n, 0)
 		if err != nil {
-			return nil, fmt.Errorf("Apply: confirm %s: %w", r, err)
+			return nil, fmt.Errorf("%s: confirm %s: %w", op, r, err)
 		}
 		out[i] = reconcile.RangeHash{Range: r, Fingerprint: fp, Children: kids}
 	}

@@ -95,6 +95,7 @@ var sentinels = []sentinel{
 	{"reconcile.ErrModeMismatch", reconcile.ErrModeMismatch, codes.InvalidArgument},
 	{"reconcile.ErrInvalidReplicaID", reconcile.ErrInvalidReplicaID, codes.InvalidArgument},
 	{"reconcile.ErrUnknownMode", reconcile.ErrUnknownMode, codes.InvalidArgument},
+	{"reconcile.ErrBadSketchRequest", reconcile.ErrBadSketchRequest, codes.InvalidArgument},
 	{"reconcile.ErrSessionMisuse", reconcile.ErrSessionMisuse, codes.Internal},
 	{"plugin.ErrBadResponse", ErrBadResponse, codes.Internal},
 	{"plugin.ErrInternal", ErrInternal, codes.Internal},

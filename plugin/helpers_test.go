@@ -85,3 +85,31 @@ func fillWith(t testing.TB, w putter, prefix string, n, size int, wo *engine.Wri
 		}
 	}
 }
+
+// allEntries returns every entry (with record) of partition 0 of r.
+func allEntries(t testing.TB, r reconcile.Replica) []reconcile.Entry {
+	t.Helper()
+	var out []reconcile.Entry
+	req := reconcile.RangeScanRequest{WithRecords: true, Limit: engine.MaxKeysPerRequest}
+	for {
+		res, err := r.RangeScan(testCtx(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.Entries...)
+		if !res.More {
+			return out
+		}
+		req.Range.Start = res.Next
+	}
+}
+
+// rootOf returns the root fingerprint of partition 0 of r.
+func rootOf(t testing.TB, r reconcile.Replica) reconcile.Fingerprint {
+	t.Helper()
+	h, err := r.RangeHash(testCtx(t), reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h[0].Fingerprint
+}

@@ -2,9 +2,12 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -143,6 +146,9 @@ type Server struct {
 	pb.UnimplementedReplicaServer
 	e    *engine.Engine
 	opts ServerOptions
+	// openSymbolStreams counts the engine symbol streams of Symbols calls
+	// in progress.
+	openSymbolStreams atomic.Int64
 }
 
 // NewServer returns the service for e. It does not own e: closing the
@@ -388,19 +394,7 @@ func (s *Server) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResp
 // Apply implements the Apply call (with confirm ranges: the engine's
 // ApplyAndHash).
 func (s *Server) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResponse, error) {
-	if err := s.checkKeys(len(req.GetEntries())); err != nil {
-		return nil, err
-	}
-	es, err := fromPBEntries(req.GetEntries())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w: %v", engine.ErrBadRequest, engine.ErrEmptyKey, err)
-	}
-	for i, e := range es {
-		if len(e.Record) == 0 {
-			return nil, fmt.Errorf("%w: entry %d (key %q): %w: empty record", engine.ErrBadRequest, i, e.Key, reconcile.ErrMalformedRecord)
-		}
-	}
-	confirm, err := s.checkRanges("confirm", req.GetConfirm())
+	es, confirm, err := s.checkApply(req)
 	if err != nil {
 		return nil, err
 	}
@@ -414,11 +408,89 @@ func (s *Server) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResp
 	if err != nil {
 		return nil, err
 	}
+	return toPBApplyResponse(hashes), nil
+}
+
+// checkApply validates an Apply request (or one message of an ApplyStream)
+// and decodes its entries and confirm ranges.
+func (s *Server) checkApply(req *pb.ApplyRequest) ([]reconcile.Entry, []reconcile.KeyRange, error) {
+	if err := s.checkKeys(len(req.GetEntries())); err != nil {
+		return nil, nil, err
+	}
+	es, err := fromPBEntries(req.GetEntries())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w: %v", engine.ErrBadRequest, engine.ErrEmptyKey, err)
+	}
+	for i, e := range es {
+		if len(e.Record) == 0 {
+			return nil, nil, fmt.Errorf("%w: entry %d (key %q): %w: empty record", engine.ErrBadRequest, i, e.Key, reconcile.ErrMalformedRecord)
+		}
+	}
+	confirm, err := s.checkRanges("confirm", req.GetConfirm())
+	if err != nil {
+		return nil, nil, err
+	}
+	return es, confirm, nil
+}
+
+func toPBApplyResponse(hashes []reconcile.RangeHash) *pb.ApplyResponse {
 	out := &pb.ApplyResponse{Confirm: make([]*pb.Node, len(hashes))}
 	for i, h := range hashes {
 		out.Confirm[i] = toPBNode(h.Range, h.Fingerprint, h.Children)
 	}
-	return out, nil
+	return out
+}
+
+// ApplyStream implements the ApplyStream call: every message is validated
+// and applied as it arrives (each atomic on its own, as an Apply); the
+// confirm ranges, which only the last message may carry, are hashed once
+// the client half-closes. Every message must name the first one's
+// partition. A failing message ends the call; the messages before it stay
+// applied (Apply is idempotent: the client may resend them all).
+func (s *Server) ApplyStream(stream pb.Replica_ApplyStreamServer) error {
+	ctx := stream.Context()
+	var (
+		partition uint32
+		confirm   []reconcile.KeyRange
+		n         int // messages received
+	)
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if confirm != nil {
+			return badRequest("ApplyStream: message %d after the message with confirm ranges (only the last may carry them)", n)
+		}
+		if n > 0 && req.GetPartition() != partition {
+			return badRequest("ApplyStream: message %d names partition %d, the stream %d", n, req.GetPartition(), partition)
+		}
+		partition = req.GetPartition()
+		es, cr, err := s.checkApply(req)
+		if err != nil {
+			return fmt.Errorf("ApplyStream: message %d: %w", n, err)
+		}
+		if len(es) > 0 {
+			if err := s.e.Apply(ctx, partition, es); err != nil {
+				return fmt.Errorf("ApplyStream: message %d: %w", n, err)
+			}
+		}
+		if len(cr) > 0 {
+			confirm = cr
+		}
+		n++
+	}
+	if len(confirm) == 0 {
+		return stream.SendAndClose(&pb.ApplyResponse{})
+	}
+	hashes, err := s.e.RangeHash(ctx, reconcile.RangeHashRequest{Partition: partition, Ranges: confirm})
+	if err != nil {
+		return err
+	}
+	return stream.SendAndClose(toPBApplyResponse(hashes))
 }
 
 // checkRanges validates a list of key ranges.
@@ -456,6 +528,49 @@ func (s *Server) RangeSketch(ctx context.Context, req *pb.RangeSketchRequest) (*
 		return nil, err
 	}
 	return &pb.RangeSketchResponse{Count: res.Count, Cells: encodeCells(res.Cells), Strata: encodeStrata(res.Strata)}, nil
+}
+
+// Symbols implements the Symbols call: it opens the engine's symbol stream
+// and sends its chunks until the end (max symbols), the client's
+// cancellation or a failed send, and closes the engine's stream whichever
+// comes first. Chunks are sent without waiting for the client, so up to
+// one HTTP/2 flow-control window of them may be in flight when the client
+// cancels.
+func (s *Server) Symbols(req *pb.SymbolsRequest, stream pb.Replica_SymbolsServer) error {
+	ctx := stream.Context()
+	ranges, err := s.checkRanges("symbols", req.GetRanges())
+	if err != nil {
+		return err
+	}
+	sreq := reconcile.SymbolsRequest{Partition: req.GetPartition(), Ranges: ranges, Max: int(req.GetMax())}
+	if err := reconcile.ValidateSymbolsRequest(sreq); err != nil {
+		return fmt.Errorf("%w: %w", engine.ErrBadRequest, err)
+	}
+	// Chunks grow with the symbols sent; the last is the largest.
+	if n := min(reconcile.SymbolChunkSize(sreq.Max), sreq.Max)*sketchCellSize + 16; n > s.opts.MaxMessageSize {
+		return overLimit("symbol chunks of up to %d bytes exceed the maximum message size %d: ask for fewer symbols", n, s.opts.MaxMessageSize)
+	}
+	ss, err := s.e.OpenSymbols(ctx, sreq)
+	if err != nil {
+		return err
+	}
+	s.openSymbolStreams.Add(1)
+	defer func() {
+		ss.Close()
+		s.openSymbolStreams.Add(-1)
+	}()
+	for {
+		c, err := ss.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&pb.SymbolsChunk{Count: c.Count, Symbols: encodeCells(c.Symbols)}); err != nil {
+			return err
+		}
+	}
 }
 
 // FetchByHash implements the FetchByHash call.

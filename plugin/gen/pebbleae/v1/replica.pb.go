@@ -1,5 +1,6 @@
 // The pebble-ae replica service: anti-entropy primitives (Info, RangeHash,
-// RangeScan, Fetch, Apply), key-value access, status and repair.
+// RangeScan, Fetch, Apply, RangeSketch, FetchByHash, Symbols), key-value
+// access, status and repair.
 //
 // The anti-entropy messages follow the wire model of the reconcile package
 // (reconcile/wire.go) field for field, so the bytes measured on the wire can
@@ -1100,6 +1101,125 @@ func (x *RangeSketchResponse) GetStrata() []byte {
 	return nil
 }
 
+type SymbolsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// ranges: sorted and disjoint (empty: none; send one empty KeyRange for
+	// the whole partition).
+	Ranges []*KeyRange `protobuf:"bytes,2,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// max: the most symbols to stream, in [1, reconcile.MaxSymbols = 2^24].
+	Max           uint32 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SymbolsRequest) Reset() {
+	*x = SymbolsRequest{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SymbolsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SymbolsRequest) ProtoMessage() {}
+
+func (x *SymbolsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SymbolsRequest.ProtoReflect.Descriptor instead.
+func (*SymbolsRequest) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SymbolsRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *SymbolsRequest) GetRanges() []*KeyRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *SymbolsRequest) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+// SymbolsChunk is one chunk of a Symbols stream.
+type SymbolsChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// count: the number of entries encoded (the same in every chunk).
+	Count uint64 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// symbols: 9 bytes a symbol, encoded like RangeSketchResponse.cells:
+	// count (int8), check (uint16 big-endian), ID (48 bits big-endian).
+	Symbols       []byte `protobuf:"bytes,2,opt,name=symbols,proto3" json:"symbols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SymbolsChunk) Reset() {
+	*x = SymbolsChunk{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SymbolsChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SymbolsChunk) ProtoMessage() {}
+
+func (x *SymbolsChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SymbolsChunk.ProtoReflect.Descriptor instead.
+func (*SymbolsChunk) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SymbolsChunk) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *SymbolsChunk) GetSymbols() []byte {
+	if x != nil {
+		return x.Symbols
+	}
+	return nil
+}
+
 type FetchByHashRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
@@ -1112,7 +1232,7 @@ type FetchByHashRequest struct {
 
 func (x *FetchByHashRequest) Reset() {
 	*x = FetchByHashRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[18]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1244,7 @@ func (x *FetchByHashRequest) String() string {
 func (*FetchByHashRequest) ProtoMessage() {}
 
 func (x *FetchByHashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[18]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1257,7 @@ func (x *FetchByHashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchByHashRequest.ProtoReflect.Descriptor instead.
 func (*FetchByHashRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{18}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FetchByHashRequest) GetPartition() uint32 {
@@ -1170,7 +1290,7 @@ type FetchByHashResponse struct {
 
 func (x *FetchByHashResponse) Reset() {
 	*x = FetchByHashResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[19]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1302,7 @@ func (x *FetchByHashResponse) String() string {
 func (*FetchByHashResponse) ProtoMessage() {}
 
 func (x *FetchByHashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[19]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1315,7 @@ func (x *FetchByHashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchByHashResponse.ProtoReflect.Descriptor instead.
 func (*FetchByHashResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{19}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FetchByHashResponse) GetEntries() []*Entry {
@@ -1217,7 +1337,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[20]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1349,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[20]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1362,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{20}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -1274,7 +1394,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[21]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1406,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[21]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1419,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{21}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{23}
 }
 
 type GetRequest struct {
@@ -1311,7 +1431,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[22]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1443,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[22]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1456,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{22}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -1355,7 +1475,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[23]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1487,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[23]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1500,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{23}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -1400,7 +1520,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[24]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1532,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[24]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1545,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{24}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -1450,7 +1570,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[25]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1582,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[25]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1595,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{25}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{27}
 }
 
 type GetVersionsRequest struct {
@@ -1487,7 +1607,7 @@ type GetVersionsRequest struct {
 
 func (x *GetVersionsRequest) Reset() {
 	*x = GetVersionsRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[26]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1619,7 @@ func (x *GetVersionsRequest) String() string {
 func (*GetVersionsRequest) ProtoMessage() {}
 
 func (x *GetVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[26]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1632,7 @@ func (x *GetVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionsRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{26}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetVersionsRequest) GetKey() []byte {
@@ -1533,7 +1653,7 @@ type GetVersionsResponse struct {
 
 func (x *GetVersionsResponse) Reset() {
 	*x = GetVersionsResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[27]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1665,7 @@ func (x *GetVersionsResponse) String() string {
 func (*GetVersionsResponse) ProtoMessage() {}
 
 func (x *GetVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[27]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1678,7 @@ func (x *GetVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionsResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{27}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetVersionsResponse) GetValues() [][]byte {
@@ -1589,7 +1709,7 @@ type PutContextRequest struct {
 
 func (x *PutContextRequest) Reset() {
 	*x = PutContextRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[28]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1721,7 @@ func (x *PutContextRequest) String() string {
 func (*PutContextRequest) ProtoMessage() {}
 
 func (x *PutContextRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[28]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1734,7 @@ func (x *PutContextRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutContextRequest.ProtoReflect.Descriptor instead.
 func (*PutContextRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{28}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PutContextRequest) GetKey() []byte {
@@ -1660,7 +1780,7 @@ type PutContextResponse struct {
 
 func (x *PutContextResponse) Reset() {
 	*x = PutContextResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[29]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1792,7 @@ func (x *PutContextResponse) String() string {
 func (*PutContextResponse) ProtoMessage() {}
 
 func (x *PutContextResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[29]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1805,7 @@ func (x *PutContextResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutContextResponse.ProtoReflect.Descriptor instead.
 func (*PutContextResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{29}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{31}
 }
 
 type StatusRequest struct {
@@ -1699,7 +1819,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[30]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1831,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[30]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1844,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{30}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatusRequest) GetWithRoots() bool {
@@ -1749,7 +1869,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[31]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1881,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[31]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1894,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{31}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PartitionStatus) GetId() uint32 {
@@ -1841,7 +1961,7 @@ type SessionSummary struct {
 
 func (x *SessionSummary) Reset() {
 	*x = SessionSummary{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1973,7 @@ func (x *SessionSummary) String() string {
 func (*SessionSummary) ProtoMessage() {}
 
 func (x *SessionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1986,7 @@ func (x *SessionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSummary.ProtoReflect.Descriptor instead.
 func (*SessionSummary) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{32}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SessionSummary) GetPeer() string {
@@ -1968,7 +2088,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2100,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2113,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{33}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StatusResponse) GetId() []byte {
@@ -2045,7 +2165,7 @@ type RepairRequest struct {
 
 func (x *RepairRequest) Reset() {
 	*x = RepairRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2177,7 @@ func (x *RepairRequest) String() string {
 func (*RepairRequest) ProtoMessage() {}
 
 func (x *RepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2190,7 @@ func (x *RepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairRequest.ProtoReflect.Descriptor instead.
 func (*RepairRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{34}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RepairRequest) GetPeer() string {
@@ -2103,7 +2223,7 @@ type RepairResponse struct {
 
 func (x *RepairResponse) Reset() {
 	*x = RepairResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2235,7 @@ func (x *RepairResponse) String() string {
 func (*RepairResponse) ProtoMessage() {}
 
 func (x *RepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2248,7 @@ func (x *RepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairResponse.ProtoReflect.Descriptor instead.
 func (*RepairResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{35}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RepairResponse) GetSessions() []*SessionSummary {
@@ -2214,7 +2334,14 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x13RangeSketchResponse\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x14\n" +
 	"\x05cells\x18\x02 \x01(\fR\x05cells\x12\x16\n" +
-	"\x06strata\x18\x03 \x01(\fR\x06strata\"s\n" +
+	"\x06strata\x18\x03 \x01(\fR\x06strata\"o\n" +
+	"\x0eSymbolsRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12-\n" +
+	"\x06ranges\x18\x02 \x03(\v2\x15.pebbleae.v1.KeyRangeR\x06ranges\x12\x10\n" +
+	"\x03max\x18\x03 \x01(\rR\x03max\">\n" +
+	"\fSymbolsChunk\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x18\n" +
+	"\asymbols\x18\x02 \x01(\fR\asymbols\"s\n" +
 	"\x12FetchByHashRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12-\n" +
 	"\x06ranges\x18\x02 \x03(\v2\x15.pebbleae.v1.KeyRangeR\x06ranges\x12\x10\n" +
@@ -2290,15 +2417,17 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"partitions\x12\x14\n" +
 	"\x05naive\x18\x03 \x01(\bR\x05naive\"I\n" +
 	"\x0eRepairResponse\x127\n" +
-	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions2\xe2\a\n" +
+	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions2\xef\b\n" +
 	"\aReplica\x12;\n" +
 	"\x04Info\x12\x18.pebbleae.v1.InfoRequest\x1a\x19.pebbleae.v1.InfoResponse\x12J\n" +
 	"\tRangeHash\x12\x1d.pebbleae.v1.RangeHashRequest\x1a\x1e.pebbleae.v1.RangeHashResponse\x12L\n" +
 	"\tRangeScan\x12\x1d.pebbleae.v1.RangeScanRequest\x1a\x1e.pebbleae.v1.RangeScanResponse0\x01\x12>\n" +
 	"\x05Fetch\x12\x19.pebbleae.v1.FetchRequest\x1a\x1a.pebbleae.v1.FetchResponse\x12>\n" +
-	"\x05Apply\x12\x19.pebbleae.v1.ApplyRequest\x1a\x1a.pebbleae.v1.ApplyResponse\x12P\n" +
+	"\x05Apply\x12\x19.pebbleae.v1.ApplyRequest\x1a\x1a.pebbleae.v1.ApplyResponse\x12F\n" +
+	"\vApplyStream\x12\x19.pebbleae.v1.ApplyRequest\x1a\x1a.pebbleae.v1.ApplyResponse(\x01\x12P\n" +
 	"\vRangeSketch\x12\x1f.pebbleae.v1.RangeSketchRequest\x1a .pebbleae.v1.RangeSketchResponse\x12P\n" +
-	"\vFetchByHash\x12\x1f.pebbleae.v1.FetchByHashRequest\x1a .pebbleae.v1.FetchByHashResponse\x128\n" +
+	"\vFetchByHash\x12\x1f.pebbleae.v1.FetchByHashRequest\x1a .pebbleae.v1.FetchByHashResponse\x12C\n" +
+	"\aSymbols\x12\x1b.pebbleae.v1.SymbolsRequest\x1a\x19.pebbleae.v1.SymbolsChunk0\x01\x128\n" +
 	"\x03Put\x12\x17.pebbleae.v1.PutRequest\x1a\x18.pebbleae.v1.PutResponse\x128\n" +
 	"\x03Get\x12\x17.pebbleae.v1.GetRequest\x1a\x18.pebbleae.v1.GetResponse\x12A\n" +
 	"\x06Delete\x12\x1a.pebbleae.v1.DeleteRequest\x1a\x1b.pebbleae.v1.DeleteResponse\x12P\n" +
@@ -2320,7 +2449,7 @@ func file_pebbleae_v1_replica_proto_rawDescGZIP() []byte {
 	return file_pebbleae_v1_replica_proto_rawDescData
 }
 
-var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*KeyRange)(nil),            // 0: pebbleae.v1.KeyRange
 	(*Fingerprint)(nil),         // 1: pebbleae.v1.Fingerprint
@@ -2340,24 +2469,26 @@ var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*ApplyResponse)(nil),       // 15: pebbleae.v1.ApplyResponse
 	(*RangeSketchRequest)(nil),  // 16: pebbleae.v1.RangeSketchRequest
 	(*RangeSketchResponse)(nil), // 17: pebbleae.v1.RangeSketchResponse
-	(*FetchByHashRequest)(nil),  // 18: pebbleae.v1.FetchByHashRequest
-	(*FetchByHashResponse)(nil), // 19: pebbleae.v1.FetchByHashResponse
-	(*PutRequest)(nil),          // 20: pebbleae.v1.PutRequest
-	(*PutResponse)(nil),         // 21: pebbleae.v1.PutResponse
-	(*GetRequest)(nil),          // 22: pebbleae.v1.GetRequest
-	(*GetResponse)(nil),         // 23: pebbleae.v1.GetResponse
-	(*DeleteRequest)(nil),       // 24: pebbleae.v1.DeleteRequest
-	(*DeleteResponse)(nil),      // 25: pebbleae.v1.DeleteResponse
-	(*GetVersionsRequest)(nil),  // 26: pebbleae.v1.GetVersionsRequest
-	(*GetVersionsResponse)(nil), // 27: pebbleae.v1.GetVersionsResponse
-	(*PutContextRequest)(nil),   // 28: pebbleae.v1.PutContextRequest
-	(*PutContextResponse)(nil),  // 29: pebbleae.v1.PutContextResponse
-	(*StatusRequest)(nil),       // 30: pebbleae.v1.StatusRequest
-	(*PartitionStatus)(nil),     // 31: pebbleae.v1.PartitionStatus
-	(*SessionSummary)(nil),      // 32: pebbleae.v1.SessionSummary
-	(*StatusResponse)(nil),      // 33: pebbleae.v1.StatusResponse
-	(*RepairRequest)(nil),       // 34: pebbleae.v1.RepairRequest
-	(*RepairResponse)(nil),      // 35: pebbleae.v1.RepairResponse
+	(*SymbolsRequest)(nil),      // 18: pebbleae.v1.SymbolsRequest
+	(*SymbolsChunk)(nil),        // 19: pebbleae.v1.SymbolsChunk
+	(*FetchByHashRequest)(nil),  // 20: pebbleae.v1.FetchByHashRequest
+	(*FetchByHashResponse)(nil), // 21: pebbleae.v1.FetchByHashResponse
+	(*PutRequest)(nil),          // 22: pebbleae.v1.PutRequest
+	(*PutResponse)(nil),         // 23: pebbleae.v1.PutResponse
+	(*GetRequest)(nil),          // 24: pebbleae.v1.GetRequest
+	(*GetResponse)(nil),         // 25: pebbleae.v1.GetResponse
+	(*DeleteRequest)(nil),       // 26: pebbleae.v1.DeleteRequest
+	(*DeleteResponse)(nil),      // 27: pebbleae.v1.DeleteResponse
+	(*GetVersionsRequest)(nil),  // 28: pebbleae.v1.GetVersionsRequest
+	(*GetVersionsResponse)(nil), // 29: pebbleae.v1.GetVersionsResponse
+	(*PutContextRequest)(nil),   // 30: pebbleae.v1.PutContextRequest
+	(*PutContextResponse)(nil),  // 31: pebbleae.v1.PutContextResponse
+	(*StatusRequest)(nil),       // 32: pebbleae.v1.StatusRequest
+	(*PartitionStatus)(nil),     // 33: pebbleae.v1.PartitionStatus
+	(*SessionSummary)(nil),      // 34: pebbleae.v1.SessionSummary
+	(*StatusResponse)(nil),      // 35: pebbleae.v1.StatusResponse
+	(*RepairRequest)(nil),       // 36: pebbleae.v1.RepairRequest
+	(*RepairResponse)(nil),      // 37: pebbleae.v1.RepairResponse
 }
 var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	0,  // 0: pebbleae.v1.PartitionInfo.range:type_name -> pebbleae.v1.KeyRange
@@ -2374,46 +2505,51 @@ var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	0,  // 11: pebbleae.v1.ApplyRequest.confirm:type_name -> pebbleae.v1.KeyRange
 	7,  // 12: pebbleae.v1.ApplyResponse.confirm:type_name -> pebbleae.v1.Node
 	0,  // 13: pebbleae.v1.RangeSketchRequest.ranges:type_name -> pebbleae.v1.KeyRange
-	0,  // 14: pebbleae.v1.FetchByHashRequest.ranges:type_name -> pebbleae.v1.KeyRange
-	10, // 15: pebbleae.v1.FetchByHashResponse.entries:type_name -> pebbleae.v1.Entry
-	0,  // 16: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
-	1,  // 17: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
-	31, // 18: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
-	32, // 19: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
-	32, // 20: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
-	2,  // 21: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
-	6,  // 22: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
-	9,  // 23: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
-	12, // 24: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
-	14, // 25: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
-	16, // 26: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
-	18, // 27: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
-	20, // 28: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
-	22, // 29: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
-	24, // 30: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
-	26, // 31: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
-	28, // 32: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
-	30, // 33: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
-	34, // 34: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
-	5,  // 35: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
-	8,  // 36: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
-	11, // 37: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
-	13, // 38: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
-	15, // 39: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
-	17, // 40: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
-	19, // 41: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
-	21, // 42: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
-	23, // 43: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
-	25, // 44: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
-	27, // 45: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
-	29, // 46: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
-	33, // 47: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
-	35, // 48: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
-	35, // [35:49] is the sub-list for method output_type
-	21, // [21:35] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	0,  // 14: pebbleae.v1.SymbolsRequest.ranges:type_name -> pebbleae.v1.KeyRange
+	0,  // 15: pebbleae.v1.FetchByHashRequest.ranges:type_name -> pebbleae.v1.KeyRange
+	10, // 16: pebbleae.v1.FetchByHashResponse.entries:type_name -> pebbleae.v1.Entry
+	0,  // 17: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
+	1,  // 18: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
+	33, // 19: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
+	34, // 20: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
+	34, // 21: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
+	2,  // 22: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
+	6,  // 23: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
+	9,  // 24: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
+	12, // 25: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
+	14, // 26: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
+	14, // 27: pebbleae.v1.Replica.ApplyStream:input_type -> pebbleae.v1.ApplyRequest
+	16, // 28: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
+	20, // 29: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
+	18, // 30: pebbleae.v1.Replica.Symbols:input_type -> pebbleae.v1.SymbolsRequest
+	22, // 31: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
+	24, // 32: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
+	26, // 33: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
+	28, // 34: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
+	30, // 35: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
+	32, // 36: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
+	36, // 37: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
+	5,  // 38: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
+	8,  // 39: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
+	11, // 40: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
+	13, // 41: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
+	15, // 42: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
+	15, // 43: pebbleae.v1.Replica.ApplyStream:output_type -> pebbleae.v1.ApplyResponse
+	17, // 44: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
+	21, // 45: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
+	19, // 46: pebbleae.v1.Replica.Symbols:output_type -> pebbleae.v1.SymbolsChunk
+	23, // 47: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
+	25, // 48: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
+	27, // 49: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
+	29, // 50: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
+	31, // 51: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
+	35, // 52: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
+	37, // 53: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
+	38, // [38:54] is the sub-list for method output_type
+	22, // [22:38] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_pebbleae_v1_replica_proto_init() }
@@ -2428,7 +2564,7 @@ func file_pebbleae_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pebbleae_v1_replica_proto_rawDesc), len(file_pebbleae_v1_replica_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,5 +1,6 @@
 // The pebble-ae replica service: anti-entropy primitives (Info, RangeHash,
-// RangeScan, Fetch, Apply), key-value access, status and repair.
+// RangeScan, Fetch, Apply, RangeSketch, FetchByHash, Symbols), key-value
+// access, status and repair.
 //
 // The anti-entropy messages follow the wire model of the reconcile package
 // (reconcile/wire.go) field for field, so the bytes measured on the wire can
@@ -36,8 +37,10 @@ const (
 	Replica_RangeScan_FullMethodName   = "/pebbleae.v1.Replica/RangeScan"
 	Replica_Fetch_FullMethodName       = "/pebbleae.v1.Replica/Fetch"
 	Replica_Apply_FullMethodName       = "/pebbleae.v1.Replica/Apply"
+	Replica_ApplyStream_FullMethodName = "/pebbleae.v1.Replica/ApplyStream"
 	Replica_RangeSketch_FullMethodName = "/pebbleae.v1.Replica/RangeSketch"
 	Replica_FetchByHash_FullMethodName = "/pebbleae.v1.Replica/FetchByHash"
+	Replica_Symbols_FullMethodName     = "/pebbleae.v1.Replica/Symbols"
 	Replica_Put_FullMethodName         = "/pebbleae.v1.Replica/Put"
 	Replica_Get_FullMethodName         = "/pebbleae.v1.Replica/Get"
 	Replica_Delete_FullMethodName      = "/pebbleae.v1.Replica/Delete"
@@ -70,12 +73,31 @@ type ReplicaClient interface {
 	// confirm ranges it then answers their fingerprints (the session's
 	// confirm step riding on its apply round).
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// ApplyStream is Apply for more entries than one request may carry, in
+	// one round trip: the client sends the entries in messages of at most
+	// the server's keys-per-request limit, every message with the same
+	// partition and only the last with confirm ranges. The server applies
+	// each message as it arrives (each atomic on its own, like an Apply: a
+	// bad message fails the call, the messages before it stay applied) and,
+	// once the client half-closes, answers the confirm ranges'
+	// fingerprints. A stream of no message applies nothing and answers
+	// nothing.
+	ApplyStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ApplyRequest, ApplyResponse], error)
 	// RangeSketch returns the set-reconciliation sketch (IBLT cells and
 	// strata estimator) of the entries of key ranges of one partition.
 	RangeSketch(ctx context.Context, in *RangeSketchRequest, opts ...grpc.CallOption) (*RangeSketchResponse, error)
 	// FetchByHash returns, in key order, the entries (with records, digests
 	// omitted) of key ranges whose sketch IDs are among ids.
 	FetchByHash(ctx context.Context, in *FetchByHashRequest, opts ...grpc.CallOption) (*FetchByHashResponse, error)
+	// Symbols streams the rateless coded symbols (reconcile/riblt.go) of the
+	// entries of key ranges of one partition: at most max symbols, in chunks
+	// of reconcile.SymbolChunkSize(symbols sent so far), one message a
+	// chunk. The end of the stream is the call's status (OK after max
+	// symbols), not a message. A client that has decoded the difference
+	// cancels the call; by then the server may have pushed up to one HTTP/2
+	// flow-control window of chunks past the last one the client read
+	// (those bytes cross the network but no reader counts them).
+	Symbols(ctx context.Context, in *SymbolsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SymbolsChunk], error)
 	// Put writes a value (LWW: blind; causal: a new sibling).
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	// Get returns a key's winning value; NOT_FOUND if absent or deleted.
@@ -163,6 +185,19 @@ func (c *replicaClient) Apply(ctx context.Context, in *ApplyRequest, opts ...grp
 	return out, nil
 }
 
+func (c *replicaClient) ApplyStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ApplyRequest, ApplyResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Replica_ServiceDesc.Streams[1], Replica_ApplyStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ApplyRequest, ApplyResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_ApplyStreamClient = grpc.ClientStreamingClient[ApplyRequest, ApplyResponse]
+
 func (c *replicaClient) RangeSketch(ctx context.Context, in *RangeSketchRequest, opts ...grpc.CallOption) (*RangeSketchResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RangeSketchResponse)
@@ -182,6 +217,25 @@ func (c *replicaClient) FetchByHash(ctx context.Context, in *FetchByHashRequest,
 	}
 	return out, nil
 }
+
+func (c *replicaClient) Symbols(ctx context.Context, in *SymbolsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SymbolsChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Replica_ServiceDesc.Streams[2], Replica_Symbols_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SymbolsRequest, SymbolsChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_SymbolsClient = grpc.ServerStreamingClient[SymbolsChunk]
 
 func (c *replicaClient) Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -276,12 +330,31 @@ type ReplicaServer interface {
 	// confirm ranges it then answers their fingerprints (the session's
 	// confirm step riding on its apply round).
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	// ApplyStream is Apply for more entries than one request may carry, in
+	// one round trip: the client sends the entries in messages of at most
+	// the server's keys-per-request limit, every message with the same
+	// partition and only the last with confirm ranges. The server applies
+	// each message as it arrives (each atomic on its own, like an Apply: a
+	// bad message fails the call, the messages before it stay applied) and,
+	// once the client half-closes, answers the confirm ranges'
+	// fingerprints. A stream of no message applies nothing and answers
+	// nothing.
+	ApplyStream(grpc.ClientStreamingServer[ApplyRequest, ApplyResponse]) error
 	// RangeSketch returns the set-reconciliation sketch (IBLT cells and
 	// strata estimator) of the entries of key ranges of one partition.
 	RangeSketch(context.Context, *RangeSketchRequest) (*RangeSketchResponse, error)
 	// FetchByHash returns, in key order, the entries (with records, digests
 	// omitted) of key ranges whose sketch IDs are among ids.
 	FetchByHash(context.Context, *FetchByHashRequest) (*FetchByHashResponse, error)
+	// Symbols streams the rateless coded symbols (reconcile/riblt.go) of the
+	// entries of key ranges of one partition: at most max symbols, in chunks
+	// of reconcile.SymbolChunkSize(symbols sent so far), one message a
+	// chunk. The end of the stream is the call's status (OK after max
+	// symbols), not a message. A client that has decoded the difference
+	// cancels the call; by then the server may have pushed up to one HTTP/2
+	// flow-control window of chunks past the last one the client read
+	// (those bytes cross the network but no reader counts them).
+	Symbols(*SymbolsRequest, grpc.ServerStreamingServer[SymbolsChunk]) error
 	// Put writes a value (LWW: blind; causal: a new sibling).
 	Put(context.Context, *PutRequest) (*PutResponse, error)
 	// Get returns a key's winning value; NOT_FOUND if absent or deleted.
@@ -325,11 +398,17 @@ func (UnimplementedReplicaServer) Fetch(context.Context, *FetchRequest) (*FetchR
 func (UnimplementedReplicaServer) Apply(context.Context, *ApplyRequest) (*ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
 }
+func (UnimplementedReplicaServer) ApplyStream(grpc.ClientStreamingServer[ApplyRequest, ApplyResponse]) error {
+	return status.Error(codes.Unimplemented, "method ApplyStream not implemented")
+}
 func (UnimplementedReplicaServer) RangeSketch(context.Context, *RangeSketchRequest) (*RangeSketchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RangeSketch not implemented")
 }
 func (UnimplementedReplicaServer) FetchByHash(context.Context, *FetchByHashRequest) (*FetchByHashResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FetchByHash not implemented")
+}
+func (UnimplementedReplicaServer) Symbols(*SymbolsRequest, grpc.ServerStreamingServer[SymbolsChunk]) error {
+	return status.Error(codes.Unimplemented, "method Symbols not implemented")
 }
 func (UnimplementedReplicaServer) Put(context.Context, *PutRequest) (*PutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Put not implemented")
@@ -456,6 +535,13 @@ func _Replica_Apply_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replica_ApplyStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ReplicaServer).ApplyStream(&grpc.GenericServerStream[ApplyRequest, ApplyResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_ApplyStreamServer = grpc.ClientStreamingServer[ApplyRequest, ApplyResponse]
+
 func _Replica_RangeSketch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RangeSketchRequest)
 	if err := dec(in); err != nil {
@@ -491,6 +577,17 @@ func _Replica_FetchByHash_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Replica_Symbols_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SymbolsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReplicaServer).Symbols(m, &grpc.GenericServerStream[SymbolsRequest, SymbolsChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_SymbolsServer = grpc.ServerStreamingServer[SymbolsChunk]
 
 func _Replica_Put_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PutRequest)
@@ -682,6 +779,16 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "RangeScan",
 			Handler:       _Replica_RangeScan_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ApplyStream",
+			Handler:       _Replica_ApplyStream_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Symbols",
+			Handler:       _Replica_Symbols_Handler,
 			ServerStreams: true,
 		},
 	},
