@@ -163,6 +163,9 @@ type SymbolDecoder struct {
 	conflicts int
 	peels     int
 	queue     []int
+	// lowQueued marks the low symbols waiting for the queue to drain
+	// (see peel).
+	lowQueued [64]bool
 }
 
 type decodedSymbol struct {
@@ -229,42 +232,78 @@ func mapsTo(id, i uint64) bool {
 
 func (d *SymbolDecoder) peel() error {
 	hi := uint64(len(d.diff))
-	for len(d.queue) > 0 {
-		i := d.queue[len(d.queue)-1]
-		d.queue = d.queue[:len(d.queue)-1]
-		if !d.pure(i) {
-			continue
+	long := hi > 4*uint64(len(d.lowQueued))
+	for {
+		for len(d.queue) > 0 {
+			i := d.queue[len(d.queue)-1]
+			d.queue = d.queue[:len(d.queue)-1]
+			if long && i < len(d.lowQueued) {
+				// A low symbol holds a large share of all items
+				// (symbol i holds each with probability 1/(1+i/2))
+				// and is queued again on nearly every peel: tested
+				// that often, its 16-bit check would sooner or later
+				// match a mix of items by chance (at a million
+				// differences, in about every second decode), and
+				// an item peeled from such a symbol is a phantom that
+				// makes the difference undecodable. So the low
+				// symbols of a long stream are tested once each time
+				// the queue drains.
+				d.lowQueued[i] = true
+				continue
+			}
+			if err := d.peelSymbol(i, hi); err != nil {
+				return err
+			}
 		}
-		c := d.diff[i]
-		// Honest streams peel each differing item once (and a rare
-		// chance match twice); garbage can keep producing IDs.
-		if d.peels++; d.peels > 4*len(d.diff)+16 {
-			return fmt.Errorf("%w: %d peels from %d symbols", ErrSymbolsInconsistent, d.peels, len(d.diff))
+		tested := false
+		for i, q := range d.lowQueued {
+			if q {
+				d.lowQueued[i], tested = false, true
+				if err := d.peelSymbol(i, hi); err != nil {
+					return err
+				}
+			}
 		}
-		it := decodedSymbol{id: c.ID, check: c.Check, sign: c.Count, m: newSymbolMapping(c.ID)}
-		if _, ok := d.byID[c.ID]; ok {
-			// The item was peeled before (with the other sign: with the
-			// same sign it would have been removed from this symbol):
-			// one of the two symbols matched count and check by chance.
-			// Which one cannot be told, so this one is left as it is:
-			// the streams will not decode, and the session falls back
-			// to the tree descent.
-			d.conflicts++
-			continue
+		if !tested {
+			return nil
 		}
-		for it.m.next < hi {
-			d.remove(int(it.m.next), &it)
-			it.m.advance()
-		}
-		if d.byID == nil {
-			d.byID = map[uint64]int{}
-		}
-		d.byID[c.ID] = len(d.items)
-		d.items = append(d.items, it)
-		d.live++
-		if d.live > 2*len(d.diff)+2 {
-			return fmt.Errorf("%w: %d items from %d symbols", ErrSymbolsInconsistent, len(d.items), len(d.diff))
-		}
+	}
+}
+
+// peelSymbol peels symbol i if it is pure.
+func (d *SymbolDecoder) peelSymbol(i int, hi uint64) error {
+	if !d.pure(i) {
+		return nil
+	}
+	c := d.diff[i]
+	// Honest streams peel each differing item once (and a rare chance
+	// match twice); garbage can keep producing IDs.
+	if d.peels++; d.peels > 4*len(d.diff)+16 {
+		return fmt.Errorf("%w: %d peels from %d symbols", ErrSymbolsInconsistent, d.peels, len(d.diff))
+	}
+	it := decodedSymbol{id: c.ID, check: c.Check, sign: c.Count, m: newSymbolMapping(c.ID)}
+	if _, ok := d.byID[c.ID]; ok {
+		// The item was peeled before (with the other sign: with the
+		// same sign it would have been removed from this symbol): one
+		// of the two symbols matched count and check by chance. Which
+		// one cannot be told, so this one is left as it is: the streams
+		// will not decode, and the session falls back to the tree
+		// descent.
+		d.conflicts++
+		return nil
+	}
+	for it.m.next < hi {
+		d.remove(int(it.m.next), &it)
+		it.m.advance()
+	}
+	if d.byID == nil {
+		d.byID = map[uint64]int{}
+	}
+	d.byID[c.ID] = len(d.items)
+	d.items = append(d.items, it)
+	d.live++
+	if d.live > 2*len(d.diff)+2 {
+		return fmt.Errorf("%w: %d items from %d symbols", ErrSymbolsInconsistent, len(d.items), len(d.diff))
 	}
 	return nil
 }
