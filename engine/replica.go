@@ -18,7 +18,7 @@ const (
 	MaxFanout         = 256
 	MaxDepth          = 4
 	MaxRanges         = 4096
-	MaxKeysPerRequest = 10000
+	MaxKeysPerRequest = reconcile.ApplyMessageEntries
 	DefaultScanLimit  = 1000
 )
 

@@ -66,6 +66,10 @@ import "math/bits"
 // and a 4-byte length, per message.
 const GRPCFrameSize = 5
 
+// ApplyMessageEntries is the most entries of one gRPC ApplyRequest message
+// (engine.MaxKeysPerRequest): larger applies are streamed (ApplyStream).
+const ApplyMessageEntries = 10000
+
 // varintLen returns the length of the uvarint encoding of x.
 func varintLen(x uint64) uint64 { return uint64(bits.Len64(x|1)+6) / 7 }
 
@@ -157,7 +161,10 @@ func RequestWireSize(r Request) Bytes {
 			b.KeyLists += repeatedBytes(len(k))
 		}
 	case RequestApply:
-		b.Overhead += varintField(uint64(r.Partition))
+		// More than ApplyMessageEntries entries go in one ApplyStream
+		// call, a message (with its partition) a ApplyMessageEntries.
+		msgs := max(1, (uint64(len(r.Entries))+ApplyMessageEntries-1)/ApplyMessageEntries)
+		b.Overhead += msgs*varintField(uint64(r.Partition)) + (msgs-1)*GRPCFrameSize
 		addEntries(&b, r.Entries)
 		if r.Confirm != nil {
 			b.Fingerprints += message(keyRangeSize(*r.Confirm))
