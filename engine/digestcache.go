@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -68,12 +69,15 @@ const (
 	cachedLeafOverhead = 120 // map entry, key, struct, slice header
 	symbolCellBytes    = 16  // a reconcile.SketchCell in memory
 	// The symbol prefix of a partition of n records has
-	// clamp(nextPow2(n/8), minPrefixSymbols, maxPrefixSymbols) symbols:
-	// enough for streams that decode up to ~6% of the records, or ~3000
-	// differences, without encoding every record (beyond it, the
-	// stream encodes from the digests).
+	// clamp(nextPow2(n/8), minPrefixSymbols, maxPrefixSymbols) symbols
+	// (at most 2 bytes a record, 512 KiB): a differing key costs ~2.3
+	// symbols (1.4–1.6 a differing entry, 1–2 entries a key), so streams
+	// of up to ~5% of the records, or ~14 000 differing keys, are served
+	// without encoding every record (beyond it, the stream encodes from
+	// the cached digests). Keeping it up to date costs ~2·ln(n/16)+1
+	// symbol updates a changed record.
 	minPrefixSymbols = 256
-	maxPrefixSymbols = 4096
+	maxPrefixSymbols = 1 << 15
 )
 
 func prefixLen(n uint64) int {
@@ -235,6 +239,16 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 	return v, nil
 }
 
+// drop forgets partition part.
+func (c *digestCache) drop(part uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.parts[part]; p != nil {
+		c.bytes -= p.accounted
+		delete(c.parts, part)
+	}
+}
+
 func count(dss [][]uint64) int {
 	n := 0
 	for _, ds := range dss {
@@ -347,48 +361,69 @@ func (e *Engine) fetchByHashCached(ctx context.Context, part uint32, want map[ui
 	for id := range want {
 		filter[id>>6&(1<<10-1)] |= 1 << (id & 63)
 	}
+	it, err := v.snap.NewIterWithContext(ctx, &pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
 	var out []reconcile.Entry
+	var hits []int
+	var scratch []byte
 	for i, ds := range v.digests {
-		hit := false
-		for _, d := range ds {
+		hits = hits[:0]
+		for j, d := range ds {
 			id := reconcile.SketchID(d)
 			if filter[id>>6&(1<<10-1)]&(1<<(id&63)) == 0 {
 				continue
 			}
 			if _, ok := want[id]; ok {
-				hit = true
-				break
+				hits = append(hits, j)
 			}
 		}
-		if !hit {
+		if len(hits) == 0 {
 			continue
 		}
+		// The snapshot's records of the leaf are the cached digests'
+		// records, in key order: step to the wanted positions, read and
+		// hash only those (and check them).
 		r := v.leaves[i].Range
-		upper := r.End
-		if upper == nil {
-			upper = keyspace.InternalPrefix
-		}
-		it, err := v.snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: nilIfEmpty(r.Start), UpperBound: upper})
-		if err != nil {
-			return nil, err
-		}
-		var scratch []byte
-		var d merkle.Digest
-		for valid := it.First(); valid; valid = it.Next() {
-			val, err := it.ValueAndErr()
-			if err != nil {
-				it.Close()
-				return nil, err
+		seek := func() bool {
+			if len(r.Start) == 0 {
+				return it.First() // Pebble's invariants builds refuse SeekGE(nil)
 			}
-			d, scratch = merkle.LeafDigest(scratch, it.Key(), val)
-			if _, ok := want[reconcile.SketchID(d.Short())]; ok {
+			return it.SeekGE(r.Start)
+		}
+		pos, h, ok := 0, 0, true
+		for valid := seek(); valid && h < len(hits); valid = it.Next() {
+			if r.End != nil && bytes.Compare(it.Key(), r.End) >= 0 {
+				break
+			}
+			if pos == hits[h] {
+				val, err := it.ValueAndErr()
+				if err != nil {
+					return nil, err
+				}
+				var d merkle.Digest
+				d, scratch = merkle.LeafDigest(scratch, it.Key(), val)
+				if d.Short() != ds[pos] {
+					ok = false
+					break
+				}
 				out = append(out, reconcile.Entry{Key: append([]byte(nil), it.Key()...), Record: append([]byte(nil), val...)})
+				h++
 			}
+			pos++
 		}
-		err = it.Error()
-		it.Close()
-		if err != nil {
+		if err := it.Error(); err != nil {
 			return nil, err
+		}
+		if !ok || h < len(hits) {
+			// Cannot happen (the view's digests are the snapshot's).
+			// Refuse rather than answer from a wrong cache, and forget
+			// the partition so the next call rescans it.
+			e.digests.drop(part)
+			e.opts.Logger.Error("digest cache out of step with the data, dropped", "partition", part, "leaf_start", fmt.Sprintf("%q", r.Start))
+			return nil, fmt.Errorf("engine: digest cache out of step with leaf %s of partition %d", r, part)
 		}
 	}
 	return out, nil
