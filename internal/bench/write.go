@@ -10,6 +10,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -26,18 +30,31 @@ type WriteConfig struct {
 	BatchSize int    // default 100 (LWW); causal writes are single ops
 	Mode      reconcile.Mode
 	Seed      uint64
-	Rounds    int // alternating runs of each side; the best counts (default 3)
+	// Rounds is the number of repetitions (default 5). Each repetition runs
+	// every side once, each on a fresh DB, in an order that alternates
+	// between repetitions; it yields one engine/Pebble ratio.
+	Rounds int
+	// CPUProfile, if set, is a file to write a CPU profile of the engine
+	// side of the first repetition to.
+	CPUProfile string
 }
 
 // WriteResult is what the write-path benchmark measured.
 type WriteResult struct {
-	Mode            string  `json:"mode"`
-	Keys            int     `json:"keys"`
-	BatchSize       int     `json:"batch_size"`
-	Rounds          int     `json:"rounds"`
+	Mode      string `json:"mode"`
+	Keys      int    `json:"keys"`
+	BatchSize int    `json:"batch_size"`
+	Rounds    int    `json:"rounds"`
+	// EngineOpsPerSec and PebbleOpsPerSec are the best run of each side;
+	// Ratio is their quotient (best / best). RatioMedian is the median of
+	// the per-repetition ratios, the figure least moved by noise on a
+	// shared machine; RatioMin and RatioMax are their spread.
 	EngineOpsPerSec float64 `json:"engine_ops_per_sec"`
 	PebbleOpsPerSec float64 `json:"pebble_ops_per_sec"`
 	Ratio           float64 `json:"ratio"`
+	RatioMedian     float64 `json:"ratio_median"`
+	RatioMin        float64 `json:"ratio_min"`
+	RatioMax        float64 `json:"ratio_max"`
 	Baseline        string  `json:"baseline"`
 	EngineSeconds   float64 `json:"engine_seconds"`
 	PebbleSeconds   float64 `json:"pebble_seconds"`
@@ -48,7 +65,31 @@ type WriteResult struct {
 	PebbleSameBytesOpsPerSec float64 `json:"pebble_same_bytes_ops_per_sec,omitempty"`
 	PebbleSameBytesSeconds   float64 `json:"pebble_same_bytes_seconds,omitempty"`
 	RatioSameBytes           float64 `json:"ratio_same_bytes,omitempty"`
+	RatioSameBytesMedian     float64 `json:"ratio_same_bytes_median,omitempty"`
+	RatioSameBytesMin        float64 `json:"ratio_same_bytes_min,omitempty"`
+	RatioSameBytesMax        float64 `json:"ratio_same_bytes_max,omitempty"`
 	TreeLeaves               int     `json:"tree_leaves"`
+	// LoadAvgStart and LoadAvgEnd are the 1-, 5- and 15-minute load
+	// averages (/proc/loadavg) before the first and after the last
+	// repetition; absent where the system does not report them.
+	LoadAvgStart []float64 `json:"load_avg_start,omitempty"`
+	LoadAvgEnd   []float64 `json:"load_avg_end,omitempty"`
+	// Runs are the repetitions, in order.
+	Runs []WriteRun `json:"runs"`
+}
+
+// WriteRun is one repetition of the write-path benchmark.
+type WriteRun struct {
+	// Order is the order the sides ran in ("pebble,same,engine" or the
+	// reverse).
+	Order                    string  `json:"order"`
+	EngineOpsPerSec          float64 `json:"engine_ops_per_sec"`
+	PebbleOpsPerSec          float64 `json:"pebble_ops_per_sec"`
+	PebbleSameBytesOpsPerSec float64 `json:"pebble_same_bytes_ops_per_sec,omitempty"`
+	Ratio                    float64 `json:"ratio"`
+	RatioSameBytes           float64 `json:"ratio_same_bytes,omitempty"`
+	// LoadAvg1 is the 1-minute load average when the repetition started.
+	LoadAvg1 float64 `json:"load_avg_1,omitempty"`
 }
 
 func (c *WriteConfig) defaults() {
@@ -66,6 +107,9 @@ func (c *WriteConfig) defaults() {
 	}
 	if c.Mode == 0 {
 		c.Mode = reconcile.ModeLWW
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 5
 	}
 }
 
@@ -99,15 +143,18 @@ func scratchDir(dir, name string) (string, func(), error) {
 
 // Write measures the engine's write path against raw Pebble in one run: the
 // same keys, values, batch size and sync mode (NoSync), each on a fresh DB
-// on disk. LWW is compared with raw Pebble Set in batches; causal (whose
+// on disk. LWW is compared with raw Pebble Set in batches (and with raw
+// Pebble writing values as long as the engine's records); causal (whose
 // puts are single read-modify-writes) with raw Pebble Get+Set, one op per
-// commit. The two sides alternate Rounds times (default 3) and the best run
-// of each counts, so that background noise on the machine hits both alike.
+// commit.
+//
+// The sides are interleaved: each of the Rounds repetitions runs every side
+// once on a fresh DB, the order reversed every other repetition, with a GC
+// before each side so that one side's garbage is not collected on the
+// next's time. Each repetition gives one engine/Pebble ratio; the result
+// reports their median and spread next to the best run of each side.
 func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	cfg.defaults()
-	if cfg.Rounds == 0 {
-		cfg.Rounds = 3
-	}
 	res := WriteResult{Mode: cfg.Mode.String(), Keys: cfg.Keys, BatchSize: cfg.BatchSize, Rounds: cfg.Rounds}
 	causal := cfg.Mode == reconcile.ModeCausal
 	if causal {
@@ -121,23 +168,47 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	sameBytes := cfg
 	sameBytes.ValueSize = len(reconcile.NewLWW("bench", reconcile.NewHLC(nil).Now(), benchValue(cfg.ValueSize), false).Encode())
 	res.RecordBytes = sameBytes.ValueSize
+	res.LoadAvgStart = loadAverage()
 	for r := 0; r < cfg.Rounds; r++ {
-		ps, err := writePebble(cfg)
-		if err != nil {
+		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if !causal {
-			pb, err := writePebble(sameBytes)
-			if err != nil {
+		var run WriteRun
+		if la := loadAverage(); la != nil {
+			run.LoadAvg1 = la[0]
+		}
+		var ps, pb, es float64
+		sides := []func() error{
+			func() (err error) { ps, err = writePebble(cfg); return err },
+			func() (err error) {
+				if causal {
+					return nil
+				}
+				pb, err = writePebble(sameBytes)
+				return err
+			},
+			func() (err error) {
+				profile := ""
+				if r == 0 {
+					profile = cfg.CPUProfile
+				}
+				es, res.MarkersWritten, res.TreeLeaves, err = writeEngine(ctx, cfg, profile)
+				return err
+			},
+		}
+		run.Order = "pebble,same,engine"
+		if r%2 == 1 {
+			slices.Reverse(sides)
+			run.Order = "engine,same,pebble"
+		}
+		if causal {
+			run.Order = strings.Replace(run.Order, "same,", "", 1)
+		}
+		for _, side := range sides {
+			runtime.GC()
+			if err := side(); err != nil {
 				return res, err
 			}
-			if r == 0 || pb < res.PebbleSameBytesSeconds {
-				res.PebbleSameBytesSeconds = pb
-			}
-		}
-		es, markers, leaves, err := writeEngine(ctx, cfg)
-		if err != nil {
-			return res, err
 		}
 		if r == 0 || ps < res.PebbleSeconds {
 			res.PebbleSeconds = ps
@@ -145,16 +216,68 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 		if r == 0 || es < res.EngineSeconds {
 			res.EngineSeconds = es
 		}
-		res.MarkersWritten, res.TreeLeaves = markers, leaves
+		run.PebbleOpsPerSec = float64(cfg.Keys) / ps
+		run.EngineOpsPerSec = float64(cfg.Keys) / es
+		run.Ratio = ps / es
+		if !causal {
+			if r == 0 || pb < res.PebbleSameBytesSeconds {
+				res.PebbleSameBytesSeconds = pb
+			}
+			run.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / pb
+			run.RatioSameBytes = pb / es
+		}
+		res.Runs = append(res.Runs, run)
 	}
+	res.LoadAvgEnd = loadAverage()
 	res.PebbleOpsPerSec = float64(cfg.Keys) / res.PebbleSeconds
 	res.EngineOpsPerSec = float64(cfg.Keys) / res.EngineSeconds
 	res.Ratio = res.EngineOpsPerSec / res.PebbleOpsPerSec
+	res.RatioMedian, res.RatioMin, res.RatioMax = spread(res.Runs, func(r WriteRun) float64 { return r.Ratio })
 	if res.PebbleSameBytesSeconds > 0 {
 		res.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / res.PebbleSameBytesSeconds
 		res.RatioSameBytes = res.EngineOpsPerSec / res.PebbleSameBytesOpsPerSec
+		res.RatioSameBytesMedian, res.RatioSameBytesMin, res.RatioSameBytesMax = spread(res.Runs, func(r WriteRun) float64 { return r.RatioSameBytes })
 	}
 	return res, nil
+}
+
+// spread returns the median, minimum and maximum of f over runs (the median
+// of an even count is the mean of the middle two).
+func spread(runs []WriteRun, f func(WriteRun) float64) (median, lo, hi float64) {
+	if len(runs) == 0 {
+		return 0, 0, 0
+	}
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = f(r)
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	median = xs[n/2]
+	if n%2 == 0 {
+		median = (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return median, xs[0], xs[n-1]
+}
+
+// loadAverage returns the 1-, 5- and 15-minute load averages from
+// /proc/loadavg, or nil where there is no such file.
+func loadAverage() []float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return nil
+	}
+	la := make([]float64, 3)
+	for i := range la {
+		if la[i], err = strconv.ParseFloat(f[i], 64); err != nil {
+			return nil
+		}
+	}
+	return la
 }
 
 func benchValue(n int) []byte {
@@ -207,7 +330,7 @@ func writePebble(cfg WriteConfig) (float64, error) {
 	return secs, db.Close()
 }
 
-func writeEngine(ctx context.Context, cfg WriteConfig) (secs float64, markers uint64, leaves int, err error) {
+func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (secs float64, markers uint64, leaves int, err error) {
 	dir, cleanup, err := scratchDir(cfg.Dir, "engine")
 	if err != nil {
 		return 0, 0, 0, err
@@ -220,6 +343,13 @@ func writeEngine(ctx context.Context, cfg WriteConfig) (secs float64, markers ui
 	value := benchValue(cfg.ValueSize)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	key := make([]byte, cfg.KeySize)
+	stopProfile := func() {}
+	if cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(cpuProfile); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	defer func() { stopProfile() }()
 	start := time.Now()
 	if cfg.Mode == reconcile.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
@@ -241,6 +371,8 @@ func writeEngine(ctx context.Context, cfg WriteConfig) (secs float64, markers ui
 		}
 	}
 	secs = time.Since(start).Seconds()
+	stopProfile()
+	stopProfile = func() {}
 	markers = e.Tree().Stats().MarkersWritten
 	for _, p := range e.Tree().Partitions() {
 		leaves += p.Leaves
