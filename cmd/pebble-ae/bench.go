@@ -77,6 +77,10 @@ func printWriteResult(res bench.WriteResult, cfg bench.WriteConfig) {
 	if res.RatioSameBytesMedian > 0 {
 		fmt.Printf("  ratio vs same bytes (%d-byte values): median %.3f (min %.3f, max %.3f)\n", res.RecordBytes, res.RatioSameBytesMedian, res.RatioSameBytesMin, res.RatioSameBytesMax)
 	}
+	if res.CPURatioMedian > 0 {
+		fmt.Printf("  by CPU time: ratio median %.3f (min %.3f, max %.3f), vs same bytes median %.3f (min %.3f, max %.3f)\n",
+			res.CPURatioMedian, res.CPURatioMin, res.CPURatioMax, res.CPURatioSameBytesMedian, res.CPURatioSameBytesMin, res.CPURatioSameBytesMax)
+	}
 }
 
 func loadString(la []float64) string {

@@ -69,6 +69,17 @@ type WriteResult struct {
 	RatioSameBytesMin        float64 `json:"ratio_same_bytes_min,omitempty"`
 	RatioSameBytesMax        float64 `json:"ratio_same_bytes_max,omitempty"`
 	TreeLeaves               int     `json:"tree_leaves"`
+	// CPURatio* are the same ratios by CPU time instead of wall-clock time
+	// (Pebble's CPU seconds / the engine's, per repetition: how much more
+	// CPU the engine spends on the same writes, background work included).
+	// Less moved than wall-clock time by other work on a shared machine;
+	// the goals are in ops/s.
+	CPURatioMedian          float64 `json:"cpu_ratio_median,omitempty"`
+	CPURatioMin             float64 `json:"cpu_ratio_min,omitempty"`
+	CPURatioMax             float64 `json:"cpu_ratio_max,omitempty"`
+	CPURatioSameBytesMedian float64 `json:"cpu_ratio_same_bytes_median,omitempty"`
+	CPURatioSameBytesMin    float64 `json:"cpu_ratio_same_bytes_min,omitempty"`
+	CPURatioSameBytesMax    float64 `json:"cpu_ratio_same_bytes_max,omitempty"`
 	// LoadAvgStart and LoadAvgEnd are the 1-, 5- and 15-minute load
 	// averages (/proc/loadavg) before the first and after the last
 	// repetition; absent where the system does not report them.
@@ -90,6 +101,13 @@ type WriteRun struct {
 	RatioSameBytes           float64 `json:"ratio_same_bytes,omitempty"`
 	// LoadAvg1 is the 1-minute load average when the repetition started.
 	LoadAvg1 float64 `json:"load_avg_1,omitempty"`
+	// CPU seconds of the process while each side ran, and the ratios by
+	// CPU time (see WriteResult.CPURatioMedian).
+	EngineCPUSeconds          float64 `json:"engine_cpu_seconds,omitempty"`
+	PebbleCPUSeconds          float64 `json:"pebble_cpu_seconds,omitempty"`
+	PebbleSameBytesCPUSeconds float64 `json:"pebble_same_bytes_cpu_seconds,omitempty"`
+	CPURatio                  float64 `json:"cpu_ratio,omitempty"`
+	CPURatioSameBytes         float64 `json:"cpu_ratio_same_bytes,omitempty"`
 }
 
 func (c *WriteConfig) defaults() {
@@ -182,16 +200,16 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 		if la := loadAverage(); la != nil {
 			run.LoadAvg1 = la[0]
 		}
-		var ps, pb, es float64
+		var pt, bt, et sideTime
 		sides := []func() error{
-			func() (err error) { ps, err = writePebble(cfg); return err },
-			func() (err error) { pb, err = writePebble(sameBytes); return err },
+			func() (err error) { pt, err = writePebble(cfg); return err },
+			func() (err error) { bt, err = writePebble(sameBytes); return err },
 			func() (err error) {
 				profile := ""
 				if r == 0 {
 					profile = cfg.CPUProfile
 				}
-				es, res.MarkersWritten, res.TreeLeaves, err = writeEngine(ctx, cfg, profile)
+				et, res.MarkersWritten, res.TreeLeaves, err = writeEngine(ctx, cfg, profile)
 				return err
 			},
 		}
@@ -206,6 +224,7 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 				return res, err
 			}
 		}
+		ps, pb, es := pt.wall, bt.wall, et.wall
 		if r == 0 || ps < res.PebbleSeconds {
 			res.PebbleSeconds = ps
 		}
@@ -220,6 +239,10 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 		}
 		run.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / pb
 		run.RatioSameBytes = pb / es
+		if et.cpu > 0 {
+			run.EngineCPUSeconds, run.PebbleCPUSeconds, run.PebbleSameBytesCPUSeconds = et.cpu, pt.cpu, bt.cpu
+			run.CPURatio, run.CPURatioSameBytes = pt.cpu/et.cpu, bt.cpu/et.cpu
+		}
 		res.Runs = append(res.Runs, run)
 	}
 	res.LoadAvgEnd = loadAverage()
@@ -227,6 +250,8 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	res.EngineOpsPerSec = float64(cfg.Keys) / res.EngineSeconds
 	res.Ratio = res.EngineOpsPerSec / res.PebbleOpsPerSec
 	res.RatioMedian, res.RatioMin, res.RatioMax = spread(res.Runs, func(r WriteRun) float64 { return r.Ratio })
+	res.CPURatioMedian, res.CPURatioMin, res.CPURatioMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatio })
+	res.CPURatioSameBytesMedian, res.CPURatioSameBytesMin, res.CPURatioSameBytesMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatioSameBytes })
 	if res.PebbleSameBytesSeconds > 0 {
 		res.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / res.PebbleSameBytesSeconds
 		res.RatioSameBytes = res.EngineOpsPerSec / res.PebbleSameBytesOpsPerSec
@@ -274,6 +299,18 @@ func loadAverage() []float64 {
 	return la
 }
 
+// sideTime is how long one side of one repetition took: wall-clock seconds
+// and the process's CPU seconds (foreground and Pebble's background work).
+type sideTime struct{ wall, cpu float64 }
+
+// startTimer starts timing one side; the returned func stops it.
+func startTimer() func() sideTime {
+	start, cpu := time.Now(), processCPUSeconds()
+	return func() sideTime {
+		return sideTime{wall: time.Since(start).Seconds(), cpu: processCPUSeconds() - cpu}
+	}
+}
+
 func benchValue(n int) []byte {
 	value := make([]byte, n)
 	for i := range value {
@@ -282,20 +319,20 @@ func benchValue(n int) []byte {
 	return value
 }
 
-func writePebble(cfg WriteConfig) (float64, error) {
+func writePebble(cfg WriteConfig) (sideTime, error) {
 	dir, cleanup, err := scratchDir(cfg.Dir, "pebble")
 	if err != nil {
-		return 0, err
+		return sideTime{}, err
 	}
 	defer cleanup()
 	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: engine.FormatMajorVersion, Logger: silent{}})
 	if err != nil {
-		return 0, err
+		return sideTime{}, err
 	}
 	value := benchValue(cfg.ValueSize)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	key := make([]byte, cfg.KeySize)
-	start := time.Now()
+	stop := startTimer()
 	if cfg.Mode == reconcile.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
 			keyAt(key, rng)
@@ -303,7 +340,7 @@ func writePebble(cfg WriteConfig) (float64, error) {
 				closer.Close()
 			}
 			if err := db.Set(key, value, pebble.NoSync); err != nil {
-				return 0, err
+				return sideTime{}, err
 			}
 		}
 	} else {
@@ -311,28 +348,28 @@ func writePebble(cfg WriteConfig) (float64, error) {
 			b := db.NewBatch()
 			for j := 0; j < cfg.BatchSize && i < cfg.Keys; j, i = j+1, i+1 {
 				if err := b.Set(keyAt(key, rng), value, nil); err != nil {
-					return 0, err
+					return sideTime{}, err
 				}
 			}
 			if err := b.Commit(pebble.NoSync); err != nil {
-				return 0, err
+				return sideTime{}, err
 			}
 			b.Close()
 		}
 	}
-	secs := time.Since(start).Seconds()
-	return secs, db.Close()
+	t := stop()
+	return t, db.Close()
 }
 
-func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (secs float64, markers uint64, leaves int, err error) {
+func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (t sideTime, markers uint64, leaves int, err error) {
 	dir, cleanup, err := scratchDir(cfg.Dir, "engine")
 	if err != nil {
-		return 0, 0, 0, err
+		return sideTime{}, 0, 0, err
 	}
 	defer cleanup()
 	e, err := engine.Open(dir, &engine.Options{ReplicaID: "bench", Mode: cfg.Mode})
 	if err != nil {
-		return 0, 0, 0, err
+		return sideTime{}, 0, 0, err
 	}
 	value := benchValue(cfg.ValueSize)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
@@ -340,15 +377,15 @@ func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (secs 
 	stopProfile := func() {}
 	if cpuProfile != "" {
 		if stopProfile, err = startCPUProfile(cpuProfile); err != nil {
-			return 0, 0, 0, err
+			return sideTime{}, 0, 0, err
 		}
 	}
 	defer func() { stopProfile() }()
-	start := time.Now()
+	stop := startTimer()
 	if cfg.Mode == reconcile.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
 			if err := e.Put(ctx, keyAt(key, rng), value, engine.NoSync); err != nil {
-				return 0, 0, 0, err
+				return sideTime{}, 0, 0, err
 			}
 		}
 	} else {
@@ -356,22 +393,22 @@ func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (secs 
 			b := e.NewBatch()
 			for j := 0; j < cfg.BatchSize && i < cfg.Keys; j, i = j+1, i+1 {
 				if err := b.Put(keyAt(key, rng), value); err != nil {
-					return 0, 0, 0, err
+					return sideTime{}, 0, 0, err
 				}
 			}
 			if err := b.Commit(ctx, engine.NoSync); err != nil {
-				return 0, 0, 0, err
+				return sideTime{}, 0, 0, err
 			}
 		}
 	}
-	secs = time.Since(start).Seconds()
+	t = stop()
 	stopProfile()
 	stopProfile = func() {}
 	markers = e.Tree().Stats().MarkersWritten
 	for _, p := range e.Tree().Partitions() {
 		leaves += p.Leaves
 	}
-	return secs, markers, leaves, e.Close()
+	return t, markers, leaves, e.Close()
 }
 
 type silent struct{}
