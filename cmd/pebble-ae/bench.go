@@ -53,6 +53,7 @@ func newBenchWriteCmd() *cobra.Command {
 	c.Flags().IntVar(&cfg.ValueSize, "value-size", 100, "value size in bytes")
 	c.Flags().IntVar(&cfg.BatchSize, "batch", 100, "writes per batch (LWW)")
 	c.Flags().StringVar(&mode, "mode", "lww", "write mode: lww or causal")
+	c.Flags().BoolVar(&cfg.RandomValues, "random-values", false, "a random (incompressible) value per write instead of one constant value")
 	c.Flags().IntVar(&cfg.Rounds, "rounds", 5, "repetitions, each running every side once on a fresh DB")
 	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine side of the first repetition to this file")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")
@@ -62,8 +63,12 @@ func newBenchWriteCmd() *cobra.Command {
 }
 
 func printWriteResult(res bench.WriteResult, cfg bench.WriteConfig) {
-	fmt.Printf("%s write path, %d keys (%d-byte keys, %d-byte values, batches of %d, NoSync), %d repetitions\n",
-		res.Mode, res.Keys, cfg.KeySize, cfg.ValueSize, res.BatchSize, res.Rounds)
+	kind := "constant"
+	if res.RandomValues {
+		kind = "random"
+	}
+	fmt.Printf("%s write path, %d keys (%d-byte keys, %d-byte %s values, batches of %d, NoSync), %d repetitions\n",
+		res.Mode, res.Keys, cfg.KeySize, cfg.ValueSize, kind, res.BatchSize, res.Rounds)
 	fmt.Printf("  load average: %s before, %s after\n", loadString(res.LoadAvgStart), loadString(res.LoadAvgEnd))
 	for i, r := range res.Runs {
 		fmt.Printf("  run %d (%s, load %.2f): engine %.0f ops/s, %s %.0f ops/s, ratio %.3f", i+1, r.Order, r.LoadAvg1, r.EngineOpsPerSec, res.Baseline, r.PebbleOpsPerSec, r.Ratio)

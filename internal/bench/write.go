@@ -30,6 +30,10 @@ type WriteConfig struct {
 	BatchSize int    // default 100 (LWW); causal writes are single ops
 	Mode      reconcile.Mode
 	Seed      uint64
+	// RandomValues gives every write its own random (incompressible)
+	// value instead of the same constant value for every key, which
+	// Pebble's block compression shrinks to almost nothing.
+	RandomValues bool
 	// Rounds is the number of repetitions (default 5). Each repetition runs
 	// every side once, each on a fresh DB, in an order that alternates
 	// between repetitions; it yields one engine/Pebble ratio.
@@ -41,10 +45,11 @@ type WriteConfig struct {
 
 // WriteResult is what the write-path benchmark measured.
 type WriteResult struct {
-	Mode      string `json:"mode"`
-	Keys      int    `json:"keys"`
-	BatchSize int    `json:"batch_size"`
-	Rounds    int    `json:"rounds"`
+	Mode         string `json:"mode"`
+	Keys         int    `json:"keys"`
+	RandomValues bool   `json:"random_values"`
+	BatchSize    int    `json:"batch_size"`
+	Rounds       int    `json:"rounds"`
 	// EngineOpsPerSec and PebbleOpsPerSec are the best run of each side;
 	// Ratio is their quotient (best / best). RatioMedian is the median of
 	// the per-repetition ratios, the figure least moved by noise on a
@@ -132,16 +137,34 @@ func (c *WriteConfig) defaults() {
 }
 
 func keyAt(dst []byte, rng *rand.Rand) []byte {
-	for i := 0; i < len(dst); i += 8 {
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], rng.Uint64())
-		copy(dst[i:], b[:])
-	}
+	fillRandom(dst, rng)
 	// Keep keys out of the reserved space.
 	if dst[0] == 0xff {
 		dst[0] = 0xfe
 	}
 	return dst
+}
+
+func fillRandom(dst []byte, rng *rand.Rand) {
+	for i := 0; i < len(dst); i += 8 {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], rng.Uint64())
+		copy(dst[i:], b[:])
+	}
+}
+
+// values returns the value source of one side: the next value to write.
+// Both sides draw the same sequence.
+func values(cfg WriteConfig) func() []byte {
+	value := benchValue(cfg.ValueSize)
+	if !cfg.RandomValues {
+		return func() []byte { return value }
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 2))
+	return func() []byte {
+		fillRandom(value, rng)
+		return value
+	}
 }
 
 func scratchDir(dir, name string) (string, func(), error) {
@@ -173,7 +196,7 @@ func scratchDir(dir, name string) (string, func(), error) {
 // reports their median and spread next to the best run of each side.
 func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	cfg.defaults()
-	res := WriteResult{Mode: cfg.Mode.String(), Keys: cfg.Keys, BatchSize: cfg.BatchSize, Rounds: cfg.Rounds}
+	res := WriteResult{Mode: cfg.Mode.String(), Keys: cfg.Keys, RandomValues: cfg.RandomValues, BatchSize: cfg.BatchSize, Rounds: cfg.Rounds}
 	causal := cfg.Mode == reconcile.ModeCausal
 	if causal {
 		res.Baseline = "pebble Get+Set"
@@ -329,7 +352,7 @@ func writePebble(cfg WriteConfig) (sideTime, error) {
 	if err != nil {
 		return sideTime{}, err
 	}
-	value := benchValue(cfg.ValueSize)
+	nextValue := values(cfg)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	key := make([]byte, cfg.KeySize)
 	stop := startTimer()
@@ -339,7 +362,7 @@ func writePebble(cfg WriteConfig) (sideTime, error) {
 			if _, closer, err := db.Get(key); err == nil {
 				closer.Close()
 			}
-			if err := db.Set(key, value, pebble.NoSync); err != nil {
+			if err := db.Set(key, nextValue(), pebble.NoSync); err != nil {
 				return sideTime{}, err
 			}
 		}
@@ -347,7 +370,7 @@ func writePebble(cfg WriteConfig) (sideTime, error) {
 		for i := 0; i < cfg.Keys; {
 			b := db.NewBatch()
 			for j := 0; j < cfg.BatchSize && i < cfg.Keys; j, i = j+1, i+1 {
-				if err := b.Set(keyAt(key, rng), value, nil); err != nil {
+				if err := b.Set(keyAt(key, rng), nextValue(), nil); err != nil {
 					return sideTime{}, err
 				}
 			}
@@ -371,7 +394,7 @@ func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (t sid
 	if err != nil {
 		return sideTime{}, 0, 0, err
 	}
-	value := benchValue(cfg.ValueSize)
+	nextValue := values(cfg)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	key := make([]byte, cfg.KeySize)
 	stopProfile := func() {}
@@ -384,7 +407,7 @@ func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (t sid
 	stop := startTimer()
 	if cfg.Mode == reconcile.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
-			if err := e.Put(ctx, keyAt(key, rng), value, engine.NoSync); err != nil {
+			if err := e.Put(ctx, keyAt(key, rng), nextValue(), engine.NoSync); err != nil {
 				return sideTime{}, 0, 0, err
 			}
 		}
@@ -392,7 +415,7 @@ func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (t sid
 		for i := 0; i < cfg.Keys; {
 			b := e.NewBatch()
 			for j := 0; j < cfg.BatchSize && i < cfg.Keys; j, i = j+1, i+1 {
-				if err := b.Put(keyAt(key, rng), value); err != nil {
+				if err := b.Put(keyAt(key, rng), nextValue()); err != nil {
 					return sideTime{}, 0, 0, err
 				}
 			}
