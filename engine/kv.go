@@ -224,9 +224,12 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	if err := e.checkValue(value); err != nil {
 		return err
 	}
-	vv, err := reconcile.DecodeContext(causal)
-	if err != nil {
-		return err
+	var vv reconcile.VersionVector // nil: the empty context
+	if len(causal) > 0 {
+		var err error
+		if vv, err = reconcile.DecodeContext(causal); err != nil {
+			return err
+		}
 	}
 	if err := e.enter(); err != nil {
 		return err
@@ -235,9 +238,20 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	mu := &e.causalLocks[e.stripe(key)]
 	mu.Lock()
 	defer mu.Unlock()
-	cur, err := e.readRecord(key)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	// The current record is decoded in place, aliasing Pebble's memory
+	// until the new record has been encoded into the batch.
+	var cur reconcile.Record
+	v, closer, err := e.rd.Get(key)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
 		return err
+	default:
+		cur, err = reconcile.DecodeRecord(v)
+		if err != nil {
+			_ = closer.Close()
+			return fmt.Errorf("engine: key %q: %w", key, err)
+		}
 	}
 	if coverCurrent {
 		vv = vv.Merge(cur.Context)
@@ -248,7 +262,11 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	// result: reads and compactions then have no operands to merge.
 	b := e.getBatch()
 	defer e.putBatch(b)
-	if err := b.Set(key, rec.Encode()); err != nil {
+	err = b.SetFunc(key, rec.EncodedLen(), rec.AppendEncode)
+	if closer != nil {
+		_ = closer.Close()
+	}
+	if err != nil {
 		return err
 	}
 	return e.commit(b, wo)
@@ -261,10 +279,17 @@ func (e *Engine) stripe(key []byte) int {
 
 // Batch is an atomic group of LWW writes. It is not safe for concurrent
 // use.
+//
+// Writes are stamped as they are added: the first with the HLC's Now, the
+// others with its Next, so that a batch reads the physical clock once. A
+// batch's writes thus carry the wall time of its first write and strictly
+// increasing logical times (and stay strictly ordered with every other
+// timestamp the clock issues).
 type Batch struct {
-	e   *Engine
-	hb  *hooks.Batch
-	err error
+	e       *Engine
+	hb      *hooks.Batch
+	err     error
+	stamped bool // a write has been stamped with Now
 }
 
 // NewBatch returns an empty batch (LWW mode).
@@ -289,7 +314,13 @@ func (b *Batch) add(key, value []byte, tombstone bool) error {
 	if err := b.e.checkValue(value); err != nil {
 		return err
 	}
-	return setLWW(b.hb, key, b.e.opts.ReplicaID, b.e.clock.Now(), value, tombstone)
+	var ts reconcile.Timestamp
+	if b.stamped {
+		ts = b.e.clock.Next()
+	} else {
+		ts, b.stamped = b.e.clock.Now(), true
+	}
+	return setLWW(b.hb, key, b.e.opts.ReplicaID, ts, value, tombstone)
 }
 
 // Len is the number of writes in the batch.
@@ -349,8 +380,8 @@ func (e *Engine) DeleteRange(ctx context.Context, start, end []byte, wo *WriteOp
 // straight into the batch.
 func setLWW(b *hooks.Batch, key []byte, writer reconcile.ReplicaID, ts reconcile.Timestamp, value []byte, tombstone bool) error {
 	n := reconcile.LWWEncodedLen(writer, ts, value, tombstone)
-	return b.SetFunc(key, n, func(dst []byte) {
-		reconcile.AppendLWW(dst, writer, ts, value, tombstone)
+	return b.SetFunc(key, n, func(dst []byte) []byte {
+		return reconcile.AppendLWW(dst, writer, ts, value, tombstone)
 	})
 }
 

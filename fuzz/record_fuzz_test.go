@@ -141,6 +141,9 @@ func mustRoundTrip(t *testing.T, r reconcile.Record) {
 		t.Fatalf("built an invalid record: %v\n%+v", err, r)
 	}
 	enc := r.Encode()
+	if n := r.EncodedLen(); n != len(enc) {
+		t.Fatalf("EncodedLen() = %d, Encode() has %d bytes\nrecord %+v", n, len(enc), r)
+	}
 	got, err := reconcile.DecodeRecord(enc)
 	if err != nil {
 		t.Fatalf("DecodeRecord(Encode(r)) = %v\nrecord %+v\nbytes %x", err, r, enc)
@@ -233,6 +236,9 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		slices.Reverse(shuffled.Siblings)
 		if rec.Mode == reconcile.ModeCausal {
 			shuffled.Context["zero-entry"] = 0
+		}
+		if n := shuffled.EncodedLen(); n != len(rec.Encode()) {
+			t.Fatalf("EncodedLen() with a zero context entry = %d, want %d", n, len(rec.Encode()))
 		}
 		if !shuffled.Equal(rec) || !bytes.Equal(shuffled.Encode(), rec.Encode()) {
 			t.Fatalf("equal records encode differently:\n%x\n%x", shuffled.Encode(), rec.Encode())

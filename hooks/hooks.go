@@ -77,11 +77,17 @@ func (b *Batch) Set(key, value []byte) error {
 }
 
 // SetFunc adds a Set of key to a value of valueLen bytes that fill writes
-// in place, straight into the Pebble batch (no intermediate buffer).
-func (b *Batch) SetFunc(key []byte, valueLen int, fill func(dst []byte)) error {
+// in place, straight into the Pebble batch (no intermediate buffer): fill
+// gets a zero-length slice with capacity valueLen, must append exactly
+// valueLen bytes to it and return the result. A fill that appends any other
+// number of bytes is a bug in the caller's length computation that would
+// commit a corrupt value: SetFunc panics.
+func (b *Batch) SetFunc(key []byte, valueLen int, fill func(dst []byte) []byte) error {
 	d := b.pb.SetDeferred(len(key), valueLen)
 	copy(d.Key, key)
-	fill(d.Value[:0:valueLen])
+	if got := fill(d.Value[:0:valueLen]); len(got) != valueLen || (valueLen > 0 && &got[0] != &d.Value[0]) {
+		panic(fmt.Sprintf("hooks: SetFunc: fill wrote %d bytes (in place: %t), want %d in place", len(got), valueLen > 0 && len(got) > 0 && &got[0] == &d.Value[0], valueLen))
+	}
 	b.ops = append(b.ops, Op{Kind: OpSet, Key: d.Key, Value: d.Value})
 	return d.Finish()
 }

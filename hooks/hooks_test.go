@@ -87,3 +87,34 @@ func TestTeeFailureAborts(t *testing.T) {
 		t.Fatalf("aborted batch was applied: %v", err)
 	}
 }
+
+// TestSetFunc checks that SetFunc writes the value in place and refuses a
+// fill that does not write exactly the announced length (it would commit a
+// corrupt value).
+func TestSetFunc(t *testing.T) {
+	db := openDB(t)
+	b := hooks.NewBatch(db.NewBatch())
+	if err := b.SetFunc([]byte("k"), 3, func(dst []byte) []byte { return append(dst, "abc"...) }); err != nil {
+		t.Fatal(err)
+	}
+	if ops := b.Ops(); len(ops) != 1 || string(ops[0].Key) != "k" || string(ops[0].Value) != "abc" {
+		t.Fatalf("ops = %+v", ops)
+	}
+	for _, tc := range []struct {
+		name string
+		fill func(dst []byte) []byte
+	}{
+		{"short", func(dst []byte) []byte { return append(dst, "ab"...) }},
+		{"long", func(dst []byte) []byte { return append(dst, "abcd"...) }},
+		{"elsewhere", func(dst []byte) []byte { return []byte("abc") }},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: SetFunc did not panic", tc.name)
+				}
+			}()
+			_ = b.SetFunc([]byte("k2"), 3, tc.fill)
+		}()
+	}
+}

@@ -44,14 +44,23 @@ func (s *leafSet) search(key []byte) int {
 
 // floor returns the leaf with the largest start <= key, or nil.
 func (s *leafSet) floor(key []byte) *leaf {
+	l, _ := s.floorExact(key)
+	return l
+}
+
+// floorExact returns the leaf with the largest start <= key (nil if none)
+// and whether its start equals key. It reads a leaf's start only when its
+// 8-byte prefix equals key's: on the write path, where a key rarely starts
+// a leaf, that saves a pointer chase into a cold leaf per write.
+func (s *leafSet) floorExact(key []byte) (*leaf, bool) {
 	i := s.search(key)
-	if i < len(s.ls) && bytes.Equal(s.ls[i].start, key) {
-		return s.ls[i]
+	if i < len(s.ls) && s.pfx[i] == keyPrefix(key) && bytes.Equal(s.ls[i].start, key) {
+		return s.ls[i], true
 	}
 	if i == 0 {
-		return nil
+		return nil, false
 	}
-	return s.ls[i-1]
+	return s.ls[i-1], false
 }
 
 // Len is the number of leaves.

@@ -126,10 +126,13 @@ type partTree struct {
 	rebuildPersisted bool
 }
 
+// leaf is one leaf of a partition's tree. The fields the write path reads
+// and writes (markedBy, dirty, pd, changed) come first, so that a write
+// touches one cache line of the leaf.
 type leaf struct {
-	start []byte
-	rank  uint64
-	fp    Fingerprint
+	// markedBy is the in-flight batch that wrote a marker for this leaf
+	// (so the batch writes only one).
+	markedBy *hooks.Batch
 	// dirty: fp is not known to be correct; the leaf must be recomputed.
 	dirty bool
 	// pd ("persisted dirty"): the on-disk state (checkpoint + markers)
@@ -138,9 +141,9 @@ type leaf struct {
 	pd bool
 	// changed: differs from its persisted record.
 	changed bool
-	// markedBy is the in-flight batch that wrote a marker for this leaf
-	// (so the batch writes only one).
-	markedBy *hooks.Batch
+	start   []byte
+	rank    uint64
+	fp      Fingerprint
 }
 
 // scanLog records the writes made to one partition while a scan of it runs.
@@ -152,6 +155,9 @@ type scanLog struct {
 }
 
 func (t *Tree) logWrite(p int, key []byte) {
+	if len(t.mu.scans) == 0 {
+		return
+	}
 	for s := range t.mu.scans {
 		if s.part != p || s.overflow {
 			continue
@@ -299,8 +305,8 @@ func (t *Tree) markLocked(b *hooks.Batch, l *leaf, pi int, pos []byte) error {
 func (t *Tree) touchKeyLocked(b *hooks.Batch, key []byte) error {
 	pi := t.pn.Partition(key)
 	p := t.mu.parts[pi]
-	l := p.floor(key)
-	if !bytes.Equal(l.start, key) {
+	l, exact := p.leaves.floorExact(key)
+	if !exact {
 		if r := t.params.rank(key); r < t.params.threshold() {
 			// A new boundary: split. Both halves need recomputing.
 			l.dirty = true

@@ -111,6 +111,42 @@ func TestHLCNowLogicalOverflow(t *testing.T) {
 	}
 }
 
+func TestHLCNext(t *testing.T) {
+	// Each step sets the physical clock and calls Now or Next: Next never
+	// reads the clock, yet interleaved with Now every timestamp is
+	// strictly greater than the one before.
+	steps := []struct {
+		phys int64
+		next bool
+		want reconcile.Timestamp
+	}{
+		{100, false, ts(100, 0)},
+		{500, true, ts(100, 1)}, // Next ignores the clock's advance
+		{500, true, ts(100, 2)},
+		{500, false, ts(500, 0)}, // Now picks it up
+		{400, true, ts(500, 1)},
+		{400, false, ts(500, 2)},
+	}
+	clock := &manualClock{}
+	hlc := reconcile.NewHLC(clock)
+	for i, s := range steps {
+		clock.set(s.phys)
+		got := hlc.Now
+		if s.next {
+			got = hlc.Next
+		}
+		if got := got(); got != s.want {
+			t.Fatalf("step %d (phys %d, next %t) = %v, want %v", i, s.phys, s.next, got, s.want)
+		}
+	}
+	// Next after an adopted remote timestamp exceeds it; a logical overflow
+	// advances the wall time.
+	hlc.Update(ts(600, math.MaxUint32))
+	if got, want := hlc.Next(), ts(601, 0); got != want {
+		t.Fatalf("Next() after logical overflow = %v, want %v", got, want)
+	}
+}
+
 func TestHLCNowSaturates(t *testing.T) {
 	clock := &manualClock{ns: 1000}
 	hlc := reconcile.NewHLCWithMaxOffset(clock, 0) // no offset limit
@@ -119,6 +155,9 @@ func TestHLCNowSaturates(t *testing.T) {
 	for range 3 {
 		if got := hlc.Now(); got != maxTS {
 			t.Fatalf("Now() at saturation = %v, want %v", got, maxTS)
+		}
+		if got := hlc.Next(); got != maxTS {
+			t.Fatalf("Next() at saturation = %v, want %v", got, maxTS)
 		}
 	}
 }
@@ -204,7 +243,11 @@ func TestHLCConcurrent(t *testing.T) {
 				if i%100 == 0 {
 					hlc.Update(ts(1, uint32(g*i)))
 				}
-				out[i] = hlc.Now()
+				if i%3 == 0 {
+					out[i] = hlc.Next()
+				} else {
+					out[i] = hlc.Now()
+				}
 			}
 			results[g] = out
 		})

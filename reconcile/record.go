@@ -276,11 +276,25 @@ func validateSibling(i int, s Sibling) error {
 // Encode returns the canonical encoding of r in a new slice owned by the
 // caller. See AppendEncode.
 func (r Record) Encode() []byte {
-	size := 4 + len(r.Context)*(1+16+10)
-	for _, s := range r.Siblings {
-		size += 1 + len(s.Dot.Replica) + 10 + 10 + 5 + 1 + 5 + len(s.Value)
+	return r.AppendEncode(make([]byte, 0, r.EncodedLen()))
+}
+
+// EncodedLen returns len(r.Encode()) without encoding.
+func (r Record) EncodedLen() int {
+	n, entries := 2, 0 // version, mode
+	for id, c := range r.Context {
+		if c != 0 { // zero entries are not encoded
+			entries++
+			n += uvarintLen(uint64(len(id))) + len(id) + uvarintLen(c)
+		}
 	}
-	return r.AppendEncode(make([]byte, 0, size))
+	n += uvarintLen(uint64(entries)) + uvarintLen(uint64(len(r.Siblings)))
+	for _, s := range r.Siblings {
+		n += uvarintLen(uint64(len(s.Dot.Replica))) + len(s.Dot.Replica) + uvarintLen(s.Dot.Counter)
+		n += uvarintLen(uint64(s.Timestamp.WallTime)) + uvarintLen(uint64(s.Timestamp.Logical))
+		n += 1 + uvarintLen(uint64(len(s.Value))) + len(s.Value)
+	}
+	return n
 }
 
 // AppendEncode appends the canonical encoding of r to dst and returns the
@@ -298,7 +312,8 @@ func (r Record) Encode() []byte {
 // bytes that DecodeRecord rejects.
 func (r Record) AppendEncode(dst []byte) []byte {
 	dst = append(dst, RecordFormatVersion, byte(r.Mode))
-	dst = appendVersionVector(dst, r.Context, r.Context.sortedReplicas())
+	var idBuf [4]ReplicaID
+	dst = appendVersionVector(dst, r.Context, r.Context.appendSortedReplicas(idBuf[:0]))
 	sibs := sortedSiblings(r.Siblings)
 	dst = appendUvarint(dst, uint64(len(sibs)))
 	for _, s := range sibs {

@@ -195,7 +195,12 @@ func (v VersionVector) String() string {
 // sortedReplicas returns the replicas of v's nonzero entries in ascending
 // order.
 func (v VersionVector) sortedReplicas() []ReplicaID {
-	ids := make([]ReplicaID, 0, len(v))
+	return v.appendSortedReplicas(make([]ReplicaID, 0, len(v)))
+}
+
+// appendSortedReplicas appends the replicas of v's nonzero entries to ids,
+// sorted, so that a caller with few entries can pass a stack buffer.
+func (v VersionVector) appendSortedReplicas(ids []ReplicaID) []ReplicaID {
 	for r, n := range v {
 		if n != 0 {
 			ids = append(ids, r)

@@ -44,8 +44,7 @@ func newBenchWriteCmd() *cobra.Command {
 			if asJSON {
 				return printJSON(res)
 			}
-			fmt.Printf("%s write path, %d keys (%d-byte keys, %d-byte values, batches of %d, NoSync)\n", res.Mode, res.Keys, cfg.KeySize, cfg.ValueSize, res.BatchSize)
-			fmt.Printf("  engine:  %10.0f ops/s\n  %s: %10.0f ops/s\n  ratio:   %10.3f\n", res.EngineOpsPerSec, res.Baseline, res.PebbleOpsPerSec, res.Ratio)
+			printWriteResult(res, cfg)
 			return nil
 		},
 	}
@@ -54,10 +53,46 @@ func newBenchWriteCmd() *cobra.Command {
 	c.Flags().IntVar(&cfg.ValueSize, "value-size", 100, "value size in bytes")
 	c.Flags().IntVar(&cfg.BatchSize, "batch", 100, "writes per batch (LWW)")
 	c.Flags().StringVar(&mode, "mode", "lww", "write mode: lww or causal")
+	c.Flags().BoolVar(&cfg.RandomValues, "random-values", false, "a random (incompressible) value per write instead of one constant value")
+	c.Flags().IntVar(&cfg.Rounds, "rounds", 5, "repetitions, each running every side once on a fresh DB")
+	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine side of the first repetition to this file")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")
 	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "seed of the keys")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+func printWriteResult(res bench.WriteResult, cfg bench.WriteConfig) {
+	kind := "constant"
+	if res.RandomValues {
+		kind = "random"
+	}
+	fmt.Printf("%s write path, %d keys (%d-byte keys, %d-byte %s values, batches of %d, NoSync), %d repetitions\n",
+		res.Mode, res.Keys, cfg.KeySize, cfg.ValueSize, kind, res.BatchSize, res.Rounds)
+	fmt.Printf("  load average: %s before, %s after\n", loadString(res.LoadAvgStart), loadString(res.LoadAvgEnd))
+	for i, r := range res.Runs {
+		fmt.Printf("  run %d (%s, load %.2f): engine %.0f ops/s, %s %.0f ops/s, ratio %.3f", i+1, r.Order, r.LoadAvg1, r.EngineOpsPerSec, res.Baseline, r.PebbleOpsPerSec, r.Ratio)
+		if r.RatioSameBytes > 0 {
+			fmt.Printf(", same bytes %.0f ops/s, ratio %.3f", r.PebbleSameBytesOpsPerSec, r.RatioSameBytes)
+		}
+		fmt.Println()
+	}
+	fmt.Printf("  best:    engine %.0f ops/s, %s %.0f ops/s, ratio %.3f\n", res.EngineOpsPerSec, res.Baseline, res.PebbleOpsPerSec, res.Ratio)
+	fmt.Printf("  ratio:   median %.3f (min %.3f, max %.3f)\n", res.RatioMedian, res.RatioMin, res.RatioMax)
+	if res.RatioSameBytesMedian > 0 {
+		fmt.Printf("  ratio vs same bytes (%d-byte values): median %.3f (min %.3f, max %.3f)\n", res.RecordBytes, res.RatioSameBytesMedian, res.RatioSameBytesMin, res.RatioSameBytesMax)
+	}
+	if res.CPURatioMedian > 0 {
+		fmt.Printf("  by CPU time: ratio median %.3f (min %.3f, max %.3f), vs same bytes median %.3f (min %.3f, max %.3f)\n",
+			res.CPURatioMedian, res.CPURatioMin, res.CPURatioMax, res.CPURatioSameBytesMedian, res.CPURatioSameBytesMin, res.CPURatioSameBytesMax)
+	}
+}
+
+func loadString(la []float64) string {
+	if len(la) < 3 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.2f %.2f %.2f", la[0], la[1], la[2])
 }
 
 func newBenchRebuildCmd() *cobra.Command {

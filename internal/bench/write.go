@@ -10,6 +10,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -26,18 +30,36 @@ type WriteConfig struct {
 	BatchSize int    // default 100 (LWW); causal writes are single ops
 	Mode      reconcile.Mode
 	Seed      uint64
-	Rounds    int // alternating runs of each side; the best counts (default 3)
+	// RandomValues gives every write its own random (incompressible)
+	// value instead of the same constant value for every key, which
+	// Pebble's block compression shrinks to almost nothing.
+	RandomValues bool
+	// Rounds is the number of repetitions (default 5). Each repetition runs
+	// every side once, each on a fresh DB, in an order that alternates
+	// between repetitions; it yields one engine/Pebble ratio.
+	Rounds int
+	// CPUProfile, if set, is a file to write a CPU profile of the engine
+	// side of the first repetition to.
+	CPUProfile string
 }
 
 // WriteResult is what the write-path benchmark measured.
 type WriteResult struct {
-	Mode            string  `json:"mode"`
-	Keys            int     `json:"keys"`
-	BatchSize       int     `json:"batch_size"`
-	Rounds          int     `json:"rounds"`
+	Mode         string `json:"mode"`
+	Keys         int    `json:"keys"`
+	RandomValues bool   `json:"random_values"`
+	BatchSize    int    `json:"batch_size"`
+	Rounds       int    `json:"rounds"`
+	// EngineOpsPerSec and PebbleOpsPerSec are the best run of each side;
+	// Ratio is their quotient (best / best). RatioMedian is the median of
+	// the per-repetition ratios, the figure least moved by noise on a
+	// shared machine; RatioMin and RatioMax are their spread.
 	EngineOpsPerSec float64 `json:"engine_ops_per_sec"`
 	PebbleOpsPerSec float64 `json:"pebble_ops_per_sec"`
 	Ratio           float64 `json:"ratio"`
+	RatioMedian     float64 `json:"ratio_median"`
+	RatioMin        float64 `json:"ratio_min"`
+	RatioMax        float64 `json:"ratio_max"`
 	Baseline        string  `json:"baseline"`
 	EngineSeconds   float64 `json:"engine_seconds"`
 	PebbleSeconds   float64 `json:"pebble_seconds"`
@@ -48,7 +70,49 @@ type WriteResult struct {
 	PebbleSameBytesOpsPerSec float64 `json:"pebble_same_bytes_ops_per_sec,omitempty"`
 	PebbleSameBytesSeconds   float64 `json:"pebble_same_bytes_seconds,omitempty"`
 	RatioSameBytes           float64 `json:"ratio_same_bytes,omitempty"`
+	RatioSameBytesMedian     float64 `json:"ratio_same_bytes_median,omitempty"`
+	RatioSameBytesMin        float64 `json:"ratio_same_bytes_min,omitempty"`
+	RatioSameBytesMax        float64 `json:"ratio_same_bytes_max,omitempty"`
 	TreeLeaves               int     `json:"tree_leaves"`
+	// CPURatio* are the same ratios by CPU time instead of wall-clock time
+	// (Pebble's CPU seconds / the engine's, per repetition: how much more
+	// CPU the engine spends on the same writes, background work included).
+	// Less moved than wall-clock time by other work on a shared machine;
+	// the goals are in ops/s.
+	CPURatioMedian          float64 `json:"cpu_ratio_median,omitempty"`
+	CPURatioMin             float64 `json:"cpu_ratio_min,omitempty"`
+	CPURatioMax             float64 `json:"cpu_ratio_max,omitempty"`
+	CPURatioSameBytesMedian float64 `json:"cpu_ratio_same_bytes_median,omitempty"`
+	CPURatioSameBytesMin    float64 `json:"cpu_ratio_same_bytes_min,omitempty"`
+	CPURatioSameBytesMax    float64 `json:"cpu_ratio_same_bytes_max,omitempty"`
+	// LoadAvgStart and LoadAvgEnd are the 1-, 5- and 15-minute load
+	// averages (/proc/loadavg) before the first and after the last
+	// repetition; absent where the system does not report them.
+	LoadAvgStart []float64 `json:"load_avg_start,omitempty"`
+	LoadAvgEnd   []float64 `json:"load_avg_end,omitempty"`
+	// Runs are the repetitions, in order.
+	Runs []WriteRun `json:"runs"`
+}
+
+// WriteRun is one repetition of the write-path benchmark.
+type WriteRun struct {
+	// Order is the order the sides ran in ("pebble,same,engine" or the
+	// reverse).
+	Order                    string  `json:"order"`
+	EngineOpsPerSec          float64 `json:"engine_ops_per_sec"`
+	PebbleOpsPerSec          float64 `json:"pebble_ops_per_sec"`
+	PebbleSameBytesOpsPerSec float64 `json:"pebble_same_bytes_ops_per_sec,omitempty"`
+	Ratio                    float64 `json:"ratio"`
+	RatioSameBytes           float64 `json:"ratio_same_bytes,omitempty"`
+	// LoadAvg1 is the 1-minute load average when the repetition started.
+	LoadAvg1 float64 `json:"load_avg_1,omitempty"`
+	// CPU seconds of the process while each side ran, and the ratios by
+	// CPU time (see WriteResult.CPURatioMedian).
+	EngineCPUSeconds          float64 `json:"engine_cpu_seconds,omitempty"`
+	PebbleCPUSeconds          float64 `json:"pebble_cpu_seconds,omitempty"`
+	PebbleSameBytesCPUSeconds float64 `json:"pebble_same_bytes_cpu_seconds,omitempty"`
+	CPURatio                  float64 `json:"cpu_ratio,omitempty"`
+	CPURatioSameBytes         float64 `json:"cpu_ratio_same_bytes,omitempty"`
 }
 
 func (c *WriteConfig) defaults() {
@@ -67,19 +131,40 @@ func (c *WriteConfig) defaults() {
 	if c.Mode == 0 {
 		c.Mode = reconcile.ModeLWW
 	}
+	if c.Rounds == 0 {
+		c.Rounds = 5
+	}
 }
 
 func keyAt(dst []byte, rng *rand.Rand) []byte {
-	for i := 0; i < len(dst); i += 8 {
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], rng.Uint64())
-		copy(dst[i:], b[:])
-	}
+	fillRandom(dst, rng)
 	// Keep keys out of the reserved space.
 	if dst[0] == 0xff {
 		dst[0] = 0xfe
 	}
 	return dst
+}
+
+func fillRandom(dst []byte, rng *rand.Rand) {
+	for i := 0; i < len(dst); i += 8 {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], rng.Uint64())
+		copy(dst[i:], b[:])
+	}
+}
+
+// values returns the value source of one side: the next value to write.
+// Both sides draw the same sequence.
+func values(cfg WriteConfig) func() []byte {
+	value := benchValue(cfg.ValueSize)
+	if !cfg.RandomValues {
+		return func() []byte { return value }
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 2))
+	return func() []byte {
+		fillRandom(value, rng)
+		return value
+	}
 }
 
 func scratchDir(dir, name string) (string, func(), error) {
@@ -99,16 +184,19 @@ func scratchDir(dir, name string) (string, func(), error) {
 
 // Write measures the engine's write path against raw Pebble in one run: the
 // same keys, values, batch size and sync mode (NoSync), each on a fresh DB
-// on disk. LWW is compared with raw Pebble Set in batches; causal (whose
+// on disk. LWW is compared with raw Pebble Set in batches, causal (whose
 // puts are single read-modify-writes) with raw Pebble Get+Set, one op per
-// commit. The two sides alternate Rounds times (default 3) and the best run
-// of each counts, so that background noise on the machine hits both alike.
+// commit; each also with the same raw Pebble writes of values as long as the
+// engine's encoded records ("same bytes").
+//
+// The sides are interleaved: each of the Rounds repetitions runs every side
+// once on a fresh DB, the order reversed every other repetition, with a GC
+// before each side so that one side's garbage is not collected on the
+// next's time. Each repetition gives one engine/Pebble ratio; the result
+// reports their median and spread next to the best run of each side.
 func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	cfg.defaults()
-	if cfg.Rounds == 0 {
-		cfg.Rounds = 3
-	}
-	res := WriteResult{Mode: cfg.Mode.String(), Keys: cfg.Keys, BatchSize: cfg.BatchSize, Rounds: cfg.Rounds}
+	res := WriteResult{Mode: cfg.Mode.String(), Keys: cfg.Keys, RandomValues: cfg.RandomValues, BatchSize: cfg.BatchSize, Rounds: cfg.Rounds}
 	causal := cfg.Mode == reconcile.ModeCausal
 	if causal {
 		res.Baseline = "pebble Get+Set"
@@ -116,45 +204,134 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	} else {
 		res.Baseline = "pebble Set"
 	}
-	// The same writes with values as long as the engine's encoded records:
-	// what the record format itself costs Pebble.
+	// The same writes with values as long as the engine's encoded records
+	// (a new key's record): what the record format itself costs Pebble.
 	sameBytes := cfg
-	sameBytes.ValueSize = len(reconcile.NewLWW("bench", reconcile.NewHLC(nil).Now(), benchValue(cfg.ValueSize), false).Encode())
+	now, value := reconcile.NewHLC(nil).Now(), benchValue(cfg.ValueSize)
+	if causal {
+		sameBytes.ValueSize = reconcile.CausalPut(reconcile.Record{}, nil, "bench", now, value, false).EncodedLen()
+	} else {
+		sameBytes.ValueSize = reconcile.NewLWW("bench", now, value, false).EncodedLen()
+	}
 	res.RecordBytes = sameBytes.ValueSize
+	res.LoadAvgStart = loadAverage()
 	for r := 0; r < cfg.Rounds; r++ {
-		ps, err := writePebble(cfg)
-		if err != nil {
+		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if !causal {
-			pb, err := writePebble(sameBytes)
-			if err != nil {
+		var run WriteRun
+		if la := loadAverage(); la != nil {
+			run.LoadAvg1 = la[0]
+		}
+		var pt, bt, et sideTime
+		sides := []func() error{
+			func() (err error) { pt, err = writePebble(cfg); return err },
+			func() (err error) { bt, err = writePebble(sameBytes); return err },
+			func() (err error) {
+				profile := ""
+				if r == 0 {
+					profile = cfg.CPUProfile
+				}
+				et, res.MarkersWritten, res.TreeLeaves, err = writeEngine(ctx, cfg, profile)
+				return err
+			},
+		}
+		run.Order = "pebble,same,engine"
+		if r%2 == 1 {
+			slices.Reverse(sides)
+			run.Order = "engine,same,pebble"
+		}
+		for _, side := range sides {
+			runtime.GC()
+			if err := side(); err != nil {
 				return res, err
 			}
-			if r == 0 || pb < res.PebbleSameBytesSeconds {
-				res.PebbleSameBytesSeconds = pb
-			}
 		}
-		es, markers, leaves, err := writeEngine(ctx, cfg)
-		if err != nil {
-			return res, err
-		}
+		ps, pb, es := pt.wall, bt.wall, et.wall
 		if r == 0 || ps < res.PebbleSeconds {
 			res.PebbleSeconds = ps
 		}
 		if r == 0 || es < res.EngineSeconds {
 			res.EngineSeconds = es
 		}
-		res.MarkersWritten, res.TreeLeaves = markers, leaves
+		run.PebbleOpsPerSec = float64(cfg.Keys) / ps
+		run.EngineOpsPerSec = float64(cfg.Keys) / es
+		run.Ratio = ps / es
+		if r == 0 || pb < res.PebbleSameBytesSeconds {
+			res.PebbleSameBytesSeconds = pb
+		}
+		run.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / pb
+		run.RatioSameBytes = pb / es
+		if et.cpu > 0 {
+			run.EngineCPUSeconds, run.PebbleCPUSeconds, run.PebbleSameBytesCPUSeconds = et.cpu, pt.cpu, bt.cpu
+			run.CPURatio, run.CPURatioSameBytes = pt.cpu/et.cpu, bt.cpu/et.cpu
+		}
+		res.Runs = append(res.Runs, run)
 	}
+	res.LoadAvgEnd = loadAverage()
 	res.PebbleOpsPerSec = float64(cfg.Keys) / res.PebbleSeconds
 	res.EngineOpsPerSec = float64(cfg.Keys) / res.EngineSeconds
 	res.Ratio = res.EngineOpsPerSec / res.PebbleOpsPerSec
+	res.RatioMedian, res.RatioMin, res.RatioMax = spread(res.Runs, func(r WriteRun) float64 { return r.Ratio })
+	res.CPURatioMedian, res.CPURatioMin, res.CPURatioMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatio })
+	res.CPURatioSameBytesMedian, res.CPURatioSameBytesMin, res.CPURatioSameBytesMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatioSameBytes })
 	if res.PebbleSameBytesSeconds > 0 {
 		res.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / res.PebbleSameBytesSeconds
 		res.RatioSameBytes = res.EngineOpsPerSec / res.PebbleSameBytesOpsPerSec
+		res.RatioSameBytesMedian, res.RatioSameBytesMin, res.RatioSameBytesMax = spread(res.Runs, func(r WriteRun) float64 { return r.RatioSameBytes })
 	}
 	return res, nil
+}
+
+// spread returns the median, minimum and maximum of f over runs (the median
+// of an even count is the mean of the middle two).
+func spread(runs []WriteRun, f func(WriteRun) float64) (median, lo, hi float64) {
+	if len(runs) == 0 {
+		return 0, 0, 0
+	}
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = f(r)
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	median = xs[n/2]
+	if n%2 == 0 {
+		median = (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return median, xs[0], xs[n-1]
+}
+
+// loadAverage returns the 1-, 5- and 15-minute load averages from
+// /proc/loadavg, or nil where there is no such file.
+func loadAverage() []float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return nil
+	}
+	la := make([]float64, 3)
+	for i := range la {
+		if la[i], err = strconv.ParseFloat(f[i], 64); err != nil {
+			return nil
+		}
+	}
+	return la
+}
+
+// sideTime is how long one side of one repetition took: wall-clock seconds
+// and the process's CPU seconds (foreground and Pebble's background work).
+type sideTime struct{ wall, cpu float64 }
+
+// startTimer starts timing one side; the returned func stops it.
+func startTimer() func() sideTime {
+	start, cpu := time.Now(), processCPUSeconds()
+	return func() sideTime {
+		return sideTime{wall: time.Since(start).Seconds(), cpu: processCPUSeconds() - cpu}
+	}
 }
 
 func benchValue(n int) []byte {
@@ -165,87 +342,96 @@ func benchValue(n int) []byte {
 	return value
 }
 
-func writePebble(cfg WriteConfig) (float64, error) {
+func writePebble(cfg WriteConfig) (sideTime, error) {
 	dir, cleanup, err := scratchDir(cfg.Dir, "pebble")
 	if err != nil {
-		return 0, err
+		return sideTime{}, err
 	}
 	defer cleanup()
 	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: engine.FormatMajorVersion, Logger: silent{}})
 	if err != nil {
-		return 0, err
+		return sideTime{}, err
 	}
-	value := benchValue(cfg.ValueSize)
+	nextValue := values(cfg)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	key := make([]byte, cfg.KeySize)
-	start := time.Now()
+	stop := startTimer()
 	if cfg.Mode == reconcile.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
 			keyAt(key, rng)
 			if _, closer, err := db.Get(key); err == nil {
 				closer.Close()
 			}
-			if err := db.Set(key, value, pebble.NoSync); err != nil {
-				return 0, err
+			if err := db.Set(key, nextValue(), pebble.NoSync); err != nil {
+				return sideTime{}, err
 			}
 		}
 	} else {
 		for i := 0; i < cfg.Keys; {
 			b := db.NewBatch()
 			for j := 0; j < cfg.BatchSize && i < cfg.Keys; j, i = j+1, i+1 {
-				if err := b.Set(keyAt(key, rng), value, nil); err != nil {
-					return 0, err
+				if err := b.Set(keyAt(key, rng), nextValue(), nil); err != nil {
+					return sideTime{}, err
 				}
 			}
 			if err := b.Commit(pebble.NoSync); err != nil {
-				return 0, err
+				return sideTime{}, err
 			}
 			b.Close()
 		}
 	}
-	secs := time.Since(start).Seconds()
-	return secs, db.Close()
+	t := stop()
+	return t, db.Close()
 }
 
-func writeEngine(ctx context.Context, cfg WriteConfig) (secs float64, markers uint64, leaves int, err error) {
+func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (t sideTime, markers uint64, leaves int, err error) {
 	dir, cleanup, err := scratchDir(cfg.Dir, "engine")
 	if err != nil {
-		return 0, 0, 0, err
+		return sideTime{}, 0, 0, err
 	}
 	defer cleanup()
 	e, err := engine.Open(dir, &engine.Options{ReplicaID: "bench", Mode: cfg.Mode})
 	if err != nil {
-		return 0, 0, 0, err
+		return sideTime{}, 0, 0, err
 	}
-	value := benchValue(cfg.ValueSize)
+	nextValue := values(cfg)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	key := make([]byte, cfg.KeySize)
-	start := time.Now()
+	stopProfile := func() {}
+	if cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(cpuProfile); err != nil {
+			return sideTime{}, 0, 0, err
+		}
+	}
+	defer func() { stopProfile() }()
+	stop := startTimer()
 	if cfg.Mode == reconcile.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
-			if err := e.Put(ctx, keyAt(key, rng), value, engine.NoSync); err != nil {
-				return 0, 0, 0, err
+			if err := e.Put(ctx, keyAt(key, rng), nextValue(), engine.NoSync); err != nil {
+				return sideTime{}, 0, 0, err
 			}
 		}
 	} else {
 		for i := 0; i < cfg.Keys; {
 			b := e.NewBatch()
 			for j := 0; j < cfg.BatchSize && i < cfg.Keys; j, i = j+1, i+1 {
-				if err := b.Put(keyAt(key, rng), value); err != nil {
-					return 0, 0, 0, err
+				if err := b.Put(keyAt(key, rng), nextValue()); err != nil {
+					return sideTime{}, 0, 0, err
 				}
 			}
 			if err := b.Commit(ctx, engine.NoSync); err != nil {
-				return 0, 0, 0, err
+				return sideTime{}, 0, 0, err
 			}
 		}
 	}
-	secs = time.Since(start).Seconds()
+	t = stop()
+	stopProfile()
+	stopProfile = func() {}
 	markers = e.Tree().Stats().MarkersWritten
 	for _, p := range e.Tree().Partitions() {
 		leaves += p.Leaves
 	}
-	return secs, markers, leaves, e.Close()
+	return t, markers, leaves, e.Close()
 }
 
 type silent struct{}

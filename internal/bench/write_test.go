@@ -9,12 +9,15 @@ import (
 
 func TestWriteSmall(t *testing.T) {
 	for _, m := range []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal} {
-		res, err := Write(context.Background(), WriteConfig{Keys: 5000, Mode: m, Dir: t.TempDir(), Rounds: 1})
+		res, err := Write(context.Background(), WriteConfig{Keys: 5000, Mode: m, Dir: t.TempDir(), Rounds: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.EngineOpsPerSec <= 0 || res.PebbleOpsPerSec <= 0 || res.TreeLeaves < 2 {
 			t.Fatalf("implausible result: %+v", res)
+		}
+		if len(res.Runs) != 2 || res.RatioMin > res.RatioMedian || res.RatioMedian > res.RatioMax {
+			t.Fatalf("runs or spread inconsistent: %+v", res)
 		}
 		t.Logf("%+v", res)
 	}
