@@ -18,6 +18,11 @@ type Fault struct {
 	// Delay is added before forwarding each chunk read, in either
 	// direction.
 	Delay time.Duration
+	// DelayAfter, if positive, applies Delay only once the proxy has
+	// forwarded this many bytes (all connections, both directions) since
+	// the fault was set: a slowdown that starts mid-session whatever the
+	// session's speed.
+	DelayAfter int64
 	// ResetAfter, if positive, resets a connection (TCP RST on both sides)
 	// once it has forwarded this many bytes in total: a reset mid-stream.
 	ResetAfter int64
@@ -30,6 +35,8 @@ type Proxy struct {
 	lis    net.Listener
 	target string
 	fault  atomic.Pointer[Fault]
+	// sinceFault counts the bytes forwarded since the last SetFault.
+	sinceFault atomic.Int64
 	// Counters of what the proxy did, for reports.
 	Accepted, Refused, Resets atomic.Int64
 
@@ -79,7 +86,10 @@ func (p *Proxy) Addr() string { return p.lis.Addr().String() }
 
 // SetFault sets the fault applied from now on; connections already open
 // get the new Delay and ResetAfter too.
-func (p *Proxy) SetFault(f Fault) { p.fault.Store(&f) }
+func (p *Proxy) SetFault(f Fault) {
+	p.sinceFault.Store(0)
+	p.fault.Store(&f)
+}
 
 // ResetAll resets every open connection.
 func (p *Proxy) ResetAll() {
@@ -165,7 +175,7 @@ func (p *Proxy) pipe(pc *proxyConn, src, dst *net.TCPConn, done chan<- struct{})
 				pc.reset()
 				return
 			}
-			if f.Delay > 0 {
+			if since := p.sinceFault.Add(int64(n)); f.Delay > 0 && since > f.DelayAfter {
 				time.Sleep(f.Delay)
 			}
 			total := pc.forwarded.Add(int64(n))
