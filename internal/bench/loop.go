@@ -44,9 +44,9 @@ type LoopLoadConfig struct {
 	Rate float64
 	// AdmissionInterval is admission control's window (default 50ms).
 	AdmissionInterval time.Duration
-	// Tail bounds how long the loop may run on after an admission-on
-	// phase, with no foreground load, to finish the repair (default 30s;
-	// negative: no tail).
+	// Tail bounds how long the loop may run on after a phase, with no
+	// foreground load, to finish the repair (default 30s; negative: no
+	// tail).
 	Tail time.Duration
 	Seed uint64
 }
@@ -116,8 +116,13 @@ type LoadPhase struct {
 	Scale     float64 `json:"admission_scale"`
 	MinScale  float64 `json:"admission_min_scale"`
 	Decreases uint64  `json:"admission_decreases"`
-	// TailSeconds (admission-on phases) is how long the loop took, after
-	// the foreground stopped, to bring Missing to zero; TailMissing what
+	// Reasons counts, by reason, the samples of admission control's
+	// status (taken every 1024 Puts, and every 250ms in the tail) that
+	// showed an overload.
+	Reasons map[string]int `json:"admission_reasons"`
+	// TailSeconds (phases with the loop) is how long the loop took, after
+	// the foreground stopped, to bring Missing to zero (a large repair is
+	// one session, which applies little before its end); TailMissing what
 	// it still lacked when the tail ended (0: converged).
 	TailSeconds float64 `json:"tail_seconds,omitempty"`
 	TailMissing int     `json:"tail_missing,omitempty"`
@@ -156,7 +161,7 @@ type LoopLoadResult struct {
 // Reps times, their order rotating, so that drift on a shared machine
 // spreads over all of them; the result reports medians. Foreground
 // latencies are measured around each Put (engine.Options.ObserveForeground
-// feeds admission control). After an admission-on phase the foreground
+// feeds admission control). After a phase with the loop the foreground
 // stops and the loop runs on until the repair is complete (Tail).
 func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	cfg.defaults()
@@ -289,7 +294,7 @@ func median(xs []float64) float64 {
 // the warm-up, as on a node whose loop was idle for a while).
 func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.Engine, srcKeys map[string]struct{},
 	withLoop, withAdmission bool, rng *rand.Rand) (LoadPhase, error) {
-	out := LoadPhase{Sessions: make(map[string]uint64)}
+	out := LoadPhase{Sessions: make(map[string]uint64), Reasons: make(map[string]int)}
 	busy := max(cfg.BusyFraction, 0)
 	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: cfg.ScanBytesPerSec, KeysPerSec: cfg.ScanKeysPerSec, BusyFraction: busy})
 	if err != nil {
@@ -394,6 +399,11 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 		}
 		if n%1024 == 0 {
 			minScale = min(minScale, scan.Status().Scale)
+			if withAdmission {
+				for _, r := range adm.Status().Reasons {
+					out.Reasons[r]++
+				}
+			}
 		}
 	}
 	elapsed := time.Since(start)
@@ -416,11 +426,14 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 		}
 	}
 	out.RepairedPerSec = float64(len(srcKeys)-out.Missing) / elapsed.Seconds()
-	if withLoop && withAdmission && cfg.Tail > 0 {
+	if withLoop && cfg.Tail > 0 {
 		// The foreground stops; the loop must finish the repair on its own.
 		tailStart := time.Now()
 		for out.Missing > 0 && time.Since(tailStart) < cfg.Tail {
 			time.Sleep(250 * time.Millisecond)
+			for _, r := range adm.Status().Reasons {
+				out.Reasons["tail "+r]++
+			}
 			if out.TailMissing, err = missing(ctx, dst, srcKeys); err != nil {
 				return out, err
 			}

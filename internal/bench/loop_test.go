@@ -33,8 +33,8 @@ func TestLoopLoadSmall(t *testing.T) {
 
 func logPhase(t *testing.T, prefix string, p LoadPhase) {
 	t.Helper()
-	t.Logf("%s%-20s ops/s %7.0f p50 %6.2fµs p99 %6.2fµs p99.9 %7.2fµs repaired/s %7.0f missing %6d tail %.1fs (%d left) scale %.2f (min %.2f) decreases %d sessions %v %s",
-		prefix, p.Name, p.OpsPerSec, us(p.P50), us(p.P99), us(p.P999), p.RepairedPerSec, p.Missing, p.TailSeconds, p.TailMissing, p.Scale, p.MinScale, p.Decreases, p.Sessions, p.Err)
+	t.Logf("%s%-20s ops/s %7.0f p50 %6.2fµs p99 %6.2fµs p99.9 %7.2fµs repaired/s %7.0f missing %6d tail %.1fs (%d left) scale %.2f (min %.2f) decreases %d %v sessions %v %s",
+		prefix, p.Name, p.OpsPerSec, us(p.P50), us(p.P99), us(p.P999), p.RepairedPerSec, p.Missing, p.TailSeconds, p.TailMissing, p.Scale, p.MinScale, p.Decreases, p.Reasons, p.Sessions, p.Err)
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
