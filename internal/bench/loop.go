@@ -36,8 +36,7 @@ type LoopLoadConfig struct {
 	Reps int
 	// ScanBytesPerSec, ScanKeysPerSec and WriteBytesPerSec configure the
 	// loop's throttles (defaults 64 MiB/s, 500k keys/s, 32 MiB/s);
-	// BusyFraction their busy-time budget (default 0.5 of a core each;
-	// negative: none).
+	// BusyFraction their busy-time budget in cores (default 0: none).
 	ScanBytesPerSec, ScanKeysPerSec, WriteBytesPerSec, BusyFraction float64
 	// Rate is the foreground's offered load in Puts/s, paced open-loop
 	// (default 20000; negative: closed loop, as fast as one writer goes).
@@ -75,9 +74,6 @@ func (c *LoopLoadConfig) defaults() {
 	}
 	if c.WriteBytesPerSec == 0 {
 		c.WriteBytesPerSec = 32 << 20
-	}
-	if c.BusyFraction == 0 {
-		c.BusyFraction = 0.5
 	}
 	if c.Rate == 0 {
 		c.Rate = 20000

@@ -57,8 +57,8 @@ func TestLoopLoadLarge(t *testing.T) {
 	if os.Getenv("PEBBLEAE_BENCH_LOOP") == "" {
 		t.Skip("set PEBBLEAE_BENCH_LOOP=1 to run")
 	}
-	// PEBBLEAE_BENCH_LOOP_BUSY overrides the busy-time budget (negative:
-	// none), for comparison.
+	// PEBBLEAE_BENCH_LOOP_BUSY sets a busy-time budget (cores), for
+	// comparison.
 	var busy float64
 	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_BUSY"); v != "" {
 		var err error
