@@ -191,6 +191,14 @@ const (
 // any signal shows the foreground suffering, and back up additively (by
 // Increase) when none does (AIMD, like TCP congestion control).
 //
+// The latency signal compares each window's tail with what the same
+// foreground did while the background was idle: windows in which none of
+// the Throttles took anything (and the few before them) teach a decayed
+// latency histogram whose p99, times LatencyFactor, is the target; a window
+// is overloaded when significantly more than TailBudget of its samples
+// exceed it. The baseline thus follows the foreground's own load, and only
+// latency the background adds is held against it.
+//
 // The engine (or the application) reports foreground latencies with
 // ObserveForeground; Pebble reports stalls and slow disks through
 // EventListener (and WithDiskHealthChecks); the write rate comes from Hook.
