@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,21 +33,41 @@ type AdmissionConfig struct {
 	// Throttles are the background throttles to scale (scans, rebuilds,
 	// repair writes).
 	Throttles []*reconcile.Throttle
-	// Interval is how often Run evaluates the signals (default 1s).
+	// Interval is how often Run evaluates the signals (default 50ms: the
+	// controller reacts within tens of milliseconds).
 	Interval time.Duration
 	// MaxL0Sublevels: more L0 sublevels than this is overload (default 8).
 	MaxL0Sublevels int
 	// MaxCompactionDebt: more debt than this is overload (default 1 GiB).
 	MaxCompactionDebt uint64
-	// LatencyTarget: a foreground p99 above it is overload. Zero means
-	// relative: a p99 above LatencyFactor times the baseline (the lowest
-	// p99 of the last BaselineWindows windows) plus LatencySlack.
+	// LatencyTarget: the foreground's p99 should stay below it. Zero means
+	// relative: below LatencyFactor times the baseline p99, the p99 of the
+	// foreground latencies of quiet windows (see QuietWindows), decayed so
+	// that the last BaselineWindows quiet windows weigh most; until there
+	// is one, the baseline is the lowest window p99 of the last
+	// BaselineWindows windows and LatencySlack is added to the target.
+	//
+	// A window is overloaded on latency when more than TailBudget of its
+	// samples exceed the target, by more than chance allows (two standard
+	// deviations of the count expected at TailBudget): the controller
+	// keeps the foreground's p99 under the target, and a window of a few
+	// hundred samples is judged on all of them rather than on its noisy
+	// own p99.
 	LatencyTarget time.Duration
-	// LatencyFactor (default 1.2) and LatencySlack (default 50µs).
+	// LatencyFactor (default 1.1) and LatencySlack (default 50µs, only
+	// before the first quiet baseline).
 	LatencyFactor float64
 	LatencySlack  time.Duration
-	// BaselineWindows (default 60).
+	// TailBudget is the fraction of samples allowed above the target
+	// (default 0.01: the p99).
+	TailBudget float64
+	// BaselineWindows (default 40).
 	BaselineWindows int
+	// QuietWindows: a window is quiet, and teaches the baseline, when none
+	// of the Throttles took anything (bytes, keys, busy time) in it nor in
+	// the QuietWindows windows before it (default 4: the flushes and
+	// compactions that background writes leave behind settle first).
+	QuietWindows int
 	// MinSamples: windows with fewer foreground samples say nothing about
 	// latency (default 20).
 	MinSamples int
@@ -67,12 +88,14 @@ type AdmissionConfig struct {
 
 // Defaults of AdmissionConfig.
 const (
-	DefaultAdmissionInterval = time.Second
+	DefaultAdmissionInterval = 50 * time.Millisecond
 	DefaultMaxL0Sublevels    = 8
 	DefaultMaxCompactionDebt = 1 << 30
-	DefaultLatencyFactor     = 1.2
+	DefaultLatencyFactor     = 1.1
 	DefaultLatencySlack      = 50 * time.Microsecond
-	DefaultBaselineWindows   = 60
+	DefaultTailBudget        = 0.01
+	DefaultBaselineWindows   = 40
+	DefaultQuietWindows      = 4
 	DefaultMinSamples        = 20
 )
 
@@ -94,6 +117,12 @@ func (c *AdmissionConfig) ensureDefaults() {
 	}
 	if c.BaselineWindows == 0 {
 		c.BaselineWindows = DefaultBaselineWindows
+	}
+	if c.TailBudget == 0 {
+		c.TailBudget = DefaultTailBudget
+	}
+	if c.QuietWindows == 0 {
+		c.QuietWindows = DefaultQuietWindows
 	}
 	if c.MinSamples == 0 {
 		c.MinSamples = DefaultMinSamples
@@ -128,9 +157,16 @@ type AdmissionStatus struct {
 	Overloaded bool
 	Reasons    []string
 	// P99 is the last window's foreground p99 (0: too few samples);
-	// Baseline the relative target's baseline; Samples the window's count.
-	P99, Baseline time.Duration
-	Samples       uint64
+	// Baseline the relative target's baseline, Target the latency target
+	// in force; Samples the window's count and OverTarget how many of them
+	// exceeded Target.
+	P99, Baseline, Target time.Duration
+	Samples, OverTarget   uint64
+	// Quiet: the background throttles were idle in this window and the
+	// ones before it, so the window taught the baseline; BaselineQuiet:
+	// the baseline comes from quiet windows (else from the rolling
+	// minimum).
+	Quiet, BaselineQuiet bool
 	// The Pebble figures of the last window.
 	L0Sublevels    int
 	CompactionDebt uint64
@@ -141,8 +177,12 @@ type AdmissionStatus struct {
 	WriteRate float64
 }
 
-// latencyBuckets: 4 buckets per power of two of nanoseconds (~19% wide).
-const latencyBuckets = 64 * 4
+// latencyBuckets: 8 buckets per power of two of nanoseconds (~9% wide).
+const (
+	latencySubBuckets = 8
+	latencySubBits    = 3
+	latencyBuckets    = 64 * latencySubBuckets
+)
 
 // Admission is admission control for background work: it watches Pebble
 // (L0 sublevels, compaction debt, write stalls, slow disk operations) and
@@ -150,6 +190,14 @@ const latencyBuckets = 64 * 4
 // scales the background throttles down multiplicatively (by Decrease) while
 // any signal shows the foreground suffering, and back up additively (by
 // Increase) when none does (AIMD, like TCP congestion control).
+//
+// The latency signal compares each window's tail with what the same
+// foreground did while the background was idle: windows in which none of
+// the Throttles took anything (and the few before them) teach a decayed
+// latency histogram whose p99, times LatencyFactor, is the target; a window
+// is overloaded when significantly more than TailBudget of its samples
+// exceed it. The baseline thus follows the foreground's own load, and only
+// latency the background adds is held against it.
 //
 // The engine (or the application) reports foreground latencies with
 // ObserveForeground; Pebble reports stalls and slow disks through
@@ -176,15 +224,23 @@ type Admission struct {
 		seenStalls   uint64
 		seenDiskSlow uint64
 		rates        []float64
+		// quietHist is the decayed histogram of quiet windows' latencies;
+		// taken is what the throttles had taken at the last evaluation;
+		// busyWindows counts the windows since the throttles last took
+		// anything.
+		quietHist   [latencyBuckets]float64
+		taken       uint64
+		busyWindows int
 	}
 }
 
 // NewAdmission returns an admission controller at full scale.
 func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	cfg.ensureDefaults()
-	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.LatencyFactor < 1 || cfg.Interval < 0 {
-		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale %v in (0,1], latency factor %v >= 1",
-			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.LatencyFactor)
+	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.LatencyFactor < 1 || cfg.Interval < 0 ||
+		cfg.TailBudget <= 0 || cfg.TailBudget >= 1 || cfg.QuietWindows < 0 {
+		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale %v in (0,1], latency factor %v >= 1, tail budget %v in (0,1)",
+			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.LatencyFactor, cfg.TailBudget)
 	}
 	a := &Admission{cfg: cfg, writes: make([]atomic.Uint64, cfg.Partitioner.NumPartitions())}
 	if cfg.Pebble != nil {
@@ -194,6 +250,7 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	a.mu.last = cfg.Clock.Now()
 	a.mu.status.Scale = 1
 	a.mu.rates = make([]float64, len(a.writes))
+	a.mu.taken = a.throttlesTaken()
 	return a, nil
 }
 
@@ -237,18 +294,35 @@ func latencyBucket(d time.Duration) int {
 	ns := uint64(max(d, 1))
 	e := bits.Len64(ns) - 1 // 2^e <= ns < 2^(e+1)
 	var frac uint64
-	if e >= 2 {
-		frac = (ns >> (e - 2)) & 3
+	if e >= latencySubBits {
+		frac = (ns >> (e - latencySubBits)) & (latencySubBuckets - 1)
 	} else {
-		frac = (ns << (2 - e)) & 3
+		frac = (ns << (latencySubBits - e)) & (latencySubBuckets - 1)
 	}
-	return min(e*4+int(frac), latencyBuckets-1)
+	return min(e*latencySubBuckets+int(frac), latencyBuckets-1)
 }
 
 // bucketUpper is the upper bound of bucket i.
 func bucketUpper(i int) time.Duration {
-	e, frac := i/4, i%4
-	return time.Duration(math.Ldexp(1+float64(frac+1)/4, e))
+	e, frac := i/latencySubBuckets, i%latencySubBuckets
+	return time.Duration(math.Ldexp(1+float64(frac+1)/latencySubBuckets, e))
+}
+
+// bucketLower is the lower bound of bucket i.
+func bucketLower(i int) time.Duration {
+	e, frac := i/latencySubBuckets, i%latencySubBuckets
+	return time.Duration(math.Ldexp(1+float64(frac)/latencySubBuckets, e))
+}
+
+// throttlesTaken sums what the throttles have taken (bytes, keys and busy
+// microseconds): it changes whenever background work ran.
+func (a *Admission) throttlesTaken() uint64 {
+	var n uint64
+	for _, t := range a.cfg.Throttles {
+		st := t.Status()
+		n += st.BytesTaken + st.KeysTaken + uint64(st.BusyTaken/time.Microsecond)
+	}
+	return n
 }
 
 // Hook returns a write hook that counts writes per partition for the write
@@ -298,16 +372,9 @@ func (a *Admission) Evaluate() AdmissionStatus {
 	}
 	var p99 time.Duration
 	if samples >= uint64(a.cfg.MinSamples) {
-		rank := uint64(math.Ceil(float64(samples) * 0.99))
-		var acc uint64
-		for i, c := range counts {
-			acc += c
-			if acc >= rank {
-				p99 = bucketUpper(i)
-				break
-			}
-		}
+		p99 = quantile(counts[:], float64(samples), 0.99)
 	}
+	taken := a.throttlesTaken()
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -340,24 +407,55 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		st.Reasons = append(st.Reasons, "disk-slow")
 	}
 	a.mu.seenStalls, a.mu.seenDiskSlow = st.WriteStalls, st.DiskSlowEvents
+	// Quiet windows: the throttles took nothing in this window nor in the
+	// QuietWindows before it.
+	if taken != a.mu.taken {
+		a.mu.busyWindows = 0
+	} else {
+		a.mu.busyWindows++
+	}
+	a.mu.taken = taken
+	st.Quiet = a.mu.busyWindows > a.cfg.QuietWindows
+	var quietTotal float64
+	for _, c := range a.mu.quietHist {
+		quietTotal += c
+	}
+	st.BaselineQuiet = quietTotal >= float64(a.cfg.MinSamples)
 	if p99 > 0 {
-		target := a.cfg.LatencyTarget
-		if target == 0 {
-			a.mu.baseline = append(a.mu.baseline, p99)
-			if len(a.mu.baseline) > a.cfg.BaselineWindows {
-				a.mu.baseline = a.mu.baseline[1:]
-			}
-			st.Baseline = a.mu.baseline[0]
-			for _, b := range a.mu.baseline {
-				st.Baseline = min(st.Baseline, b)
-			}
-			target = time.Duration(float64(st.Baseline)*a.cfg.LatencyFactor) + a.cfg.LatencySlack
+		// The rolling minimum, the baseline until quiet windows teach one.
+		a.mu.baseline = append(a.mu.baseline, p99)
+		if len(a.mu.baseline) > a.cfg.BaselineWindows {
+			a.mu.baseline = a.mu.baseline[1:]
 		}
-		if p99 > target {
+	}
+	target := a.cfg.LatencyTarget
+	switch {
+	case target > 0:
+	case st.BaselineQuiet:
+		st.Baseline = quantile(a.mu.quietHist[:], quietTotal, 0.99)
+		target = time.Duration(float64(st.Baseline) * a.cfg.LatencyFactor)
+	case len(a.mu.baseline) > 0:
+		st.Baseline = slices.Min(a.mu.baseline)
+		target = time.Duration(float64(st.Baseline)*a.cfg.LatencyFactor) + a.cfg.LatencySlack
+	}
+	st.Target = target
+	if p99 > 0 && target > 0 {
+		// Count the samples in buckets wholly above the target.
+		for i := latencyBucket(target) + 1; i < latencyBuckets; i++ {
+			st.OverTarget += counts[i]
+		}
+		allowed := a.cfg.TailBudget * float64(samples)
+		if float64(st.OverTarget) > allowed+2*math.Sqrt(allowed) {
 			st.Reasons = append(st.Reasons, "latency")
 		}
-	} else {
-		st.Baseline = a.mu.status.Baseline
+	}
+	if st.Quiet && samples > 0 {
+		// Learn from the quiet window (after judging it: a foreground that
+		// slows down on its own moves the baseline, not the scale).
+		decay := 1 - 1/float64(a.cfg.BaselineWindows)
+		for i := range a.mu.quietHist {
+			a.mu.quietHist[i] = a.mu.quietHist[i]*decay + float64(counts[i])
+		}
 	}
 	st.Overloaded = len(st.Reasons) > 0
 	old := a.mu.scale
@@ -378,6 +476,20 @@ func (a *Admission) Evaluate() AdmissionStatus {
 	}
 	a.mu.status = st
 	return st
+}
+
+// quantile returns the upper bound of the bucket holding quantile q of the
+// histogram counts (total: their sum).
+func quantile[T uint64 | float64](counts []T, total float64, q float64) time.Duration {
+	rank := math.Ceil(total * q)
+	var acc float64
+	for i, c := range counts {
+		acc += float64(c)
+		if acc >= rank {
+			return bucketUpper(i)
+		}
+	}
+	return bucketUpper(len(counts) - 1)
 }
 
 // Status returns the state after the last evaluation.

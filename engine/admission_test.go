@@ -37,10 +37,18 @@ func TestAdmissionAIMD(t *testing.T) {
 		t.Fatal(err)
 	}
 	setPebble := func(p engine.PebbleSignals) { mu.Lock(); ps = p; mu.Unlock() }
+	// busy makes the background work (take from the throttle) in the
+	// windows that follow.
+	busy := true
 	// window feeds n foreground latencies of d and evaluates.
 	window := func(n int, d time.Duration) engine.AdmissionStatus {
 		for range n {
 			a.ObserveForeground(d)
+		}
+		if busy {
+			if err := scan.Wait(context.Background(), 1, 100); err != nil {
+				t.Fatal(err)
+			}
 		}
 		clk.Advance(time.Second)
 		return a.Evaluate()
@@ -51,12 +59,43 @@ func TestAdmissionAIMD(t *testing.T) {
 			t.Fatalf("%s: scale %v, want %v", what, got, want)
 		}
 	}
-	// A calm baseline: 100µs p99.
-	for range 5 {
-		if st := window(1000, 100*time.Microsecond); st.Overloaded || st.Scale != 1 {
-			t.Fatalf("calm window: %+v", st)
+	// A calm baseline, 100µs p99, learned in quiet windows (the first
+	// DefaultQuietWindows+1 after background work are not quiet yet).
+	busy = false
+	for i := range 10 {
+		st := window(1000, 100*time.Microsecond)
+		if st.Overloaded || st.Scale != 1 || st.Quiet != (i >= engine.DefaultQuietWindows) {
+			t.Fatalf("calm window %d: %+v", i, st)
 		}
 	}
+	busy = true
+	if st := window(1000, 100*time.Microsecond); !st.BaselineQuiet || st.Baseline < 100*time.Microsecond || st.Baseline > 110*time.Microsecond {
+		t.Fatalf("baseline not learned from the quiet windows: %+v", st)
+	}
+	// Background work; the foreground's tail grows by less than chance
+	// allows (1.5% of samples at 2× the baseline), then by more (3%).
+	for range 15 {
+		a.ObserveForeground(200 * time.Microsecond)
+	}
+	if st := window(985, 100*time.Microsecond); st.Overloaded || st.OverTarget != 15 {
+		t.Fatalf("window with an ordinary tail overloaded: %+v", st)
+	}
+	for range 30 {
+		a.ObserveForeground(200 * time.Microsecond)
+	}
+	if st := window(970, 100*time.Microsecond); !st.Overloaded || st.OverTarget != 30 || st.Scale != 0.5 {
+		t.Fatalf("window with 3%% of samples above target: %+v", st)
+	}
+	if st := window(1000, 100*time.Microsecond); st.Overloaded || math.Abs(st.Scale-0.6) > 1e-9 {
+		t.Fatalf("calm window after overload: %+v", st)
+	}
+	for range 4 {
+		window(1000, 100*time.Microsecond)
+	}
+	if st := a.Status(); math.Abs(st.Scale-1) > 1e-9 {
+		t.Fatalf("scale %v after recovery", st.Scale)
+	}
+	window(1000, 100*time.Microsecond)
 	// Foreground latency triples: halve, halve, halve.
 	want := 1.0
 	for i := range 3 {

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 )
 
-// ThrottleConfig configures a Throttle: a pair of token buckets, one on
-// bytes/s and one on keys/s. A zero rate is unlimited.
+// ThrottleConfig configures a Throttle: token buckets on bytes/s, keys/s and
+// busy time. A zero rate is unlimited.
 type ThrottleConfig struct {
 	// BytesPerSec and KeysPerSec are the full-speed rates.
 	BytesPerSec, KeysPerSec float64
@@ -18,7 +19,20 @@ type ThrottleConfig struct {
 	// second at full speed, at least 64 KiB and 256 keys). Requests larger
 	// than a burst are split into bursts.
 	BurstBytes, BurstKeys int
+	// BusyFraction is the budget of busy time: the seconds of work per
+	// second (a fraction of one core) that the throttled work may take,
+	// measured by Busy's callers (ThrottledReplica times every call it
+	// makes). Bytes and keys do not bound CPU: descending a tree, building
+	// and decoding sketches, hashing and applying cost CPU that no byte
+	// count sees, and on a small machine that CPU is the foreground's.
+	BusyFraction float64
+	// BurstBusy is the busy-time bucket (default 10ms): the longest
+	// stretch of work before the throttle makes its caller rest.
+	BurstBusy time.Duration
 }
+
+// DefaultBurstBusy is the default ThrottleConfig.BurstBusy.
+const DefaultBurstBusy = 10 * time.Millisecond
 
 // Throttle limits background work to a rate of bytes and keys, scaled by a
 // factor in (0, 1] that admission control moves. It is safe for concurrent
@@ -28,18 +42,20 @@ type Throttle struct {
 	cfg   ThrottleConfig
 	bytes *rate.Limiter // nil: unlimited
 	keys  *rate.Limiter
+	busy  *rate.Limiter // tokens are microseconds of busy time
 
 	mu struct {
 		sync.Mutex
 		scale      float64
 		bytesTaken uint64
 		keysTaken  uint64
+		busyTaken  time.Duration
 	}
 }
 
 // NewThrottle returns a throttle named name (for metrics and logs).
 func NewThrottle(name string, cfg ThrottleConfig) (*Throttle, error) {
-	if cfg.BytesPerSec < 0 || cfg.KeysPerSec < 0 || cfg.BurstBytes < 0 || cfg.BurstKeys < 0 {
+	if cfg.BytesPerSec < 0 || cfg.KeysPerSec < 0 || cfg.BurstBytes < 0 || cfg.BurstKeys < 0 || cfg.BusyFraction < 0 || cfg.BurstBusy < 0 {
 		return nil, fmt.Errorf("%w: throttle %q: negative rate or burst", ErrInvalidSchedule, name)
 	}
 	t := &Throttle{name: name, cfg: cfg}
@@ -55,6 +71,12 @@ func NewThrottle(name string, cfg ThrottleConfig) (*Throttle, error) {
 			t.cfg.BurstKeys = max(int(cfg.KeysPerSec/10), 256)
 		}
 		t.keys = rate.NewLimiter(rate.Limit(cfg.KeysPerSec), t.cfg.BurstKeys)
+	}
+	if cfg.BusyFraction > 0 {
+		if t.cfg.BurstBusy == 0 {
+			t.cfg.BurstBusy = DefaultBurstBusy
+		}
+		t.busy = rate.NewLimiter(rate.Limit(cfg.BusyFraction*1e6), max(int(t.cfg.BurstBusy/time.Microsecond), 1))
 	}
 	return t, nil
 }
@@ -81,6 +103,20 @@ func (t *Throttle) Wait(ctx context.Context, keys, bytes int) error {
 	t.mu.keysTaken += uint64(max(keys, 0))
 	t.mu.Unlock()
 	return nil
+}
+
+// Busy charges d of busy time (work its caller just did) to the busy-time
+// budget and blocks until the budget covers it, or returns ctx's error: a
+// caller that worked for d rests about d*(1/BusyFraction - 1) once its burst
+// is spent. A nil Throttle, or one without a budget, only counts.
+func (t *Throttle) Busy(ctx context.Context, d time.Duration) error {
+	if t == nil || d <= 0 {
+		return nil
+	}
+	t.mu.Lock()
+	t.mu.busyTaken += d
+	t.mu.Unlock()
+	return waitSplit(ctx, t.busy, int(d/time.Microsecond))
 }
 
 func waitSplit(ctx context.Context, l *rate.Limiter, n int) error {
@@ -117,6 +153,9 @@ func (t *Throttle) SetScale(f float64) {
 	if t.keys != nil {
 		t.keys.SetLimit(rate.Limit(t.cfg.KeysPerSec * f))
 	}
+	if t.busy != nil {
+		t.busy.SetLimit(rate.Limit(t.cfg.BusyFraction * 1e6 * f))
+	}
 }
 
 // ThrottleStatus is a throttle's state.
@@ -130,16 +169,24 @@ type ThrottleStatus struct {
 	BytesTaken, KeysTaken uint64
 	// BurstBytes and BurstKeys are the bucket sizes (0: unlimited).
 	BurstBytes, BurstKeys int
+	// BusyFraction is the busy-time budget in force (+Inf: unlimited);
+	// BusyTaken the busy time charged with Busy.
+	BusyFraction float64
+	BusyTaken    time.Duration
 }
 
 // Status returns the throttle's state.
 func (t *Throttle) Status() ThrottleStatus {
 	if t == nil {
-		return ThrottleStatus{Scale: 1, BytesPerSec: math.Inf(1), KeysPerSec: math.Inf(1)}
+		return ThrottleStatus{Scale: 1, BytesPerSec: math.Inf(1), KeysPerSec: math.Inf(1), BusyFraction: math.Inf(1)}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st := ThrottleStatus{Name: t.name, Scale: t.mu.scale, BytesPerSec: math.Inf(1), KeysPerSec: math.Inf(1), BytesTaken: t.mu.bytesTaken, KeysTaken: t.mu.keysTaken}
+	st := ThrottleStatus{Name: t.name, Scale: t.mu.scale, BytesPerSec: math.Inf(1), KeysPerSec: math.Inf(1), BusyFraction: math.Inf(1),
+		BytesTaken: t.mu.bytesTaken, KeysTaken: t.mu.keysTaken, BusyTaken: t.mu.busyTaken}
+	if t.busy != nil {
+		st.BusyFraction = t.cfg.BusyFraction * t.mu.scale
+	}
 	if t.bytes != nil {
 		st.BytesPerSec = t.cfg.BytesPerSec * t.mu.scale
 		st.BurstBytes = t.cfg.BurstBytes
@@ -155,7 +202,10 @@ func (t *Throttle) Status() ThrottleStatus {
 // it is throttled: the entries of RangeScan pages and Fetch answers by scan,
 // the entries given to Apply (repair writes) by write. Either throttle may be
 // nil. The wait happens after a read (its size is known only then) and
-// before a write. Apply is split into calls of at most ApplyChunk entries
+// before a write. Every call (RangeHash, scans, fetches, sketches, applies)
+// is also timed and its duration charged to the busy-time budget of the
+// same throttle (Throttle.Busy) after it returns; over a network the
+// duration includes the network's, so the budget is then conservative. Apply is split into calls of at most ApplyChunk entries
 // (default 128), each throttled, so that a large repair never commits one
 // large batch in front of foreground writes; Apply merges with the
 // resolver, so a partial Apply followed by an error is safe.
@@ -177,24 +227,45 @@ func entriesSize(es []Entry) (keys, bytes int) {
 	return len(es), bytes
 }
 
+// charge charges the busy time since start to th and then waits for keys
+// and bytes.
+func charge(ctx context.Context, th *Throttle, start time.Time, keys, bytes int) error {
+	if err := th.Busy(ctx, time.Since(start)); err != nil {
+		return err
+	}
+	return th.Wait(ctx, keys, bytes)
+}
+
+// RangeHash implements Replica; only its busy time is throttled.
+func (r ThrottledReplica) RangeHash(ctx context.Context, req RangeHashRequest) ([]RangeHash, error) {
+	start := time.Now()
+	hs, err := r.Replica.RangeHash(ctx, req)
+	if err != nil {
+		return hs, err
+	}
+	return hs, charge(ctx, r.Scan, start, 0, 0)
+}
+
 // RangeScan implements Replica.
 func (r ThrottledReplica) RangeScan(ctx context.Context, req RangeScanRequest) (RangeScanResult, error) {
+	start := time.Now()
 	res, err := r.Replica.RangeScan(ctx, req)
 	if err != nil {
 		return res, err
 	}
 	k, b := entriesSize(res.Entries)
-	return res, r.Scan.Wait(ctx, k, b)
+	return res, charge(ctx, r.Scan, start, k, b)
 }
 
 // Fetch implements Replica.
 func (r ThrottledReplica) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([]Entry, error) {
+	start := time.Now()
 	es, err := r.Replica.Fetch(ctx, partition, keys)
 	if err != nil {
 		return es, err
 	}
 	k, b := entriesSize(es)
-	return es, r.Scan.Wait(ctx, k, b)
+	return es, charge(ctx, r.Scan, start, k, b)
 }
 
 // Apply implements Replica.
@@ -210,7 +281,11 @@ func (r ThrottledReplica) Apply(ctx context.Context, partition uint32, entries [
 		if err := r.Write.Wait(ctx, k, b); err != nil {
 			return err
 		}
+		start := time.Now()
 		if err := r.Replica.Apply(ctx, partition, c); err != nil {
+			return err
+		}
+		if err := r.Write.Busy(ctx, time.Since(start)); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,9 @@
 package reconcile
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Throttled returns r throttled as ThrottledReplica does, keeping the
 // optional interfaces (Sketcher, ApplyConfirmer) that r implements, so that
@@ -24,20 +27,26 @@ type throttledSketcher struct {
 	s Sketcher
 }
 
-// RangeSketch implements Sketcher: the sketch itself is small; its scan is
-// the replica's own.
+// RangeSketch implements Sketcher: the sketch itself is small and its scan
+// is the replica's own; only its busy time is throttled.
 func (t throttledSketcher) RangeSketch(ctx context.Context, req RangeSketchRequest) (RangeSketchResult, error) {
-	return t.s.RangeSketch(ctx, req)
+	start := time.Now()
+	res, err := t.s.RangeSketch(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	return res, t.Scan.Busy(ctx, time.Since(start))
 }
 
 // FetchByHash implements Sketcher, throttled like Fetch.
 func (t throttledSketcher) FetchByHash(ctx context.Context, req FetchByHashRequest) ([]Entry, error) {
+	start := time.Now()
 	es, err := t.s.FetchByHash(ctx, req)
 	if err != nil {
 		return es, err
 	}
 	k, b := entriesSize(es)
-	return es, t.Scan.Wait(ctx, k, b)
+	return es, charge(ctx, t.Scan, start, k, b)
 }
 
 type throttledConfirmer struct {
@@ -45,13 +54,33 @@ type throttledConfirmer struct {
 	c ApplyConfirmer
 }
 
-// ApplyAndHash implements ApplyConfirmer, throttled like Apply.
+// ApplyAndHash implements ApplyConfirmer, throttled like Apply: all but the
+// last ApplyChunk entries go through Apply (chunked, so that a large repair
+// never commits one large batch in front of foreground writes; Apply merges,
+// so this is the same as applying them with the rest), the last chunk
+// through the replica's ApplyAndHash.
 func (t throttledConfirmer) ApplyAndHash(ctx context.Context, partition uint32, entries []Entry, ranges []KeyRange) ([]RangeHash, error) {
+	chunk := t.ApplyChunk
+	if chunk <= 0 {
+		chunk = DefaultApplyChunk
+	}
+	if len(entries) > chunk {
+		head := len(entries) - chunk
+		if err := t.ThrottledReplica.Apply(ctx, partition, entries[:head]); err != nil {
+			return nil, err
+		}
+		entries = entries[head:]
+	}
 	k, b := entriesSize(entries)
 	if err := t.Write.Wait(ctx, k, b); err != nil {
 		return nil, err
 	}
-	return t.c.ApplyAndHash(ctx, partition, entries, ranges)
+	start := time.Now()
+	hs, err := t.c.ApplyAndHash(ctx, partition, entries, ranges)
+	if err != nil {
+		return hs, err
+	}
+	return hs, t.Write.Busy(ctx, time.Since(start))
 }
 
 type throttledBoth struct {

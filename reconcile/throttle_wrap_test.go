@@ -2,7 +2,11 @@ package reconcile
 
 import (
 	"context"
+	"errors"
+	"math"
+	"slices"
 	"testing"
+	"time"
 )
 
 type plainReplica struct{ Replica }
@@ -41,4 +45,71 @@ func TestThrottledKeepsOptionalInterfaces(t *testing.T) {
 			t.Errorf("%s: sketcher=%t confirmer=%t, want %t %t", c.name, s, a, c.sketcher, c.confirms)
 		}
 	}
+}
+
+// TestThrottleBusyBudget: busy time is counted, scaled with the rates, and
+// makes the caller rest once the burst is spent.
+func TestThrottleBusyBudget(t *testing.T) {
+	th, err := NewThrottle("t", ThrottleConfig{BusyFraction: 0.5, BurstBusy: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := th.Busy(ctx, 4*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if st := th.Status(); st.BusyTaken != 4*time.Millisecond || st.BusyFraction != 0.5 {
+		t.Fatalf("status %+v", st)
+	}
+	th.SetScale(0.1)
+	if st := th.Status(); math.Abs(st.BusyFraction-0.05) > 1e-12 {
+		t.Fatalf("scaled busy fraction %v, want 0.05", st.BusyFraction)
+	}
+	// The burst is spent: the next charge must wait, and a cancelled
+	// context ends the wait at once.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := th.Busy(cctx, 20*time.Millisecond); !errors.Is(err, context.Canceled) {
+		t.Fatalf("busy over the burst with a cancelled context: %v", err)
+	}
+	// Without a budget, busy time is only counted.
+	free, err := NewThrottle("free", ThrottleConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := free.Busy(ctx, time.Hour); err != nil || free.Status().BusyTaken != time.Hour || !math.IsInf(free.Status().BusyFraction, 1) {
+		t.Fatalf("unbudgeted throttle: %v %+v", err, free.Status())
+	}
+	if _, err := NewThrottle("bad", ThrottleConfig{BusyFraction: -1}); !errors.Is(err, ErrInvalidSchedule) {
+		t.Fatalf("negative budget: %v", err)
+	}
+}
+
+// TestThrottledApplyAndHashChunks: a large ApplyAndHash goes to the replica
+// in chunks, the last one with the confirm.
+func TestThrottledApplyAndHashChunks(t *testing.T) {
+	rec := &recordingConfirmer{}
+	w := ThrottledReplica{Replica: rec, ApplyChunk: 10}.Throttled().(ApplyConfirmer)
+	es := make([]Entry, 25)
+	if _, err := w.ApplyAndHash(context.Background(), 0, es, []KeyRange{{}}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{10, 5, -10}; !slices.Equal(rec.calls, want) {
+		t.Fatalf("calls %v, want %v (negative: ApplyAndHash)", rec.calls, want)
+	}
+}
+
+type recordingConfirmer struct {
+	sketchReplica
+	calls []int
+}
+
+func (r *recordingConfirmer) Apply(_ context.Context, _ uint32, es []Entry) error {
+	r.calls = append(r.calls, len(es))
+	return nil
+}
+
+func (r *recordingConfirmer) ApplyAndHash(_ context.Context, _ uint32, es []Entry, _ []KeyRange) ([]RangeHash, error) {
+	r.calls = append(r.calls, -len(es))
+	return nil, nil
 }

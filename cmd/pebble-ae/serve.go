@@ -35,6 +35,7 @@ type serveFlags struct {
 	interval       time.Duration
 	scanBytes      float64
 	writeBytes     float64
+	busyFraction   float64
 	gcGrace        time.Duration
 	logLevel       string
 	sessionTimeout time.Duration
@@ -71,6 +72,7 @@ Prometheus metrics are served on --metrics.`,
 	fl.DurationVar(&f.interval, "repair-interval", 10*time.Second, "base interval between sessions per (partition, peer); jittered and adaptive")
 	fl.Float64Var(&f.scanBytes, "scan-bytes-per-sec", 64<<20, "throttle of what background scans and sessions read")
 	fl.Float64Var(&f.writeBytes, "write-bytes-per-sec", 32<<20, "throttle of repair writes")
+	fl.Float64Var(&f.busyFraction, "busy-fraction", 0, "busy-time budget of sessions' reads and of repair writes, each, in cores (0: none); admission control scales it")
 	fl.DurationVar(&f.gcGrace, "gc-grace", engine.DefaultGCGrace, "tombstone grace period (tombstones are purged only after it and two full repair rounds)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session")
@@ -96,11 +98,11 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})).With("node", f.db.id)
 
 	// Throttles, admission control, GC, metrics.
-	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: f.scanBytes})
+	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: f.scanBytes, BusyFraction: f.busyFraction})
 	if err != nil {
 		return err
 	}
-	write, err := reconcile.NewThrottle("write", reconcile.ThrottleConfig{BytesPerSec: f.writeBytes})
+	write, err := reconcile.NewThrottle("write", reconcile.ThrottleConfig{BytesPerSec: f.writeBytes, BusyFraction: f.busyFraction})
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -31,15 +30,24 @@ type LoopLoadConfig struct {
 	// Phase is the duration of each measured phase (default 3s); each
 	// phase starts with Warmup (default Phase/3) of foreground load alone.
 	Phase, Warmup time.Duration
+	// Reps is the number of repetitions of the three phases (default 3);
+	// the order of the phases rotates from one repetition to the next, and
+	// the result reports medians.
+	Reps int
 	// ScanBytesPerSec, ScanKeysPerSec and WriteBytesPerSec configure the
-	// loop's throttles (defaults 64 MiB/s, 500k keys/s, 32 MiB/s).
-	ScanBytesPerSec, ScanKeysPerSec, WriteBytesPerSec float64
+	// loop's throttles (defaults 64 MiB/s, 500k keys/s, 32 MiB/s);
+	// BusyFraction their busy-time budget in cores (default 0: none).
+	ScanBytesPerSec, ScanKeysPerSec, WriteBytesPerSec, BusyFraction float64
 	// Rate is the foreground's offered load in Puts/s, paced open-loop
 	// (default 20000; negative: closed loop, as fast as one writer goes).
 	Rate float64
-	// AdmissionInterval is admission control's window (default 100ms).
+	// AdmissionInterval is admission control's window (default 50ms).
 	AdmissionInterval time.Duration
-	Seed              uint64
+	// Tail bounds how long the loop may run on after a phase, with no
+	// foreground load, to finish the repair (default 30s; negative: no
+	// tail).
+	Tail time.Duration
+	Seed uint64
 }
 
 func (c *LoopLoadConfig) defaults() {
@@ -55,6 +63,9 @@ func (c *LoopLoadConfig) defaults() {
 	if c.Warmup == 0 {
 		c.Warmup = c.Phase / 3
 	}
+	if c.Reps == 0 {
+		c.Reps = 3
+	}
 	if c.ScanBytesPerSec == 0 {
 		c.ScanBytesPerSec = 64 << 20
 	}
@@ -68,7 +79,10 @@ func (c *LoopLoadConfig) defaults() {
 		c.Rate = 20000
 	}
 	if c.AdmissionInterval == 0 {
-		c.AdmissionInterval = 100 * time.Millisecond
+		c.AdmissionInterval = 50 * time.Millisecond
+	}
+	if c.Tail == 0 {
+		c.Tail = 30 * time.Second
 	}
 }
 
@@ -80,21 +94,39 @@ type LoadPhase struct {
 	P50       time.Duration `json:"p50_ns"`
 	P99       time.Duration `json:"p99_ns"`
 	P999      time.Duration `json:"p999_ns"`
-	// KeysRepaired is what the loop's sessions repaired during the phase
-	// (a session cut short at the end counts what it applied); DstKeys the
-	// repaired replica's records at the end (foreground keys included).
-	KeysRepaired uint64 `json:"keys_repaired"`
-	DstKeys      int    `json:"dst_keys"`
-	// Scale is admission control's final scale; Decreases its decreases
-	// during the phase.
+	// KeysRepaired is what the loop's sessions that ended during the
+	// phase reported repaired (both directions); a large session may end
+	// after the phase, so RepairedPerSec is measured on the replica: the
+	// source's records that arrived per second of the phase.
+	KeysRepaired   uint64  `json:"keys_repaired"`
+	RepairedPerSec float64 `json:"repaired_per_sec"`
+	// Missing is the number of the source's records the repaired replica
+	// still lacked at the end of the phase (Keys for the idle phase).
+	Missing int `json:"missing"`
+	// Sessions counts the loop's sessions by outcome; Err is the last
+	// session error.
+	Sessions map[string]uint64 `json:"sessions"`
+	Err      string            `json:"err,omitempty"`
+	// Scale is the throttles' final scale; MinScale their lowest and
+	// Decreases admission control's decreases during the phase.
 	Scale     float64 `json:"admission_scale"`
+	MinScale  float64 `json:"admission_min_scale"`
 	Decreases uint64  `json:"admission_decreases"`
+	// Reasons counts, by reason, the samples of admission control's
+	// status (taken every 1024 Puts, and every 250ms in the tail) that
+	// showed an overload.
+	Reasons map[string]int `json:"admission_reasons"`
+	// TailSeconds (phases with the loop) is how long the loop took, after
+	// the foreground stopped, to bring Missing to zero (a large repair is
+	// one session, which applies little before its end); TailMissing what
+	// it still lacked when the tail ended (0: converged).
+	TailSeconds float64 `json:"tail_seconds,omitempty"`
+	TailMissing int     `json:"tail_missing,omitempty"`
 }
 
-// LoopLoadResult compares foreground Put latency and throughput on a replica
-// being repaired by its loop with the same replica idle, in one run.
-type LoopLoadResult struct {
-	Keys int `json:"keys"`
+// LoopLoadRep is one repetition: the three phases back to back and their
+// ratios.
+type LoopLoadRep struct {
 	// Idle: no loop. Admission: the loop running the large repair with
 	// admission control scaling its throttles. NoAdmission: the same
 	// without admission control (throttles at their configured rates).
@@ -104,13 +136,29 @@ type LoopLoadResult struct {
 	P99RatioNoAdmission, ThroughputRatioNoAdmission float64
 }
 
+// LoopLoadResult compares foreground Put latency and throughput on a replica
+// being repaired by its loop with the same replica idle, in one run, over
+// several repetitions.
+type LoopLoadResult struct {
+	Keys int           `json:"keys"`
+	Reps []LoopLoadRep `json:"reps"`
+	// Medians over the repetitions: of each phase's figures (MedianPhase)
+	// and of the per-repetition ratios.
+	Idle, Admission, NoAdmission                    LoadPhase
+	P99RatioAdmission, ThroughputRatioAdmission     float64
+	P99RatioNoAdmission, ThroughputRatioNoAdmission float64
+}
+
 // LoopLoad measures what a large repair costs foreground writes. A source
 // replica holds Keys records; each phase opens a fresh, empty replica (on
-// disk, NoSync) and runs one foreground writer (single blind Puts, closed
-// loop) on it for Phase: first with no repair loop, then with its loop
-// repairing it from the source with admission control on, then off.
-// Foreground latencies are measured around each Put and fed to admission
-// control (what the engine's Put does once wired).
+// disk, NoSync) and runs one foreground writer (single blind Puts) on it for
+// Phase: with no repair loop (idle), with its loop repairing it from the
+// source with admission control on, and with it off. The three phases run
+// Reps times, their order rotating, so that drift on a shared machine
+// spreads over all of them; the result reports medians. Foreground
+// latencies are measured around each Put (engine.Options.ObserveForeground
+// feeds admission control). After a phase with the loop the foreground
+// stops and the loop runs on until the repair is complete (Tail).
 func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	cfg.defaults()
 	res := LoopLoadResult{Keys: cfg.Keys}
@@ -140,54 +188,132 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	if err := src.Checkpoint(ctx); err != nil {
 		return res, err
 	}
-	// One admission controller for the run: its latency baseline is
-	// learned in the idle phase, as on a node that runs for months.
-	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: cfg.ScanBytesPerSec, KeysPerSec: cfg.ScanKeysPerSec})
+	srcKeys, err := keySet(ctx, src)
 	if err != nil {
 		return res, err
 	}
-	write, err := reconcile.NewThrottle("write", reconcile.ThrottleConfig{BytesPerSec: cfg.WriteBytesPerSec})
-	if err != nil {
-		return res, err
+	type phaseSpec struct {
+		name            string
+		loop, admission bool
 	}
-	adm, err := engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan, write}, Interval: cfg.AdmissionInterval})
-	if err != nil {
-		return res, err
-	}
-	actx, stopAdm := context.WithCancel(ctx)
-	defer stopAdm()
-	go func() { _ = adm.Run(actx) }()
-
-	for i, ph := range []struct {
-		name      string
-		loop      bool
-		admission bool
-		out       *LoadPhase
-	}{
-		{"idle", false, true, &res.Idle},
-		{"loop, admission on", true, true, &res.Admission},
-		{"loop, admission off", true, false, &res.NoAdmission},
-	} {
-		p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d", i)), src, adm, scan, write, ph.loop, ph.admission, rng)
-		if err != nil {
-			return res, fmt.Errorf("bench: phase %q: %w", ph.name, err)
+	specs := []phaseSpec{{"idle", false, false}, {"loop, admission on", true, true}, {"loop, admission off", true, false}}
+	for rep := range cfg.Reps {
+		var r LoopLoadRep
+		outs := []*LoadPhase{&r.Idle, &r.Admission, &r.NoAdmission}
+		for j := range specs {
+			k := (j + rep) % len(specs)
+			ph := specs[k]
+			p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), src, srcKeys, ph.loop, ph.admission, rng)
+			if err != nil {
+				return res, fmt.Errorf("bench: repetition %d, phase %q: %w", rep, ph.name, err)
+			}
+			p.Name = ph.name
+			*outs[k] = p
 		}
-		p.Name = ph.name
-		*ph.out = p
+		r.P99RatioAdmission = float64(r.Admission.P99) / float64(r.Idle.P99)
+		r.ThroughputRatioAdmission = r.Admission.OpsPerSec / r.Idle.OpsPerSec
+		r.P99RatioNoAdmission = float64(r.NoAdmission.P99) / float64(r.Idle.P99)
+		r.ThroughputRatioNoAdmission = r.NoAdmission.OpsPerSec / r.Idle.OpsPerSec
+		res.Reps = append(res.Reps, r)
 	}
-	res.P99RatioAdmission = float64(res.Admission.P99) / float64(res.Idle.P99)
-	res.ThroughputRatioAdmission = res.Admission.OpsPerSec / res.Idle.OpsPerSec
-	res.P99RatioNoAdmission = float64(res.NoAdmission.P99) / float64(res.Idle.P99)
-	res.ThroughputRatioNoAdmission = res.NoAdmission.OpsPerSec / res.Idle.OpsPerSec
+	pick := func(f func(LoopLoadRep) LoadPhase) []LoadPhase {
+		var ps []LoadPhase
+		for _, r := range res.Reps {
+			ps = append(ps, f(r))
+		}
+		return ps
+	}
+	ratio := func(f func(LoopLoadRep) float64) float64 {
+		var xs []float64
+		for _, r := range res.Reps {
+			xs = append(xs, f(r))
+		}
+		return median(xs)
+	}
+	res.Idle = MedianPhase(pick(func(r LoopLoadRep) LoadPhase { return r.Idle }))
+	res.Admission = MedianPhase(pick(func(r LoopLoadRep) LoadPhase { return r.Admission }))
+	res.NoAdmission = MedianPhase(pick(func(r LoopLoadRep) LoadPhase { return r.NoAdmission }))
+	res.P99RatioAdmission = ratio(func(r LoopLoadRep) float64 { return r.P99RatioAdmission })
+	res.ThroughputRatioAdmission = ratio(func(r LoopLoadRep) float64 { return r.ThroughputRatioAdmission })
+	res.P99RatioNoAdmission = ratio(func(r LoopLoadRep) float64 { return r.P99RatioNoAdmission })
+	res.ThroughputRatioNoAdmission = ratio(func(r LoopLoadRep) float64 { return r.ThroughputRatioNoAdmission })
 	return res, nil
 }
 
-func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.Engine, adm *engine.Admission,
-	scan, write *reconcile.Throttle, withLoop, withAdmission bool, rng *rand.Rand) (LoadPhase, error) {
-	var out LoadPhase
-	scan.SetScale(1)
-	write.SetScale(1)
-	dst, err := engine.Open(dir, &engine.Options{ReplicaID: "dst", CheckpointInterval: time.Second, Throttle: scan.Wait, Hooks: []hooks.Hook{adm.Hook()}})
+// MedianPhase returns the phase whose every numeric figure is the median of
+// that figure over ps (the figures may come from different phases); the
+// name, session counts and error are the first phase's.
+func MedianPhase(ps []LoadPhase) LoadPhase {
+	if len(ps) == 0 {
+		return LoadPhase{}
+	}
+	f := func(g func(LoadPhase) float64) float64 {
+		xs := make([]float64, len(ps))
+		for i, p := range ps {
+			xs[i] = g(p)
+		}
+		return median(xs)
+	}
+	out := ps[0]
+	out.Ops = int(f(func(p LoadPhase) float64 { return float64(p.Ops) }))
+	out.OpsPerSec = f(func(p LoadPhase) float64 { return p.OpsPerSec })
+	out.P50 = time.Duration(f(func(p LoadPhase) float64 { return float64(p.P50) }))
+	out.P99 = time.Duration(f(func(p LoadPhase) float64 { return float64(p.P99) }))
+	out.P999 = time.Duration(f(func(p LoadPhase) float64 { return float64(p.P999) }))
+	out.KeysRepaired = uint64(f(func(p LoadPhase) float64 { return float64(p.KeysRepaired) }))
+	out.RepairedPerSec = f(func(p LoadPhase) float64 { return p.RepairedPerSec })
+	out.Missing = int(f(func(p LoadPhase) float64 { return float64(p.Missing) }))
+	out.Scale = f(func(p LoadPhase) float64 { return p.Scale })
+	out.MinScale = f(func(p LoadPhase) float64 { return p.MinScale })
+	out.Decreases = uint64(f(func(p LoadPhase) float64 { return float64(p.Decreases) }))
+	out.TailSeconds = f(func(p LoadPhase) float64 { return p.TailSeconds })
+	out.TailMissing = int(f(func(p LoadPhase) float64 { return float64(p.TailMissing) }))
+	return out
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count); it sorts xs.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// loadPhase runs one phase on a fresh replica in dir. Each phase has its
+// own throttles and admission controller (admission learns its baseline in
+// the warm-up, as on a node whose loop was idle for a while).
+func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.Engine, srcKeys map[string]struct{},
+	withLoop, withAdmission bool, rng *rand.Rand) (LoadPhase, error) {
+	out := LoadPhase{Sessions: make(map[string]uint64), Reasons: make(map[string]int)}
+	busy := max(cfg.BusyFraction, 0)
+	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: cfg.ScanBytesPerSec, KeysPerSec: cfg.ScanKeysPerSec, BusyFraction: busy})
+	if err != nil {
+		return out, err
+	}
+	write, err := reconcile.NewThrottle("write", reconcile.ThrottleConfig{BytesPerSec: cfg.WriteBytesPerSec, BusyFraction: busy})
+	if err != nil {
+		return out, err
+	}
+	var throttles []*reconcile.Throttle
+	if withAdmission {
+		throttles = []*reconcile.Throttle{scan, write}
+	}
+	// Without admission control the controller still runs (it observes)
+	// but scales nothing.
+	adm, err := engine.NewAdmission(engine.AdmissionConfig{Throttles: throttles, Interval: cfg.AdmissionInterval})
+	if err != nil {
+		return out, err
+	}
+	actx, stopAdm := context.WithCancel(ctx)
+	defer stopAdm()
+	dst, err := engine.Open(dir, &engine.Options{ReplicaID: "dst", CheckpointInterval: time.Second, Throttle: scan.Wait,
+		Hooks: []hooks.Hook{adm.Hook()}, ObserveForeground: adm.ObserveForeground})
 	if err != nil {
 		return out, err
 	}
@@ -196,16 +322,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 		return out, err
 	}
 	adm.Attach(dst)
-	observe := adm.ObserveForeground
-	if !withAdmission {
-		// Admission control is off: nobody scales the throttles.
-		a2, err := engine.NewAdmission(engine.AdmissionConfig{})
-		if err != nil {
-			return out, err
-		}
-		observe = a2.ObserveForeground
-	}
-	before := adm.Status().Decreases
+	go func() { _ = adm.Run(actx) }()
 
 	value := make([]byte, cfg.ValueSize)
 	keys := make([][]byte, 1<<16)
@@ -227,9 +344,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 		}
 		t0 := time.Now()
 		err := dst.Put(ctx, k, value, engine.NoSync)
-		d := time.Since(t0)
-		observe(d)
-		lats = append(lats, d)
+		lats = append(lats, time.Since(t0))
 		return err
 	}
 	// Warm up alone (admission learns the baseline), then start the loop.
@@ -244,6 +359,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 	var repaired uint64
 	var mu sync.Mutex
 	lctx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
 	var wg sync.WaitGroup
 	if withLoop {
 		loop, err := reconcile.NewLoop(reconcile.LoopConfig{
@@ -252,31 +368,41 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 			Scheduler:     reconcile.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
 			ScanThrottle:  scan,
 			WriteThrottle: write,
+			Signals:       adm.Signals,
 			OnSession: func(r reconcile.SessionReport) {
 				mu.Lock()
 				repaired += r.Stats.KeysRepaired()
+				out.Sessions[r.Outcome]++
+				if r.Err != nil {
+					out.Err = r.Err.Error()
+				}
 				mu.Unlock()
 			},
 		})
 		if err != nil {
-			stopLoop()
 			return out, err
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = loop.Run(lctx) }()
 	}
+	before := adm.Status().Decreases
+	minScale := 1.0
 	start := time.Now()
 	paceStart, n = start, 0
 	for end := start.Add(cfg.Phase); time.Now().Before(end); n++ {
 		if err := put(n); err != nil {
-			stopLoop()
-			wg.Wait()
 			return out, err
+		}
+		if n%1024 == 0 {
+			minScale = min(minScale, scan.Status().Scale)
+			if withAdmission {
+				for _, r := range adm.Status().Reasons {
+					out.Reasons[r]++
+				}
+			}
 		}
 	}
 	elapsed := time.Since(start)
-	stopLoop()
-	wg.Wait()
 	st := adm.Status()
 	out.Ops = len(lats)
 	out.OpsPerSec = float64(len(lats)) / elapsed.Seconds()
@@ -285,22 +411,73 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 	mu.Lock()
 	out.KeysRepaired = repaired
 	mu.Unlock()
-	if c, err := countKeys(ctx, dst); err == nil {
-		out.DstKeys = c
+	out.Scale, out.MinScale = scan.Status().Scale, min(minScale, scan.Status().Scale)
+	if withAdmission {
+		out.Decreases = st.Decreases - before
 	}
-	out.Scale, out.Decreases = st.Scale, st.Decreases-before
+	out.Missing = len(srcKeys)
+	if withLoop {
+		if out.Missing, err = missing(ctx, dst, srcKeys); err != nil {
+			return out, err
+		}
+	}
+	out.RepairedPerSec = float64(len(srcKeys)-out.Missing) / elapsed.Seconds()
+	if withLoop && cfg.Tail > 0 {
+		// The foreground stops; the loop must finish the repair on its own.
+		tailStart := time.Now()
+		for out.Missing > 0 && time.Since(tailStart) < cfg.Tail {
+			time.Sleep(250 * time.Millisecond)
+			for _, r := range adm.Status().Reasons {
+				out.Reasons["tail "+r]++
+			}
+			if out.TailMissing, err = missing(ctx, dst, srcKeys); err != nil {
+				return out, err
+			}
+			if out.TailMissing == 0 {
+				break
+			}
+		}
+		if out.Missing > 0 {
+			out.TailSeconds = time.Since(tailStart).Seconds()
+		}
+	}
+	stopLoop()
+	wg.Wait()
 	return out, nil
 }
 
-func countKeys(ctx context.Context, e *engine.Engine) (int, error) {
-	hs, err := e.RangeHash(ctx, reconcile.RangeHashRequest{Partition: 0, Ranges: []reconcile.KeyRange{{}}})
+// keySet returns every key of e's partition 0.
+func keySet(ctx context.Context, e *engine.Engine) (map[string]struct{}, error) {
+	set := make(map[string]struct{})
+	req := reconcile.RangeScanRequest{Partition: 0, Limit: 10000}
+	for {
+		res, err := e.RangeScan(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		for _, ent := range res.Entries {
+			set[string(ent.Key)] = struct{}{}
+		}
+		if !res.More {
+			return set, nil
+		}
+		req.Range.Start = res.Next
+	}
+}
+
+// missing counts the keys of want that e lacks.
+func missing(ctx context.Context, e *engine.Engine, want map[string]struct{}) (int, error) {
+	have, err := keySet(ctx, e)
 	if err != nil {
 		return 0, err
 	}
-	if len(hs) != 1 {
-		return 0, errors.New("bench: bad range hash")
+	n := 0
+	for k := range want {
+		if _, ok := have[k]; !ok {
+			n++
+		}
 	}
-	return int(hs[0].Fingerprint.Count), nil
+	return n, nil
 }
 
 func percentiles(ds []time.Duration, ps ...float64) []time.Duration {

@@ -159,6 +159,8 @@ var (
 	descAdmOverloaded = prometheus.NewDesc(namespace+"_admission_overloaded", "1 while admission control sees the foreground suffering, by reason.", []string{"reason"}, nil)
 	descAdmP99        = prometheus.NewDesc(namespace+"_foreground_p99_seconds", "Foreground p99 latency of the last admission window.", nil, nil)
 	descAdmBaseline   = prometheus.NewDesc(namespace+"_foreground_p99_baseline_seconds", "Baseline foreground p99 of the relative latency target.", nil, nil)
+	descAdmTarget     = prometheus.NewDesc(namespace+"_foreground_latency_target_seconds", "Foreground latency target in force (the p99 should stay below it).", nil, nil)
+	descAdmQuiet      = prometheus.NewDesc(namespace+"_admission_quiet", "1 when the last admission window was quiet (no background work) and taught the baseline.", nil, nil)
 	descAdmL0         = prometheus.NewDesc(namespace+"_pebble_l0_sublevels", "Pebble L0 sublevels at the last admission window.", nil, nil)
 	descAdmDebt       = prometheus.NewDesc(namespace+"_pebble_compaction_debt_bytes", "Pebble's estimated compaction debt at the last admission window.", nil, nil)
 	descAdmStalls     = prometheus.NewDesc(namespace+"_pebble_write_stalls_total", "Pebble write stalls.", nil, nil)
@@ -174,7 +176,7 @@ type statusCollector struct{ m *Metrics }
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descThrottleRate, descThrottleTaken, descThrottleScale, descAdmScale, descAdmOverloaded, descAdmP99,
-		descAdmBaseline, descAdmL0, descAdmDebt, descAdmStalls, descAdmDiskSlow, descAdmDecreases, descWriteRate} {
+		descAdmBaseline, descAdmTarget, descAdmQuiet, descAdmL0, descAdmDebt, descAdmStalls, descAdmDiskSlow, descAdmDecreases, descWriteRate} {
 		ch <- d
 	}
 }
@@ -193,6 +195,10 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descThrottleTaken, prometheus.CounterValue, float64(st.BytesTaken), st.Name, "bytes")
 		ch <- prometheus.MustNewConstMetric(descThrottleTaken, prometheus.CounterValue, float64(st.KeysTaken), st.Name, "keys")
+		ch <- prometheus.MustNewConstMetric(descThrottleTaken, prometheus.CounterValue, st.BusyTaken.Seconds(), st.Name, "busy_seconds")
+		if !math.IsInf(st.BusyFraction, 1) {
+			ch <- prometheus.MustNewConstMetric(descThrottleRate, prometheus.GaugeValue, st.BusyFraction, st.Name, "busy_seconds")
+		}
 		ch <- prometheus.MustNewConstMetric(descThrottleScale, prometheus.GaugeValue, st.Scale, st.Name)
 	}
 	if a == nil {
@@ -211,6 +217,12 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descAdmP99, prometheus.GaugeValue, st.P99.Seconds())
 	ch <- prometheus.MustNewConstMetric(descAdmBaseline, prometheus.GaugeValue, st.Baseline.Seconds())
+	ch <- prometheus.MustNewConstMetric(descAdmTarget, prometheus.GaugeValue, st.Target.Seconds())
+	quiet := 0.0
+	if st.Quiet {
+		quiet = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descAdmQuiet, prometheus.GaugeValue, quiet)
 	ch <- prometheus.MustNewConstMetric(descAdmL0, prometheus.GaugeValue, float64(st.L0Sublevels))
 	ch <- prometheus.MustNewConstMetric(descAdmDebt, prometheus.GaugeValue, float64(st.CompactionDebt))
 	ch <- prometheus.MustNewConstMetric(descAdmStalls, prometheus.CounterValue, float64(st.WriteStalls))
