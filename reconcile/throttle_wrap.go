@@ -6,12 +6,19 @@ import (
 )
 
 // Throttled returns r throttled as ThrottledReplica does, keeping the
-// optional interfaces (Sketcher, ApplyConfirmer) that r implements, so that
-// wrapping a replica never makes a session fall back to a costlier path.
+// optional interfaces (Sketcher, SymbolStreamer with Sketcher,
+// ApplyConfirmer) that r implements, so that wrapping a replica never makes
+// a session fall back to a costlier path.
 func (r ThrottledReplica) Throttled() Replica {
 	s, isSketcher := r.Replica.(Sketcher)
 	c, isConfirmer := r.Replica.(ApplyConfirmer)
+	y, isStreamer := r.Replica.(SymbolStreamer)
+	isStreamer = isStreamer && isSketcher
 	switch {
+	case isStreamer && isConfirmer:
+		return throttledBothStreamer{throttledBoth{throttledSketcher{r, s}, c}, throttledStreams{r.Scan, y}}
+	case isStreamer:
+		return throttledSketcherStreamer{throttledSketcher{r, s}, throttledStreams{r.Scan, y}}
 	case isSketcher && isConfirmer:
 		return throttledBoth{throttledSketcher{r, s}, c}
 	case isSketcher:
@@ -20,6 +27,52 @@ func (r ThrottledReplica) Throttled() Replica {
 		return throttledConfirmer{r, c}
 	}
 	return r
+}
+
+// throttledStreams throttles the busy time of symbol streams (the symbols
+// themselves are few bytes; encoding them is the replica's work).
+type throttledStreams struct {
+	scan *Throttle
+	y    SymbolStreamer
+}
+
+// OpenSymbols implements SymbolStreamer.
+func (t throttledStreams) OpenSymbols(ctx context.Context, req SymbolsRequest) (SymbolStream, error) {
+	start := time.Now()
+	st, err := t.y.OpenSymbols(ctx, req)
+	if err != nil {
+		return st, err
+	}
+	if err := t.scan.Busy(ctx, time.Since(start)); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return throttledStream{t.scan, st}, nil
+}
+
+type throttledStream struct {
+	scan *Throttle
+	SymbolStream
+}
+
+// Next implements SymbolStream.
+func (t throttledStream) Next(ctx context.Context) (SymbolChunk, error) {
+	start := time.Now()
+	c, err := t.SymbolStream.Next(ctx)
+	if err != nil {
+		return c, err
+	}
+	return c, t.scan.Busy(ctx, time.Since(start))
+}
+
+type throttledSketcherStreamer struct {
+	throttledSketcher
+	throttledStreams
+}
+
+type throttledBothStreamer struct {
+	throttledBoth
+	throttledStreams
 }
 
 type throttledSketcher struct {

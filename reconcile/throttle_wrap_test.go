@@ -26,23 +26,47 @@ func (bothReplica) ApplyAndHash(context.Context, uint32, []Entry, []KeyRange) ([
 	return nil, nil
 }
 
+type streamer struct{}
+
+func (streamer) OpenSymbols(context.Context, SymbolsRequest) (SymbolStream, error) { return nil, nil }
+
+type sketchStreamReplica struct {
+	sketchReplica
+	streamer
+}
+
+type allReplica struct {
+	bothReplica
+	streamer
+}
+
+type plainStreamReplica struct {
+	plainReplica
+	streamer
+}
+
 // TestThrottledKeepsOptionalInterfaces: a throttled replica offers exactly
-// the optional interfaces of the replica it wraps.
+// the optional interfaces of the replica it wraps (a SymbolStreamer only
+// with Sketcher, which streams need).
 func TestThrottledKeepsOptionalInterfaces(t *testing.T) {
 	for _, c := range []struct {
-		name               string
-		r                  Replica
-		sketcher, confirms bool
+		name                         string
+		r                            Replica
+		sketcher, confirms, streamer bool
 	}{
-		{"plain", plainReplica{}, false, false},
-		{"sketcher", sketchReplica{}, true, false},
-		{"both", bothReplica{}, true, true},
+		{"plain", plainReplica{}, false, false, false},
+		{"sketcher", sketchReplica{}, true, false, false},
+		{"both", bothReplica{}, true, true, false},
+		{"sketcher+streamer", sketchStreamReplica{}, true, false, true},
+		{"all", allReplica{}, true, true, true},
+		{"streamer alone", plainStreamReplica{}, false, false, false},
 	} {
 		w := ThrottledReplica{Replica: c.r}.Throttled()
 		_, s := w.(Sketcher)
 		_, a := w.(ApplyConfirmer)
-		if s != c.sketcher || a != c.confirms {
-			t.Errorf("%s: sketcher=%t confirmer=%t, want %t %t", c.name, s, a, c.sketcher, c.confirms)
+		_, y := w.(SymbolStreamer)
+		if s != c.sketcher || a != c.confirms || y != c.streamer {
+			t.Errorf("%s: sketcher=%t confirmer=%t streamer=%t, want %t %t %t", c.name, s, a, y, c.sketcher, c.confirms, c.streamer)
 		}
 	}
 }
