@@ -19,6 +19,7 @@ type dbFlags struct {
 	seed     uint64
 	splits   string
 	rebuild  bool
+	digests  int
 }
 
 func (f *dbFlags) register(fs *pflag.FlagSet) {
@@ -28,6 +29,7 @@ func (f *dbFlags) register(fs *pflag.FlagSet) {
 	fs.Uint64Var(&f.seed, "tree-seed", 0, "seed of the leaf boundary function (all replicas must agree)")
 	fs.StringVar(&f.splits, "splits", "", "comma-separated partition split keys (all replicas must agree)")
 	fs.BoolVar(&f.rebuild, "rebuild-on-change", false, "rebuild the tree if it was built with other parameters")
+	fs.IntVar(&f.digests, "digest-cache-bytes", engine.DefaultDigestCacheBytes, "memory for the digest cache that makes repeat sessions rescan only changed leaves (~10 bytes a record; negative disables it)")
 }
 
 func (f *dbFlags) options() (*engine.Options, error) {
@@ -45,6 +47,7 @@ func (f *dbFlags) options() (*engine.Options, error) {
 		Partitioner:           pn,
 		Tree:                  merkle.Params{LeafSize: f.leafSize, Seed: f.seed},
 		RebuildOnParamsChange: f.rebuild,
+		DigestCacheBytes:      f.digests,
 	}, nil
 }
 
