@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -175,11 +176,15 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 				return nil, err
 			}
 			if cl != nil {
-				removed = append(removed, cl.digests)
+				// Only the records that changed move the prefix
+				// (a write changes 1 of the leaf's ~64).
+				gone, came := digestDiff(cl.digests, ds)
+				removed, added = append(removed, gone), append(added, came)
 				cp.bytes -= cachedLeafOverhead + 8*len(cl.digests)
+			} else {
+				added = append(added, ds)
 			}
 			cl = &cachedLeaf{start: bytes.Clone(l.Range.Start), fp: fp, digests: ds}
-			added = append(added, ds)
 			cp.bytes += cachedLeafOverhead + 8*len(ds)
 		}
 		next[i] = cl
@@ -247,6 +252,25 @@ func (c *digestCache) drop(part uint32) {
 		c.bytes -= p.accounted
 		delete(c.parts, part)
 	}
+}
+
+// digestDiff returns the digests of old missing from new and those of new
+// missing from old (as multisets).
+func digestDiff(old, new []uint64) (gone, came []uint64) {
+	a, b := slices.Clone(old), slices.Clone(new)
+	slices.Sort(a)
+	slices.Sort(b)
+	for len(a) > 0 && len(b) > 0 {
+		switch {
+		case a[0] == b[0]:
+			a, b = a[1:], b[1:]
+		case a[0] < b[0]:
+			gone, a = append(gone, a[0]), a[1:]
+		default:
+			came, b = append(came, b[0]), b[1:]
+		}
+	}
+	return append(gone, a...), append(came, b...)
 }
 
 func count(dss [][]uint64) int {

@@ -241,3 +241,19 @@ func wholePartition(e *Engine, part uint32) []reconcile.KeyRange {
 	}
 	return nil
 }
+
+func TestDigestDiff(t *testing.T) {
+	for _, tc := range []struct{ old, new, gone, came []uint64 }{
+		{nil, nil, nil, nil},
+		{[]uint64{3, 1, 2}, []uint64{2, 3, 1}, nil, nil},
+		{[]uint64{1, 2, 3}, []uint64{1, 4, 3}, []uint64{2}, []uint64{4}},
+		{[]uint64{5, 5, 1}, []uint64{5, 1}, []uint64{5}, nil},
+		{nil, []uint64{9, 7}, nil, []uint64{7, 9}},
+		{[]uint64{9, 7}, nil, []uint64{7, 9}, nil},
+	} {
+		gone, came := digestDiff(tc.old, tc.new)
+		if !slices.Equal(gone, tc.gone) || !slices.Equal(came, tc.came) {
+			t.Errorf("digestDiff(%v, %v) = %v, %v; want %v, %v", tc.old, tc.new, gone, came, tc.gone, tc.came)
+		}
+	}
+}
