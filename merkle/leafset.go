@@ -14,6 +14,42 @@ import (
 type leafSet struct {
 	pfx []uint64
 	ls  []*leaf
+	// total is the sum of every leaf's fp (a dirty leaf's possibly stale
+	// one) and dirty the number of dirty leaves: with no dirty leaf,
+	// total is the partition's fingerprint, without a walk over the
+	// leaves. Every change of a member's fp or dirty flag goes through
+	// the set (the methods below, addFP, markDirty).
+	total Fingerprint
+	dirty int
+}
+
+// account adds (sign 1) or removes (sign -1) l's fp and dirty flag.
+func (s *leafSet) account(l *leaf, sign int) {
+	if sign > 0 {
+		s.total = s.total.Add(l.fp)
+		if l.dirty {
+			s.dirty++
+		}
+		return
+	}
+	s.total = s.total.Sub(l.fp)
+	if l.dirty {
+		s.dirty--
+	}
+}
+
+// addFP adds fp to member l's fingerprint.
+func (s *leafSet) addFP(l *leaf, fp Fingerprint) {
+	l.fp = l.fp.Add(fp)
+	s.total = s.total.Add(fp)
+}
+
+// markDirty marks member l dirty.
+func (s *leafSet) markDirty(l *leaf) {
+	if !l.dirty {
+		l.dirty = true
+		s.dirty++
+	}
 }
 
 func keyPrefix(k []byte) uint64 {
@@ -85,6 +121,7 @@ func (s *leafSet) Get(l *leaf) (*leaf, bool) {
 
 // ReplaceOrInsert adds l, replacing a leaf with the same start.
 func (s *leafSet) ReplaceOrInsert(l *leaf) {
+	s.account(l, 1)
 	n := len(s.ls)
 	if n == 0 || bytes.Compare(s.ls[n-1].start, l.start) < 0 {
 		s.ls = append(s.ls, l)
@@ -93,6 +130,7 @@ func (s *leafSet) ReplaceOrInsert(l *leaf) {
 	}
 	i := s.search(l.start)
 	if i < n && bytes.Equal(s.ls[i].start, l.start) {
+		s.account(s.ls[i], -1)
 		s.ls[i] = l
 		return
 	}
@@ -104,6 +142,7 @@ func (s *leafSet) ReplaceOrInsert(l *leaf) {
 func (s *leafSet) Delete(l *leaf) {
 	i := s.search(l.start)
 	if i < len(s.ls) && bytes.Equal(s.ls[i].start, l.start) {
+		s.account(s.ls[i], -1)
 		s.ls = slices.Delete(s.ls, i, i+1)
 		s.pfx = slices.Delete(s.pfx, i, i+1)
 	}
@@ -111,6 +150,12 @@ func (s *leafSet) Delete(l *leaf) {
 
 // splice replaces the leaves at [i, j) with repl (sorted, inside the gap).
 func (s *leafSet) splice(i, j int, repl []*leaf) {
+	for _, l := range s.ls[i:j] {
+		s.account(l, -1)
+	}
+	for _, l := range repl {
+		s.account(l, 1)
+	}
 	pfx := make([]uint64, len(repl))
 	for k, l := range repl {
 		pfx[k] = keyPrefix(l.start)

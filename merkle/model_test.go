@@ -183,9 +183,18 @@ func TestModel(t *testing.T) {
 					// Check a random range of a random partition.
 					pi := rng.IntN(pn.NumPartitions())
 					ps, pe := pn.Bounds(pi)
+					checkTotals(t, h.tree)
 					lo, hi := randKey(rng, space), randKey(rng, space)
 					if bytes.Compare(lo, hi) > 0 {
 						lo, hi = hi, lo
+					}
+					if rng.IntN(4) == 0 {
+						// The whole partition (the running total when
+						// every leaf is clean).
+						lo, hi = ps, pe
+						if lo == nil {
+							lo = []byte{}
+						}
 					}
 					if bytes.Compare(lo, ps) < 0 {
 						lo = ps
@@ -234,6 +243,7 @@ func TestModel(t *testing.T) {
 				}
 			}
 			h.verifyClean()
+			checkTotals(t, h.tree)
 			// Whole-partition fingerprints equal the model.
 			for pi := 0; pi < pn.NumPartitions(); pi++ {
 				ps, pe := pn.Bounds(pi)
@@ -273,5 +283,26 @@ func (h *harness) checkCleanLeaves(step int) {
 			}
 			return true
 		})
+	}
+}
+
+// checkTotals checks every partition's running total and dirty count
+// against a walk over its leaves.
+func checkTotals(t testing.TB, tr *Tree) {
+	t.Helper()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for pi, p := range tr.mu.parts {
+		var sum Fingerprint
+		dirty := 0
+		for _, l := range p.leaves.ls {
+			sum = sum.Add(l.fp)
+			if l.dirty {
+				dirty++
+			}
+		}
+		if sum != p.leaves.total || dirty != p.leaves.dirty {
+			t.Fatalf("partition %d: running total %d records, %d dirty; leaves add up to %d records, %d dirty", pi, p.leaves.total.Count, p.leaves.dirty, sum.Count, dirty)
+		}
 	}
 }

@@ -311,7 +311,8 @@ func markDirty(p *partTree, pos, end []byte) {
 		}
 		// changed: the persisted record may say clean; the next checkpoint
 		// deletes the marker and must persist the leaf as dirty.
-		l.dirty, l.pd, l.changed = true, true, true
+		p.leaves.markDirty(l)
+		l.pd, l.changed = true, true
 		return true
 	})
 }

@@ -33,6 +33,9 @@ func (t *Tree) MarkRebuild(ctx context.Context, part int) error {
 		for _, l := range all {
 			p.removeLeaf(l)
 		}
+		// Empty now; reset the running totals outright (a rebuild also
+		// repairs them).
+		p.leaves.total, p.leaves.dirty = Fingerprint{}, 0
 		// pd stays false until the checkpoint below persists the dirty
 		// leaf: writes before that still write markers.
 		p.setLeaf(&leaf{start: p.start, rank: t.params.rank(p.start), dirty: true})
@@ -91,8 +94,9 @@ func (t *Tree) Rebuild(ctx context.Context, progress func(part int, keys uint64)
 type Mismatch struct {
 	Partition  int
 	Start, End []byte
-	// Kind is "boundary" (the leaf's range is not a leaf of the data) or
-	// "fingerprint" (the leaf's sum or count is wrong).
+	// Kind is "boundary" (the leaf's range is not a leaf of the data),
+	// "fingerprint" (the leaf's sum or count is wrong) or "total" (the
+	// partition's running total is not the sum of its leaves).
 	Kind   string
 	Detail string
 }
@@ -146,10 +150,23 @@ func (t *Tree) verifyPartition(ctx context.Context, part int) ([]Mismatch, error
 	t.mu.Lock()
 	p := t.mu.parts[part]
 	var leaves []leafCopy
+	var sum Fingerprint
+	dirty := 0
 	p.leaves.Ascend(func(l *leaf) bool {
 		leaves = append(leaves, leafCopy{start: l.start, fp: l.fp, skip: l.dirty})
+		sum = sum.Add(l.fp)
+		if l.dirty {
+			dirty++
+		}
 		return true
 	})
+	var totals []Mismatch
+	if sum != p.leaves.total || dirty != p.leaves.dirty {
+		// The running total (the whole partition's fingerprint when no
+		// leaf is dirty) must be the sum of the leaves.
+		totals = append(totals, Mismatch{Partition: part, Start: p.start, End: p.end, Kind: "total",
+			Detail: fmt.Sprintf("running total has %d records and %d dirty leaves, the leaves %d and %d", p.leaves.total.Count, p.leaves.dirty, sum.Count, dirty)})
+	}
 	log, snap := t.registerLocked(part)
 	t.mu.Unlock()
 	defer func() {
@@ -193,7 +210,7 @@ func (t *Tree) verifyPartition(ctx context.Context, part int) ([]Mismatch, error
 		}
 		return p.end
 	}
-	var out []Mismatch
+	out := totals
 	for i, l := range leaves {
 		end := p.end
 		if i+1 < len(leaves) {

@@ -184,7 +184,7 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 		// The span's start key is gone (a purge or a range deletion): its
 		// first segment belongs to the previous leaf.
 		prev := p.leaves.ls[i-1]
-		prev.fp = prev.fp.Add(segs[0].fp)
+		p.leaves.addFP(prev, segs[0].fp)
 		prev.pd = prev.pd && pdAll
 		prev.changed = true
 		segs = segs[1:]
@@ -232,7 +232,8 @@ func markRangeDirty(p *partTree, lo, hi []byte) {
 		if l != first && hi != nil && bytes.Compare(l.start, hi) >= 0 {
 			return false
 		}
-		l.dirty, l.changed = true, true
+		p.leaves.markDirty(l)
+		l.changed = true
 		return true
 	})
 }

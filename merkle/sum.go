@@ -60,6 +60,17 @@ func (f Fingerprint) Add(o Fingerprint) Fingerprint {
 	return Fingerprint{Sum: f.Sum.AddSum(o.Sum), Count: f.Count + o.Count}
 }
 
+// Sub returns f - o (sums mod 2^256, counts mod 2^64): Sub undoes Add.
+func (f Fingerprint) Sub(o Fingerprint) Fingerprint {
+	var s Sum
+	var b uint64
+	s[0], b = bits.Sub64(f.Sum[0], o.Sum[0], 0)
+	s[1], b = bits.Sub64(f.Sum[1], o.Sum[1], b)
+	s[2], b = bits.Sub64(f.Sum[2], o.Sum[2], b)
+	s[3], _ = bits.Sub64(f.Sum[3], o.Sum[3], b)
+	return Fingerprint{Sum: s, Count: f.Count - o.Count}
+}
+
 const fingerprintDomain = "pebble-ae/fingerprint/v1\x00"
 
 // Short returns the 128-bit wire hash of f: BLAKE3 over a domain tag, the sum

@@ -309,7 +309,7 @@ func (t *Tree) touchKeyLocked(b *hooks.Batch, key []byte) error {
 	if !exact {
 		if r := t.params.rank(key); r < t.params.threshold() {
 			// A new boundary: split. Both halves need recomputing.
-			l.dirty = true
+			p.leaves.markDirty(l)
 			l.changed = true
 			nl := &leaf{start: append([]byte(nil), key...), rank: r, dirty: true, pd: l.pd}
 			p.setLeaf(nl)
@@ -318,7 +318,7 @@ func (t *Tree) touchKeyLocked(b *hooks.Batch, key []byte) error {
 		}
 	}
 	if !l.dirty {
-		l.dirty = true
+		p.leaves.markDirty(l)
 		l.changed = true
 	}
 	if b == nil {
@@ -348,7 +348,8 @@ func (t *Tree) touchRangeLocked(b *hooks.Batch, start, end []byte) error {
 			if bytes.Compare(l.start, hi) >= 0 {
 				return false
 			}
-			l.dirty, l.changed = true, true
+			p.leaves.markDirty(l)
+			l.changed = true
 			touched = append(touched, l)
 			needMarker = needMarker || (!l.pd && l.markedBy != b)
 			return true
