@@ -358,17 +358,15 @@ func (s *leafScanner) scan(ctx context.Context, snap *pebble.Snapshot, r merkle.
 	return ds, fp, s.it.Error()
 }
 
-// isWholePartition reports whether ranges is exactly partition part's range.
-func (e *Engine) isWholePartition(part uint32, ranges []reconcile.KeyRange) bool {
-	if len(ranges) != 1 {
+// useDigestCache reports whether a request for ranges of partition part is
+// answered from the digest cache: the cache is on and ranges is exactly the
+// partition's range.
+func (e *Engine) useDigestCache(part uint32, ranges []reconcile.KeyRange) bool {
+	if e.digests.max <= 0 || len(ranges) != 1 {
 		return false
 	}
-	for _, p := range e.tree.Partitions() {
-		if p.ID == int(part) {
-			return bytes.Equal(p.Start, ranges[0].Start) && bytes.Equal(p.End, nilIfEmpty(ranges[0].End))
-		}
-	}
-	return false
+	start, end := e.tree.Partitioner().Bounds(int(part))
+	return bytes.Equal(start, ranges[0].Start) && bytes.Equal(end, nilIfEmpty(ranges[0].End))
 }
 
 // fetchByHashCached answers FetchByHash over a whole partition from the

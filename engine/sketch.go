@@ -79,7 +79,7 @@ func (e *Engine) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) 
 	if err := e.checkPartition(req.Partition); err != nil {
 		return nil, err
 	}
-	if e.digests.max > 0 && e.isWholePartition(req.Partition, req.Ranges) {
+	if e.useDigestCache(req.Partition, req.Ranges) {
 		if err := e.enter(); err != nil {
 			return nil, err
 		}
@@ -115,7 +115,7 @@ func (e *Engine) FetchByHash(ctx context.Context, req reconcile.FetchByHashReque
 	if err := e.checkPartition(req.Partition); err != nil {
 		return nil, err
 	}
-	if e.digests.max > 0 && e.isWholePartition(req.Partition, req.Ranges) {
+	if e.useDigestCache(req.Partition, req.Ranges) {
 		if err := e.enter(); err != nil {
 			return nil, err
 		}

@@ -37,14 +37,7 @@ func (t *Tree) Partitions() []PartitionInfo {
 	defer t.mu.Unlock()
 	out := make([]PartitionInfo, len(t.mu.parts))
 	for i, p := range t.mu.parts {
-		dirty := 0
-		p.leaves.Ascend(func(l *leaf) bool {
-			if l.dirty {
-				dirty++
-			}
-			return true
-		})
-		out[i] = PartitionInfo{ID: i, Start: p.start, End: p.end, Ready: !p.rebuilding, Leaves: p.leaves.Len(), DirtyLeaves: dirty}
+		out[i] = PartitionInfo{ID: i, Start: p.start, End: p.end, Ready: !p.rebuilding, Leaves: p.leaves.Len(), DirtyLeaves: p.leaves.dirty}
 	}
 	return out
 }
