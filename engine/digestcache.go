@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
@@ -38,6 +39,10 @@ const DefaultDigestCacheBytes = 64 << 20
 // different partitions scan in parallel and sessions of one partition take
 // turns.
 type digestCache struct {
+	// scanned and handed count the leaves views scanned and those whose
+	// digests the tree's recompute handed over (tests, diagnostics).
+	scanned, handed atomic.Uint64
+
 	mu    sync.Mutex
 	max   int // bytes; <= 0 disables the cache
 	bytes int
@@ -58,6 +63,47 @@ type cachedPart struct {
 	// kept up to date leaf by leaf (reconcile.SymbolPrefix).
 	prefix *reconcile.SymbolPrefix
 	bytes  int
+	// pending (guarded by pendMu, a lock of its own so the tree's
+	// recompute never waits for a view's scan) holds the leaves the tree
+	// recomputed since the last view, with their digests
+	// (merkle.Options.LeafObserver): the next view takes them instead of
+	// scanning those leaves a second time.
+	pendMu  sync.Mutex
+	pending map[string]*cachedLeaf
+}
+
+// maxPendingLeaves bounds a partition's pending leaves (64 Ki digests of
+// leaves of the default size); past it, the view scans the leaves again.
+const maxPendingLeaves = 1024
+
+// observe is the tree's merkle.Options.LeafObserver: it keeps the digests of
+// a leaf the tree recomputed, for the next view of its partition, if that
+// partition is cached.
+func (c *digestCache) observe(part int, start []byte, fp merkle.Fingerprint, digests []uint64) {
+	c.mu.Lock()
+	cp := c.parts[uint32(part)]
+	c.mu.Unlock()
+	if cp == nil {
+		return
+	}
+	cp.pendMu.Lock()
+	defer cp.pendMu.Unlock()
+	if cp.pending == nil {
+		cp.pending = map[string]*cachedLeaf{}
+	}
+	if len(cp.pending) >= maxPendingLeaves {
+		return
+	}
+	cp.pending[string(start)] = &cachedLeaf{start: bytes.Clone(start), fp: fp, digests: digests}
+}
+
+// takePending returns the pending leaves and forgets them.
+func (cp *cachedPart) takePending() map[string]*cachedLeaf {
+	cp.pendMu.Lock()
+	defer cp.pendMu.Unlock()
+	p := cp.pending
+	cp.pending = nil
+	return p
 }
 
 type cachedLeaf struct {
@@ -136,6 +182,7 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 	c.mu.Unlock()
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
+	pending := cp.takePending()
 	var sc leafScanner
 	defer sc.close()
 	var added, removed [][]uint64
@@ -158,11 +205,21 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 			cp.bytes -= cachedLeafOverhead + 8*len(cp.leaves[j].digests)
 		}
 		if cl == nil || !l.Clean || cl.fp != l.Fingerprint {
-			// Scan the leaf. Its digests are kept under the fingerprint
-			// of what was scanned (the tree's, for a clean leaf; for a
-			// leaf written to since the recompute, the one the tree will
-			// report if nothing else changes).
-			ds, fp, err := sc.scan(ctx, snap, l.Range)
+			// The tree's recompute may have handed over the leaf's
+			// digests; else scan the leaf. Its digests are kept under
+			// the fingerprint of what was scanned (the tree's, for a
+			// clean leaf; for a leaf written to since the recompute,
+			// the one the tree will report if nothing else changes).
+			var ds []uint64
+			var fp merkle.Fingerprint
+			var err error
+			if pl := pending[string(l.Range.Start)]; pl != nil && l.Clean && pl.fp == l.Fingerprint {
+				ds, fp = pl.digests, pl.fp
+				c.handed.Add(1)
+			} else {
+				ds, fp, err = sc.scan(ctx, snap, l.Range)
+				c.scanned.Add(1)
+			}
 			if err != nil {
 				snap.Close()
 				// Keep the cache consistent: forget the partition.

@@ -130,6 +130,43 @@ func TestDigestCacheMatchesScan(t *testing.T) {
 	}
 }
 
+// TestDigestCacheTakesRecomputedLeaves checks that a view does not scan the
+// leaves the tree's recompute just scanned: a RangeHash recomputes the
+// written leaves and hands their digests over (merkle's LeafObserver), the
+// next symbol stream takes them, and its symbols still equal a scan's.
+func TestDigestCacheTakesRecomputedLeaves(t *testing.T) {
+	ctx := context.Background()
+	e := openMem(t, vfs.NewMem(), Options{Tree: merkle.Params{LeafSize: 16}})
+	defer e.Close()
+	for i := range 4000 {
+		if err := e.Put(ctx, fmt.Appendf(nil, "k%05d", i), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole := []reconcile.KeyRange{{}}
+	symbols(t, e, 0, whole) // fills the cache
+	for i := 0; i < 4000; i += 400 {
+		if err := e.Put(ctx, fmt.Appendf(nil, "k%05d", i), []byte("w"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.RangeHash(ctx, reconcile.RangeHashRequest{Partition: 0, Ranges: whole}); err != nil {
+		t.Fatal(err)
+	}
+	scanned, handed := e.digests.scanned.Load(), e.digests.handed.Load()
+	got := symbols(t, e, 0, whole)
+	if n := e.digests.scanned.Load() - scanned; n != 0 {
+		t.Errorf("the view scanned %d leaves the recompute had just scanned", n)
+	}
+	if n := e.digests.handed.Load() - handed; n < 10 {
+		t.Errorf("the recompute handed over %d leaves, want at least the 10 written", n)
+	}
+	want := symbols(t, e, 0, []reconcile.KeyRange{{End: []byte("k02")}, {Start: []byte("k02")}})
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("symbols from handed-over digests differ from a scan's")
+	}
+}
+
 // symbols returns the first 600 symbols (beyond the cached prefix) of the stream of ranges.
 func symbols(t *testing.T, e *Engine, part uint32, ranges []reconcile.KeyRange) []reconcile.SymbolChunk {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -77,6 +78,9 @@ func Open(dir string, opts *Options) (*Engine, error) {
 		}
 		return nil, fmt.Errorf("engine: open %q: %w", dir, err)
 	}
+	// self is the engine once built: the tree's leaf observer feeds its
+	// digest cache.
+	var self atomic.Pointer[Engine]
 	var rd reader = db
 	if o.wrapReader != nil {
 		rd = o.wrapReader(rd)
@@ -87,6 +91,11 @@ func Open(dir string, opts *Options) (*Engine, error) {
 		RebuildOnParamsChange: o.RebuildOnParamsChange,
 		Throttle:              o.Throttle,
 		Reader:                rd,
+		LeafObserver: func(part int, start []byte, fp merkle.Fingerprint, digests []uint64) {
+			if e := self.Load(); e != nil {
+				e.digests.observe(part, start, fp, digests)
+			}
+		},
 	})
 	if err != nil {
 		_ = db.Close()
@@ -105,6 +114,7 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	e.hook = hooks.Tee(append([]hooks.Hook{tree.Hook()}, o.Hooks...)...)
 	e.batchPool.New = func() any { return hooks.NewBatch(db.NewBatch()) }
 	e.digests.max = o.DigestCacheBytes
+	self.Store(e)
 	go e.background()
 	return e, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"slices"
 	"testing"
 	"time"
 
@@ -135,8 +136,45 @@ func TestModel(t *testing.T) {
 		t.Run(fmt.Sprintf("leaf=%d", leafSize), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, uint64(leafSize)))
 			pn, _ := SplitPoints([][]byte{[]byte("k01000"), []byte("k03000")})
-			h := openHarness(t, vfs.NewCrashableMem(), Options{Params: Params{LeafSize: leafSize, Seed: 7}, Partitioner: pn})
+			var h *harness
+			observed := 0
+			// Every leaf a recompute reports must hold the model's
+			// records from its start on, in key order.
+			observer := func(part int, start []byte, fp Fingerprint, digests []uint64) {
+				observed++
+				if fp.Count != uint64(len(digests)) {
+					t.Fatalf("observed leaf %q: fingerprint counts %d records, %d digests", start, fp.Count, len(digests))
+				}
+				keys := make([]string, 0, len(h.model))
+				for k := range h.model {
+					if k >= string(start) {
+						keys = append(keys, k)
+					}
+				}
+				slices.Sort(keys)
+				var sum Fingerprint
+				for i, d := range digests {
+					if i >= len(keys) {
+						t.Fatalf("observed leaf %q: %d digests, the model has %d records from there", start, len(digests), len(keys))
+					}
+					md, _ := LeafDigest(nil, []byte(keys[i]), h.model[keys[i]])
+					if md.Short() != d {
+						t.Fatalf("observed leaf %q: digest %d is not the model's record %q", start, i, keys[i])
+					}
+					sum.Sum = sum.Sum.Add(md)
+					sum.Count++
+				}
+				if sum != fp {
+					t.Fatalf("observed leaf %q: fingerprint is not the sum of the model's records", start)
+				}
+			}
+			h = openHarness(t, vfs.NewCrashableMem(), Options{Params: Params{LeafSize: leafSize, Seed: 7}, Partitioner: pn, LeafObserver: observer})
 			defer func() { h.close() }()
+			defer func() {
+				if observed == 0 {
+					t.Error("no recompute reported a leaf")
+				}
+			}()
 			ctx := context.Background()
 			const space = 5000
 			for step := 0; step < 400; step++ {

@@ -349,9 +349,14 @@ func (t *Tree) Leaves(ctx context.Context, part int) ([]LeafState, *pebble.Snaps
 	if _, _, err := t.checkRangeLocked(part, Range{}); err != nil {
 		return nil, nil, err
 	}
-	out := make([]LeafState, 0, p.leaves.Len())
-	for _, l := range p.leaves.ls {
-		out = append(out, LeafState{Range: Range{Start: l.start, End: p.leafEnd(l)}, Fingerprint: l.fp, Clean: !l.dirty})
+	ls := p.leaves.ls
+	out := make([]LeafState, len(ls))
+	for i, l := range ls {
+		end := p.end
+		if i+1 < len(ls) {
+			end = ls[i+1].start
+		}
+		out[i] = LeafState{Range: Range{Start: l.start, End: end}, Fingerprint: l.fp, Clean: !l.dirty}
 	}
 	return out, t.rd.NewSnapshot(), nil
 }

@@ -19,6 +19,9 @@ type segment struct {
 	start []byte
 	rank  uint64
 	fp    Fingerprint
+	// digests are the short digests of the segment's records, collected
+	// only for Options.LeafObserver.
+	digests []uint64
 }
 
 // scanResult is what a scan of a span found.
@@ -116,6 +119,7 @@ func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree,
 	var d Digest
 	pendingKeys, pendingBytes := 0, 0
 	first := true
+	observe := t.opts.LeafObserver != nil
 	for valid := it.First(); valid; valid = it.Next() {
 		key := it.Key()
 		if first {
@@ -139,6 +143,9 @@ func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree,
 		d, scratch = LeafDigest(scratch, key, v)
 		cur.fp.Sum = cur.fp.Sum.Add(d)
 		cur.fp.Count++
+		if observe {
+			cur.digests = append(cur.digests, d.Short())
+		}
 		res.keys++
 		pendingKeys++
 		pendingBytes += len(key) + len(v)
@@ -161,8 +168,9 @@ func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree,
 
 // installLocked replaces the leaves of [sp.start, stop) (stop = res.stop or
 // sp.end) with the scan's segments, then re-applies the writes logged since
-// the snapshot, which leave their leaves dirty.
-func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog) {
+// the snapshot, which leave their leaves dirty. It returns the segments that
+// became leaves of their own (for Options.LeafObserver).
+func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog) (installed []segment) {
 	stop := sp.end
 	if res.stop != nil {
 		stop = res.stop
@@ -210,7 +218,7 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 	lo, hi := sp.start, stop
 	if log.overflow {
 		markRangeDirty(p, lo, hi)
-		return
+		return segs
 	}
 	for _, k := range log.keys {
 		if bytes.Compare(k, lo) >= 0 && inStop(k) {
@@ -222,6 +230,7 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 			markRangeDirty(p, a, b)
 		}
 	}
+	return segs
 }
 
 // markRangeDirty marks every leaf overlapping [lo, hi) dirty, without
@@ -280,8 +289,13 @@ func (t *Tree) Recompute(ctx context.Context, part int, lo, hi []byte, maxKeys i
 			return false, err
 		}
 		t.mu.Lock()
-		t.installLocked(p, sp, res, log)
+		installed := t.installLocked(p, sp, res, log)
 		t.mu.Unlock()
+		if obs := t.opts.LeafObserver; obs != nil {
+			for _, s := range installed {
+				obs(part, s.start, s.fp, s.digests)
+			}
+		}
 		if maxKeys > 0 {
 			budget -= res.keys
 			if res.stop != nil || budget <= 0 {

@@ -28,6 +28,17 @@ type Options struct {
 	// Reader, if set, is used for every read the tree makes after Open
 	// instead of the DB itself (tests count reads through it).
 	Reader Reader
+	// LeafObserver, if set, is called by Recompute, without the tree's
+	// lock, with every leaf it computed from a scan: the partition, the
+	// leaf's start (which the observer must not modify or keep), the
+	// fingerprint of the records the scan found in it and their short
+	// digests (Digest.Short) in key order, which the observer owns. A
+	// later Leaves that reports a leaf with this start clean with this
+	// fingerprint reports the same records, so the observer can keep
+	// per-leaf data without scanning the leaf again (the engine's digest
+	// cache does). A leaf written to during the scan is reported too
+	// (Leaves then reports it dirty, or with another fingerprint).
+	LeafObserver func(part int, start []byte, fp Fingerprint, digests []uint64)
 	// MaxLoggedKeys bounds the number of concurrent-write keys remembered
 	// during one scan; past it, the scanned ranges simply stay dirty.
 	// Default 1<<16.
