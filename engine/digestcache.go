@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
@@ -42,6 +43,8 @@ type digestCache struct {
 	// scanned and handed count the leaves views scanned and those whose
 	// digests the tree's recompute handed over (tests, diagnostics).
 	scanned, handed atomic.Uint64
+	// reused counts the views that were the last one again.
+	reused atomic.Uint64
 
 	mu    sync.Mutex
 	max   int // bytes; <= 0 disables the cache
@@ -70,6 +73,44 @@ type cachedPart struct {
 	// scanning those leaves a second time.
 	pendMu  sync.Mutex
 	pending map[string]*cachedLeaf
+	// last is the last view built, if all its leaves were clean, without
+	// its snapshot; lastBytes its share of bytes. A view asked for while
+	// the tree's leaves are still at last.version is last again, with a
+	// new snapshot (reuseView): the FetchByHash after a session's
+	// OpenSymbols costs no walk over the tree's leaves.
+	last      *partView
+	lastBytes int
+}
+
+// lastViewLeafBytes is a cached view's memory a leaf (its LeafState and
+// digest slice header).
+const lastViewLeafBytes = int(unsafe.Sizeof(merkle.LeafState{})) + 24
+
+// reuseView returns partition part's last view, with a new snapshot, if the
+// tree's leaves have not changed since it was built (and it has the symbol
+// prefix, if withPrefix), else nil.
+func (e *Engine) reuseView(cp *cachedPart, part uint32, withPrefix bool) *partView {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	lv := cp.last
+	if lv == nil || (withPrefix && cp.prefix == nil) {
+		return nil
+	}
+	snap, ok := e.tree.SnapshotIfUnchanged(int(part), lv.version)
+	if !ok {
+		return nil
+	}
+	v := &partView{leaves: lv.leaves, digests: lv.digests, count: lv.count, snap: snap}
+	if withPrefix {
+		v.prefix = cp.prefix.Symbols()
+	}
+	c := &e.digests
+	c.reused.Add(1)
+	c.mu.Lock()
+	c.tick++
+	cp.used = c.tick
+	c.mu.Unlock()
+	return v
 }
 
 // maxPendingLeaves bounds a partition's pending leaves (64 Ki digests of
@@ -143,6 +184,7 @@ type partView struct {
 	prefix  []reconcile.SketchCell
 	count   uint64
 	snap    *pebble.Snapshot
+	version uint64 // of the tree's leaves (cachedPart.last only)
 }
 
 func (v *partView) close() { v.snap.Close() }
@@ -162,11 +204,6 @@ func (v *partView) flat() []uint64 {
 // symbol prefix of the partition. With the cache disabled it scans
 // everything.
 func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool) (*partView, error) {
-	leaves, snap, err := e.tree.Leaves(ctx, int(part))
-	if err != nil {
-		return nil, wrapTreeErr(err)
-	}
-	v := &partView{leaves: leaves, digests: make([][]uint64, len(leaves)), snap: snap}
 	c := &e.digests
 	c.mu.Lock()
 	cp := c.parts[part]
@@ -180,8 +217,20 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 		}
 	}
 	c.mu.Unlock()
+	if v := e.reuseView(cp, part, withPrefix); v != nil {
+		return v, nil
+	}
+	leaves, snap, version, err := e.tree.Leaves(ctx, int(part))
+	if err != nil {
+		return nil, wrapTreeErr(err)
+	}
+	v := &partView{leaves: leaves, digests: make([][]uint64, len(leaves)), snap: snap}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
+	cp.last = nil
+	cp.bytes -= cp.lastBytes
+	cp.lastBytes = 0
+	allClean := true
 	pending := cp.takePending()
 	var sc leafScanner
 	defer sc.close()
@@ -244,6 +293,7 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 			cl = &cachedLeaf{start: bytes.Clone(l.Range.Start), fp: fp, digests: ds}
 			cp.bytes += cachedLeafOverhead + 8*len(ds)
 		}
+		allClean = allClean && l.Clean
 		next[i] = cl
 		v.digests[i] = cl.digests
 		v.count += uint64(len(cl.digests))
@@ -280,6 +330,12 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 			}
 		}
 		v.prefix = cp.prefix.Symbols()
+	}
+	if allClean {
+		// Until a leaf changes, the next view is this one.
+		cp.last = &partView{leaves: v.leaves, digests: v.digests, count: v.count, version: version}
+		cp.lastBytes = len(v.leaves) * lastViewLeafBytes
+		cp.bytes += cp.lastBytes
 	}
 	if c.max > 0 {
 		c.mu.Lock()

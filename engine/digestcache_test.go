@@ -167,6 +167,66 @@ func TestDigestCacheTakesRecomputedLeaves(t *testing.T) {
 	}
 }
 
+// TestDigestCacheReusesView checks that a view asked for while no leaf of
+// the partition changed is the last one (no walk over the tree's leaves),
+// that any write ends that, and that the answers still equal a scan's.
+func TestDigestCacheReusesView(t *testing.T) {
+	ctx := context.Background()
+	e := openMem(t, vfs.NewMem(), Options{Tree: merkle.Params{LeafSize: 16}})
+	defer e.Close()
+	for i := range 2000 {
+		if err := e.Put(ctx, fmt.Appendf(nil, "k%05d", i), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole := []reconcile.KeyRange{{}}
+	split := []reconcile.KeyRange{{End: []byte("k01")}, {Start: []byte("k01")}}
+	fetch := func(ids []uint64) []reconcile.Entry {
+		t.Helper()
+		got, err := e.FetchByHash(ctx, reconcile.FetchByHashRequest{Partition: 0, Ranges: whole, IDs: ids})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := e.FetchByHash(ctx, reconcile.FetchByHashRequest{Partition: 0, Ranges: split, IDs: ids})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) || len(got) != len(ids) {
+			t.Fatalf("cached fetch: %d entries, scan: %d, asked %d", len(got), len(want), len(ids))
+		}
+		return got
+	}
+	idOf := func(k string) uint64 {
+		rec, closer, err := e.DB().Get([]byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closer.Close()
+		d, _ := merkle.LeafDigest(nil, []byte(k), rec)
+		return reconcile.SketchID(d.Short())
+	}
+	symbols(t, e, 0, whole)
+	r0 := e.digests.reused.Load()
+	fetch([]uint64{idOf("k00007"), idOf("k01500")})
+	if n := e.digests.reused.Load() - r0; n != 1 {
+		t.Fatalf("a fetch right after a stream reused %d views, want 1", n)
+	}
+	if err := e.Put(ctx, []byte("k00007"), []byte("w"), nil); err != nil {
+		t.Fatal(err)
+	}
+	r1 := e.digests.reused.Load()
+	got := fetch([]uint64{idOf("k00007")})
+	if n := e.digests.reused.Load() - r1; n != 0 {
+		t.Fatalf("a fetch after a write reused %d views, want 0", n)
+	}
+	if string(got[0].Key) != "k00007" {
+		t.Fatalf("fetched %q, want the rewritten k00007", got[0].Key)
+	}
+	if !reflect.DeepEqual(symbols(t, e, 0, whole), symbols(t, e, 0, split)) {
+		t.Fatal("symbols of a reused view differ from a scan's")
+	}
+}
+
 // symbols returns the first 600 symbols (beyond the cached prefix) of the stream of ranges.
 func symbols(t *testing.T, e *Engine, part uint32, ranges []reconcile.KeyRange) []reconcile.SymbolChunk {
 	t.Helper()

@@ -21,10 +21,14 @@ type leafSet struct {
 	// the set (the methods below, addFP, markDirty).
 	total Fingerprint
 	dirty int
+	// version counts the changes of the set: of its members, their
+	// fingerprints and dirty flags (Tree.Leaves, Tree.SnapshotIfUnchanged).
+	version uint64
 }
 
 // account adds (sign 1) or removes (sign -1) l's fp and dirty flag.
 func (s *leafSet) account(l *leaf, sign int) {
+	s.version++
 	if sign > 0 {
 		s.total = s.total.Add(l.fp)
 		if l.dirty {
@@ -42,6 +46,7 @@ func (s *leafSet) account(l *leaf, sign int) {
 func (s *leafSet) addFP(l *leaf, fp Fingerprint) {
 	l.fp = l.fp.Add(fp)
 	s.total = s.total.Add(fp)
+	s.version++
 }
 
 // markDirty marks member l dirty.
@@ -49,6 +54,7 @@ func (s *leafSet) markDirty(l *leaf) {
 	if !l.dirty {
 		l.dirty = true
 		s.dirty++
+		s.version++
 	}
 }
 

@@ -6,8 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"slices"
+	"sort"
 	"testing"
 	"time"
 

@@ -331,23 +331,24 @@ type LeafState struct {
 // Leaves recomputes the dirty leaves of partition part and returns all its
 // leaves in key order, with a snapshot of the DB that agrees with the
 // fingerprints of the clean ones (both are taken under the tree's lock, and
-// a write marks its leaf dirty before it commits). The caller must close the
+// a write marks its leaf dirty before it commits), and the version of the
+// partition's leaves (see SnapshotIfUnchanged). The caller must close the
 // snapshot. Callers keep per-leaf derived data (the engine's digest cache)
 // and rescan only the leaves whose fingerprints changed.
-func (t *Tree) Leaves(ctx context.Context, part int) ([]LeafState, *pebble.Snapshot, error) {
+func (t *Tree) Leaves(ctx context.Context, part int) ([]LeafState, *pebble.Snapshot, uint64, error) {
 	t.mu.Lock()
 	p, whole, err := t.checkRangeLocked(part, Range{})
 	t.mu.Unlock()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if _, err := t.Recompute(ctx, part, whole.Start, whole.End, 0); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, _, err := t.checkRangeLocked(part, Range{}); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	ls := p.leaves.ls
 	out := make([]LeafState, len(ls))
@@ -358,5 +359,22 @@ func (t *Tree) Leaves(ctx context.Context, part int) ([]LeafState, *pebble.Snaps
 		}
 		out[i] = LeafState{Range: Range{Start: l.start, End: end}, Fingerprint: l.fp, Clean: !l.dirty}
 	}
-	return out, t.rd.NewSnapshot(), nil
+	return out, t.rd.NewSnapshot(), p.leaves.version, nil
+}
+
+// SnapshotIfUnchanged returns a snapshot of the DB if the leaves of
+// partition part are still at version (as Leaves returned it): then a
+// Leaves call now would return the same leaves, and if they were all clean,
+// the partition's records in the snapshot are those of the earlier one (a
+// write to a clean leaf marks it dirty, a change of the version, before it
+// commits). It returns nil, false otherwise (and for an unknown or unready
+// partition). The caller must close the snapshot.
+func (t *Tree) SnapshotIfUnchanged(part int, version uint64) (*pebble.Snapshot, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, _, err := t.checkRangeLocked(part, Range{})
+	if err != nil || p.leaves.version != version {
+		return nil, false
+	}
+	return t.rd.NewSnapshot(), true
 }
