@@ -64,6 +64,9 @@ func (t *Tree) logBatchLocked(s *scanLog, b *hooks.Batch) {
 // dirtySpansLocked returns the runs of dirty leaves overlapping [lo, hi) of p
 // (hi nil: to the partition end).
 func dirtySpansLocked(p *partTree, lo, hi []byte) []span {
+	if p.leaves.dirty == 0 {
+		return nil // no walk over a clean partition's leaves
+	}
 	var spans []span
 	var cur *span
 	first := p.floor(lo)
