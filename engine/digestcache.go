@@ -135,7 +135,7 @@ func (c *digestCache) observe(part int, start []byte, fp merkle.Fingerprint, dig
 	if len(cp.pending) >= maxPendingLeaves {
 		return
 	}
-	cp.pending[string(start)] = &cachedLeaf{start: bytes.Clone(start), fp: fp, digests: digests}
+	cp.pending[string(start)] = &cachedLeaf{start: start, fp: fp, digests: digests}
 }
 
 // takePending returns the pending leaves and forgets them.
@@ -148,6 +148,8 @@ func (cp *cachedPart) takePending() map[string]*cachedLeaf {
 }
 
 type cachedLeaf struct {
+	// start is the tree leaf's own start key (the tree never modifies
+	// one), so the merge with the tree's leaves mostly compares pointers.
 	start   []byte
 	fp      merkle.Fingerprint
 	digests []uint64 // never modified once cached
@@ -240,6 +242,13 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 	for i, l := range leaves {
 		var cl *cachedLeaf
 		for ; j < len(cp.leaves); j++ {
+			if sameSlice(cp.leaves[j].start, l.Range.Start) {
+				// The tree's own start key (cached leaves keep it):
+				// no comparison.
+				cl = cp.leaves[j]
+				j++
+				break
+			}
 			c := bytes.Compare(cp.leaves[j].start, l.Range.Start)
 			if c > 0 {
 				break
@@ -290,7 +299,7 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 			} else {
 				added = append(added, ds)
 			}
-			cl = &cachedLeaf{start: bytes.Clone(l.Range.Start), fp: fp, digests: ds}
+			cl = &cachedLeaf{start: l.Range.Start, fp: fp, digests: ds}
 			cp.bytes += cachedLeafOverhead + 8*len(ds)
 		}
 		allClean = allClean && l.Clean
@@ -355,6 +364,11 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 		c.mu.Unlock()
 	}
 	return v, nil
+}
+
+// sameSlice reports whether a and b are the same non-empty bytes in memory.
+func sameSlice(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && unsafe.SliceData(a) == unsafe.SliceData(b)
 }
 
 // drop forgets partition part.

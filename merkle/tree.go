@@ -30,7 +30,8 @@ type Options struct {
 	Reader Reader
 	// LeafObserver, if set, is called by Recompute, without the tree's
 	// lock, with every leaf it computed from a scan: the partition, the
-	// leaf's start (which the observer must not modify or keep), the
+	// leaf's start (the leaf's own, which nothing modifies: the observer
+	// must not either; LeafState.Range.Start is the same slice), the
 	// fingerprint of the records the scan found in it and their short
 	// digests (Digest.Short) in key order, which the observer owns. A
 	// later Leaves that reports a leaf with this start clean with this
