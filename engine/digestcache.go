@@ -43,8 +43,9 @@ type digestCache struct {
 	// scanned and handed count the leaves views scanned and those whose
 	// digests the tree's recompute handed over (tests, diagnostics).
 	scanned, handed atomic.Uint64
-	// reused counts the views that were the last one again.
-	reused atomic.Uint64
+	// reused counts the views that were the last one again; indexed the
+	// FetchByHash calls answered through an ID index.
+	reused, indexed atomic.Uint64
 
 	mu    sync.Mutex
 	max   int // bytes; <= 0 disables the cache
@@ -80,6 +81,12 @@ type cachedPart struct {
 	// OpenSymbols costs no walk over the tree's leaves.
 	last      *partView
 	lastBytes int
+	// ids indexes the cached digests by sketch ID for FetchByHash (nil
+	// until the first FetchByHash builds it; see digestindex.go).
+	ids      map[uint64]string
+	amb      map[uint64]struct{}
+	idsView  [][]uint64
+	idsBytes int
 }
 
 // lastViewLeafBytes is a cached view's memory a leaf (its LeafState and
@@ -100,7 +107,7 @@ func (e *Engine) reuseView(cp *cachedPart, part uint32, withPrefix bool) *partVi
 	if !ok {
 		return nil
 	}
-	v := &partView{leaves: lv.leaves, digests: lv.digests, count: lv.count, snap: snap}
+	v := &partView{leaves: lv.leaves, digests: lv.digests, count: lv.count, snap: snap, cp: cp}
 	if withPrefix {
 		v.prefix = cp.prefix.Symbols()
 	}
@@ -187,6 +194,7 @@ type partView struct {
 	count   uint64
 	snap    *pebble.Snapshot
 	version uint64 // of the tree's leaves (cachedPart.last only)
+	cp      *cachedPart
 }
 
 func (v *partView) close() { v.snap.Close() }
@@ -237,6 +245,7 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 	var sc leafScanner
 	defer sc.close()
 	var added, removed [][]uint64
+	var idsGone, idsCame []leafIDs // for the ID index
 	next := make([]*cachedLeaf, len(leaves))
 	j := 0 // the first cached leaf not before leaves[i]
 	for i, l := range leaves {
@@ -259,6 +268,7 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 				break
 			}
 			// A leaf gone (merged or moved): drop it.
+			idsGone = append(idsGone, leafIDs{cp.leaves[j].start, cp.leaves[j].digests})
 			removed = append(removed, cp.leaves[j].digests)
 			cp.bytes -= cachedLeafOverhead + 8*len(cp.leaves[j].digests)
 		}
@@ -281,7 +291,7 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 			if err != nil {
 				snap.Close()
 				// Keep the cache consistent: forget the partition.
-				cp.leaves, cp.prefix, cp.bytes = nil, nil, 0
+				cp.leaves, cp.prefix, cp.ids, cp.amb, cp.idsView, cp.bytes = nil, nil, nil, nil, nil, 0
 				c.mu.Lock()
 				if c.parts[part] == cp {
 					c.bytes -= cp.accounted
@@ -292,12 +302,16 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 			}
 			if cl != nil {
 				// Only the records that changed move the prefix
-				// (a write changes 1 of the leaf's ~64).
+				// and the ID index (a write changes 1 of the leaf's
+				// ~64).
 				gone, came := digestDiff(cl.digests, ds)
 				removed, added = append(removed, gone), append(added, came)
+				idsGone = append(idsGone, leafIDs{l.Range.Start, gone})
+				idsCame = append(idsCame, leafIDs{l.Range.Start, came})
 				cp.bytes -= cachedLeafOverhead + 8*len(cl.digests)
 			} else {
 				added = append(added, ds)
+				idsCame = append(idsCame, leafIDs{l.Range.Start, ds})
 			}
 			cl = &cachedLeaf{start: l.Range.Start, fp: fp, digests: ds}
 			cp.bytes += cachedLeafOverhead + 8*len(ds)
@@ -308,10 +322,12 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 		v.count += uint64(len(cl.digests))
 	}
 	for ; j < len(cp.leaves); j++ {
+		idsGone = append(idsGone, leafIDs{cp.leaves[j].start, cp.leaves[j].digests})
 		removed = append(removed, cp.leaves[j].digests)
 		cp.bytes -= cachedLeafOverhead + 8*len(cp.leaves[j].digests)
 	}
 	cp.leaves = next
+	cp.updateIDs(idsGone, idsCame, v.digests)
 	if withPrefix || cp.prefix != nil {
 		if cp.prefix != nil && cp.prefix.Count()+uint64(count(added)) != v.count+uint64(count(removed)) {
 			// Cannot happen (the prefix holds every cached digest);
@@ -346,24 +362,36 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 		cp.lastBytes = len(v.leaves) * lastViewLeafBytes
 		cp.bytes += cp.lastBytes
 	}
-	if c.max > 0 {
-		c.mu.Lock()
-		c.tick++
-		cp.used = c.tick
-		if old := c.parts[part]; old != cp {
-			// Evicted (or replaced) while we worked: put it back.
-			if old != nil {
-				c.bytes -= old.accounted
-			}
-			c.parts[part] = cp
-			cp.accounted = 0
-		}
-		c.bytes += cp.bytes - cp.accounted
-		cp.accounted = cp.bytes
-		c.evictLocked(part)
-		c.mu.Unlock()
+	if withPrefix {
+		c.buildIDs(part, cp, v)
 	}
+	v.cp = cp
+	c.settle(part, cp)
 	return v, nil
+}
+
+// settle counts cp's bytes (which cp.mu guards, held by the caller) in the
+// cache's, marks partition part used, puts it back if it was evicted
+// meanwhile, and evicts others to fit the budget.
+func (c *digestCache) settle(part uint32, cp *cachedPart) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick++
+	cp.used = c.tick
+	if old := c.parts[part]; old != cp {
+		// Evicted (or replaced) while we worked: put it back.
+		if old != nil {
+			c.bytes -= old.accounted
+		}
+		c.parts[part] = cp
+		cp.accounted = 0
+	}
+	c.bytes += cp.bytes - cp.accounted
+	cp.accounted = cp.bytes
+	c.evictLocked(part)
 }
 
 // sameSlice reports whether a and b are the same non-empty bytes in memory.
@@ -497,18 +525,18 @@ func (e *Engine) useDigestCache(part uint32, ranges []reconcile.KeyRange) bool {
 }
 
 // fetchByHashCached answers FetchByHash over a whole partition from the
-// cache: only the leaves holding a requested ID are read.
+// cache: only the leaves holding a requested ID are read, found through the
+// partition's ID index (digestindex.go) or, without one, a walk over every
+// cached digest.
 func (e *Engine) fetchByHashCached(ctx context.Context, part uint32, want map[uint64]struct{}) ([]reconcile.Entry, error) {
 	v, err := e.partitionView(ctx, part, false)
 	if err != nil {
 		return nil, err
 	}
 	defer v.close()
-	// A 64 Ki-bit filter of the wanted IDs' low bits: the walk over every
-	// cached digest then costs a bit test, the map lookup only on a hit.
-	var filter [1 << 10]uint64
-	for id := range want {
-		filter[id>>6&(1<<10-1)] |= 1 << (id & 63)
+	found, ok := e.indexedHits(v, want)
+	if !ok {
+		found = walkHits(v, want)
 	}
 	it, err := v.snap.NewIterWithContext(ctx, &pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
 	if err != nil {
@@ -516,22 +544,10 @@ func (e *Engine) fetchByHashCached(ctx context.Context, part uint32, want map[ui
 	}
 	defer it.Close()
 	var out []reconcile.Entry
-	var hits []int
 	var scratch []byte
-	for i, ds := range v.digests {
-		hits = hits[:0]
-		for j, d := range ds {
-			id := reconcile.SketchID(d)
-			if filter[id>>6&(1<<10-1)]&(1<<(id&63)) == 0 {
-				continue
-			}
-			if _, ok := want[id]; ok {
-				hits = append(hits, j)
-			}
-		}
-		if len(hits) == 0 {
-			continue
-		}
+	for _, lh := range found {
+		i, hits := lh.leaf, lh.pos
+		ds := v.digests[i]
 		// The snapshot's records of the leaf are the cached digests'
 		// records, in key order: step to the wanted positions, read and
 		// hash only those (and check them).
@@ -576,4 +592,38 @@ func (e *Engine) fetchByHashCached(ctx context.Context, part uint32, want map[ui
 		}
 	}
 	return out, nil
+}
+
+// leafHits are the positions of wanted IDs among the digests of leaf
+// number leaf of a view.
+type leafHits struct {
+	leaf int
+	pos  []int
+}
+
+// walkHits finds the wanted IDs by a walk over every digest of v.
+func walkHits(v *partView, want map[uint64]struct{}) []leafHits {
+	// A 64 Ki-bit filter of the wanted IDs' low bits: the walk over every
+	// cached digest then costs a bit test, the map lookup only on a hit.
+	var filter [1 << 10]uint64
+	for id := range want {
+		filter[id>>6&(1<<10-1)] |= 1 << (id & 63)
+	}
+	var out []leafHits
+	for i, ds := range v.digests {
+		var hits []int
+		for j, d := range ds {
+			id := reconcile.SketchID(d)
+			if filter[id>>6&(1<<10-1)]&(1<<(id&63)) == 0 {
+				continue
+			}
+			if _, ok := want[id]; ok {
+				hits = append(hits, j)
+			}
+		}
+		if len(hits) > 0 {
+			out = append(out, leafHits{leaf: i, pos: hits})
+		}
+	}
+	return out
 }

@@ -125,6 +125,8 @@ func TestDigestCacheMatchesScan(t *testing.T) {
 				t.Errorf("cache holds %d partitions, want 3", len(e.digests.parts))
 			case tc.bytes > 0 && e.digests.bytes > tc.bytes:
 				t.Errorf("cache holds %d bytes over its budget of %d", e.digests.bytes, tc.bytes)
+			case tc.bytes == 0 && e.digests.indexed.Load() == 0:
+				t.Errorf("no fetch was answered through an ID index")
 			}
 		})
 	}
@@ -224,6 +226,92 @@ func TestDigestCacheReusesView(t *testing.T) {
 	}
 	if !reflect.DeepEqual(symbols(t, e, 0, whole), symbols(t, e, 0, split)) {
 		t.Fatal("symbols of a reused view differ from a scan's")
+	}
+}
+
+// TestDigestIndexFallsBack checks that FetchByHash answers through the ID
+// index once a symbol stream built it, and falls back to the walk, with the
+// same answer, for an ambiguous ID (two leaves hold it) or without room in
+// the budget for an index.
+func TestDigestIndexFallsBack(t *testing.T) {
+	ctx := context.Background()
+	for _, budget := range []int{0, 100 << 10} {
+		e := openMem(t, vfs.NewMem(), Options{Tree: merkle.Params{LeafSize: 16}, DigestCacheBytes: budget})
+		for i := range 3000 {
+			if err := e.Put(ctx, fmt.Appendf(nil, "k%05d", i), []byte("v"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		whole := []reconcile.KeyRange{{}}
+		split := []reconcile.KeyRange{{End: []byte("k01")}, {Start: []byte("k01")}}
+		var ids []uint64
+		err := e.scanRanges(ctx, 0, whole, func(se merkle.ScanEntry) error {
+			if len(ids) < 50 && se.Digest.Short()%7 == 0 {
+				ids = append(ids, reconcile.SketchID(se.Digest.Short()))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func(what string, wantIndexed bool) {
+			t.Helper()
+			before := e.digests.indexed.Load()
+			got, err := e.FetchByHash(ctx, reconcile.FetchByHashRequest{Partition: 0, Ranges: whole, IDs: ids})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if indexed := e.digests.indexed.Load() > before; indexed != wantIndexed {
+				t.Errorf("budget %d, %s: answered through the index: %v, want %v", budget, what, indexed, wantIndexed)
+			}
+			want, err := e.FetchByHash(ctx, reconcile.FetchByHashRequest{Partition: 0, Ranges: split, IDs: ids})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) || len(got) != len(ids) {
+				t.Fatalf("budget %d, %s: %d entries, a scan finds %d, asked %d", budget, what, len(got), len(want), len(ids))
+			}
+		}
+		symbols(t, e, 0, whole) // builds the index, if the budget has room
+		check("after a stream", budget == 0)
+		if budget == 0 {
+			cp := e.digests.parts[0]
+			cp.mu.Lock()
+			if cp.amb == nil {
+				cp.amb = map[uint64]struct{}{}
+			}
+			cp.amb[ids[3]] = struct{}{}
+			cp.mu.Unlock()
+			check("an ambiguous ID", false)
+			// Writes replace leaves; the index follows them.
+			for i := 0; i < 3000; i += 7 {
+				if err := e.Delete(ctx, fmt.Appendf(nil, "k%05d", i), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			symbols(t, e, 0, whole)
+			ids = slices.DeleteFunc(ids, func(id uint64) bool { return id == ids[3] })
+			var kept []uint64
+			err := e.scanRanges(ctx, 0, whole, func(se merkle.ScanEntry) error {
+				id := reconcile.SketchID(se.Digest.Short())
+				if slices.Contains(ids, id) {
+					kept = append(kept, id)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = kept
+			check("after deletes", true)
+			cp.mu.Lock()
+			n := len(cp.ids)
+			cp.mu.Unlock()
+			if n != 3000 { // a delete leaves a tombstone record
+				t.Errorf("index holds %d IDs, the partition 3000 records", n)
+			}
+		}
+		e.Close()
 	}
 }
 

@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"bytes"
+	"slices"
+	"unsafe"
+
+	"github.com/pebble-ae/pebble-ae/merkle"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+// The ID index of a cached partition maps the sketch ID of every cached
+// digest to the start key of the leaf holding it, so FetchByHash finds the
+// leaves of the IDs it is asked for in O(IDs) instead of walking every
+// cached digest (1e6 digests: a few milliseconds a call, the last part of a
+// warm session that grew with the partition). The view of a symbol stream
+// builds it if the cache's budget has room for it (idEntryBytes an ID: a
+// partition of a million records needs 40 MB of the default 64 MiB), and
+// later views move only the IDs of the records that changed, as they do
+// with the symbol prefix.
+//
+// The index answers for one view: the one that last updated it (idsView);
+// FetchByHash with any other view walks. An ID held twice (by two leaves,
+// or twice by one: 48-bit IDs, about n²/2⁴⁹ such pairs in a partition of n
+// records) is ambiguous, and a request for it walks too.
+
+// idEntryBytes is the memory an index entry is counted for (a Go map
+// entry with its share of empty slots).
+const idEntryBytes = 40
+
+// leafIDs are digests of the records of the leaf starting at start.
+type leafIDs struct {
+	start   []byte
+	digests []uint64
+}
+
+// startString returns start as a string sharing its bytes (leaf start
+// keys are never modified).
+func startString(start []byte) string {
+	return unsafe.String(unsafe.SliceData(start), len(start))
+}
+
+// updateIDs moves the index (if built) by the digests gone from and come to
+// leaves, and makes it the index of the view whose digests are view. Called
+// with cp.mu held.
+func (cp *cachedPart) updateIDs(gone, came []leafIDs, view [][]uint64) {
+	if cp.ids == nil {
+		return
+	}
+	for _, g := range gone {
+		start := startString(g.start)
+		for _, d := range g.digests {
+			id := reconcile.SketchID(d)
+			if s, ok := cp.ids[id]; ok && s == start {
+				delete(cp.ids, id)
+			}
+		}
+	}
+	for _, c := range came {
+		cp.addIDs(c)
+	}
+	cp.idsView = view
+	cp.bytes += (len(cp.ids)+len(cp.amb))*idEntryBytes - cp.idsBytes
+	cp.idsBytes = (len(cp.ids) + len(cp.amb)) * idEntryBytes
+}
+
+// addIDs indexes the digests of l.
+func (cp *cachedPart) addIDs(l leafIDs) {
+	start := startString(l.start)
+	for _, d := range l.digests {
+		id := reconcile.SketchID(d)
+		if _, ok := cp.ids[id]; ok {
+			if cp.amb == nil {
+				cp.amb = map[uint64]struct{}{}
+			}
+			cp.amb[id] = struct{}{}
+			continue
+		}
+		cp.ids[id] = start
+	}
+}
+
+// buildIDs builds the ID index of partition part from the leaves of view v
+// if it has none and the cache's budget has room for it. Called with cp.mu
+// held, by the views of symbol streams: the FetchByHash that follows a
+// stream finds it, and a repair loop's later sessions find it up to date.
+func (c *digestCache) buildIDs(part uint32, cp *cachedPart, v *partView) {
+	if cp.ids != nil || c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	room := c.parts[part] == cp && c.bytes-cp.accounted+cp.bytes+int(v.count)*idEntryBytes <= c.max
+	c.mu.Unlock()
+	if !room {
+		return
+	}
+	cp.ids = make(map[uint64]string, v.count)
+	came := make([]leafIDs, len(v.leaves))
+	for i, l := range v.leaves {
+		came[i] = leafIDs{l.Range.Start, v.digests[i]}
+	}
+	cp.updateIDs(nil, came, v.digests)
+}
+
+// indexedHits finds the wanted IDs among v's digests through the ID index
+// of v's partition. It reports false if the walk must answer instead: no
+// index, an index of another view, or an ambiguous ID.
+func (e *Engine) indexedHits(v *partView, want map[uint64]struct{}) ([]leafHits, bool) {
+	cp := v.cp
+	if cp == nil {
+		return nil, false
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.ids == nil || len(v.digests) == 0 || len(cp.idsView) != len(v.digests) || &cp.idsView[0] != &v.digests[0] {
+		return nil, false
+	}
+	byLeaf := map[int][]int{}
+	for id := range want {
+		if _, ok := cp.amb[id]; ok {
+			return nil, false
+		}
+		start, ok := cp.ids[id]
+		if !ok {
+			continue // not here
+		}
+		i, ok := slices.BinarySearchFunc(v.leaves, start, func(ls merkle.LeafState, s string) int {
+			return bytes.Compare(ls.Range.Start, unsafe.Slice(unsafe.StringData(s), len(s)))
+		})
+		if !ok {
+			return nil, false // cannot happen: the index is the view's
+		}
+		n := len(byLeaf[i])
+		for j, d := range v.digests[i] {
+			if reconcile.SketchID(d) == id {
+				byLeaf[i] = append(byLeaf[i], j)
+			}
+		}
+		if len(byLeaf[i]) == n {
+			return nil, false // cannot happen either
+		}
+	}
+	out := make([]leafHits, 0, len(byLeaf))
+	for i, pos := range byLeaf {
+		slices.Sort(pos)
+		out = append(out, leafHits{leaf: i, pos: pos})
+	}
+	slices.SortFunc(out, func(a, b leafHits) int { return a.leaf - b.leaf })
+	e.digests.indexed.Add(1)
+	return out, true
+}
