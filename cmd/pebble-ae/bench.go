@@ -164,6 +164,10 @@ session on it, and prints both next to the information-theoretic floor.`,
 			if res.WirePayloadBytes > 0 {
 				fmt.Printf("  wire:    %s measured by gRPC vs %s in the session's accounting\n", human(res.WirePayloadBytes), human(res.WireModelBytes))
 			}
+			if res.RepeatSessions > 0 {
+				fmt.Printf("  repeat:  %d sessions after %d fresh differences each: median %.4fs (p90 %.4fs), CPU %.4fs, %d rounds, %.1f B metadata a difference, converged %v\n",
+					res.RepeatSessions, res.Diffs, res.RepeatSecondsMedian, res.RepeatSecondsP90, res.RepeatCPUSecondsMedian, res.RepeatRoundsMedian, res.RepeatMetadataBytesPerDiff, res.RepeatConverged)
+			}
 			return nil
 		},
 	}
@@ -173,6 +177,7 @@ session on it, and prints both next to the information-theoretic floor.`,
 	c.Flags().BoolVar(&cfg.NoSketch, "no-sketch", false, "use tree descent instead of set-reconciliation sketches")
 	c.Flags().BoolVar(&cfg.Warm, "warm", false, "fill the digest caches before the divergent writes (a repair loop's steady state)")
 	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the session (not the setup) to this file")
+	c.Flags().IntVar(&cfg.Repeat, "repeat", 0, "then run this many more sessions, each after K fresh divergent writes (a repair loop's steady state; inproc only)")
 	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "seed of the data")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")

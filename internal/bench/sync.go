@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
@@ -39,6 +40,13 @@ type SyncConfig struct {
 	// CPUProfile, if set, is a file to write a CPU profile of the session
 	// (not of the setup or the naive baseline) to.
 	CPUProfile string
+	// Repeat, if > 0, runs that many more sessions after the first, each
+	// after Diffs fresh divergent writes of the six kinds (new keys on
+	// either side, newer versions and deletes of existing keys on either
+	// side): a repair loop's steady state, measured with warm digest
+	// caches and without the compaction the first session's setup ends
+	// with. Only with the inproc transport.
+	Repeat int
 }
 
 // SyncResult is what the anti-entropy benchmark measured: one session
@@ -95,6 +103,19 @@ type SyncResult struct {
 	// WireModelBytes the session's own accounting of the same traffic.
 	WirePayloadBytes uint64 `json:"wire_payload_bytes,omitempty"`
 	WireModelBytes   uint64 `json:"wire_model_bytes,omitempty"`
+
+	// The repeated sessions (SyncConfig.Repeat): how many, the median and
+	// 90th percentile of their durations, the median CPU time of the
+	// process during one (both replicas' work, on every thread), their
+	// median rounds and metadata per differing key, and whether every one
+	// converged (a full scan of both replicas after the last).
+	RepeatSessions             int     `json:"repeat_sessions,omitempty"`
+	RepeatSecondsMedian        float64 `json:"repeat_seconds_median,omitempty"`
+	RepeatSecondsP90           float64 `json:"repeat_seconds_p90,omitempty"`
+	RepeatCPUSecondsMedian     float64 `json:"repeat_cpu_seconds_median,omitempty"`
+	RepeatRoundsMedian         int     `json:"repeat_rounds_median,omitempty"`
+	RepeatMetadataBytesPerDiff float64 `json:"repeat_metadata_bytes_per_diff,omitempty"`
+	RepeatConverged            bool    `json:"repeat_converged,omitempty"`
 }
 
 func (c *SyncConfig) defaults() error {
@@ -109,6 +130,9 @@ func (c *SyncConfig) defaults() error {
 	}
 	if c.Transport == "" {
 		c.Transport = "inproc"
+	}
+	if c.Repeat < 0 || (c.Repeat > 0 && c.Transport != "inproc") {
+		return fmt.Errorf("bench: repeat %d: want >= 0, and only with the inproc transport", c.Repeat)
 	}
 	return nil
 }
@@ -203,6 +227,9 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 		return res, err
 	}
 	res.FloorBytes, err = floorBytes(ctx, reps[0], cfg)
+	if err == nil && cfg.Repeat > 0 {
+		err = repeatSessions(ctx, cfg, reps, &res)
+	}
 	closeAll()
 	if err != nil {
 		return res, err
@@ -492,4 +519,82 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// repeatSessions runs cfg.Repeat sessions between reps, each after
+// cfg.Diffs fresh divergent writes, and records their figures in res.
+func repeatSessions(ctx context.Context, cfg SyncConfig, reps [2]*engine.Engine, res *SyncResult) error {
+	rng := rand.New(rand.NewPCG(cfg.Seed, 3))
+	value := make([]byte, 100)
+	// existing returns a key of A at or after a random one.
+	existing := func() ([]byte, error) {
+		for {
+			start := keyAt(make([]byte, 16), rng)
+			page, err := reps[0].RangeScan(ctx, reconcile.RangeScanRequest{Range: reconcile.KeyRange{Start: start}, Limit: 1})
+			if err != nil {
+				return nil, err
+			}
+			if len(page.Entries) > 0 {
+				return page.Entries[0].Key, nil
+			}
+		}
+	}
+	var secs, cpus []float64
+	var rounds []int
+	var meta, diffs uint64
+	allConverged := true
+	for range cfg.Repeat {
+		for i := range cfg.Diffs {
+			side := reps[i%2] // kinds alternate sides: new, newer, deleted on A, then on B
+			key := keyAt(make([]byte, 16), rng)
+			if i%numKinds >= 2 {
+				var err error
+				if key, err = existing(); err != nil {
+					return err
+				}
+			}
+			fillRandom(value, rng)
+			var err error
+			if i%numKinds >= 4 {
+				err = side.Delete(ctx, key, engine.NoSync)
+			} else {
+				err = side.Put(ctx, key, value, engine.NoSync)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		cpu0, start := processCPUSeconds(), time.Now()
+		stats, err := reconcile.SyncAll(ctx, reps[0], reps[1], reconcile.SyncOptions{})
+		secs = append(secs, time.Since(start).Seconds())
+		cpus = append(cpus, processCPUSeconds()-cpu0)
+		if err != nil {
+			return fmt.Errorf("bench: repeated session: %w", err)
+		}
+		var total reconcile.Stats
+		for _, st := range stats {
+			total = total.Add(st)
+		}
+		rounds = append(rounds, total.Rounds)
+		meta += total.BytesMetadata()
+		diffs += uint64(cfg.Diffs)
+		allConverged = allConverged && total.Converged
+	}
+	conv, err := converged(ctx, reps)
+	if err != nil {
+		return err
+	}
+	slices.Sort(secs)
+	slices.Sort(cpus)
+	slices.Sort(rounds)
+	res.RepeatSessions = cfg.Repeat
+	res.RepeatSecondsMedian = secs[len(secs)/2]
+	res.RepeatSecondsP90 = secs[len(secs)*9/10]
+	res.RepeatCPUSecondsMedian = cpus[len(cpus)/2]
+	res.RepeatRoundsMedian = rounds[len(rounds)/2]
+	if diffs > 0 {
+		res.RepeatMetadataBytesPerDiff = float64(meta) / float64(diffs)
+	}
+	res.RepeatConverged = allConverged && conv
+	return nil
 }

@@ -47,3 +47,22 @@ func TestSyncGRPCWireMatchesModel(t *testing.T) {
 		t.Fatalf("wire bytes %d not within 10%% of the session's accounting %d", res.WirePayloadBytes, res.WireModelBytes)
 	}
 }
+
+// TestSyncRepeat runs the steady-state repetitions: every repeated session
+// repairs its fresh differences (full scans equal after the last), in the
+// symbol stream's four rounds, and the bad configurations are refused.
+func TestSyncRepeat(t *testing.T) {
+	res, err := Sync(context.Background(), SyncConfig{Keys: 3000, Diffs: 30, Seed: 5, Dir: t.TempDir(), Warm: true, Repeat: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if !res.RepeatConverged || res.RepeatSessions != 5 || res.RepeatRoundsMedian != 4 || res.RepeatSecondsMedian <= 0 || res.RepeatMetadataBytesPerDiff <= 0 {
+		t.Fatalf("repeat figures: %+v", res)
+	}
+	for _, bad := range []SyncConfig{{Keys: 100, Repeat: -1}, {Keys: 100, Repeat: 2, Transport: "grpc"}} {
+		if _, err := Sync(context.Background(), bad); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
+	}
+}
