@@ -46,6 +46,11 @@ type digestCache struct {
 	// reused counts the views that were the last one again; indexed the
 	// FetchByHash calls answered through an ID index.
 	reused, indexed atomic.Uint64
+	// builds counts the ID index builds running (Close waits for them).
+	builds sync.WaitGroup
+	// minIndexed is the smallest partition given an ID index
+	// (minIndexedRecords; tests lower it).
+	minIndexed uint64
 
 	mu    sync.Mutex
 	max   int // bytes; <= 0 disables the cache
@@ -87,6 +92,9 @@ type cachedPart struct {
 	amb      map[uint64]struct{}
 	idsView  [][]uint64
 	idsBytes int
+	building bool // an index is being built (buildIDs)
+	// viewDigests are the digests of the last view built: cp.leaves'.
+	viewDigests [][]uint64
 }
 
 // lastViewLeafBytes is a cached view's memory a leaf (its LeafState and
@@ -291,7 +299,7 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 			if err != nil {
 				snap.Close()
 				// Keep the cache consistent: forget the partition.
-				cp.leaves, cp.prefix, cp.ids, cp.amb, cp.idsView, cp.bytes = nil, nil, nil, nil, nil, 0
+				cp.leaves, cp.prefix, cp.ids, cp.amb, cp.idsView, cp.viewDigests, cp.bytes = nil, nil, nil, nil, nil, nil, 0
 				c.mu.Lock()
 				if c.parts[part] == cp {
 					c.bytes -= cp.accounted
@@ -362,8 +370,9 @@ func (e *Engine) partitionView(ctx context.Context, part uint32, withPrefix bool
 		cp.lastBytes = len(v.leaves) * lastViewLeafBytes
 		cp.bytes += cp.lastBytes
 	}
+	cp.viewDigests = v.digests
 	if withPrefix {
-		c.buildIDs(part, cp, v)
+		c.buildIDs(part, cp, v.count)
 	}
 	v.cp = cp
 	c.settle(part, cp)

@@ -36,6 +36,7 @@ func TestDigestCacheMatchesScan(t *testing.T) {
 			}
 			e := openMem(t, vfs.NewMem(), Options{Partitioner: pn, DigestCacheBytes: tc.bytes, Tree: merkle.Params{LeafSize: 16}})
 			defer e.Close()
+			e.digests.minIndexed = 0 // index these small partitions too
 			ctx := context.Background()
 			key := func() []byte { return fmt.Appendf(nil, "k%04d", rng.IntN(1000)) }
 			for round := range 12 {
@@ -80,6 +81,7 @@ func TestDigestCacheMatchesScan(t *testing.T) {
 					}
 					split := []reconcile.KeyRange{{Start: p.Start, End: mid}, {Start: mid, End: p.End}}
 					got := symbols(t, e, uint32(p.ID), whole)
+					e.digests.builds.Wait() // the ID index, if one is being built
 					want := symbols(t, e, uint32(p.ID), split)
 					if !reflect.DeepEqual(got, want) {
 						t.Fatalf("round %d partition %d: cached symbols differ from scanned ones", round, p.ID)
@@ -237,6 +239,7 @@ func TestDigestIndexFallsBack(t *testing.T) {
 	ctx := context.Background()
 	for _, budget := range []int{0, 100 << 10} {
 		e := openMem(t, vfs.NewMem(), Options{Tree: merkle.Params{LeafSize: 16}, DigestCacheBytes: budget})
+		e.digests.minIndexed = 0
 		for i := range 3000 {
 			if err := e.Put(ctx, fmt.Appendf(nil, "k%05d", i), []byte("v"), nil); err != nil {
 				t.Fatal(err)
@@ -273,6 +276,7 @@ func TestDigestIndexFallsBack(t *testing.T) {
 			}
 		}
 		symbols(t, e, 0, whole) // builds the index, if the budget has room
+		e.digests.builds.Wait()
 		check("after a stream", budget == 0)
 		if budget == 0 {
 			cp := e.digests.parts[0]
@@ -290,6 +294,7 @@ func TestDigestIndexFallsBack(t *testing.T) {
 				}
 			}
 			symbols(t, e, 0, whole)
+			e.digests.builds.Wait()
 			ids = slices.DeleteFunc(ids, func(id uint64) bool { return id == ids[3] })
 			var kept []uint64
 			err := e.scanRanges(ctx, 0, whole, func(se merkle.ScanEntry) error {
@@ -340,12 +345,19 @@ func symbols(t *testing.T, e *Engine, part uint32, ranges []reconcile.KeyRange) 
 // -race in CI), then checks that the quiesced cache answers like a scan.
 func TestDigestCacheConcurrent(t *testing.T) {
 	seed := testSeed(t)
+	// An evicting budget, and one with room for the ID indexes.
+	t.Run("evicting", func(t *testing.T) { testDigestCacheConcurrent(t, seed, 24<<10) })
+	t.Run("indexed", func(t *testing.T) { testDigestCacheConcurrent(t, seed, 0) })
+}
+
+func testDigestCacheConcurrent(t *testing.T, seed uint64, budget int) {
 	pn, err := merkle.SplitPoints([][]byte{[]byte("k3"), []byte("k6")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := openMem(t, vfs.NewMem(), Options{Partitioner: pn, DigestCacheBytes: 24 << 10, Tree: merkle.Params{LeafSize: 16}})
+	e := openMem(t, vfs.NewMem(), Options{Partitioner: pn, DigestCacheBytes: budget, Tree: merkle.Params{LeafSize: 16}})
 	defer e.Close()
+	e.digests.minIndexed = 0
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -413,8 +425,15 @@ func TestDigestCacheConcurrent(t *testing.T) {
 	for _, p := range e.digests.parts {
 		sum += p.accounted
 	}
-	if sum != e.digests.bytes || e.digests.bytes > 24<<10 {
-		t.Fatalf("cache accounts %d bytes, its partitions %d (budget %d)", e.digests.bytes, sum, 24<<10)
+	limit := budget
+	if limit == 0 {
+		limit = DefaultDigestCacheBytes
+	}
+	if sum != e.digests.bytes || e.digests.bytes > limit {
+		t.Fatalf("cache accounts %d bytes, its partitions %d (budget %d)", e.digests.bytes, sum, limit)
+	}
+	if budget == 0 && e.digests.indexed.Load() == 0 {
+		t.Fatal("no fetch was answered through an ID index")
 	}
 }
 

@@ -14,15 +14,20 @@ import (
 // leaves of the IDs it is asked for in O(IDs) instead of walking every
 // cached digest (1e6 digests: a few milliseconds a call, the last part of a
 // warm session that grew with the partition). The view of a symbol stream
-// builds it if the cache's budget has room for it (idEntryBytes an ID: a
-// partition of a million records needs 40 MB of the default 64 MiB), and
-// later views move only the IDs of the records that changed, as they do
-// with the symbol prefix.
+// builds it, in the background, if the cache's budget has room for it
+// (idEntryBytes an ID: a partition of a million records needs 40 MB of the
+// default 64 MiB), and later views move only the IDs of the records that
+// changed, as they do with the symbol prefix.
 //
 // The index answers for one view: the one that last updated it (idsView);
 // FetchByHash with any other view walks. An ID held twice (by two leaves,
 // or twice by one: 48-bit IDs, about n²/2⁴⁹ such pairs in a partition of n
 // records) is ambiguous, and a request for it walks too.
+
+// minIndexedRecords is the smallest partition given an ID index: below it,
+// the walk costs less than ~0.1 ms a fetch, and the index's memory and
+// build are not worth it.
+const minIndexedRecords = 1 << 16
 
 // idEntryBytes is the memory an index entry is counted for (a Go map
 // entry with its share of empty slots).
@@ -80,26 +85,43 @@ func (cp *cachedPart) addIDs(l leafIDs) {
 	}
 }
 
-// buildIDs builds the ID index of partition part from the leaves of view v
-// if it has none and the cache's budget has room for it. Called with cp.mu
-// held, by the views of symbol streams: the FetchByHash that follows a
-// stream finds it, and a repair loop's later sessions find it up to date.
-func (c *digestCache) buildIDs(part uint32, cp *cachedPart, v *partView) {
-	if cp.ids != nil || c.max <= 0 {
+// buildIDs starts building the ID index of partition part in the
+// background if it has none and the cache's budget has room for it. Called
+// with cp.mu held, by the views of symbol streams, after cp.viewDigests was
+// set: a repair loop's later sessions find the index up to date. The build
+// (a map insert a record: ~0.3 s for a million) runs without cp.mu, off the
+// session's path (its FetchByHash walks meanwhile), and is installed only
+// if no view changed the cached leaves in the meantime.
+func (c *digestCache) buildIDs(part uint32, cp *cachedPart, count uint64) {
+	if cp.ids != nil || cp.building || c.max <= 0 || count < c.minIndexed {
 		return
 	}
 	c.mu.Lock()
-	room := c.parts[part] == cp && c.bytes-cp.accounted+cp.bytes+int(v.count)*idEntryBytes <= c.max
+	room := c.parts[part] == cp && c.bytes-cp.accounted+cp.bytes+int(count)*idEntryBytes <= c.max
 	c.mu.Unlock()
 	if !room {
 		return
 	}
-	cp.ids = make(map[uint64]string, v.count)
-	came := make([]leafIDs, len(v.leaves))
-	for i, l := range v.leaves {
-		came[i] = leafIDs{l.Range.Start, v.digests[i]}
-	}
-	cp.updateIDs(nil, came, v.digests)
+	cp.building = true
+	leaves, view := cp.leaves, cp.viewDigests
+	c.builds.Add(1)
+	go func() {
+		defer c.builds.Done()
+		idx := &cachedPart{ids: make(map[uint64]string, count)}
+		for _, l := range leaves {
+			idx.addIDs(leafIDs{l.start, l.digests})
+		}
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
+		cp.building = false
+		if cp.ids != nil || len(view) == 0 || len(cp.viewDigests) != len(view) || &cp.viewDigests[0] != &view[0] {
+			return // the leaves changed meanwhile: the next stream tries again
+		}
+		cp.ids, cp.amb, cp.idsView = idx.ids, idx.amb, view
+		cp.idsBytes = (len(cp.ids) + len(cp.amb)) * idEntryBytes
+		cp.bytes += cp.idsBytes
+		c.settle(part, cp)
+	}()
 }
 
 // indexedHits finds the wanted IDs among v's digests through the ID index

@@ -114,6 +114,7 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	e.hook = hooks.Tee(append([]hooks.Hook{tree.Hook()}, o.Hooks...)...)
 	e.batchPool.New = func() any { return hooks.NewBatch(db.NewBatch()) }
 	e.digests.max = o.DigestCacheBytes
+	e.digests.minIndexed = minIndexedRecords
 	self.Store(e)
 	go e.background()
 	return e, nil
@@ -243,6 +244,8 @@ func (e *Engine) Close() error {
 		e.closeMu.Lock()
 		defer e.closeMu.Unlock()
 		close(e.closed)
+		// No operation runs now, so none starts an ID index build.
+		e.digests.builds.Wait()
 		err = e.tree.Checkpoint(context.Background())
 		e.tree.Close()
 		err = errors.Join(err, e.db.Close())
