@@ -56,6 +56,7 @@ func newBenchWriteCmd() *cobra.Command {
 	c.Flags().BoolVar(&cfg.RandomValues, "random-values", false, "a random (incompressible) value per write instead of one constant value")
 	c.Flags().IntVar(&cfg.Rounds, "rounds", 5, "repetitions, each running every side once on a fresh DB")
 	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine side of the first repetition to this file")
+	c.Flags().StringVar(&cfg.PebbleCPUProfile, "pebble-cpuprofile", "", "write a CPU profile of the raw Pebble side of the first repetition to this file")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")
 	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "seed of the keys")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -41,6 +41,10 @@ type WriteConfig struct {
 	// CPUProfile, if set, is a file to write a CPU profile of the engine
 	// side of the first repetition to.
 	CPUProfile string
+	// PebbleCPUProfile, if set, is a file to write a CPU profile of the raw
+	// Pebble side (the baseline with the same values, not the same-bytes
+	// one) of the first repetition to, for comparison with CPUProfile.
+	PebbleCPUProfile string
 }
 
 // WriteResult is what the write-path benchmark measured.
@@ -225,8 +229,15 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 		}
 		var pt, bt, et sideTime
 		sides := []func() error{
-			func() (err error) { pt, err = writePebble(cfg); return err },
-			func() (err error) { bt, err = writePebble(sameBytes); return err },
+			func() (err error) {
+				profile := ""
+				if r == 0 {
+					profile = cfg.PebbleCPUProfile
+				}
+				pt, err = writePebble(cfg, profile)
+				return err
+			},
+			func() (err error) { bt, err = writePebble(sameBytes, ""); return err },
 			func() (err error) {
 				profile := ""
 				if r == 0 {
@@ -342,7 +353,7 @@ func benchValue(n int) []byte {
 	return value
 }
 
-func writePebble(cfg WriteConfig) (sideTime, error) {
+func writePebble(cfg WriteConfig, cpuProfile string) (t sideTime, err error) {
 	dir, cleanup, err := scratchDir(cfg.Dir, "pebble")
 	if err != nil {
 		return sideTime{}, err
@@ -355,6 +366,13 @@ func writePebble(cfg WriteConfig) (sideTime, error) {
 	nextValue := values(cfg)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	key := make([]byte, cfg.KeySize)
+	stopProfile := func() {}
+	if cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(cpuProfile); err != nil {
+			return sideTime{}, err
+		}
+	}
+	defer func() { stopProfile() }()
 	stop := startTimer()
 	if cfg.Mode == reconcile.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
@@ -380,7 +398,9 @@ func writePebble(cfg WriteConfig) (sideTime, error) {
 			b.Close()
 		}
 	}
-	t := stop()
+	t = stop()
+	stopProfile()
+	stopProfile = func() {}
 	return t, db.Close()
 }
 
