@@ -254,15 +254,22 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 		}
 	}
 	if coverCurrent {
-		vv = vv.Merge(cur.Context)
+		if len(vv) == 0 {
+			vv = cur.Context // read only: no copy needed
+		} else {
+			vv = vv.Merge(cur.Context)
+		}
 	}
-	rec := reconcile.CausalPut(cur, vv, e.opts.ReplicaID, e.clock.Now(), value, tombstone)
-	// Under the stripe lock no other write of this key can run (causal
-	// Apply takes the same locks), so the read-modify-write can Set the
-	// result: reads and compactions then have no operands to merge.
+	// The new record (reconcile.CausalPut's) is encoded without being
+	// built, into a stack buffer when it fits. Under the stripe lock no
+	// other write of this key can run (causal Apply takes the same locks),
+	// so the read-modify-write can Set the result: reads and compactions
+	// then have no operands to merge.
+	var scratch [causalScratch]byte
+	enc := reconcile.AppendCausalPut(scratch[:0], cur, vv, e.opts.ReplicaID, e.clock.Now(), value, tombstone)
 	b := e.getBatch()
 	defer e.putBatch(b)
-	err = b.SetFunc(key, rec.EncodedLen(), rec.AppendEncode)
+	err = b.Set(key, enc)
 	if closer != nil {
 		_ = closer.Close()
 	}
@@ -271,6 +278,10 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	}
 	return e.commit(b, wo)
 }
+
+// causalScratch is the size of the stack buffer a causal write encodes its
+// record into; larger records are encoded on the heap.
+const causalScratch = 512
 
 // stripe returns the index of key's lock stripe.
 func (e *Engine) stripe(key []byte) int {

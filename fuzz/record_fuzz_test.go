@@ -247,8 +247,18 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		// A causal write over the record yields a valid record that
 		// round-trips.
 		if rec.Mode == reconcile.ModeCausal {
-			next := reconcile.CausalPut(rec, rec.Context, r.replica(), reconcile.Timestamp{WallTime: wall}, value, r.byte()%2 == 1)
+			at, tomb := r.replica(), r.byte()%2 == 1
+			next := reconcile.CausalPut(rec, rec.Context, at, reconcile.Timestamp{WallTime: wall}, value, tomb)
 			mustRoundTrip(t, next)
+			// The write path's encoder gives the same bytes, with the
+			// full context and with none (a new sibling).
+			if got := reconcile.AppendCausalPut(nil, rec, rec.Context, at, reconcile.Timestamp{WallTime: wall}, value, tomb); !bytes.Equal(got, next.Encode()) {
+				t.Fatalf("AppendCausalPut = %x, CausalPut encodes %x", got, next.Encode())
+			}
+			blind := reconcile.CausalPut(rec, nil, at, reconcile.Timestamp{WallTime: wall}, value, tomb)
+			if got := reconcile.AppendCausalPut(nil, rec, nil, at, reconcile.Timestamp{WallTime: wall}, value, tomb); !bytes.Equal(got, blind.Encode()) {
+				t.Fatalf("AppendCausalPut without context = %x, CausalPut encodes %x", got, blind.Encode())
+			}
 			if len(next.Siblings) != 1 {
 				t.Fatalf("a write with the full context left %d siblings", len(next.Siblings))
 			}

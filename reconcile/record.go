@@ -314,22 +314,7 @@ func (r Record) AppendEncode(dst []byte) []byte {
 	dst = append(dst, RecordFormatVersion, byte(r.Mode))
 	var idBuf [4]ReplicaID
 	dst = appendVersionVector(dst, r.Context, r.Context.appendSortedReplicas(idBuf[:0]))
-	sibs := sortedSiblings(r.Siblings)
-	dst = appendUvarint(dst, uint64(len(sibs)))
-	for _, s := range sibs {
-		dst = appendReplicaID(dst, s.Dot.Replica)
-		dst = appendUvarint(dst, s.Dot.Counter)
-		dst = appendUvarint(dst, uint64(s.Timestamp.WallTime))
-		dst = appendUvarint(dst, uint64(s.Timestamp.Logical))
-		var flags byte
-		if s.Tombstone {
-			flags |= flagTombstone
-		}
-		dst = append(dst, flags)
-		dst = appendUvarint(dst, uint64(len(s.Value)))
-		dst = append(dst, s.Value...)
-	}
-	return dst
+	return appendSiblings(dst, sortedSiblings(r.Siblings))
 }
 
 // flagTombstone is the only defined bit of a sibling's flags byte.
