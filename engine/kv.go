@@ -235,9 +235,9 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 		return err
 	}
 	defer e.exit()
-	mu := &e.causalLocks[e.stripe(key)]
-	mu.Lock()
-	defer mu.Unlock()
+	st := &e.causalLocks[e.stripe(key)]
+	st.Lock()
+	defer st.Unlock()
 	// The current record is decoded in place, aliasing Pebble's memory
 	// until the new record has been encoded into the batch.
 	var cur reconcile.Record
@@ -247,8 +247,11 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	case err != nil:
 		return err
 	default:
-		cur, err = reconcile.DecodeRecord(v)
+		// Into the stripe's memory: cur is dropped before the stripe
+		// is unlocked.
+		cur, err = st.dec.Decode(v)
 		if err != nil {
+			st.dec.Release()
 			_ = closer.Close()
 			return fmt.Errorf("engine: key %q: %w", key, err)
 		}
@@ -271,6 +274,7 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	defer e.putBatch(b)
 	err = b.Set(key, enc)
 	if closer != nil {
+		st.dec.Release() // the decoded siblings alias Pebble's memory
 		_ = closer.Close()
 	}
 	if err != nil {
