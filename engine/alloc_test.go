@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
 // TestLWWBatchAllocations checks that the blind LWW batch path allocates
@@ -42,5 +43,41 @@ func TestLWWBatchAllocations(t *testing.T) {
 	t.Logf("%.2f allocations per batch of 100", allocs)
 	if allocs > 1 {
 		t.Fatalf("a batch of 100 LWW puts allocates %.1f times, want at most 1 (the Batch)", allocs)
+	}
+}
+
+// TestCausalPutAllocations checks that causal writes over existing records
+// allocate nothing of their own: the current record is decoded into the
+// lock stripe's reused memory and the new one encoded on the stack,
+// straight into the Pebble batch. Pebble's Get may allocate (iterator state
+// when it reads sstables), hence a bound of 1 per write.
+func TestCausalPutAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	e := openMem(t, vfs.NewMem(), Options{Mode: reconcile.ModeCausal})
+	defer e.Close()
+	ctx := context.Background()
+	key, value := make([]byte, 16), make([]byte, 100)
+	var i uint64
+	// A put (a new sibling next to the tombstone, if any) and a delete
+	// (one tombstone superseding both): the records stay small.
+	putDelete := func() {
+		binary.BigEndian.PutUint64(key, i%100*0x9e3779b97f4a7c15>>1)
+		i++
+		if err := e.Put(ctx, key, value, NoSync); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Delete(ctx, key, NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 200 { // every key exists
+		putDelete()
+	}
+	allocs := testing.AllocsPerRun(500, putDelete)
+	t.Logf("%.2f allocations per causal put + delete over an existing record", allocs)
+	if allocs > 2 {
+		t.Fatalf("a causal put and delete allocate %.1f times, want at most 2 (Pebble's Gets)", allocs)
 	}
 }

@@ -40,7 +40,7 @@ type Engine struct {
 
 	// causalLocks serialize read-modify-write writes per key stripe (causal
 	// puts, so that two puts never take the same dot).
-	causalLocks [256]sync.Mutex
+	causalLocks [256]causalStripe
 
 	batchPool sync.Pool
 
@@ -118,6 +118,15 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	self.Store(e)
 	go e.background()
 	return e, nil
+}
+
+// causalStripe is one stripe of the causal write locks: the mutex and what
+// the causal write path reuses while it holds it.
+type causalStripe struct {
+	sync.Mutex
+	// dec decodes the current record of a causal write (guarded by the
+	// mutex; the record is dropped before the mutex is released).
+	dec reconcile.RecordDecoder
 }
 
 type quietLogger struct{}

@@ -235,9 +235,9 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 		return err
 	}
 	defer e.exit()
-	mu := &e.causalLocks[e.stripe(key)]
-	mu.Lock()
-	defer mu.Unlock()
+	st := &e.causalLocks[e.stripe(key)]
+	st.Lock()
+	defer st.Unlock()
 	// The current record is decoded in place, aliasing Pebble's memory
 	// until the new record has been encoded into the batch.
 	var cur reconcile.Record
@@ -247,23 +247,34 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	case err != nil:
 		return err
 	default:
-		cur, err = reconcile.DecodeRecord(v)
+		// Into the stripe's memory: cur is dropped before the stripe
+		// is unlocked.
+		cur, err = st.dec.Decode(v)
 		if err != nil {
+			st.dec.Release()
 			_ = closer.Close()
 			return fmt.Errorf("engine: key %q: %w", key, err)
 		}
 	}
 	if coverCurrent {
-		vv = vv.Merge(cur.Context)
+		if len(vv) == 0 {
+			vv = cur.Context // read only: no copy needed
+		} else {
+			vv = vv.Merge(cur.Context)
+		}
 	}
-	rec := reconcile.CausalPut(cur, vv, e.opts.ReplicaID, e.clock.Now(), value, tombstone)
-	// Under the stripe lock no other write of this key can run (causal
-	// Apply takes the same locks), so the read-modify-write can Set the
-	// result: reads and compactions then have no operands to merge.
+	// The new record (reconcile.CausalPut's) is encoded without being
+	// built, into a stack buffer when it fits. Under the stripe lock no
+	// other write of this key can run (causal Apply takes the same locks),
+	// so the read-modify-write can Set the result: reads and compactions
+	// then have no operands to merge.
+	var scratch [causalScratch]byte
+	enc := reconcile.AppendCausalPut(scratch[:0], cur, vv, e.opts.ReplicaID, e.clock.Now(), value, tombstone)
 	b := e.getBatch()
 	defer e.putBatch(b)
-	err = b.SetFunc(key, rec.EncodedLen(), rec.AppendEncode)
+	err = b.Set(key, enc)
 	if closer != nil {
+		st.dec.Release() // the decoded siblings alias Pebble's memory
 		_ = closer.Close()
 	}
 	if err != nil {
@@ -271,6 +282,10 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	}
 	return e.commit(b, wo)
 }
+
+// causalScratch is the size of the stack buffer a causal write encodes its
+// record into; larger records are encoded on the heap.
+const causalScratch = 512
 
 // stripe returns the index of key's lock stripe.
 func (e *Engine) stripe(key []byte) int {

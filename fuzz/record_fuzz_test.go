@@ -177,8 +177,29 @@ func FuzzRecordCodec(f *testing.F) {
 	f.Add([]byte{2, 1})
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	// A RecordDecoder whose memory already holds a record with other
+	// replicas, more siblings and a context: reuse must not leak into
+	// the next decode.
+	prior := reconcile.Record{Mode: reconcile.ModeCausal,
+		Context: reconcile.VersionVector{"a": 3, "c": 1, "d": 9},
+		Siblings: []reconcile.Sibling{
+			{Dot: reconcile.Dot{Replica: "a", Counter: 3}, Value: []byte("stale")},
+			{Dot: reconcile.Dot{Replica: "c", Counter: 1}, Tombstone: true},
+			{Dot: reconcile.Dot{Replica: "d", Counter: 9}, Value: []byte("old")},
+		}}.Encode()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := reconcile.DecodeRecord(data)
+		var rd reconcile.RecordDecoder
+		if _, err := rd.Decode(prior); err != nil {
+			t.Fatal(err)
+		}
+		reused, reusedErr := rd.Decode(data)
+		if (err == nil) != (reusedErr == nil) || (err != nil && err.Error() != reusedErr.Error()) {
+			t.Fatalf("RecordDecoder.Decode error %v, DecodeRecord error %v", reusedErr, err)
+		}
+		if err == nil && (!reused.Equal(r) || !bytes.Equal(reused.Encode(), data)) {
+			t.Fatalf("RecordDecoder.Decode = %+v, DecodeRecord = %+v", reused, r)
+		}
 		if err != nil {
 			if !errors.Is(err, reconcile.ErrMalformedRecord) && !errors.Is(err, reconcile.ErrUnsupportedRecordVersion) {
 				t.Fatalf("DecodeRecord error %v wraps neither sentinel", err)
@@ -247,8 +268,18 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		// A causal write over the record yields a valid record that
 		// round-trips.
 		if rec.Mode == reconcile.ModeCausal {
-			next := reconcile.CausalPut(rec, rec.Context, r.replica(), reconcile.Timestamp{WallTime: wall}, value, r.byte()%2 == 1)
+			at, tomb := r.replica(), r.byte()%2 == 1
+			next := reconcile.CausalPut(rec, rec.Context, at, reconcile.Timestamp{WallTime: wall}, value, tomb)
 			mustRoundTrip(t, next)
+			// The write path's encoder gives the same bytes, with the
+			// full context and with none (a new sibling).
+			if got := reconcile.AppendCausalPut(nil, rec, rec.Context, at, reconcile.Timestamp{WallTime: wall}, value, tomb); !bytes.Equal(got, next.Encode()) {
+				t.Fatalf("AppendCausalPut = %x, CausalPut encodes %x", got, next.Encode())
+			}
+			blind := reconcile.CausalPut(rec, nil, at, reconcile.Timestamp{WallTime: wall}, value, tomb)
+			if got := reconcile.AppendCausalPut(nil, rec, nil, at, reconcile.Timestamp{WallTime: wall}, value, tomb); !bytes.Equal(got, blind.Encode()) {
+				t.Fatalf("AppendCausalPut without context = %x, CausalPut encodes %x", got, blind.Encode())
+			}
 			if len(next.Siblings) != 1 {
 				t.Fatalf("a write with the full context left %d siblings", len(next.Siblings))
 			}

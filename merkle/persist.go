@@ -90,7 +90,7 @@ func Open(db *pebble.DB, opts *Options) (*Tree, error) {
 	if err := opts.Params.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Tree{db: db, rd: opts.Reader, opts: *opts, params: opts.Params, pn: opts.Partitioner}
+	t := &Tree{db: db, rd: opts.Reader, opts: *opts, params: opts.Params, boundary: opts.Params.threshold(), pn: opts.Partitioner}
 	if t.rd == nil {
 		t.rd = db
 	}

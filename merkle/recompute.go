@@ -130,7 +130,7 @@ func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree,
 			first = false
 		}
 		if !bytes.Equal(key, sp.start) {
-			if r := t.params.rank(key); r < t.params.threshold() {
+			if r := t.params.rank(key); r < t.boundary {
 				if maxKeys > 0 && res.keys >= maxKeys {
 					res.stop = append([]byte(nil), key...)
 					break

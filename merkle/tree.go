@@ -92,6 +92,9 @@ type Tree struct {
 	opts   Options
 	params Params
 	pn     Partitioner
+	// boundary is params.threshold(), computed once: the write path
+	// compares the rank of every key that starts no leaf with it.
+	boundary uint64
 
 	recomputeMu sync.Mutex
 	ckptMu      sync.Mutex
@@ -319,7 +322,7 @@ func (t *Tree) touchKeyLocked(b *hooks.Batch, key []byte) error {
 	p := t.mu.parts[pi]
 	l, exact := p.leaves.floorExact(key)
 	if !exact {
-		if r := t.params.rank(key); r < t.params.threshold() {
+		if r := t.params.rank(key); r < t.boundary {
 			// A new boundary: split. Both halves need recomputing.
 			p.leaves.markDirty(l)
 			l.changed = true

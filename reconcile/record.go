@@ -314,22 +314,7 @@ func (r Record) AppendEncode(dst []byte) []byte {
 	dst = append(dst, RecordFormatVersion, byte(r.Mode))
 	var idBuf [4]ReplicaID
 	dst = appendVersionVector(dst, r.Context, r.Context.appendSortedReplicas(idBuf[:0]))
-	sibs := sortedSiblings(r.Siblings)
-	dst = appendUvarint(dst, uint64(len(sibs)))
-	for _, s := range sibs {
-		dst = appendReplicaID(dst, s.Dot.Replica)
-		dst = appendUvarint(dst, s.Dot.Counter)
-		dst = appendUvarint(dst, uint64(s.Timestamp.WallTime))
-		dst = appendUvarint(dst, uint64(s.Timestamp.Logical))
-		var flags byte
-		if s.Tombstone {
-			flags |= flagTombstone
-		}
-		dst = append(dst, flags)
-		dst = appendUvarint(dst, uint64(len(s.Value)))
-		dst = append(dst, s.Value...)
-	}
-	return dst
+	return appendSiblings(dst, sortedSiblings(r.Siblings))
 }
 
 // flagTombstone is the only defined bit of a sibling's flags byte.
@@ -353,7 +338,41 @@ const minSiblingLen = 7
 // appending to one never overwrites b): b must not be modified while the
 // record is in use. Its Context and Siblings are freshly allocated.
 func DecodeRecord(b []byte) (Record, error) {
-	d := decoder{b: b, sentinel: ErrMalformedRecord}
+	return decodeRecord(b, nil)
+}
+
+// RecordDecoder decodes records like DecodeRecord into memory it reuses
+// from one Decode to the next: a read-modify-write path that decodes a
+// record, derives a new one and drops the old one decodes without
+// allocating (for records whose replica IDs it has seen before). The zero
+// value is ready to use. A RecordDecoder is not safe for concurrent use.
+type RecordDecoder struct {
+	rec Record
+	ids []ReplicaID // replica IDs seen, whose strings are reused
+}
+
+// maxInternedIDs bounds the replica IDs a RecordDecoder keeps.
+const maxInternedIDs = 16
+
+// Decode decodes b exactly as DecodeRecord does (same result, same
+// errors), except that the returned record's Context and Siblings are the
+// decoder's memory: they are valid only until the next Decode, and must not
+// be modified or kept. Sibling Values alias b, as with DecodeRecord.
+func (rd *RecordDecoder) Decode(b []byte) (Record, error) {
+	return decodeRecord(b, rd)
+}
+
+// Release drops the decoder's references to the bytes it last decoded (the
+// siblings' Values alias them), so that it does not keep them from being
+// freed; the record Decode returned must not be used afterwards. Decode
+// does not need it: call it when the decoder is kept idle.
+func (rd *RecordDecoder) Release() {
+	clear(rd.rec.Siblings[:cap(rd.rec.Siblings)])
+}
+
+// decodeRecord is DecodeRecord, into rd's memory if rd is not nil.
+func decodeRecord(b []byte, rd *RecordDecoder) (Record, error) {
+	d := decoder{b: b, sentinel: ErrMalformedRecord, rd: rd}
 	version, err := d.byte("format version")
 	if err != nil {
 		return Record{}, err
@@ -371,7 +390,14 @@ func DecodeRecord(b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("%w: offset 1: %w: %d", ErrMalformedRecord, ErrUnknownMode, modeByte)
 	}
 	ctxStart := d.off
-	ctx, err := d.versionVector()
+	var into VersionVector
+	if rd != nil {
+		if rd.rec.Context == nil {
+			rd.rec.Context = make(VersionVector, 4)
+		}
+		into = rd.rec.Context
+	}
+	ctx, err := d.versionVectorInto(into)
 	if err != nil {
 		return Record{}, err
 	}
@@ -391,7 +417,17 @@ func DecodeRecord(b []byte) (Record, error) {
 	if r.Mode == ModeLWW && count != 1 {
 		return Record{}, d.failAt(countStart, "LWW record with %d siblings, want 1", count)
 	}
-	r.Siblings = make([]Sibling, count)
+	if rd != nil && uint64(cap(rd.rec.Siblings)) >= count {
+		// Clear the whole array: no stale Value keeps old memory alive.
+		r.Siblings = rd.rec.Siblings[:cap(rd.rec.Siblings)]
+		clear(r.Siblings)
+		r.Siblings = r.Siblings[:count]
+	} else {
+		r.Siblings = make([]Sibling, count)
+		if rd != nil {
+			rd.rec.Siblings = r.Siblings
+		}
+	}
 	for i := range r.Siblings {
 		s := &r.Siblings[i]
 		dotStart := d.off
@@ -569,6 +605,8 @@ type decoder struct {
 	b        []byte
 	off      int
 	sentinel error
+	// rd, if set, interns replica IDs (see RecordDecoder).
+	rd *RecordDecoder
 }
 
 func (d *decoder) remaining() int { return len(d.b) - d.off }
@@ -628,9 +666,19 @@ func (d *decoder) replicaID() (ReplicaID, error) {
 	if err != nil {
 		return "", err
 	}
+	if d.rd != nil {
+		for _, id := range d.rd.ids {
+			if string(id) == string(b) {
+				return id, nil // valid: it was validated when first seen
+			}
+		}
+	}
 	id := ReplicaID(b)
 	if err := id.Validate(); err != nil {
 		return "", fmt.Errorf("%w: offset %d: %w", d.sentinel, start, err)
+	}
+	if d.rd != nil && len(d.rd.ids) < maxInternedIDs {
+		d.rd.ids = append(d.rd.ids, id)
 	}
 	return id, nil
 }

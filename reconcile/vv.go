@@ -277,7 +277,11 @@ func DecodeContext(b []byte) (VersionVector, error) {
 
 // versionVector reads count and the (id, counter) entries, enforcing strictly
 // ascending IDs and nonzero counters. The result is non-nil.
-func (d *decoder) versionVector() (VersionVector, error) {
+func (d *decoder) versionVector() (VersionVector, error) { return d.versionVectorInto(nil) }
+
+// versionVectorInto is versionVector into the map into (cleared first), or
+// into a new map if into is nil.
+func (d *decoder) versionVectorInto(into VersionVector) (VersionVector, error) {
 	start := d.off
 	count, err := d.uvarint("vector length")
 	if err != nil {
@@ -287,7 +291,12 @@ func (d *decoder) versionVector() (VersionVector, error) {
 	if count > uint64(d.remaining()/3) {
 		return nil, d.failAt(start, "vector length %d exceeds the %d remaining bytes", count, d.remaining())
 	}
-	v := make(VersionVector, count)
+	v := into
+	if v == nil {
+		v = make(VersionVector, count)
+	} else {
+		clear(v)
+	}
 	var prev ReplicaID
 	for i := range count {
 		entryStart := d.off

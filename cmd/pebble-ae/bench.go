@@ -56,6 +56,8 @@ func newBenchWriteCmd() *cobra.Command {
 	c.Flags().BoolVar(&cfg.RandomValues, "random-values", false, "a random (incompressible) value per write instead of one constant value")
 	c.Flags().IntVar(&cfg.Rounds, "rounds", 5, "repetitions, each running every side once on a fresh DB")
 	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine side of the first repetition to this file")
+	c.Flags().StringVar(&cfg.PebbleCPUProfile, "pebble-cpuprofile", "", "write a CPU profile of the raw Pebble side of the first repetition to this file")
+	c.Flags().BoolVar(&cfg.SameRecords, "same-records", false, "add a baseline: raw Pebble writing the engine's own encoded records (the format without the engine)")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")
 	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "seed of the keys")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -79,6 +81,10 @@ func printWriteResult(res bench.WriteResult, cfg bench.WriteConfig) {
 	}
 	fmt.Printf("  best:    engine %.0f ops/s, %s %.0f ops/s, ratio %.3f\n", res.EngineOpsPerSec, res.Baseline, res.PebbleOpsPerSec, res.Ratio)
 	fmt.Printf("  ratio:   median %.3f (min %.3f, max %.3f)\n", res.RatioMedian, res.RatioMin, res.RatioMax)
+	if res.RatioRecordsMedian > 0 {
+		fmt.Printf("  ratio vs raw Pebble writing the engine's records: median %.3f (min %.3f, max %.3f); by CPU time median %.3f (min %.3f, max %.3f)\n",
+			res.RatioRecordsMedian, res.RatioRecordsMin, res.RatioRecordsMax, res.CPURatioRecordsMedian, res.CPURatioRecordsMin, res.CPURatioRecordsMax)
+	}
 	if res.RatioSameBytesMedian > 0 {
 		fmt.Printf("  ratio vs same bytes (%d-byte values): median %.3f (min %.3f, max %.3f)\n", res.RecordBytes, res.RatioSameBytesMedian, res.RatioSameBytesMin, res.RatioSameBytesMax)
 	}

@@ -6,6 +6,7 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -41,6 +42,17 @@ type WriteConfig struct {
 	// CPUProfile, if set, is a file to write a CPU profile of the engine
 	// side of the first repetition to.
 	CPUProfile string
+	// PebbleCPUProfile, if set, is a file to write a CPU profile of the raw
+	// Pebble side (the baseline with the same values, not the same-bytes
+	// one) of the first repetition to, for comparison with CPUProfile.
+	PebbleCPUProfile string
+	// SameRecords adds a third baseline to every repetition: raw Pebble
+	// writing exactly the records the engine writes (LWW: each value
+	// encoded as the engine's record, stamped by an HLC; causal: Get,
+	// decode what is found, encode the causal put over it, Set), so that
+	// what the record format costs Pebble and what the engine's own code
+	// costs (tree hook, batch wrapper, locks) can be told apart.
+	SameRecords bool
 }
 
 // WriteResult is what the write-path benchmark measured.
@@ -74,6 +86,16 @@ type WriteResult struct {
 	RatioSameBytesMin        float64 `json:"ratio_same_bytes_min,omitempty"`
 	RatioSameBytesMax        float64 `json:"ratio_same_bytes_max,omitempty"`
 	TreeLeaves               int     `json:"tree_leaves"`
+	// The SameRecords baseline, as the same-bytes one: best run, ratios
+	// by wall-clock and by CPU time (engine vs raw Pebble writing the
+	// engine's records).
+	PebbleRecordsOpsPerSec float64 `json:"pebble_records_ops_per_sec,omitempty"`
+	RatioRecordsMedian     float64 `json:"ratio_records_median,omitempty"`
+	RatioRecordsMin        float64 `json:"ratio_records_min,omitempty"`
+	RatioRecordsMax        float64 `json:"ratio_records_max,omitempty"`
+	CPURatioRecordsMedian  float64 `json:"cpu_ratio_records_median,omitempty"`
+	CPURatioRecordsMin     float64 `json:"cpu_ratio_records_min,omitempty"`
+	CPURatioRecordsMax     float64 `json:"cpu_ratio_records_max,omitempty"`
 	// CPURatio* are the same ratios by CPU time instead of wall-clock time
 	// (Pebble's CPU seconds / the engine's, per repetition: how much more
 	// CPU the engine spends on the same writes, background work included).
@@ -113,6 +135,11 @@ type WriteRun struct {
 	PebbleSameBytesCPUSeconds float64 `json:"pebble_same_bytes_cpu_seconds,omitempty"`
 	CPURatio                  float64 `json:"cpu_ratio,omitempty"`
 	CPURatioSameBytes         float64 `json:"cpu_ratio_same_bytes,omitempty"`
+	// The SameRecords baseline's throughput, CPU seconds and ratios.
+	PebbleRecordsOpsPerSec  float64 `json:"pebble_records_ops_per_sec,omitempty"`
+	PebbleRecordsCPUSeconds float64 `json:"pebble_records_cpu_seconds,omitempty"`
+	RatioRecords            float64 `json:"ratio_records,omitempty"`
+	CPURatioRecords         float64 `json:"cpu_ratio_records,omitempty"`
 }
 
 func (c *WriteConfig) defaults() {
@@ -223,10 +250,17 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 		if la := loadAverage(); la != nil {
 			run.LoadAvg1 = la[0]
 		}
-		var pt, bt, et sideTime
+		var pt, bt, et, rt sideTime
 		sides := []func() error{
-			func() (err error) { pt, err = writePebble(cfg); return err },
-			func() (err error) { bt, err = writePebble(sameBytes); return err },
+			func() (err error) {
+				profile := ""
+				if r == 0 {
+					profile = cfg.PebbleCPUProfile
+				}
+				pt, err = writePebble(cfg, profile)
+				return err
+			},
+			func() (err error) { bt, err = writePebble(sameBytes, ""); return err },
 			func() (err error) {
 				profile := ""
 				if r == 0 {
@@ -237,9 +271,15 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 			},
 		}
 		run.Order = "pebble,same,engine"
+		if cfg.SameRecords {
+			sides = slices.Insert(sides, 2, func() (err error) { rt, err = writePebbleRecords(cfg); return err })
+			run.Order = "pebble,same,records,engine"
+		}
 		if r%2 == 1 {
 			slices.Reverse(sides)
-			run.Order = "engine,same,pebble"
+			order := strings.Split(run.Order, ",")
+			slices.Reverse(order)
+			run.Order = strings.Join(order, ",")
 		}
 		for _, side := range sides {
 			runtime.GC()
@@ -266,6 +306,15 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 			run.EngineCPUSeconds, run.PebbleCPUSeconds, run.PebbleSameBytesCPUSeconds = et.cpu, pt.cpu, bt.cpu
 			run.CPURatio, run.CPURatioSameBytes = pt.cpu/et.cpu, bt.cpu/et.cpu
 		}
+		if cfg.SameRecords {
+			run.PebbleRecordsOpsPerSec = float64(cfg.Keys) / rt.wall
+			run.RatioRecords = rt.wall / es
+			res.PebbleRecordsOpsPerSec = max(res.PebbleRecordsOpsPerSec, run.PebbleRecordsOpsPerSec)
+			if et.cpu > 0 {
+				run.PebbleRecordsCPUSeconds = rt.cpu
+				run.CPURatioRecords = rt.cpu / et.cpu
+			}
+		}
 		res.Runs = append(res.Runs, run)
 	}
 	res.LoadAvgEnd = loadAverage()
@@ -275,6 +324,10 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	res.RatioMedian, res.RatioMin, res.RatioMax = spread(res.Runs, func(r WriteRun) float64 { return r.Ratio })
 	res.CPURatioMedian, res.CPURatioMin, res.CPURatioMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatio })
 	res.CPURatioSameBytesMedian, res.CPURatioSameBytesMin, res.CPURatioSameBytesMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatioSameBytes })
+	if cfg.SameRecords {
+		res.RatioRecordsMedian, res.RatioRecordsMin, res.RatioRecordsMax = spread(res.Runs, func(r WriteRun) float64 { return r.RatioRecords })
+		res.CPURatioRecordsMedian, res.CPURatioRecordsMin, res.CPURatioRecordsMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatioRecords })
+	}
 	if res.PebbleSameBytesSeconds > 0 {
 		res.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / res.PebbleSameBytesSeconds
 		res.RatioSameBytes = res.EngineOpsPerSec / res.PebbleSameBytesOpsPerSec
@@ -342,7 +395,7 @@ func benchValue(n int) []byte {
 	return value
 }
 
-func writePebble(cfg WriteConfig) (sideTime, error) {
+func writePebble(cfg WriteConfig, cpuProfile string) (t sideTime, err error) {
 	dir, cleanup, err := scratchDir(cfg.Dir, "pebble")
 	if err != nil {
 		return sideTime{}, err
@@ -355,6 +408,13 @@ func writePebble(cfg WriteConfig) (sideTime, error) {
 	nextValue := values(cfg)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	key := make([]byte, cfg.KeySize)
+	stopProfile := func() {}
+	if cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(cpuProfile); err != nil {
+			return sideTime{}, err
+		}
+	}
+	defer func() { stopProfile() }()
 	stop := startTimer()
 	if cfg.Mode == reconcile.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
@@ -380,7 +440,75 @@ func writePebble(cfg WriteConfig) (sideTime, error) {
 			b.Close()
 		}
 	}
-	t := stop()
+	t = stop()
+	stopProfile()
+	stopProfile = func() {}
+	return t, db.Close()
+}
+
+// writePebbleRecords is writePebble writing the engine's records instead of
+// the bare values (see WriteConfig.SameRecords): the record format without
+// the engine around it.
+func writePebbleRecords(cfg WriteConfig) (t sideTime, err error) {
+	dir, cleanup, err := scratchDir(cfg.Dir, "records")
+	if err != nil {
+		return sideTime{}, err
+	}
+	defer cleanup()
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: engine.FormatMajorVersion, Logger: silent{}})
+	if err != nil {
+		return sideTime{}, err
+	}
+	const writer = reconcile.ReplicaID("bench")
+	clock := reconcile.NewHLC(nil)
+	nextValue := values(cfg)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
+	key := make([]byte, cfg.KeySize)
+	var enc []byte
+	stop := startTimer()
+	if cfg.Mode == reconcile.ModeCausal {
+		for i := 0; i < cfg.Keys; i++ {
+			keyAt(key, rng)
+			var cur reconcile.Record
+			v, closer, err := db.Get(key)
+			switch {
+			case errors.Is(err, pebble.ErrNotFound):
+			case err != nil:
+				return sideTime{}, err
+			default:
+				if cur, err = reconcile.DecodeRecord(v); err != nil {
+					closer.Close()
+					return sideTime{}, err
+				}
+			}
+			enc = reconcile.AppendCausalPut(enc[:0], cur, nil, writer, clock.Now(), nextValue(), false)
+			if closer != nil {
+				closer.Close()
+			}
+			if err := db.Set(key, enc, pebble.NoSync); err != nil {
+				return sideTime{}, err
+			}
+		}
+	} else {
+		for i := 0; i < cfg.Keys; {
+			b := db.NewBatch()
+			ts := clock.Now()
+			for j := 0; j < cfg.BatchSize && i < cfg.Keys; j, i = j+1, i+1 {
+				if j > 0 {
+					ts = clock.Next()
+				}
+				enc = reconcile.AppendLWW(enc[:0], writer, ts, nextValue(), false)
+				if err := b.Set(keyAt(key, rng), enc, nil); err != nil {
+					return sideTime{}, err
+				}
+			}
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return sideTime{}, err
+			}
+			b.Close()
+		}
+	}
+	t = stop()
 	return t, db.Close()
 }
 
