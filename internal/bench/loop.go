@@ -8,7 +8,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +51,20 @@ type LoopLoadConfig struct {
 	// foreground load, to finish the repair (default 30s; negative: no
 	// tail).
 	Tail time.Duration
+	// SourceServer, if set, is a command that serves a replica (e.g.
+	// ["nice", "-n", "19", "/path/to/pebble-ae", "serve"]): the source
+	// replica is then built here, closed, and served by that process
+	// (flags --dir, --id src, --listen 127.0.0.1:0, --insecure appended),
+	// and the loop reaches it over loopback gRPC, as it would reach
+	// another machine. Default: the source is an engine in this process.
+	SourceServer []string
+	// ProfileDir, if set, receives a CPU profile of each phase's measured
+	// part (after the warm-up, before the tail), named
+	// rep<N>-<phase>.pprof (phase: idle, admission-on, admission-off),
+	// and block and mutex profiles at its start and end
+	// (rep<N>-<phase>.block-start.pprof etc.; compare with pprof -base).
+	// It turns on block and mutex profiling for the rest of the process.
+	ProfileDir string
 	Seed uint64
 }
 
@@ -122,6 +140,24 @@ type LoadPhase struct {
 	// it still lacked when the tail ended (0: converged).
 	TailSeconds float64 `json:"tail_seconds,omitempty"`
 	TailMissing int     `json:"tail_missing,omitempty"`
+	// CPUCores is the process's CPU time during the measured part of the
+	// phase per second of it (user + system, every thread: the writer,
+	// Pebble's background work, the loop, the source replica when it runs
+	// in process); GCCores the Go runtime's GC share of it (background
+	// mark workers, assists and pauses, from runtime/metrics).
+	CPUCores float64 `json:"cpu_cores"`
+	GCCores  float64 `json:"gc_cores"`
+	// WriterCPU is the fraction of the phase the foreground writer's OS
+	// thread ran on a CPU and WriterWait the fraction it waited, runnable,
+	// for one (Linux schedstat; the writer is locked to its thread for
+	// the phase); the rest it was blocked. OpsPerWriterCPUSecond is Ops
+	// per second of the writer's CPU time: the cost of a Put itself. A
+	// closed-loop writer's throughput is their product, so the two tell
+	// whether background work made each Put dearer or took CPU from the
+	// writer.
+	WriterCPU             float64 `json:"writer_cpu"`
+	WriterWait            float64 `json:"writer_wait"`
+	OpsPerWriterCPUSecond float64 `json:"ops_per_writer_cpu_second"`
 }
 
 // LoopLoadRep is one repetition: the three phases back to back and their
@@ -167,11 +203,17 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 		return res, err
 	}
 	defer cleanup()
-	src, err := engine.Open(filepath.Join(root, "src"), &engine.Options{ReplicaID: "src", CheckpointInterval: -1})
+	srcDir := filepath.Join(root, "src")
+	src, err := engine.Open(srcDir, &engine.Options{ReplicaID: "src", CheckpointInterval: -1})
 	if err != nil {
 		return res, err
 	}
-	defer src.Close()
+	srcOpen := true
+	defer func() {
+		if srcOpen {
+			src.Close()
+		}
+	}()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 7))
 	value := make([]byte, cfg.ValueSize)
 	for i := 0; i < cfg.Keys; {
@@ -192,18 +234,35 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	if err != nil {
 		return res, err
 	}
+	var source reconcile.Replica = src
+	if len(cfg.SourceServer) > 0 {
+		srcOpen = false
+		if err := src.Close(); err != nil {
+			return res, err
+		}
+		srv, err := startSourceServer(ctx, cfg.SourceServer, srcDir)
+		if err != nil {
+			return res, err
+		}
+		defer srv.stop()
+		source = srv.replica()
+	}
 	type phaseSpec struct {
-		name            string
+		name, tag       string
 		loop, admission bool
 	}
-	specs := []phaseSpec{{"idle", false, false}, {"loop, admission on", true, true}, {"loop, admission off", true, false}}
+	specs := []phaseSpec{{"idle", "idle", false, false}, {"loop, admission on", "admission-on", true, true}, {"loop, admission off", "admission-off", true, false}}
 	for rep := range cfg.Reps {
 		var r LoopLoadRep
 		outs := []*LoadPhase{&r.Idle, &r.Admission, &r.NoAdmission}
 		for j := range specs {
 			k := (j + rep) % len(specs)
 			ph := specs[k]
-			p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), src, srcKeys, ph.loop, ph.admission, rng)
+			profile := ""
+			if cfg.ProfileDir != "" {
+				profile = filepath.Join(cfg.ProfileDir, fmt.Sprintf("rep%d-%s.pprof", rep, ph.tag))
+			}
+			p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), source, srcKeys, ph.loop, ph.admission, rng, profile)
 			if err != nil {
 				return res, fmt.Errorf("bench: repetition %d, phase %q: %w", rep, ph.name, err)
 			}
@@ -268,6 +327,11 @@ func MedianPhase(ps []LoadPhase) LoadPhase {
 	out.Decreases = uint64(f(func(p LoadPhase) float64 { return float64(p.Decreases) }))
 	out.TailSeconds = f(func(p LoadPhase) float64 { return p.TailSeconds })
 	out.TailMissing = int(f(func(p LoadPhase) float64 { return float64(p.TailMissing) }))
+	out.CPUCores = f(func(p LoadPhase) float64 { return p.CPUCores })
+	out.GCCores = f(func(p LoadPhase) float64 { return p.GCCores })
+	out.WriterCPU = f(func(p LoadPhase) float64 { return p.WriterCPU })
+	out.WriterWait = f(func(p LoadPhase) float64 { return p.WriterWait })
+	out.OpsPerWriterCPUSecond = f(func(p LoadPhase) float64 { return p.OpsPerWriterCPUSecond })
 	return out
 }
 
@@ -288,8 +352,8 @@ func median(xs []float64) float64 {
 // loadPhase runs one phase on a fresh replica in dir. Each phase has its
 // own throttles and admission controller (admission learns its baseline in
 // the warm-up, as on a node whose loop was idle for a while).
-func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.Engine, srcKeys map[string]struct{},
-	withLoop, withAdmission bool, rng *rand.Rand) (LoadPhase, error) {
+func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcile.Replica, srcKeys map[string]struct{},
+	withLoop, withAdmission bool, rng *rand.Rand, profile string) (LoadPhase, error) {
 	out := LoadPhase{Sessions: make(map[string]uint64), Reasons: make(map[string]int)}
 	busy := max(cfg.BusyFraction, 0)
 	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: cfg.ScanBytesPerSec, KeysPerSec: cfg.ScanKeysPerSec, BusyFraction: busy})
@@ -329,6 +393,10 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 	for i := range keys {
 		keys[i] = randKey(rng)
 	}
+	// The writer keeps its OS thread, so that the thread's scheduler
+	// statistics are its own.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var lats []time.Duration
 	var paceStart time.Time
 	put := func(n int) error {
@@ -387,6 +455,26 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 	}
 	before := adm.Status().Decreases
 	minScale := 1.0
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return out, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return out, err
+		}
+		defer pprof.StopCPUProfile() // on error; stopping twice is harmless
+		// Block and mutex profiles are cumulative: snapshots at the
+		// start and the end of the phase, to compare with pprof -base.
+		runtime.SetBlockProfileRate(1000)
+		runtime.SetMutexProfileFraction(10)
+		if err := writeProfiles(strings.TrimSuffix(profile, ".pprof"), "start"); err != nil {
+			return out, err
+		}
+	}
+	cpu0, gc0 := processCPUSeconds(), gcCPUSeconds()
+	run0, wait0, schedOK := threadSchedStat()
 	start := time.Now()
 	paceStart, n = start, 0
 	for end := start.Add(cfg.Phase); time.Now().Before(end); n++ {
@@ -403,6 +491,21 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 		}
 	}
 	elapsed := time.Since(start)
+	if run1, wait1, ok := threadSchedStat(); ok && schedOK {
+		out.WriterCPU = (run1 - run0).Seconds() / elapsed.Seconds()
+		out.WriterWait = (wait1 - wait0).Seconds() / elapsed.Seconds()
+		if run1 > run0 {
+			out.OpsPerWriterCPUSecond = float64(len(lats)) / (run1 - run0).Seconds()
+		}
+	}
+	out.CPUCores = (processCPUSeconds() - cpu0) / elapsed.Seconds()
+	out.GCCores = (gcCPUSeconds() - gc0) / elapsed.Seconds()
+	if profile != "" {
+		pprof.StopCPUProfile()
+		if err := writeProfiles(strings.TrimSuffix(profile, ".pprof"), "end"); err != nil {
+			return out, err
+		}
+	}
 	st := adm.Status()
 	out.Ops = len(lats)
 	out.OpsPerSec = float64(len(lats)) / elapsed.Seconds()
@@ -444,6 +547,37 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 	stopLoop()
 	wg.Wait()
 	return out, nil
+}
+
+// writeProfiles writes the block and mutex profiles to
+// <prefix>.{block,mutex}-<when>.pprof.
+func writeProfiles(prefix, when string) error {
+	for _, name := range []string{"block", "mutex"} {
+		f, err := os.Create(fmt.Sprintf("%s.%s-%s.pprof", prefix, name, when))
+		if err != nil {
+			return err
+		}
+		err = pprof.Lookup(name).WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gcCPUSeconds returns the CPU time the Go runtime has spent on garbage
+// collection so far (an estimate, updated at least at every GC cycle; see
+// runtime/metrics).
+func gcCPUSeconds() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return s[0].Value.Float64()
 }
 
 // keySet returns every key of e's partition 0.
