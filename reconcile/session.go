@@ -194,6 +194,14 @@ type SessionConfig struct {
 	// request; default 10000 (the engine's limit). Larger batches are
 	// split into several requests of the same round.
 	ApplyLimit int
+	// FetchByHashLimit is the maximum number of sketch IDs of one
+	// FetchByHash request; default DefaultFetchByHashLimit. Larger
+	// fetches are split into several requests of the same round, so that
+	// no answer outgrows a transport's message limit (gRPC's 64 MiB holds
+	// 65536 records of up to ~1 KiB). It is larger than ApplyLimit
+	// because a replica without a digest cache rescans the ranges for
+	// every request.
+	FetchByHashLimit int
 	// ConfirmAnySize reports that both replicas take any number of
 	// entries in one apply-and-confirm call (ApplyConfirmer, which splits
 	// them itself: the engine in batches, the gRPC client in one stream):
@@ -303,6 +311,9 @@ type sketchState struct {
 	estimate float64
 }
 
+// DefaultFetchByHashLimit is the default SessionConfig.FetchByHashLimit.
+const DefaultFetchByHashLimit = 1 << 16
+
 type phase uint8
 
 const (
@@ -380,6 +391,9 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	if cfg.ApplyLimit <= 0 {
 		cfg.ApplyLimit = 10000
+	}
+	if cfg.FetchByHashLimit <= 0 {
+		cfg.FetchByHashLimit = DefaultFetchByHashLimit
 	}
 	s := &Session{
 		cfg:      cfg,
@@ -509,10 +523,12 @@ func (s *Session) Next() Step {
 	case phaseFetchHash:
 		s.round = roundResults{}
 		for side := range 2 {
-			if len(s.sk.ids[side]) > 0 {
+			for ids := s.sk.ids[side]; len(ids) > 0; {
+				n := min(len(ids), s.cfg.FetchByHashLimit)
 				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetchByHash, FetchByHash: FetchByHashRequest{
-					Partition: s.cfg.Partition, Ranges: s.sk.ranges, IDs: s.sk.ids[side],
+					Partition: s.cfg.Partition, Ranges: s.sk.ranges, IDs: ids[:n:n],
 				}}))
+				ids = ids[n:]
 			}
 		}
 		if len(reqs) == 0 {
@@ -778,7 +794,7 @@ func (s *Session) accept(req Request, resp Response) error {
 		if err != nil {
 			return err
 		}
-		s.round.byHash[req.Side] = es
+		s.round.byHash[req.Side] = append(s.round.byHash[req.Side], es...)
 	}
 	return nil
 }

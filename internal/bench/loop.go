@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -62,7 +64,9 @@ type LoopLoadConfig struct {
 	// part (after the warm-up, before the tail), named
 	// rep<N>-<phase>.pprof (phase: idle, admission-on, admission-off),
 	// and block and mutex profiles at its start and end
-	// (rep<N>-<phase>.block-start.pprof etc.; compare with pprof -base).
+	// (rep<N>-<phase>.block-start.pprof etc.; compare with pprof -base)
+	// and an execution trace (rep<N>-<phase>.trace; `go tool trace
+	// -pprof=sched` shows where goroutines waited for a CPU).
 	// It turns on block and mutex profiling for the rest of the process.
 	ProfileDir string
 	Seed uint64
@@ -121,8 +125,8 @@ type LoadPhase struct {
 	// Missing is the number of the source's records the repaired replica
 	// still lacked at the end of the phase (Keys for the idle phase).
 	Missing int `json:"missing"`
-	// Sessions counts the loop's sessions by outcome; Err is the last
-	// session error.
+	// Sessions counts the loop's sessions by outcome; Err is a session
+	// error: the first one that is not a cancellation, if any.
 	Sessions map[string]uint64 `json:"sessions"`
 	Err      string            `json:"err,omitempty"`
 	// Scale is the throttles' final scale; MinScale their lowest and
@@ -441,8 +445,12 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 				mu.Lock()
 				repaired += r.Stats.KeysRepaired()
 				out.Sessions[r.Outcome]++
-				if r.Err != nil {
-					out.Err = r.Err.Error()
+				if r.Err != nil && (out.Err == "" || !errors.Is(r.Err, context.Canceled)) {
+					// The first error, unless a later one says more than
+					// the cancellation that ends the phase.
+					if out.Err == "" || strings.Contains(out.Err, "context canceled") {
+						out.Err = r.Err.Error()
+					}
 				}
 				mu.Unlock()
 			},
@@ -472,6 +480,15 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 		if err := writeProfiles(strings.TrimSuffix(profile, ".pprof"), "start"); err != nil {
 			return out, err
 		}
+		tf, err := os.Create(strings.TrimSuffix(profile, ".pprof") + ".trace")
+		if err != nil {
+			return out, err
+		}
+		defer tf.Close()
+		if err := trace.Start(tf); err != nil {
+			return out, err
+		}
+		defer trace.Stop()
 	}
 	cpu0, gc0 := processCPUSeconds(), gcCPUSeconds()
 	run0, wait0, schedOK := threadSchedStat()
@@ -502,6 +519,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	out.GCCores = (gcCPUSeconds() - gc0) / elapsed.Seconds()
 	if profile != "" {
 		pprof.StopCPUProfile()
+		trace.Stop()
 		if err := writeProfiles(strings.TrimSuffix(profile, ".pprof"), "end"); err != nil {
 			return out, err
 		}
