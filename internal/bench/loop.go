@@ -69,7 +69,7 @@ type LoopLoadConfig struct {
 	// -pprof=sched` shows where goroutines waited for a CPU).
 	// It turns on block and mutex profiling for the rest of the process.
 	ProfileDir string
-	Seed uint64
+	Seed       uint64
 }
 
 func (c *LoopLoadConfig) defaults() {
@@ -197,8 +197,12 @@ type LoopLoadResult struct {
 // Reps times, their order rotating, so that drift on a shared machine
 // spreads over all of them; the result reports medians. Foreground
 // latencies are measured around each Put (engine.Options.ObserveForeground
-// feeds admission control). After a phase with the loop the foreground
-// stops and the loop runs on until the repair is complete (Tail).
+// feeds admission control, in every phase, so the idle phase pays the same
+// recording). After a phase with the loop the foreground stops and the loop
+// runs on until the repair is complete (Tail). The writer is locked to its
+// OS thread, whose scheduler statistics say how much CPU it got
+// (LoadPhase.WriterCPU). The source is an engine in this process, or
+// another process (SourceServer).
 func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	cfg.defaults()
 	res := LoopLoadResult{Keys: cfg.Keys}
