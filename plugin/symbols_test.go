@@ -325,7 +325,7 @@ func TestSymbolsSessionThroughGRPC(t *testing.T) {
 // TestSymbolsFetchByHashSplit: a large repair's fetch by sketch ID is split
 // into requests of at most FetchByHashLimit IDs (one answer with all of them
 // outgrew gRPC's message limit at 500 k records and failed every session),
-// and the session still converges through gRPC.
+// and the session still converges through gRPC, one chunk a round.
 func TestSymbolsFetchByHashSplit(t *testing.T) {
 	const n, onlyEach, changed = 2000, 35, 30
 	ctx := testCtx(t)
@@ -347,6 +347,10 @@ func TestSymbolsFetchByHashSplit(t *testing.T) {
 	// request, at least 4 FetchByHash calls instead of one.
 	if calls := b.WireStats().Calls; calls < 4+3 {
 		t.Fatalf("%d calls to b: the fetch was not split", calls)
+	}
+	// 65 records from B at 16 a round: 5 fetch rounds instead of 1.
+	if st.Rounds < 4+4 {
+		t.Fatalf("%d rounds: the fetch did not take a round per chunk", st.Rounds)
 	}
 	if ra, rb := rootOf(t, a), rootOf(t, b); ra != rb {
 		t.Fatalf("roots differ after the session: %v vs %v", ra, rb)

@@ -196,11 +196,12 @@ type SessionConfig struct {
 	ApplyLimit int
 	// FetchByHashLimit is the maximum number of sketch IDs of one
 	// FetchByHash request; default DefaultFetchByHashLimit. Larger
-	// fetches are split into several requests of the same round, so that
-	// no answer outgrows a transport's message limit (gRPC's 64 MiB holds
-	// 65536 records of up to ~1 KiB). It is larger than ApplyLimit
-	// because a replica without a digest cache rescans the ranges for
-	// every request.
+	// fetches take several rounds, one request per side each, so that no
+	// answer outgrows a transport's message limit (gRPC's 64 MiB holds
+	// 65536 records of up to ~1 KiB) and a throttled replica is charged
+	// chunk by chunk rather than after one huge call. It is larger than
+	// ApplyLimit because a replica without a digest cache rescans the
+	// ranges for every request.
 	FetchByHashLimit int
 	// ConfirmAnySize reports that both replicas take any number of
 	// entries in one apply-and-confirm call (ApplyConfirmer, which splits
@@ -305,8 +306,12 @@ type sketchState struct {
 	cells    int
 	strata   int
 	attempts int
-	// ids are the sketch IDs to fetch from each side.
-	ids [2][]uint64
+	// ids are the sketch IDs to fetch from each side; fetchNext the
+	// index in ids of the next one to ask for, fetched the entries
+	// received so far (FetchByHashLimit IDs a round).
+	ids       [2][]uint64
+	fetchNext [2]int
+	fetched   [2][]Entry
 	// estimate is the strata estimate of the difference, once known.
 	estimate float64
 }
@@ -522,15 +527,7 @@ func (s *Session) Next() Step {
 		reqs = s.symbolsRound()
 	case phaseFetchHash:
 		s.round = roundResults{}
-		for side := range 2 {
-			for ids := s.sk.ids[side]; len(ids) > 0; {
-				n := min(len(ids), s.cfg.FetchByHashLimit)
-				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetchByHash, FetchByHash: FetchByHashRequest{
-					Partition: s.cfg.Partition, Ranges: s.sk.ranges, IDs: ids[:n:n],
-				}}))
-				ids = ids[n:]
-			}
-		}
+		reqs = s.fetchByHashRound()
 		if len(reqs) == 0 {
 			s.phase = phaseApply
 			return s.Next()
@@ -844,7 +841,7 @@ func (s *Session) finishRound() error {
 	case phaseSymbols:
 		return s.finishSymbols()
 	case phaseFetchHash:
-		return s.finishFetchByHash()
+		return s.finishFetchByHashRound()
 	case phaseApply:
 		s.phase = phaseConfirm
 		if s.round.gotHash[SideA] && s.round.gotHash[SideB] {
