@@ -53,6 +53,10 @@ type LoopLoadConfig struct {
 	// foreground load, to finish the repair (default 30s; negative: no
 	// tail).
 	Tail time.Duration
+	// FreeWriter leaves the foreground writer free to move between OS
+	// threads (by default it is locked to one, whose scheduler statistics
+	// give LoadPhase.WriterCPU and WriterWait; they are then not measured).
+	FreeWriter bool
 	// SourceServer, if set, is a command that serves a replica (e.g.
 	// ["nice", "-n", "19", "/path/to/pebble-ae", "serve"]): the source
 	// replica is then built here, closed, and served by that process
@@ -403,8 +407,10 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	}
 	// The writer keeps its OS thread, so that the thread's scheduler
 	// statistics are its own.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if !cfg.FreeWriter {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	var lats []time.Duration
 	var paceStart time.Time
 	put := func(n int) error {
@@ -496,6 +502,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	}
 	cpu0, gc0 := processCPUSeconds(), gcCPUSeconds()
 	run0, wait0, schedOK := threadSchedStat()
+	schedOK = schedOK && !cfg.FreeWriter
 	start := time.Now()
 	paceStart, n = start, 0
 	for end := start.Add(cfg.Phase); time.Now().Before(end); n++ {
