@@ -117,9 +117,9 @@ func TestLoopLoadLarge(t *testing.T) {
 		}
 	}
 	profileDir := os.Getenv("PEBBLEAE_BENCH_LOOP_PROFILE")
-	// PEBBLEAE_BENCH_LOOP_FREE_WRITER=1: the writer is not locked to its
-	// OS thread (LoopLoadConfig.FreeWriter).
-	freeWriter := os.Getenv("PEBBLEAE_BENCH_LOOP_FREE_WRITER") != ""
+	// PEBBLEAE_BENCH_LOOP_LOCK_WRITER=1 locks the writer to its OS thread
+	// and reports its CPU share (LoopLoadConfig.LockWriter).
+	lockWriter := os.Getenv("PEBBLEAE_BENCH_LOOP_LOCK_WRITER") != ""
 	// PEBBLEAE_BENCH_LOOP_SOURCE=process serves the source replica from a
 	// `pebble-ae serve` process at nice PEBBLEAE_BENCH_LOOP_SOURCE_NICE
 	// (default 19), as another machine would.
@@ -151,7 +151,7 @@ func TestLoopLoadLarge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: 5 * time.Second, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, SourceServer: source, FreeWriter: freeWriter})
+		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: 5 * time.Second, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, SourceServer: source, LockWriter: lockWriter})
 		if err != nil {
 			t.Fatal(err)
 		}
