@@ -322,6 +322,41 @@ func TestSymbolsSessionThroughGRPC(t *testing.T) {
 	}
 }
 
+// TestSymbolsFetchByHashSplit: a large repair's fetch by sketch ID is split
+// into requests of at most FetchByHashLimit IDs (one answer with all of them
+// outgrew gRPC's message limit at 500 k records and failed every session),
+// and the session still converges through gRPC, one chunk a round.
+func TestSymbolsFetchByHashSplit(t *testing.T) {
+	const n, onlyEach, changed = 2000, 35, 30
+	ctx := testCtx(t)
+	_, b := serveLoopback(t, openEngine(t, "b", reconcile.ModeLWW), nil)
+	a := openEngine(t, "a", reconcile.ModeLWW)
+	want := diverge(t, a, b, n, onlyEach, changed)
+	opts := syncOptions(t, a, b)
+	opts.Session.FetchByHashLimit = 16
+	b.ResetWireStats()
+	st, err := reconcile.SyncPartition(ctx, a, b, 0, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("session: %v, wire %+v", st, b.WireStats())
+	if !st.Converged || st.KeysRepaired() != want || st.SketchFallbacks != 0 {
+		t.Fatalf("converged %t, %d keys repaired (want %d), %d fallbacks", st.Converged, st.KeysRepaired(), want, st.SketchFallbacks)
+	}
+	// B holds onlyEach+changed records A lacks or has older: at 16 IDs a
+	// request, at least 4 FetchByHash calls instead of one.
+	if calls := b.WireStats().Calls; calls < 4+3 {
+		t.Fatalf("%d calls to b: the fetch was not split", calls)
+	}
+	// 65 records from B at 16 a round: 5 fetch rounds instead of 1.
+	if st.Rounds < 4+4 {
+		t.Fatalf("%d rounds: the fetch did not take a round per chunk", st.Rounds)
+	}
+	if ra, rb := rootOf(t, a), rootOf(t, b); ra != rb {
+		t.Fatalf("roots differ after the session: %v vs %v", ra, rb)
+	}
+}
+
 // TestSymbolsBadRequests: a request for no symbols or more than
 // reconcile.MaxSymbols fails with a typed error, whether the client catches
 // it or (through the raw stub) the server does, and so does one for an

@@ -194,6 +194,15 @@ type SessionConfig struct {
 	// request; default 10000 (the engine's limit). Larger batches are
 	// split into several requests of the same round.
 	ApplyLimit int
+	// FetchByHashLimit is the maximum number of sketch IDs of one
+	// FetchByHash request; default DefaultFetchByHashLimit. Larger
+	// fetches take several rounds, one request per side each, so that no
+	// answer outgrows a transport's message limit (gRPC's 64 MiB holds
+	// 65536 records of up to ~1 KiB) and a throttled replica is charged
+	// chunk by chunk rather than after one huge call. It is larger than
+	// ApplyLimit because a replica without a digest cache rescans the
+	// ranges for every request.
+	FetchByHashLimit int
 	// ConfirmAnySize reports that both replicas take any number of
 	// entries in one apply-and-confirm call (ApplyConfirmer, which splits
 	// them itself: the engine in batches, the gRPC client in one stream):
@@ -297,11 +306,18 @@ type sketchState struct {
 	cells    int
 	strata   int
 	attempts int
-	// ids are the sketch IDs to fetch from each side.
-	ids [2][]uint64
+	// ids are the sketch IDs to fetch from each side; fetchNext the
+	// index in ids of the next one to ask for, fetched the entries
+	// received so far (FetchByHashLimit IDs a round).
+	ids       [2][]uint64
+	fetchNext [2]int
+	fetched   [2][]Entry
 	// estimate is the strata estimate of the difference, once known.
 	estimate float64
 }
+
+// DefaultFetchByHashLimit is the default SessionConfig.FetchByHashLimit.
+const DefaultFetchByHashLimit = 1 << 16
 
 type phase uint8
 
@@ -380,6 +396,9 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	if cfg.ApplyLimit <= 0 {
 		cfg.ApplyLimit = 10000
+	}
+	if cfg.FetchByHashLimit <= 0 {
+		cfg.FetchByHashLimit = DefaultFetchByHashLimit
 	}
 	s := &Session{
 		cfg:      cfg,
@@ -508,13 +527,7 @@ func (s *Session) Next() Step {
 		reqs = s.symbolsRound()
 	case phaseFetchHash:
 		s.round = roundResults{}
-		for side := range 2 {
-			if len(s.sk.ids[side]) > 0 {
-				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetchByHash, FetchByHash: FetchByHashRequest{
-					Partition: s.cfg.Partition, Ranges: s.sk.ranges, IDs: s.sk.ids[side],
-				}}))
-			}
-		}
+		reqs = s.fetchByHashRound()
 		if len(reqs) == 0 {
 			s.phase = phaseApply
 			return s.Next()
@@ -778,7 +791,7 @@ func (s *Session) accept(req Request, resp Response) error {
 		if err != nil {
 			return err
 		}
-		s.round.byHash[req.Side] = es
+		s.round.byHash[req.Side] = append(s.round.byHash[req.Side], es...)
 	}
 	return nil
 }
@@ -828,7 +841,7 @@ func (s *Session) finishRound() error {
 	case phaseSymbols:
 		return s.finishSymbols()
 	case phaseFetchHash:
-		return s.finishFetchByHash()
+		return s.finishFetchByHashRound()
 	case phaseApply:
 		s.phase = phaseConfirm
 		if s.round.gotHash[SideA] && s.round.gotHash[SideB] {

@@ -70,8 +70,7 @@ func (s *Session) finishSketch() error {
 		s.stats.KeysCompared += a.Count + b.Count
 		slices.Sort(onlyA)
 		slices.Sort(onlyB)
-		s.sk.ids = [2][]uint64{onlyA, onlyB}
-		s.phase = phaseFetchHash
+		s.startFetchByHash(onlyA, onlyB)
 		return nil
 	}
 	if s.sk.attempts >= maxSketchAttempts {
@@ -95,12 +94,51 @@ func (s *Session) finishSketch() error {
 	return nil
 }
 
+// startFetchByHash starts fetching the records of the sketch IDs only A
+// (onlyA) and only B (onlyB) hold.
+func (s *Session) startFetchByHash(onlyA, onlyB []uint64) {
+	s.sk.ids = [2][]uint64{onlyA, onlyB}
+	s.sk.fetchNext = [2]int{}
+	s.sk.fetched = [2][]Entry{}
+	s.phase = phaseFetchHash
+}
+
+// fetchByHashRound returns the next FetchByHash requests: on each side, the
+// next at most FetchByHashLimit IDs not yet asked for.
+func (s *Session) fetchByHashRound() []Request {
+	var reqs []Request
+	for side := range 2 {
+		ids := s.sk.ids[side][s.sk.fetchNext[side]:]
+		n := min(len(ids), s.cfg.FetchByHashLimit)
+		if n == 0 {
+			continue
+		}
+		reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetchByHash, FetchByHash: FetchByHashRequest{
+			Partition: s.cfg.Partition, Ranges: s.sk.ranges, IDs: ids[:n:n],
+		}}))
+		s.sk.fetchNext[side] += n
+	}
+	return reqs
+}
+
+// finishFetchByHashRound keeps a FetchByHash round's entries and, once every
+// ID has been asked for, resolves them all.
+func (s *Session) finishFetchByHashRound() error {
+	for side := range 2 {
+		s.sk.fetched[side] = append(s.sk.fetched[side], s.round.byHash[side]...)
+	}
+	if s.sk.fetchNext[SideA] < len(s.sk.ids[SideA]) || s.sk.fetchNext[SideB] < len(s.sk.ids[SideB]) {
+		return nil // the next round fetches more
+	}
+	return s.finishFetchByHash()
+}
+
 // finishFetchByHash resolves the entries fetched by sketch ID.
 func (s *Session) finishFetchByHash() error {
 	byKey := map[string]*keyState{}
 	var keys []string
 	for side := range 2 {
-		if got, asked := len(s.round.byHash[side]), len(s.sk.ids[side]); got != asked {
+		if got, asked := len(s.sk.fetched[side]), len(s.sk.ids[side]); got != asked {
 			// A record changed since the sketch (or an ID collision).
 			s.stats.CountMismatches++
 			if s.cfg.Strict && got < asked {
@@ -108,7 +146,7 @@ func (s *Session) finishFetchByHash() error {
 					ErrNotConverged, s.cfg.Partition, Side(side), got, asked)
 			}
 		}
-		for _, e := range s.round.byHash[side] {
+		for _, e := range s.sk.fetched[side] {
 			ks := byKey[string(e.Key)]
 			if ks == nil {
 				ks = &keyState{key: e.Key, have: [2]bool{true, true}}

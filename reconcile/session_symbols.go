@@ -219,8 +219,7 @@ func (s *Session) finishSymbols() error {
 	onlyA, onlyB = slices.Clone(onlyA), slices.Clone(onlyB)
 	slices.Sort(onlyA)
 	slices.Sort(onlyB)
-	s.sk.ids = [2][]uint64{onlyA, onlyB}
-	s.phase = phaseFetchHash
+	s.startFetchByHash(onlyA, onlyB)
 	return nil
 }
 

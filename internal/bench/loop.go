@@ -3,12 +3,18 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
+	"runtime/trace"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,7 +53,30 @@ type LoopLoadConfig struct {
 	// foreground load, to finish the repair (default 30s; negative: no
 	// tail).
 	Tail time.Duration
-	Seed uint64
+	// LockWriter locks the foreground writer to its OS thread, whose
+	// scheduler statistics then give LoadPhase.WriterCPU, WriterWait and
+	// OpsPerWriterCPUSecond (else not measured). It is a diagnostic: a
+	// locked writer's paced latencies are worse when the process is
+	// otherwise idle (p99 / idle at 20k/s 0.59 locked, 1.07 unlocked, in
+	// the same hour), which flatters the phases with the loop.
+	LockWriter bool
+	// SourceServer, if set, is a command that serves a replica (e.g.
+	// ["nice", "-n", "19", "/path/to/pebble-ae", "serve"]): the source
+	// replica is then built here, closed, and served by that process
+	// (flags --dir, --id src, --listen 127.0.0.1:0, --insecure appended),
+	// and the loop reaches it over loopback gRPC, as it would reach
+	// another machine. Default: the source is an engine in this process.
+	SourceServer []string
+	// ProfileDir, if set, receives a CPU profile of each phase's measured
+	// part (after the warm-up, before the tail), named
+	// rep<N>-<phase>.pprof (phase: idle, admission-on, admission-off),
+	// and block and mutex profiles at its start and end
+	// (rep<N>-<phase>.block-start.pprof etc.; compare with pprof -base)
+	// and an execution trace (rep<N>-<phase>.trace; `go tool trace
+	// -pprof=sched` shows where goroutines waited for a CPU).
+	// It turns on block and mutex profiling for the rest of the process.
+	ProfileDir string
+	Seed       uint64
 }
 
 func (c *LoopLoadConfig) defaults() {
@@ -103,8 +132,8 @@ type LoadPhase struct {
 	// Missing is the number of the source's records the repaired replica
 	// still lacked at the end of the phase (Keys for the idle phase).
 	Missing int `json:"missing"`
-	// Sessions counts the loop's sessions by outcome; Err is the last
-	// session error.
+	// Sessions counts the loop's sessions by outcome; Err is a session
+	// error: the first one that is not a cancellation, if any.
 	Sessions map[string]uint64 `json:"sessions"`
 	Err      string            `json:"err,omitempty"`
 	// Scale is the throttles' final scale; MinScale their lowest and
@@ -122,6 +151,24 @@ type LoadPhase struct {
 	// it still lacked when the tail ended (0: converged).
 	TailSeconds float64 `json:"tail_seconds,omitempty"`
 	TailMissing int     `json:"tail_missing,omitempty"`
+	// CPUCores is the process's CPU time during the measured part of the
+	// phase per second of it (user + system, every thread: the writer,
+	// Pebble's background work, the loop, the source replica when it runs
+	// in process); GCCores the Go runtime's GC share of it (background
+	// mark workers, assists and pauses, from runtime/metrics).
+	CPUCores float64 `json:"cpu_cores"`
+	GCCores  float64 `json:"gc_cores"`
+	// WriterCPU is the fraction of the phase the foreground writer's OS
+	// thread ran on a CPU and WriterWait the fraction it waited, runnable,
+	// for one (Linux schedstat; only with LoopLoadConfig.LockWriter); the
+	// rest it was blocked or, as a goroutine, waited for a P. OpsPerWriterCPUSecond is Ops
+	// per second of the writer's CPU time: the cost of a Put itself. A
+	// closed-loop writer's throughput is their product, so the two tell
+	// whether background work made each Put dearer or took CPU from the
+	// writer.
+	WriterCPU             float64 `json:"writer_cpu"`
+	WriterWait            float64 `json:"writer_wait"`
+	OpsPerWriterCPUSecond float64 `json:"ops_per_writer_cpu_second"`
 }
 
 // LoopLoadRep is one repetition: the three phases back to back and their
@@ -157,8 +204,12 @@ type LoopLoadResult struct {
 // Reps times, their order rotating, so that drift on a shared machine
 // spreads over all of them; the result reports medians. Foreground
 // latencies are measured around each Put (engine.Options.ObserveForeground
-// feeds admission control). After a phase with the loop the foreground
-// stops and the loop runs on until the repair is complete (Tail).
+// feeds admission control, in every phase, so the idle phase pays the same
+// recording). After a phase with the loop the foreground stops and the loop
+// runs on until the repair is complete (Tail). With LockWriter the writer's
+// OS thread's scheduler statistics say how much CPU it got
+// (LoadPhase.WriterCPU). The source is an engine in this process, or
+// another process (SourceServer).
 func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	cfg.defaults()
 	res := LoopLoadResult{Keys: cfg.Keys}
@@ -167,11 +218,17 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 		return res, err
 	}
 	defer cleanup()
-	src, err := engine.Open(filepath.Join(root, "src"), &engine.Options{ReplicaID: "src", CheckpointInterval: -1})
+	srcDir := filepath.Join(root, "src")
+	src, err := engine.Open(srcDir, &engine.Options{ReplicaID: "src", CheckpointInterval: -1})
 	if err != nil {
 		return res, err
 	}
-	defer src.Close()
+	srcOpen := true
+	defer func() {
+		if srcOpen {
+			src.Close()
+		}
+	}()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 7))
 	value := make([]byte, cfg.ValueSize)
 	for i := 0; i < cfg.Keys; {
@@ -192,18 +249,35 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	if err != nil {
 		return res, err
 	}
+	var source reconcile.Replica = src
+	if len(cfg.SourceServer) > 0 {
+		srcOpen = false
+		if err := src.Close(); err != nil {
+			return res, err
+		}
+		srv, err := startSourceServer(ctx, cfg.SourceServer, srcDir)
+		if err != nil {
+			return res, err
+		}
+		defer srv.stop()
+		source = srv.replica()
+	}
 	type phaseSpec struct {
-		name            string
+		name, tag       string
 		loop, admission bool
 	}
-	specs := []phaseSpec{{"idle", false, false}, {"loop, admission on", true, true}, {"loop, admission off", true, false}}
+	specs := []phaseSpec{{"idle", "idle", false, false}, {"loop, admission on", "admission-on", true, true}, {"loop, admission off", "admission-off", true, false}}
 	for rep := range cfg.Reps {
 		var r LoopLoadRep
 		outs := []*LoadPhase{&r.Idle, &r.Admission, &r.NoAdmission}
 		for j := range specs {
 			k := (j + rep) % len(specs)
 			ph := specs[k]
-			p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), src, srcKeys, ph.loop, ph.admission, rng)
+			profile := ""
+			if cfg.ProfileDir != "" {
+				profile = filepath.Join(cfg.ProfileDir, fmt.Sprintf("rep%d-%s.pprof", rep, ph.tag))
+			}
+			p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), source, srcKeys, ph.loop, ph.admission, rng, profile)
 			if err != nil {
 				return res, fmt.Errorf("bench: repetition %d, phase %q: %w", rep, ph.name, err)
 			}
@@ -268,6 +342,11 @@ func MedianPhase(ps []LoadPhase) LoadPhase {
 	out.Decreases = uint64(f(func(p LoadPhase) float64 { return float64(p.Decreases) }))
 	out.TailSeconds = f(func(p LoadPhase) float64 { return p.TailSeconds })
 	out.TailMissing = int(f(func(p LoadPhase) float64 { return float64(p.TailMissing) }))
+	out.CPUCores = f(func(p LoadPhase) float64 { return p.CPUCores })
+	out.GCCores = f(func(p LoadPhase) float64 { return p.GCCores })
+	out.WriterCPU = f(func(p LoadPhase) float64 { return p.WriterCPU })
+	out.WriterWait = f(func(p LoadPhase) float64 { return p.WriterWait })
+	out.OpsPerWriterCPUSecond = f(func(p LoadPhase) float64 { return p.OpsPerWriterCPUSecond })
 	return out
 }
 
@@ -288,8 +367,8 @@ func median(xs []float64) float64 {
 // loadPhase runs one phase on a fresh replica in dir. Each phase has its
 // own throttles and admission controller (admission learns its baseline in
 // the warm-up, as on a node whose loop was idle for a while).
-func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.Engine, srcKeys map[string]struct{},
-	withLoop, withAdmission bool, rng *rand.Rand) (LoadPhase, error) {
+func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcile.Replica, srcKeys map[string]struct{},
+	withLoop, withAdmission bool, rng *rand.Rand, profile string) (LoadPhase, error) {
 	out := LoadPhase{Sessions: make(map[string]uint64), Reasons: make(map[string]int)}
 	busy := max(cfg.BusyFraction, 0)
 	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: cfg.ScanBytesPerSec, KeysPerSec: cfg.ScanKeysPerSec, BusyFraction: busy})
@@ -328,6 +407,12 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 	keys := make([][]byte, 1<<16)
 	for i := range keys {
 		keys[i] = randKey(rng)
+	}
+	// The writer keeps its OS thread, so that the thread's scheduler
+	// statistics are its own.
+	if cfg.LockWriter {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 	}
 	var lats []time.Duration
 	var paceStart time.Time
@@ -373,8 +458,12 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 				mu.Lock()
 				repaired += r.Stats.KeysRepaired()
 				out.Sessions[r.Outcome]++
-				if r.Err != nil {
-					out.Err = r.Err.Error()
+				if r.Err != nil && (out.Err == "" || !errors.Is(r.Err, context.Canceled)) {
+					// The first error, unless a later one says more than
+					// the cancellation that ends the phase.
+					if out.Err == "" || strings.Contains(out.Err, "context canceled") {
+						out.Err = r.Err.Error()
+					}
 				}
 				mu.Unlock()
 			},
@@ -387,6 +476,36 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 	}
 	before := adm.Status().Decreases
 	minScale := 1.0
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return out, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return out, err
+		}
+		defer pprof.StopCPUProfile() // on error; stopping twice is harmless
+		// Block and mutex profiles are cumulative: snapshots at the
+		// start and the end of the phase, to compare with pprof -base.
+		runtime.SetBlockProfileRate(1000)
+		runtime.SetMutexProfileFraction(10)
+		if err := writeProfiles(strings.TrimSuffix(profile, ".pprof"), "start"); err != nil {
+			return out, err
+		}
+		tf, err := os.Create(strings.TrimSuffix(profile, ".pprof") + ".trace")
+		if err != nil {
+			return out, err
+		}
+		defer tf.Close()
+		if err := trace.Start(tf); err != nil {
+			return out, err
+		}
+		defer trace.Stop()
+	}
+	cpu0, gc0 := processCPUSeconds(), gcCPUSeconds()
+	run0, wait0, schedOK := threadSchedStat()
+	schedOK = schedOK && cfg.LockWriter
 	start := time.Now()
 	paceStart, n = start, 0
 	for end := start.Add(cfg.Phase); time.Now().Before(end); n++ {
@@ -403,6 +522,22 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 		}
 	}
 	elapsed := time.Since(start)
+	if run1, wait1, ok := threadSchedStat(); ok && schedOK {
+		out.WriterCPU = (run1 - run0).Seconds() / elapsed.Seconds()
+		out.WriterWait = (wait1 - wait0).Seconds() / elapsed.Seconds()
+		if run1 > run0 {
+			out.OpsPerWriterCPUSecond = float64(len(lats)) / (run1 - run0).Seconds()
+		}
+	}
+	out.CPUCores = (processCPUSeconds() - cpu0) / elapsed.Seconds()
+	out.GCCores = (gcCPUSeconds() - gc0) / elapsed.Seconds()
+	if profile != "" {
+		pprof.StopCPUProfile()
+		trace.Stop()
+		if err := writeProfiles(strings.TrimSuffix(profile, ".pprof"), "end"); err != nil {
+			return out, err
+		}
+	}
 	st := adm.Status()
 	out.Ops = len(lats)
 	out.OpsPerSec = float64(len(lats)) / elapsed.Seconds()
@@ -444,6 +579,37 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src *engine.
 	stopLoop()
 	wg.Wait()
 	return out, nil
+}
+
+// writeProfiles writes the block and mutex profiles to
+// <prefix>.{block,mutex}-<when>.pprof.
+func writeProfiles(prefix, when string) error {
+	for _, name := range []string{"block", "mutex"} {
+		f, err := os.Create(fmt.Sprintf("%s.%s-%s.pprof", prefix, name, when))
+		if err != nil {
+			return err
+		}
+		err = pprof.Lookup(name).WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gcCPUSeconds returns the CPU time the Go runtime has spent on garbage
+// collection so far (an estimate, updated at least at every GC cycle; see
+// runtime/metrics).
+func gcCPUSeconds() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return s[0].Value.Float64()
 }
 
 // keySet returns every key of e's partition 0.

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,10 +34,43 @@ func TestLoopLoadSmall(t *testing.T) {
 		res.P99RatioAdmission, res.P99RatioNoAdmission, res.ThroughputRatioAdmission, res.ThroughputRatioNoAdmission)
 }
 
+// TestLoopLoadSourceProcess runs the measurement with the source replica
+// served by a `pebble-ae serve` process over loopback gRPC, and checks that
+// the loop repairs from it.
+func TestLoopLoadSourceProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the pebble-ae binary")
+	}
+	res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 5000, Phase: 300 * time.Millisecond, Reps: 1,
+		SourceServer: []string{buildPebbleAE(t), "serve"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []LoadPhase{res.Idle, res.Admission, res.NoAdmission} {
+		logPhase(t, "", p)
+	}
+	for _, p := range []LoadPhase{res.Admission, res.NoAdmission} {
+		if p.TailMissing != 0 {
+			t.Fatalf("phase %q: the loop did not repair from the source process: %+v", p.Name, p)
+		}
+	}
+}
+
+// buildPebbleAE builds cmd/pebble-ae into a temporary directory.
+func buildPebbleAE(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pebble-ae")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/pebble-ae/pebble-ae/cmd/pebble-ae").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 func logPhase(t *testing.T, prefix string, p LoadPhase) {
 	t.Helper()
-	t.Logf("%s%-20s ops/s %7.0f p50 %6.2fµs p99 %6.2fµs p99.9 %7.2fµs repaired/s %7.0f missing %6d tail %.1fs (%d left) scale %.2f (min %.2f) decreases %d %v sessions %v %s",
-		prefix, p.Name, p.OpsPerSec, us(p.P50), us(p.P99), us(p.P999), p.RepairedPerSec, p.Missing, p.TailSeconds, p.TailMissing, p.Scale, p.MinScale, p.Decreases, p.Reasons, p.Sessions, p.Err)
+	t.Logf("%s%-20s ops/s %7.0f p50 %6.2fµs p99 %6.2fµs p99.9 %7.2fµs cpu %.2f (gc %.2f) writer cpu %.2f wait %.2f ops/cpu-s %.0f repaired/s %7.0f missing %6d tail %.1fs (%d left) scale %.2f (min %.2f) decreases %d %v sessions %v %s",
+		prefix, p.Name, p.OpsPerSec, us(p.P50), us(p.P99), us(p.P999), p.CPUCores, p.GCCores, p.WriterCPU, p.WriterWait, p.OpsPerWriterCPUSecond, p.RepairedPerSec, p.Missing, p.TailSeconds, p.TailMissing, p.Scale, p.MinScale, p.Decreases, p.Reasons, p.Sessions, p.Err)
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -53,9 +89,50 @@ func TestScanRateSmall(t *testing.T) {
 
 // TestLoopLoadLarge is the full measurement behind docs/benchmarks.md; it
 // runs only with PEBBLEAE_BENCH_LOOP=1 (about six minutes).
+// PEBBLEAE_BENCH_LOOP_RATES (comma-separated offered loads, -1: flat out;
+// default 20000,50000,-1), PEBBLEAE_BENCH_LOOP_REPS (default 3) and
+// PEBBLEAE_BENCH_LOOP_PROFILE (a directory for per-phase CPU profiles)
+// narrow or instrument it (a run with PEBBLEAE_BENCH_LOOP_RATES skips the
+// scan-rate measurement).
 func TestLoopLoadLarge(t *testing.T) {
 	if os.Getenv("PEBBLEAE_BENCH_LOOP") == "" {
 		t.Skip("set PEBBLEAE_BENCH_LOOP=1 to run")
+	}
+	rates := []float64{20000, 50000, -1}
+	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_RATES"); v != "" {
+		rates = nil
+		for _, f := range strings.Split(v, ",") {
+			r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rates = append(rates, r)
+		}
+	}
+	reps := 3
+	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_REPS"); v != "" {
+		var err error
+		if reps, err = strconv.Atoi(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	profileDir := os.Getenv("PEBBLEAE_BENCH_LOOP_PROFILE")
+	// PEBBLEAE_BENCH_LOOP_LOCK_WRITER=1 locks the writer to its OS thread
+	// and reports its CPU share (LoopLoadConfig.LockWriter).
+	lockWriter := os.Getenv("PEBBLEAE_BENCH_LOOP_LOCK_WRITER") != ""
+	// PEBBLEAE_BENCH_LOOP_SOURCE=process serves the source replica from a
+	// `pebble-ae serve` process at nice PEBBLEAE_BENCH_LOOP_SOURCE_NICE
+	// (default 19), as another machine would.
+	var source []string
+	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_SOURCE"); v != "" {
+		if v != "process" {
+			t.Fatalf("PEBBLEAE_BENCH_LOOP_SOURCE=%q: want process", v)
+		}
+		nice := "19"
+		if n := os.Getenv("PEBBLEAE_BENCH_LOOP_SOURCE_NICE"); n != "" {
+			nice = n
+		}
+		source = []string{"nice", "-n", nice, buildPebbleAE(t), "serve"}
 	}
 	// PEBBLEAE_BENCH_LOOP_BUSY sets a busy-time budget (cores), for
 	// comparison.
@@ -66,8 +143,15 @@ func TestLoopLoadLarge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, rate := range []float64{20000, 50000, -1} {
-		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: 5 * time.Second, Rate: rate, Reps: 3, BusyFraction: busy})
+	for _, rate := range rates {
+		var dir string
+		if profileDir != "" {
+			dir = filepath.Join(profileDir, fmt.Sprintf("rate%.0f", rate))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: 5 * time.Second, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, SourceServer: source, LockWriter: lockWriter})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,6 +167,9 @@ func TestLoopLoadLarge(t *testing.T) {
 		}
 		t.Logf("rate %6.0f median: p99 ratio %.2f / %.2f, throughput ratio %.2f / %.2f (admission on / off)",
 			rate, res.P99RatioAdmission, res.P99RatioNoAdmission, res.ThroughputRatioAdmission, res.ThroughputRatioNoAdmission)
+	}
+	if os.Getenv("PEBBLEAE_BENCH_LOOP_RATES") != "" {
+		return // a narrowed run skips the scan rates
 	}
 	for _, limit := range []float64{4 << 20, 16 << 20, 64 << 20} {
 		res, err := ScanRate(context.Background(), ScanRateConfig{Dir: t.TempDir(), Keys: 500_000, Limit: limit})
