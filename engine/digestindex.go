@@ -52,6 +52,13 @@ func (cp *cachedPart) updateIDs(gone, came []leafIDs, view [][]uint64) {
 	if cp.ids == nil {
 		return
 	}
+	if moved := count2(gone) + count2(came); moved > len(cp.ids)/2 {
+		// Most of the partition changed: moving every ID costs more
+		// than the background rebuild the next stream starts.
+		cp.bytes -= cp.idsBytes
+		cp.ids, cp.amb, cp.idsView, cp.idsBytes = nil, nil, nil, 0
+		return
+	}
 	for _, g := range gone {
 		start := startString(g.start)
 		for _, d := range g.digests {
@@ -170,4 +177,13 @@ func (e *Engine) indexedHits(v *partView, want map[uint64]struct{}) ([]leafHits,
 	slices.SortFunc(out, func(a, b leafHits) int { return a.leaf - b.leaf })
 	e.digests.indexed.Add(1)
 	return out, true
+}
+
+// count2 returns the number of digests of ls.
+func count2(ls []leafIDs) int {
+	n := 0
+	for _, l := range ls {
+		n += len(l.digests)
+	}
+	return n
 }

@@ -325,8 +325,15 @@ func TestSymbolsSessionThroughGRPC(t *testing.T) {
 // TestSymbolsFetchByHashSplit: a large repair's fetch by sketch ID is split
 // into requests of at most FetchByHashLimit IDs (one answer with all of them
 // outgrew gRPC's message limit at 500 k records and failed every session),
-// and the session still converges through gRPC, one chunk a round.
+// and the session still converges through gRPC: all chunks in the one
+// fetch round by default, one chunk a round as the repair loop asks for
+// throttled replicas.
 func TestSymbolsFetchByHashSplit(t *testing.T) {
+	t.Run("one round", func(t *testing.T) { testFetchByHashSplit(t, 0) })
+	t.Run("a chunk a round", func(t *testing.T) { testFetchByHashSplit(t, 1) })
+}
+
+func testFetchByHashSplit(t *testing.T, perRound int) {
 	const n, onlyEach, changed = 2000, 35, 30
 	ctx := testCtx(t)
 	_, b := serveLoopback(t, openEngine(t, "b", reconcile.ModeLWW), nil)
@@ -334,6 +341,7 @@ func TestSymbolsFetchByHashSplit(t *testing.T) {
 	want := diverge(t, a, b, n, onlyEach, changed)
 	opts := syncOptions(t, a, b)
 	opts.Session.FetchByHashLimit = 16
+	opts.Session.FetchByHashChunksPerRound = perRound
 	b.ResetWireStats()
 	st, err := reconcile.SyncPartition(ctx, a, b, 0, opts)
 	if err != nil {
@@ -348,8 +356,11 @@ func TestSymbolsFetchByHashSplit(t *testing.T) {
 	if calls := b.WireStats().Calls; calls < 4+3 {
 		t.Fatalf("%d calls to b: the fetch was not split", calls)
 	}
-	// 65 records from B at 16 a round: 5 fetch rounds instead of 1.
-	if st.Rounds < 4+4 {
+	switch {
+	case perRound == 0 && st.Rounds != 4:
+		t.Fatalf("%d rounds: the chunks did not share the fetch round", st.Rounds)
+	case perRound == 1 && st.Rounds < 4+4:
+		// 65 records from B at 16 a round: 5 fetch rounds instead of 1.
 		t.Fatalf("%d rounds: the fetch did not take a round per chunk", st.Rounds)
 	}
 	if ra, rb := rootOf(t, a), rootOf(t, b); ra != rb {

@@ -380,6 +380,10 @@ func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog
 	opts := l.cfg.Sync
 	opts.Now = l.cfg.Clock.Now
 	opts.Session.InfoA, opts.Session.InfoB = &infos[0], &infos[1]
+	if opts.Session.FetchByHashChunksPerRound == 0 && (l.cfg.ScanThrottle != nil || l.cfg.WriteThrottle != nil) {
+		// Charge a large fetch to the throttles chunk by chunk.
+		opts.Session.FetchByHashChunksPerRound = 1
+	}
 	st, err := SyncPartition(ctx, local, remote, t.Partition, opts)
 	rep := SessionReport{Stats: st, Err: err}
 	switch {

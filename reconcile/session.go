@@ -196,13 +196,18 @@ type SessionConfig struct {
 	ApplyLimit int
 	// FetchByHashLimit is the maximum number of sketch IDs of one
 	// FetchByHash request; default DefaultFetchByHashLimit. Larger
-	// fetches take several rounds, one request per side each, so that no
-	// answer outgrows a transport's message limit (gRPC's 64 MiB holds
-	// 65536 records of up to ~1 KiB) and a throttled replica is charged
-	// chunk by chunk rather than after one huge call. It is larger than
-	// ApplyLimit because a replica without a digest cache rescans the
-	// ranges for every request.
+	// fetches are split into several requests, so that no answer outgrows
+	// a transport's message limit (gRPC's 64 MiB holds 65536 records of up
+	// to ~1 KiB). It is larger than ApplyLimit because a replica without a
+	// digest cache rescans the ranges for every request.
 	FetchByHashLimit int
+	// FetchByHashChunksPerRound bounds the FetchByHash requests a side is
+	// sent in one round (0: all of them, so a session takes 4 round trips
+	// for any number of differences). The repair loop sets 1 for
+	// throttled replicas: a large repair's fetch then takes a round a
+	// chunk, charged to the throttles chunk by chunk rather than as a
+	// burst of parallel calls.
+	FetchByHashChunksPerRound int
 	// ConfirmAnySize reports that both replicas take any number of
 	// entries in one apply-and-confirm call (ApplyConfirmer, which splits
 	// them itself: the engine in batches, the gRPC client in one stream):

@@ -104,19 +104,22 @@ func (s *Session) startFetchByHash(onlyA, onlyB []uint64) {
 }
 
 // fetchByHashRound returns the next FetchByHash requests: on each side, the
-// next at most FetchByHashLimit IDs not yet asked for.
+// IDs not yet asked for, in requests of at most FetchByHashLimit IDs, at
+// most FetchByHashChunksPerRound of them (0: all).
 func (s *Session) fetchByHashRound() []Request {
 	var reqs []Request
 	for side := range 2 {
-		ids := s.sk.ids[side][s.sk.fetchNext[side]:]
-		n := min(len(ids), s.cfg.FetchByHashLimit)
-		if n == 0 {
-			continue
+		for chunk := 0; s.cfg.FetchByHashChunksPerRound <= 0 || chunk < s.cfg.FetchByHashChunksPerRound; chunk++ {
+			ids := s.sk.ids[side][s.sk.fetchNext[side]:]
+			n := min(len(ids), s.cfg.FetchByHashLimit)
+			if n == 0 {
+				break
+			}
+			reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetchByHash, FetchByHash: FetchByHashRequest{
+				Partition: s.cfg.Partition, Ranges: s.sk.ranges, IDs: ids[:n:n],
+			}}))
+			s.sk.fetchNext[side] += n
 		}
-		reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetchByHash, FetchByHash: FetchByHashRequest{
-			Partition: s.cfg.Partition, Ranges: s.sk.ranges, IDs: ids[:n:n],
-		}}))
-		s.sk.fetchNext[side] += n
 	}
 	return reqs
 }
