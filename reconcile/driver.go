@@ -28,6 +28,14 @@ type SyncOptions struct {
 	// NoSymbols makes sessions use fixed-size sketches instead of symbol
 	// streams even when both replicas implement SymbolStreamer.
 	NoSymbols bool
+	// Pace, if set, is charged with the time the session spends on its
+	// own work (decoding symbol streams chunk by chunk, checking and
+	// resolving answers, planning requests) after each piece of it, and
+	// may block to slow the session down (the repair loop passes its
+	// throttle's busy-time budget, Throttle.Busy, which admission control
+	// scales). Its error (ctx's) is not the session's: the next call
+	// fails with it.
+	Pace func(ctx context.Context, busy time.Duration) error
 }
 
 // Progress reports a session's progress after one round trip.
@@ -74,8 +82,8 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 		return Stats{}, err
 	}
 	replicas := [2]Replica{a, b}
-	for step := s.Next(); !step.Done; step = s.Next() {
-		RunStep(ctx, s, replicas, step)
+	for step := paced(ctx, opts.Pace, s.Next); !step.Done; step = paced(ctx, opts.Pace, s.Next) {
+		RunStepPaced(ctx, s, replicas, step, opts.Pace)
 		if opts.Progress != nil {
 			opts.Progress(Progress{Partition: partition, Stats: s.Stats(), Done: s.Done()})
 		}
@@ -89,6 +97,12 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 // answers to s: plain requests concurrently, each answered once, and symbol
 // streams (RequestSymbols) chunk by chunk while s wants them.
 func RunStep(ctx context.Context, s *Session, replicas [2]Replica, step Step) {
+	RunStepPaced(ctx, s, replicas, step, nil)
+}
+
+// RunStepPaced is RunStep charging the session's own work to pace (see
+// SyncOptions.Pace; nil: none).
+func RunStepPaced(ctx context.Context, s *Session, replicas [2]Replica, step Step, pace func(context.Context, time.Duration) error) {
 	var plain, streams []Request
 	for _, r := range step.Requests {
 		if r.Kind == RequestSymbols {
@@ -98,11 +112,23 @@ func RunStep(ctx context.Context, s *Session, replicas [2]Replica, step Step) {
 		}
 	}
 	if len(plain) > 0 {
-		s.Deliver(issue(ctx, replicas, plain)...)
+		resps := issue(ctx, replicas, plain)
+		paced(ctx, pace, func() struct{} { s.Deliver(resps...); return struct{}{} })
 	}
 	if len(streams) > 0 {
-		streamRound(ctx, s, replicas, streams)
+		streamRound(ctx, s, replicas, streams, pace)
 	}
+}
+
+// paced runs work and charges its duration to pace (if set).
+func paced[T any](ctx context.Context, pace func(context.Context, time.Duration) error, work func() T) T {
+	if pace == nil {
+		return work()
+	}
+	start := time.Now()
+	v := work()
+	_ = pace(ctx, time.Since(start)) // ctx's error: the next call fails with it
+	return v
 }
 
 // issue calls every request concurrently and returns the responses.

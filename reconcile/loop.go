@@ -380,6 +380,12 @@ func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog
 	opts := l.cfg.Sync
 	opts.Now = l.cfg.Clock.Now
 	opts.Session.InfoA, opts.Session.InfoB = &infos[0], &infos[1]
+	if opts.Pace == nil && l.cfg.ScanThrottle != nil {
+		// The session's own work (decoding, resolving) is charged to
+		// the scan throttle's busy-time budget, as the replicas' calls
+		// are.
+		opts.Pace = l.cfg.ScanThrottle.Busy
+	}
 	if opts.Session.FetchByHashChunksPerRound == 0 && (l.cfg.ScanThrottle != nil || l.cfg.WriteThrottle != nil) {
 		// Charge a large fetch to the throttles chunk by chunk.
 		opts.Session.FetchByHashChunksPerRound = 1

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 )
 
 // This file is the rateless path of a Session (SessionConfig.Symbols):
@@ -229,7 +230,7 @@ func (s *Session) finishSymbols() error {
 // past the point where the difference decodes, and delivers the chunks to s
 // until s no longer Wants them. Streams are closed when the session is done
 // with them, fail, or end.
-func streamRound(ctx context.Context, s *Session, replicas [2]Replica, reqs []Request) {
+func streamRound(ctx context.Context, s *Session, replicas [2]Replica, reqs []Request, pace func(context.Context, time.Duration) error) {
 	type open struct {
 		req    Request
 		stream SymbolStream
@@ -297,12 +298,17 @@ func streamRound(ctx context.Context, s *Session, replicas [2]Replica, reqs []Re
 			}()
 		}
 		wg.Wait()
-		for _, o := range pull {
-			o.done = o.resp.SymbolsEnd || o.resp.Err != nil
-			if s.Wants(o.req.ID) {
-				s.Deliver(o.resp)
+		// The session decodes as chunks arrive: its work, charged to
+		// pace chunk by chunk.
+		paced(ctx, pace, func() struct{} {
+			for _, o := range pull {
+				o.done = o.resp.SymbolsEnd || o.resp.Err != nil
+				if s.Wants(o.req.ID) {
+					s.Deliver(o.resp)
+				}
 			}
-		}
+			return struct{}{}
+		})
 	}
 }
 
