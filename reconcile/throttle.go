@@ -31,6 +31,15 @@ type ThrottleConfig struct {
 	BurstBusy time.Duration
 }
 
+// DefaultLoopBusyFraction is the busy-time budget `pebble-ae serve` gives
+// each of its repair loop's throttles (ThrottleConfig.BusyFraction, whose
+// zero means none): a quarter of a core, which admission control scales
+// down while the foreground suffers. With the session's own decoding paced
+// too (SyncOptions.Pace), it keeps a flat-out writer on a 2-core machine at
+// ≥ 0.93 of its idle throughput; a 500 000-record repair then takes ~23 s
+// instead of ~4 (docs/benchmarks.md).
+const DefaultLoopBusyFraction = 0.25
+
 // DefaultBurstBusy is the default ThrottleConfig.BurstBusy.
 const DefaultBurstBusy = 10 * time.Millisecond
 

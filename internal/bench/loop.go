@@ -42,7 +42,9 @@ type LoopLoadConfig struct {
 	Reps int
 	// ScanBytesPerSec, ScanKeysPerSec and WriteBytesPerSec configure the
 	// loop's throttles (defaults 64 MiB/s, 500k keys/s, 32 MiB/s);
-	// BusyFraction their busy-time budget in cores (default 0: none).
+	// BusyFraction their busy-time budget in cores (default
+	// reconcile.DefaultLoopBusyFraction, as `pebble-ae serve`; negative:
+	// none).
 	ScanBytesPerSec, ScanKeysPerSec, WriteBytesPerSec, BusyFraction float64
 	// Rate is the foreground's offered load in Puts/s, paced open-loop
 	// (default 20000; negative: closed loop, as fast as one writer goes).
@@ -370,7 +372,11 @@ func median(xs []float64) float64 {
 func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcile.Replica, srcKeys map[string]struct{},
 	withLoop, withAdmission bool, rng *rand.Rand, profile string) (LoadPhase, error) {
 	out := LoadPhase{Sessions: make(map[string]uint64), Reasons: make(map[string]int)}
-	busy := max(cfg.BusyFraction, 0)
+	busy := cfg.BusyFraction
+	if busy == 0 {
+		busy = reconcile.DefaultLoopBusyFraction
+	}
+	busy = max(busy, 0)
 	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: cfg.ScanBytesPerSec, KeysPerSec: cfg.ScanKeysPerSec, BusyFraction: busy})
 	if err != nil {
 		return out, err

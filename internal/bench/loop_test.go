@@ -134,8 +134,8 @@ func TestLoopLoadLarge(t *testing.T) {
 		}
 		source = []string{"nice", "-n", nice, buildPebbleAE(t), "serve"}
 	}
-	// PEBBLEAE_BENCH_LOOP_BUSY sets a busy-time budget (cores), for
-	// comparison.
+	// PEBBLEAE_BENCH_LOOP_BUSY sets the busy-time budget (cores; default
+	// reconcile.DefaultLoopBusyFraction; -1: none), for comparison.
 	var busy float64
 	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_BUSY"); v != "" {
 		var err error
