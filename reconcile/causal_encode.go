@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"cmp"
-	"math"
 	"slices"
 )
 
@@ -19,11 +18,8 @@ type vvEntry struct {
 // contexts of up to 8 replicas and records of up to 8 siblings it allocates
 // nothing beyond growing dst. It does not modify cur or ctx.
 func AppendCausalPut(dst []byte, cur Record, ctx VersionVector, at ReplicaID, ts Timestamp, value []byte, tombstone bool) []byte {
-	counter := max(cur.Context[at], ctx[at])
-	if counter < math.MaxUint64 {
-		counter++
-	}
-	dot := Dot{Replica: at, Counter: counter}
+	dot := nextDot(cur, ctx, at)
+	counter := dot.Counter
 	if tombstone {
 		value = nil
 	}

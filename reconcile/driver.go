@@ -82,7 +82,11 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 		return Stats{}, err
 	}
 	replicas := [2]Replica{a, b}
-	for step := paced(ctx, opts.Pace, s.Next); !step.Done; step = paced(ctx, opts.Pace, s.Next) {
+	next := func() (step Step) {
+		paced(ctx, opts.Pace, func() { step = s.Next() })
+		return step
+	}
+	for step := next(); !step.Done; step = next() {
 		RunStepPaced(ctx, s, replicas, step, opts.Pace)
 		if opts.Progress != nil {
 			opts.Progress(Progress{Partition: partition, Stats: s.Stats(), Done: s.Done()})
@@ -113,7 +117,7 @@ func RunStepPaced(ctx context.Context, s *Session, replicas [2]Replica, step Ste
 	}
 	if len(plain) > 0 {
 		resps := issue(ctx, replicas, plain)
-		paced(ctx, pace, func() struct{} { s.Deliver(resps...); return struct{}{} })
+		paced(ctx, pace, func() { s.Deliver(resps...) })
 	}
 	if len(streams) > 0 {
 		streamRound(ctx, s, replicas, streams, pace)
@@ -121,14 +125,14 @@ func RunStepPaced(ctx context.Context, s *Session, replicas [2]Replica, step Ste
 }
 
 // paced runs work and charges its duration to pace (if set).
-func paced[T any](ctx context.Context, pace func(context.Context, time.Duration) error, work func() T) T {
+func paced(ctx context.Context, pace func(context.Context, time.Duration) error, work func()) {
 	if pace == nil {
-		return work()
+		work()
+		return
 	}
 	start := time.Now()
-	v := work()
+	work()
 	_ = pace(ctx, time.Since(start)) // ctx's error: the next call fails with it
-	return v
 }
 
 // issue calls every request concurrently and returns the responses.

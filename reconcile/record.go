@@ -512,11 +512,8 @@ func decodeRecord(b []byte, rd *RecordDecoder) (Record, error) {
 // CausalPut does not modify cur or ctx. The result shares cur's sibling
 // Values, and the new sibling's Value aliases value.
 func CausalPut(cur Record, ctx VersionVector, at ReplicaID, ts Timestamp, value []byte, tombstone bool) Record {
-	counter := max(cur.Context[at], ctx[at])
-	if counter < math.MaxUint64 {
-		counter++
-	}
-	dot := Dot{Replica: at, Counter: counter}
+	dot := nextDot(cur, ctx, at)
+	counter := dot.Counter
 	if tombstone {
 		value = nil
 	}
@@ -588,6 +585,16 @@ func Sync(a, b Record) Record {
 		}
 	}
 	return Record{Mode: max(a.Mode, b.Mode), Context: a.Context.Merge(b.Context), Siblings: out}
+}
+
+// nextDot returns the dot of a causal write at replica at over cur with
+// causal context ctx: the next counter after both have seen, saturating.
+func nextDot(cur Record, ctx VersionVector, at ReplicaID) Dot {
+	counter := max(cur.Context[at], ctx[at])
+	if counter < math.MaxUint64 {
+		counter++
+	}
+	return Dot{Replica: at, Counter: counter}
 }
 
 // appendUvarint appends the minimal uvarint encoding of x.

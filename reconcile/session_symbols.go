@@ -300,14 +300,13 @@ func streamRound(ctx context.Context, s *Session, replicas [2]Replica, reqs []Re
 		wg.Wait()
 		// The session decodes as chunks arrive: its work, charged to
 		// pace chunk by chunk.
-		paced(ctx, pace, func() struct{} {
+		paced(ctx, pace, func() {
 			for _, o := range pull {
 				o.done = o.resp.SymbolsEnd || o.resp.Err != nil
 				if s.Wants(o.req.ID) {
 					s.Deliver(o.resp)
 				}
 			}
-			return struct{}{}
 		})
 	}
 }
