@@ -189,6 +189,11 @@ func addEntries(b *Bytes, es []Entry) {
 		k, rec := entrySize(e)
 		b.KeyLists += 1 + varintLen(k+rec) + k
 		b.Records += rec
+		if len(e.Record) > 0 {
+			// The key of a record moved is part of the record.
+			b.KeyLists -= uint64(len(e.Key))
+			b.RecordKeys += uint64(len(e.Key))
+		}
 	}
 }
 

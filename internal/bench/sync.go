@@ -68,11 +68,16 @@ type SyncResult struct {
 	// session runs at replica A (a node's repair loop with its own engine
 	// in-process), as in `pebble-ae serve`.
 	BytesMetadataRemote uint64 `json:"bytes_metadata_remote"`
-	BytesRecords        uint64 `json:"bytes_records"`
-	BytesFingerprints   uint64 `json:"bytes_fingerprints"`
-	BytesSketches       uint64 `json:"bytes_sketches"`
-	BytesKeyLists       uint64 `json:"bytes_key_lists"`
-	KeysTransferred     uint64 `json:"keys_transferred"`
+	// BytesRecords are the records moved, keys included: every entry
+	// that carries a record counts its key and encoded record here, and
+	// its framing and digest in BytesKeyLists. BytesRecordKeys is the
+	// key part of BytesRecords.
+	BytesRecords      uint64 `json:"bytes_records"`
+	BytesRecordKeys   uint64 `json:"bytes_record_keys"`
+	BytesFingerprints uint64 `json:"bytes_fingerprints"`
+	BytesSketches     uint64 `json:"bytes_sketches"`
+	BytesKeyLists     uint64 `json:"bytes_key_lists"`
+	KeysTransferred   uint64 `json:"keys_transferred"`
 	// SketchFallbacks counts symbol streams or sketches that did not
 	// decode, so the session fell back to descending the trees.
 	SketchFallbacks      int     `json:"sketch_fallbacks"`
@@ -241,8 +246,9 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 	res.BytesRemoteSide = st.B.Total().Total()
 	res.BytesMetadata = st.BytesMetadata()
 	rb := st.B.Total()
-	res.BytesMetadataRemote = rb.Total() - rb.Records
-	res.BytesRecords = b.Records
+	res.BytesMetadataRemote = rb.Metadata()
+	res.BytesRecords = b.Data()
+	res.BytesRecordKeys = b.RecordKeys
 	res.BytesFingerprints = b.Fingerprints
 	res.BytesSketches = b.Sketches
 	res.BytesKeyLists = b.KeyLists

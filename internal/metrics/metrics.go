@@ -61,7 +61,7 @@ func New() *Metrics {
 	m.roundTrips = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "session_round_trips_total",
 		Help: "Round trips of anti-entropy sessions."})
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "session_bytes_total",
-		Help: "Bytes exchanged by anti-entropy sessions, by kind (fingerprints, key_lists, records, overhead)."}, []string{"kind"})
+		Help: "Bytes exchanged by anti-entropy sessions, by kind (fingerprints, key_lists, sketches, records, record_keys, overhead)."}, []string{"kind"})
 	m.keysRepaired = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "keys_repaired_total",
 		Help: "Keys written by anti-entropy sessions, both sides."})
 	m.keysCompared = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "keys_compared_total",
@@ -103,7 +103,9 @@ func (m *Metrics) ObserveSession(r reconcile.SessionReport) {
 	b := r.Stats.Bytes()
 	m.bytes.WithLabelValues("fingerprints").Add(float64(b.Fingerprints))
 	m.bytes.WithLabelValues("key_lists").Add(float64(b.KeyLists))
+	m.bytes.WithLabelValues("sketches").Add(float64(b.Sketches))
 	m.bytes.WithLabelValues("records").Add(float64(b.Records))
+	m.bytes.WithLabelValues("record_keys").Add(float64(b.RecordKeys))
 	m.bytes.WithLabelValues("overhead").Add(float64(b.Overhead))
 	m.keysRepaired.Add(float64(r.Stats.KeysRepaired()))
 	m.keysCompared.Add(float64(r.Stats.KeysCompared))

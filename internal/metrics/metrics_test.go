@@ -26,6 +26,8 @@ func TestHandlerExportsLoopFigures(t *testing.T) {
 	st := reconcile.Stats{Sessions: 1, Rounds: 3, KeysTransferred: 7, Duration: 20 * time.Millisecond}
 	st.A.KeysRepaired = 5
 	st.B.Received.Records = 900
+	st.B.Received.RecordKeys = 160
+	st.A.Received.Sketches = 450
 	m.ObserveSession(reconcile.SessionReport{ID: 1, Outcome: "repaired", Stats: st})
 	m.ObserveSession(reconcile.SessionReport{ID: 2, Outcome: "not-ready"})
 	m.ObserveFullRound(reconcile.FullRound{Partition: 2})
@@ -41,6 +43,8 @@ func TestHandlerExportsLoopFigures(t *testing.T) {
 		`pebbleae_sessions_total{outcome="not-ready"} 1`,
 		`pebbleae_session_round_trips_total 3`,
 		`pebbleae_session_bytes_total{kind="records"} 900`,
+		`pebbleae_session_bytes_total{kind="record_keys"} 160`,
+		`pebbleae_session_bytes_total{kind="sketches"} 450`,
 		`pebbleae_keys_repaired_total 5`,
 		`pebbleae_keys_diverged_total 7`,
 		`pebbleae_full_rounds_total{partition="2"} 1`,
