@@ -57,7 +57,7 @@ func newBenchWriteCmd() *cobra.Command {
 	c.Flags().IntVar(&cfg.Rounds, "rounds", 5, "repetitions, each running every side once on a fresh DB")
 	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine side of the first repetition to this file")
 	c.Flags().StringVar(&cfg.PebbleCPUProfile, "pebble-cpuprofile", "", "write a CPU profile of the raw Pebble side of the first repetition to this file")
-	c.Flags().BoolVar(&cfg.SameRecords, "same-records", false, "add a baseline: raw Pebble writing the engine's own encoded records (the format without the engine)")
+	c.Flags().BoolVar(&cfg.SameRecords, "same-records", false, "add baselines: raw Pebble writing the engine's own encoded records (the format without the engine) and, in LWW mode, each value behind the least an LWW record must carry (the floor of any format)")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")
 	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "seed of the keys")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -77,6 +77,12 @@ func printWriteResult(res bench.WriteResult, cfg bench.WriteConfig) {
 		if r.RatioSameBytes > 0 {
 			fmt.Printf(", same bytes %.0f ops/s, ratio %.3f", r.PebbleSameBytesOpsPerSec, r.RatioSameBytes)
 		}
+		if r.RatioRecords > 0 {
+			fmt.Printf(", records %.0f ops/s", r.PebbleRecordsOpsPerSec)
+		}
+		if r.FloorVsPebble > 0 {
+			fmt.Printf(", floor %.0f ops/s (floor/pebble %.3f)", r.PebbleFloorOpsPerSec, r.FloorVsPebble)
+		}
 		fmt.Println()
 	}
 	fmt.Printf("  best:    engine %.0f ops/s, %s %.0f ops/s, ratio %.3f\n", res.EngineOpsPerSec, res.Baseline, res.PebbleOpsPerSec, res.Ratio)
@@ -84,6 +90,10 @@ func printWriteResult(res bench.WriteResult, cfg bench.WriteConfig) {
 	if res.RatioRecordsMedian > 0 {
 		fmt.Printf("  ratio vs raw Pebble writing the engine's records: median %.3f (min %.3f, max %.3f); by CPU time median %.3f (min %.3f, max %.3f)\n",
 			res.RatioRecordsMedian, res.RatioRecordsMin, res.RatioRecordsMax, res.CPURatioRecordsMedian, res.CPURatioRecordsMin, res.CPURatioRecordsMax)
+	}
+	if res.FloorVsPebbleMedian > 0 {
+		fmt.Printf("  floor (raw Pebble writing %d-byte values: the value behind the %d bytes an LWW stamp needs) vs %s: median %.3f (min %.3f, max %.3f), by CPU time %.3f; engine vs floor: median %.3f\n",
+			res.FloorRecordBytes, res.FloorRecordBytes-cfg.ValueSize, res.Baseline, res.FloorVsPebbleMedian, res.FloorVsPebbleMin, res.FloorVsPebbleMax, res.CPUFloorVsPebbleMedian, res.RatioFloorMedian)
 	}
 	if res.RatioSameBytesMedian > 0 {
 		fmt.Printf("  ratio vs same bytes (%d-byte values): median %.3f (min %.3f, max %.3f)\n", res.RecordBytes, res.RatioSameBytesMedian, res.RatioSameBytesMin, res.RatioSameBytesMax)

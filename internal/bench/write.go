@@ -51,8 +51,31 @@ type WriteConfig struct {
 	// encoded as the engine's record, stamped by an HLC; causal: Get,
 	// decode what is found, encode the causal put over it, Set), so that
 	// what the record format costs Pebble and what the engine's own code
-	// costs (tree hook, batch wrapper, locks) can be told apart.
+	// costs (tree hook, batch wrapper, locks) can be told apart. In LWW
+	// mode it also adds a fourth: raw Pebble writing each value behind the
+	// least any LWW record must carry (see FloorStampBytes), the floor of
+	// every record format.
 	SameRecords bool
+}
+
+// FloorStampBytes is the least an LWW record adds to its value: the HLC
+// timestamp's 8-byte wall time and 1-byte logical counter (0 for all but
+// the writes of one nanosecond), and the writer's replica ID with its
+// 1-byte length (the tie-break of equal timestamps), for the bench's
+// 5-byte writer ID.
+const FloorStampBytes = 8 + 1 + 1 + len(benchWriter)
+
+// benchWriter is the replica ID every side of the write benchmark stamps.
+const benchWriter = reconcile.ReplicaID("bench")
+
+// appendFloorStamp appends value behind the FloorStampBytes an LWW record
+// cannot do without (see FloorStampBytes).
+func appendFloorStamp(dst []byte, ts reconcile.Timestamp, value []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ts.WallTime))
+	dst = binary.AppendUvarint(dst, uint64(ts.Logical))
+	dst = append(dst, byte(len(benchWriter)))
+	dst = append(dst, benchWriter...)
+	return append(dst, value...)
 }
 
 // WriteResult is what the write-path benchmark measured.
@@ -96,6 +119,17 @@ type WriteResult struct {
 	CPURatioRecordsMedian  float64 `json:"cpu_ratio_records_median,omitempty"`
 	CPURatioRecordsMin     float64 `json:"cpu_ratio_records_min,omitempty"`
 	CPURatioRecordsMax     float64 `json:"cpu_ratio_records_max,omitempty"`
+	// The floor baseline (LWW with SameRecords): raw Pebble writing each
+	// value behind FloorStampBytes. RatioFloorMedian is the engine against
+	// it; FloorVsPebbleMedian is it against raw Pebble Set, the most any
+	// engine storing an LWW stamp with the value could reach.
+	FloorRecordBytes       int     `json:"floor_record_bytes,omitempty"`
+	PebbleFloorOpsPerSec   float64 `json:"pebble_floor_ops_per_sec,omitempty"`
+	RatioFloorMedian       float64 `json:"ratio_floor_median,omitempty"`
+	FloorVsPebbleMedian    float64 `json:"floor_vs_pebble_median,omitempty"`
+	FloorVsPebbleMin       float64 `json:"floor_vs_pebble_min,omitempty"`
+	FloorVsPebbleMax       float64 `json:"floor_vs_pebble_max,omitempty"`
+	CPUFloorVsPebbleMedian float64 `json:"cpu_floor_vs_pebble_median,omitempty"`
 	// CPURatio* are the same ratios by CPU time instead of wall-clock time
 	// (Pebble's CPU seconds / the engine's, per repetition: how much more
 	// CPU the engine spends on the same writes, background work included).
@@ -140,6 +174,13 @@ type WriteRun struct {
 	PebbleRecordsCPUSeconds float64 `json:"pebble_records_cpu_seconds,omitempty"`
 	RatioRecords            float64 `json:"ratio_records,omitempty"`
 	CPURatioRecords         float64 `json:"cpu_ratio_records,omitempty"`
+	// The floor baseline's throughput, CPU seconds and ratios (engine /
+	// floor, floor / raw Pebble).
+	PebbleFloorOpsPerSec  float64 `json:"pebble_floor_ops_per_sec,omitempty"`
+	PebbleFloorCPUSeconds float64 `json:"pebble_floor_cpu_seconds,omitempty"`
+	RatioFloor            float64 `json:"ratio_floor,omitempty"`
+	FloorVsPebble         float64 `json:"floor_vs_pebble,omitempty"`
+	CPUFloorVsPebble      float64 `json:"cpu_floor_vs_pebble,omitempty"`
 }
 
 func (c *WriteConfig) defaults() {
@@ -236,9 +277,9 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	sameBytes := cfg
 	now, value := reconcile.NewHLC(nil).Now(), benchValue(cfg.ValueSize)
 	if causal {
-		sameBytes.ValueSize = reconcile.CausalPut(reconcile.Record{}, nil, "bench", now, value, false).EncodedLen()
+		sameBytes.ValueSize = reconcile.CausalPut(reconcile.Record{}, nil, benchWriter, now, value, false).EncodedLen()
 	} else {
-		sameBytes.ValueSize = reconcile.NewLWW("bench", now, value, false).EncodedLen()
+		sameBytes.ValueSize = reconcile.NewLWW(benchWriter, now, value, false).EncodedLen()
 	}
 	res.RecordBytes = sameBytes.ValueSize
 	res.LoadAvgStart = loadAverage()
@@ -250,7 +291,7 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 		if la := loadAverage(); la != nil {
 			run.LoadAvg1 = la[0]
 		}
-		var pt, bt, et, rt sideTime
+		var pt, bt, et, rt, ft sideTime
 		sides := []func() error{
 			func() (err error) {
 				profile := ""
@@ -272,8 +313,12 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 		}
 		run.Order = "pebble,same,engine"
 		if cfg.SameRecords {
-			sides = slices.Insert(sides, 2, func() (err error) { rt, err = writePebbleRecords(cfg); return err })
+			sides = slices.Insert(sides, 2, func() (err error) { rt, err = writePebbleRecords(cfg, false); return err })
 			run.Order = "pebble,same,records,engine"
+			if !causal {
+				sides = slices.Insert(sides, 3, func() (err error) { ft, err = writePebbleRecords(cfg, true); return err })
+				run.Order = "pebble,same,records,floor,engine"
+			}
 		}
 		if r%2 == 1 {
 			slices.Reverse(sides)
@@ -315,6 +360,16 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 				run.CPURatioRecords = rt.cpu / et.cpu
 			}
 		}
+		if ft.wall > 0 {
+			run.PebbleFloorOpsPerSec = float64(cfg.Keys) / ft.wall
+			run.RatioFloor = ft.wall / es
+			run.FloorVsPebble = ps / ft.wall
+			res.PebbleFloorOpsPerSec = max(res.PebbleFloorOpsPerSec, run.PebbleFloorOpsPerSec)
+			if ft.cpu > 0 {
+				run.PebbleFloorCPUSeconds = ft.cpu
+				run.CPUFloorVsPebble = pt.cpu / ft.cpu
+			}
+		}
 		res.Runs = append(res.Runs, run)
 	}
 	res.LoadAvgEnd = loadAverage()
@@ -327,6 +382,12 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	if cfg.SameRecords {
 		res.RatioRecordsMedian, res.RatioRecordsMin, res.RatioRecordsMax = spread(res.Runs, func(r WriteRun) float64 { return r.RatioRecords })
 		res.CPURatioRecordsMedian, res.CPURatioRecordsMin, res.CPURatioRecordsMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatioRecords })
+		if !causal {
+			res.FloorRecordBytes = FloorStampBytes + cfg.ValueSize
+			res.RatioFloorMedian, _, _ = spread(res.Runs, func(r WriteRun) float64 { return r.RatioFloor })
+			res.FloorVsPebbleMedian, res.FloorVsPebbleMin, res.FloorVsPebbleMax = spread(res.Runs, func(r WriteRun) float64 { return r.FloorVsPebble })
+			res.CPUFloorVsPebbleMedian, _, _ = spread(res.Runs, func(r WriteRun) float64 { return r.CPUFloorVsPebble })
+		}
 	}
 	if res.PebbleSameBytesSeconds > 0 {
 		res.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / res.PebbleSameBytesSeconds
@@ -448,8 +509,9 @@ func writePebble(cfg WriteConfig, cpuProfile string) (t sideTime, err error) {
 
 // writePebbleRecords is writePebble writing the engine's records instead of
 // the bare values (see WriteConfig.SameRecords): the record format without
-// the engine around it.
-func writePebbleRecords(cfg WriteConfig) (t sideTime, err error) {
+// the engine around it. With floor (LWW only) it writes each value behind
+// the least an LWW record needs instead (appendFloorStamp).
+func writePebbleRecords(cfg WriteConfig, floor bool) (t sideTime, err error) {
 	dir, cleanup, err := scratchDir(cfg.Dir, "records")
 	if err != nil {
 		return sideTime{}, err
@@ -459,7 +521,7 @@ func writePebbleRecords(cfg WriteConfig) (t sideTime, err error) {
 	if err != nil {
 		return sideTime{}, err
 	}
-	const writer = reconcile.ReplicaID("bench")
+	const writer = benchWriter
 	clock := reconcile.NewHLC(nil)
 	nextValue := values(cfg)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
@@ -497,7 +559,11 @@ func writePebbleRecords(cfg WriteConfig) (t sideTime, err error) {
 				if j > 0 {
 					ts = clock.Next()
 				}
-				enc = reconcile.AppendLWW(enc[:0], writer, ts, nextValue(), false)
+				if floor {
+					enc = appendFloorStamp(enc[:0], ts, nextValue())
+				} else {
+					enc = reconcile.AppendLWW(enc[:0], writer, ts, nextValue(), false)
+				}
 				if err := b.Set(keyAt(key, rng), enc, nil); err != nil {
 					return sideTime{}, err
 				}
@@ -518,7 +584,7 @@ func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (t sid
 		return sideTime{}, 0, 0, err
 	}
 	defer cleanup()
-	e, err := engine.Open(dir, &engine.Options{ReplicaID: "bench", Mode: cfg.Mode})
+	e, err := engine.Open(dir, &engine.Options{ReplicaID: benchWriter, Mode: cfg.Mode})
 	if err != nil {
 		return sideTime{}, 0, 0, err
 	}

@@ -22,9 +22,35 @@ func TestWriteSmall(t *testing.T) {
 		if res.PebbleRecordsOpsPerSec <= 0 || res.RatioRecordsMin <= 0 || res.RatioRecordsMin > res.RatioRecordsMedian || res.RatioRecordsMedian > res.RatioRecordsMax {
 			t.Fatalf("same-records baseline missing or inconsistent: %+v", res)
 		}
-		if res.Runs[0].Order != "pebble,same,records,engine" || res.Runs[1].Order != "engine,records,same,pebble" {
-			t.Fatalf("orders %q, %q", res.Runs[0].Order, res.Runs[1].Order)
+		wantOrder := [2]string{"pebble,same,records,engine", "engine,records,same,pebble"}
+		if m == reconcile.ModeLWW {
+			wantOrder = [2]string{"pebble,same,records,floor,engine", "engine,floor,records,same,pebble"}
+			if res.PebbleFloorOpsPerSec <= 0 || res.FloorVsPebbleMin <= 0 || res.FloorVsPebbleMin > res.FloorVsPebbleMedian ||
+				res.FloorVsPebbleMedian > res.FloorVsPebbleMax || res.RatioFloorMedian <= 0 ||
+				res.FloorRecordBytes != 100+FloorStampBytes || res.FloorRecordBytes >= res.RecordBytes {
+				t.Fatalf("floor baseline missing or inconsistent: %+v", res)
+			}
+		} else if res.PebbleFloorOpsPerSec != 0 || res.FloorRecordBytes != 0 {
+			t.Fatalf("floor baseline in causal mode: %+v", res)
+		}
+		if res.Runs[0].Order != wantOrder[0] || res.Runs[1].Order != wantOrder[1] {
+			t.Fatalf("orders %q, %q; want %q", res.Runs[0].Order, res.Runs[1].Order, wantOrder)
 		}
 		t.Logf("%+v", res)
+	}
+}
+
+// TestFloorStamp checks the floor baseline's record: the value behind
+// exactly FloorStampBytes (one-byte logical counter), shorter than the
+// engine's record of the same write.
+func TestFloorStamp(t *testing.T) {
+	ts := reconcile.Timestamp{WallTime: 1_800_000_000_000_000_000, Logical: 3}
+	value := []byte("0123456789")
+	got := appendFloorStamp(nil, ts, value)
+	if len(got) != FloorStampBytes+len(value) || string(got[len(got)-len(value):]) != string(value) {
+		t.Fatalf("floor record %x: %d bytes, want %d ending in the value", got, len(got), FloorStampBytes+len(value))
+	}
+	if full := reconcile.AppendLWW(nil, benchWriter, ts, value, false); len(full) <= len(got) {
+		t.Fatalf("engine record %d bytes, not longer than the floor's %d", len(full), len(got))
 	}
 }
