@@ -11,8 +11,9 @@
 // Targets:
 //
 //   - FuzzRecordCodec: DecodeRecord never panics, and accepts exactly the
-//     canonical encodings of valid records (decode then encode is the
-//     identity on accepted bytes).
+//     canonical encodings of valid records, in format 1 or 2 (decode then
+//     encode in the input's format is the identity on accepted bytes; the
+//     other format decodes to the same record).
 //   - FuzzRecordRoundTrip: records built from fuzz input survive
 //     encode/decode unchanged, and encode canonically.
 //   - FuzzSyncLaws: Sync (and the KeepSiblings resolver) is commutative,

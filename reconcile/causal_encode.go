@@ -55,15 +55,20 @@ func AppendCausalPut(dst []byte, cur Record, ctx VersionVector, at ReplicaID, ts
 
 	dst = append(dst, RecordFormatVersion, byte(ModeCausal))
 	dst = appendUvarint(dst, uint64(len(entries)))
+	var idBuf [8]ReplicaID
+	ids := idBuf[:0]
 	for _, e := range entries {
 		dst = appendReplicaID(dst, e.id)
 		dst = appendUvarint(dst, e.n)
+		ids = append(ids, e.id)
 	}
-	return appendSiblings(dst, sibs)
+	// Every sibling's dot is covered by the context: cur's by cur.Context
+	// (a valid record) and the new one by its own entry.
+	return appendSiblingsV2(dst, sibs, ids)
 }
 
 // appendSiblings appends the sibling count and the siblings, which must be
-// in dot order (see AppendEncode).
+// in dot order, in format 1 (see AppendEncodeV1).
 func appendSiblings(dst []byte, sibs []Sibling) []byte {
 	dst = appendUvarint(dst, uint64(len(sibs)))
 	for _, s := range sibs {

@@ -1,40 +1,27 @@
 package reconcile
 
-import "encoding/binary"
-
 // LWWEncodedLen returns the length of NewLWW(writer, ts, value,
 // tombstone).Encode() without building the record.
 func LWWEncodedLen(writer ReplicaID, ts Timestamp, value []byte, tombstone bool) int {
 	if tombstone {
 		value = nil
 	}
-	n := 2 + 1 + 1 // version, mode, empty context, one sibling
-	n += uvarintLen(uint64(len(writer))) + len(writer)
-	n += 1 // counter 0
-	n += uvarintLen(uint64(ts.WallTime)) + uvarintLen(uint64(ts.Logical))
-	n += 1 // flags
-	n += uvarintLen(uint64(len(value))) + len(value)
-	return n
+	return 2 + 8 + uvarintLen(uint64(ts.Logical)) + uvarintLen(uint64(len(writer))) + len(writer) + len(value)
 }
 
 // AppendLWW appends exactly the bytes of NewLWW(writer, ts, value,
 // tombstone).Encode() to dst, without allocating a Record: the LWW write
-// path encodes straight into the Pebble batch with it.
+// path encodes straight into the Pebble batch with it. The layout is
+// format 2's LWW record (see Record.AppendEncode).
 func AppendLWW(dst []byte, writer ReplicaID, ts Timestamp, value []byte, tombstone bool) []byte {
+	kind := byte(ModeLWW)
 	if tombstone {
 		value = nil
+		kind |= kindTombstone
 	}
-	dst = append(dst, RecordFormatVersion, byte(ModeLWW), 0, 1)
+	dst = append(dst, RecordFormatVersion, kind)
+	dst = appendTimestampV2(dst, ts)
 	dst = appendReplicaID(dst, writer)
-	dst = append(dst, 0)
-	dst = binary.AppendUvarint(dst, uint64(ts.WallTime))
-	dst = binary.AppendUvarint(dst, uint64(ts.Logical))
-	var flags byte
-	if tombstone {
-		flags |= flagTombstone
-	}
-	dst = append(dst, flags)
-	dst = binary.AppendUvarint(dst, uint64(len(value)))
 	return append(dst, value...)
 }
 

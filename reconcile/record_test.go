@@ -32,6 +32,14 @@ func (w wire) sib(id string, counter uint64, wall int64, logical uint32, flags b
 // lwwHeader is version 1, mode LWW, empty context, one sibling.
 func lwwHeader() wire { return wire{}.raw(1, 1).uv(0).uv(1) }
 
+// be8 appends x as 8 big-endian bytes (a format-2 wall time).
+func (w wire) be8(x uint64) wire { return binary.BigEndian.AppendUint64(w, x) }
+
+// sib2 appends one format-2 causal sibling.
+func (w wire) sib2(index, counter uint64, wall int64, logical uint32, flags byte, value string) wire {
+	return w.uv(index).uv(counter).be8(uint64(wall)).uv(uint64(logical)).raw(flags).uv(uint64(len(value))).str(value)
+}
+
 func dot(r string, n uint64) reconcile.Dot {
 	return reconcile.Dot{Replica: reconcile.ReplicaID(r), Counter: n}
 }
@@ -84,6 +92,68 @@ func TestRecordEncodeGolden(t *testing.T) {
 		{
 			"lww value",
 			reconcile.NewLWW("a", ts(5, 1), []byte("xy"), false),
+			"02" + "01" + "0000000000000005" + "01" + "0161" + "7879",
+		},
+		{
+			"lww tombstone drops value",
+			reconcile.NewLWW("a", ts(300, 0), []byte("ignored"), true),
+			"02" + "05" + "000000000000012c" + "00" + "0161",
+		},
+		{
+			"lww empty value",
+			reconcile.NewLWW("ab", ts(1, 200), nil, false),
+			"02" + "01" + "0000000000000001" + "c801" + "026162",
+		},
+		{
+			"causal, canonicalized",
+			causal(vv{"b": 1, "a": 2, "z": 0},
+				sibling("b", 1, ts(7, 0), "v"),
+				tombstone("a", 2, ts(6, 3))),
+			"02" + "02" + "02" + "0161" + "02" + "0162" + "01" +
+				"02" + "00" + "02" + "0000000000000006" + "03" + "01" + "00" +
+				"01" + "01" + "0000000000000007" + "00" + "00" + "01" + "76",
+		},
+		{
+			"causal, context covering more than the siblings",
+			causal(vv{"a": 3, "b": 1, "c": 5}, sibling("c", 4, ts(1, 0), "w")),
+			"02" + "02" + "03" + "0161" + "03" + "0162" + "01" + "0163" + "05" +
+				"01" + "02" + "04" + "0000000000000001" + "00" + "00" + "01" + "77",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.r.Encode()
+			if hex.EncodeToString(got) != tc.wantHex {
+				t.Fatalf("Encode() = %x\nwant       %s", got, tc.wantHex)
+			}
+			if n := tc.r.EncodedLen(); n != len(got) {
+				t.Fatalf("EncodedLen() = %d, want %d", n, len(got))
+			}
+			prefix := []byte("prefix")
+			if appended := tc.r.AppendEncode(slices.Clone(prefix)); !bytes.Equal(appended, append(prefix, got...)) {
+				t.Fatalf("AppendEncode = %x, want prefix + %x", appended, got)
+			}
+			back, err := reconcile.DecodeRecord(got)
+			if err != nil {
+				t.Fatalf("DecodeRecord: %v", err)
+			}
+			if !back.Equal(tc.r) {
+				t.Fatalf("DecodeRecord(Encode(r)) = %+v, want %+v", back, tc.r)
+			}
+		})
+	}
+}
+
+// TestRecordEncodeV1Golden pins format 1, which DecodeRecord still reads
+// (DBs written before format 2) and AppendEncodeV1 still writes.
+func TestRecordEncodeV1Golden(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		r       reconcile.Record
+		wantHex string
+	}{
+		{
+			"lww value",
+			reconcile.NewLWW("a", ts(5, 1), []byte("xy"), false),
 			"01" + "01" + "00" + "01" + "0161" + "00" + "05" + "01" + "00" + "02" + "7879",
 		},
 		{
@@ -102,20 +172,26 @@ func TestRecordEncodeGolden(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := tc.r.Encode()
+			got := tc.r.AppendEncodeV1(nil)
 			if hex.EncodeToString(got) != tc.wantHex {
-				t.Fatalf("Encode() = %x\nwant       %s", got, tc.wantHex)
+				t.Fatalf("AppendEncodeV1() = %x\nwant       %s", got, tc.wantHex)
 			}
 			prefix := []byte("prefix")
-			if appended := tc.r.AppendEncode(slices.Clone(prefix)); !bytes.Equal(appended, append(prefix, got...)) {
-				t.Fatalf("AppendEncode = %x, want prefix + %x", appended, got)
+			if appended := tc.r.AppendEncodeV1(slices.Clone(prefix)); !bytes.Equal(appended, append(prefix, got...)) {
+				t.Fatalf("AppendEncodeV1 = %x, want prefix + %x", appended, got)
 			}
 			back, err := reconcile.DecodeRecord(got)
 			if err != nil {
 				t.Fatalf("DecodeRecord: %v", err)
 			}
 			if !back.Equal(tc.r) {
-				t.Fatalf("DecodeRecord(Encode(r)) = %+v, want %+v", back, tc.r)
+				t.Fatalf("DecodeRecord(AppendEncodeV1(r)) = %+v, want %+v", back, tc.r)
+			}
+			// Re-encoding moves the record to format 2: same record,
+			// different bytes (a session rewrites such a record where a
+			// peer holds the format-2 bytes).
+			if v2 := back.Encode(); v2[0] != reconcile.RecordFormatVersion || bytes.Equal(v2, got) {
+				t.Fatalf("Encode of a decoded format-1 record = %x", v2)
 			}
 		})
 	}
@@ -182,7 +258,7 @@ func TestDecodeRecordMalformed(t *testing.T) {
 	}{
 		{"empty", nil, reconcile.ErrMalformedRecord, "truncated before format version"},
 		{"version 0", wire{}.raw(0, 1), reconcile.ErrUnsupportedRecordVersion, "version 0"},
-		{"version 2", wire{}.raw(2, 1).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), reconcile.ErrUnsupportedRecordVersion, "version 2"},
+		{"version 3", wire{}.raw(3, 1).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), reconcile.ErrUnsupportedRecordVersion, "version 3"},
 		{"no mode", wire{}.raw(1), reconcile.ErrMalformedRecord, "truncated before mode"},
 		{"mode 0", wire{}.raw(1, 0).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), reconcile.ErrUnknownMode, "unknown mode"},
 		{"mode 3", wire{}.raw(1, 3).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), reconcile.ErrUnknownMode, "unknown mode"},
@@ -240,18 +316,85 @@ func TestDecodeRecordMalformed(t *testing.T) {
 }
 
 // TestDecodeRecordTruncations checks that every strict prefix of valid
-// encodings is rejected.
+// encodings is rejected, except within a format-2 LWW record's value: that
+// value is the rest of the record (the Pebble value or the proto field
+// around it has the length), so a prefix that cuts it is the record with
+// the shorter value.
 func TestDecodeRecordTruncations(t *testing.T) {
-	for _, r := range []reconcile.Record{
-		reconcile.NewLWW("replica", ts(1<<40, 3), []byte("value"), false),
-		causal(vv{"a": 2, "b": 300}, sibling("a", 2, ts(9, 9), "v1"), tombstone("b", 300, ts(1, 1))),
+	lww := reconcile.NewLWW("replica", ts(1<<40, 3), []byte("value"), false)
+	for _, enc := range [][]byte{
+		lww.AppendEncodeV1(nil),
+		causal(vv{"a": 2, "b": 300}, sibling("a", 2, ts(9, 9), "v1"), tombstone("b", 300, ts(1, 1))).Encode(),
+		causal(vv{"a": 2, "b": 300}, sibling("a", 2, ts(9, 9), "v1"), tombstone("b", 300, ts(1, 1))).AppendEncodeV1(nil),
+		lww.Encode()[:len(lww.Encode())-len("value")],
 	} {
-		enc := r.Encode()
 		for n := range len(enc) {
 			if _, err := reconcile.DecodeRecord(enc[:n]); !errors.Is(err, reconcile.ErrMalformedRecord) {
 				t.Fatalf("DecodeRecord of %d-byte prefix of %x: %v, want ErrMalformedRecord", n, enc, err)
 			}
 		}
+	}
+	enc := lww.Encode()
+	for n := len(enc) - len("value"); n < len(enc); n++ {
+		got, err := reconcile.DecodeRecord(enc[:n])
+		want := reconcile.NewLWW("replica", ts(1<<40, 3), []byte("value")[:n-(len(enc)-len("value"))], false)
+		if err != nil || !got.Equal(want) {
+			t.Fatalf("DecodeRecord of %d-byte prefix of %x = %+v, %v; want %+v", n, enc, got, err, want)
+		}
+	}
+}
+
+// TestDecodeRecordMalformedV2 is TestDecodeRecordMalformed for format 2.
+func TestDecodeRecordMalformedV2(t *testing.T) {
+	lww := func(kind byte) wire { return wire{}.raw(2, kind) }
+	causal2 := func() wire { return wire{}.raw(2, 2) }
+	for _, tc := range []struct {
+		name    string
+		in      []byte
+		wantErr error
+		wantMsg string
+	}{
+		{"no kind", wire{}.raw(2), reconcile.ErrMalformedRecord, "truncated before kind"},
+		{"kind 0", lww(0).be8(1).uv(0).id("a"), reconcile.ErrUnknownMode, "kind 0x00"},
+		{"kind 3", lww(3).be8(1).uv(0).id("a"), reconcile.ErrUnknownMode, "kind 0x03"},
+		{"unknown kind bit", lww(0x09).be8(1).uv(0).id("a"), reconcile.ErrUnknownMode, "kind 0x09"},
+		{"invalid kind", lww(0xff), reconcile.ErrUnknownMode, "kind 0xff"},
+		{"causal tombstone bit", wire{}.raw(2, 6).uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "LWW tombstone bit"},
+		{"lww truncated wall", lww(1).raw(0, 0, 0, 1), reconcile.ErrMalformedRecord, "wall time"},
+		{"lww wall beyond int64", lww(1).be8(1 << 63).uv(0).id("a"), reconcile.ErrMalformedRecord, "exceeds the int64 range"},
+		{"lww logical beyond uint32", lww(1).be8(1).uv(1 << 32).id("a"), reconcile.ErrMalformedRecord, "exceeds the uint32 range"},
+		{"lww non-minimal logical", lww(1).be8(1).raw(0x80, 0x00).id("a"), reconcile.ErrMalformedRecord, "non-minimal varint for logical time"},
+		{"lww no writer", lww(1).be8(1).uv(0), reconcile.ErrMalformedRecord, "truncated replica ID length"},
+		{"lww empty writer", lww(1).be8(1).uv(0).id(""), reconcile.ErrInvalidReplicaID, "length 0"},
+		{"lww writer exceeds input", lww(1).be8(1).uv(0).uv(9).str("ab"), reconcile.ErrMalformedRecord, "replica ID length 9 exceeds"},
+		{"lww tombstone with value", lww(5).be8(1).uv(0).id("a").str("v"), reconcile.ErrMalformedRecord, "tombstone with a 1-byte value"},
+		{"causal no sibling", causal2().uv(1).entry("a", 1).uv(0), reconcile.ErrMalformedRecord, "without siblings"},
+		{"causal index beyond context", causal2().uv(1).entry("a", 1).uv(1).sib2(1, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "replica index 1, the context has 1"},
+		{"causal empty context", causal2().uv(0).uv(1).sib2(0, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "replica index 0, the context has 0"},
+		{"causal dot beyond context", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 2, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not covered"},
+		{"causal counter 0", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 0, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "counter 0"},
+		{"causal siblings out of order", causal2().uv(2).entry("a", 1).entry("b", 1).uv(2).sib2(1, 1, 1, 0, 0, "").sib2(0, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not after"},
+		{"causal duplicate dots", causal2().uv(1).entry("a", 1).uv(2).sib2(0, 1, 1, 0, 0, "x").sib2(0, 1, 2, 0, 0, "y"), reconcile.ErrMalformedRecord, "same dot"},
+		{"causal unknown flag", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 2, ""), reconcile.ErrMalformedRecord, "unknown flags"},
+		{"causal tombstone with value", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 1, "v"), reconcile.ErrMalformedRecord, "tombstone with a 1-byte value"},
+		{"causal wall beyond int64", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, -1, 0, 0, ""), reconcile.ErrMalformedRecord, "exceeds the int64 range"},
+		{"causal sibling count exceeds input", causal2().uv(1).entry("a", 1).uv(2).sib2(0, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "sibling count 2 exceeds"},
+		{"causal value length exceeds input", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 0, "")[:19].uv(5).str("ab"), reconcile.ErrMalformedRecord, "value length 5 exceeds"},
+		{"causal trailing byte", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 0, "v").raw(0), reconcile.ErrMalformedRecord, "1 trailing bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := reconcile.DecodeRecord(tc.in)
+			if !errors.Is(err, tc.wantErr) || !errors.Is(err, reconcile.ErrMalformedRecord) {
+				t.Fatalf("DecodeRecord(%x) = %+v, %v; want %v and ErrMalformedRecord", tc.in, r, err, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("DecodeRecord(%x) error %q does not mention %q", tc.in, err, tc.wantMsg)
+			}
+			var rd reconcile.RecordDecoder
+			if _, rerr := rd.Decode(tc.in); rerr == nil || rerr.Error() != err.Error() {
+				t.Fatalf("RecordDecoder.Decode error %v, DecodeRecord error %v", rerr, err)
+			}
+		})
 	}
 }
 

@@ -282,6 +282,12 @@ func (d *decoder) versionVector() (VersionVector, error) { return d.versionVecto
 // versionVectorInto is versionVector into the map into (cleared first), or
 // into a new map if into is nil.
 func (d *decoder) versionVectorInto(into VersionVector) (VersionVector, error) {
+	return d.versionVectorIDs(into, nil)
+}
+
+// versionVectorIDs is versionVectorInto that also appends the vector's
+// replica IDs, in their (ascending) order, to *ids if ids is not nil.
+func (d *decoder) versionVectorIDs(into VersionVector, ids *[]ReplicaID) (VersionVector, error) {
 	start := d.off
 	count, err := d.uvarint("vector length")
 	if err != nil {
@@ -317,6 +323,9 @@ func (d *decoder) versionVectorInto(into VersionVector) (VersionVector, error) {
 			return nil, d.failAt(counterStart, "vector entry %d: replica %q has a zero counter", i, id)
 		}
 		v[id] = n
+		if ids != nil {
+			*ids = append(*ids, id)
+		}
 	}
 	return v, nil
 }
