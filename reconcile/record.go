@@ -313,10 +313,16 @@ func (r Record) EncodedLen() int {
 }
 
 // lwwSibling returns r's sibling if r has the shape format 2 encodes as an
-// LWW record: one sibling with counter 0 and no context.
+// LWW record: one sibling with counter 0, and no value if a tombstone, and
+// no context.
 func (r Record) lwwSibling() (Sibling, bool) {
-	if len(r.Siblings) != 1 || r.Siblings[0].Dot.Counter != 0 || len(r.Context.sortedReplicas()) != 0 {
+	if len(r.Siblings) != 1 || r.Siblings[0].Dot.Counter != 0 || (r.Siblings[0].Tombstone && len(r.Siblings[0].Value) != 0) {
 		return Sibling{}, false
+	}
+	for _, n := range r.Context {
+		if n != 0 {
+			return Sibling{}, false
+		}
 	}
 	return r.Siblings[0], true
 }

@@ -344,6 +344,38 @@ func TestDecodeRecordTruncations(t *testing.T) {
 	}
 }
 
+// TestEncodeInvalidRecords checks that a record failing Validate encodes
+// to bytes DecodeRecord rejects, in both formats, never to another record.
+func TestEncodeInvalidRecords(t *testing.T) {
+	valid := reconcile.NewLWW("a", ts(1, 0), []byte("v"), false)
+	for _, tc := range []struct {
+		name string
+		r    reconcile.Record
+	}{
+		{"lww tombstone with value", reconcile.Record{Mode: reconcile.ModeLWW, Siblings: []reconcile.Sibling{{Dot: dot("a", 0), Tombstone: true, Value: []byte("v")}}}},
+		{"lww two siblings", reconcile.Record{Mode: reconcile.ModeLWW, Siblings: []reconcile.Sibling{valid.Siblings[0], {Dot: dot("b", 0)}}}},
+		{"lww no sibling", reconcile.Record{Mode: reconcile.ModeLWW}},
+		{"lww nonzero counter", reconcile.Record{Mode: reconcile.ModeLWW, Siblings: []reconcile.Sibling{{Dot: dot("a", 1)}}}},
+		{"lww with context", reconcile.Record{Mode: reconcile.ModeLWW, Context: vv{"a": 1}, Siblings: valid.Siblings}},
+		{"lww negative wall time", reconcile.NewLWW("a", ts(-5, 0), []byte("v"), false)},
+		{"lww empty writer", reconcile.NewLWW("", ts(1, 0), []byte("v"), false)},
+		{"causal dot not in context", causal(vv{"a": 1}, sibling("b", 1, ts(1, 0), "v"))},
+		{"causal no sibling", causal(vv{"a": 1})},
+		{"mode 0", reconcile.Record{Siblings: valid.Siblings}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.r.Validate(); err == nil {
+				t.Fatalf("Validate accepted %+v", tc.r)
+			}
+			for _, enc := range [][]byte{tc.r.Encode(), tc.r.AppendEncodeV1(nil)} {
+				if got, err := reconcile.DecodeRecord(enc); err == nil {
+					t.Fatalf("DecodeRecord(%x) = %+v, want an error", enc, got)
+				}
+			}
+		})
+	}
+}
+
 // TestDecodeRecordMalformedV2 is TestDecodeRecordMalformed for format 2.
 func TestDecodeRecordMalformedV2(t *testing.T) {
 	lww := func(kind byte) wire { return wire{}.raw(2, kind) }
