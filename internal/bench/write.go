@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -130,6 +131,11 @@ type WriteResult struct {
 	FloorVsPebbleMin       float64 `json:"floor_vs_pebble_min,omitempty"`
 	FloorVsPebbleMax       float64 `json:"floor_vs_pebble_max,omitempty"`
 	CPUFloorVsPebbleMedian float64 `json:"cpu_floor_vs_pebble_median,omitempty"`
+	// Median megabytes written by each side (see WriteRun.EngineMBWritten).
+	EngineMBWrittenMedian  float64 `json:"engine_mb_written_median,omitempty"`
+	PebbleMBWrittenMedian  float64 `json:"pebble_mb_written_median,omitempty"`
+	RecordsMBWrittenMedian float64 `json:"records_mb_written_median,omitempty"`
+	FloorMBWrittenMedian   float64 `json:"floor_mb_written_median,omitempty"`
 	// CPURatio* are the same ratios by CPU time instead of wall-clock time
 	// (Pebble's CPU seconds / the engine's, per repetition: how much more
 	// CPU the engine spends on the same writes, background work included).
@@ -181,6 +187,14 @@ type WriteRun struct {
 	RatioFloor            float64 `json:"ratio_floor,omitempty"`
 	FloorVsPebble         float64 `json:"floor_vs_pebble,omitempty"`
 	CPUFloorVsPebble      float64 `json:"cpu_floor_vs_pebble,omitempty"`
+	// Megabytes (1e6) each side's Pebble had written by the end of its timed
+	// part: WAL, flushes and compactions. Compactions still running then
+	// are not counted, so these move a little between repetitions.
+	EngineMBWritten    float64 `json:"engine_mb_written,omitempty"`
+	PebbleMBWritten    float64 `json:"pebble_mb_written,omitempty"`
+	SameBytesMBWritten float64 `json:"same_bytes_mb_written,omitempty"`
+	RecordsMBWritten   float64 `json:"records_mb_written,omitempty"`
+	FloorMBWritten     float64 `json:"floor_mb_written,omitempty"`
 }
 
 func (c *WriteConfig) defaults() {
@@ -347,6 +361,8 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 		}
 		run.PebbleSameBytesOpsPerSec = float64(cfg.Keys) / pb
 		run.RatioSameBytes = pb / es
+		run.EngineMBWritten, run.PebbleMBWritten, run.SameBytesMBWritten = mb(et.written), mb(pt.written), mb(bt.written)
+		run.RecordsMBWritten, run.FloorMBWritten = mb(rt.written), mb(ft.written)
 		if et.cpu > 0 {
 			run.EngineCPUSeconds, run.PebbleCPUSeconds, run.PebbleSameBytesCPUSeconds = et.cpu, pt.cpu, bt.cpu
 			run.CPURatio, run.CPURatioSameBytes = pt.cpu/et.cpu, bt.cpu/et.cpu
@@ -379,6 +395,10 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	res.RatioMedian, res.RatioMin, res.RatioMax = spread(res.Runs, func(r WriteRun) float64 { return r.Ratio })
 	res.CPURatioMedian, res.CPURatioMin, res.CPURatioMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatio })
 	res.CPURatioSameBytesMedian, res.CPURatioSameBytesMin, res.CPURatioSameBytesMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatioSameBytes })
+	res.EngineMBWrittenMedian, _, _ = spread(res.Runs, func(r WriteRun) float64 { return r.EngineMBWritten })
+	res.PebbleMBWrittenMedian, _, _ = spread(res.Runs, func(r WriteRun) float64 { return r.PebbleMBWritten })
+	res.RecordsMBWrittenMedian, _, _ = spread(res.Runs, func(r WriteRun) float64 { return r.RecordsMBWritten })
+	res.FloorMBWrittenMedian, _, _ = spread(res.Runs, func(r WriteRun) float64 { return r.FloorMBWritten })
 	if cfg.SameRecords {
 		res.RatioRecordsMedian, res.RatioRecordsMin, res.RatioRecordsMax = spread(res.Runs, func(r WriteRun) float64 { return r.RatioRecords })
 		res.CPURatioRecordsMedian, res.CPURatioRecordsMin, res.CPURatioRecordsMax = spread(res.Runs, func(r WriteRun) float64 { return r.CPURatioRecords })
@@ -396,6 +416,9 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	}
 	return res, nil
 }
+
+// mb is n bytes in megabytes (1e6), rounded to 0.1.
+func mb(n uint64) float64 { return math.Round(float64(n)/1e5) / 10 }
 
 // spread returns the median, minimum and maximum of f over runs (the median
 // of an even count is the mean of the middle two).
@@ -438,7 +461,20 @@ func loadAverage() []float64 {
 
 // sideTime is how long one side of one repetition took: wall-clock seconds
 // and the process's CPU seconds (foreground and Pebble's background work).
-type sideTime struct{ wall, cpu float64 }
+type sideTime struct {
+	wall, cpu float64
+	// written is what Pebble wrote by the end of the timed part: WAL,
+	// flushes and compactions (tables and blob files), in bytes.
+	written uint64
+}
+
+// bytesWritten is everything db has written so far: its WAL and the
+// tables and blob files of its flushes and compactions.
+func bytesWritten(db *pebble.DB) uint64 {
+	m := db.Metrics()
+	t := m.Total()
+	return m.WAL.BytesWritten + t.TableBytesFlushed + t.TableBytesCompacted + t.BlobBytesFlushed + t.BlobBytesCompacted
+}
 
 // startTimer starts timing one side; the returned func stops it.
 func startTimer() func() sideTime {
@@ -502,6 +538,7 @@ func writePebble(cfg WriteConfig, cpuProfile string) (t sideTime, err error) {
 		}
 	}
 	t = stop()
+	t.written = bytesWritten(db)
 	stopProfile()
 	stopProfile = func() {}
 	return t, db.Close()
@@ -575,6 +612,7 @@ func writePebbleRecords(cfg WriteConfig, floor bool) (t sideTime, err error) {
 		}
 	}
 	t = stop()
+	t.written = bytesWritten(db)
 	return t, db.Close()
 }
 
@@ -619,6 +657,7 @@ func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (t sid
 		}
 	}
 	t = stop()
+	t.written = bytesWritten(e.DB())
 	stopProfile()
 	stopProfile = func() {}
 	markers = e.Tree().Stats().MarkersWritten

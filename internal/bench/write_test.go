@@ -36,6 +36,15 @@ func TestWriteSmall(t *testing.T) {
 		if res.Runs[0].Order != wantOrder[0] || res.Runs[1].Order != wantOrder[1] {
 			t.Fatalf("orders %q, %q; want %q", res.Runs[0].Order, res.Runs[1].Order, wantOrder)
 		}
+		// Pebble's WAL is not compressed: each side writes at least its
+		// keys and values (records) once.
+		raw, rec := mb(5000*(16+100)), mb(uint64(5000*(16+res.RecordBytes)))
+		for i, r := range res.Runs {
+			if r.PebbleMBWritten < raw || r.EngineMBWritten < rec || r.RecordsMBWritten < rec ||
+				(m == reconcile.ModeLWW && r.FloorMBWritten < mb(uint64(5000*(16+res.FloorRecordBytes)))) {
+				t.Fatalf("run %d: bytes written below the WAL's least (%.1f MB raw, %.1f MB records): %+v", i, raw, rec, r)
+			}
+		}
 		t.Logf("%+v", res)
 	}
 }
