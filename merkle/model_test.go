@@ -132,6 +132,10 @@ func randKey(rng *rand.Rand, space int) []byte {
 // fingerprints and Verify.
 func TestModel(t *testing.T) {
 	seed := testSeed(t)
+	// Small chunks, so that the leaf set's chunk splits, removals and
+	// cross-chunk splices run (checkTotals checks its structure).
+	defer func(n int) { leafChunkMax = n }(leafChunkMax)
+	leafChunkMax = 4
 	for _, leafSize := range []uint32{4, 16} {
 		t.Run(fmt.Sprintf("leaf=%d", leafSize), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, uint64(leafSize)))
@@ -333,14 +337,49 @@ func checkTotals(t testing.TB, tr *Tree) {
 	for pi, p := range tr.mu.parts {
 		var sum Fingerprint
 		dirty := 0
-		for _, l := range p.leaves.ls {
+		checkLeafSet(t, pi, p.leaves)
+		p.leaves.Ascend(func(l *leaf) bool {
 			sum = sum.Add(l.fp)
 			if l.dirty {
 				dirty++
 			}
-		}
+			return true
+		})
 		if sum != p.leaves.total || dirty != p.leaves.dirty {
 			t.Fatalf("partition %d: running total %d records, %d dirty; leaves add up to %d records, %d dirty", pi, p.leaves.total.Count, p.leaves.dirty, sum.Count, dirty)
 		}
+	}
+}
+
+// checkLeafSet checks a leaf set's structure: no empty or overfull chunk,
+// prefixes, first prefixes and offsets that match the leaves, and leaves
+// in strictly increasing key order.
+func checkLeafSet(t testing.TB, pi int, s *leafSet) {
+	t.Helper()
+	if len(s.first) != len(s.chunks) || len(s.off) != len(s.chunks) {
+		t.Fatalf("partition %d: %d chunks, %d first prefixes, %d offsets", pi, len(s.chunks), len(s.first), len(s.off))
+	}
+	n := 0
+	var prev []byte
+	for c, ch := range s.chunks {
+		if len(ch.ls) == 0 || len(ch.ls) > s.chunkMax() || len(ch.pfx) != len(ch.ls) {
+			t.Fatalf("partition %d: chunk %d has %d leaves, %d prefixes (max %d)", pi, c, len(ch.ls), len(ch.pfx), s.chunkMax())
+		}
+		if s.off[c] != n || s.first[c] != ch.pfx[0] {
+			t.Fatalf("partition %d: chunk %d offset %d first %x, want %d %x", pi, c, s.off[c], s.first[c], n, ch.pfx[0])
+		}
+		for k, l := range ch.ls {
+			if ch.pfx[k] != keyPrefix(l.start) {
+				t.Fatalf("partition %d: chunk %d leaf %d: prefix %x of %q", pi, c, k, ch.pfx[k], l.start)
+			}
+			if n > 0 && bytes.Compare(prev, l.start) >= 0 {
+				t.Fatalf("partition %d: leaf %d %q after %q", pi, n, l.start, prev)
+			}
+			prev = l.start
+			n++
+		}
+	}
+	if n != s.n {
+		t.Fatalf("partition %d: %d leaves, n = %d", pi, n, s.n)
 	}
 }

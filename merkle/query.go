@@ -308,9 +308,10 @@ func (t *Tree) MemoryBytes() int {
 	const perLeaf = 8 /* ls pointer */ + 8 /* pfx */ + 24 /* start header */ + 8 /* rank */ + 40 /* fp */ + 8 /* flags, padded */
 	n := 0
 	for _, p := range t.mu.parts {
-		for _, l := range p.leaves.ls {
+		p.leaves.Ascend(func(l *leaf) bool {
 			n += perLeaf + cap(l.start)
-		}
+			return true
+		})
 	}
 	return n
 }
@@ -350,15 +351,14 @@ func (t *Tree) Leaves(ctx context.Context, part int) ([]LeafState, *pebble.Snaps
 	if _, _, err := t.checkRangeLocked(part, Range{}); err != nil {
 		return nil, nil, 0, err
 	}
-	ls := p.leaves.ls
-	out := make([]LeafState, len(ls))
-	for i, l := range ls {
-		end := p.end
-		if i+1 < len(ls) {
-			end = ls[i+1].start
+	out := make([]LeafState, 0, p.leaves.Len())
+	p.leaves.Ascend(func(l *leaf) bool {
+		if len(out) > 0 {
+			out[len(out)-1].Range.End = l.start
 		}
-		out[i] = LeafState{Range: Range{Start: l.start, End: end}, Fingerprint: l.fp, Clean: !l.dirty}
-	}
+		out = append(out, LeafState{Range: Range{Start: l.start, End: p.end}, Fingerprint: l.fp, Clean: !l.dirty})
+		return true
+	})
 	return out, t.rd.NewSnapshot(), p.leaves.version, nil
 }
 

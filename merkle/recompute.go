@@ -181,20 +181,21 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 	inStop := func(k []byte) bool { return stop == nil || bytes.Compare(k, stop) < 0 }
 	// Old leaves in [sp.start, stop): ls[i:j].
 	i := p.leaves.search(sp.start)
-	j := len(p.leaves.ls)
+	j := p.leaves.Len()
 	if stop != nil {
 		j = p.leaves.search(stop)
 	}
 	pdAll := true
-	for _, l := range p.leaves.ls[i:j] {
+	p.leaves.ascendRange(i, j, func(l *leaf) bool {
 		pdAll = pdAll && l.pd
 		p.removed[string(l.start)] = struct{}{}
-	}
+		return true
+	})
 	segs := res.segs
 	if !res.startPresent && !bytes.Equal(sp.start, p.start) {
 		// The span's start key is gone (a purge or a range deletion): its
 		// first segment belongs to the previous leaf.
-		prev := p.leaves.ls[i-1]
+		prev := p.leaves.at(i - 1)
 		p.leaves.addFP(prev, segs[0].fp)
 		prev.pd = prev.pd && pdAll
 		prev.changed = true
@@ -206,7 +207,7 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 	}
 	if res.stop != nil {
 		// The rest of the span stays dirty, as one leaf.
-		if j < len(p.leaves.ls) && bytes.Equal(p.leaves.ls[j].start, res.stop) {
+		if j < p.leaves.Len() && bytes.Equal(p.leaves.at(j).start, res.stop) {
 			j++ // replaced
 		}
 		repl = append(repl, &leaf{start: res.stop, rank: t.params.rank(res.stop), dirty: true, pd: pdAll, changed: true})

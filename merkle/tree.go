@@ -218,13 +218,7 @@ func (t *Tree) part(id int) (*partTree, error) {
 func (p *partTree) floor(key []byte) *leaf { return p.leaves.floor(key) }
 
 // next returns the leaf after l, or nil.
-func (p *partTree) next(l *leaf) *leaf {
-	i := p.leaves.search(l.start) + 1
-	if i < len(p.leaves.ls) {
-		return p.leaves.ls[i]
-	}
-	return nil
-}
+func (p *partTree) next(l *leaf) *leaf { return p.leaves.next(l) }
 
 // leafEnd returns the end of l's range: the next leaf's start or the
 // partition end.
