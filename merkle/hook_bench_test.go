@@ -20,42 +20,26 @@ import (
 func BenchmarkWriteHook(b *testing.B) {
 	h := openHarness(b, vfs.NewMem(), Options{})
 	defer h.close()
-	hook := h.tree.Hook()
+	w := newHookWriter(b, h)
+	defer w.close()
 	rng := rand.New(rand.NewPCG(1, 2))
 	keys := make([][16]byte, 1_000_000)
 	for i := range keys {
-		for j := range keys[i] {
-			keys[i][j] = byte(rng.Uint32())
-		}
-	}
-	value := []byte("v")
-	batch := hooks.NewBatch(h.db.NewBatch())
-	defer batch.Pebble().Close()
-	write := func(next func() []byte) {
-		for range 100 {
-			if err := batch.Set(next(), value); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := hook.PreCommit(batch); err != nil {
-			b.Fatal(err)
-		}
-		hook.PostCommit(batch, nil)
-		batch.Reset()
+		randomKey(keys[i][:], rng)
 	}
 	i := 0
 	for i < len(keys) {
-		write(func() []byte { i++; return keys[i-1][:] })
+		w.write(func() []byte { i++; return keys[i-1][:] })
 	}
 	leaves := 0
 	for _, p := range h.tree.Partitions() {
 		leaves += p.Leaves
 	}
 	for b.Loop() {
-		write(func() []byte { return keys[rng.IntN(len(keys))][:] })
+		w.write(func() []byte { return keys[rng.IntN(len(keys))][:] })
 	}
 	b.ReportMetric(float64(leaves), "leaves")
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/key")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*hookBatch), "ns/key")
 }
 
 // BenchmarkWriteHookGrowth measures the write hook as a partition grows:
@@ -66,33 +50,20 @@ func BenchmarkWriteHook(b *testing.B) {
 func BenchmarkWriteHookGrowth(b *testing.B) {
 	for b.Loop() {
 		h := openHarness(b, vfs.NewMem(), Options{})
-		hook := h.tree.Hook()
+		w := newHookWriter(b, h)
 		rng := rand.New(rand.NewPCG(1, 2))
-		key, value := make([]byte, 16), []byte("v")
-		batch := hooks.NewBatch(h.db.NewBatch())
+		key := make([]byte, 16)
 		for m := 1; m <= 16; m++ {
 			start := time.Now()
-			for i := 0; i < 1_000_000; i += 100 {
-				for range 100 {
-					for j := 0; j < len(key); j += 8 {
-						binary.LittleEndian.PutUint64(key[j:], rng.Uint64())
-					}
-					if err := batch.Set(key, value); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := hook.PreCommit(batch); err != nil {
-					b.Fatal(err)
-				}
-				hook.PostCommit(batch, nil)
-				batch.Reset()
+			for i := 0; i < 1_000_000; i += hookBatch {
+				w.write(func() []byte { return randomKey(key, rng) })
 			}
 			if m == 1 || m == 4 || m == 16 {
 				b.ReportMetric(float64(time.Since(start).Nanoseconds())/1e6, fmt.Sprintf("ns/key@%dM", m))
 			}
 		}
 		b.ReportMetric(float64(h.tree.Partitions()[0].Leaves), "leaves")
-		batch.Pebble().Close()
+		w.close()
 		h.close()
 	}
 }
@@ -105,12 +76,7 @@ func BenchmarkLeafSetSplit(b *testing.B) {
 		b.Run(fmt.Sprintf("leaves=%d", n), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(3, 4))
 			s := &leafSet{}
-			newLeaf := func() *leaf {
-				k := make([]byte, 16)
-				binary.BigEndian.PutUint64(k, rng.Uint64())
-				binary.BigEndian.PutUint64(k[8:], rng.Uint64())
-				return &leaf{start: k}
-			}
+			newLeaf := func() *leaf { return &leaf{start: randomKey(make([]byte, 16), rng)} }
 			for s.Len() < n {
 				s.ReplaceOrInsert(newLeaf())
 			}
@@ -127,4 +93,47 @@ func BenchmarkLeafSetSplit(b *testing.B) {
 			}
 		})
 	}
+}
+
+// hookBatch is the writes a benchmark batch holds.
+const hookBatch = 100
+
+// hookValue is every benchmark write's value.
+var hookValue = []byte("v")
+
+// hookWriter runs the tree's write hook on batches that are never applied
+// to Pebble: the hook's own cost.
+type hookWriter struct {
+	b     *testing.B
+	hook  hooks.Hook
+	batch *hooks.Batch
+}
+
+func newHookWriter(b *testing.B, h *harness) *hookWriter {
+	return &hookWriter{b: b, hook: h.tree.Hook(), batch: hooks.NewBatch(h.db.NewBatch())}
+}
+
+// write runs the hook on one batch of hookBatch writes of the keys next
+// returns.
+func (w *hookWriter) write(next func() []byte) {
+	for range hookBatch {
+		if err := w.batch.Set(next(), hookValue); err != nil {
+			w.b.Fatal(err)
+		}
+	}
+	if err := w.hook.PreCommit(w.batch); err != nil {
+		w.b.Fatal(err)
+	}
+	w.hook.PostCommit(w.batch, nil)
+	w.batch.Reset()
+}
+
+func (w *hookWriter) close() { w.batch.Pebble().Close() }
+
+// randomKey fills key (a multiple of 8 bytes long) from rng and returns it.
+func randomKey(key []byte, rng *rand.Rand) []byte {
+	for j := 0; j < len(key); j += 8 {
+		binary.LittleEndian.PutUint64(key[j:], rng.Uint64())
+	}
+	return key
 }

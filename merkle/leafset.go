@@ -23,8 +23,6 @@ type leafSet struct {
 	first []uint64
 	off   []int
 	n     int
-	// max is the chunk size (leafChunkMax when 0; tests set it small).
-	max int
 	// total is the sum of every leaf's fp (a dirty leaf's possibly stale
 	// one) and dirty the number of dirty leaves: with no dirty leaf,
 	// total is the partition's fingerprint, without a walk over the
@@ -105,13 +103,6 @@ func keyPrefix(k []byte) uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
-func (s *leafSet) chunkMax() int {
-	if s.max > 0 {
-		return s.max
-	}
-	return leafChunkMax
-}
-
 // find returns the position (chunk c, offset k) of the first leaf whose
 // start is >= key; (len(chunks)-1, its length) or (0, 0) for an empty set
 // when there is none.
@@ -140,6 +131,14 @@ func (s *leafSet) find(key []byte) (c, k int) {
 		return c + 1, 0
 	}
 	return c, k
+}
+
+// leafAt returns the leaf at position (c, k) if it starts at key.
+func (s *leafSet) leafAt(c, k int, key []byte) (*leaf, bool) {
+	if c >= len(s.chunks) || k >= len(s.chunks[c].ls) || !bytes.Equal(s.chunks[c].ls[k].start, key) {
+		return nil, false
+	}
+	return s.chunks[c].ls[k], true
 }
 
 // locate returns the position of the leaf at index i (0 <= i <= n; i = n
@@ -238,10 +237,7 @@ func (s *leafSet) Min() (*leaf, bool) {
 // Get returns the leaf starting at l.start.
 func (s *leafSet) Get(l *leaf) (*leaf, bool) {
 	c, k := s.find(l.start)
-	if len(s.chunks) == 0 || k >= len(s.chunks[c].ls) || !bytes.Equal(s.chunks[c].ls[k].start, l.start) {
-		return nil, false
-	}
-	return s.chunks[c].ls[k], true
+	return s.leafAt(c, k, l.start)
 }
 
 // ReplaceOrInsert adds l, replacing a leaf with the same start.
@@ -254,8 +250,8 @@ func (s *leafSet) ReplaceOrInsert(l *leaf) {
 	}
 	c, k := s.find(l.start)
 	ch := s.chunks[c]
-	if k < len(ch.ls) && bytes.Equal(ch.ls[k].start, l.start) {
-		s.account(ch.ls[k], -1)
+	if old, ok := s.leafAt(c, k, l.start); ok {
+		s.account(old, -1)
 		ch.ls[k] = l
 		return
 	}
@@ -273,7 +269,7 @@ func (s *leafSet) ReplaceOrInsert(l *leaf) {
 	for d := c + 1; d < len(s.off); d++ {
 		s.off[d]++
 	}
-	if len(ch.ls) > s.chunkMax() {
+	if len(ch.ls) > leafChunkMax {
 		h := len(ch.ls) / 2
 		right := &leafChunk{pfx: slices.Clone(ch.pfx[h:]), ls: slices.Clone(ch.ls[h:])}
 		clear(ch.ls[h:])
@@ -287,11 +283,12 @@ func (s *leafSet) ReplaceOrInsert(l *leaf) {
 // Delete removes the leaf starting at l.start.
 func (s *leafSet) Delete(l *leaf) {
 	c, k := s.find(l.start)
-	if len(s.chunks) == 0 || k >= len(s.chunks[c].ls) || !bytes.Equal(s.chunks[c].ls[k].start, l.start) {
+	old, ok := s.leafAt(c, k, l.start)
+	if !ok {
 		return
 	}
 	ch := s.chunks[c]
-	s.account(ch.ls[k], -1)
+	s.account(old, -1)
 	ch.ls = slices.Delete(ch.ls, k, k+1)
 	ch.pfx = slices.Delete(ch.pfx, k, k+1)
 	s.n--
@@ -314,7 +311,6 @@ func (s *leafSet) splice(i, j int, repl []*leaf) {
 		s.account(l, 1)
 	}
 	if len(s.chunks) == 0 {
-		s.chunks, s.first, s.off = nil, nil, nil
 		s.rechunk(0, 0, repl)
 		return
 	}
@@ -335,10 +331,10 @@ func (s *leafSet) splice(i, j int, repl []*leaf) {
 // the chunk size (room to grow), and recomputes n and the offsets.
 func (s *leafSet) rechunk(ci, cj int, leaves []*leaf) {
 	var mid []*leafChunk
-	size := max(s.chunkMax()/2, 1)
+	size := max(leafChunkMax/2, 1)
 	for len(leaves) > 0 {
 		m := min(len(leaves), size)
-		if len(leaves) <= s.chunkMax() {
+		if len(leaves) <= leafChunkMax {
 			m = len(leaves)
 		}
 		ch := &leafChunk{ls: slices.Clone(leaves[:m]), pfx: make([]uint64, m)}

@@ -15,10 +15,12 @@ import (
 // full-key comparisons behind equal prefixes run too.
 func TestLeafSetModel(t *testing.T) {
 	seed := testSeed(t)
+	defer func(n int) { leafChunkMax = n }(leafChunkMax)
 	for _, max := range []int{1, 2, 3, 8} {
 		t.Run(fmt.Sprintf("chunk=%d", max), func(t *testing.T) {
+			leafChunkMax = max
 			rng := rand.New(rand.NewPCG(seed, uint64(max)))
-			s := &leafSet{max: max}
+			s := &leafSet{}
 			var model []*leaf
 			key := func() []byte {
 				// "prefix0" + one byte: 8-byte prefixes collide a lot.

@@ -362,8 +362,8 @@ func checkLeafSet(t testing.TB, pi int, s *leafSet) {
 	n := 0
 	var prev []byte
 	for c, ch := range s.chunks {
-		if len(ch.ls) == 0 || len(ch.ls) > s.chunkMax() || len(ch.pfx) != len(ch.ls) {
-			t.Fatalf("partition %d: chunk %d has %d leaves, %d prefixes (max %d)", pi, c, len(ch.ls), len(ch.pfx), s.chunkMax())
+		if len(ch.ls) == 0 || len(ch.ls) > leafChunkMax || len(ch.pfx) != len(ch.ls) {
+			t.Fatalf("partition %d: chunk %d has %d leaves, %d prefixes (max %d)", pi, c, len(ch.ls), len(ch.pfx), leafChunkMax)
 		}
 		if s.off[c] != n || s.first[c] != ch.pfx[0] {
 			t.Fatalf("partition %d: chunk %d offset %d first %x, want %d %x", pi, c, s.off[c], s.first[c], n, ch.pfx[0])
