@@ -159,8 +159,11 @@ type SymbolDecoder struct {
 	items []decodedSymbol
 	byID  map[uint64]int
 	live  int
-	// conflicts counts symbols that showed an item already peeled.
+	// conflicts counts symbols that showed an item already peeled, with
+	// the other sign: a phantom (see peelSymbol). phantoms are the IDs
+	// cancelled that way, never peeled again.
 	conflicts int
+	phantoms  map[uint64]bool
 	peels     int
 	queue     []int
 	// lowQueued marks the low symbols waiting for the queue to drain
@@ -244,10 +247,11 @@ func (d *SymbolDecoder) peel() error {
 				// that often, its 16-bit check would sooner or later
 				// match a mix of items by chance (at a million
 				// differences, in about every second decode), and
-				// an item peeled from such a symbol is a phantom that
-				// makes the difference undecodable. So the low
-				// symbols of a long stream are tested once each time
-				// the queue drains.
+				// an item peeled from such a symbol is a phantom,
+				// cancelled only when its negation shows up pure
+				// (peelSymbol), and such a mix can show up again and
+				// again. So the low symbols of a long stream are tested
+				// once each time the queue drains.
 				d.lowQueued[i] = true
 				continue
 			}
@@ -281,20 +285,41 @@ func (d *SymbolDecoder) peelSymbol(i int, hi uint64) error {
 	if d.peels++; d.peels > 4*len(d.diff)+16 {
 		return fmt.Errorf("%w: %d peels from %d symbols", ErrSymbolsInconsistent, d.peels, len(d.diff))
 	}
-	it := decodedSymbol{id: c.ID, check: c.Check, sign: c.Count, m: newSymbolMapping(c.ID)}
-	if _, ok := d.byID[c.ID]; ok {
-		// The item was peeled before (with the other sign: with the
-		// same sign it would have been removed from this symbol): one
-		// of the two symbols matched count and check by chance. Which
-		// one cannot be told, so this one is left as it is: the streams
-		// will not decode, and the session falls back to the tree
-		// descent.
-		d.conflicts++
+	if d.phantoms[c.ID] {
+		// The mix of items that once looked like this phantom may look
+		// like it again until one of its items is peeled.
 		return nil
 	}
+	it := decodedSymbol{id: c.ID, check: c.Check, sign: c.Count, m: newSymbolMapping(c.ID)}
+	k, peeled := d.byID[c.ID]
 	for it.m.next < hi {
 		d.remove(int(it.m.next), &it)
 		it.m.advance()
+	}
+	if peeled {
+		// The item was peeled before with the other sign (with the same
+		// sign it would have been removed from this symbol): a symbol
+		// holding a mix of items matched count, check and mapping by
+		// chance, and the "item" peeled from it is a phantom, which
+		// every symbol it maps to then held negated. Peeling the
+		// negation, as just done, adds the phantom back everywhere:
+		// every symbol is as if neither had been peeled, and the
+		// decode goes on. (That the second peel is the chance match
+		// would need the first symbol's whole 64-bit cell to cancel.)
+		d.conflicts++
+		last := len(d.items) - 1
+		if k != last {
+			d.items[k] = d.items[last]
+			d.byID[d.items[k].id] = k
+		}
+		d.items = d.items[:last]
+		delete(d.byID, c.ID)
+		d.live--
+		if d.phantoms == nil {
+			d.phantoms = map[uint64]bool{}
+		}
+		d.phantoms[c.ID] = true
+		return nil
 	}
 	if d.byID == nil {
 		d.byID = map[uint64]int{}
