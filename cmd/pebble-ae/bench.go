@@ -58,6 +58,7 @@ func newBenchWriteCmd() *cobra.Command {
 	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the engine side of the first repetition to this file")
 	c.Flags().StringVar(&cfg.PebbleCPUProfile, "pebble-cpuprofile", "", "write a CPU profile of the raw Pebble side of the first repetition to this file")
 	c.Flags().BoolVar(&cfg.SameRecords, "same-records", false, "add baselines: raw Pebble writing the engine's own encoded records (the format without the engine) and, in LWW mode, each value behind the least an LWW record must carry (the floor of any format)")
+	c.Flags().IntVar(&cfg.BloomBitsPerKey, "bloom-bits", 0, "give every side's Pebble a Bloom filter of this many bits a key on every level (0: Pebble's default, no filter)")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")
 	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "seed of the keys")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
@@ -57,6 +58,23 @@ type WriteConfig struct {
 	// least any LWW record must carry (see FloorStampBytes), the floor of
 	// every record format.
 	SameRecords bool
+	// BloomBitsPerKey, if positive, gives every side's Pebble (the
+	// engine's and the raw baselines') a Bloom filter of that many bits a
+	// key on every level, as a deployment whose reads matter would (the
+	// causal path reads before it writes, and Pebble has no filter by
+	// default). 0 keeps Pebble's defaults.
+	BloomBitsPerKey int
+}
+
+// pebbleOptions returns the Pebble options every side of the write
+// benchmark opens its DB with (the engine adds its own on a copy).
+func pebbleOptions(cfg WriteConfig) *pebble.Options {
+	o := &pebble.Options{FormatMajorVersion: engine.FormatMajorVersion, Logger: silent{}}
+	if cfg.BloomBitsPerKey > 0 {
+		// Later levels inherit L0's filter (Options.EnsureDefaults).
+		o.Levels[0].FilterPolicy = bloom.FilterPolicy(cfg.BloomBitsPerKey)
+	}
+	return o
 }
 
 // FloorStampBytes is the least an LWW record adds to its value: the HLC
@@ -84,8 +102,10 @@ type WriteResult struct {
 	Mode         string `json:"mode"`
 	Keys         int    `json:"keys"`
 	RandomValues bool   `json:"random_values"`
-	BatchSize    int    `json:"batch_size"`
-	Rounds       int    `json:"rounds"`
+	// BloomBitsPerKey is WriteConfig.BloomBitsPerKey (0: no filter).
+	BloomBitsPerKey int `json:"bloom_bits_per_key,omitempty"`
+	BatchSize       int `json:"batch_size"`
+	Rounds          int `json:"rounds"`
 	// EngineOpsPerSec and PebbleOpsPerSec are the best run of each side;
 	// Ratio is their quotient (best / best). RatioMedian is the median of
 	// the per-repetition ratios, the figure least moved by noise on a
@@ -278,7 +298,8 @@ func scratchDir(dir, name string) (string, func(), error) {
 // reports their median and spread next to the best run of each side.
 func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	cfg.defaults()
-	res := WriteResult{Mode: cfg.Mode.String(), Keys: cfg.Keys, RandomValues: cfg.RandomValues, BatchSize: cfg.BatchSize, Rounds: cfg.Rounds}
+	res := WriteResult{Mode: cfg.Mode.String(), Keys: cfg.Keys, RandomValues: cfg.RandomValues, BatchSize: cfg.BatchSize, Rounds: cfg.Rounds,
+		BloomBitsPerKey: cfg.BloomBitsPerKey}
 	causal := cfg.Mode == reconcile.ModeCausal
 	if causal {
 		res.Baseline = "pebble Get+Set"
@@ -498,7 +519,7 @@ func writePebble(cfg WriteConfig, cpuProfile string) (t sideTime, err error) {
 		return sideTime{}, err
 	}
 	defer cleanup()
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: engine.FormatMajorVersion, Logger: silent{}})
+	db, err := pebble.Open(dir, pebbleOptions(cfg))
 	if err != nil {
 		return sideTime{}, err
 	}
@@ -554,7 +575,7 @@ func writePebbleRecords(cfg WriteConfig, floor bool) (t sideTime, err error) {
 		return sideTime{}, err
 	}
 	defer cleanup()
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: engine.FormatMajorVersion, Logger: silent{}})
+	db, err := pebble.Open(dir, pebbleOptions(cfg))
 	if err != nil {
 		return sideTime{}, err
 	}
@@ -622,7 +643,7 @@ func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (t sid
 		return sideTime{}, 0, 0, err
 	}
 	defer cleanup()
-	e, err := engine.Open(dir, &engine.Options{ReplicaID: benchWriter, Mode: cfg.Mode})
+	e, err := engine.Open(dir, &engine.Options{ReplicaID: benchWriter, Mode: cfg.Mode, Pebble: pebbleOptions(cfg)})
 	if err != nil {
 		return sideTime{}, 0, 0, err
 	}

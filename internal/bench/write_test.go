@@ -2,7 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
@@ -61,5 +65,38 @@ func TestFloorStamp(t *testing.T) {
 	}
 	if full := reconcile.AppendLWW(nil, benchWriter, ts, value, false); len(full) <= len(got) {
 		t.Fatalf("engine record %d bytes, not longer than the floor's %d", len(full), len(got))
+	}
+}
+
+// TestPebbleOptionsBloom checks that --bloom-bits reaches Pebble: with a
+// filter, Gets of absent keys after a flush are answered by the filter
+// (FilterMetrics.Hits), without one they never are.
+func TestPebbleOptionsBloom(t *testing.T) {
+	for _, bits := range []int{0, 10} {
+		db, err := pebble.Open(t.TempDir(), pebbleOptions(WriteConfig{BloomBitsPerKey: bits}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 1000 {
+			if err := db.Set(fmt.Appendf(nil, "key-%04d", 2*i), []byte("v"), pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 1000 {
+			if _, _, err := db.Get(fmt.Appendf(nil, "key-%04d", 2*i+1)); !errors.Is(err, pebble.ErrNotFound) {
+				t.Fatalf("bits %d: absent key: %v", bits, err)
+			}
+		}
+		hits := db.Metrics().Filter.Hits
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if (bits > 0) != (hits > 0) {
+			t.Fatalf("bloom bits %d: %d filter hits over 1000 absent keys", bits, hits)
+		}
+		t.Logf("bloom bits %d: %d of 1000 absent keys answered by the filter", bits, hits)
 	}
 }
