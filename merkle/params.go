@@ -1,12 +1,11 @@
 package merkle
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/zeebo/blake3"
+	"github.com/pebble-ae/pebble-ae/internal/digest"
 )
 
 // HashVersion is the version of the leaf digest and boundary functions. It is
@@ -70,25 +69,18 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
-// leafDigestDomain separates leaf digests from any other BLAKE3 use.
-const leafDigestDomain = "pebble-ae/leaf-digest/v1\x00"
-
 // Digest is the BLAKE3 digest of one (key, record) pair.
 type Digest [32]byte
 
 // LeafDigest returns the digest of a key and its stored value: BLAKE3 over a
-// domain tag and the length-prefixed key and value. scratch is reused when
-// large enough; the returned scratch may be passed to the next call.
+// domain tag and the length-prefixed key and value (internal/digest.Leaf,
+// which package reconcile computes too). scratch is reused when large
+// enough; the returned scratch may be passed to the next call.
 func LeafDigest(scratch []byte, key, value []byte) (Digest, []byte) {
-	b := scratch[:0]
-	b = append(b, leafDigestDomain...)
-	b = binary.AppendUvarint(b, uint64(len(key)))
-	b = append(b, key...)
-	b = binary.AppendUvarint(b, uint64(len(value)))
-	b = append(b, value...)
-	return Digest(blake3.Sum256(b)), b
+	d, b := digest.Leaf(scratch, key, value)
+	return Digest(d), b
 }
 
 // Short returns the first 8 bytes of d as a big-endian integer: the per-key
 // digest used on the wire.
-func (d Digest) Short() uint64 { return binary.BigEndian.Uint64(d[:8]) }
+func (d Digest) Short() uint64 { return digest.Short(d) }

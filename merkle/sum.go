@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 
-	"github.com/zeebo/blake3"
+	"github.com/pebble-ae/pebble-ae/internal/digest"
 )
 
 // Sum is a 256-bit unsigned integer, little-endian limbs: the sum of leaf
@@ -71,19 +71,7 @@ func (f Fingerprint) Sub(o Fingerprint) Fingerprint {
 	return Fingerprint{Sum: s, Count: f.Count - o.Count}
 }
 
-const fingerprintDomain = "pebble-ae/fingerprint/v1\x00"
-
 // Short returns the 128-bit wire hash of f: BLAKE3 over a domain tag, the sum
-// and the count, truncated. Hashing (rather than truncating the sum) keeps the
-// sum's linear structure off the wire.
-func (f Fingerprint) Short() [16]byte {
-	var buf [len(fingerprintDomain) + 32 + 8]byte
-	n := copy(buf[:], fingerprintDomain)
-	sb := f.Sum.Bytes()
-	n += copy(buf[n:], sb[:])
-	binary.BigEndian.PutUint64(buf[n:], f.Count)
-	full := blake3.Sum256(buf[:])
-	var out [16]byte
-	copy(out[:], full[:16])
-	return out
-}
+// and the count, truncated (internal/digest.Fingerprint). Hashing (rather
+// than truncating the sum) keeps the sum's linear structure off the wire.
+func (f Fingerprint) Short() [16]byte { return digest.Fingerprint(f.Sum.Bytes(), f.Count) }

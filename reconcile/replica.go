@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+
+	"github.com/pebble-ae/pebble-ae/internal/digest"
 )
 
 // KeyRange is the half-open key range [Start, End). A nil or empty End means
@@ -35,7 +37,7 @@ func (r KeyRange) String() string {
 }
 
 // FingerprintSize is the number of bytes of a fingerprint's hash on the wire.
-const FingerprintSize = 16
+const FingerprintSize = digest.FingerprintSize
 
 // Fingerprint summarizes the records of a key range: a 128-bit hash of the
 // range's digest sum (mod 2^256) and the number of records. Two ranges with
