@@ -81,6 +81,21 @@ type LoopLoadConfig struct {
 	Seed       uint64
 }
 
+// validate returns an error wrapping ErrBadConfig for a configuration
+// LoopLoad cannot run (negative Rate, BusyFraction and Tail have meanings).
+func (c *LoopLoadConfig) validate() error {
+	if err := nonNegative(intField{"keys", c.Keys}, intField{"value size", c.ValueSize}, intField{"repetitions", c.Reps}); err != nil {
+		return err
+	}
+	if c.Phase < 0 || c.Warmup < 0 || c.AdmissionInterval < 0 {
+		return badConfig("phase %v, warm-up %v, admission interval %v: want >= 0 (0: the default)", c.Phase, c.Warmup, c.AdmissionInterval)
+	}
+	if c.ScanBytesPerSec < 0 || c.ScanKeysPerSec < 0 || c.WriteBytesPerSec < 0 {
+		return badConfig("throttle rates %v B/s, %v keys/s, %v B/s: want >= 0 (0: the default)", c.ScanBytesPerSec, c.ScanKeysPerSec, c.WriteBytesPerSec)
+	}
+	return nil
+}
+
 func (c *LoopLoadConfig) defaults() {
 	if c.Keys == 0 {
 		c.Keys = 200_000
@@ -213,6 +228,9 @@ type LoopLoadResult struct {
 // (LoadPhase.WriterCPU). The source is an engine in this process, or
 // another process (SourceServer).
 func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
+	if err := cfg.validate(); err != nil {
+		return LoopLoadResult{}, err
+	}
 	cfg.defaults()
 	res := LoopLoadResult{Keys: cfg.Keys}
 	root, cleanup, err := loopScratch(cfg.Dir)
@@ -704,6 +722,12 @@ type ScanRateResult struct {
 // scans throttled to Limit bytes/s (engine.Options.Throttle =
 // reconcile.Throttle.Wait) and reports the achieved rate.
 func ScanRate(ctx context.Context, cfg ScanRateConfig) (ScanRateResult, error) {
+	if err := nonNegative(intField{"keys", cfg.Keys}, intField{"value size", cfg.ValueSize}); err != nil {
+		return ScanRateResult{}, err
+	}
+	if cfg.Limit < 0 {
+		return ScanRateResult{}, badConfig("limit %v B/s: want >= 0 (0: the default)", cfg.Limit)
+	}
 	if cfg.Keys == 0 {
 		cfg.Keys = 200_000
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -36,10 +37,16 @@ type RebuildResult struct {
 // a full tree rebuild against the floor: a plain Pebble scan that BLAKE3s
 // every (key, value) with the same leaf digest function.
 func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
+	if err := nonNegative(intField{"keys", cfg.Keys}); err != nil {
+		return RebuildResult{}, err
+	}
 	if cfg.Keys == 0 {
 		cfg.Keys = 1_000_000
 	}
 	params := merkle.Params{LeafSize: cfg.LeafSize}.EnsureDefaults()
+	if err := params.Validate(); err != nil {
+		return RebuildResult{}, fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
 	res := RebuildResult{Keys: cfg.Keys, LeafSize: params.LeafSize}
 	dir, cleanup, err := scratchDir(cfg.Dir, "rebuild")
 	if err != nil {

@@ -124,20 +124,23 @@ type SyncResult struct {
 }
 
 func (c *SyncConfig) defaults() error {
+	if err := nonNegative(intField{"keys", c.Keys}, intField{"diffs", c.Diffs}); err != nil {
+		return err
+	}
 	if c.Keys == 0 {
 		c.Keys = 100_000
 	}
 	if c.Diffs < 0 || c.Diffs > c.Keys {
-		return fmt.Errorf("bench: diffs %d out of [0, keys %d]", c.Diffs, c.Keys)
+		return badConfig("diffs %d out of [0, keys %d]", c.Diffs, c.Keys)
 	}
 	if c.Transport != "" && c.Transport != "inproc" && c.Transport != "grpc" && c.Transport != "plugin" {
-		return fmt.Errorf("bench: unknown transport %q (want inproc, grpc or plugin)", c.Transport)
+		return badConfig("unknown transport %q (want inproc, grpc or plugin)", c.Transport)
 	}
 	if c.Transport == "" {
 		c.Transport = "inproc"
 	}
 	if c.Repeat < 0 || (c.Repeat > 0 && c.Transport != "inproc") {
-		return fmt.Errorf("bench: repeat %d: want >= 0, and only with the inproc transport", c.Repeat)
+		return badConfig("repeat %d: want >= 0, and only with the inproc transport", c.Repeat)
 	}
 	return nil
 }

@@ -217,6 +217,13 @@ type WriteRun struct {
 	FloorMBWritten     float64 `json:"floor_mb_written,omitempty"`
 }
 
+// validate returns an error wrapping ErrBadConfig for a configuration
+// Write cannot run. Zero fields take their defaults.
+func (c *WriteConfig) validate() error {
+	return nonNegative(intField{"keys", c.Keys}, intField{"key size", c.KeySize}, intField{"value size", c.ValueSize},
+		intField{"batch size", c.BatchSize}, intField{"rounds", c.Rounds}, intField{"bloom bits per key", c.BloomBitsPerKey})
+}
+
 func (c *WriteConfig) defaults() {
 	if c.Keys == 0 {
 		c.Keys = 1_000_000
@@ -297,6 +304,9 @@ func scratchDir(dir, name string) (string, func(), error) {
 // next's time. Each repetition gives one engine/Pebble ratio; the result
 // reports their median and spread next to the best run of each side.
 func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
+	if err := cfg.validate(); err != nil {
+		return WriteResult{}, err
+	}
 	cfg.defaults()
 	res := WriteResult{Mode: cfg.Mode.String(), Keys: cfg.Keys, RandomValues: cfg.RandomValues, BatchSize: cfg.BatchSize, Rounds: cfg.Rounds,
 		BloomBitsPerKey: cfg.BloomBitsPerKey}
