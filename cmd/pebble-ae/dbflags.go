@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/internal/cliflags"
@@ -20,7 +25,15 @@ type dbFlags struct {
 	splits   string
 	rebuild  bool
 	digests  int
+	// existing makes open refuse a directory that holds no database
+	// instead of creating one: the commands that read or inspect a
+	// replica (a mistyped --dir must not leave an empty database behind).
+	existing bool
 }
+
+// errNoDatabase is the error of a command that needs an existing
+// database, given a directory without one.
+var errNoDatabase = errors.New("no pebble-ae database")
 
 func (f *dbFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.id, "id", "local", "replica ID that stamps writes")
@@ -59,7 +72,26 @@ func (f *dbFlags) open(ctx context.Context, dir string) (*engine.Engine, error) 
 	if err != nil {
 		return nil, err
 	}
+	lockPath, hadLock := filepath.Join(dir, "LOCK"), false
+	if f.existing {
+		// Pebble's ErrorIfNotExists still creates the directory and its
+		// LOCK file before it looks: check first that there is something,
+		// and remove a LOCK file the failed open left.
+		ents, err := os.ReadDir(dir)
+		if err != nil || len(ents) == 0 {
+			return nil, fmt.Errorf("%w in %q (this command does not create one)", errNoDatabase, dir)
+		}
+		_, err = os.Lstat(lockPath)
+		hadLock = err == nil
+		o.Pebble = &pebble.Options{ErrorIfNotExists: true}
+	}
 	e, err := engine.Open(dir, o)
+	if errors.Is(err, pebble.ErrDBDoesNotExist) {
+		if !hadLock {
+			_ = os.Remove(lockPath)
+		}
+		return nil, fmt.Errorf("%w in %q (this command does not create one)", errNoDatabase, dir)
+	}
 	if err != nil {
 		return nil, err
 	}

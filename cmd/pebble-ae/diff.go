@@ -50,7 +50,7 @@ type diffPartition struct {
 }
 
 func newDiffCmd() *cobra.Command {
-	var f dbFlags
+	f := dbFlags{existing: true}
 	var rf remoteFlags
 	var asJSON bool
 	var svg string

@@ -39,7 +39,7 @@ func newPutCmd() *cobra.Command {
 }
 
 func newGetCmd() *cobra.Command {
-	var f dbFlags
+	f := dbFlags{existing: true}
 	var dir string
 	var asJSON bool
 	c := &cobra.Command{
@@ -75,7 +75,7 @@ func newGetCmd() *cobra.Command {
 }
 
 func newDelCmd() *cobra.Command {
-	var f dbFlags
+	f := dbFlags{existing: true}
 	var dir string
 	c := &cobra.Command{
 		Use:     "del KEY",
@@ -115,7 +115,7 @@ type partitionStatus struct {
 }
 
 func newStatusCmd() *cobra.Command {
-	var f dbFlags
+	f := dbFlags{existing: true}
 	var rf remoteFlags
 	var dir, addr string
 	var asJSON bool
@@ -217,7 +217,7 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 }
 
 func newVerifyCmd() *cobra.Command {
-	var f dbFlags
+	f := dbFlags{existing: true}
 	c := &cobra.Command{
 		Use:     "verify DIR",
 		Short:   "Recompute the tree from the data and report every mismatch (exit 1 if any)",
@@ -261,7 +261,7 @@ func newVerifyCmd() *cobra.Command {
 }
 
 func newRebuildCmd() *cobra.Command {
-	var f dbFlags
+	f := dbFlags{existing: true}
 	c := &cobra.Command{
 		Use:     "rebuild DIR",
 		Short:   "Discard and rebuild the tree from the data, with progress",

@@ -89,6 +89,52 @@ func TestKVAndErrors(t *testing.T) {
 	}
 }
 
+// TestReadCommandsNeedADatabase checks that the commands that read or
+// inspect a replica refuse a directory without a database, with one clear
+// line and a non-zero exit, and leave the file system as it was: a
+// mistyped --dir used to get an empty database created in it (and status
+// then reported that empty database).
+func TestReadCommandsNeedADatabase(t *testing.T) {
+	root := t.TempDir()
+	missing := filepath.Join(root, "missing")
+	other := filepath.Join(root, "other") // not a database: one unrelated file
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	real := filepath.Join(root, "real")
+	if out, code := run(t, "put", "--dir", real, "k", "v"); code != 0 {
+		t.Fatalf("put: %d %s", code, out)
+	}
+	for _, dir := range []string{missing, other} {
+		for _, args := range [][]string{
+			{"get", "--dir", dir, "k"},
+			{"del", "--dir", dir, "k"},
+			{"status", "--dir", dir},
+			{"verify", dir},
+			{"rebuild", dir},
+			{"diff", dir, real},
+			{"diff", real, dir},
+		} {
+			out, code := run(t, args...)
+			if code == 0 || !strings.Contains(out, "no pebble-ae database in") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+				t.Fatalf("%v: want a one-line 'no pebble-ae database' error and non-zero exit, got %d %q", args, code, out)
+			}
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("%s exists after the refused commands (%v)", missing, err)
+	}
+	if ents, err := os.ReadDir(other); err != nil || len(ents) != 1 {
+		t.Fatalf("%s holds %d entries after the refused commands, want its 1 file (%v)", other, len(ents), err)
+	}
+	if out, code := run(t, "get", "--dir", real, "k"); code != 0 || strings.TrimSpace(out) != "v" {
+		t.Fatalf("get from the real database: %d %q", code, out)
+	}
+}
+
 // TestDiffSVG makes two replicas differ, then checks diff's report and that
 // its heatmap is well-formed SVG with one rect per cell.
 func TestDiffSVG(t *testing.T) {
