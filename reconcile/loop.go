@@ -156,6 +156,9 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	if err := cfg.Scheduler.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.SessionTimeout < 0 {
+		return nil, fmt.Errorf("%w: session timeout %v is negative (0: the default)", ErrInvalidSchedule, cfg.SessionTimeout)
+	}
 	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout = max(10*cfg.Scheduler.MaxInterval, time.Minute)
 	}

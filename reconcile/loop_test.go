@@ -278,3 +278,33 @@ func TestLoopConvergesRestartedNode(t *testing.T) {
 		}
 	}
 }
+
+// TestNewLoopRefusesBadConfig: each configuration a loop cannot run is an
+// error wrapping ErrInvalidSchedule from NewLoop, not a loop whose every
+// session fails.
+func TestNewLoopRefusesBadConfig(t *testing.T) {
+	e, err := engine.Open("db", &engine.Options{ReplicaID: "a", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	peers := []reconcile.Peer{{ID: "b", Replica: e}}
+	for _, tc := range []struct {
+		name string
+		cfg  reconcile.LoopConfig
+	}{
+		{"no peers", reconcile.LoopConfig{Local: e}},
+		{"negative session timeout", reconcile.LoopConfig{Local: e, Peers: peers, SessionTimeout: -time.Second}},
+		{"negative interval", reconcile.LoopConfig{Local: e, Peers: peers, Scheduler: reconcile.SchedulerConfig{Interval: -time.Second}}},
+		{"duplicate peer", reconcile.LoopConfig{Local: e, Peers: append(peers, peers[0])}},
+		{"task without interval", reconcile.LoopConfig{Local: e, Peers: peers,
+			Tasks: []reconcile.Task{{Name: "t", Run: func(context.Context) error { return nil }}}}},
+	} {
+		if _, err := reconcile.NewLoop(tc.cfg); !errors.Is(err, reconcile.ErrInvalidSchedule) {
+			t.Errorf("%s: err %v, want one wrapping ErrInvalidSchedule", tc.name, err)
+		}
+	}
+	if _, err := reconcile.NewLoop(reconcile.LoopConfig{Local: e, Peers: peers}); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+}

@@ -64,8 +64,17 @@ type Throttle struct {
 
 // NewThrottle returns a throttle named name (for metrics and logs).
 func NewThrottle(name string, cfg ThrottleConfig) (*Throttle, error) {
-	if cfg.BytesPerSec < 0 || cfg.KeysPerSec < 0 || cfg.BurstBytes < 0 || cfg.BurstKeys < 0 || cfg.BusyFraction < 0 || cfg.BurstBusy < 0 {
-		return nil, fmt.Errorf("%w: throttle %q: negative rate or burst", ErrInvalidSchedule, name)
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"bytes per second", cfg.BytesPerSec}, {"keys per second", cfg.KeysPerSec},
+		{"burst bytes", float64(cfg.BurstBytes)}, {"burst keys", float64(cfg.BurstKeys)},
+		{"busy fraction", cfg.BusyFraction}, {"busy burst", cfg.BurstBusy.Seconds()},
+	} {
+		if f.v < 0 {
+			return nil, fmt.Errorf("%w: throttle %q: %s %v is negative (0: no limit)", ErrInvalidSchedule, name, f.name, f.v)
+		}
 	}
 	t := &Throttle{name: name, cfg: cfg}
 	t.mu.scale = 1

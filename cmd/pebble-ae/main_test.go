@@ -135,6 +135,31 @@ func TestReadCommandsNeedADatabase(t *testing.T) {
 	}
 }
 
+// TestServeRefusesBadFlags checks that serve refuses a configuration it
+// cannot run before it starts serving (no "serving" line), with one line
+// that names what is wrong: a bad --metrics address used to be found only
+// after the node served, a negative --session-timeout not at all (every
+// session then failed at once).
+func TestServeRefusesBadFlags(t *testing.T) {
+	base := []string{"serve", "--dir", filepath.Join(t.TempDir(), "n"), "--id", "a", "--listen", "127.0.0.1:0", "--insecure"}
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--metrics", "notanaddress"}, "--metrics"},
+		{[]string{"--peers", "b=127.0.0.1:1", "--repair-interval", "-1s"}, "intervals"},
+		{[]string{"--peers", "b=127.0.0.1:1", "--session-timeout", "-1s"}, "session timeout -1s is negative"},
+		{[]string{"--busy-fraction", "-1"}, "busy fraction -1 is negative"},
+		{[]string{"--scan-bytes-per-sec", "-5"}, "bytes per second -5 is negative"},
+	} {
+		out, code := run(t, append(append([]string{}, base...), tc.flags...)...)
+		if code == 0 || strings.Contains(out, "serving") || !strings.Contains(out, tc.want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Fatalf("serve %v: want a one-line error containing %q before serving, got exit %d:\n%s", tc.flags, tc.want, code, out)
+		}
+		t.Logf("serve %v: %s", tc.flags, strings.TrimSpace(out))
+	}
+}
+
 // TestDiffSVG makes two replicas differ, then checks diff's report and that
 // its heatmap is well-formed SVG with one rect per cell.
 func TestDiffSVG(t *testing.T) {

@@ -75,7 +75,7 @@ Prometheus metrics are served on --metrics.`,
 	fl.Float64Var(&f.busyFraction, "busy-fraction", reconcile.DefaultLoopBusyFraction, "busy-time budget of sessions' work (their reads and decoding) and of repair writes, each, in cores (0: none); admission control scales it")
 	fl.DurationVar(&f.gcGrace, "gc-grace", engine.DefaultGCGrace, "tombstone grace period (tombstones are purged only after it and two full repair rounds)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session")
+	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session (0: ten times the longest repair interval, at least 1m)")
 	return c
 }
 
@@ -170,32 +170,17 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		}
 		lopts.AllowPeer = func(id reconcile.ReplicaID) bool { return allowed[id] }
 	}
-	ready := make(chan net.Addr, 1)
-	lopts.Ready = func(a net.Addr) { ready <- a }
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- plugin.ListenAndServe(ctx, e, f.listen, tlsCfg, lopts) }()
-	select {
-	case a := <-ready:
-		fmt.Fprintf(cmd.OutOrStdout(), "serving %s on %s\n", e.ReplicaID(), a)
-	case err := <-serveErr:
-		return err
-	}
-	var wg sync.WaitGroup
+	// Everything that can refuse the configuration does so before the node
+	// starts serving: the metrics listener and the repair loop.
+	var metricsLn net.Listener
 	if f.metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", m.Handler())
-		srv := &http.Server{Addr: f.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		l, err := net.Listen("tcp", f.metricsAddr)
-		if err != nil {
+		if metricsLn, err = net.Listen("tcp", f.metricsAddr); err != nil {
 			return fmt.Errorf("--metrics: %w", err)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics\n", l.Addr())
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = srv.Serve(l) }()
-		go func() { <-ctx.Done(); _ = srv.Close() }()
+		defer metricsLn.Close()
 	}
-
-	// The repair loop.
+	// The repair loop (started once the node serves).
+	var loop *reconcile.Loop
 	if len(ps) > 0 {
 		peers := make([]reconcile.Peer, len(ps))
 		for i, p := range ps {
@@ -211,7 +196,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		if adm != nil {
 			signals = adm.Signals
 		}
-		loop, err := reconcile.NewLoop(reconcile.LoopConfig{
+		loop, err = reconcile.NewLoop(reconcile.LoopConfig{
 			Local: e, Peers: peers, Logger: logger,
 			Scheduler:      reconcile.SchedulerConfig{Interval: f.interval},
 			ScanThrottle:   scan,
@@ -236,6 +221,28 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		if err != nil {
 			return err
 		}
+	}
+	ready := make(chan net.Addr, 1)
+	lopts.Ready = func(a net.Addr) { ready <- a }
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- plugin.ListenAndServe(ctx, e, f.listen, tlsCfg, lopts) }()
+	select {
+	case a := <-ready:
+		fmt.Fprintf(cmd.OutOrStdout(), "serving %s on %s\n", e.ReplicaID(), a)
+	case err := <-serveErr:
+		return err
+	}
+	var wg sync.WaitGroup
+	if metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics\n", metricsLn.Addr())
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = srv.Serve(metricsLn) }()
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+	}
+	if loop != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
