@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/reconcile"
@@ -81,11 +82,8 @@ func GenerateCA(dir string) error {
 // in dir, with CN = id and SANs for hosts (default localhost, 127.0.0.1,
 // ::1; IP addresses become IP SANs, others DNS SANs).
 func GenerateNodeCert(dir string, id reconcile.ReplicaID, hosts ...string) error {
-	if err := id.Validate(); err != nil {
+	if err := checkCertRequest([]reconcile.ReplicaID{id}, hosts); err != nil {
 		return err
-	}
-	if filepath.Base(string(id)) != string(id) || id == "ca" {
-		return fmt.Errorf("plugin: certs: replica ID %q cannot name a certificate file", id)
 	}
 	caCert, caKey, err := loadCA(dir)
 	if err != nil {
@@ -125,6 +123,9 @@ func GenerateNodeCert(dir string, id reconcile.ReplicaID, hosts ...string) error
 // certificate for each replica ID, for local clusters and tests (what
 // `pebble-ae certs --dir D --ids a,b,c` runs).
 func GenerateCerts(dir string, ids []reconcile.ReplicaID, hosts ...string) error {
+	if err := checkCertRequest(ids, hosts); err != nil {
+		return err
+	}
 	if _, err := os.Stat(filepath.Join(dir, CACertFile)); errors.Is(err, os.ErrNotExist) {
 		if err := GenerateCA(dir); err != nil {
 			return err
@@ -133,6 +134,34 @@ func GenerateCerts(dir string, ids []reconcile.ReplicaID, hosts ...string) error
 	for _, id := range ids {
 		if err := GenerateNodeCert(dir, id, hosts...); err != nil {
 			return fmt.Errorf("plugin: certs for %q: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// checkCertRequest returns an error wrapping ErrBadCertRequest unless ids
+// are at least one valid, distinct replica ID that can name a file and
+// hosts holds no empty name.
+func checkCertRequest(ids []reconcile.ReplicaID, hosts []string) error {
+	if len(ids) == 0 {
+		return fmt.Errorf("%w: no replica IDs", ErrBadCertRequest)
+	}
+	seen := make(map[reconcile.ReplicaID]bool, len(ids))
+	for _, id := range ids {
+		if err := id.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadCertRequest, err)
+		}
+		if filepath.Base(string(id)) != string(id) || id == "ca" {
+			return fmt.Errorf("%w: replica ID %q cannot name a certificate file", ErrBadCertRequest, id)
+		}
+		if seen[id] {
+			return fmt.Errorf("%w: replica ID %q given twice", ErrBadCertRequest, id)
+		}
+		seen[id] = true
+	}
+	for _, h := range hosts {
+		if strings.TrimSpace(h) == "" || strings.TrimSpace(h) != h {
+			return fmt.Errorf("%w: host name %q", ErrBadCertRequest, h)
 		}
 	}
 	return nil

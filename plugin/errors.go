@@ -42,6 +42,10 @@ var (
 	// ErrRepairUnavailable reports a Repair call on a server without a
 	// repair loop (ServerOptions.Repairer unset).
 	ErrRepairUnavailable = errors.New("plugin: repair is not available on this server")
+	// ErrBadCertRequest reports a certificate request GenerateCerts or
+	// GenerateNodeCert cannot serve: no, invalid or duplicate replica IDs,
+	// an ID that cannot name a file, an empty host name. Nothing is written.
+	ErrBadCertRequest = errors.New("plugin: bad certificate request")
 )
 
 // ErrorDomain is the domain of the google.rpc.ErrorInfo detail of every

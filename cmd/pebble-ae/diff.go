@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -224,6 +225,9 @@ func openEndpoint(ctx context.Context, f dbFlags, r *remoteFlags, arg string) (r
 // openPair opens two replicas (directories or id=host:port). Directories
 // get replica IDs "a" and "b" unless --id is given.
 func openPair(ctx context.Context, f *dbFlags, r *remoteFlags, da, db string) (reconcile.Replica, reconcile.Replica, func(), error) {
+	if da == db || (!isRemote(da) && !isRemote(db) && filepath.Clean(da) == filepath.Clean(db)) {
+		return nil, nil, nil, fmt.Errorf("A and B are the same replica (%s)", da)
+	}
 	fa, fb := *f, *f
 	if fa.id == "local" {
 		fa.id, fb.id = "a", "b"

@@ -133,6 +133,12 @@ func TestReadCommandsNeedADatabase(t *testing.T) {
 	if out, code := run(t, "get", "--dir", real, "k"); code != 0 || strings.TrimSpace(out) != "v" {
 		t.Fatalf("get from the real database: %d %q", code, out)
 	}
+	for _, cmd := range []string{"diff", "repair"} {
+		out, code := run(t, cmd, real, real+string(filepath.Separator))
+		if code == 0 || !strings.Contains(out, "same replica") {
+			t.Fatalf("%s of a replica with itself: want a 'same replica' error, got %d %q", cmd, code, out)
+		}
+	}
 }
 
 // TestServeRefusesBadFlags checks that serve refuses a configuration it

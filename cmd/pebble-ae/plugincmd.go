@@ -57,7 +57,9 @@ that every peer's certificate names the peer it expects.`,
 			}
 			var hs []string
 			if hosts != "" {
-				hs = strings.Split(hosts, ",")
+				for _, h := range strings.Split(hosts, ",") {
+					hs = append(hs, strings.TrimSpace(h))
+				}
 			}
 			if err := plugin.GenerateCerts(dir, list, hs...); err != nil {
 				return err
