@@ -46,6 +46,10 @@ var (
 	// GenerateNodeCert cannot serve: no, invalid or duplicate replica IDs,
 	// an ID that cannot name a file, an empty host name. Nothing is written.
 	ErrBadCertRequest = errors.New("plugin: bad certificate request")
+	// ErrNotPluginProcess reports ServePlugin called in a process a host
+	// did not start with Open (go-plugin's handshake cookie is missing):
+	// the plugin command run by hand.
+	ErrNotPluginProcess = errors.New("plugin: not started by a plugin host (the plugin command is run by plugin.Open, not by hand)")
 )
 
 // ErrorDomain is the domain of the google.rpc.ErrorInfo detail of every

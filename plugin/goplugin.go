@@ -93,8 +93,15 @@ func Serve(e *engine.Engine, opts *ServeOptions) {
 
 // ServePlugin opens the engine in dir with eopts, serves it as a plugin
 // (Serve) until the host stops it, then closes the engine (checkpointing
-// its tree). It is what `pebble-ae plugin` runs.
+// its tree). It is what `pebble-ae plugin` runs. In a process no host
+// started (run by hand), it returns ErrNotPluginProcess and opens nothing.
 func ServePlugin(dir string, eopts *engine.Options, opts *ServeOptions) error {
+	// Check go-plugin's handshake before opening (and maybe creating) the
+	// database: run by hand, the process would only print go-plugin's
+	// message and exit.
+	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+		return ErrNotPluginProcess
+	}
 	e, err := engine.Open(dir, eopts)
 	if err != nil {
 		return err

@@ -296,3 +296,16 @@ func TestPluginDiesWithHost(t *testing.T) {
 	_ = host.Wait()
 	waitDead(t, pid)
 }
+
+// TestServePluginByHand: ServePlugin in a process no host started returns
+// ErrNotPluginProcess before it opens (and would create) the database.
+func TestServePluginByHand(t *testing.T) {
+	t.Setenv(plugin.Handshake.MagicCookieKey, "")
+	dir := filepath.Join(t.TempDir(), "db")
+	if err := plugin.ServePlugin(dir, &engine.Options{ReplicaID: "a"}, nil); !errors.Is(err, plugin.ErrNotPluginProcess) {
+		t.Fatalf("err %v, want ErrNotPluginProcess", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the database directory exists after a refused ServePlugin (%v)", err)
+	}
+}
