@@ -41,8 +41,13 @@ func TestLoopLoadSourceProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the pebble-ae binary")
 	}
+	// The tail ends as soon as nothing is missing (a few seconds here); its
+	// bound is past the loop's session timeout (1 minute), so that a
+	// session slowed to a crawl on an oversubscribed machine (seen once
+	// under -race with every package's tests running: one RangeHash to the
+	// source took the whole default 30 s tail) is retried, not judged.
 	res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 5000, Phase: 300 * time.Millisecond, Reps: 1,
-		SourceServer: []string{buildPebbleAE(t), "serve"}})
+		Tail: 2 * time.Minute, SourceServer: []string{buildPebbleAE(t), "serve"}})
 	if err != nil {
 		t.Fatal(err)
 	}
