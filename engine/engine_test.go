@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -507,5 +508,76 @@ func TestBatchReusesCallerBuffers(t *testing.T) {
 	mustVerify(t, e)
 	if fp, err := e.Tree().RangeFingerprint(ctx, 0, merkle.Range{}); err != nil || fp.Count != 1000 {
 		t.Fatalf("root: %+v %v", fp, err)
+	}
+}
+
+// TestPebbleOptionsPassthrough: a file system or merger given only in the
+// passed-through Pebble options is used (it used to be replaced silently by
+// vfs.Default, so the DB landed on the real disk), and values there that
+// contradict the engine's own fields or its pinned format are refused with
+// ErrInvalidOptions before anything is created.
+func TestPebbleOptionsPassthrough(t *testing.T) {
+	mem := vfs.NewMem()
+	e, err := Open("db", &Options{ReplicaID: "a", Pebble: &pebble.Options{FS: mem}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Put(context.Background(), []byte("k"), []byte("v"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ls, err := mem.List("db"); err != nil || len(ls) == 0 {
+		t.Fatalf("Pebble.FS not used: %v %v", ls, err)
+	}
+	if _, err := os.Stat("db"); !os.IsNotExist(err) {
+		t.Fatalf("a DB directory appeared on the real disk (%v)", err)
+	}
+
+	// A merger given as Pebble.Merger is the application's: the DB takes
+	// its name, so it reopens with Merger set and not without it.
+	app := &pebble.Merger{Name: "app.merger", Merge: pebble.DefaultMerger.Merge}
+	mfs := vfs.NewMem()
+	e, err = Open("m", &Options{ReplicaID: "a", FS: mfs, Pebble: &pebble.Options{Merger: app}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open("m", &Options{ReplicaID: "a", FS: mfs}); !errors.Is(err, ErrMergerMismatch) {
+		t.Fatalf("reopen without the merger: %v, want ErrMergerMismatch", err)
+	}
+	e, err = Open("m", &Options{ReplicaID: "a", FS: mfs, Merger: app})
+	if err != nil {
+		t.Fatalf("reopen with the merger: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		name string
+		o    Options
+	}{
+		{"two file systems", Options{FS: vfs.NewMem(), Pebble: &pebble.Options{FS: vfs.NewMem()}}},
+		{"two mergers", Options{Merger: app, Pebble: &pebble.Options{Merger: &pebble.Merger{Name: "other", Merge: pebble.DefaultMerger.Merge}}}},
+		{"another format", Options{Pebble: &pebble.Options{FormatMajorVersion: FormatMajorVersion - 1}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fs := vfs.NewMem()
+			c.o.ReplicaID = "a"
+			if c.o.FS == nil && (c.o.Pebble.FS == nil) {
+				c.o.FS = fs
+			}
+			_, err := Open("x", &c.o)
+			if !errors.Is(err, ErrInvalidOptions) {
+				t.Fatalf("err %v, want ErrInvalidOptions", err)
+			}
+			if ls, _ := fs.List(""); len(ls) != 0 {
+				t.Fatalf("files created: %v", ls)
+			}
+		})
 	}
 }

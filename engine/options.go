@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -42,7 +43,10 @@ type Options struct {
 	// vfs.NewCrashableMem() to crash the engine.
 	FS vfs.FS
 	// Pebble are options passed through to Pebble. The engine sets FS,
-	// Merger and FormatMajorVersion on a copy.
+	// Merger and FormatMajorVersion on a copy: a Pebble.FS or Pebble.Merger
+	// stands for FS or Merger when those are unset, and Open refuses
+	// (ErrInvalidOptions) values there that differ from FS, Merger or the
+	// pinned FormatMajorVersion, rather than drop them silently.
 	Pebble *pebble.Options
 	// Merger is the application's own Pebble merger, if its DB had one. The
 	// engine's merger takes its name (so the DB still opens) and hands it
@@ -100,6 +104,16 @@ func (o *Options) EnsureDefaults() *Options {
 	if c.Resolver == nil {
 		c.Resolver = reconcile.ResolverFor(c.Mode)
 	}
+	if c.Pebble != nil {
+		// What the application put in the passed-through Pebble options
+		// where the engine has its own field counts as that field.
+		if c.FS == nil {
+			c.FS = c.Pebble.FS
+		}
+		if c.Merger == nil {
+			c.Merger = c.Pebble.Merger
+		}
+	}
 	if c.FS == nil {
 		c.FS = vfs.Default
 	}
@@ -138,5 +152,25 @@ func (o *Options) Validate() error {
 	if o.MaxKeySize < 1 || o.MaxValueSize < 0 {
 		return fmt.Errorf("%w: max key size %d, max value size %d", ErrInvalidOptions, o.MaxKeySize, o.MaxValueSize)
 	}
+	if p := o.Pebble; p != nil {
+		// The engine sets these on its copy of the Pebble options; a
+		// different value there would be silently dropped.
+		if p.FS != nil && !sameFS(p.FS, o.FS) {
+			return fmt.Errorf("%w: Pebble.FS and FS differ (set FS; the engine gives it to Pebble)", ErrInvalidOptions)
+		}
+		if p.Merger != nil && p.Merger != o.Merger {
+			return fmt.Errorf("%w: Pebble.Merger %q and Merger differ (set Merger; the engine wraps it)", ErrInvalidOptions, p.Merger.Name)
+		}
+		if p.FormatMajorVersion != 0 && p.FormatMajorVersion != FormatMajorVersion {
+			return fmt.Errorf("%w: Pebble.FormatMajorVersion %d: the engine pins %d", ErrInvalidOptions, p.FormatMajorVersion, FormatMajorVersion)
+		}
+	}
 	return nil
+}
+
+// sameFS reports whether a and b are the same file system value (false for
+// values of a type that cannot be compared).
+func sameFS(a, b vfs.FS) bool {
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
 }
