@@ -385,13 +385,13 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 		cfg.Fanout = 16
 	}
 	if cfg.Fanout < 2 {
-		return nil, fmt.Errorf("reconcile: session fanout %d < 2", cfg.Fanout)
+		return nil, fmt.Errorf("%w: fanout %d < 2", ErrInvalidSessionConfig, cfg.Fanout)
 	}
 	if cfg.MaxDepth == 0 {
 		cfg.MaxDepth = 2
 	}
 	if cfg.MaxDepth < 1 || cfg.ScanLimit < 0 {
-		return nil, fmt.Errorf("reconcile: invalid session config (MaxDepth %d, ScanLimit %d)", cfg.MaxDepth, cfg.ScanLimit)
+		return nil, fmt.Errorf("%w: MaxDepth %d, ScanLimit %d", ErrInvalidSessionConfig, cfg.MaxDepth, cfg.ScanLimit)
 	}
 	if cfg.ScanLimit == 0 {
 		cfg.ScanLimit = 1024

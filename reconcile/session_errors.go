@@ -38,6 +38,10 @@ var (
 	// a Response for an unknown or already answered request, Deliver after
 	// the session ended.
 	ErrSessionMisuse = errors.New("reconcile: session misuse")
+
+	// ErrInvalidSessionConfig reports a SessionConfig NewSession cannot
+	// run: a fanout below 2, a negative depth or scan limit.
+	ErrInvalidSessionConfig = errors.New("reconcile: invalid session configuration")
 )
 
 // PeerAnswerError is the error of a bad peer answer. It wraps

@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -172,4 +173,22 @@ func TestSessionHashRangesLimit(t *testing.T) {
 		t.Fatalf("converged %t, repaired %d on B (want 58), largest RangeHash %d ranges (want %d)", st.Converged, st.B.KeysRepaired, most, limit)
 	}
 	t.Logf("%d rounds", st.Rounds)
+}
+
+// TestNewSessionRefusesBadConfig: each configuration NewSession cannot run
+// is an error wrapping ErrInvalidSessionConfig.
+func TestNewSessionRefusesBadConfig(t *testing.T) {
+	for _, cfg := range []reconcile.SessionConfig{
+		{Fanout: 1},
+		{Fanout: -3},
+		{MaxDepth: -1},
+		{ScanLimit: -1},
+	} {
+		if _, err := reconcile.NewSession(cfg); !errors.Is(err, reconcile.ErrInvalidSessionConfig) {
+			t.Errorf("%+v: err %v, want one wrapping ErrInvalidSessionConfig", cfg, err)
+		}
+	}
+	if _, err := reconcile.NewSession(reconcile.SessionConfig{}); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
 }
