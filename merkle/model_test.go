@@ -383,3 +383,82 @@ func checkLeafSet(t testing.TB, pi int, s *leafSet) {
 		t.Fatalf("partition %d: %d leaves, n = %d", pi, n, s.n)
 	}
 }
+
+// TestMarkerCoversMergedLeaf is the case TestModel found with seed
+// 1796281762343249128: a leaf merged in memory (its boundary key deleted,
+// then recomputed) spans two persisted leaves until the next checkpoint. A
+// write to one half used to write a marker at its key (a DeleteRange: from
+// its start), covering that persisted leaf only, and raise the merged
+// leaf's persisted-dirty flag, so a later write to the other half wrote
+// none; after a crash the other half loaded clean with a stale sum.
+// Markers now cover the whole leaf.
+func TestMarkerCoversMergedLeaf(t *testing.T) {
+	params := Params{LeafSize: 4, Seed: 7}.EnsureDefaults()
+	// In key order: boundary, plain, boundary, plain, boundary.
+	var seq [][]byte
+	for i := 0; len(seq) < 5 && i < 100000; i++ {
+		k := []byte(fmt.Sprintf("k%05d", i))
+		if params.IsBoundary(k) == (len(seq)%2 == 0) {
+			seq = append(seq, k)
+		}
+	}
+	if len(seq) < 5 {
+		t.Fatalf("no keys for the scenario: %q", seq)
+	}
+	b1, a1, b2, a2, b3 := seq[0], seq[1], seq[2], seq[3], seq[4]
+	for _, mark := range []string{"set", "delete range"} {
+		t.Run(mark, func(t *testing.T) {
+			h := openHarness(t, vfs.NewCrashableMem(), Options{Params: params})
+			defer func() { h.close() }()
+			ctx := context.Background()
+			set := func(k []byte, v string) {
+				h.model[string(k)] = []byte(v)
+				h.commit(func(b *hooks.Batch) error { return b.Set(k, []byte(v)) }, false)
+			}
+			for _, k := range [][]byte{b1, a1, b2, a2, b3} {
+				set(k, "v1")
+			}
+			// Recompute (both leaves clean), then persist [b1, b2) and
+			// [b2, b3) clean.
+			h.verifyClean()
+			if err := h.tree.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Delete the boundary b2; the recompute merges [b1, b3) in
+			// memory.
+			delete(h.model, string(b2))
+			h.commit(func(b *hooks.Batch) error { return b.Delete(b2) }, false)
+			h.verifyClean()
+			h.tree.mu.Lock()
+			p := h.tree.mu.parts[0]
+			merged := p.leafEnd(p.floor(b1))
+			h.tree.mu.Unlock()
+			if !bytes.Equal(merged, b3) {
+				t.Fatalf("scenario not reached: the leaf at %s ends at %s, want %s", b1, merged, b3)
+			}
+			// A write to the second half marks the merged leaf; the next
+			// write, to the first half, finds it covered and writes no
+			// marker.
+			if mark == "set" {
+				set(a2, "v2")
+			} else {
+				delete(h.model, string(a2))
+				h.commit(func(b *hooks.Batch) error { return b.DeleteRange(a2, b3) }, false)
+			}
+			set(a1, "v2")
+			// No checkpoint: recovery from [b1, b2), [b2, b3) and the
+			// marker.
+			h.close()
+			h.open()
+			h.checkCleanLeaves(0)
+			h.verifyClean()
+			got, err := h.tree.RangeFingerprint(ctx, 0, Range{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := h.modelFingerprint([]byte{}, nil); got != want {
+				t.Fatalf("root after recovery: %d records, want %d (sums differ: %v)", got.Count, want.Count, got.Sum != want.Sum)
+			}
+		})
+	}
+}

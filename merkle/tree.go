@@ -294,11 +294,21 @@ func (t *Tree) finishLocked(b *hooks.Batch, err error) {
 
 // markLocked adds a marker for leaf l to b unless l is already covered on
 // disk or b already marks it.
-func (t *Tree) markLocked(b *hooks.Batch, l *leaf, pi int, pos []byte) error {
+//
+// The marker covers l's whole range, not the written key: recovery marks
+// dirty the persisted leaves the marker overlaps, and l's boundaries may
+// differ from the persisted ones. After a merge not yet checkpointed (a
+// recompute or Verify found a boundary key deleted), l spans several
+// persisted leaves; a marker at the written key alone would cover only one
+// of them, yet pd would spare every later write to l its marker, and after
+// a crash the others would load clean with stale sums (TestModel, seed
+// 1796281762343249128).
+func (t *Tree) markLocked(b *hooks.Batch, l *leaf, pi int) error {
 	if l.pd || l.markedBy == b {
 		return nil
 	}
-	if err := b.Pebble().Set(markerKey(t.mu.gen, pi, pos), nil, nil); err != nil {
+	p := t.mu.parts[pi]
+	if err := b.Pebble().Set(markerKey(t.mu.gen, pi, l.start), rangeMarkerValue(p, p.leafEnd(l)), nil); err != nil {
 		return err
 	}
 	l.markedBy = b
@@ -334,7 +344,7 @@ func (t *Tree) touchKeyLocked(b *hooks.Batch, key []byte) error {
 		return nil
 	}
 	t.logWrite(pi, key)
-	return t.markLocked(b, l, pi, key)
+	return t.markLocked(b, l, pi)
 }
 
 // touchRangeLocked marks every leaf overlapping [start, end) dirty.
@@ -370,9 +380,11 @@ func (t *Tree) touchRangeLocked(b *hooks.Batch, start, end []byte) error {
 		if !needMarker {
 			continue
 		}
-		// One range marker covers every touched leaf.
-		v := append([]byte{markerRange}, hi...)
-		if err := b.Pebble().Set(markerKey(t.mu.gen, pi, lo), v, nil); err != nil {
+		// One range marker covers every touched leaf, whole (see
+		// markLocked): from the first one's start to the last one's end.
+		last := touched[len(touched)-1]
+		v := rangeMarkerValue(p, p.leafEnd(last))
+		if err := b.Pebble().Set(markerKey(t.mu.gen, pi, touched[0].start), v, nil); err != nil {
 			return err
 		}
 		t.mu.stats.MarkersWritten++
@@ -384,6 +396,19 @@ func (t *Tree) touchRangeLocked(b *hooks.Batch, start, end []byte) error {
 		}
 	}
 	return nil
+}
+
+// rangeMarkerValue is the value of a marker whose range ends at end (nil:
+// the end of partition p).
+func rangeMarkerValue(p *partTree, end []byte) []byte {
+	if end == nil {
+		end = p.end
+	}
+	if end == nil {
+		end = keyspace.InternalPrefix
+	}
+	v := make([]byte, 0, 1+len(end))
+	return append(append(v, markerRange), end...)
 }
 
 // clip intersects [start, end) with the partition range [ps, pe) (pe nil:
