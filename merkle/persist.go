@@ -22,7 +22,11 @@ import (
 //	                         or 'r' end (every leaf overlapping [pos, end) is dirty)
 
 const (
-	markerRange    = 'r'
+	markerRange = 'r'
+	// markerSpan is the value of a span marker, whose key's position
+	// holds its range (encodeSpan). Markers are written as span markers;
+	// point and range markers (positions that are a key) are still read.
+	markerSpan     = 's'
 	leafFlagDirty  = 1
 	paramsEncoding = 1
 )
@@ -36,6 +40,26 @@ var (
 	leafPrefix   = keyspace.Key(keyspace.SpaceLeaf)
 	markerPrefix = keyspace.Key(keyspace.SpaceMarker)
 )
+
+// markerSpanValue is the value of every span marker.
+var markerSpanValue = []byte{markerSpan}
+
+// encodeSpan encodes the range [start, end) as a span marker's position:
+// start's length as a uvarint, start, end.
+func encodeSpan(start, end []byte) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen64+len(start)+len(end))
+	b = binary.AppendUvarint(b, uint64(len(start)))
+	return append(append(b, start...), end...)
+}
+
+// decodeSpan is the inverse of encodeSpan.
+func decodeSpan(pos []byte) (start, end []byte, ok bool) {
+	n, w := binary.Uvarint(pos)
+	if w <= 0 || n > uint64(len(pos)-w) {
+		return nil, nil, false
+	}
+	return pos[w : w+int(n)], pos[w+int(n):], true
+}
 
 func markerKey(gen uint64, part int, pos []byte) []byte {
 	return keyspace.Key(keyspace.SpaceMarker, keyspace.Uint64(gen), keyspace.Uint32(uint32(part)), pos)
@@ -282,12 +306,19 @@ func (t *Tree) load() error {
 		pos := k[12:]
 		v := it.Value()
 		end := []byte(nil)
-		if len(v) > 0 {
-			if v[0] != markerRange {
-				it.Close()
-				return fmt.Errorf("%w: marker value %x", ErrCorruption, v)
-			}
+		switch {
+		case len(v) == 0: // a point marker: the leaf holding pos
+		case v[0] == markerRange:
 			end = v[1:]
+		case v[0] == markerSpan && len(v) == 1:
+			var ok bool
+			if pos, end, ok = decodeSpan(pos); !ok || len(end) == 0 {
+				it.Close()
+				return fmt.Errorf("%w: span marker %x", ErrCorruption, it.Key())
+			}
+		default:
+			it.Close()
+			return fmt.Errorf("%w: marker value %x", ErrCorruption, v)
 		}
 		markDirty(p, pos, end)
 	}

@@ -307,8 +307,7 @@ func (t *Tree) markLocked(b *hooks.Batch, l *leaf, pi int) error {
 	if l.pd || l.markedBy == b {
 		return nil
 	}
-	p := t.mu.parts[pi]
-	if err := b.Pebble().Set(markerKey(t.mu.gen, pi, l.start), rangeMarkerValue(p, p.leafEnd(l)), nil); err != nil {
+	if err := t.setMarkerLocked(b, pi, l.start, t.mu.parts[pi].leafEnd(l)); err != nil {
 		return err
 	}
 	l.markedBy = b
@@ -383,8 +382,7 @@ func (t *Tree) touchRangeLocked(b *hooks.Batch, start, end []byte) error {
 		// One range marker covers every touched leaf, whole (see
 		// markLocked): from the first one's start to the last one's end.
 		last := touched[len(touched)-1]
-		v := rangeMarkerValue(p, p.leafEnd(last))
-		if err := b.Pebble().Set(markerKey(t.mu.gen, pi, touched[0].start), v, nil); err != nil {
+		if err := t.setMarkerLocked(b, pi, touched[0].start, p.leafEnd(last)); err != nil {
 			return err
 		}
 		t.mu.stats.MarkersWritten++
@@ -398,17 +396,20 @@ func (t *Tree) touchRangeLocked(b *hooks.Batch, start, end []byte) error {
 	return nil
 }
 
-// rangeMarkerValue is the value of a marker whose range ends at end (nil:
-// the end of partition p).
-func rangeMarkerValue(p *partTree, end []byte) []byte {
+// setMarkerLocked adds to b the marker of partition pi's range [start,
+// end) (end nil: the partition's end) in the current generation. The range
+// is in the marker's key (a span marker), so two markers of one leaf start
+// with different ends never overwrite each other: a leaf re-marked after a
+// merge or split cannot shrink what an earlier marker of the generation
+// covers.
+func (t *Tree) setMarkerLocked(b *hooks.Batch, pi int, start, end []byte) error {
 	if end == nil {
-		end = p.end
+		end = t.mu.parts[pi].end
 	}
 	if end == nil {
 		end = keyspace.InternalPrefix
 	}
-	v := make([]byte, 0, 1+len(end))
-	return append(append(v, markerRange), end...)
+	return b.Pebble().Set(markerKey(t.mu.gen, pi, encodeSpan(start, end)), markerSpanValue, nil)
 }
 
 // clip intersects [start, end) with the partition range [ps, pe) (pe nil:
