@@ -308,12 +308,6 @@ func bucketUpper(i int) time.Duration {
 	return time.Duration(math.Ldexp(1+float64(frac+1)/latencySubBuckets, e))
 }
 
-// bucketLower is the lower bound of bucket i.
-func bucketLower(i int) time.Duration {
-	e, frac := i/latencySubBuckets, i%latencySubBuckets
-	return time.Duration(math.Ldexp(1+float64(frac)/latencySubBuckets, e))
-}
-
 // throttlesTaken sums what the throttles have taken (bytes, keys and busy
 // microseconds): it changes whenever background work ran.
 func (a *Admission) throttlesTaken() uint64 {

@@ -86,15 +86,6 @@ func (r *fuzzReader) sibling(d reconcile.Dot) reconcile.Sibling {
 	return s
 }
 
-// record builds a valid record of either mode from the input.
-func (r *fuzzReader) record() reconcile.Record {
-	if r.byte()%2 == 0 {
-		s := r.sibling(reconcile.Dot{Replica: r.replica()})
-		return reconcile.NewLWW(s.Dot.Replica, s.Timestamp, s.Value, s.Tombstone)
-	}
-	return r.causalRecord()
-}
-
 // causalRecord builds a valid causal record: a context over a few replicas,
 // and siblings at dots it covers.
 func (r *fuzzReader) causalRecord() reconcile.Record {

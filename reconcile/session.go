@@ -28,9 +28,6 @@ func (s Side) String() string {
 	return fmt.Sprintf("Side(%d)", uint8(s))
 }
 
-// other returns the other side.
-func (s Side) other() Side { return 1 - s }
-
 // RequestKind is the Replica method a Request calls.
 type RequestKind uint8
 

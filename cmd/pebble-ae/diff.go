@@ -226,7 +226,7 @@ func openEndpoint(ctx context.Context, f dbFlags, r *remoteFlags, arg string) (r
 // get replica IDs "a" and "b" unless --id is given.
 func openPair(ctx context.Context, f *dbFlags, r *remoteFlags, da, db string) (reconcile.Replica, reconcile.Replica, func(), error) {
 	if da == db || (!isRemote(da) && !isRemote(db) && filepath.Clean(da) == filepath.Clean(db)) {
-		return nil, nil, nil, fmt.Errorf("A and B are the same replica (%s)", da)
+		return nil, nil, nil, fmt.Errorf("arguments A and B are the same replica (%s)", da)
 	}
 	fa, fb := *f, *f
 	if fa.id == "local" {

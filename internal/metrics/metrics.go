@@ -21,6 +21,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -80,7 +81,7 @@ func New() *Metrics {
 		Help: "Tombstones purged by the tombstone GC, by partition."}, []string{"partition"})
 	m.reg.MustRegister(m.sessions, m.sessionDuration, m.roundTrips, m.bytes, m.keysRepaired, m.keysCompared, m.keysDiverged,
 		m.fullRounds, m.tasks, m.taskDuration, m.rebuildKeys, m.purged, statusCollector{m},
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -74,13 +74,12 @@ func (o Options) withDefaults(seeds int) Options {
 
 // scenario is the initial state of two replicas.
 type scenario struct {
-	seed   uint64
-	mode   reconcile.Mode
-	cfg    Config
-	recs   [2]map[string]reconcile.Record
-	shape  string
-	nkeys  int
-	splits [][]byte
+	seed  uint64
+	mode  reconcile.Mode
+	cfg   Config
+	recs  [2]map[string]reconcile.Record
+	shape string
+	nkeys int
 }
 
 // shapeNames are the shapes of scenarios, one chosen per seed.
