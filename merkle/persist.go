@@ -18,8 +18,10 @@ import (
 //	m "gen"               -> uint64: the marker generation of the last checkpoint
 //	m "rebuild" part(4)   -> present while partition part is being rebuilt
 //	l part(4) start       -> leafRecord: flags(1) sum(32) uvarint(count)
-//	d gen(8) part(4) pos  -> marker: empty (the leaf containing pos is dirty)
-//	                         or 'r' end (every leaf overlapping [pos, end) is dirty)
+//	d gen(8) part(4) pos  -> marker, written as 's' with pos = encodeSpan(start, end)
+//	                         (every leaf overlapping [start, end) is dirty); read too,
+//	                         as earlier releases wrote them: empty (the leaf
+//	                         containing pos is dirty) or 'r' end ([pos, end))
 
 const (
 	markerRange = 'r'

@@ -73,13 +73,14 @@ func (f *dbFlags) open(ctx context.Context, dir string) (*engine.Engine, error) 
 		return nil, err
 	}
 	lockPath, hadLock := filepath.Join(dir, "LOCK"), false
+	noDB := fmt.Errorf("%w in %q (this command does not create one)", errNoDatabase, dir)
 	if f.existing {
 		// Pebble's ErrorIfNotExists still creates the directory and its
 		// LOCK file before it looks: check first that there is something,
 		// and remove a LOCK file the failed open left.
 		ents, err := os.ReadDir(dir)
 		if err != nil || len(ents) == 0 {
-			return nil, fmt.Errorf("%w in %q (this command does not create one)", errNoDatabase, dir)
+			return nil, noDB
 		}
 		_, err = os.Lstat(lockPath)
 		hadLock = err == nil
@@ -90,7 +91,7 @@ func (f *dbFlags) open(ctx context.Context, dir string) (*engine.Engine, error) 
 		if !hadLock {
 			_ = os.Remove(lockPath)
 		}
-		return nil, fmt.Errorf("%w in %q (this command does not create one)", errNoDatabase, dir)
+		return nil, noDB
 	}
 	if err != nil {
 		return nil, err
