@@ -156,6 +156,9 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	if err := cfg.Scheduler.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Sync.Session.MaxPendingBytes < 0 {
+		return nil, fmt.Errorf("%w: MaxPendingBytes %d", ErrInvalidSessionConfig, cfg.Sync.Session.MaxPendingBytes)
+	}
 	if cfg.SessionTimeout < 0 {
 		return nil, fmt.Errorf("%w: session timeout %v is negative (0: the default)", ErrInvalidSchedule, cfg.SessionTimeout)
 	}

@@ -304,6 +304,10 @@ func TestNewLoopRefusesBadConfig(t *testing.T) {
 			t.Errorf("%s: err %v, want one wrapping ErrInvalidSchedule", tc.name, err)
 		}
 	}
+	bad := reconcile.LoopConfig{Local: e, Peers: peers, Sync: reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: -1}}}
+	if _, err := reconcile.NewLoop(bad); !errors.Is(err, reconcile.ErrInvalidSessionConfig) {
+		t.Errorf("negative MaxPendingBytes: err %v, want one wrapping ErrInvalidSessionConfig", err)
+	}
 	if _, err := reconcile.NewLoop(reconcile.LoopConfig{Local: e, Peers: peers}); err != nil {
 		t.Fatalf("the defaults: %v", err)
 	}

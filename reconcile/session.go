@@ -212,6 +212,17 @@ type SessionConfig struct {
 	// and the confirm, whatever their number. SyncPartition sets it when
 	// both replicas are ApplyConfirmers.
 	ConfirmAnySize bool
+	// MaxPendingBytes bounds the records a session holds in memory: when
+	// the resolved writes it has not applied yet reach it (their keys and
+	// records), the next round applies them (Apply without a confirm)
+	// while the descent goes on; the descent lists and fetches no more than
+	// MaxPendingBytes/PendingKeyCost keys in one round and stops widening
+	// while more are waiting; and a sketch or symbol difference of more
+	// keys than that is reconciled by the descent instead (its records
+	// would all be fetched at once). Default DefaultMaxPendingBytes;
+	// negative is invalid. A repair of any size then runs in bounded
+	// memory: a new, empty replica filled from a full one, say.
+	MaxPendingBytes int64
 	// Strict makes the session assume that nothing writes to the replicas
 	// while it runs: answers that contradict earlier answers (a range listed
 	// with another number of entries than its fingerprint counted) and roots
@@ -292,8 +303,10 @@ type Session struct {
 	fetching map[string]*keyState
 	// done are the keys already reconciled (each key once per session).
 	done map[string]bool
-	// writes are the entries to apply, per side.
-	writes [2][]Entry
+	// writes are the entries to apply, per side; pendingBytes their keys'
+	// and records' bytes.
+	writes       [2][]Entry
+	pendingBytes int64
 	// rootFP are the root fingerprints of the first comparison.
 	rootFP [2]Fingerprint
 	// sk is the state of sketch reconciliation.
@@ -320,6 +333,15 @@ type sketchState struct {
 
 // DefaultFetchByHashLimit is the default SessionConfig.FetchByHashLimit.
 const DefaultFetchByHashLimit = 1 << 16
+
+// DefaultMaxPendingBytes is the default SessionConfig.MaxPendingBytes.
+const DefaultMaxPendingBytes = 64 << 20
+
+// PendingKeyCost is the memory a session counts for each key it lists or
+// fetches in a round (its key, digest, record and bookkeeping, for records
+// of ~100 bytes): MaxPendingBytes/PendingKeyCost keys are listed or
+// fetched at most per round.
+const PendingKeyCost = 256
 
 type phase uint8
 
@@ -352,6 +374,9 @@ type listItem struct {
 	cursor      [2][]byte
 	finished    [2]bool
 	entries     [2][]Entry
+	// listed counts the entries already taken out of entries (a listing
+	// with records is resolved page by page).
+	listed [2]int64
 }
 
 // keyState is one key being reconciled.
@@ -401,6 +426,12 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	if cfg.FetchByHashLimit <= 0 {
 		cfg.FetchByHashLimit = DefaultFetchByHashLimit
+	}
+	if cfg.MaxPendingBytes < 0 {
+		return nil, fmt.Errorf("%w: MaxPendingBytes %d", ErrInvalidSessionConfig, cfg.MaxPendingBytes)
+	}
+	if cfg.MaxPendingBytes == 0 {
+		cfg.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	s := &Session{
 		cfg:      cfg,
@@ -615,11 +646,24 @@ func (s *Session) hashRound(ranges []KeyRange, fanout, depth int) []Request {
 	}
 }
 
-// descendRound assembles the pipelined work of the next round.
+// descendRound assembles the pipelined work of the next round: the
+// queued writes once they reach MaxPendingBytes, listings of up to
+// keyBudget keys, the next ranges to hash unless listings are waiting
+// (the descent does not widen while it holds its budget of keys), and the
+// fetches of up to keyBudget of the keys found to differ.
 func (s *Session) descendRound() []Request {
-	var reqs []Request
 	s.round = roundResults{lists: map[uint64]*listItem{}}
-	if len(s.toHash) > 0 {
+	reqs := s.flushRound()
+	// The listings that fit in this round's budget (at least one).
+	budget, listing, lists := s.keyBudget(), int64(0), 0
+	for _, li := range s.toList {
+		if listing >= budget {
+			break
+		}
+		listing += li.roundCost(s.cfg.ScanLimit)
+		lists++
+	}
+	if len(s.toHash) > 0 && lists == len(s.toList) {
 		batch := s.toHash[:min(len(s.toHash), s.cfg.HashRangesLimit)]
 		ranges := make([]KeyRange, len(batch))
 		for i, h := range batch {
@@ -628,7 +672,7 @@ func (s *Session) descendRound() []Request {
 		reqs = append(reqs, s.hashRound(ranges, s.fanout, s.depthFor(batch))...)
 		s.toHash = s.toHash[len(batch):]
 	}
-	for _, li := range s.toList {
+	for _, li := range s.toList[:lists] {
 		for side := range 2 {
 			if !li.need[side] || li.finished[side] {
 				continue
@@ -650,6 +694,8 @@ func (s *Session) descendRound() []Request {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
+		// At most keyBudget keys a round; the rest wait for the next.
+		keys = keys[:min(int64(len(keys)), budget)]
 		for side := range 2 {
 			var fk [][]byte
 			for _, k := range keys {
@@ -663,11 +709,61 @@ func (s *Session) descendRound() []Request {
 				fk = fk[n:]
 			}
 		}
-		for k, ks := range s.toFetch {
-			s.fetching[k] = ks
+		for _, k := range keys {
+			s.fetching[k] = s.toFetch[k]
+			delete(s.toFetch, k)
 		}
-		s.toFetch = map[string]*keyState{}
 	}
+	return reqs
+}
+
+// keyBudget is the number of keys the descent lists, and the number it
+// fetches, in one round: MaxPendingBytes/PendingKeyCost, at least one page.
+func (s *Session) keyBudget() int64 {
+	return max(s.cfg.MaxPendingBytes/PendingKeyCost, int64(s.cfg.ScanLimit))
+}
+
+// roundCost is the number of entries the next pages of li's listing hold
+// at most: a page a side it waits for, or what the side's fingerprint
+// count leaves of it.
+func (li *listItem) roundCost(pageSize int) int64 {
+	var c int64
+	for side := range 2 {
+		if !li.need[side] || li.finished[side] {
+			continue
+		}
+		p := int64(pageSize)
+		if n := li.count[side]; n >= 0 {
+			p = min(p, max(n-li.listed[side]-int64(len(li.entries[side])), 1))
+		}
+		c += p
+	}
+	return c
+}
+
+// flushRound returns Apply requests (without a confirm) for the queued
+// writes once their bytes reach MaxPendingBytes, and drops them: the
+// session then holds none of them. The keys reconciled so far are
+// forgotten as well: ranges are disjoint, so a key comes up again only if
+// a write raced the session, and reconciling it again is harmless.
+func (s *Session) flushRound() []Request {
+	if s.pendingBytes < s.cfg.MaxPendingBytes {
+		return nil
+	}
+	var reqs []Request
+	for side := range s.writes {
+		entries := s.writes[side]
+		slices.SortFunc(entries, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
+		for len(entries) > 0 {
+			n := min(len(entries), s.cfg.ApplyLimit)
+			reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestApply, Partition: s.cfg.Partition, Entries: entries[:n]}))
+			entries = entries[n:]
+		}
+		s.writes[side] = nil
+	}
+	s.pendingBytes = 0
+	clear(s.done)
+	s.stats.Flushes++
 	return reqs
 }
 
@@ -957,21 +1053,10 @@ func (s *Session) misaligned(ca, cb []Child) {
 func (s *Session) finishLists() error {
 	var rest []*listItem
 	for _, li := range s.toList {
-		complete := (!li.need[SideA] || li.finished[SideA]) && (!li.need[SideB] || li.finished[SideB])
-		if !complete {
-			rest = append(rest, li)
-			continue
-		}
-		for side := range 2 {
-			if li.need[side] && li.count[side] >= 0 && int64(len(li.entries[side])) != li.count[side] {
-				s.stats.CountMismatches++
-				if s.cfg.Strict {
-					return fmt.Errorf("%w: partition %d: %s listed %d records in %s, its fingerprint counted %d",
-						ErrNotConverged, s.cfg.Partition, Side(side), len(li.entries[side]), li.r, li.count[side])
-				}
-			}
-		}
 		if li.withRecords {
+			// The other side has nothing here: every record listed is
+			// resolved (and queued for the other side) as its page
+			// arrives, so that the session never holds the whole range.
 			for side := range 2 {
 				for _, e := range li.entries[side] {
 					ks := &keyState{key: e.Key}
@@ -983,7 +1068,25 @@ func (s *Session) finishLists() error {
 						return err
 					}
 				}
+				li.listed[side] += int64(len(li.entries[side]))
+				li.entries[side] = nil
 			}
+		}
+		complete := (!li.need[SideA] || li.finished[SideA]) && (!li.need[SideB] || li.finished[SideB])
+		if !complete {
+			rest = append(rest, li)
+			continue
+		}
+		for side := range 2 {
+			if n := li.listed[side] + int64(len(li.entries[side])); li.need[side] && li.count[side] >= 0 && n != li.count[side] {
+				s.stats.CountMismatches++
+				if s.cfg.Strict {
+					return fmt.Errorf("%w: partition %d: %s listed %d records in %s, its fingerprint counted %d",
+						ErrNotConverged, s.cfg.Partition, Side(side), n, li.r, li.count[side])
+				}
+			}
+		}
+		if li.withRecords {
 			continue
 		}
 		ea, eb := li.entries[SideA], li.entries[SideB]
@@ -1101,6 +1204,8 @@ func (s *Session) resolve(ks *keyState) error {
 		if !bytes.Equal(ks.rec[side], resolved) {
 			s.writes[side] = append(s.writes[side], Entry{Key: ks.key, Record: resolved})
 			s.stats.side(Side(side)).KeysRepaired++
+			s.pendingBytes += int64(len(ks.key) + len(resolved))
+			s.stats.PeakPendingBytes = max(s.stats.PeakPendingBytes, s.pendingBytes)
 		}
 	}
 	return nil

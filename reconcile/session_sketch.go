@@ -96,7 +96,19 @@ func (s *Session) finishSketch() error {
 
 // startFetchByHash starts fetching the records of the sketch IDs only A
 // (onlyA) and only B (onlyB) hold.
+//
+// A difference of more keys than a round may hold (see
+// SessionConfig.MaxPendingBytes) is reconciled by the tree descent
+// instead: records fetched by sketch ID can only be paired by key once
+// both sides' have all arrived, so this path would hold them all.
 func (s *Session) startFetchByHash(onlyA, onlyB []uint64) {
+	if int64(len(onlyA)+len(onlyB)) > s.keyBudget() {
+		s.stats.SketchFallbacks++
+		s.stats.LargeDifferences++
+		s.phase = phaseDescend
+		s.compare(s.part, s.rootFP[SideA], s.rootFP[SideB], nil, nil, false)
+		return
+	}
 	s.sk.ids = [2][]uint64{onlyA, onlyB}
 	s.sk.fetchNext = [2]int{}
 	s.sk.fetched = [2][]Entry{}

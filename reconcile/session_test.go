@@ -183,6 +183,7 @@ func TestNewSessionRefusesBadConfig(t *testing.T) {
 		{Fanout: -3},
 		{MaxDepth: -1},
 		{ScanLimit: -1},
+		{MaxPendingBytes: -1},
 	} {
 		if _, err := reconcile.NewSession(cfg); !errors.Is(err, reconcile.ErrInvalidSessionConfig) {
 			t.Errorf("%+v: err %v, want one wrapping ErrInvalidSessionConfig", cfg, err)

@@ -100,6 +100,17 @@ type Stats struct {
 	// SketchFallbacks counts symbol streams that ended without decoding,
 	// after which the session descended the trees instead.
 	SketchFallbacks int
+	// LargeDifferences counts sketch or symbol differences that decoded
+	// to more keys than a session holds at once (SessionConfig.
+	// MaxPendingBytes), which the session then reconciled by the descent
+	// (counted in SketchFallbacks too).
+	LargeDifferences int
+	// Flushes counts the apply rounds a session ran before its end because
+	// its queued writes reached SessionConfig.MaxPendingBytes.
+	Flushes int
+	// PeakPendingBytes is the most bytes of resolved writes (keys and
+	// records) a session held at once (the maximum, when added up).
+	PeakPendingBytes int64
 	// Converged reports whether the roots were equal at the end (at the
 	// first comparison, or at the confirm step).
 	Converged bool
@@ -139,17 +150,20 @@ func (s Stats) Add(o Stats) Stats {
 		return o
 	}
 	return Stats{
-		Partition:       s.Partition,
-		Sessions:        s.Sessions + o.Sessions,
-		Rounds:          max(s.Rounds, o.Rounds),
-		A:               s.A.Add(o.A),
-		B:               s.B.Add(o.B),
-		KeysCompared:    s.KeysCompared + o.KeysCompared,
-		KeysTransferred: s.KeysTransferred + o.KeysTransferred,
-		CountMismatches: s.CountMismatches + o.CountMismatches,
-		SketchFallbacks: s.SketchFallbacks + o.SketchFallbacks,
-		Converged:       s.Converged && o.Converged,
-		Duration:        s.Duration + o.Duration,
+		Partition:        s.Partition,
+		Sessions:         s.Sessions + o.Sessions,
+		Rounds:           max(s.Rounds, o.Rounds),
+		A:                s.A.Add(o.A),
+		B:                s.B.Add(o.B),
+		KeysCompared:     s.KeysCompared + o.KeysCompared,
+		KeysTransferred:  s.KeysTransferred + o.KeysTransferred,
+		CountMismatches:  s.CountMismatches + o.CountMismatches,
+		SketchFallbacks:  s.SketchFallbacks + o.SketchFallbacks,
+		LargeDifferences: s.LargeDifferences + o.LargeDifferences,
+		Flushes:          s.Flushes + o.Flushes,
+		PeakPendingBytes: max(s.PeakPendingBytes, o.PeakPendingBytes),
+		Converged:        s.Converged && o.Converged,
+		Duration:         s.Duration + o.Duration,
 	}
 }
 

@@ -251,7 +251,7 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 				return fmt.Errorf("naive session %s: %w", pair, err)
 			}
 			bar := newProgress(errw, pair)
-			st, err := syncAllProgress(ctx, a.rep, b.rep, bar, false)
+			st, err := syncAllProgress(ctx, a.rep, b.rep, bar, false, 0)
 			bar.done()
 			if err != nil {
 				return fmt.Errorf("session %s: %w", pair, err)
@@ -337,7 +337,9 @@ func printRoots(ctx context.Context, out io.Writer, nodes []*demoNode) error {
 }
 
 // syncAllProgress runs a session over every partition, drawing progress.
-func syncAllProgress(ctx context.Context, a, b reconcile.Replica, bar *progress, naive bool) (reconcile.Stats, error) {
+// syncAllProgress runs SyncAll between a and b, reporting on bar (if not
+// nil); maxPending is SessionConfig.MaxPendingBytes (0: the default).
+func syncAllProgress(ctx context.Context, a, b reconcile.Replica, bar *progress, naive bool, maxPending int64) (reconcile.Stats, error) {
 	info, err := a.Info(ctx)
 	if err != nil {
 		return reconcile.Stats{}, err
@@ -356,6 +358,7 @@ func syncAllProgress(ctx context.Context, a, b reconcile.Replica, bar *progress,
 		opts.Session.Naive = true
 		opts.Session.ScanLimit = engine.MaxKeysPerRequest
 	}
+	opts.Session.MaxPendingBytes = maxPending
 	all, err := reconcile.SyncAll(ctx, a, b, opts)
 	var sum reconcile.Stats
 	for i, s := range all {
@@ -381,7 +384,7 @@ func (d *dryRun) Apply(ctx context.Context, part uint32, entries []reconcile.Ent
 }
 
 func dryRunStats(ctx context.Context, a, b reconcile.Replica, naive bool) (reconcile.Stats, error) {
-	return syncAllProgress(ctx, &dryRun{Replica: a}, &dryRun{Replica: b}, nil, naive)
+	return syncAllProgress(ctx, &dryRun{Replica: a}, &dryRun{Replica: b}, nil, naive, 0)
 }
 
 // compareFullScans reads every user record of every replica and checks they

@@ -128,6 +128,7 @@ func newDiffCmd() *cobra.Command {
 func newRepairCmd() *cobra.Command {
 	var f dbFlags
 	var rf remoteFlags
+	var maxPending int64
 	c := &cobra.Command{
 		Use:     "repair A B",
 		Short:   "Run one anti-entropy session between two replicas now",
@@ -135,13 +136,16 @@ func newRepairCmd() *cobra.Command {
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if maxPending < 0 {
+				return fmt.Errorf("--session-memory %d: negative", maxPending)
+			}
 			a, b, closeAll, err := openPair(ctx, &f, &rf, args[0], args[1])
 			if err != nil {
 				return err
 			}
 			defer closeAll()
 			bar := newProgress(cmd.ErrOrStderr(), "repair")
-			st, err := syncAllProgress(ctx, a, b, bar, false)
+			st, err := syncAllProgress(ctx, a, b, bar, false, maxPending)
 			bar.done()
 			if err != nil {
 				return err
@@ -155,8 +159,12 @@ func newRepairCmd() *cobra.Command {
 	}
 	f.register(c.Flags())
 	rf.register(c.Flags())
+	c.Flags().Int64Var(&maxPending, "session-memory", reconcile.DefaultMaxPendingBytes, sessionMemoryUsage)
 	return c
 }
+
+// sessionMemoryUsage is the help of repair's and serve's --session-memory.
+const sessionMemoryUsage = "bytes of records a session holds before it applies its writes; it lists and fetches at most this/256 keys a round"
 
 // remoteFlags select how diff, repair and status reach a replica given as
 // id=host:port instead of a directory.

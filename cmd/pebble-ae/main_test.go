@@ -157,6 +157,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--peers", "b=127.0.0.1:1", "--session-timeout", "-1s"}, "session timeout -1s is negative"},
 		{[]string{"--busy-fraction", "-1"}, "busy fraction -1 is negative"},
 		{[]string{"--scan-bytes-per-sec", "-5"}, "bytes per second -5 is negative"},
+		{[]string{"--session-memory", "-1"}, "--session-memory -1: negative"},
 	} {
 		out, code := run(t, append(append([]string{}, base...), tc.flags...)...)
 		if code == 0 || strings.Contains(out, "serving") || !strings.Contains(out, tc.want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {

@@ -21,6 +21,8 @@ type nodeRepairer struct {
 	peers     map[reconcile.ReplicaID]reconcile.Replica
 	throttles []*reconcile.Throttle
 	adm       *engine.Admission
+	// maxPending is the sessions' SessionConfig.MaxPendingBytes.
+	maxPending int64
 
 	mu   sync.Mutex
 	last []plugin.SessionSummary // newest last, at most keepSessions
@@ -62,7 +64,7 @@ func (n *nodeRepairer) Repair(ctx context.Context, peer reconcile.ReplicaID, par
 	if !ok {
 		return nil, fmt.Errorf("%w: %q is not a peer of this node", engine.ErrBadRequest, peer)
 	}
-	opts := reconcile.SyncOptions{}
+	opts := reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: n.maxPending}}
 	if naive {
 		opts.Session.Naive = true
 		opts.Session.ScanLimit = engine.MaxKeysPerRequest

@@ -39,6 +39,7 @@ type serveFlags struct {
 	gcGrace        time.Duration
 	logLevel       string
 	sessionTimeout time.Duration
+	sessionMemory  int64
 }
 
 func newServeCmd() *cobra.Command {
@@ -76,6 +77,7 @@ Prometheus metrics are served on --metrics.`,
 	fl.DurationVar(&f.gcGrace, "gc-grace", engine.DefaultGCGrace, "tombstone grace period (tombstones are purged only after it and two full repair rounds)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session (0: ten times the longest repair interval, at least 1m)")
+	fl.Int64Var(&f.sessionMemory, "session-memory", reconcile.DefaultMaxPendingBytes, sessionMemoryUsage)
 	return c
 }
 
@@ -86,6 +88,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	if f.dir == "" {
 		return fmt.Errorf("no database directory: pass --dir")
+	}
+	if f.sessionMemory < 0 {
+		return fmt.Errorf("--session-memory %d: negative", f.sessionMemory)
 	}
 	ps, err := cliflags.ParsePeers(f.peers)
 	if err != nil {
@@ -148,7 +153,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 
 	// The gRPC service; its Repair and Status calls are backed by the node.
-	rep := &nodeRepairer{local: e, peers: map[reconcile.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm}
+	rep := &nodeRepairer{local: e, peers: map[reconcile.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
 	var tlsCfg *tls.Config
 	lopts := &plugin.ListenOptions{Insecure: f.insecure}
 	lopts.Server.Repairer = rep
@@ -203,6 +208,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 			WriteThrottle:  write,
 			Signals:        signals,
 			SessionTimeout: f.sessionTimeout,
+			Sync:           reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: f.sessionMemory}},
 			OnSession: func(r reconcile.SessionReport) {
 				m.ObserveSession(r)
 				rep.observe(r)

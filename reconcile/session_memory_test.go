@@ -1,0 +1,102 @@
+package reconcile_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/pebble-ae/pebble-ae/internal/memreplica"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+)
+
+// TestSessionBoundedMemory reconciles large differences with a small
+// SessionConfig.MaxPendingBytes and with the default, side by side: a new,
+// empty replica filled from a full one (listings with records), a third of
+// the keys stale on one side (digest listings and fetches), and the same
+// with sketches (a difference too large to fetch by sketch ID, reconciled
+// by the descent). Both runs must converge to the same data and repair the
+// same keys; the bounded one must never hold more than its budget plus one
+// round's writes, where the default one holds every write until the end.
+func TestSessionBoundedMemory(t *testing.T) {
+	const (
+		n        = 40000
+		budget   = 64 << 10
+		scan     = 128
+		valueLen = 100
+	)
+	value := bytes.Repeat([]byte("v"), valueLen)
+	// One round resolves at most budget/256 listed keys plus one item of
+	// two pages, and as many fetched keys, each written to at most two
+	// sides: 2 * (256 + 2*128 + 256) writes of one entry each.
+	entry := len(fmt.Sprintf("k%07d", 0)) + reconcile.NewLWW("a", reconcile.Timestamp{WallTime: 1 << 40}, value, false).EncodedLen()
+	roundMax := int64(2 * (budget/reconcile.PendingKeyCost + 2*scan + budget/reconcile.PendingKeyCost) * entry)
+
+	for _, tc := range []struct {
+		name   string
+		stale  func(i int) bool // key i is stale (or missing) on B
+		sketch bool
+	}{
+		{name: "empty", stale: func(int) bool { return true }},
+		{name: "third-stale", stale: func(i int) bool { return i%3 == 0 }},
+		{name: "third-stale-sketch", stale: func(i int) bool { return i%3 == 0 }, sketch: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var results [2]reconcile.Stats
+			var dumps [2][]reconcile.Entry
+			for run, maxPending := range []int64{budget, 0} {
+				reps := [2]*memreplica.Replica{}
+				for i, id := range []reconcile.ReplicaID{"a", "b"} {
+					reps[i], _ = memreplica.New(memreplica.Options{ID: id, LeafSize: 64})
+				}
+				empty := tc.name == "empty"
+				for i := range n {
+					k := fmt.Appendf(nil, "k%07d", i)
+					reps[0].Set(k, reconcile.NewLWW("a", reconcile.Timestamp{WallTime: 2 << 40}, value, false))
+					if !empty {
+						ts := int64(2 << 40)
+						if tc.stale(i) {
+							ts = 1 << 40
+						}
+						reps[1].Set(k, reconcile.NewLWW("a", reconcile.Timestamp{WallTime: ts}, value, false))
+					}
+				}
+				opts := reconcile.SyncOptions{
+					Session:  reconcile.SessionConfig{Strict: true, MaxPendingBytes: maxPending, ScanLimit: scan},
+					NoSketch: !tc.sketch,
+				}
+				st, err := reconcile.SyncPartition(context.Background(), reps[0], reps[1], 0, opts)
+				if err != nil {
+					t.Fatalf("MaxPendingBytes %d: %v", maxPending, err)
+				}
+				if !st.Converged {
+					t.Fatalf("MaxPendingBytes %d: not converged: %s", maxPending, st)
+				}
+				t.Logf("MaxPendingBytes %d: %d rounds, %d flushes, %d large differences, peak %d bytes of writes, %s",
+					maxPending, st.Rounds, st.Flushes, st.LargeDifferences, st.PeakPendingBytes, st)
+				results[run], dumps[run] = st, reps[1].Dump()
+				if a, b := reps[0].Dump(), reps[1].Dump(); len(a) != n || len(b) != n {
+					t.Fatalf("MaxPendingBytes %d: %d and %d keys after the session, want %d", maxPending, len(a), len(b), n)
+				}
+			}
+			bounded, unbounded := results[0], results[1]
+			if bounded.KeysRepaired() != unbounded.KeysRepaired() || bounded.KeysRepaired() == 0 {
+				t.Fatalf("repaired %d keys bounded, %d unbounded", bounded.KeysRepaired(), unbounded.KeysRepaired())
+			}
+			for i := range dumps[0] {
+				if !bytes.Equal(dumps[0][i].Key, dumps[1][i].Key) || !bytes.Equal(dumps[0][i].Record, dumps[1][i].Record) {
+					t.Fatalf("the two runs left different data at %q", dumps[0][i].Key)
+				}
+			}
+			if bounded.Flushes == 0 || bounded.PeakPendingBytes > budget+roundMax {
+				t.Fatalf("bounded: %d flushes, peak %d bytes of writes, want flushes and at most %d", bounded.Flushes, bounded.PeakPendingBytes, budget+roundMax)
+			}
+			if unbounded.Flushes != 0 || unbounded.PeakPendingBytes < 4*(budget+roundMax) {
+				t.Fatalf("default: %d flushes, peak %d bytes: the data set no longer shows the difference", unbounded.Flushes, unbounded.PeakPendingBytes)
+			}
+			if tc.sketch && (bounded.LargeDifferences != 1 || unbounded.LargeDifferences != 0) {
+				t.Fatalf("large differences: %d bounded, %d unbounded; want 1 and 0", bounded.LargeDifferences, unbounded.LargeDifferences)
+			}
+		})
+	}
+}
