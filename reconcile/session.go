@@ -212,16 +212,18 @@ type SessionConfig struct {
 	// and the confirm, whatever their number. SyncPartition sets it when
 	// both replicas are ApplyConfirmers.
 	ConfirmAnySize bool
-	// MaxPendingBytes bounds the records a session holds in memory: when
-	// the resolved writes it has not applied yet reach it (their keys and
-	// records), the next round applies them (Apply without a confirm)
-	// while the descent goes on; the descent lists and fetches no more than
+	// MaxPendingBytes bounds the records a session holds in memory, to
+	// about twice MaxPendingBytes whatever the size of the difference (a
+	// new, empty replica filled from a full one, say): when the resolved
+	// writes it has not applied yet reach it (their keys and records), the
+	// session applies them all (Apply without a confirm,
+	// DrainChunksPerRound requests a side per round) before it goes on;
+	// the descent lists and fetches no more than
 	// MaxPendingBytes/PendingKeyCost keys in one round and stops widening
 	// while more are waiting; and a sketch or symbol difference of more
 	// keys than that is reconciled by the descent instead (its records
 	// would all be fetched at once). Default DefaultMaxPendingBytes;
-	// negative is invalid. A repair of any size then runs in bounded
-	// memory: a new, empty replica filled from a full one, say.
+	// negative is invalid.
 	MaxPendingBytes int64
 	// Strict makes the session assume that nothing writes to the replicas
 	// while it runs: answers that contradict earlier answers (a range listed
@@ -307,6 +309,9 @@ type Session struct {
 	// and records' bytes.
 	writes       [2][]Entry
 	pendingBytes int64
+	// draining reports that the writes are being applied before the
+	// session goes on (see drainRound).
+	draining bool
 	// rootFP are the root fingerprints of the first comparison.
 	rootFP [2]Fingerprint
 	// sk is the state of sketch reconciliation.
@@ -338,10 +343,18 @@ const DefaultFetchByHashLimit = 1 << 16
 const DefaultMaxPendingBytes = 64 << 20
 
 // PendingKeyCost is the memory a session counts for each key it lists or
-// fetches in a round (its key, digest, record and bookkeeping, for records
-// of ~100 bytes): MaxPendingBytes/PendingKeyCost keys are listed or
-// fetched at most per round.
-const PendingKeyCost = 256
+// fetches in a round (its key, digest, record and bookkeeping: ~700 bytes
+// measured for 16-byte keys and 100-byte values in a listing with
+// records, rounded up): MaxPendingBytes/PendingKeyCost keys are listed or
+// fetched at most per round, so that a round's answers take at most about
+// MaxPendingBytes.
+const PendingKeyCost = 1024
+
+// DrainChunksPerRound is the number of Apply requests a side is sent per
+// round while a session applies the writes it queued (see
+// SessionConfig.MaxPendingBytes): each is a Pebble batch in memory on the
+// replica while it commits.
+const DrainChunksPerRound = 4
 
 type phase uint8
 
@@ -653,7 +666,10 @@ func (s *Session) hashRound(ranges []KeyRange, fanout, depth int) []Request {
 // fetches of up to keyBudget of the keys found to differ.
 func (s *Session) descendRound() []Request {
 	s.round = roundResults{lists: map[uint64]*listItem{}}
-	reqs := s.flushRound()
+	if reqs := s.drainRound(); len(reqs) > 0 {
+		return reqs
+	}
+	var reqs []Request
 	// The listings that fit in this round's budget (at least one).
 	budget, listing, lists := s.keyBudget(), int64(0), 0
 	for _, li := range s.toList {
@@ -741,29 +757,48 @@ func (li *listItem) roundCost(pageSize int) int64 {
 	return c
 }
 
-// flushRound returns Apply requests (without a confirm) for the queued
-// writes once their bytes reach MaxPendingBytes, and drops them: the
-// session then holds none of them. The keys reconciled so far are
+// drainRound returns the next Apply requests (without a confirm) of the
+// queued writes once their bytes reach MaxPendingBytes: at most
+// DrainChunksPerRound requests of ApplyLimit entries a side each round,
+// until none is left. While it drains, a round carries nothing else, so a
+// session holds at most MaxPendingBytes of writes plus what one round
+// resolved. When the queue is empty the keys reconciled so far are
 // forgotten as well: ranges are disjoint, so a key comes up again only if
 // a write raced the session, and reconciling it again is harmless.
-func (s *Session) flushRound() []Request {
-	if s.pendingBytes < s.cfg.MaxPendingBytes {
-		return nil
+func (s *Session) drainRound() []Request {
+	if !s.draining {
+		if s.pendingBytes < s.cfg.MaxPendingBytes {
+			return nil
+		}
+		s.draining = true
+		s.stats.Flushes++
+		for side := range s.writes {
+			slices.SortFunc(s.writes[side], func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
+		}
 	}
 	var reqs []Request
 	for side := range s.writes {
-		entries := s.writes[side]
-		slices.SortFunc(entries, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
-		for len(entries) > 0 {
+		for range DrainChunksPerRound {
+			entries := s.writes[side]
+			if len(entries) == 0 {
+				break
+			}
 			n := min(len(entries), s.cfg.ApplyLimit)
-			reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestApply, Partition: s.cfg.Partition, Entries: entries[:n]}))
-			entries = entries[n:]
+			chunk := slices.Clone(entries[:n])
+			for _, e := range chunk {
+				s.pendingBytes -= int64(len(e.Key) + len(e.Record))
+			}
+			clear(entries[:n]) // the request holds the chunk now
+			s.writes[side] = entries[n:]
+			reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestApply, Partition: s.cfg.Partition, Entries: chunk}))
 		}
-		s.writes[side] = nil
 	}
-	s.pendingBytes = 0
-	clear(s.done)
-	s.stats.Flushes++
+	if len(reqs) == 0 {
+		s.draining = false
+		s.writes = [2][]Entry{}
+		s.pendingBytes = 0
+		clear(s.done)
+	}
 	return reqs
 }
 
@@ -911,11 +946,20 @@ func (s *Session) finishRound() error {
 			s.phase = phaseDone
 			return nil
 		}
-		if s.cfg.Symbols && fa.Count > 0 && fb.Count > 0 {
+		// The difference holds at least the difference of the counts: when
+		// that is more keys than a round may hold, or everything (one side
+		// is empty), set reconciliation would only find what the descent
+		// moves anyway, after holding all of it.
+		large := max(fa.Count, fb.Count)-min(fa.Count, fb.Count) > uint64(s.keyBudget())
+		if large && (s.cfg.Symbols || s.cfg.Sketch) {
+			s.stats.LargeDifferences++
+		}
+		setRecon := !large && fa.Count > 0 && fb.Count > 0
+		if s.cfg.Symbols && setRecon {
 			s.startSymbols(fa, fb)
 			return nil
 		}
-		if s.cfg.Sketch {
+		if s.cfg.Sketch && setRecon {
 			s.startSketch(fa, fb)
 			return nil
 		}
@@ -972,6 +1016,27 @@ func (s *Session) compare(r KeyRange, fa, fb Fingerprint, ca, cb []Child, asked 
 	switch {
 	case fa.Count == 0 || fb.Count == 0:
 		// One side is empty here: every record of the other must move.
+		// A range of more than a page is split along the full side's
+		// tree first, so that its pages can be listed side by side (up
+		// to the key budget a round) rather than one a round.
+		n, children := max(fa.Count, fb.Count), ca
+		if fa.Count == 0 {
+			children = cb
+		}
+		switch {
+		case n > uint64(s.cfg.ScanLimit) && !asked:
+			s.toHash = append(s.toHash, hashItem{r: r, count: n})
+			return
+		case n > uint64(s.cfg.ScanLimit) && len(children) > 1:
+			for _, c := range children {
+				if fa.Count == 0 {
+					s.compare(c.Range, Fingerprint{}, c.Fingerprint, nil, c.Children, c.Children != nil)
+				} else {
+					s.compare(c.Range, c.Fingerprint, Fingerprint{}, c.Children, nil, c.Children != nil)
+				}
+			}
+			return
+		}
 		li := &listItem{r: r, withRecords: true, count: [2]int64{int64(fa.Count), int64(fb.Count)}}
 		li.need[SideA], li.need[SideB] = fa.Count > 0, fb.Count > 0
 		s.toList = append(s.toList, li)

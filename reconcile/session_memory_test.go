@@ -26,9 +26,9 @@ func TestSessionBoundedMemory(t *testing.T) {
 		valueLen = 100
 	)
 	value := bytes.Repeat([]byte("v"), valueLen)
-	// One round resolves at most budget/256 listed keys plus one item of
-	// two pages, and as many fetched keys, each written to at most two
-	// sides: 2 * (256 + 2*128 + 256) writes of one entry each.
+	// One round resolves at most budget/PendingKeyCost listed keys plus
+	// one item of two pages, and budget/PendingKeyCost fetched keys, each
+	// written to at most two sides.
 	entry := len(fmt.Sprintf("k%07d", 0)) + reconcile.NewLWW("a", reconcile.Timestamp{WallTime: 1 << 40}, value, false).EncodedLen()
 	roundMax := int64(2 * (budget/reconcile.PendingKeyCost + 2*scan + budget/reconcile.PendingKeyCost) * entry)
 
