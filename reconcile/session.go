@@ -212,9 +212,10 @@ type SessionConfig struct {
 	// and the confirm, whatever their number. SyncPartition sets it when
 	// both replicas are ApplyConfirmers.
 	ConfirmAnySize bool
-	// MaxPendingBytes bounds the records a session holds in memory, to
-	// about twice MaxPendingBytes whatever the size of the difference (a
-	// new, empty replica filled from a full one, say): when the resolved
+	// MaxPendingBytes bounds the records a session holds in memory, to a
+	// small multiple of MaxPendingBytes whatever the size of the
+	// difference (a new, empty replica filled from a full one, say; see
+	// docs/benchmarks.md for measured heaps): when the resolved
 	// writes it has not applied yet reach it (their keys and records), the
 	// session applies them all (Apply without a confirm,
 	// DrainChunksPerRound requests a side per round) before it goes on;
