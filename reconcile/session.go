@@ -200,7 +200,7 @@ type SessionConfig struct {
 	FetchByHashLimit int
 	// FetchByHashChunksPerRound bounds the FetchByHash requests a side is
 	// sent in one round (0: all of them, so a session takes 4 round trips
-	// for any number of differences). The repair loop sets 1 for
+	// for any number of differences it fetches by ID). The repair loop sets 1 for
 	// throttled replicas: a large repair's fetch then takes a round a
 	// chunk, charged to the throttles chunk by chunk rather than as a
 	// burst of parallel calls.

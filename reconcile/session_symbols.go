@@ -21,7 +21,9 @@ import (
 //	round 4  Apply of the resolved records, each returning the root
 //	         afterwards (the confirm step)
 //
-// Four round trips for any number of differences, and bytes proportional to
+// Four round trips for any number of differences up to a round's key
+// budget (SessionConfig.MaxPendingBytes; larger ones take the descent, in
+// bounded memory), and bytes proportional to
 // the differences: ~1.4 symbols of 9 bytes per differing (key, record) per
 // side. A stream that reaches its end without decoding (at most
 // maxSymbolsFor symbols: garbage, or a difference larger than the
