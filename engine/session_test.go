@@ -39,9 +39,10 @@ func TestSessionLyingPeers(t *testing.T) {
 
 // TestSessionLargeSymbolDifference: between two real engines sessions use
 // symbol streams; a difference of more keys than MaxPendingBytes lets a
-// session hold is reconciled by the descent instead (the records fetched by
-// sketch ID could only be paired once all had arrived), with the writes
-// applied as the budget fills. The engines converge, the tree of each
+// session hold in a round is fetched in pairs, a chunk a round (A's records
+// by ID, B's of the same keys by key; the records fetched by ID would
+// otherwise pair up only once all had arrived), with the writes applied as
+// the budget fills. The engines converge, the tree of each
 // verifies (OpenEngine's cleanup), and a default-budget session on the same
 // data takes the symbol path.
 func TestSessionLargeSymbolDifference(t *testing.T) {

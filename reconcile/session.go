@@ -222,8 +222,9 @@ type SessionConfig struct {
 	// the descent lists and fetches no more than
 	// MaxPendingBytes/PendingKeyCost keys in one round and stops widening
 	// while more are waiting; and a sketch or symbol difference of more
-	// keys than that is reconciled by the descent instead (its records
-	// would all be fetched at once). Default DefaultMaxPendingBytes;
+	// keys than that is fetched in pairs, a chunk a round (see
+	// startFetchByHash), rather than all at once. The decoded difference's
+	// IDs (8 bytes each) are not bounded. Default DefaultMaxPendingBytes;
 	// negative is invalid.
 	MaxPendingBytes int64
 	// Strict makes the session assume that nothing writes to the replicas
@@ -335,6 +336,13 @@ type sketchState struct {
 	fetched   [2][]Entry
 	// estimate is the strata estimate of the difference, once known.
 	estimate float64
+	// paired reports a paired fetch (see startFetchByHash): first is the
+	// side fetched first, handled the keys of its chunks, got the entries
+	// received by ID per side.
+	paired  bool
+	first   Side
+	handled map[string]bool
+	got     [2]int
 }
 
 // DefaultFetchByHashLimit is the default SessionConfig.FetchByHashLimit.
@@ -947,15 +955,9 @@ func (s *Session) finishRound() error {
 			s.phase = phaseDone
 			return nil
 		}
-		// The difference holds at least the difference of the counts: when
-		// that is more keys than a round may hold, or everything (one side
-		// is empty), set reconciliation would only find what the descent
-		// moves anyway, after holding all of it.
-		large := max(fa.Count, fb.Count)-min(fa.Count, fb.Count) > uint64(s.keyBudget())
-		if large && (s.cfg.Symbols || s.cfg.Sketch) {
-			s.stats.LargeDifferences++
-		}
-		setRecon := !large && fa.Count > 0 && fb.Count > 0
+		// With one side empty everything differs: set reconciliation
+		// would only name every record the descent lists anyway.
+		setRecon := fa.Count > 0 && fb.Count > 0
 		if s.cfg.Symbols && setRecon {
 			s.startSymbols(fa, fb)
 			return nil

@@ -97,28 +97,136 @@ func (s *Session) finishSketch() error {
 // startFetchByHash starts fetching the records of the sketch IDs only A
 // (onlyA) and only B (onlyB) hold.
 //
-// A difference of more keys than a round may hold (see
-// SessionConfig.MaxPendingBytes) is reconciled by the tree descent
-// instead: records fetched by sketch ID can only be paired by key once
-// both sides' have all arrived, so this path would hold them all.
+// Records fetched by sketch ID pair up by key only once both sides' have
+// all arrived, so a difference of more keys than a round may hold (see
+// SessionConfig.MaxPendingBytes) is fetched in pairs instead
+// (Stats.LargeDifferences): the records of the side with fewer IDs (the
+// first) by ID, a chunk a round; the other side's records of the same keys
+// by key (Fetch) the round after, and the pairs resolved; then the other
+// side's records by ID, a chunk a round, skipping the keys already
+// resolved (the others the first side lacks). The session then holds one
+// chunk of records, the queued writes (applied as they reach the budget)
+// and the keys of the first side's chunks.
 func (s *Session) startFetchByHash(onlyA, onlyB []uint64) {
-	if int64(len(onlyA)+len(onlyB)) > s.keyBudget() {
-		s.stats.SketchFallbacks++
-		s.stats.LargeDifferences++
-		s.phase = phaseDescend
-		s.compare(s.part, s.rootFP[SideA], s.rootFP[SideB], nil, nil, false)
-		return
-	}
 	s.sk.ids = [2][]uint64{onlyA, onlyB}
 	s.sk.fetchNext = [2]int{}
 	s.sk.fetched = [2][]Entry{}
+	s.sk.paired = int64(len(onlyA)+len(onlyB)) > s.keyBudget()
+	s.sk.handled = nil
+	if s.sk.paired {
+		s.stats.LargeDifferences++
+		s.sk.handled = map[string]bool{}
+		// The side with fewer IDs goes first: the other is asked for as
+		// many keys, and its (often missing) records of them arrive first.
+		s.sk.first = SideA
+		if len(onlyB) < len(onlyA) {
+			s.sk.first = SideB
+		}
+	}
 	s.phase = phaseFetchHash
+}
+
+// pairedRound returns the next requests of a paired fetch (see
+// startFetchByHash), or none when it is complete.
+func (s *Session) pairedRound() []Request {
+	if reqs := s.drainRound(); len(reqs) > 0 {
+		return reqs
+	}
+	var reqs []Request
+	chunk := func(side Side) {
+		ids := s.sk.ids[side][s.sk.fetchNext[side]:]
+		n := int(min(int64(len(ids)), int64(s.cfg.FetchByHashLimit), s.keyBudget()))
+		reqs = append(reqs, s.newRequest(Request{Side: side, Kind: RequestFetchByHash, FetchByHash: FetchByHashRequest{
+			Partition: s.cfg.Partition, Ranges: s.sk.ranges, IDs: ids[:n:n],
+		}}))
+		s.sk.fetchNext[side] += n
+	}
+	first, second := s.sk.first, 1-s.sk.first
+	if s.sk.fetchNext[first] < len(s.sk.ids[first]) {
+		chunk(first)
+	}
+	if len(s.toFetch) > 0 {
+		// The second side's records of the keys of the first's last chunk.
+		keys := make([]string, 0, len(s.toFetch))
+		for k := range s.toFetch {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		fk := make([][]byte, len(keys))
+		for i, k := range keys {
+			fk[i] = s.toFetch[k].key
+			s.fetching[k] = s.toFetch[k]
+		}
+		clear(s.toFetch)
+		for len(fk) > 0 {
+			n := min(len(fk), s.cfg.ApplyLimit)
+			reqs = append(reqs, s.newRequest(Request{Side: second, Kind: RequestFetch, Partition: s.cfg.Partition, Keys: fk[:n:n]}))
+			fk = fk[n:]
+		}
+	}
+	if len(reqs) == 0 && len(s.fetching) == 0 && s.sk.fetchNext[second] < len(s.sk.ids[second]) {
+		chunk(second)
+	}
+	return reqs
+}
+
+// finishPairedRound takes a paired fetch round's answers: the first side's
+// records wait for the second's of the same keys, the second side's
+// records by key complete their pairs, and its records by ID whose keys
+// the first side's chunks did not hold are resolved alone.
+func (s *Session) finishPairedRound() error {
+	first, second := s.sk.first, 1-s.sk.first
+	for _, e := range s.round.byHash[first] {
+		ks := &keyState{key: e.Key}
+		ks.need[second], ks.have[first] = true, true
+		ks.rec[first] = e.Record
+		s.toFetch[string(e.Key)] = ks
+		s.sk.handled[string(e.Key)] = true
+	}
+	s.sk.got[first] += len(s.round.byHash[first])
+	if err := s.finishFetches(); err != nil {
+		return err
+	}
+	for _, e := range s.round.byHash[second] {
+		s.sk.got[second]++
+		if s.sk.handled[string(e.Key)] {
+			continue
+		}
+		ks := &keyState{key: e.Key, have: [2]bool{true, true}}
+		ks.rec[second] = e.Record
+		s.noteTransferred(ks)
+		if err := s.resolve(ks); err != nil {
+			return err
+		}
+	}
+	done := s.sk.fetchNext[SideA] == len(s.sk.ids[SideA]) && s.sk.fetchNext[SideB] == len(s.sk.ids[SideB]) &&
+		len(s.toFetch) == 0 && len(s.fetching) == 0
+	if !done {
+		return nil
+	}
+	// Only the first side's count can be checked: the writes applied
+	// while the second's records were fetched replaced those of its
+	// records whose keys the first side's chunks held (the confirm step
+	// still compares the roots).
+	if got, asked := s.sk.got[first], len(s.sk.ids[first]); got != asked {
+		s.stats.CountMismatches++
+		if s.cfg.Strict && got < asked {
+			return fmt.Errorf("%w: partition %d: %s returned %d of the %d records its sketch held alone",
+				ErrNotConverged, s.cfg.Partition, first, got, asked)
+		}
+	}
+	s.sk.handled = nil
+	s.phase = phaseApply
+	return nil
 }
 
 // fetchByHashRound returns the next FetchByHash requests: on each side, the
 // IDs not yet asked for, in requests of at most FetchByHashLimit IDs, at
 // most FetchByHashChunksPerRound of them (0: all).
 func (s *Session) fetchByHashRound() []Request {
+	if s.sk.paired {
+		return s.pairedRound()
+	}
 	var reqs []Request
 	for side := range 2 {
 		for chunk := 0; s.cfg.FetchByHashChunksPerRound <= 0 || chunk < s.cfg.FetchByHashChunksPerRound; chunk++ {
@@ -139,6 +247,9 @@ func (s *Session) fetchByHashRound() []Request {
 // finishFetchByHashRound keeps a FetchByHash round's entries and, once every
 // ID has been asked for, resolves them all.
 func (s *Session) finishFetchByHashRound() error {
+	if s.sk.paired {
+		return s.finishPairedRound()
+	}
 	for side := range 2 {
 		s.sk.fetched[side] = append(s.sk.fetched[side], s.round.byHash[side]...)
 	}

@@ -22,8 +22,8 @@ import (
 //	         afterwards (the confirm step)
 //
 // Four round trips for any number of differences up to a round's key
-// budget (SessionConfig.MaxPendingBytes; larger ones take the descent, in
-// bounded memory), and bytes proportional to
+// budget (SessionConfig.MaxPendingBytes; larger ones are fetched in pairs,
+// a chunk a round, in bounded memory), and bytes proportional to
 // the differences: ~1.4 symbols of 9 bytes per differing (key, record) per
 // side. A stream that reaches its end without decoding (at most
 // maxSymbolsFor symbols: garbage, or a difference larger than the

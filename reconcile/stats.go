@@ -100,11 +100,10 @@ type Stats struct {
 	// SketchFallbacks counts symbol streams that ended without decoding,
 	// after which the session descended the trees instead.
 	SketchFallbacks int
-	// LargeDifferences counts partitions whose difference held more keys
-	// than a session lists in a round (SessionConfig.MaxPendingBytes),
-	// known from the root counts before any sketch, or once a sketch or
-	// symbol stream decoded (then counted in SketchFallbacks too): the
-	// session reconciled them by the descent.
+	// LargeDifferences counts sketch or symbol differences that decoded
+	// to more keys than a session fetches in a round
+	// (SessionConfig.MaxPendingBytes), which it then fetched in pairs, a
+	// chunk a round.
 	LargeDifferences int
 	// Flushes counts the apply rounds a session ran before its end because
 	// its queued writes reached SessionConfig.MaxPendingBytes.
