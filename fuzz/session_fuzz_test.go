@@ -27,6 +27,11 @@ func FuzzSession(f *testing.F) {
 	// Sketches (third byte >= 0x80), no corruption, then corrupted sketches.
 	f.Add([]byte{90, 5, 0x85, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{90, 5, 0x9a, 1, 3, 130, 7, 2, 200, 3, 1, 131, 9, 9})
+	// A 64-byte session memory budget (third byte & 0x40): writes applied
+	// every round, listings of one page; with sketches, a paired fetch.
+	f.Add([]byte{60, 3, 0x45, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{90, 4, 0xc5, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{90, 4, 0xc5, 1, 3, 130, 7, 2, 200, 3, 1, 131, 9, 9})
 	// Many keys, heavy corruption.
 	f.Add([]byte{200, 50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 255, 254, 253})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -54,7 +59,8 @@ func FuzzSession(f *testing.F) {
 		ib, _ := reps[1].Info(ctx)
 		shape := r.byte()
 		s, err := reconcile.NewSession(reconcile.SessionConfig{InfoA: &ia, InfoB: &ib, Fanout: 2 + int(shape%6), MaxDepth: 1 + int(r.byte()%3),
-			ScanLimit: 1 + int(r.byte()%8), Sketch: shape&0x80 != 0, ApplyLimit: 1 + int(shape>>3)%16})
+			ScanLimit: 1 + int(r.byte()%8), Sketch: shape&0x80 != 0, ApplyLimit: 1 + int(shape>>3)%16,
+			MaxPendingBytes: int64(shape & 0x40)})
 		if err != nil {
 			t.Fatal(err)
 		}

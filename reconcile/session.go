@@ -277,8 +277,11 @@ type SessionConfig struct {
 // per resized sketch.
 //
 // Every answer is validated (see ErrBadPeerAnswer); a bad one ends the
-// session before any Apply is requested, so nothing unvalidated is written.
-// Writes are derived only from records whose digests were recomputed.
+// session before any write derived from it is requested, so nothing
+// unvalidated is written (writes resolved from earlier, valid answers may
+// have been applied already when the session drains them mid-way, see
+// SessionConfig.MaxPendingBytes). Writes are derived only from records
+// whose digests were recomputed.
 //
 // A Session is not safe for concurrent use.
 type Session struct {
