@@ -138,7 +138,9 @@ func (e *Engine) children(ctx context.Context, part int, r merkle.Range, fanout,
 	for i, k := range kids {
 		fp := k.Fingerprint
 		out[i] = reconcile.Child{Range: reconcile.KeyRange{Start: k.Range.Start, End: k.Range.End}}
-		if depth > 1 && k.Fingerprint.Count > 1 {
+		// A single kid is r itself (a leaf): it gets no children, even
+		// if a write racing this answer has split it since.
+		if depth > 1 && len(kids) > 1 && k.Fingerprint.Count > 1 {
 			sub, subFP, err := e.children(ctx, part, k.Range, fanout, depth-1)
 			if err != nil {
 				return nil, total, err

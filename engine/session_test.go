@@ -76,16 +76,16 @@ func TestSessionLargeSymbolDifference(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("MaxPendingBytes %d: %d rounds, %d flushes, %d large differences, peak %d bytes of writes, %s",
-			maxPending, st.Rounds, st.Flushes, st.LargeDifferences, st.PeakPendingBytes, st)
+		t.Logf("MaxPendingBytes %d: %d rounds, %d drains, %d large differences, peak %d bytes of writes, %s",
+			maxPending, st.Rounds, st.Drains, st.LargeDifferences, st.PeakPendingBytes, st)
 		if !st.Converged || st.B.KeysRepaired != n/3 || st.Bytes().Sketches == 0 {
 			t.Fatalf("MaxPendingBytes %d: %s; want convergence, %d keys repaired on B, symbols streamed", maxPending, st, n/3)
 		}
-		if maxPending > 0 && (st.LargeDifferences != 1 || st.Flushes == 0) {
-			t.Fatalf("MaxPendingBytes %d: %d large differences, %d flushes; want 1 and some", maxPending, st.LargeDifferences, st.Flushes)
+		if maxPending > 0 && (st.LargeDifferences != 1 || st.Drains == 0) {
+			t.Fatalf("MaxPendingBytes %d: %d large differences, %d drains; want 1 and some", maxPending, st.LargeDifferences, st.Drains)
 		}
-		if maxPending == 0 && (st.LargeDifferences != 0 || st.SketchFallbacks != 0 || st.Flushes != 0) {
-			t.Fatalf("default budget: %d large differences, %d fallbacks, %d flushes; want none", st.LargeDifferences, st.SketchFallbacks, st.Flushes)
+		if maxPending == 0 && (st.LargeDifferences != 0 || st.SketchFallbacks != 0 || st.Drains != 0) {
+			t.Fatalf("default budget: %d large differences, %d fallbacks, %d drains; want none", st.LargeDifferences, st.SketchFallbacks, st.Drains)
 		}
 	}
 }

@@ -783,7 +783,7 @@ func (s *Session) drainRound() []Request {
 			return nil
 		}
 		s.draining = true
-		s.stats.Flushes++
+		s.stats.Drains++
 		for side := range s.writes {
 			slices.SortFunc(s.writes[side], func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
 		}

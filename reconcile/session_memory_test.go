@@ -75,8 +75,8 @@ func TestSessionBoundedMemory(t *testing.T) {
 				if !st.Converged {
 					t.Fatalf("MaxPendingBytes %d: not converged: %s", maxPending, st)
 				}
-				t.Logf("MaxPendingBytes %d: %d rounds, %d flushes, %d large differences, peak %d bytes of writes, %s",
-					maxPending, st.Rounds, st.Flushes, st.LargeDifferences, st.PeakPendingBytes, st)
+				t.Logf("MaxPendingBytes %d: %d rounds, %d drains, %d large differences, peak %d bytes of writes, %s",
+					maxPending, st.Rounds, st.Drains, st.LargeDifferences, st.PeakPendingBytes, st)
 				results[run], dumps[run] = st, reps[1].Dump()
 				if a, b := reps[0].Dump(), reps[1].Dump(); len(a) != n+tc.extraA || len(b) != n+tc.extraA {
 					t.Fatalf("MaxPendingBytes %d: %d and %d keys after the session, want %d", maxPending, len(a), len(b), n+tc.extraA)
@@ -91,11 +91,11 @@ func TestSessionBoundedMemory(t *testing.T) {
 					t.Fatalf("the two runs left different data at %q", dumps[0][i].Key)
 				}
 			}
-			if bounded.Flushes == 0 || bounded.PeakPendingBytes > budget+roundMax {
-				t.Fatalf("bounded: %d flushes, peak %d bytes of writes, want flushes and at most %d", bounded.Flushes, bounded.PeakPendingBytes, budget+roundMax)
+			if bounded.Drains == 0 || bounded.PeakPendingBytes > budget+roundMax {
+				t.Fatalf("bounded: %d drains, peak %d bytes of writes, want drains and at most %d", bounded.Drains, bounded.PeakPendingBytes, budget+roundMax)
 			}
-			if unbounded.Flushes != 0 || unbounded.PeakPendingBytes < 4*(budget+roundMax) {
-				t.Fatalf("default: %d flushes, peak %d bytes: the data set no longer shows the difference", unbounded.Flushes, unbounded.PeakPendingBytes)
+			if unbounded.Drains != 0 || unbounded.PeakPendingBytes < 4*(budget+roundMax) {
+				t.Fatalf("default: %d drains, peak %d bytes: the data set no longer shows the difference", unbounded.Drains, unbounded.PeakPendingBytes)
 			}
 			if tc.sketch && (bounded.LargeDifferences != 1 || unbounded.LargeDifferences != 0) {
 				t.Fatalf("large differences: %d bounded, %d unbounded; want 1 and 0", bounded.LargeDifferences, unbounded.LargeDifferences)

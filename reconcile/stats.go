@@ -105,9 +105,10 @@ type Stats struct {
 	// (SessionConfig.MaxPendingBytes), which it then fetched in pairs, a
 	// chunk a round.
 	LargeDifferences int
-	// Flushes counts the apply rounds a session ran before its end because
-	// its queued writes reached SessionConfig.MaxPendingBytes.
-	Flushes int
+	// Drains counts the times a session applied its queued writes before
+	// its end (in one or more rounds) because they reached
+	// SessionConfig.MaxPendingBytes.
+	Drains int
 	// PeakPendingBytes is the most bytes of resolved writes (keys and
 	// records) a session held at once (the maximum, when added up).
 	PeakPendingBytes int64
@@ -160,7 +161,7 @@ func (s Stats) Add(o Stats) Stats {
 		CountMismatches:  s.CountMismatches + o.CountMismatches,
 		SketchFallbacks:  s.SketchFallbacks + o.SketchFallbacks,
 		LargeDifferences: s.LargeDifferences + o.LargeDifferences,
-		Flushes:          s.Flushes + o.Flushes,
+		Drains:           s.Drains + o.Drains,
 		PeakPendingBytes: max(s.PeakPendingBytes, o.PeakPendingBytes),
 		Converged:        s.Converged && o.Converged,
 		Duration:         s.Duration + o.Duration,

@@ -443,8 +443,8 @@ func runScenario(t *testing.T, newReplica NewReplica, sc scenario, opts Options)
 		}
 		for _, st := range stats {
 			if st.PeakPendingBytes > int64(20*maxEntry) {
-				t.Fatalf("partition %d held %d bytes of writes at once with MaxPendingBytes 1 (%d flushes; largest entry %d bytes)",
-					st.Partition, st.PeakPendingBytes, st.Flushes, maxEntry)
+				t.Fatalf("partition %d held %d bytes of writes at once with MaxPendingBytes 1 (%d drains; largest entry %d bytes)",
+					st.Partition, st.PeakPendingBytes, st.Drains, maxEntry)
 			}
 		}
 	}
