@@ -38,6 +38,9 @@ type Metrics struct {
 	keysRepaired    prometheus.Counter
 	keysCompared    prometheus.Counter
 	keysDiverged    prometheus.Counter
+	drains          prometheus.Counter
+	largeDiffs      prometheus.Counter
+	peakPending     prometheus.Gauge
 	fullRounds      *prometheus.CounterVec
 	tasks           *prometheus.CounterVec
 	taskDuration    *prometheus.HistogramVec
@@ -69,6 +72,12 @@ func New() *Metrics {
 		Help: "Keys whose digests sessions compared."})
 	m.keysDiverged = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "keys_diverged_total",
 		Help: "Keys found to differ (records transferred) by sessions."})
+	m.drains = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "session_drains_total",
+		Help: "Times sessions applied their queued writes before their end because they reached the session memory budget (--session-memory)."})
+	m.largeDiffs = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "session_large_differences_total",
+		Help: "Sketch or symbol differences too large to fetch in one round, fetched in pairs a chunk a round."})
+	m.peakPending = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "session_peak_pending_bytes",
+		Help: "The most bytes of resolved writes the last session held at once."})
 	m.fullRounds = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "full_rounds_total",
 		Help: "Complete repair rounds (every replica of the preference list) by partition."}, []string{"partition"})
 	m.tasks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "background_tasks_total",
@@ -80,6 +89,7 @@ func New() *Metrics {
 	m.purged = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tombstones_purged_total",
 		Help: "Tombstones purged by the tombstone GC, by partition."}, []string{"partition"})
 	m.reg.MustRegister(m.sessions, m.sessionDuration, m.roundTrips, m.bytes, m.keysRepaired, m.keysCompared, m.keysDiverged,
+		m.drains, m.largeDiffs, m.peakPending,
 		m.fullRounds, m.tasks, m.taskDuration, m.rebuildKeys, m.purged, statusCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -111,6 +121,9 @@ func (m *Metrics) ObserveSession(r reconcile.SessionReport) {
 	m.keysRepaired.Add(float64(r.Stats.KeysRepaired()))
 	m.keysCompared.Add(float64(r.Stats.KeysCompared))
 	m.keysDiverged.Add(float64(r.Stats.KeysTransferred))
+	m.drains.Add(float64(r.Stats.Drains))
+	m.largeDiffs.Add(float64(r.Stats.LargeDifferences))
+	m.peakPending.Set(float64(r.Stats.PeakPendingBytes))
 }
 
 // ObserveFullRound records a complete round (LoopConfig.OnFullRound; chain

@@ -23,7 +23,7 @@ func TestHandlerExportsLoopFigures(t *testing.T) {
 	}
 	m.WatchThrottles(th)
 	m.WatchAdmission(a)
-	st := reconcile.Stats{Sessions: 1, Rounds: 3, KeysTransferred: 7, Duration: 20 * time.Millisecond}
+	st := reconcile.Stats{Sessions: 1, Rounds: 3, KeysTransferred: 7, Duration: 20 * time.Millisecond, Drains: 2, LargeDifferences: 1, PeakPendingBytes: 4096}
 	st.A.KeysRepaired = 5
 	st.B.Received.Records = 900
 	st.B.Received.RecordKeys = 160
@@ -47,6 +47,9 @@ func TestHandlerExportsLoopFigures(t *testing.T) {
 		`pebbleae_session_bytes_total{kind="sketches"} 450`,
 		`pebbleae_keys_repaired_total 5`,
 		`pebbleae_keys_diverged_total 7`,
+		`pebbleae_session_drains_total 2`,
+		`pebbleae_session_large_differences_total 1`,
+		`pebbleae_session_peak_pending_bytes 4096`,
 		`pebbleae_full_rounds_total{partition="2"} 1`,
 		`pebbleae_background_tasks_total{result="ok",task="scrub"} 1`,
 		`pebbleae_rebuild_keys_scanned{partition="1"} 4096`,
