@@ -716,31 +716,40 @@ func (s *Session) descendRound() []Request {
 			reqs = append(reqs, req)
 		}
 	}
-	if len(s.toFetch) > 0 {
-		keys := make([]string, 0, len(s.toFetch))
-		for k := range s.toFetch {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		// At most keyBudget keys a round; the rest wait for the next.
-		keys = keys[:min(int64(len(keys)), budget)]
-		for side := range 2 {
-			var fk [][]byte
-			for _, k := range keys {
-				if ks := s.toFetch[k]; ks.need[side] {
-					fk = append(fk, ks.key)
-				}
-			}
-			for len(fk) > 0 {
-				n := min(len(fk), s.cfg.ApplyLimit)
-				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetch, Partition: s.cfg.Partition, Keys: fk[:n]}))
-				fk = fk[n:]
-			}
-		}
+	return append(reqs, s.fetchRound(budget)...)
+}
+
+// fetchRound returns the Fetch requests of up to limit of the keys waiting
+// in toFetch, in key order, each asked of the sides that need its record
+// (ApplyLimit keys a request), and moves those keys to fetching; the rest
+// wait for the next round.
+func (s *Session) fetchRound(limit int64) []Request {
+	if len(s.toFetch) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(s.toFetch))
+	for k := range s.toFetch {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	keys = keys[:min(int64(len(keys)), limit)]
+	var reqs []Request
+	for side := range 2 {
+		var fk [][]byte
 		for _, k := range keys {
-			s.fetching[k] = s.toFetch[k]
-			delete(s.toFetch, k)
+			if ks := s.toFetch[k]; ks.need[side] {
+				fk = append(fk, ks.key)
+			}
 		}
+		for len(fk) > 0 {
+			n := min(len(fk), s.cfg.ApplyLimit)
+			reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestFetch, Partition: s.cfg.Partition, Keys: fk[:n]}))
+			fk = fk[n:]
+		}
+	}
+	for _, k := range keys {
+		s.fetching[k] = s.toFetch[k]
+		delete(s.toFetch, k)
 	}
 	return reqs
 }

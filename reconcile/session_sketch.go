@@ -145,25 +145,9 @@ func (s *Session) pairedRound() []Request {
 	if s.sk.fetchNext[first] < len(s.sk.ids[first]) {
 		chunk(first)
 	}
-	if len(s.toFetch) > 0 {
-		// The second side's records of the keys of the first's last chunk.
-		keys := make([]string, 0, len(s.toFetch))
-		for k := range s.toFetch {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		fk := make([][]byte, len(keys))
-		for i, k := range keys {
-			fk[i] = s.toFetch[k].key
-			s.fetching[k] = s.toFetch[k]
-		}
-		clear(s.toFetch)
-		for len(fk) > 0 {
-			n := min(len(fk), s.cfg.ApplyLimit)
-			reqs = append(reqs, s.newRequest(Request{Side: second, Kind: RequestFetch, Partition: s.cfg.Partition, Keys: fk[:n:n]}))
-			fk = fk[n:]
-		}
-	}
+	// The second side's records of the keys of the first's last chunk
+	// (at most a chunk, so within the budget).
+	reqs = append(reqs, s.fetchRound(s.keyBudget())...)
 	if len(reqs) == 0 && len(s.fetching) == 0 && s.sk.fetchNext[second] < len(s.sk.ids[second]) {
 		chunk(second)
 	}
