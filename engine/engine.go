@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -44,8 +43,9 @@ type Engine struct {
 
 	batchPool sync.Pool
 
-	// digests caches record digests for symbol streams (digestcache.go).
-	digests digestCache
+	// entries is the entry index of symbol streams and FetchByHash
+	// (entries.go).
+	entries *entryIndex
 
 	// closeMu: operations hold it shared; Close takes it exclusively.
 	closeMu   sync.RWMutex
@@ -78,9 +78,11 @@ func Open(dir string, opts *Options) (*Engine, error) {
 		}
 		return nil, fmt.Errorf("engine: open %q: %w", dir, err)
 	}
-	// self is the engine once built: the tree's leaf observer feeds its
-	// digest cache.
-	var self atomic.Pointer[Engine]
+	entries, err := openEntryIndex(db, o.Partitioner.NumPartitions(), o.PrefixSymbols)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("engine: open %q: %w", dir, err)
+	}
 	var rd reader = db
 	if o.wrapReader != nil {
 		rd = o.wrapReader(rd)
@@ -91,11 +93,7 @@ func Open(dir string, opts *Options) (*Engine, error) {
 		RebuildOnParamsChange: o.RebuildOnParamsChange,
 		Throttle:              o.Throttle,
 		Reader:                rd,
-		LeafObserver: func(part int, start []byte, fp merkle.Fingerprint, digests []uint64) {
-			if e := self.Load(); e != nil {
-				e.digests.observe(part, start, fp, digests)
-			}
-		},
+		SpanObserver:          entries.observe,
 	})
 	if err != nil {
 		_ = db.Close()
@@ -105,7 +103,7 @@ func Open(dir string, opts *Options) (*Engine, error) {
 		o.Logger.Warn("corrupt tree state; rebuilding the tree from the data", "dir", dir, "err", err)
 	}
 	e := &Engine{
-		db: db, rd: rd, tree: tree, opts: *o,
+		db: db, rd: rd, tree: tree, opts: *o, entries: entries,
 		clock:  reconcile.NewHLC(o.Clock),
 		stop:   make(chan struct{}),
 		bgDone: make(chan struct{}),
@@ -113,11 +111,48 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	}
 	e.hook = hooks.Tee(append([]hooks.Hook{tree.Hook()}, o.Hooks...)...)
 	e.batchPool.New = func() any { return hooks.NewBatch(db.NewBatch()) }
-	e.digests.max = o.DigestCacheBytes
-	e.digests.minIndexed = minIndexedRecords
-	self.Store(e)
+	if err := e.migrateEntryIndex(); err != nil {
+		tree.Close()
+		_ = db.Close()
+		return nil, fmt.Errorf("engine: open %q: %w", dir, err)
+	}
 	go e.background()
 	return e, nil
+}
+
+// migrateEntryIndex gives the partitions that have no entry index (a
+// database written before it existed, or with another prefix length) one:
+// an empty partition's is written at once; any other partition is rebuilt
+// in the background (not ready until done: a scan of its data, once).
+func (e *Engine) migrateEntryIndex() error {
+	ctx := context.Background()
+	parts := e.tree.Partitions()
+	for _, p := range e.entries.missing {
+		if parts[p].Ready {
+			start, end := e.tree.Partitioner().Bounds(p)
+			fp, err := e.tree.RangeFingerprint(ctx, p, merkle.Range{Start: start, End: end})
+			if err != nil {
+				return err
+			}
+			if fp.Count == 0 {
+				if err := e.entries.observe(p, nil, true); err != nil {
+					return err
+				}
+				// Synced: a crash must not lose it and find a
+				// partition without an index later.
+				if err := e.db.LogData(nil, pebble.Sync); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		e.opts.Logger.Warn("no entry index for the partition: rebuilding it", "partition", p)
+		if err := e.tree.MarkRebuild(ctx, p); err != nil {
+			return err
+		}
+	}
+	e.entries.missing = nil
+	return nil
 }
 
 // causalStripe is one stripe of the causal write locks: the mutex and what
@@ -217,11 +252,33 @@ func (e *Engine) Maintain(ctx context.Context) error {
 func (e *Engine) Checkpoint(ctx context.Context) error { return e.tree.Checkpoint(ctx) }
 
 // Verify recomputes the tree from the data and returns every mismatch.
-func (e *Engine) Verify(ctx context.Context) ([]merkle.Mismatch, error) { return e.tree.Verify(ctx) }
+func (e *Engine) Verify(ctx context.Context) ([]merkle.Mismatch, error) {
+	return e.VerifyWithProgress(ctx, nil)
+}
 
-// VerifyWithProgress is Verify with a progress callback per partition.
+// VerifyWithProgress is Verify with a progress callback per partition. It
+// checks the tree, then every ready partition's entry index (Kind "entry
+// index"; a rebuild of the partition repairs it).
 func (e *Engine) VerifyWithProgress(ctx context.Context, progress func(done, total int)) ([]merkle.Mismatch, error) {
-	return e.tree.VerifyWithProgress(ctx, progress)
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.exit()
+	out, err := e.tree.VerifyWithProgress(ctx, progress)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range e.tree.Partitions() {
+		if !p.Ready {
+			continue
+		}
+		ms, err := e.verifyEntries(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ms...)
+	}
+	return out, nil
 }
 
 // WaitReady blocks until every partition's tree is ready (rebuilt).
@@ -253,8 +310,6 @@ func (e *Engine) Close() error {
 		e.closeMu.Lock()
 		defer e.closeMu.Unlock()
 		close(e.closed)
-		// No operation runs now, so none starts an ID index build.
-		e.digests.builds.Wait()
 		err = e.tree.Checkpoint(context.Background())
 		e.tree.Close()
 		err = errors.Join(err, e.db.Close())

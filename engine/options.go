@@ -71,11 +71,13 @@ type Options struct {
 	ObserveForeground func(time.Duration)
 	// Logger receives the engine's logs (default: discard).
 	Logger *slog.Logger
-	// DigestCacheBytes bounds the digest cache of symbol streams and
-	// FetchByHash (8 bytes a record of the partitions recently reconciled,
-	// see digestcache.go); default DefaultDigestCacheBytes, negative
-	// disables it.
-	DigestCacheBytes int
+	// PrefixSymbols is the length of each partition's persisted symbol
+	// prefix (see entries.go): a session localizes up to ~PrefixSymbols/1.5
+	// differing entries of a partition from it; a larger difference
+	// descends the tree. Default DefaultPrefixSymbols for one partition,
+	// less for many (at least 1024 each). All replicas should use the
+	// same; a change rebuilds the entry index (and the tree) at Open.
+	PrefixSymbols int
 
 	// wrapReader, for tests, wraps the reads of engine and tree.
 	wrapReader func(reader) reader
@@ -132,8 +134,8 @@ func (o *Options) EnsureDefaults() *Options {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.DigestCacheBytes == 0 {
-		c.DigestCacheBytes = DefaultDigestCacheBytes
+	if c.PrefixSymbols == 0 {
+		c.PrefixSymbols = defaultPrefixSymbols(c.Partitioner.NumPartitions())
 	}
 	return &c
 }
@@ -148,6 +150,9 @@ func (o *Options) Validate() error {
 	}
 	if err := o.Tree.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if o.PrefixSymbols < 1 || o.PrefixSymbols > reconcile.MaxSymbols {
+		return fmt.Errorf("%w: prefix symbols %d out of [1, %d]", ErrInvalidOptions, o.PrefixSymbols, reconcile.MaxSymbols)
 	}
 	if o.MaxKeySize < 1 || o.MaxValueSize < 0 {
 		return fmt.Errorf("%w: max key size %d, max value size %d", ErrInvalidOptions, o.MaxKeySize, o.MaxValueSize)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -67,11 +68,10 @@ func (e *Engine) RangeSketch(ctx context.Context, req reconcile.RangeSketchReque
 }
 
 // OpenSymbols returns the stream of coded symbols of the entries of the
-// requested ranges (reconcile.SymbolStreamer). It takes each entry's digest
-// (8 bytes, 24 while the stream is open) from the digest cache when the
-// ranges are a whole partition (see digestcache.go), or from a scan of the
-// ranges; the symbols are then computed chunk by chunk as the stream is
-// read.
+// requested ranges (reconcile.SymbolStreamer). For a whole partition it
+// serves the partition's persisted symbol prefix (entries.go): no scan,
+// whatever the partition's size. For other ranges it scans them and
+// encodes the symbols chunk by chunk as the stream is read.
 func (e *Engine) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
 	if err := reconcile.ValidateSymbolsRequest(req); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
@@ -79,17 +79,12 @@ func (e *Engine) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) 
 	if err := e.checkPartition(req.Partition); err != nil {
 		return nil, err
 	}
-	if e.useDigestCache(req.Partition, req.Ranges) {
+	if e.wholePartition(req.Partition, req.Ranges) {
 		if err := e.enter(); err != nil {
 			return nil, err
 		}
 		defer e.exit()
-		v, err := e.partitionView(ctx, req.Partition, true)
-		if err != nil {
-			return nil, err
-		}
-		v.close()
-		return reconcile.NewPrefixStream(v.prefix, v.count, v.flat, req.Max), nil
+		return e.openSymbols(ctx, req.Partition, req.Max)
 	}
 	var digests []uint64
 	err := e.scanRanges(ctx, req.Partition, req.Ranges, func(se merkle.ScanEntry) error {
@@ -103,7 +98,9 @@ func (e *Engine) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) 
 }
 
 // FetchByHash returns the entries of the requested ranges whose sketch IDs
-// were asked for, in key order (reconcile.Sketcher).
+// were asked for, in key order (reconcile.Sketcher). For a whole partition
+// it finds them through the entry index's ID index (entries.go), reading
+// only the fragments that hold them; for other ranges it scans.
 func (e *Engine) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
 	if len(req.IDs) > reconcile.MaxSketchIDs {
 		return nil, fmt.Errorf("%w: %w: %d IDs", ErrBadRequest, reconcile.ErrBadSketchRequest, len(req.IDs))
@@ -115,12 +112,12 @@ func (e *Engine) FetchByHash(ctx context.Context, req reconcile.FetchByHashReque
 	if err := e.checkPartition(req.Partition); err != nil {
 		return nil, err
 	}
-	if e.useDigestCache(req.Partition, req.Ranges) {
+	if e.wholePartition(req.Partition, req.Ranges) {
 		if err := e.enter(); err != nil {
 			return nil, err
 		}
 		defer e.exit()
-		return e.fetchByHashCached(ctx, req.Partition, want)
+		return e.fetchByID(ctx, req.Partition, want)
 	}
 	var out []reconcile.Entry
 	err := e.scanRanges(ctx, req.Partition, req.Ranges, func(se merkle.ScanEntry) error {
@@ -133,6 +130,15 @@ func (e *Engine) FetchByHash(ctx context.Context, req reconcile.FetchByHashReque
 		return nil, err
 	}
 	return out, nil
+}
+
+// wholePartition reports whether ranges is exactly partition part's range.
+func (e *Engine) wholePartition(part uint32, ranges []reconcile.KeyRange) bool {
+	if len(ranges) != 1 {
+		return false
+	}
+	start, end := e.tree.Partitioner().Bounds(int(part))
+	return bytes.Equal(start, ranges[0].Start) && bytes.Equal(end, nilIfEmpty(ranges[0].End))
 }
 
 // ApplyAndHash applies entries (in requests of at most MaxKeysPerRequest)

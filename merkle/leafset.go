@@ -30,9 +30,6 @@ type leafSet struct {
 	// the set (the methods below, addFP, markDirty).
 	total Fingerprint
 	dirty int
-	// version counts the changes of the set: of its members, their
-	// fingerprints and dirty flags (Tree.Leaves, Tree.SnapshotIfUnchanged).
-	version uint64
 }
 
 // leafChunkMax is the most leaves a chunk holds; a fuller chunk is split in
@@ -64,7 +61,6 @@ func (c *leafChunk) search(kp uint64, key []byte) int {
 
 // account adds (sign 1) or removes (sign -1) l's fp and dirty flag.
 func (s *leafSet) account(l *leaf, sign int) {
-	s.version++
 	if sign > 0 {
 		s.total = s.total.Add(l.fp)
 		if l.dirty {
@@ -82,7 +78,6 @@ func (s *leafSet) account(l *leaf, sign int) {
 func (s *leafSet) addFP(l *leaf, fp Fingerprint) {
 	l.fp = l.fp.Add(fp)
 	s.total = s.total.Add(fp)
-	s.version++
 }
 
 // markDirty marks member l dirty.
@@ -90,7 +85,6 @@ func (s *leafSet) markDirty(l *leaf) {
 	if !l.dirty {
 		l.dirty = true
 		s.dirty++
-		s.version++
 	}
 }
 

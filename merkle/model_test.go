@@ -150,37 +150,41 @@ func TestModel(t *testing.T) {
 			pn, _ := SplitPoints([][]byte{[]byte("k01000"), []byte("k03000")})
 			var h *harness
 			observed := 0
-			// Every leaf a recompute reports must hold the model's
-			// records from its start on, in key order.
-			observer := func(part int, start []byte, fp Fingerprint, digests []uint64) {
-				observed++
-				if fp.Count != uint64(len(digests)) {
-					t.Fatalf("observed leaf %q: fingerprint counts %d records, %d digests", start, fp.Count, len(digests))
-				}
-				keys := make([]string, 0, len(h.model))
-				for k := range h.model {
-					if k >= string(start) {
-						keys = append(keys, k)
+			// Every leaf a recompute shows its observer must hold the
+			// model's records of its range, in key order, and a span's
+			// leaves must tile the span.
+			observer := func(part int, spans []ObservedSpan, reset bool) error {
+				for _, sp := range spans {
+					if len(sp.Leaves) == 0 || !bytes.Equal(sp.Leaves[0].Start, sp.Start) {
+						t.Fatalf("observed span [%q, %q): leaves do not start at the span", sp.Start, sp.End)
+					}
+					for i, l := range sp.Leaves {
+						observed++
+						end := sp.End
+						if i+1 < len(sp.Leaves) {
+							end = sp.Leaves[i+1].Start
+						}
+						keys := make([]string, 0, len(h.model))
+						for k := range h.model {
+							if k >= string(l.Start) && (end == nil || k < string(end)) {
+								keys = append(keys, k)
+							}
+						}
+						slices.Sort(keys)
+						if len(keys) != len(l.Digests) {
+							t.Fatalf("observed leaf [%q, %q): %d digests, the model has %d records", l.Start, end, len(l.Digests), len(keys))
+						}
+						for i, d := range l.Digests {
+							md, _ := LeafDigest(nil, []byte(keys[i]), h.model[keys[i]])
+							if md.Short() != d {
+								t.Fatalf("observed leaf %q: digest %d is not the model's record %q", l.Start, i, keys[i])
+							}
+						}
 					}
 				}
-				slices.Sort(keys)
-				var sum Fingerprint
-				for i, d := range digests {
-					if i >= len(keys) {
-						t.Fatalf("observed leaf %q: %d digests, the model has %d records from there", start, len(digests), len(keys))
-					}
-					md, _ := LeafDigest(nil, []byte(keys[i]), h.model[keys[i]])
-					if md.Short() != d {
-						t.Fatalf("observed leaf %q: digest %d is not the model's record %q", start, i, keys[i])
-					}
-					sum.Sum = sum.Sum.Add(md)
-					sum.Count++
-				}
-				if sum != fp {
-					t.Fatalf("observed leaf %q: fingerprint is not the sum of the model's records", start)
-				}
+				return nil
 			}
-			h = openHarness(t, vfs.NewCrashableMem(), Options{Params: Params{LeafSize: leafSize, Seed: 7}, Partitioner: pn, LeafObserver: observer})
+			h = openHarness(t, vfs.NewCrashableMem(), Options{Params: Params{LeafSize: leafSize, Seed: 7}, Partitioner: pn, SpanObserver: observer})
 			defer func() { h.close() }()
 			defer func() {
 				if observed == 0 {

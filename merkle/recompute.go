@@ -3,6 +3,7 @@ package merkle
 import (
 	"bytes"
 	"context"
+	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/hooks"
@@ -20,7 +21,7 @@ type segment struct {
 	rank  uint64
 	fp    Fingerprint
 	// digests are the short digests of the segment's records, collected
-	// only for Options.LeafObserver.
+	// only for Options.SpanObserver.
 	digests []uint64
 }
 
@@ -122,7 +123,7 @@ func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree,
 	var d Digest
 	pendingKeys, pendingBytes := 0, 0
 	first := true
-	observe := t.opts.LeafObserver != nil
+	observe := t.opts.SpanObserver != nil
 	for valid := it.First(); valid; valid = it.Next() {
 		key := it.Key()
 		if first {
@@ -171,9 +172,8 @@ func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree,
 
 // installLocked replaces the leaves of [sp.start, stop) (stop = res.stop or
 // sp.end) with the scan's segments, then re-applies the writes logged since
-// the snapshot, which leave their leaves dirty. It returns the segments that
-// became leaves of their own (for Options.LeafObserver).
-func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog) (installed []segment) {
+// the snapshot, which leave their leaves dirty.
+func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog) {
 	stop := sp.end
 	if res.stop != nil {
 		stop = res.stop
@@ -222,7 +222,7 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 	lo, hi := sp.start, stop
 	if log.overflow {
 		markRangeDirty(p, lo, hi)
-		return segs
+		return
 	}
 	for _, k := range log.keys {
 		if bytes.Compare(k, lo) >= 0 && inStop(k) {
@@ -234,7 +234,6 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 			markRangeDirty(p, a, b)
 		}
 	}
-	return segs
 }
 
 // markRangeDirty marks every leaf overlapping [lo, hi) dirty, without
@@ -277,6 +276,9 @@ func (t *Tree) Recompute(ctx context.Context, part int, lo, hi []byte, maxKeys i
 		t.mu.Unlock()
 		return false, nil
 	}
+	// The first chunk of a rebuild starts at the partition's start: the
+	// observer forgets what it derived from the partition before.
+	reset := p.rebuilding && bytes.Equal(spans[0].start, p.start)
 	log, snap := t.registerLocked(part)
 	t.mu.Unlock()
 	defer func() {
@@ -286,26 +288,93 @@ func (t *Tree) Recompute(ctx context.Context, part int, lo, hi []byte, maxKeys i
 		t.mu.Unlock()
 	}()
 
+	// Spans are installed in groups of about observeGroupKeys keys, each
+	// group shown to the span observer first (one call, one batch of the
+	// engine's entry index, before any of its leaves becomes clean).
+	var group []scannedSpan
+	groupKeys := 0
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		if obs := t.opts.SpanObserver; obs != nil {
+			if err := obs(part, observedSpans(group), reset); err != nil {
+				return fmt.Errorf("merkle: span observer: %w", err)
+			}
+			reset = false
+		}
+		t.mu.Lock()
+		for _, g := range group {
+			t.installLocked(p, g.sp, g.res, log)
+		}
+		t.mu.Unlock()
+		group, groupKeys = group[:0], 0
+		return nil
+	}
 	budget := maxKeys
 	for _, sp := range spans {
 		res, err := t.scanSpan(ctx, snap, p, sp, budget)
 		if err != nil {
 			return false, err
 		}
-		t.mu.Lock()
-		installed := t.installLocked(p, sp, res, log)
-		t.mu.Unlock()
-		if obs := t.opts.LeafObserver; obs != nil {
-			for _, s := range installed {
-				obs(part, s.start, s.fp, s.digests)
-			}
-		}
+		group = append(group, scannedSpan{sp: sp, res: res})
+		groupKeys += res.keys
+		stop := false
 		if maxKeys > 0 {
 			budget -= res.keys
-			if res.stop != nil || budget <= 0 {
-				return true, nil
+			stop = res.stop != nil || budget <= 0
+		}
+		if stop || groupKeys >= observeGroupKeys {
+			if err := flush(); err != nil {
+				return false, err
 			}
 		}
+		if stop {
+			return true, nil
+		}
 	}
-	return false, nil
+	return false, flush()
+}
+
+// observeGroupKeys is about the most keys Recompute scans before it
+// installs what it scanned (and shows it to the span observer).
+const observeGroupKeys = 1 << 16
+
+// scannedSpan is a span and what its scan found, not yet installed.
+type scannedSpan struct {
+	sp  span
+	res scanResult
+}
+
+// ObservedSpan is a key range [Start, End) (End nil: the end of the user
+// key space) that a recompute scanned, and the leaves it found there.
+type ObservedSpan struct {
+	Start, End []byte
+	// Leaves are the scanned leaves in key order. The first starts at
+	// Start, which may not be a key of the data (then the recompute
+	// merges it into the leaf before the span).
+	Leaves []ObservedLeaf
+}
+
+// ObservedLeaf is one leaf of an ObservedSpan: its start and the short
+// digests of its records in key order.
+type ObservedLeaf struct {
+	Start   []byte
+	Digests []uint64
+}
+
+func observedSpans(group []scannedSpan) []ObservedSpan {
+	out := make([]ObservedSpan, len(group))
+	for i, g := range group {
+		end := g.sp.end
+		if g.res.stop != nil {
+			end = g.res.stop
+		}
+		leaves := make([]ObservedLeaf, len(g.res.segs))
+		for j, s := range g.res.segs {
+			leaves[j] = ObservedLeaf{Start: s.start, Digests: s.digests}
+		}
+		out[i] = ObservedSpan{Start: g.sp.start, End: end, Leaves: leaves}
+	}
+	return out
 }

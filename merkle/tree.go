@@ -28,18 +28,19 @@ type Options struct {
 	// Reader, if set, is used for every read the tree makes after Open
 	// instead of the DB itself (tests count reads through it).
 	Reader Reader
-	// LeafObserver, if set, is called by Recompute, without the tree's
-	// lock, with every leaf it computed from a scan: the partition, the
-	// leaf's start (the leaf's own, which nothing modifies: the observer
-	// must not either; LeafState.Range.Start is the same slice), the
-	// fingerprint of the records the scan found in it and their short
-	// digests (Digest.Short) in key order, which the observer owns. A
-	// later Leaves that reports a leaf with this start clean with this
-	// fingerprint reports the same records, so the observer can keep
-	// per-leaf data without scanning the leaf again (the engine's digest
-	// cache does). A leaf written to during the scan is reported too
-	// (Leaves then reports it dirty, or with another fingerprint).
-	LeafObserver func(part int, start []byte, fp Fingerprint, digests []uint64)
+	// SpanObserver, if set, is called by Recompute (and so by Rebuild)
+	// with what it scanned, before the scanned leaves are installed and
+	// under the tree's recompute lock (so calls never overlap, and no
+	// other recompute changes the tree meanwhile): every span's key range
+	// and the short digests (Digest.Short) of its records, leaf by leaf in
+	// key order. An error aborts the recompute: the spans' leaves stay
+	// dirty. Since the leaves become clean only after the observer
+	// returned, state the observer persists with the scan's data (the
+	// engine's entry index) is on disk before any checkpoint can record
+	// those leaves clean. reset is true on the first chunk of a rebuild
+	// of the partition: whatever the observer derived from the partition
+	// before is void. The observer owns the spans.
+	SpanObserver func(part int, spans []ObservedSpan, reset bool) error
 	// MaxLoggedKeys bounds the number of concurrent-write keys remembered
 	// during one scan; past it, the scanned ranges simply stay dirty.
 	// Default 1<<16.

@@ -393,7 +393,10 @@ func (p *SymbolPrefix) Remove(d uint64) {
 }
 
 func (p *SymbolPrefix) toggle(d uint64, sign int8) {
-	id := SketchID(d)
+	p.toggleID(SketchID(d), sign, nil)
+}
+
+func (p *SymbolPrefix) toggleID(id uint64, sign int8, touched func(index int)) {
 	chk := sketchCheck(id)
 	n := uint64(len(p.cells))
 	for m := newSymbolMapping(id); m.next < n; m.advance() {
@@ -401,7 +404,40 @@ func (p *SymbolPrefix) toggle(d uint64, sign int8) {
 		c.Count += sign
 		c.Check ^= chk
 		c.ID ^= id
+		if touched != nil {
+			touched(int(m.next))
+		}
 	}
+}
+
+// NewSymbolPrefixOf returns the prefix whose symbols are cells (which it
+// keeps) of a set of count items: a prefix persisted by its Symbols and
+// Count and read back.
+func NewSymbolPrefixOf(cells []SketchCell, count uint64) *SymbolPrefix {
+	return &SymbolPrefix{cells: cells, count: count}
+}
+
+// AddID adds the item with sketch ID id (SketchID of its digest) and calls
+// touched, if not nil, with the index of every symbol that changed.
+func (p *SymbolPrefix) AddID(id uint64, touched func(index int)) {
+	p.count++
+	p.toggleID(id, 1, touched)
+}
+
+// RemoveID removes the item with sketch ID id, which must have been added,
+// and calls touched, if not nil, with the index of every symbol that
+// changed.
+func (p *SymbolPrefix) RemoveID(id uint64, touched func(index int)) {
+	p.count--
+	p.toggleID(id, -1, touched)
+}
+
+// Cell returns symbol i.
+func (p *SymbolPrefix) Cell(i int) SketchCell { return p.cells[i] }
+
+// SymbolsN returns a copy of the first n symbols (n at most Len).
+func (p *SymbolPrefix) SymbolsN(n int) []SketchCell {
+	return append([]SketchCell(nil), p.cells[:n]...)
 }
 
 // Symbols returns a copy of the prefix.

@@ -18,13 +18,13 @@ import (
 
 // dbFlags are the flags that open an engine directory.
 type dbFlags struct {
-	id       string
-	mode     string
-	leafSize uint32
-	seed     uint64
-	splits   string
-	rebuild  bool
-	digests  int
+	id            string
+	mode          string
+	leafSize      uint32
+	seed          uint64
+	splits        string
+	rebuild       bool
+	prefixSymbols int
 	// existing makes open refuse a directory that holds no database
 	// instead of creating one: the commands that read or inspect a
 	// replica (a mistyped --dir must not leave an empty database behind).
@@ -42,7 +42,7 @@ func (f *dbFlags) register(fs *pflag.FlagSet) {
 	fs.Uint64Var(&f.seed, "tree-seed", 0, "seed of the leaf boundary function (all replicas must agree)")
 	fs.StringVar(&f.splits, "splits", "", "comma-separated partition split keys (all replicas must agree)")
 	fs.BoolVar(&f.rebuild, "rebuild-on-change", false, "rebuild the tree if it was built with other parameters")
-	fs.IntVar(&f.digests, "digest-cache-bytes", engine.DefaultDigestCacheBytes, "memory for the digest cache that makes repeat sessions rescan only changed leaves (~10 bytes a record; negative disables it)")
+	fs.IntVar(&f.prefixSymbols, "prefix-symbols", 0, "symbols of each partition's persisted symbol prefix (0: 32768 for one partition, fewer for many; all replicas should agree; a change rebuilds)")
 }
 
 func (f *dbFlags) options() (*engine.Options, error) {
@@ -60,7 +60,7 @@ func (f *dbFlags) options() (*engine.Options, error) {
 		Partitioner:           pn,
 		Tree:                  merkle.Params{LeafSize: f.leafSize, Seed: f.seed},
 		RebuildOnParamsChange: f.rebuild,
-		DigestCacheBytes:      f.digests,
+		PrefixSymbols:         f.prefixSymbols,
 	}, nil
 }
 

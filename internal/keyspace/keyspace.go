@@ -5,6 +5,9 @@
 //	""  ........ user keys ........  \xff\xffae\x00 | m meta
 //	                                                | l leaf records   (l partition(4) start)
 //	                                                | d dirty markers  (d gen(8) partition(4) pos)
+//	                                                | f entry fragments (f partition(4) start)
+//	                                                | x entry IDs       (x partition(4) id(6) start)
+//	                                                | y symbol prefixes (y partition(4) ...)
 package keyspace
 
 import "encoding/binary"
@@ -18,6 +21,10 @@ const (
 	SpaceMeta   = 'm'
 	SpaceLeaf   = 'l'
 	SpaceMarker = 'd'
+	// The engine's entry index (engine/entries.go).
+	SpaceFragment = 'f'
+	SpaceEntryID  = 'x'
+	SpacePrefix   = 'y'
 )
 
 // Key returns InternalPrefix + space + parts...
