@@ -783,3 +783,15 @@ func (e *Engine) verifyEntries(ctx context.Context, part int) ([]merkle.Mismatch
 	}
 	return out, nil
 }
+
+// PrefixMemoryBytes returns the memory of the engine's symbol prefixes (16
+// bytes a symbol, PrefixSymbols a partition).
+func (e *Engine) PrefixMemoryBytes() int {
+	e.entries.mu.Lock()
+	defer e.entries.mu.Unlock()
+	n := 0
+	for _, p := range e.entries.prefixes {
+		n += 16 * p.Len()
+	}
+	return n
+}

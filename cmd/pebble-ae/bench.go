@@ -2,7 +2,11 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/pebble-ae/pebble-ae/internal/bench"
 	"github.com/pebble-ae/pebble-ae/reconcile"
@@ -142,7 +146,8 @@ func newBenchRebuildCmd() *cobra.Command {
 
 func newBenchSyncCmd() *cobra.Command {
 	var cfg bench.SyncConfig
-	var asJSON bool
+	var asJSON, scale bool
+	var sizes, diffCounts string
 	c := &cobra.Command{
 		Use:   "sync",
 		Short: "One anti-entropy session between two diverged replicas vs the naive full comparison",
@@ -150,11 +155,23 @@ func newBenchSyncCmd() *cobra.Command {
 on either side, newer on either side, deleted on either side), runs one
 session (replica B reached through --transport), checks by full scan that
 both converged, then rebuilds the same divergence and runs the naive O(N)
-session on it, and prints both next to the information-theoretic floor.`,
+session on it, and prints both next to the information-theoretic floor.
+
+With --scale it measures sessions at the sizes users have instead: for each
+of --sizes, replica A is bulk-loaded (sorted SSTables ingested, then the
+tree and entry index rebuilt from the data) and B is a Pebble checkpoint of
+A; for each of --diff-counts, one session right after both engines were
+reopened, then --repeat sessions after fresh differences (the repair loop's
+steady state), with wall and CPU time, rounds, metadata on the wire, the
+keys the trees rescanned, and memory.`,
 		Example: `  pebble-ae bench sync --keys 100000 --diffs 100 --json
-  pebble-ae bench sync --keys 1000000 --diffs 100 --transport grpc`,
+  pebble-ae bench sync --keys 1000000 --diffs 100 --transport grpc
+  pebble-ae bench sync --scale --sizes 1e6,1e7 --diff-counts 0,1,100,10000 --repeat 5 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if scale {
+				return runScale(cmd, bench.ScaleConfig{Dir: cfg.Dir, Repeat: cfg.Repeat, Seed: cfg.Seed}, sizes, diffCounts, asJSON)
+			}
 			if cfg.Transport == "plugin" {
 				exe, err := os.Executable()
 				if err != nil {
@@ -192,11 +209,67 @@ session on it, and prints both next to the information-theoretic floor.`,
 	c.Flags().IntVar(&cfg.Diffs, "diffs", 100, "K: differing keys")
 	c.Flags().StringVar(&cfg.Transport, "transport", "inproc", "how the session reaches replica B: inproc, grpc or plugin")
 	c.Flags().BoolVar(&cfg.NoSketch, "no-sketch", false, "use tree descent instead of set-reconciliation sketches")
-	c.Flags().BoolVar(&cfg.Warm, "warm", false, "fill the digest caches before the divergent writes (a repair loop's steady state)")
+	c.Flags().BoolVar(&cfg.Warm, "warm", false, "recompute both trees before the divergent writes, as a previous session would have (a repair loop's steady state)")
+	c.Flags().BoolVar(&scale, "scale", false, "the scale matrix: bulk-loaded replicas of each of --sizes, sessions for each of --diff-counts after a restart and warm")
+	c.Flags().StringVar(&sizes, "sizes", "1e6", "with --scale: comma-separated N values (1e6 or 1000000)")
+	c.Flags().StringVar(&diffCounts, "diff-counts", "0,1,100,10000", "with --scale: comma-separated K values")
 	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the session (not the setup) to this file")
 	c.Flags().IntVar(&cfg.Repeat, "repeat", 0, "then run this many more sessions, each after K fresh divergent writes (a repair loop's steady state; inproc only)")
 	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "seed of the data")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// runScale runs bench sync --scale.
+func runScale(cmd *cobra.Command, cfg bench.ScaleConfig, sizes, diffCounts string, asJSON bool) error {
+	var err error
+	if cfg.Sizes, err = parseCounts(sizes); err != nil {
+		return fmt.Errorf("--sizes: %w", err)
+	}
+	if cfg.Diffs, err = parseCounts(diffCounts); err != nil {
+		return fmt.Errorf("--diff-counts: %w", err)
+	}
+	if cfg.Repeat == 0 {
+		cfg.Repeat = 5
+	}
+	cfg.Progress = func(s string) { fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), s) }
+	res, err := bench.Scale(cmd.Context(), cfg)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(res)
+	}
+	for _, s := range res.Setups {
+		fmt.Printf("N=%d: load %.1fs, rebuild %.1fs, A on disk %s; one engine: tree %s, prefixes %s, Pebble block cache %s, memtables %s; process: Go heap %s, RSS %s (peak %s)\n",
+			s.Keys, s.LoadSeconds, s.RebuildSeconds, human(uint64(s.DiskBytesA)), human(uint64(s.TreeBytes)), human(uint64(s.PrefixBytes)),
+			human(uint64(s.BlockCacheSize)), human(s.MemtableSize), human(s.GoHeapInuse), human(s.ProcessRSS), human(s.ProcessPeakRSS))
+	}
+	fmt.Printf("%-11s %-7s %-8s %-9s %-9s %-9s %-7s %-10s %-9s %-9s %s\n", "N", "K", "phase", "open s", "median s", "CPU s", "rounds", "B/diff", "moved", "scanned", "converged")
+	for _, r := range res.Rows {
+		fmt.Printf("%-11d %-7d %-8s %-9.3f %-9.4f %-9.4f %-7d %-10.1f %-9d %-9d %t\n", r.Keys, r.Diffs, r.Phase, r.OpenSeconds, r.SecondsMedian, r.CPUSecondsMedian, r.RoundsMedian, r.MetadataBytesPerDiffRemote, r.KeysTransferredMedian, r.KeysScanned, r.Converged)
+	}
+	return nil
+}
+
+// parseCounts parses a comma-separated list of counts, each an integer or
+// a float form such as 1e6.
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v < 0 || v != math.Trunc(v) || v > 1e12 {
+			return nil, fmt.Errorf("bad count %q", f)
+		}
+		out = append(out, int(v))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no counts in %q", s)
+	}
+	return out, nil
 }
