@@ -30,6 +30,9 @@ type leafSet struct {
 	// the set (the methods below, addFP, markDirty).
 	total Fingerprint
 	dirty int
+	// dirtyLeaves are the dirty members (len == dirty): a recompute finds
+	// its spans in O(dirty leaves), not by a walk over every leaf.
+	dirtyLeaves map[*leaf]struct{}
 }
 
 // leafChunkMax is the most leaves a chunk holds; a fuller chunk is split in
@@ -65,13 +68,22 @@ func (s *leafSet) account(l *leaf, sign int) {
 		s.total = s.total.Add(l.fp)
 		if l.dirty {
 			s.dirty++
+			s.addDirty(l)
 		}
 		return
 	}
 	s.total = s.total.Sub(l.fp)
 	if l.dirty {
 		s.dirty--
+		delete(s.dirtyLeaves, l)
 	}
+}
+
+func (s *leafSet) addDirty(l *leaf) {
+	if s.dirtyLeaves == nil {
+		s.dirtyLeaves = map[*leaf]struct{}{}
+	}
+	s.dirtyLeaves[l] = struct{}{}
 }
 
 // addFP adds fp to member l's fingerprint.
@@ -85,6 +97,7 @@ func (s *leafSet) markDirty(l *leaf) {
 	if !l.dirty {
 		l.dirty = true
 		s.dirty++
+		s.addDirty(l)
 	}
 }
 

@@ -35,7 +35,7 @@ func (t *Tree) MarkRebuild(ctx context.Context, part int) error {
 		}
 		// Empty now; reset the running totals outright (a rebuild also
 		// repairs them).
-		p.leaves.total, p.leaves.dirty = Fingerprint{}, 0
+		p.leaves.total, p.leaves.dirty, p.leaves.dirtyLeaves = Fingerprint{}, 0, nil
 		// pd stays false until the checkpoint below persists the dirty
 		// leaf: writes before that still write markers.
 		p.setLeaf(&leaf{start: p.start, rank: t.params.rank(p.start), dirty: true})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/hooks"
@@ -63,44 +64,42 @@ func (t *Tree) logBatchLocked(s *scanLog, b *hooks.Batch) {
 }
 
 // dirtySpansLocked returns the runs of dirty leaves overlapping [lo, hi) of p
-// (hi nil: to the partition end).
+// (hi nil: to the partition end); a run that reaches hi goes on to its
+// last dirty leaf. It costs O(d log d) for d dirty leaves, whatever the
+// partition's size.
 func dirtySpansLocked(p *partTree, lo, hi []byte) []span {
 	if p.leaves.dirty == 0 {
 		return nil // no walk over a clean partition's leaves
 	}
-	var spans []span
-	var cur *span
 	first := p.floor(lo)
-	p.leaves.AscendGreaterOrEqual(first, func(l *leaf) bool {
-		if hi != nil && bytes.Compare(l.start, hi) >= 0 {
-			return false
+	var dirty []*leaf
+	for l := range p.leaves.dirtyLeaves {
+		if (first == nil || bytes.Compare(l.start, first.start) >= 0) && (hi == nil || bytes.Compare(l.start, hi) < 0) {
+			dirty = append(dirty, l)
 		}
-		if l.dirty {
-			if cur == nil {
-				spans = append(spans, span{start: l.start})
-				cur = &spans[len(spans)-1]
+	}
+	slices.SortFunc(dirty, func(a, b *leaf) int { return bytes.Compare(a.start, b.start) })
+	var spans []span
+	for i := 0; i < len(dirty); {
+		sp := span{start: dirty[i].start}
+		l := dirty[i]
+		i++
+		for {
+			n := p.next(l)
+			if n == nil {
+				sp.end = p.end
+				break
 			}
-		} else if cur != nil {
-			cur.end = l.start
-			cur = nil
+			if !n.dirty {
+				sp.end = n.start
+				break
+			}
+			l = n
+			if i < len(dirty) && dirty[i] == n {
+				i++
+			}
 		}
-		return true
-	})
-	if cur != nil {
-		// The run continues to the next leaf at or after hi, or the end.
-		cur.end = nil
-		if hi != nil {
-			p.leaves.AscendGreaterOrEqual(&leaf{start: hi}, func(l *leaf) bool {
-				if !l.dirty {
-					cur.end = l.start
-					return false
-				}
-				return true
-			})
-		}
-		if cur.end == nil {
-			cur.end = p.end
-		}
+		spans = append(spans, sp)
 	}
 	return spans
 }

@@ -51,10 +51,19 @@ type ScaleRow struct {
 	SecondsMax       float64 `json:"seconds_max"`
 	CPUSecondsMedian float64 `json:"cpu_seconds_median"`
 	RoundsMedian     int     `json:"rounds_median"`
+	RoundsP99        int     `json:"rounds_p99"`
 	RoundsMax        int     `json:"rounds_max"`
 	// Metadata on the wire to and from replica B (the remote side when
 	// the session runs at A), median over sessions, and a differing key.
 	MetadataBytesRemoteMedian  uint64  `json:"metadata_bytes_remote_median"`
+	MetadataBytesRemoteP99     uint64  `json:"metadata_bytes_remote_p99"`
+	MetadataBytesRemoteMax     uint64  `json:"metadata_bytes_remote_max"`
+	// Worst is the session with the most metadata: its rounds, fallbacks
+	// to the tree descent, and differences fetched in pairs (a chunk a
+	// round).
+	WorstRounds           int    `json:"worst_rounds"`
+	WorstFallbacks        int    `json:"worst_fallbacks"`
+	WorstLargeDifferences int    `json:"worst_large_differences"`
 	MetadataBytesPerDiffRemote float64 `json:"metadata_bytes_per_diff_remote,omitempty"`
 	KeysTransferredMedian      uint64  `json:"keys_transferred_median"`
 	// KeysScanned are the records the trees' recomputes read, summed over
@@ -282,6 +291,7 @@ func scaleSize(ctx context.Context, dir string, n int, cfg ScaleConfig, say func
 		meta      uint64
 		moved     uint64
 		fallbacks int
+		large     int
 		converged bool
 	}
 	session := func(reps [2]*engine.Engine, k int) (one, error) {
@@ -299,7 +309,7 @@ func scaleSize(ctx context.Context, dir string, n int, cfg ScaleConfig, say func
 			total = total.Add(st)
 		}
 		o.rounds, o.meta, o.moved = total.Rounds, total.B.Total().Metadata(), total.KeysTransferred
-		o.fallbacks, o.converged = total.SketchFallbacks, total.Converged
+		o.fallbacks, o.large, o.converged = total.SketchFallbacks, total.LargeDifferences, total.Converged
 		return o, nil
 	}
 	row := func(k int, phase string, os []one, scanned uint64) ScaleRow {
@@ -320,8 +330,16 @@ func scaleSize(ctx context.Context, dir string, n int, cfg ScaleConfig, say func
 		slices.Sort(moved)
 		r.SecondsMedian, r.SecondsMax = secs[len(secs)/2], secs[len(secs)-1]
 		r.CPUSecondsMedian = cpus[len(cpus)/2]
-		r.RoundsMedian, r.RoundsMax = rounds[len(rounds)/2], rounds[len(rounds)-1]
-		r.MetadataBytesRemoteMedian = metas[len(metas)/2]
+		p99 := len(os) * 99 / 100
+		r.RoundsMedian, r.RoundsP99, r.RoundsMax = rounds[len(rounds)/2], rounds[p99], rounds[len(rounds)-1]
+		r.MetadataBytesRemoteMedian, r.MetadataBytesRemoteP99, r.MetadataBytesRemoteMax = metas[len(metas)/2], metas[p99], metas[len(metas)-1]
+		worst := os[0]
+		for _, o := range os {
+			if o.meta > worst.meta {
+				worst = o
+			}
+		}
+		r.WorstRounds, r.WorstFallbacks, r.WorstLargeDifferences = worst.rounds, worst.fallbacks, worst.large
 		r.KeysTransferredMedian = moved[len(moved)/2]
 		if k > 0 {
 			r.MetadataBytesPerDiffRemote = float64(r.MetadataBytesRemoteMedian) / float64(k)
