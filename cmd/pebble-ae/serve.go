@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -387,8 +386,25 @@ func (l *lazyPeer) ApplyAndHash(ctx context.Context, part uint32, entries []reco
 	return r, l.done(c, err)
 }
 
+
+// OpenSymbols implements reconcile.SymbolStreamer: without it, every
+// session of a served node fell back to fixed-size sketches, which scan
+// the partition on both sides, instead of the symbol streams the engine
+// serves from its entry index.
+func (l *lazyPeer) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.OpenSymbols(ctx, req)
+	return s, l.done(c, err)
+}
+
+// lazyPeer is every kind of replica the plugin client is (a capability it
+// forgot would silently change what a served node's sessions do).
 var (
+	_ reconcile.Replica        = (*lazyPeer)(nil)
 	_ reconcile.Sketcher       = (*lazyPeer)(nil)
 	_ reconcile.ApplyConfirmer = (*lazyPeer)(nil)
-	_                          = os.Stderr
+	_ reconcile.SymbolStreamer = (*lazyPeer)(nil)
 )
