@@ -386,7 +386,6 @@ func (l *lazyPeer) ApplyAndHash(ctx context.Context, part uint32, entries []reco
 	return r, l.done(c, err)
 }
 
-
 // OpenSymbols implements reconcile.SymbolStreamer: without it, every
 // session of a served node fell back to fixed-size sketches, which scan
 // the partition on both sides, instead of the symbol streams the engine

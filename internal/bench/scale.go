@@ -55,15 +55,15 @@ type ScaleRow struct {
 	RoundsMax        int     `json:"rounds_max"`
 	// Metadata on the wire to and from replica B (the remote side when
 	// the session runs at A), median over sessions, and a differing key.
-	MetadataBytesRemoteMedian  uint64  `json:"metadata_bytes_remote_median"`
-	MetadataBytesRemoteP99     uint64  `json:"metadata_bytes_remote_p99"`
-	MetadataBytesRemoteMax     uint64  `json:"metadata_bytes_remote_max"`
+	MetadataBytesRemoteMedian uint64 `json:"metadata_bytes_remote_median"`
+	MetadataBytesRemoteP99    uint64 `json:"metadata_bytes_remote_p99"`
+	MetadataBytesRemoteMax    uint64 `json:"metadata_bytes_remote_max"`
 	// Worst is the session with the most metadata: its rounds, fallbacks
 	// to the tree descent, and differences fetched in pairs (a chunk a
 	// round).
-	WorstRounds           int    `json:"worst_rounds"`
-	WorstFallbacks        int    `json:"worst_fallbacks"`
-	WorstLargeDifferences int    `json:"worst_large_differences"`
+	WorstRounds                int     `json:"worst_rounds"`
+	WorstFallbacks             int     `json:"worst_fallbacks"`
+	WorstLargeDifferences      int     `json:"worst_large_differences"`
 	MetadataBytesPerDiffRemote float64 `json:"metadata_bytes_per_diff_remote,omitempty"`
 	KeysTransferredMedian      uint64  `json:"keys_transferred_median"`
 	// KeysScanned are the records the trees' recomputes read, summed over
