@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
@@ -474,7 +473,7 @@ func (c *digestCache) evictLocked(keep uint32) {
 // leafScanner scans leaves in key order with one iterator, seeking only
 // over the leaves it skips.
 type leafScanner struct {
-	it      *pebble.Iterator
+	it      *merkle.UserIter
 	valid   bool
 	scratch []byte
 }
@@ -490,7 +489,7 @@ func (s *leafScanner) close() {
 func (s *leafScanner) scan(ctx context.Context, snap *pebble.Snapshot, r merkle.Range) ([]uint64, merkle.Fingerprint, error) {
 	var fp merkle.Fingerprint
 	if s.it == nil {
-		it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
+		it, err := merkle.NewUserIter(ctx, snap, nil, nil)
 		if err != nil {
 			return nil, fp, err
 		}
@@ -547,7 +546,7 @@ func (e *Engine) fetchByHashCached(ctx context.Context, part uint32, want map[ui
 	if !ok {
 		found = walkHits(v, want)
 	}
-	it, err := v.snap.NewIterWithContext(ctx, &pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
+	it, err := merkle.NewUserIter(ctx, v.snap, nil, nil)
 	if err != nil {
 		return nil, err
 	}
