@@ -273,6 +273,13 @@ func TestServeMutualTLS(t *testing.T) {
 	if out, code := run(t, "diff", "--certs", certs, "--as", "ops", "n1="+ports[0], "n2="+ports[1]); code != 0 || !strings.Contains(out, "0 of 1 partitions differ") {
 		t.Fatalf("remote diff: %d\n%s", code, out)
 	}
+	// --clients gives the read-only role: ops may read and diff, but a
+	// repair that would Apply records to n2 as ops is refused.
+	local := filepath.Join(tmp, "local")
+	run(t, "put", "--dir", local, "--id", "local", "only-local", "x")
+	if out, code := run(t, "repair", "--certs", certs, "--as", "ops", local, "n2="+ports[1]); code == 0 || !strings.Contains(strings.ToLower(out), "permission denied") {
+		t.Fatalf("repair into n2 as ops (reader role): want permission denied, got %d\n%s", code, out)
+	}
 	// A server that is not the replica the client expects is refused, and
 	// so is a client whose identity the server does not allow.
 	if out, code := run(t, "status", "--addr", "n1="+ports[1], "--certs", certs, "--as", "ops"); code == 0 {
