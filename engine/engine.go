@@ -47,6 +47,10 @@ type Engine struct {
 	// digests caches record digests for symbol streams (digestcache.go).
 	digests digestCache
 
+	// clockRefused counts the records Apply refused as stamped beyond
+	// the clock plus MaxClockOffset.
+	clockRefused atomic.Uint64
+
 	// closeMu: operations hold it shared; Close takes it exclusively.
 	closeMu   sync.RWMutex
 	closeOnce sync.Once
@@ -106,7 +110,7 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	}
 	e := &Engine{
 		db: db, rd: rd, tree: tree, opts: *o,
-		clock:  reconcile.NewHLC(o.Clock),
+		clock:  reconcile.NewHLCWithMaxOffset(o.Clock, max(o.MaxClockOffset, 0)),
 		stop:   make(chan struct{}),
 		bgDone: make(chan struct{}),
 		closed: make(chan struct{}),

@@ -95,6 +95,8 @@ var sentinels = []sentinel{
 	{"plugin.ErrPermissionDenied", ErrPermissionDenied, codes.PermissionDenied},
 	{"reconcile.ErrBadPeerAnswer", reconcile.ErrBadPeerAnswer, codes.Aborted},
 	{"reconcile.ErrNotConverged", reconcile.ErrNotConverged, codes.Aborted},
+	{"reconcile.ErrClockOffset", reconcile.ErrClockOffset, codes.FailedPrecondition},
+	{"reconcile.ErrClockSkew", reconcile.ErrClockSkew, codes.FailedPrecondition},
 	{"engine.ErrBadRequest", engine.ErrBadRequest, codes.InvalidArgument},
 	{"engine.ErrEmptyKey", engine.ErrEmptyKey, codes.InvalidArgument},
 	{"engine.ErrKeyTooLarge", engine.ErrKeyTooLarge, codes.InvalidArgument},

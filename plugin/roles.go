@@ -141,3 +141,17 @@ func (a authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	}
 	return handler(srv, ss)
 }
+
+// callerID returns the replica ID of the verified client certificate of
+// ctx's connection, or "(no certificate)" for the in-process, go-plugin and
+// plaintext transports.
+func callerID(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			if id, err := peerID(ti.State.PeerCertificates[0]); err == nil {
+				return string(id)
+			}
+		}
+	}
+	return "(no certificate)"
+}

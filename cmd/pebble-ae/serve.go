@@ -30,6 +30,7 @@ type serveFlags struct {
 	peers, certs   string
 	clients        string
 	writers        string
+	roles          string
 	metricsAddr    string
 	insecure       bool
 	admission      bool
@@ -68,6 +69,7 @@ Prometheus metrics are served on --metrics.`,
 	fl.StringVar(&f.peers, "peers", "", "peers to repair with: id=host:port,...")
 	fl.StringVar(&f.certs, "certs", "", "directory with ca.crt and <id>.crt/.key (see pebble-ae certs)")
 	fl.StringVar(&f.clients, "clients", "", "comma-separated certificate IDs of operators' tools, with the read-only reader role: Info, Status, RangeHash, RangeScan, Get, GetVersions, Repair")
+	fl.StringVar(&f.roles, "roles", "", "more roles for certificate IDs: id=role+role,... with roles peer, writer, reader or all (a test harness that both replicates and writes, say)")
 	fl.StringVar(&f.writers, "writers", "", "comma-separated certificate IDs with the writer role (the application: Put, Delete, PutContext, Get, GetVersions, Info); peers (--peers) get the peer role (the replication RPCs)")
 	fl.StringVar(&f.metricsAddr, "metrics", "", "serve Prometheus /metrics on this address (host:port)")
 	fl.BoolVar(&f.insecure, "insecure", false, "plaintext gRPC; refused on non-loopback addresses")
@@ -166,7 +168,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		if tlsCfg, err = plugin.LoadTLSConfig(f.certs, e.ReplicaID()); err != nil {
 			return err
 		}
-		roles, err := nodeRoles(ps, f.clients, f.writers)
+		roles, err := nodeRoles(ps, f.clients, f.writers, f.roles)
 		if err != nil {
 			return err
 		}
@@ -267,8 +269,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 
 // nodeRoles returns the roles of each client identity a node accepts:
 // peers get RolePeer, --clients RoleReader (read-only), --writers
-// RoleWriter; an ID in several lists gets each of their roles.
-func nodeRoles(peers []cliflags.Peer, clients, writers string) (map[reconcile.ReplicaID]plugin.Role, error) {
+// RoleWriter, --roles what it names; an ID in several lists gets each of
+// their roles.
+func nodeRoles(peers []cliflags.Peer, clients, writers, extra string) (map[reconcile.ReplicaID]plugin.Role, error) {
 	roles := map[reconcile.ReplicaID]plugin.Role{}
 	for _, p := range peers {
 		roles[p.ID] |= plugin.RolePeer
@@ -285,6 +288,25 @@ func nodeRoles(peers []cliflags.Peer, clients, writers string) (map[reconcile.Re
 				return nil, fmt.Errorf("%s: %w", l.flag, err)
 			}
 			roles[reconcile.ReplicaID(id)] |= l.role
+		}
+	}
+	for _, item := range strings.Split(extra, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		id, names, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("--roles %q: want id=role+role", item)
+		}
+		if err := reconcile.ReplicaID(id).Validate(); err != nil {
+			return nil, fmt.Errorf("--roles: %w", err)
+		}
+		for _, n := range strings.Split(names, "+") {
+			r, ok := map[string]plugin.Role{"peer": plugin.RolePeer, "writer": plugin.RoleWriter, "reader": plugin.RoleReader, "all": plugin.RoleAll}[n]
+			if !ok {
+				return nil, fmt.Errorf("--roles %q: unknown role %q (peer, writer, reader, all)", item, n)
+			}
+			roles[reconcile.ReplicaID(id)] |= r
 		}
 	}
 	return roles, nil
