@@ -157,7 +157,8 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 
 	// The gRPC service; its Repair and Status calls are backed by the node.
-	rep := &nodeRepairer{local: e, peers: map[reconcile.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
+	m.WatchClockRefusals(e.ClockOffsetRefusals)
+	rep := &nodeRepairer{local: e, eng: e, peers: map[reconcile.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
 	var tlsCfg *tls.Config
 	lopts := &plugin.ListenOptions{Insecure: f.insecure}
 	lopts.Server.Repairer = rep
