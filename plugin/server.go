@@ -132,6 +132,8 @@ func toPBSummary(s SessionSummary) *pb.SessionSummary {
 		Converged:       s.Stats.Converged,
 		DurationNanos:   int64(s.Stats.Duration),
 		Error:           s.Err,
+		ClockSkewNanos:  int64(s.Stats.ClockSkew),
+		Quarantined:     s.Stats.Quarantined,
 	}
 	if !s.Finished.IsZero() {
 		out.FinishedUnixNanos = s.Finished.UnixNano()

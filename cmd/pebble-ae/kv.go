@@ -219,6 +219,9 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 			} else if s.Stats.KeysRepaired() > 0 {
 				outcome = "repaired"
 			}
+			if q := s.Stats.Quarantined; q > 0 {
+				outcome += fmt.Sprintf(", %d quarantined", q)
+			}
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\t%s\n", s.Peer, s.Partition, outcome, s.Stats.Rounds, human(s.Stats.BytesTotal()), s.Stats.KeysRepaired(), s.Finished.Format(time.RFC3339))
 		}
 		if err := tw.Flush(); err != nil {
