@@ -263,7 +263,11 @@ type SessionConfig struct {
 //     from the sides that hold them.
 //  4. Records are decoded and resolved with the Resolver; the resolved
 //     record is applied (Apply) only to the sides whose record differs
-//     from it.
+//     from it, and never to a side whose clock plus maximum offset (from
+//     its Info) it is stamped beyond: that key is counted in
+//     Stats.Quarantined instead. (Before step 1, Infos whose clocks differ
+//     by more than the offset of the side behind end the session with
+//     ErrClockSkew.)
 //  5. Confirm: RangeHash of the partition on both sides; Stats.Converged
 //     reports whether the roots are now equal (writes racing the session
 //     can make them differ; they are left to the next session). The
