@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -46,6 +47,10 @@ type Engine struct {
 	// entries is the entry index of symbol streams and FetchByHash
 	// (entries.go).
 	entries *entryIndex
+
+	// clockRefused counts the records Apply refused as stamped beyond
+	// the clock plus MaxClockOffset.
+	clockRefused atomic.Uint64
 
 	// closeMu: operations hold it shared; Close takes it exclusively.
 	closeMu   sync.RWMutex
@@ -104,7 +109,7 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	}
 	e := &Engine{
 		db: db, rd: rd, tree: tree, opts: *o, entries: entries,
-		clock:  reconcile.NewHLC(o.Clock),
+		clock:  reconcile.NewHLCWithMaxOffset(o.Clock, max(o.MaxClockOffset, 0)),
 		stop:   make(chan struct{}),
 		bgDone: make(chan struct{}),
 		closed: make(chan struct{}),

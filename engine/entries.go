@@ -590,7 +590,7 @@ func (e *Engine) fetchByID(ctx context.Context, part uint32, want map[uint64]str
 		starts = append(starts, s)
 	}
 	slices.Sort(starts)
-	data, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
+	data, err := merkle.NewUserIter(ctx, snap, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -642,7 +642,7 @@ var errStaleFragment = errors.New("engine: stale fragment")
 // last and hashes only those whose fragment ID is wanted, and fails with
 // errStaleFragment if one does not match; without, it hashes every record
 // of the range.
-func fragmentRecords(data *pebble.Iterator, start, end []byte, fids []uint64, wanted map[uint64]struct{}, last int, scratch []byte) ([]reconcile.Entry, []byte, error) {
+func fragmentRecords(data *merkle.UserIter, start, end []byte, fids []uint64, wanted map[uint64]struct{}, last int, scratch []byte) ([]reconcile.Entry, []byte, error) {
 	var out []reconcile.Entry
 	var valid bool
 	if len(start) == 0 {
@@ -708,11 +708,7 @@ func (e *Engine) verifyEntries(ctx context.Context, part int) ([]merkle.Mismatch
 	// The records' IDs, from a scan.
 	want := reconcile.NewSymbolPrefix(pre.Len())
 	data := map[uint64]int{}
-	upper := end
-	if upper == nil {
-		upper = keyspace.InternalPrefix
-	}
-	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: start, UpperBound: upper})
+	it, err := merkle.NewUserIter(ctx, snap, start, end)
 	if err != nil {
 		return nil, err
 	}

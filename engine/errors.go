@@ -15,7 +15,7 @@ var (
 	ErrKeyTooLarge = errors.New("engine: key too large")
 	// ErrValueTooLarge reports a value longer than Options.MaxValueSize.
 	ErrValueTooLarge = errors.New("engine: value too large")
-	// ErrReservedKey reports a key at or above the internal prefix
+	// ErrReservedKey reports a key that starts with the internal prefix
 	// \xff\xffae\x00, which pebble-ae reserves for its own state.
 	ErrReservedKey = errors.New("engine: key in the reserved internal key space")
 	// ErrWrongMode reports a call that the engine's write mode does not

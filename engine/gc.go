@@ -11,7 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/hooks"
-	"github.com/pebble-ae/pebble-ae/internal/keyspace"
+	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
@@ -263,10 +263,7 @@ func (e *Engine) purgeTombstones(ctx context.Context, g *TombstoneGC, part uint3
 	}
 	defer e.exit()
 	start, end := e.opts.Partitioner.Bounds(int(part))
-	if end == nil {
-		end = keyspace.InternalPrefix
-	}
-	it, err := e.rd.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: start, UpperBound: end})
+	it, err := merkle.NewUserIter(ctx, e.rd, start, end)
 	if err != nil {
 		return 0, 0, err
 	}

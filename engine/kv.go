@@ -30,7 +30,8 @@ func (w *WriteOptions) pebble() *pebble.WriteOptions {
 }
 
 // CheckKey reports whether key may be written: non-empty, at most
-// MaxKeySize bytes, below the reserved internal prefix.
+// MaxKeySize bytes, not starting with the reserved internal prefix (keys
+// that sort above the reserved range are user keys like any other).
 func (e *Engine) CheckKey(key []byte) error {
 	switch {
 	case len(key) == 0:
@@ -376,17 +377,18 @@ func (e *Engine) DeleteRange(ctx context.Context, start, end []byte, wo *WriteOp
 	if !keyspace.IsUser(start) {
 		return fmt.Errorf("%w: %q", ErrReservedKey, start)
 	}
-	if !keyspace.IsUser(end) && string(end) != string(keyspace.InternalPrefix) {
-		return fmt.Errorf("%w: %q", ErrReservedKey, end)
-	}
 	if err := e.enter(); err != nil {
 		return err
 	}
 	defer e.exit()
 	b := e.getBatch()
 	defer e.putBatch(b)
-	if err := b.DeleteRange(start, end); err != nil {
-		return err
+	// A range across the reserved key space deletes the user keys on
+	// either side of it, never the engine's own state.
+	for _, sp := range keyspace.UserSpans(start, end) {
+		if err := b.DeleteRange(sp[0], sp[1]); err != nil {
+			return err
+		}
 	}
 	return e.commit(b, wo)
 }

@@ -55,6 +55,15 @@ type Options struct {
 	// Clock is the physical clock of the hybrid logical clock (default:
 	// the system clock).
 	Clock reconcile.PhysicalClock
+	// MaxClockOffset is the furthest ahead of Clock a received record may
+	// be stamped (default reconcile.DefaultMaxClockOffset, 500 ms;
+	// negative: no limit). Apply refuses a record stamped beyond it
+	// (reconcile.ErrClockOffset), the HLC never moves further than it
+	// ahead of Clock, Info tells sessions about it (they quarantine such
+	// records and refuse to run between replicas whose clocks differ by
+	// more, reconcile.ErrClockSkew), and FutureRecords finds records stored
+	// beyond it.
+	MaxClockOffset time.Duration
 	// MaxKeySize and MaxValueSize bound keys and values (defaults 4 KiB and
 	// 16 MiB).
 	MaxKeySize, MaxValueSize int
@@ -121,6 +130,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if c.Clock == nil {
 		c.Clock = reconcile.SystemClock{}
+	}
+	if c.MaxClockOffset == 0 {
+		c.MaxClockOffset = reconcile.DefaultMaxClockOffset
 	}
 	if c.MaxKeySize == 0 {
 		c.MaxKeySize = DefaultMaxKeySize

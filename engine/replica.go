@@ -39,6 +39,8 @@ func (e *Engine) Info(ctx context.Context) (reconcile.Info, error) {
 			Seed:        e.opts.Tree.Seed,
 			Partitioner: e.opts.Partitioner.Name(),
 		},
+		WallTime:       e.opts.Clock.Now().UnixNano(),
+		MaxClockOffset: e.MaxClockOffset(),
 	}
 	for _, p := range e.tree.Partitions() {
 		info.Partitions = append(info.Partitions, reconcile.PartitionInfo{
@@ -253,7 +255,10 @@ func (e *Engine) Fetch(ctx context.Context, part uint32, keys [][]byte) ([]recon
 // with the resolver (reconcile.Replica). It writes merge operands, so it
 // reads nothing and never loses a concurrent local write. The entries are
 // validated first; a bad one rejects the whole request and nothing is
-// written.
+// written. A record stamped further ahead of this replica's clock than
+// Options.MaxClockOffset is bad (reconcile.ErrClockOffset, counted in
+// ClockOffsetRefusals): it would win over every write acknowledged until
+// the clocks catch up.
 func (e *Engine) Apply(ctx context.Context, part uint32, entries []reconcile.Entry) error {
 	if err := e.checkPartition(part); err != nil {
 		return err
@@ -262,6 +267,7 @@ func (e *Engine) Apply(ctx context.Context, part uint32, entries []reconcile.Ent
 		return fmt.Errorf("%w: %d entries > %d", ErrBadRequest, len(entries), MaxKeysPerRequest)
 	}
 	var maxTS reconcile.Timestamp
+	cutoff := e.recordCutoff()
 	for _, ent := range entries {
 		if err := e.checkKeyInPartition(part, ent.Key); err != nil {
 			return err
@@ -272,6 +278,11 @@ func (e *Engine) Apply(ctx context.Context, part uint32, entries []reconcile.Ent
 		}
 		if rec.Mode != e.opts.Mode {
 			return fmt.Errorf("%w: key %q: %w: %s record into a %s replica", ErrBadRequest, ent.Key, reconcile.ErrModeMismatch, rec.Mode, e.opts.Mode)
+		}
+		if err := checkClock(ent.Key, rec, cutoff); err != nil {
+			e.clockRefused.Add(1)
+			e.opts.Logger.Warn("refused a record stamped in the future", "err", err)
+			return err
 		}
 		for _, s := range rec.Siblings {
 			if len(s.Value) > e.opts.MaxValueSize {

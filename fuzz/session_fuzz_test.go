@@ -44,6 +44,9 @@ func FuzzSession(f *testing.F) {
 		}
 		for i := range n {
 			k := fmt.Appendf(nil, "k%03d", i)
+			if i%4 == 3 { // keys above the reserved internal range too
+				k = fmt.Appendf(nil, "\xff\xff\xffk%03d", i)
+			}
 			rec := reconcile.NewLWW("a", reconcile.Timestamp{WallTime: int64(i + 1)}, []byte("v"), false)
 			reps[0].Set(k, rec)
 			switch {

@@ -30,9 +30,6 @@ func TestCorruptTreeStateIsRebuilt(t *testing.T) {
 		{"span marker with a bad length", func(b *pebble.Batch) error {
 			return b.Set(markerKey(1, 0, []byte{0x7f, 'k'}), markerSpanValue, nil)
 		}},
-		{"span marker without an end", func(b *pebble.Batch) error {
-			return b.Set(markerKey(1, 0, encodeSpan([]byte("k0100"), nil)), markerSpanValue, nil)
-		}},
 		{"missing partition start leaf", func(b *pebble.Batch) error { return b.Delete(leafKey(0, []byte{}), nil) }},
 		{"truncated generation", func(b *pebble.Batch) error { return b.Set(genKey, []byte{1}, nil) }},
 	} {

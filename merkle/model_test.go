@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "seed for randomized tests (0: time-based)")
@@ -127,6 +128,22 @@ func randKey(rng *rand.Rand, space int) []byte {
 	return []byte(fmt.Sprintf("k%05d", rng.IntN(space)))
 }
 
+// highKeys are the prefixes randHighKey puts before some keys: keys that
+// sort above the reserved internal range (its end itself, and beyond), so
+// that the last partition spans the internal range with user keys on both
+// sides of it.
+var highKeys = []string{"\xff\xffae\x01", "\xff\xff\xff"}
+
+// randHighKey is randKey with, for a quarter of the keys, a prefix that
+// sorts them above the reserved internal range.
+func randHighKey(rng *rand.Rand, space int) []byte {
+	k := randKey(rng, space)
+	if rng.IntN(4) == 0 {
+		return append([]byte(highKeys[rng.IntN(len(highKeys))]), k...)
+	}
+	return k
+}
+
 // TestModel runs random batches of sets, deletes and range deletions,
 // recomputes, checkpoints and reopens against a model, checking range
 // fingerprints and Verify.
@@ -135,17 +152,23 @@ func TestModel(t *testing.T) {
 	// markers that did not cover a merged leaf, see
 	// TestMarkerCoversMergedLeaf).
 	seed := testSeed(t)
+	// high runs also write keys above the reserved internal range.
 	runs := []struct {
 		leafSize uint32
 		seed     uint64
-	}{{4, seed}, {16, seed}, {4, 1796281762343249128}}
+		high     bool
+	}{{4, seed, false}, {16, seed, false}, {4, 1796281762343249128, false}, {4, seed, true}, {16, seed, true}}
 	// Small chunks, so that the leaf set's chunk splits, removals and
 	// cross-chunk splices run (checkTotals checks its structure).
 	defer func(n int) { leafChunkMax = n }(leafChunkMax)
 	leafChunkMax = 4
 	for _, run := range runs {
 		leafSize, seed := run.leafSize, run.seed
-		t.Run(fmt.Sprintf("leaf=%d/seed=%d", leafSize, seed), func(t *testing.T) {
+		t.Run(fmt.Sprintf("leaf=%d/seed=%d/high=%v", leafSize, seed, run.high), func(t *testing.T) {
+			randKey := randKey
+			if run.high {
+				randKey = randHighKey
+			}
 			rng := rand.New(rand.NewPCG(seed, uint64(leafSize)))
 			pn, _ := SplitPoints([][]byte{[]byte("k01000"), []byte("k03000")})
 			var h *harness
@@ -232,7 +255,16 @@ func TestModel(t *testing.T) {
 							delete(h.model, k)
 						}
 					}
-					h.commit(func(b *hooks.Batch) error { return b.DeleteRange(a, c) }, false)
+					// As the engine does: a range across the reserved
+					// space deletes the user keys on either side of it.
+					h.commit(func(b *hooks.Batch) error {
+						for _, sp := range keyspace.UserSpans(a, c) {
+							if err := b.DeleteRange(sp[0], sp[1]); err != nil {
+								return err
+							}
+						}
+						return nil
+					}, false)
 				case x < 85:
 					// Check a random range of a random partition.
 					pi := rng.IntN(pn.NumPartitions())

@@ -19,7 +19,11 @@ import (
 //	m "rebuild" part(4)   -> present while partition part is being rebuilt
 //	l part(4) start       -> leafRecord: flags(1) sum(32) uvarint(count)
 //	d gen(8) part(4) pos  -> marker, written as 's' with pos = encodeSpan(start, end)
-//	                         (every leaf overlapping [start, end) is dirty); read too,
+//	                         (every leaf overlapping [start, end) is dirty; an empty
+//	                         end: to the partition's end, which is unbounded in the
+//	                         last partition since user keys may sort above the
+//	                         internal range; earlier releases wrote the internal
+//	                         prefix there, which meant the same); read too,
 //	                         as earlier releases wrote them: empty (the leaf
 //	                         containing pos is dirty) or 'r' end ([pos, end))
 
@@ -193,7 +197,7 @@ func getValue(db *pebble.DB, key []byte) ([]byte, error) {
 }
 
 func hasUserData(db *pebble.DB) (bool, error) {
-	it, err := db.NewIter(&pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
+	it, err := NewUserIter(context.Background(), db, nil, nil)
 	if err != nil {
 		return false, err
 	}
@@ -314,9 +318,12 @@ func (t *Tree) load() error {
 			end = v[1:]
 		case v[0] == markerSpan && len(v) == 1:
 			var ok bool
-			if pos, end, ok = decodeSpan(pos); !ok || len(end) == 0 {
+			if pos, end, ok = decodeSpan(pos); !ok {
 				it.Close()
 				return fmt.Errorf("%w: span marker %x", ErrCorruption, it.Key())
+			}
+			if len(end) == 0 { // to the partition's end
+				end = openEnd
 			}
 		default:
 			it.Close()
@@ -331,15 +338,22 @@ func (t *Tree) load() error {
 	return nil
 }
 
+// openEnd is the end markDirty takes for "to the partition's end" (a span
+// marker with an empty end); nil means a point marker.
+var openEnd = []byte{}
+
+func isOpenEnd(end []byte) bool { return end != nil && len(end) == 0 }
+
 // markDirty marks the leaf containing pos (end nil) or every leaf overlapping
-// [pos, end) dirty and persisted-dirty.
+// [pos, end) (end openEnd: to the partition's end) dirty and
+// persisted-dirty.
 func markDirty(p *partTree, pos, end []byte) {
 	first := p.floor(pos)
 	if first == nil {
 		first, _ = p.leaves.Min()
 	}
 	p.leaves.AscendGreaterOrEqual(first, func(l *leaf) bool {
-		if l != first && (end == nil || bytes.Compare(l.start, end) >= 0) {
+		if l != first && (end == nil || (!isOpenEnd(end) && bytes.Compare(l.start, end) >= 0)) {
 			return false
 		}
 		// changed: the persisted record may say clean; the next checkpoint

@@ -58,15 +58,7 @@ func (t *Tree) checkRangeLocked(part int, r Range) (*partTree, Range, error) {
 	if r.End == nil {
 		r.End = p.end
 	}
-	end := r.End
-	if end == nil {
-		end = keyspace.InternalPrefix
-	}
-	pend := p.end
-	if pend == nil {
-		pend = keyspace.InternalPrefix
-	}
-	if bytes.Compare(r.Start, p.start) < 0 || bytes.Compare(end, pend) > 0 || bytes.Compare(r.Start, end) >= 0 {
+	if bytes.Compare(r.Start, p.start) < 0 || keyspace.CompareEnd(r.End, p.end) > 0 || (r.End != nil && bytes.Compare(r.Start, r.End) >= 0) {
 		return nil, r, fmt.Errorf("%w: [%q, %q) in partition %d [%q, %q)", ErrInvalidRange, r.Start, r.End, part, p.start, p.end)
 	}
 	return p, r, nil
@@ -229,11 +221,7 @@ func (t *Tree) fingerprints(ctx context.Context, part int, outer Range, ranges [
 
 func (t *Tree) scanFingerprint(ctx context.Context, snap *pebble.Snapshot, r Range) (Fingerprint, error) {
 	var fp Fingerprint
-	upper := r.End
-	if upper == nil {
-		upper = keyspace.InternalPrefix
-	}
-	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lowerBound(r.Start), UpperBound: upper})
+	it, err := NewUserIter(ctx, snap, lowerBound(r.Start), r.End)
 	if err != nil {
 		return fp, err
 	}
@@ -270,11 +258,7 @@ func (t *Tree) Scan(ctx context.Context, part int, r Range, limit int, fn func(S
 	if err != nil {
 		return nil, err
 	}
-	upper := r.End
-	if upper == nil {
-		upper = keyspace.InternalPrefix
-	}
-	it, err := t.rd.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lowerBound(r.Start), UpperBound: upper})
+	it, err := NewUserIter(ctx, t.rd, lowerBound(r.Start), r.End)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/hooks"
-	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 )
 
 // span is a run of consecutive dirty leaves [start, end) of one partition.
@@ -108,11 +107,7 @@ func dirtySpansLocked(p *partTree, lo, hi []byte) []span {
 // > 0 it stops at the first boundary key after maxKeys keys.
 func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree, sp span, maxKeys int) (scanResult, error) {
 	var res scanResult
-	upper := sp.end
-	if upper == nil {
-		upper = keyspace.InternalPrefix
-	}
-	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lowerBound(sp.start), UpperBound: upper})
+	it, err := NewUserIter(ctx, snap, lowerBound(sp.start), sp.end)
 	if err != nil {
 		return res, err
 	}

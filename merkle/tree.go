@@ -349,12 +349,16 @@ func (t *Tree) touchKeyLocked(b *hooks.Batch, key []byte) error {
 
 // touchRangeLocked marks every leaf overlapping [start, end) dirty.
 func (t *Tree) touchRangeLocked(b *hooks.Batch, start, end []byte) error {
-	if !keyspace.IsUser(start) {
-		return nil
+	if len(end) == 0 {
+		end = nil
 	}
-	if len(end) == 0 || !keyspace.IsUser(end) {
-		end = keyspace.InternalPrefix
+	spans := keyspace.UserSpans(start, end)
+	if len(spans) == 0 {
+		return nil // only reserved keys
 	}
+	// Over-approximate: the leaves between the first and the last user span
+	// (there are none inside the reserved range) are marked too.
+	start, end = spans[0][0], spans[len(spans)-1][1]
 	for pi, p := range t.mu.parts {
 		lo, hi := clip(start, end, p.start, p.end)
 		if lo == nil {
@@ -364,7 +368,7 @@ func (t *Tree) touchRangeLocked(b *hooks.Batch, start, end []byte) error {
 		needMarker := false
 		first := p.floor(lo)
 		p.leaves.AscendGreaterOrEqual(first, func(l *leaf) bool {
-			if bytes.Compare(l.start, hi) >= 0 {
+			if hi != nil && bytes.Compare(l.start, hi) >= 0 {
 				return false
 			}
 			p.leaves.markDirty(l)
@@ -407,26 +411,22 @@ func (t *Tree) setMarkerLocked(b *hooks.Batch, pi int, start, end []byte) error 
 	if end == nil {
 		end = t.mu.parts[pi].end
 	}
-	if end == nil {
-		end = keyspace.InternalPrefix
-	}
+	// end nil (the last partition's end, unbounded) is encoded empty.
 	return b.Pebble().Set(markerKey(t.mu.gen, pi, encodeSpan(start, end)), markerSpanValue, nil)
 }
 
-// clip intersects [start, end) with the partition range [ps, pe) (pe nil:
-// the end of the user key space). It returns nil, nil if they do not overlap.
+// clip intersects [start, end) with the partition range [ps, pe) (end, pe
+// nil: no upper bound). It returns nil, nil if they do not overlap; hi is nil
+// if the intersection has no upper bound.
 func clip(start, end, ps, pe []byte) (lo, hi []byte) {
-	if pe == nil {
-		pe = keyspace.InternalPrefix
-	}
 	lo, hi = start, end
 	if bytes.Compare(lo, ps) < 0 {
 		lo = ps
 	}
-	if bytes.Compare(hi, pe) > 0 {
+	if keyspace.CompareEnd(hi, pe) > 0 {
 		hi = pe
 	}
-	if bytes.Compare(lo, hi) >= 0 {
+	if hi != nil && bytes.Compare(lo, hi) >= 0 {
 		return nil, nil
 	}
 	if lo == nil {

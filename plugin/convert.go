@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	"github.com/pebble-ae/pebble-ae/reconcile"
 
@@ -161,6 +162,8 @@ func toPBInfo(info reconcile.Info) *pb.InfoResponse {
 			Seed:        info.Tree.Seed,
 			Partitioner: info.Tree.Partitioner,
 		},
+		WallTime:       info.WallTime,
+		MaxClockOffset: int64(info.MaxClockOffset),
 	}
 	for _, p := range info.Partitions {
 		out.Partitions = append(out.Partitions, &pb.PartitionInfo{Id: p.ID, Range: toPBRange(p.Range), Ready: p.Ready})
@@ -178,6 +181,11 @@ func fromPBInfo(r *pb.InfoResponse) (reconcile.Info, error) {
 			Seed:        r.GetTree().GetSeed(),
 			Partitioner: r.GetTree().GetPartitioner(),
 		},
+		WallTime:       r.GetWallTime(),
+		MaxClockOffset: time.Duration(r.GetMaxClockOffset()),
+	}
+	if r.GetWallTime() < 0 || r.GetMaxClockOffset() < 0 {
+		return info, fmt.Errorf("%w: negative clock (wall time %d, max offset %d)", ErrBadResponse, r.GetWallTime(), r.GetMaxClockOffset())
 	}
 	if r.GetMode() > 255 {
 		return info, fmt.Errorf("%w: mode %d", ErrBadResponse, r.GetMode())

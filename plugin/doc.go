@@ -76,8 +76,9 @@
 //   - RangeScan pages of several chunks (and pages read from the engine in
 //     sub-pages) are not one snapshot: writes racing a scan may or may not
 //     appear, as with separate pages. Sessions tolerate this.
-//   - The client's identity is checked only at the TLS handshake: any peer
-//     AllowPeer accepts may call every method, writes included.
+//   - A client's rights come from ListenOptions.Roles (Role: peer, writer,
+//     reader); without Roles every accepted identity may call every
+//     method, writes included. The serve command always sets Roles.
 //
 // Regenerate the code with generate.sh (buf and local protoc-gen-go /
 // protoc-gen-go-grpc, see buf.gen.yaml); the mocks with go generate

@@ -32,6 +32,10 @@ var (
 	// ErrPeerIdentity reports a peer whose certificate does not name the
 	// expected replica, or is missing, or is not signed by the CA.
 	ErrPeerIdentity = errors.New("plugin: peer identity mismatch")
+	// ErrPermissionDenied reports a call outside the roles of the client
+	// certificate's identity (see Role): an operator's certificate calling
+	// Apply or Put, say.
+	ErrPermissionDenied = errors.New("plugin: permission denied")
 	// ErrInsecureAddress reports a plaintext listener or dial on an address
 	// that is not loopback.
 	ErrInsecureAddress = errors.New("plugin: plaintext on a non-loopback address")
@@ -88,8 +92,11 @@ var sentinels = []sentinel{
 	{"engine.ErrMergerMismatch", engine.ErrMergerMismatch, codes.FailedPrecondition},
 	{"plugin.ErrRepairUnavailable", ErrRepairUnavailable, codes.Unimplemented},
 	{"plugin.ErrPeerIdentity", ErrPeerIdentity, codes.PermissionDenied},
+	{"plugin.ErrPermissionDenied", ErrPermissionDenied, codes.PermissionDenied},
 	{"reconcile.ErrBadPeerAnswer", reconcile.ErrBadPeerAnswer, codes.Aborted},
 	{"reconcile.ErrNotConverged", reconcile.ErrNotConverged, codes.Aborted},
+	{"reconcile.ErrClockOffset", reconcile.ErrClockOffset, codes.FailedPrecondition},
+	{"reconcile.ErrClockSkew", reconcile.ErrClockSkew, codes.FailedPrecondition},
 	{"engine.ErrBadRequest", engine.ErrBadRequest, codes.InvalidArgument},
 	{"engine.ErrEmptyKey", engine.ErrEmptyKey, codes.InvalidArgument},
 	{"engine.ErrKeyTooLarge", engine.ErrKeyTooLarge, codes.InvalidArgument},

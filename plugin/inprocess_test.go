@@ -40,6 +40,10 @@ func TestRPCsMatchEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	wi, _ := e.Info(ctx)
+	if gi.WallTime <= 0 || gi.WallTime > wi.WallTime || gi.MaxClockOffset != wi.MaxClockOffset {
+		t.Fatalf("Info clock through gRPC: %d, %s; engine: %d, %s", gi.WallTime, gi.MaxClockOffset, wi.WallTime, wi.MaxClockOffset)
+	}
+	gi.WallTime = wi.WallTime // read at another instant
 	mustEqual(t, "Info", gi, wi)
 
 	for _, req := range []reconcile.RangeHashRequest{

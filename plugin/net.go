@@ -35,8 +35,16 @@ type ListenOptions struct {
 	Server ServerOptions
 	// AllowPeer, if set, decides whether a client whose certificate names
 	// the given replica ID may connect (typically: is it in the peer
-	// list). Nil accepts any certificate signed by the CA.
+	// list). Nil accepts any certificate signed by the CA (or, with Roles,
+	// any identity that has a role).
 	AllowPeer func(id reconcile.ReplicaID) bool
+	// Roles, if set, gives each client identity its roles (see Role): a
+	// call outside them fails with ErrPermissionDenied
+	// (PERMISSION_DENIED), and an identity with no role cannot connect.
+	// Nil gives every accepted identity RoleAll, for a network of equally
+	// trusted processes; the serve command always sets it. Plaintext
+	// (Insecure, loopback only) has no identities and gives RoleAll.
+	Roles func(id reconcile.ReplicaID) Role
 	// Insecure serves plaintext when tlsConfig is nil; refused unless the
 	// address is loopback.
 	Insecure bool
@@ -116,7 +124,15 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 			return insecureErr(lis.Addr().String(), o.Insecure)
 		}
 	} else {
-		cfg, err := serverTLS(tlsConfig, o.AllowPeer)
+		allow := o.AllowPeer
+		if o.Roles != nil {
+			allow = func(id reconcile.ReplicaID) bool {
+				return o.Roles(id) != 0 && (o.AllowPeer == nil || o.AllowPeer(id))
+			}
+			az := authorizer{roles: o.Roles}
+			extra = append(extra, grpc.ChainUnaryInterceptor(az.unary), grpc.ChainStreamInterceptor(az.stream))
+		}
+		cfg, err := serverTLS(tlsConfig, allow)
 		if err == nil {
 			err = checkOwnCert(cfg, e.ReplicaID())
 		}

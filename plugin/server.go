@@ -132,6 +132,8 @@ func toPBSummary(s SessionSummary) *pb.SessionSummary {
 		Converged:       s.Stats.Converged,
 		DurationNanos:   int64(s.Stats.Duration),
 		Error:           s.Err,
+		ClockSkewNanos:  int64(s.Stats.ClockSkew),
+		Quarantined:     s.Stats.Quarantined,
 	}
 	if !s.Finished.IsZero() {
 		out.FinishedUnixNanos = s.Finished.UnixNano()
@@ -195,7 +197,17 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		}
 	}()
 	resp, err = handler(ctx, req)
+	s.logClockRefusal(ctx, info.FullMethod, err)
 	return resp, toStatus(err)
+}
+
+// logClockRefusal logs a record refused as stamped in the future
+// (reconcile.ErrClockOffset) with the caller's identity.
+func (s *Server) logClockRefusal(ctx context.Context, method string, err error) {
+	if err != nil && errors.Is(err, reconcile.ErrClockOffset) {
+		s.opts.Logger.Warn("refused a record stamped beyond this replica's clock plus its maximum offset",
+			"method", method, "peer", callerID(ctx), "err", err)
+	}
 }
 
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
@@ -204,7 +216,9 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 			err = s.recovered(info.FullMethod, r)
 		}
 	}()
-	return toStatus(handler(srv, ss))
+	err = handler(srv, ss)
+	s.logClockRefusal(ss.Context(), info.FullMethod, err)
+	return toStatus(err)
 }
 
 // badRequest returns an engine.ErrBadRequest (INVALID_ARGUMENT).

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -51,8 +52,33 @@ type SystemClock struct{}
 func (SystemClock) Now() time.Time { return time.Now() }
 
 // DefaultMaxClockOffset is the maximum offset NewHLC tolerates between its
-// physical clock and a remote timestamp (see HLC.Update).
+// physical clock and a remote timestamp (see HLC.Update), and the default of
+// the engine's refusal of records stamped further ahead (ErrClockOffset) and
+// of the sessions' skew check (ErrClockSkew). 500 ms is CockroachDB's
+// default --max-offset: NTP keeps clocks within a few milliseconds of each
+// other (tens over the Internet), so a larger offset means a broken clock,
+// and a smaller one would refuse records of healthy peers whose clocks are
+// merely a little apart. A record within the offset can still win over a
+// write acknowledged up to that long after it elsewhere: the bound is the
+// window in which last-writer-wins may invert acknowledged order.
 const DefaultMaxClockOffset = 500 * time.Millisecond
+
+// ErrClockOffset reports a record stamped further ahead of the receiving
+// replica's physical clock than its maximum clock offset: it is not applied
+// (it would win last-writer-wins over every write acknowledged until the
+// clocks catch up). Sessions do not offer such records (they are counted in
+// Stats.Quarantined instead); a replica's Apply refuses them.
+var ErrClockOffset = errors.New("reconcile: record stamped beyond the clock's maximum offset")
+
+// MaxWallTime returns the greatest wall time of r's siblings (0 for a
+// record without any).
+func (r Record) MaxWallTime() int64 {
+	var m int64
+	for _, s := range r.Siblings {
+		m = max(m, s.Timestamp.WallTime)
+	}
+	return m
+}
 
 // HLC is a hybrid logical clock (Kulkarni et al., "Logical Physical Clocks",
 // 2014), like CockroachDB's hlc.Clock: it issues timestamps that are close

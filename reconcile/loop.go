@@ -332,6 +332,13 @@ func (l *Loop) runSession(ctx context.Context, t Target, sig Signals) {
 	default:
 		log.Debug("anti-entropy session", attrs...)
 	}
+	if q := rep.Stats.Quarantined; q > 0 {
+		keys := make([]string, len(rep.Stats.QuarantinedKeys))
+		for i, k := range rep.Stats.QuarantinedKeys {
+			keys[i] = keyForError(k)
+		}
+		log.Warn("records stamped beyond a replica's clock plus its maximum offset quarantined: not applied", "quarantined", q, "keys", keys)
+	}
 	if l.cfg.OnSession != nil {
 		l.cfg.OnSession(rep)
 	}

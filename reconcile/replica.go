@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pebble-ae/pebble-ae/internal/digest"
 )
@@ -124,6 +125,23 @@ type Info struct {
 	Mode       Mode
 	Tree       TreeParams
 	Partitions []PartitionInfo
+	// WallTime is the replica's physical clock (Unix nanoseconds) when it
+	// answered, and MaxClockOffset the furthest ahead of it a record it
+	// accepts may be stamped; zero: unknown (no clock checks). A session
+	// compares the two sides' clocks (ErrClockSkew) and offers neither side
+	// a record stamped beyond its WallTime + MaxClockOffset
+	// (Stats.Quarantined).
+	WallTime       int64
+	MaxClockOffset time.Duration
+}
+
+// recordCutoff returns the greatest wall time a record written to the
+// replica of info may carry, or 0 for no limit.
+func (info Info) recordCutoff() int64 {
+	if info.WallTime <= 0 || info.MaxClockOffset <= 0 {
+		return 0
+	}
+	return info.WallTime + int64(info.MaxClockOffset)
 }
 
 // Replica is what an anti-entropy session needs from one side. The engine

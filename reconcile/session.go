@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 )
 
 // Side names one of the two replicas of a session.
@@ -262,7 +263,11 @@ type SessionConfig struct {
 //     from the sides that hold them.
 //  4. Records are decoded and resolved with the Resolver; the resolved
 //     record is applied (Apply) only to the sides whose record differs
-//     from it.
+//     from it, and never to a side whose clock plus maximum offset (from
+//     its Info) it is stamped beyond: that key is counted in
+//     Stats.Quarantined instead. (Before step 1, Infos whose clocks differ
+//     by more than the offset of the side behind end the session with
+//     ErrClockSkew.)
 //  5. Confirm: RangeHash of the partition on both sides; Stats.Converged
 //     reports whether the roots are now equal (writes racing the session
 //     can make them differ; they are left to the next session). The
@@ -323,6 +328,9 @@ type Session struct {
 	sk sketchState
 	// sym is the state of the symbol streams.
 	sym symState
+	// cutoff is, per side, the greatest wall time of a record the side
+	// accepts (Info.recordCutoff; 0: no limit).
+	cutoff [2]int64
 }
 
 // sketchState is the sketch reconciliation of the partition.
@@ -527,6 +535,20 @@ func (s *Session) checkInfos() error {
 			return fmt.Errorf("%w: %d", ErrUnknownMode, a.Mode)
 		}
 	}
+	if a.WallTime > 0 && b.WallTime > 0 {
+		// B's clock minus A's. The Infos are fetched concurrently, so the
+		// round trip adds its own error, small next to any offset.
+		s.stats.ClockSkew = time.Duration(b.WallTime - a.WallTime)
+		behind, ahead := a, b
+		if s.stats.ClockSkew < 0 {
+			behind, ahead = b, a
+		}
+		if off := behind.MaxClockOffset; off > 0 && s.stats.ClockSkew.Abs() > off {
+			return fmt.Errorf("%w: partition %d: %q's clock is %s ahead of %q's (max offset %s); no records exchanged",
+				ErrClockSkew, s.cfg.Partition, ahead.ID, s.stats.ClockSkew.Abs(), behind.ID, off)
+		}
+	}
+	s.cutoff = [2]int64{a.recordCutoff(), b.recordCutoff()}
 	s.leafSize = uint64(max(a.Tree.LeafSize, 2))
 	s.threshold = s.cfg.ListThreshold
 	if s.threshold == 0 {
@@ -1015,7 +1037,7 @@ func (s *Session) confirmed() error {
 	fa, fb := s.round.hashes[SideA][0].Fingerprint, s.round.hashes[SideB][0].Fingerprint
 	s.stats.Converged = fa == fb
 	s.phase = phaseDone
-	if !s.stats.Converged && s.cfg.Strict {
+	if !s.stats.Converged && s.cfg.Strict && s.stats.Quarantined == 0 {
 		return fmt.Errorf("%w: partition %d: roots differ after the session (A %d records, B %d records)",
 			ErrNotConverged, s.cfg.Partition, fa.Count, fb.Count)
 	}
@@ -1280,8 +1302,26 @@ func (s *Session) resolve(ks *keyState) error {
 		}
 		resolved = r.Encode()
 	}
+	var wall int64 // the resolved record's greatest wall time, if needed
+	if s.cutoff[SideA] > 0 || s.cutoff[SideB] > 0 {
+		r, err := DecodeRecord(resolved)
+		if err != nil {
+			return fmt.Errorf("reconcile: partition %d: resolved record of key %s: %w", s.cfg.Partition, keyForError(ks.key), err)
+		}
+		wall = r.MaxWallTime()
+	}
 	for side := range 2 {
 		if !bytes.Equal(ks.rec[side], resolved) {
+			if c := s.cutoff[side]; c > 0 && wall > c {
+				// Stamped in the receiver's future: it would refuse it
+				// (ErrClockOffset). Reported, not written, not retried
+				// within this session.
+				s.stats.Quarantined++
+				if len(s.stats.QuarantinedKeys) < MaxQuarantinedKeys {
+					s.stats.QuarantinedKeys = append(s.stats.QuarantinedKeys, append([]byte(nil), ks.key...))
+				}
+				continue
+			}
 			s.writes[side] = append(s.writes[side], Entry{Key: ks.key, Record: resolved})
 			s.stats.side(Side(side)).KeysRepaired++
 			s.pendingBytes += int64(len(ks.key) + len(resolved))

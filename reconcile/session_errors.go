@@ -34,6 +34,14 @@ var (
 	// non-strict sessions report it in Stats instead.
 	ErrNotConverged = errors.New("reconcile: replicas did not converge")
 
+	// ErrClockSkew reports two replicas whose physical clocks (exchanged in
+	// Info) differ by more than the maximum clock offset of the replica
+	// that is behind: the session ends before comparing anything, so the
+	// replica that is ahead does not spread records stamped in the other's
+	// future. Stats.ClockSkew holds the measured skew. Retry once the
+	// clocks are fixed.
+	ErrClockSkew = errors.New("reconcile: clock skew beyond the maximum offset")
+
 	// ErrSessionMisuse reports a call sequence the Session contract forbids:
 	// a Response for an unknown or already answered request, Deliver after
 	// the session ended.

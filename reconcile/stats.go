@@ -115,6 +115,21 @@ type Stats struct {
 	// Converged reports whether the roots were equal at the end (at the
 	// first comparison, or at the confirm step).
 	Converged bool
+	// ClockSkew is B's physical clock minus A's, from their Infos (zero
+	// when either is unknown; the largest in magnitude, when added up). A
+	// skew beyond the maximum clock offset of the replica that is behind
+	// ends the session with ErrClockSkew.
+	ClockSkew time.Duration
+	// Quarantined counts the keys whose resolved record was stamped beyond
+	// the receiving replica's clock plus its maximum clock offset: not
+	// written to it (a replica refuses such records, ErrClockOffset), and
+	// reported here instead. Such a key keeps its roots apart, so the
+	// session does not converge; it is found again by every session until
+	// the clocks catch up or an operator deals with the record (see
+	// docs/operations.md).
+	Quarantined uint64
+	// QuarantinedKeys are the first MaxQuarantinedKeys quarantined keys.
+	QuarantinedKeys [][]byte
 	// Duration is the wall time of the session, measured by the driver
 	// (the Session never reads a clock).
 	Duration time.Duration
@@ -165,7 +180,21 @@ func (s Stats) Add(o Stats) Stats {
 		PeakPendingBytes: max(s.PeakPendingBytes, o.PeakPendingBytes),
 		Converged:        s.Converged && o.Converged,
 		Duration:         s.Duration + o.Duration,
+		ClockSkew:        maxSkew(s.ClockSkew, o.ClockSkew),
+		Quarantined:      s.Quarantined + o.Quarantined,
+		QuarantinedKeys:  append(append([][]byte(nil), s.QuarantinedKeys...), o.QuarantinedKeys[:min(len(o.QuarantinedKeys), max(0, MaxQuarantinedKeys-len(s.QuarantinedKeys)))]...),
 	}
+}
+
+// MaxQuarantinedKeys bounds Stats.QuarantinedKeys.
+const MaxQuarantinedKeys = 16
+
+// maxSkew returns the one of a and b larger in magnitude.
+func maxSkew(a, b time.Duration) time.Duration {
+	if b.Abs() > a.Abs() {
+		return b
+	}
+	return a
 }
 
 // String formats the main figures on one line.
@@ -173,5 +202,16 @@ func (s Stats) String() string {
 	b := s.Bytes()
 	return fmt.Sprintf("partition=%d rounds=%d bytes=%d (fp=%d keys=%d sketches=%d records=%d record_keys=%d overhead=%d) compared=%d transferred=%d repaired=A:%d,B:%d converged=%t",
 		s.Partition, s.Rounds, b.Total(), b.Fingerprints, b.KeyLists, b.Sketches, b.Records, b.RecordKeys, b.Overhead,
-		s.KeysCompared, s.KeysTransferred, s.A.KeysRepaired, s.B.KeysRepaired, s.Converged)
+		s.KeysCompared, s.KeysTransferred, s.A.KeysRepaired, s.B.KeysRepaired, s.Converged) + s.clockString()
+}
+
+func (s Stats) clockString() string {
+	var out string
+	if s.ClockSkew != 0 {
+		out += fmt.Sprintf(" clock_skew=%s", s.ClockSkew)
+	}
+	if s.Quarantined > 0 {
+		out += fmt.Sprintf(" quarantined=%d", s.Quarantined)
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -25,6 +26,9 @@ type dbFlags struct {
 	splits        string
 	rebuild       bool
 	prefixSymbols int
+	// maxOffset is engine.Options.MaxClockOffset; clockSkew, a hidden
+	// flag for tests, runs the engine's clock that far from the system's.
+	maxOffset, clockSkew time.Duration
 	// existing makes open refuse a directory that holds no database
 	// instead of creating one: the commands that read or inspect a
 	// replica (a mistyped --dir must not leave an empty database behind).
@@ -43,6 +47,9 @@ func (f *dbFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.splits, "splits", "", "comma-separated partition split keys (all replicas must agree)")
 	fs.BoolVar(&f.rebuild, "rebuild-on-change", false, "rebuild the tree if it was built with other parameters")
 	fs.IntVar(&f.prefixSymbols, "prefix-symbols", 0, "symbols of each partition's persisted symbol prefix (0: 32768 for one partition, fewer for many; all replicas should agree; a change rebuilds)")
+	fs.DurationVar(&f.maxOffset, "max-clock-offset", reconcile.DefaultMaxClockOffset, "how far ahead of this node's clock a received record may be stamped; further is refused (all replicas should agree; negative: no limit)")
+	fs.DurationVar(&f.clockSkew, "debug-clock-skew", 0, "run this node's clock this far from the system clock (tests of the clock guard)")
+	_ = fs.MarkHidden("debug-clock-skew")
 }
 
 func (f *dbFlags) options() (*engine.Options, error) {
@@ -61,8 +68,24 @@ func (f *dbFlags) options() (*engine.Options, error) {
 		Tree:                  merkle.Params{LeafSize: f.leafSize, Seed: f.seed},
 		RebuildOnParamsChange: f.rebuild,
 		PrefixSymbols:         f.prefixSymbols,
+		MaxClockOffset:        f.maxOffset,
+		Clock:                 skewedClock(f.clockSkew),
 	}, nil
 }
+
+// skewedClock returns the system clock moved by skew (nil, the default
+// system clock, for 0).
+func skewedClock(skew time.Duration) reconcile.PhysicalClock {
+	if skew == 0 {
+		return nil
+	}
+	return skewed(skew)
+}
+
+// skewed is the system clock plus itself.
+type skewed time.Duration
+
+func (s skewed) Now() time.Time { return time.Now().Add(time.Duration(s)) }
 
 func (f *dbFlags) open(ctx context.Context, dir string) (*engine.Engine, error) {
 	if dir == "" {

@@ -13,9 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
@@ -390,9 +388,9 @@ func dryRunStats(ctx context.Context, a, b reconcile.Replica, naive bool) (recon
 // compareFullScans reads every user record of every replica and checks they
 // are byte-identical. It returns the number of keys.
 func compareFullScans(reps []*engine.Engine) (int, error) {
-	iters := make([]*pebble.Iterator, len(reps))
+	iters := make([]*merkle.UserIter, len(reps))
 	for i, e := range reps {
-		it, err := e.DB().NewIter(&pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
+		it, err := merkle.NewUserIter(context.Background(), e.DB(), nil, nil)
 		if err != nil {
 			return 0, err
 		}

@@ -154,7 +154,18 @@ func newRepairCmd() *cobra.Command {
 			fmt.Fprintln(tw, "ROUNDS\tBYTES\tMETADATA\tRECORDS\tREPAIRED A\tREPAIRED B\tCONVERGED\tTIME")
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%t\t%s\n", st.Rounds, human(st.BytesTotal()), human(st.BytesMetadata()), human(st.BytesRecords()),
 				st.A.KeysRepaired, st.B.KeysRepaired, st.Converged, st.Duration.Round(time.Millisecond))
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if st.Quarantined > 0 {
+				keys := make([]string, len(st.QuarantinedKeys))
+				for i, k := range st.QuarantinedKeys {
+					keys[i] = fmt.Sprintf("%q", k)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "quarantined: %d records stamped beyond a replica's clock plus its maximum offset, not applied (%s); see pebble-ae future\n",
+					st.Quarantined, strings.Join(keys, " "))
+			}
+			return nil
 		},
 	}
 	f.register(c.Flags())

@@ -146,8 +146,14 @@ func newStatusCmd() *cobra.Command {
 				}
 				out = append(out, ps)
 			}
+			// Records stamped in the future (a full scan, like verify's).
+			future, err := e.FutureRecords(cmd.Context(), func(engine.FutureRecord) error { return nil })
+			if err != nil {
+				return err
+			}
 			if asJSON {
-				return printJSON(map[string]any{"replica": e.ReplicaID(), "mode": e.Mode().String(), "partitions": out, "tree_stats": e.Tree().Stats()})
+				return printJSON(map[string]any{"replica": e.ReplicaID(), "mode": e.Mode().String(), "partitions": out, "tree_stats": e.Tree().Stats(),
+					"future_records": future, "max_clock_offset": e.MaxClockOffset().String()})
 			}
 			fmt.Printf("replica %s, mode %s\n", e.ReplicaID(), e.Mode())
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -155,7 +161,13 @@ func newStatusCmd() *cobra.Command {
 			for _, p := range out {
 				fmt.Fprintf(tw, "%d\t[%s, %s)\t%t\t%s\t%d\t%d\n", p.ID, p.Start, p.End, p.Ready, p.Root, p.Keys, p.Leaves)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if future > 0 {
+				fmt.Printf("future records: %d stamped beyond this clock plus the maximum offset (%s); other replicas refuse them: see pebble-ae future\n", future, e.MaxClockOffset())
+			}
+			return nil
 		},
 	}
 	f.register(c.Flags())
@@ -207,6 +219,9 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 			} else if s.Stats.KeysRepaired() > 0 {
 				outcome = "repaired"
 			}
+			if q := s.Stats.Quarantined; q > 0 {
+				outcome += fmt.Sprintf(", %d quarantined", q)
+			}
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\t%s\n", s.Peer, s.Partition, outcome, s.Stats.Rounds, human(s.Stats.BytesTotal()), s.Stats.KeysRepaired(), s.Finished.Format(time.RFC3339))
 		}
 		if err := tw.Flush(); err != nil {
@@ -243,6 +258,13 @@ func newVerifyCmd() *cobra.Command {
 			}
 			if len(ms) > 0 {
 				return fmt.Errorf("%d tree mismatches", len(ms))
+			}
+			future, err := printFutureRecords(cmd, e)
+			if err != nil {
+				return err
+			}
+			if future > 0 {
+				return fmt.Errorf("the tree matches the data, but %d records are stamped beyond this clock plus the maximum offset (%s): other replicas refuse them, and they win over every later write here; see pebble-ae future", future, e.MaxClockOffset())
 			}
 			var keys uint64
 			for _, p := range e.Tree().Partitions() {

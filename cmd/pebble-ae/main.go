@@ -65,7 +65,7 @@ Start with:  pebble-ae demo`,
 	root.AddCommand(
 		newDemoCmd(),
 		newPutCmd(), newGetCmd(), newDelCmd(),
-		newStatusCmd(), newVerifyCmd(), newRebuildCmd(),
+		newStatusCmd(), newVerifyCmd(), newRebuildCmd(), newFutureCmd(),
 		newDiffCmd(), newRepairCmd(),
 		newBenchCmd(),
 		newDebugCmd(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,8 +25,21 @@ type nodeRepairer struct {
 	// maxPending is the sessions' SessionConfig.MaxPendingBytes.
 	maxPending int64
 
+	// eng, if set, reports its clock guard (Background).
+	eng *engine.Engine
+
 	mu   sync.Mutex
 	last []plugin.SessionSummary // newest last, at most keepSessions
+	// clocks is what the sessions learned of each peer's clock.
+	clocks map[reconcile.ReplicaID]*peerClock
+}
+
+// peerClock is what sessions learned of a peer's clock.
+type peerClock struct {
+	skew        time.Duration // the peer's clock minus ours, last measured
+	refused     bool          // the last session was refused for the skew
+	quarantined uint64        // records of the peer quarantined, in total
+	keys        [][]byte      // the last quarantined keys
 }
 
 const keepSessions = 32
@@ -33,6 +47,24 @@ const keepSessions = 32
 func (n *nodeRepairer) record(s plugin.SessionSummary) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if s.Stats.ClockSkew != 0 || s.Stats.Quarantined > 0 {
+		if n.clocks == nil {
+			n.clocks = map[reconcile.ReplicaID]*peerClock{}
+		}
+		pc := n.clocks[s.Peer]
+		if pc == nil {
+			pc = &peerClock{}
+			n.clocks[s.Peer] = pc
+		}
+		if s.Stats.ClockSkew != 0 {
+			pc.skew = s.Stats.ClockSkew
+			pc.refused = strings.Contains(s.Err, reconcile.ErrClockSkew.Error())
+		}
+		if s.Stats.Quarantined > 0 {
+			pc.quarantined += s.Stats.Quarantined
+			pc.keys = s.Stats.QuarantinedKeys
+		}
+	}
 	n.last = append(n.last, s)
 	if len(n.last) > keepSessions {
 		n.last = n.last[len(n.last)-keepSessions:]
@@ -93,7 +125,7 @@ func (n *nodeRepairer) Repair(ctx context.Context, peer reconcile.ReplicaID, par
 
 // Background implements plugin.BackgroundReporter.
 func (n *nodeRepairer) Background() []string {
-	var out []string
+	out := n.clockLines()
 	for _, t := range n.throttles {
 		st := t.Status()
 		rate := "unlimited"
@@ -120,3 +152,36 @@ var (
 	_ plugin.Repairer           = (*nodeRepairer)(nil)
 	_ plugin.BackgroundReporter = (*nodeRepairer)(nil)
 )
+
+// clockLines describes the clock guard: this node's maximum offset and
+// refusals, each peer's measured clock skew, and the records quarantined.
+func (n *nodeRepairer) clockLines() []string {
+	var out []string
+	if n.eng != nil {
+		out = append(out, fmt.Sprintf("clock: max offset %s; %d records refused by Apply as stamped beyond it", n.eng.MaxClockOffset(), n.eng.ClockOffsetRefusals()))
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	peers := make([]reconcile.ReplicaID, 0, len(n.clocks))
+	for p := range n.clocks {
+		peers = append(peers, p)
+	}
+	slices.Sort(peers)
+	for _, p := range peers {
+		pc := n.clocks[p]
+		line := fmt.Sprintf("clock of peer %s: %+.3fs from this node's", p, pc.skew.Seconds())
+		if pc.refused {
+			line += " (beyond the maximum offset: sessions refused, no records exchanged; fix the clock that is wrong)"
+		}
+		out = append(out, line)
+		if pc.quarantined > 0 {
+			keys := make([]string, len(pc.keys))
+			for i, k := range pc.keys {
+				keys[i] = fmt.Sprintf("%q", k)
+			}
+			out = append(out, fmt.Sprintf("quarantined: %d records from sessions with %s stamped beyond a replica's clock plus its maximum offset, not applied (last keys: %s); see pebble-ae future",
+				pc.quarantined, p, strings.Join(keys, " ")))
+		}
+	}
+	return out
+}

@@ -28,6 +28,8 @@ type serveFlags struct {
 	dir, listen    string
 	peers, certs   string
 	clients        string
+	writers        string
+	roles          string
 	metricsAddr    string
 	insecure       bool
 	admission      bool
@@ -65,7 +67,9 @@ Prometheus metrics are served on --metrics.`,
 	fl.StringVar(&f.listen, "listen", "", "address to serve on, host:port")
 	fl.StringVar(&f.peers, "peers", "", "peers to repair with: id=host:port,...")
 	fl.StringVar(&f.certs, "certs", "", "directory with ca.crt and <id>.crt/.key (see pebble-ae certs)")
-	fl.StringVar(&f.clients, "clients", "", "comma-separated extra certificate IDs allowed to connect (operators' tools), besides the peers")
+	fl.StringVar(&f.clients, "clients", "", "comma-separated certificate IDs of operators' tools, with the read-only reader role: Info, Status, RangeHash, RangeScan, Get, GetVersions, Repair")
+	fl.StringVar(&f.roles, "roles", "", "more roles for certificate IDs: id=role+role,... with roles peer, writer, reader or all (a test harness that both replicates and writes, say)")
+	fl.StringVar(&f.writers, "writers", "", "comma-separated certificate IDs with the writer role (the application: Put, Delete, PutContext, Get, GetVersions, Info); peers (--peers) get the peer role (the replication RPCs)")
 	fl.StringVar(&f.metricsAddr, "metrics", "", "serve Prometheus /metrics on this address (host:port)")
 	fl.BoolVar(&f.insecure, "insecure", false, "plaintext gRPC; refused on non-loopback addresses")
 	fl.BoolVar(&f.admission, "admission", true, "scale background work down when foreground work suffers")
@@ -152,7 +156,8 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 
 	// The gRPC service; its Repair and Status calls are backed by the node.
-	rep := &nodeRepairer{local: e, peers: map[reconcile.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
+	m.WatchClockRefusals(e.ClockOffsetRefusals)
+	rep := &nodeRepairer{local: e, eng: e, peers: map[reconcile.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
 	var tlsCfg *tls.Config
 	lopts := &plugin.ListenOptions{Insecure: f.insecure}
 	lopts.Server.Repairer = rep
@@ -163,16 +168,14 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		if tlsCfg, err = plugin.LoadTLSConfig(f.certs, e.ReplicaID()); err != nil {
 			return err
 		}
-		allowed := map[reconcile.ReplicaID]bool{}
-		for _, p := range ps {
-			allowed[p.ID] = true
+		roles, err := nodeRoles(ps, f.clients, f.writers, f.roles)
+		if err != nil {
+			return err
 		}
-		for _, id := range strings.Split(f.clients, ",") {
-			if id = strings.TrimSpace(id); id != "" {
-				allowed[reconcile.ReplicaID(id)] = true
-			}
+		for id, r := range roles {
+			logger.Debug("client role", "id", id, "roles", r)
 		}
-		lopts.AllowPeer = func(id reconcile.ReplicaID) bool { return allowed[id] }
+		lopts.Roles = func(id reconcile.ReplicaID) plugin.Role { return roles[id] }
 	}
 	// Everything that can refuse the configuration does so before the node
 	// starts serving: the metrics listener and the repair loop.
@@ -262,6 +265,51 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return nil
 	}
 	return err
+}
+
+// nodeRoles returns the roles of each client identity a node accepts:
+// peers get RolePeer, --clients RoleReader (read-only), --writers
+// RoleWriter, --roles what it names; an ID in several lists gets each of
+// their roles.
+func nodeRoles(peers []cliflags.Peer, clients, writers, extra string) (map[reconcile.ReplicaID]plugin.Role, error) {
+	roles := map[reconcile.ReplicaID]plugin.Role{}
+	for _, p := range peers {
+		roles[p.ID] |= plugin.RolePeer
+	}
+	for _, l := range []struct {
+		flag, list string
+		role       plugin.Role
+	}{{"--clients", clients, plugin.RoleReader}, {"--writers", writers, plugin.RoleWriter}} {
+		for _, id := range strings.Split(l.list, ",") {
+			if id = strings.TrimSpace(id); id == "" {
+				continue
+			}
+			if err := reconcile.ReplicaID(id).Validate(); err != nil {
+				return nil, fmt.Errorf("%s: %w", l.flag, err)
+			}
+			roles[reconcile.ReplicaID(id)] |= l.role
+		}
+	}
+	for _, item := range strings.Split(extra, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		id, names, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("--roles %q: want id=role+role", item)
+		}
+		if err := reconcile.ReplicaID(id).Validate(); err != nil {
+			return nil, fmt.Errorf("--roles: %w", err)
+		}
+		for _, n := range strings.Split(names, "+") {
+			r, ok := map[string]plugin.Role{"peer": plugin.RolePeer, "writer": plugin.RoleWriter, "reader": plugin.RoleReader, "all": plugin.RoleAll}[n]
+			if !ok {
+				return nil, fmt.Errorf("--roles %q: unknown role %q (peer, writer, reader, all)", item, n)
+			}
+			roles[reconcile.ReplicaID(id)] |= r
+		}
+	}
+	return roles, nil
 }
 
 // lazyPeer is a remote replica reached over the network, dialed on first

@@ -6,9 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 	"github.com/pebble-ae/pebble-ae/merkle"
 )
 
@@ -81,7 +79,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig) (RebuildResult, error) {
 	n := 0
 	for round := 0; round < 3; round++ {
 		start := time.Now()
-		it, err := e.DB().NewIter(&pebble.IterOptions{UpperBound: keyspace.InternalPrefix})
+		it, err := merkle.NewUserIter(ctx, e.DB(), nil, nil)
 		if err != nil {
 			return res, err
 		}

@@ -82,7 +82,7 @@ func newCluster(t *testing.T, n int, interval time.Duration, peerAddr func(from,
 	for i := range n {
 		ids = append(ids, fmt.Sprintf("n%d", i+1))
 	}
-	if out, code := run(t, "certs", "--dir", c.certs, "--ids", strings.Join(ids, ",")); code != 0 {
+	if out, code := run(t, "certs", "--dir", c.certs, "--ids", strings.Join(append(ids, "client"), ",")); code != 0 {
 		t.Fatalf("certs: %s", out)
 	}
 	addrs, err := FreeAddrs(n)
@@ -98,7 +98,7 @@ func newCluster(t *testing.T, n int, interval time.Duration, peerAddr func(from,
 		}
 		c.nodes = append(c.nodes, &Node{
 			Bin: binPath, ID: ids[i], Dir: filepath.Join(tmp, ids[i]), Addr: addrs[i], Certs: c.certs,
-			Peers: strings.Join(peers, ","), RepairInterval: interval,
+			Peers: strings.Join(peers, ","), RepairInterval: interval, Roles: "client=all",
 		})
 	}
 	t.Cleanup(func() {
@@ -124,9 +124,10 @@ func (c *cluster) start(i int) {
 	}
 }
 
-// clientAs is the identity the test's client uses to reach node i: a peer
-// of i (serve accepts only its peers' certificates).
-func (c *cluster) clientAs(i int) string { return c.nodes[(i+1)%len(c.nodes)].ID }
+// clientAs is the identity the test's client uses to reach node i: one with
+// every role (--roles client=all), since the test writes, reads the status
+// and runs sessions itself.
+func (c *cluster) clientAs(i int) string { return "client" }
 
 func (c *cluster) dial(ctx context.Context, i int) *plugin.Client {
 	cl, err := c.nodes[i].Dial(ctx, c.clientAs(i))

@@ -28,6 +28,8 @@ type Node struct {
 	Peers string
 	// RepairInterval is the --repair-interval flag.
 	RepairInterval time.Duration
+	// Roles is the --roles flag (id=role+role,...).
+	Roles string
 
 	cmd *exec.Cmd
 	out *syncBuffer
@@ -40,6 +42,9 @@ func (n *Node) Start() error {
 	}
 	args := []string{"serve", "--dir", n.Dir, "--id", n.ID, "--listen", n.Addr, "--certs", n.Certs,
 		"--peers", n.Peers, "--repair-interval", n.RepairInterval.String()}
+	if n.Roles != "" {
+		args = append(args, "--roles", n.Roles)
+	}
 	cmd := exec.Command(n.Bin, args...)
 	cmd.Stdout, cmd.Stderr = n.out, n.out
 	fmt.Fprintf(n.out, "### start %s\n", n.ID)

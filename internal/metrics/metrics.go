@@ -13,6 +13,7 @@
 package metrics
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -46,6 +47,9 @@ type Metrics struct {
 	taskDuration    *prometheus.HistogramVec
 	rebuildKeys     *prometheus.GaugeVec
 	purged          *prometheus.CounterVec
+	clockSkew       *prometheus.GaugeVec
+	skewedSessions  *prometheus.CounterVec
+	quarantined     *prometheus.CounterVec
 
 	mu struct {
 		sync.Mutex
@@ -88,6 +92,13 @@ func New() *Metrics {
 		Help: "Keys scanned so far by the running (or last) rebuild of each partition."}, []string{"partition"})
 	m.purged = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tombstones_purged_total",
 		Help: "Tombstones purged by the tombstone GC, by partition."}, []string{"partition"})
+	m.clockSkew = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "peer_clock_skew_seconds",
+		Help: "The peer's physical clock minus this node's, measured by the last session's Info exchange."}, []string{"peer"})
+	m.skewedSessions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "clock_skew_sessions_total",
+		Help: "Sessions refused because the two clocks differ by more than the maximum clock offset (no records exchanged), by peer."}, []string{"peer"})
+	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "records_quarantined_total",
+		Help: "Records sessions did not apply because they are stamped beyond the receiving replica's clock plus its maximum offset, by peer."}, []string{"peer"})
+	m.reg.MustRegister(m.clockSkew, m.skewedSessions, m.quarantined)
 	m.reg.MustRegister(m.sessions, m.sessionDuration, m.roundTrips, m.bytes, m.keysRepaired, m.keysCompared, m.keysDiverged,
 		m.drains, m.largeDiffs, m.peakPending,
 		m.fullRounds, m.tasks, m.taskDuration, m.rebuildKeys, m.purged, statusCollector{m},
@@ -106,6 +117,16 @@ func (m *Metrics) Handler() http.Handler {
 // ObserveSession records a session (reconcile.LoopConfig.OnSession).
 func (m *Metrics) ObserveSession(r reconcile.SessionReport) {
 	m.sessions.WithLabelValues(r.Outcome).Inc()
+	peer := string(r.Peer)
+	if r.Stats.ClockSkew != 0 {
+		m.clockSkew.WithLabelValues(peer).Set(r.Stats.ClockSkew.Seconds())
+	}
+	if errors.Is(r.Err, reconcile.ErrClockSkew) {
+		m.skewedSessions.WithLabelValues(peer).Inc()
+	}
+	if r.Stats.Quarantined > 0 {
+		m.quarantined.WithLabelValues(peer).Add(float64(r.Stats.Quarantined))
+	}
 	if r.Outcome == "not-ready" || r.Outcome == "deferred" {
 		return
 	}
@@ -124,6 +145,15 @@ func (m *Metrics) ObserveSession(r reconcile.SessionReport) {
 	m.drains.Add(float64(r.Stats.Drains))
 	m.largeDiffs.Add(float64(r.Stats.LargeDifferences))
 	m.peakPending.Set(float64(r.Stats.PeakPendingBytes))
+}
+
+// WatchClockRefusals exports refused() (engine.Engine.ClockOffsetRefusals:
+// records Apply refused as stamped beyond the clock plus the maximum
+// offset) as a counter read at scrape time.
+func (m *Metrics) WatchClockRefusals(refused func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "records_refused_clock_offset_total",
+		Help: "Records Apply refused because they are stamped beyond this node's clock plus its maximum offset."},
+		func() float64 { return float64(refused()) }))
 }
 
 // ObserveFullRound records a complete round (LoopConfig.OnFullRound; chain

@@ -310,11 +310,17 @@ type InfoResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// mode: 1 LWW, 2 causal (reconcile.Mode).
-	Mode          uint32           `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
-	Tree          *TreeParams      `protobuf:"bytes,3,opt,name=tree,proto3" json:"tree,omitempty"`
-	Partitions    []*PartitionInfo `protobuf:"bytes,4,rep,name=partitions,proto3" json:"partitions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mode       uint32           `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Tree       *TreeParams      `protobuf:"bytes,3,opt,name=tree,proto3" json:"tree,omitempty"`
+	Partitions []*PartitionInfo `protobuf:"bytes,4,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// wall_time: the replica's physical clock when it answered, Unix
+	// nanoseconds; 0: unknown.
+	WallTime int64 `protobuf:"varint,5,opt,name=wall_time,json=wallTime,proto3" json:"wall_time,omitempty"`
+	// max_clock_offset: how far ahead of its clock a record it accepts may be
+	// stamped, nanoseconds; 0: no limit.
+	MaxClockOffset int64 `protobuf:"varint,6,opt,name=max_clock_offset,json=maxClockOffset,proto3" json:"max_clock_offset,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -373,6 +379,20 @@ func (x *InfoResponse) GetPartitions() []*PartitionInfo {
 		return x.Partitions
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetWallTime() int64 {
+	if x != nil {
+		return x.WallTime
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetMaxClockOffset() int64 {
+	if x != nil {
+		return x.MaxClockOffset
+	}
+	return 0
 }
 
 type RangeHashRequest struct {
@@ -1955,8 +1975,13 @@ type SessionSummary struct {
 	// error is empty for a successful session.
 	Error             string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
 	FinishedUnixNanos int64  `protobuf:"varint,12,opt,name=finished_unix_nanos,json=finishedUnixNanos,proto3" json:"finished_unix_nanos,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// clock_skew_nanos: the peer's clock minus this node's, from the Infos.
+	ClockSkewNanos int64 `protobuf:"varint,13,opt,name=clock_skew_nanos,json=clockSkewNanos,proto3" json:"clock_skew_nanos,omitempty"`
+	// quarantined: records not applied as stamped beyond a replica's clock
+	// plus its maximum offset (reconcile.Stats.Quarantined).
+	Quarantined   uint64 `protobuf:"varint,14,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionSummary) Reset() {
@@ -2069,6 +2094,20 @@ func (x *SessionSummary) GetError() string {
 func (x *SessionSummary) GetFinishedUnixNanos() int64 {
 	if x != nil {
 		return x.FinishedUnixNanos
+	}
+	return 0
+}
+
+func (x *SessionSummary) GetClockSkewNanos() int64 {
+	if x != nil {
+		return x.ClockSkewNanos
+	}
+	return 0
+}
+
+func (x *SessionSummary) GetQuarantined() uint64 {
+	if x != nil {
+		return x.Quarantined
 	}
 	return 0
 }
@@ -2279,14 +2318,16 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\rPartitionInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12+\n" +
 	"\x05range\x18\x02 \x01(\v2\x15.pebbleae.v1.KeyRangeR\x05range\x12\x14\n" +
-	"\x05ready\x18\x03 \x01(\bR\x05ready\"\x9b\x01\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\"\xe2\x01\n" +
 	"\fInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12+\n" +
 	"\x04tree\x18\x03 \x01(\v2\x17.pebbleae.v1.TreeParamsR\x04tree\x12:\n" +
 	"\n" +
 	"partitions\x18\x04 \x03(\v2\x1a.pebbleae.v1.PartitionInfoR\n" +
-	"partitions\"\x8d\x01\n" +
+	"partitions\x12\x1b\n" +
+	"\twall_time\x18\x05 \x01(\x03R\bwallTime\x12(\n" +
+	"\x10max_clock_offset\x18\x06 \x01(\x03R\x0emaxClockOffset\"\x8d\x01\n" +
 	"\x10RangeHashRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12-\n" +
 	"\x06ranges\x18\x02 \x03(\v2\x15.pebbleae.v1.KeyRangeR\x06ranges\x12\x16\n" +
@@ -2384,7 +2425,7 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x05ready\x18\x03 \x01(\bR\x05ready\x12\x16\n" +
 	"\x06leaves\x18\x04 \x01(\x04R\x06leaves\x12!\n" +
 	"\fdirty_leaves\x18\x05 \x01(\x04R\vdirtyLeaves\x12,\n" +
-	"\x04root\x18\x06 \x01(\v2\x18.pebbleae.v1.FingerprintR\x04root\"\xa0\x03\n" +
+	"\x04root\x18\x06 \x01(\v2\x18.pebbleae.v1.FingerprintR\x04root\"\xec\x03\n" +
 	"\x0eSessionSummary\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x16\n" +
@@ -2399,7 +2440,9 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x0eduration_nanos\x18\n" +
 	" \x01(\x03R\rdurationNanos\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x12.\n" +
-	"\x13finished_unix_nanos\x18\f \x01(\x03R\x11finishedUnixNanos\"\xd4\x01\n" +
+	"\x13finished_unix_nanos\x18\f \x01(\x03R\x11finishedUnixNanos\x12(\n" +
+	"\x10clock_skew_nanos\x18\r \x01(\x03R\x0eclockSkewNanos\x12 \n" +
+	"\vquarantined\x18\x0e \x01(\x04R\vquarantined\"\xd4\x01\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12<\n" +
