@@ -170,7 +170,11 @@ keys the trees rescanned, and memory.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if scale {
-				return runScale(cmd, bench.ScaleConfig{Dir: cfg.Dir, Repeat: cfg.Repeat, Seed: cfg.Seed}, sizes, diffCounts, asJSON)
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				return runScale(cmd, bench.ScaleConfig{Dir: cfg.Dir, Repeat: cfg.Repeat, Seed: cfg.Seed, PluginPath: exe}, sizes, diffCounts, asJSON)
 			}
 			if cfg.Transport == "plugin" {
 				exe, err := os.Executable()
@@ -246,9 +250,9 @@ func runScale(cmd *cobra.Command, cfg bench.ScaleConfig, sizes, diffCounts strin
 			s.Keys, s.LoadSeconds, s.RebuildSeconds, human(uint64(s.DiskBytesA)), human(uint64(s.TreeBytes)), human(uint64(s.PrefixBytes)),
 			human(uint64(s.BlockCacheSize)), human(s.MemtableSize), human(s.GoHeapInuse), human(s.ProcessRSS), human(s.ProcessPeakRSS))
 	}
-	fmt.Printf("%-11s %-7s %-8s %-9s %-9s %-9s %-7s %-10s %-9s %-9s %s\n", "N", "K", "phase", "open s", "median s", "CPU s", "rounds", "B/diff", "moved", "scanned", "converged")
+	fmt.Printf("%-11s %-7s %-8s %-9s %-9s %-9s %-7s %-10s %-9s %-9s %-9s %s\n", "N", "K", "phase", "open s", "median s", "CPU s", "rounds", "B/diff", "moved", "scanned", "at open", "converged")
 	for _, r := range res.Rows {
-		fmt.Printf("%-11d %-7d %-8s %-9.3f %-9.4f %-9.4f %-7d %-10.1f %-9d %-9d %t\n", r.Keys, r.Diffs, r.Phase, r.OpenSeconds, r.SecondsMedian, r.CPUSecondsMedian, r.RoundsMedian, r.MetadataBytesPerDiffRemote, r.KeysTransferredMedian, r.KeysScanned, r.Converged)
+		fmt.Printf("%-11d %-7d %-8s %-9.3f %-9.4f %-9.4f %-7d %-10.1f %-9d %-9d %-9d %t\n", r.Keys, r.Diffs, r.Phase, r.OpenSeconds, r.SecondsMedian, r.CPUSecondsMedian, r.RoundsMedian, r.MetadataBytesPerDiffRemote, r.KeysTransferredMedian, r.KeysScanned, r.KeysScannedAtOpen, r.Converged)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
@@ -33,6 +34,11 @@ type ScaleConfig struct {
 	Diffs  []int  // K values (default 0, 1, 100, 10000)
 	Repeat int    // warm sessions per (N, K) (default 5)
 	Seed   uint64
+	// PluginPath, if set, is the pebble-ae binary: after the matrix, B is
+	// served by a `pebble-ae plugin` subprocess, takes writes (some
+	// recomputed, some not) and is killed with SIGKILL; the "crash" row is
+	// B's open after that and the first session.
+	PluginPath string
 	// Progress, if set, receives a line per step.
 	Progress func(string)
 }
@@ -42,7 +48,8 @@ type ScaleRow struct {
 	Keys  int `json:"keys"`
 	Diffs int `json:"diffs"`
 	// Phase is "restart" (the first session after both engines were
-	// closed and opened again) or "warm" (the next Repeat sessions).
+	// closed and opened again), "warm" (the next Repeat sessions) or
+	// "crash" (the first session after B's process was killed).
 	Phase    string `json:"phase"`
 	Sessions int    `json:"sessions"`
 	// OpenSeconds: the time to open both engines (restart only).
@@ -68,8 +75,10 @@ type ScaleRow struct {
 	KeysTransferredMedian      uint64  `json:"keys_transferred_median"`
 	// KeysScanned are the records the trees' recomputes read, summed over
 	// both replicas and the sessions (the changed leaves only, if no work
-	// is proportional to N).
-	KeysScanned     uint64 `json:"keys_scanned"`
+	// is proportional to N); KeysScannedAtOpen those read by opening them
+	// (restart and crash).
+	KeysScanned       uint64 `json:"keys_scanned"`
+	KeysScannedAtOpen uint64 `json:"keys_scanned_at_open"`
 	SketchFallbacks int    `json:"sketch_fallbacks"`
 	Converged       bool   `json:"converged"`
 	RSSBytes        uint64 `json:"rss_bytes"`
@@ -92,6 +101,17 @@ type ScaleSetup struct {
 	GoHeapInuse    uint64 `json:"go_heap_inuse_bytes"`
 	ProcessRSS     uint64 `json:"process_rss_bytes"`
 	ProcessPeakRSS uint64 `json:"process_peak_rss_bytes"`
+}
+
+// one is what one session of the scale benchmark measured.
+type one struct {
+	secs, cpu float64
+	rounds    int
+	meta      uint64
+	moved     uint64
+	fallbacks int
+	large     int
+	converged bool
 }
 
 // ScaleResult is the whole matrix.
@@ -285,15 +305,6 @@ func scaleSize(ctx context.Context, dir string, n int, cfg ScaleConfig, say func
 		}
 		return nil
 	}
-	type one struct {
-		secs, cpu float64
-		rounds    int
-		meta      uint64
-		moved     uint64
-		fallbacks int
-		large     int
-		converged bool
-	}
 	session := func(reps [2]*engine.Engine, k int) (one, error) {
 		if err := diverge(reps, k); err != nil {
 			return one{}, err
@@ -369,7 +380,7 @@ func scaleSize(ctx context.Context, dir string, n int, cfg ScaleConfig, say func
 			return setup, rows, err
 		}
 		r := row(k, "restart", []one{o}, scannedOf(reps)-s0)
-		r.OpenSeconds = openSecs
+		r.OpenSeconds, r.KeysScannedAtOpen = openSecs, s0
 		rows = append(rows, r)
 		say("N=%d K=%d restart: open %.2f s, session %.3f s, %d rounds, %.1f B/diff", n, k, openSecs, o.secs, o.rounds, r.MetadataBytesPerDiffRemote)
 		var os []one
@@ -402,7 +413,82 @@ func scaleSize(ctx context.Context, dir string, n int, cfg ScaleConfig, say func
 			return setup, rows, err
 		}
 	}
+	if cfg.PluginPath != "" {
+		r, err := scaleCrash(ctx, cfg, dirA, dirB, n, diverge, session, row, say)
+		if err != nil {
+			return setup, rows, err
+		}
+		rows = append(rows, r)
+	}
 	return setup, rows, nil
+}
+
+// scaleCrash serves B by a plugin subprocess, writes crashDiffs divergent
+// records to it (a recompute between the two halves, so its entry index
+// moved and some leaves are dirty again), kills it with SIGKILL, opens B
+// in process and runs one session.
+func scaleCrash(ctx context.Context, cfg ScaleConfig, dirA, dirB string, n int,
+	diverge func([2]*engine.Engine, int) error,
+	session func([2]*engine.Engine, int) (one, error),
+	row func(int, string, []one, uint64) ScaleRow,
+	say func(string, ...any)) (ScaleRow, error) {
+	const crashDiffs = 100
+	c, err := plugin.Open(ctx, cfg.PluginPath, "plugin", "--dir", dirB, "--id", "b")
+	if err != nil {
+		return ScaleRow{}, err
+	}
+	pid := c.PluginPID()
+	write := func(i int) error {
+		key := binary.BigEndian.AppendUint64(nil, splitmix64(cfg.Seed^uint64(i)^0xc4a54)%(uint64(0xfe)<<56))
+		key = binary.BigEndian.AppendUint64(key, uint64(i))
+		return c.Put(ctx, key, []byte("written before the crash"), nil) // synced
+	}
+	for i := range crashDiffs {
+		if i == crashDiffs/2 {
+			if _, err := c.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}}); err != nil {
+				c.Kill()
+				return ScaleRow{}, err
+			}
+		}
+		if err := write(i); err != nil {
+			c.Kill()
+			return ScaleRow{}, err
+		}
+	}
+	// SIGKILL (os.Process.Kill), then go-plugin's Kill reaps it.
+	proc, err := os.FindProcess(pid)
+	if err == nil {
+		err = proc.Kill()
+	}
+	c.Kill()
+	if err != nil {
+		return ScaleRow{}, err
+	}
+	say("N=%d: B killed with SIGKILL after %d writes; reopening", n, crashDiffs)
+	var reps [2]*engine.Engine
+	t0 := time.Now()
+	b, err := engine.Open(dirB, &engine.Options{ReplicaID: "b"})
+	if err != nil {
+		return ScaleRow{}, err
+	}
+	openSecs := time.Since(t0).Seconds()
+	atOpen := b.Tree().Stats().KeysScanned
+	a, err := engine.Open(dirA, &engine.Options{ReplicaID: "a"})
+	if err != nil {
+		_ = b.Close()
+		return ScaleRow{}, err
+	}
+	reps = [2]*engine.Engine{a, b}
+	defer func() { _ = errorsJoin(a.Close(), b.Close()) }()
+	s0 := a.Tree().Stats().KeysScanned + b.Tree().Stats().KeysScanned
+	o, err := session(reps, 0) // the crash's writes are the difference
+	if err != nil {
+		return ScaleRow{}, err
+	}
+	r := row(crashDiffs, "crash", []one{o}, a.Tree().Stats().KeysScanned+b.Tree().Stats().KeysScanned-s0)
+	r.OpenSeconds, r.KeysScannedAtOpen = openSecs, atOpen
+	say("N=%d crash: B opened in %.2f s (%d keys scanned), session %.3f s, %d rounds, %d moved", n, openSecs, atOpen, o.secs, o.rounds, o.moved)
+	return r, nil
 }
 
 func errorsJoin(a, b error) error {
