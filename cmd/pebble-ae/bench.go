@@ -174,7 +174,7 @@ keys the trees rescanned, and memory.`,
 				if err != nil {
 					return err
 				}
-				return runScale(cmd, bench.ScaleConfig{Dir: cfg.Dir, Repeat: cfg.Repeat, Seed: cfg.Seed, PluginPath: exe}, sizes, diffCounts, asJSON)
+				return runScale(cmd, bench.ScaleConfig{Dir: cfg.Dir, Repeat: cfg.Repeat, Seed: cfg.Seed, PluginPath: exe, CPUProfile: cfg.CPUProfile}, sizes, diffCounts, asJSON)
 			}
 			if cfg.Transport == "plugin" {
 				exe, err := os.Executable()
@@ -246,8 +246,8 @@ func runScale(cmd *cobra.Command, cfg bench.ScaleConfig, sizes, diffCounts strin
 		return printJSON(res)
 	}
 	for _, s := range res.Setups {
-		fmt.Printf("N=%d: load %.1fs, rebuild %.1fs, A on disk %s; one engine: tree %s, prefixes %s, Pebble block cache %s, memtables %s; process: Go heap %s, RSS %s (peak %s)\n",
-			s.Keys, s.LoadSeconds, s.RebuildSeconds, human(uint64(s.DiskBytesA)), human(uint64(s.TreeBytes)), human(uint64(s.PrefixBytes)),
+		fmt.Printf("N=%d: load %.1fs, rebuild %.1fs, compaction %.1fs, A on disk %s; one engine: tree %s, prefixes %s, Pebble block cache %s, memtables %s; process: Go heap %s, RSS %s (peak %s)\n",
+			s.Keys, s.LoadSeconds, s.RebuildSeconds, s.SettleSeconds, human(uint64(s.DiskBytesA)), human(uint64(s.TreeBytes)), human(uint64(s.PrefixBytes)),
 			human(uint64(s.BlockCacheSize)), human(s.MemtableSize), human(s.GoHeapInuse), human(s.ProcessRSS), human(s.ProcessPeakRSS))
 	}
 	fmt.Printf("%-11s %-7s %-8s %-9s %-9s %-9s %-7s %-10s %-9s %-9s %-9s %s\n", "N", "K", "phase", "open s", "median s", "CPU s", "rounds", "B/diff", "moved", "scanned", "at open", "converged")
