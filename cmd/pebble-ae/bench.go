@@ -254,6 +254,11 @@ func runScale(cmd *cobra.Command, cfg bench.ScaleConfig, sizes, diffCounts strin
 	for _, r := range res.Rows {
 		fmt.Printf("%-11d %-7d %-8s %-9.3f %-9.4f %-9.4f %-7d %-10.1f %-9d %-9d %-9d %t\n", r.Keys, r.Diffs, r.Phase, r.OpenSeconds, r.SecondsMedian, r.CPUSecondsMedian, r.RoundsMedian, r.MetadataBytesPerDiffRemote, r.KeysTransferredMedian, r.KeysScanned, r.KeysScannedAtOpen, r.Converged)
 	}
+	for _, r := range res.Rows {
+		if r.Phase == "served" {
+			fmt.Printf("N=%d, one node serving %d sessions as a pebble-ae plugin process: RSS %s (peak %s)\n", r.Keys, r.Sessions, human(r.NodeRSSBytes), human(r.NodePeakRSSBytes))
+		}
+	}
 	return nil
 }
 

@@ -86,6 +86,11 @@ type ScaleRow struct {
 	SketchFallbacks int    `json:"sketch_fallbacks"`
 	Converged       bool   `json:"converged"`
 	RSSBytes        uint64 `json:"rss_bytes"`
+	// NodeRSSBytes and NodePeakRSSBytes ("served" only): the resident set
+	// of B's own process, a `pebble-ae plugin` serving the sessions with
+	// default options, after them, and its peak since it started.
+	NodeRSSBytes     uint64 `json:"node_rss_bytes,omitempty"`
+	NodePeakRSSBytes uint64 `json:"node_peak_rss_bytes,omitempty"`
 }
 
 // ScaleSetup is what building one size cost.
@@ -438,11 +443,11 @@ func scaleSize(ctx context.Context, dir string, n int, cfg ScaleConfig, say func
 		}
 	}
 	if cfg.PluginPath != "" {
-		r, err := scaleCrash(ctx, cfg, dirA, dirB, n, diverge, session, row, say)
+		rs, err := scaleCrash(ctx, cfg, dirA, dirB, n, diverge, session, row, say)
 		if err != nil {
 			return setup, rows, err
 		}
-		rows = append(rows, r)
+		rows = append(rows, rs...)
 	}
 	return setup, rows, nil
 }
@@ -455,13 +460,18 @@ func scaleCrash(ctx context.Context, cfg ScaleConfig, dirA, dirB string, n int,
 	diverge func([2]*engine.Engine, int) error,
 	session func([2]*engine.Engine, int) (one, error),
 	row func(int, string, []one, uint64) ScaleRow,
-	say func(string, ...any)) (ScaleRow, error) {
+	say func(string, ...any)) ([]ScaleRow, error) {
 	const crashDiffs = 100
 	c, err := plugin.Open(ctx, cfg.PluginPath, "plugin", "--dir", dirB, "--id", "b")
 	if err != nil {
-		return ScaleRow{}, err
+		return nil, err
 	}
 	pid := c.PluginPID()
+	served, err := scaleServed(ctx, cfg, dirA, n, c, pid, say)
+	if err != nil {
+		c.Kill()
+		return nil, err
+	}
 	write := func(i int) error {
 		key := binary.BigEndian.AppendUint64(nil, splitmix64(cfg.Seed^uint64(i)^0xc4a54)%(uint64(0xfe)<<56))
 		key = binary.BigEndian.AppendUint64(key, uint64(i))
@@ -471,12 +481,12 @@ func scaleCrash(ctx context.Context, cfg ScaleConfig, dirA, dirB string, n int,
 		if i == crashDiffs/2 {
 			if _, err := c.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}}); err != nil {
 				c.Kill()
-				return ScaleRow{}, err
+				return nil, err
 			}
 		}
 		if err := write(i); err != nil {
 			c.Kill()
-			return ScaleRow{}, err
+			return nil, err
 		}
 	}
 	// SIGKILL (os.Process.Kill), then go-plugin's Kill reaps it.
@@ -486,33 +496,33 @@ func scaleCrash(ctx context.Context, cfg ScaleConfig, dirA, dirB string, n int,
 	}
 	c.Kill()
 	if err != nil {
-		return ScaleRow{}, err
+		return nil, err
 	}
 	say("N=%d: B killed with SIGKILL after %d writes; reopening", n, crashDiffs)
 	var reps [2]*engine.Engine
 	t0 := time.Now()
 	b, err := engine.Open(dirB, &engine.Options{ReplicaID: "b"})
 	if err != nil {
-		return ScaleRow{}, err
+		return nil, err
 	}
 	openSecs := time.Since(t0).Seconds()
 	atOpen := b.Tree().Stats().KeysScanned
 	a, err := engine.Open(dirA, &engine.Options{ReplicaID: "a"})
 	if err != nil {
 		_ = b.Close()
-		return ScaleRow{}, err
+		return nil, err
 	}
 	reps = [2]*engine.Engine{a, b}
 	defer func() { _ = errorsJoin(a.Close(), b.Close()) }()
 	s0 := a.Tree().Stats().KeysScanned + b.Tree().Stats().KeysScanned
 	o, err := session(reps, 0) // the crash's writes are the difference
 	if err != nil {
-		return ScaleRow{}, err
+		return nil, err
 	}
 	r := row(crashDiffs, "crash", []one{o}, a.Tree().Stats().KeysScanned+b.Tree().Stats().KeysScanned-s0)
 	r.OpenSeconds, r.KeysScannedAtOpen = openSecs, atOpen
 	say("N=%d crash: B opened in %.2f s (%d keys scanned), session %.3f s, %d rounds, %d moved", n, openSecs, atOpen, o.secs, o.rounds, o.moved)
-	return r, nil
+	return []ScaleRow{served, r}, nil
 }
 
 func errorsJoin(a, b error) error {
@@ -524,8 +534,11 @@ func errorsJoin(a, b error) error {
 
 // processRSS returns the process's resident set size and its peak
 // (Linux; zero elsewhere).
-func processRSS() (rss, peak uint64) {
-	b, err := os.ReadFile("/proc/self/status")
+func processRSS() (rss, peak uint64) { return procRSS("/proc/self/status") }
+
+// procRSS reads VmRSS and VmHWM from a /proc status file.
+func procRSS(path string) (rss, peak uint64) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, 0
 	}
@@ -555,4 +568,50 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// scaleServed runs Repeat sessions of 100 differences between A (opened in
+// process) and B served by the plugin subprocess c (pid), and reports B's
+// process memory: one node at N records serving sessions.
+func scaleServed(ctx context.Context, cfg ScaleConfig, dirA string, n int, c *plugin.Client, pid int, say func(string, ...any)) (ScaleRow, error) {
+	const k = 100
+	a, err := engine.Open(dirA, &engine.Options{ReplicaID: "a"})
+	if err != nil {
+		return ScaleRow{}, err
+	}
+	defer a.Close()
+	r := ScaleRow{Keys: n, Diffs: k, Phase: "served", Converged: true}
+	rng := splitmix64(cfg.Seed ^ 0x5e7ed)
+	var secs []float64
+	for range max(cfg.Repeat, 1) {
+		for i := range k {
+			rng = splitmix64(rng)
+			key := binary.BigEndian.AppendUint64(nil, rng%(uint64(0xfe)<<56))
+			key = binary.BigEndian.AppendUint64(key, uint64(i))
+			var err error
+			if i%2 == 0 {
+				err = a.Put(ctx, key, []byte("served on A"), engine.NoSync)
+			} else {
+				err = c.Put(ctx, key, []byte("served on B"), engine.NoSync)
+			}
+			if err != nil {
+				return r, err
+			}
+		}
+		t0 := time.Now()
+		stats, err := reconcile.SyncAll(ctx, a, c, reconcile.SyncOptions{})
+		if err != nil {
+			return r, fmt.Errorf("bench: served session: %w", err)
+		}
+		secs = append(secs, time.Since(t0).Seconds())
+		for _, st := range stats {
+			r.Converged = r.Converged && st.Converged
+		}
+		r.Sessions++
+	}
+	slices.Sort(secs)
+	r.SecondsMedian, r.SecondsMax = secs[len(secs)/2], secs[len(secs)-1]
+	r.NodeRSSBytes, r.NodePeakRSSBytes = procRSS(fmt.Sprintf("/proc/%d/status", pid))
+	say("N=%d served: %d sessions through the plugin, median %.3f s; B's process RSS %d MiB (peak %d MiB)", n, r.Sessions, r.SecondsMedian, r.NodeRSSBytes>>20, r.NodePeakRSSBytes>>20)
+	return r, nil
 }
