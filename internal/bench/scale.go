@@ -83,9 +83,9 @@ type ScaleRow struct {
 	// (restart and crash).
 	KeysScanned       uint64 `json:"keys_scanned"`
 	KeysScannedAtOpen uint64 `json:"keys_scanned_at_open"`
-	SketchFallbacks int    `json:"sketch_fallbacks"`
-	Converged       bool   `json:"converged"`
-	RSSBytes        uint64 `json:"rss_bytes"`
+	SketchFallbacks   int    `json:"sketch_fallbacks"`
+	Converged         bool   `json:"converged"`
+	RSSBytes          uint64 `json:"rss_bytes"`
 	// NodeRSSBytes and NodePeakRSSBytes ("served" only): the resident set
 	// of B's own process, a `pebble-ae plugin` serving the sessions with
 	// default options, after them, and its peak since it started.
@@ -101,7 +101,7 @@ type ScaleSetup struct {
 	// SettleSeconds: the manual compaction of the internal key space
 	// (the ID index the rebuild wrote in random order) before measuring.
 	SettleSeconds float64 `json:"settle_seconds"`
-	DiskBytesA     int64   `json:"disk_bytes_a"`
+	DiskBytesA    int64   `json:"disk_bytes_a"`
 	// Memory of one engine after its sessions: the tree's leaves, the
 	// symbol prefixes, Pebble's block cache and memtables (as Pebble's
 	// metrics count them); and the process's (both engines, the
