@@ -283,10 +283,20 @@ func (x *entryIndex) observe(part int, spans []merkle.ObservedSpan, reset bool) 
 		}
 	}
 	var toggles []idToggle
+	// One iterator over the partition's fragments for every span (spans
+	// are sorted and disjoint).
+	var frags *fragmentReader
+	if !reset {
+		var err error
+		if frags, err = newFragmentReader(x.db, p); err != nil {
+			return err
+		}
+		defer frags.close()
+	}
 	for _, sp := range spans {
 		old := map[string][]uint64{}
 		if !reset {
-			if err := x.readFragments(p, sp.Start, sp.End, func(start, _ []byte, ids []uint64) {
+			if err := frags.read(sp.Start, sp.End, func(start, _ []byte, ids []uint64) {
 				old[string(start)] = ids
 			}); err != nil {
 				return err
@@ -448,35 +458,57 @@ func idDiff(old, new []uint64) (gone, came []uint64) {
 	return append(gone, a...), append(came, b...)
 }
 
-// readFragments calls fn with every fragment of partition p starting in
-// [lo, hi) (hi nil: to the partition's last), from the DB's current state.
-func (x *entryIndex) readFragments(p uint32, lo, hi []byte, fn func(start, end []byte, ids []uint64)) error {
-	return readFragmentsFrom(x.db, p, lo, hi, fn)
-}
-
 type iterReader interface {
 	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
 }
 
-func readFragmentsFrom(r iterReader, p uint32, lo, hi []byte, fn func(start, end []byte, ids []uint64)) error {
-	base, end := spaceOf(keyspace.SpaceFragment, p)
-	upper := end
-	if hi != nil {
-		upper = fragmentKey(p, hi)
+// fragmentReader reads the fragments of one partition, range after range
+// in key order, with one iterator.
+type fragmentReader struct {
+	it   *pebble.Iterator
+	p    uint32
+	base []byte
+}
+
+func newFragmentReader(r iterReader, p uint32) (*fragmentReader, error) {
+	lo, hi := spaceOf(keyspace.SpaceFragment, p)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
 	}
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: fragmentKey(p, lo), UpperBound: upper})
+	return &fragmentReader{it: it, p: p, base: lo}, nil
+}
+
+func (f *fragmentReader) close() error { return f.it.Close() }
+
+// read calls fn with every fragment starting in [lo, hi) (hi nil: to the
+// partition's last).
+func (f *fragmentReader) read(lo, hi []byte, fn func(start, end []byte, ids []uint64)) error {
+	var upper []byte
+	if hi != nil {
+		upper = fragmentKey(f.p, hi)
+	}
+	for valid := f.it.SeekGE(fragmentKey(f.p, lo)); valid; valid = f.it.Next() {
+		if upper != nil && bytes.Compare(f.it.Key(), upper) >= 0 {
+			break
+		}
+		fend, ids, err := decodeFragment(f.it.Value())
+		if err != nil {
+			return fmt.Errorf("partition %d fragment %q: %w", f.p, f.it.Key()[len(f.base):], err)
+		}
+		fn(slices.Clone(f.it.Key()[len(f.base):]), slices.Clone(fend), ids)
+	}
+	return f.it.Error()
+}
+
+// readFragmentsFrom calls fn with every fragment of partition p starting
+// in [lo, hi) (hi nil: to the partition's last) in r.
+func readFragmentsFrom(r iterReader, p uint32, lo, hi []byte, fn func(start, end []byte, ids []uint64)) error {
+	f, err := newFragmentReader(r, p)
 	if err != nil {
 		return err
 	}
-	defer it.Close()
-	for valid := it.First(); valid; valid = it.Next() {
-		fend, ids, err := decodeFragment(it.Value())
-		if err != nil {
-			return fmt.Errorf("partition %d fragment %q: %w", p, it.Key()[len(base):], err)
-		}
-		fn(slices.Clone(it.Key()[len(base):]), slices.Clone(fend), ids)
-	}
-	return it.Error()
+	return errors.Join(f.read(lo, hi, fn), f.close())
 }
 
 // prefixOf returns a copy of partition p's first n symbols (at most the
