@@ -108,7 +108,7 @@ func readStream(t *testing.T, s reconcile.SymbolStream) []reconcile.SymbolChunk 
 // plugin.Server on 127.0.0.1, and a plugin subprocess) and checks that they
 // are, chunk for chunk, the streams the engine itself opens for the same
 // request: same chunk sizes, counts and symbols, for a whole partition (the
-// digest cache's prefix and beyond), a sub-range, an empty range and a
+// entry index's prefix and beyond), a sub-range, an empty range and a
 // stream shorter than its first chunk.
 func TestSymbolStreamMatchesEngine(t *testing.T) {
 	const n = 3000

@@ -196,8 +196,9 @@ type SessionConfig struct {
 	// FetchByHash request; default DefaultFetchByHashLimit. Larger
 	// fetches are split into several requests, so that no answer outgrows
 	// a transport's message limit (gRPC's 64 MiB holds 65536 records of up
-	// to ~1 KiB). It is larger than ApplyLimit because a replica without a
-	// digest cache rescans the ranges for every request.
+	// to ~1 KiB). It is larger than ApplyLimit because a replica without an
+	// entry index (a sub-range's request) rescans the ranges for every
+	// request.
 	FetchByHashLimit int
 	// FetchByHashChunksPerRound bounds the FetchByHash requests a side is
 	// sent in one round (0: all of them, so a session takes 4 round trips

@@ -32,10 +32,10 @@ type SyncConfig struct {
 	Seed       uint64
 	// NoSketch runs the tree-descent session instead of sketches.
 	NoSketch bool
-	// Warm fills the engines' digest caches (as a previous session would
+	// Warm recomputes both engines' trees (as a previous session would
 	// have) before the divergent writes, so the session rescans only the
 	// leaves they changed: a repair loop's steady state. Without it the
-	// session starts with cold caches and scans both partitions once.
+	// session also recomputes the leaves the setup's copy to B wrote.
 	Warm bool
 	// CPUProfile, if set, is a file to write a CPU profile of the session
 	// (not of the setup or the naive baseline) to.
@@ -371,8 +371,9 @@ func buildDivergence(ctx context.Context, dir string, cfg SyncConfig) ([2]*engin
 		kr.Start = page.Next
 	}
 	if cfg.Warm {
-		// The steady state of a repair loop: the last session filled the
-		// engines' digest caches, then the divergent writes came.
+		// The steady state of a repair loop: the last session recomputed
+		// the trees (and the entry indexes), then the divergent writes
+		// came.
 		for _, e := range reps {
 			st, err := e.OpenSymbols(ctx, reconcile.SymbolsRequest{Partition: 0, Ranges: []reconcile.KeyRange{{}}, Max: 1})
 			if err != nil {
