@@ -1,0 +1,347 @@
+package plugin
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pebble-ae/pebble-ae/engine"
+
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+)
+
+// The application's store over the wire: batched writes (Write, and
+// WriteStream for bulk loads), multi-key reads (GetMany) and range scans
+// (Scan), server and client side. The Client implements engine.KV with
+// them, so a host runs the same code in process and out of process.
+
+var _ engine.KV = (*Client)(nil)
+
+// DefaultLoadMessageBytes is the size a Loader fills a WriteStream message
+// to before it sends it.
+const DefaultLoadMessageBytes = 1 << 20
+
+// writeOpOverhead bounds the protobuf bytes of one WriteOp beyond its key,
+// value and context (tags, lengths, kind).
+const writeOpOverhead = 24
+
+var kindToPB = map[engine.WriteOpKind]pb.WriteOpKind{
+	engine.OpPut:           pb.WriteOpKind_WRITE_OP_KIND_PUT,
+	engine.OpDelete:        pb.WriteOpKind_WRITE_OP_KIND_DELETE,
+	engine.OpPutContext:    pb.WriteOpKind_WRITE_OP_KIND_PUT_CONTEXT,
+	engine.OpDeleteContext: pb.WriteOpKind_WRITE_OP_KIND_DELETE_CONTEXT,
+}
+
+func fromPBKind(k pb.WriteOpKind) (engine.WriteOpKind, bool) {
+	switch k {
+	case pb.WriteOpKind_WRITE_OP_KIND_PUT:
+		return engine.OpPut, true
+	case pb.WriteOpKind_WRITE_OP_KIND_DELETE:
+		return engine.OpDelete, true
+	case pb.WriteOpKind_WRITE_OP_KIND_PUT_CONTEXT:
+		return engine.OpPutContext, true
+	case pb.WriteOpKind_WRITE_OP_KIND_DELETE_CONTEXT:
+		return engine.OpDeleteContext, true
+	}
+	return 0, false
+}
+
+// toPBWrite encodes b (the request aliases b's memory).
+func toPBWrite(b *engine.WriteBatch, noSync bool) *pb.WriteRequest {
+	ops := b.Ops()
+	slab := make([]pb.WriteOp, len(ops))
+	req := &pb.WriteRequest{Ops: make([]*pb.WriteOp, len(ops)), NoSync: noSync}
+	for i, op := range ops {
+		slab[i].Kind, slab[i].Key, slab[i].Value, slab[i].CausalContext = kindToPB[op.Kind], op.Key, op.Value, op.Context
+		req.Ops[i] = &slab[i]
+	}
+	return req
+}
+
+// fromPBWrite decodes a WriteRequest into b.
+func fromPBWrite(req *pb.WriteRequest, b *engine.WriteBatch) error {
+	for i, op := range req.GetOps() {
+		kind, ok := fromPBKind(op.GetKind())
+		if !ok {
+			return badRequest("write %d: unknown kind %v", i, op.GetKind())
+		}
+		b.Add(engine.WriteOp{Kind: kind, Key: op.GetKey(), Value: op.GetValue(), Context: op.GetCausalContext()})
+	}
+	return nil
+}
+
+// Write implements the Write call.
+func (s *Server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResponse, error) {
+	var b engine.WriteBatch
+	if err := fromPBWrite(req, &b); err != nil {
+		return nil, err
+	}
+	if err := s.e.Write(ctx, &b, writeOptions(req.GetNoSync())); err != nil {
+		return nil, err
+	}
+	return &pb.WriteResponse{Applied: uint64(b.Len())}, nil
+}
+
+// WriteStream implements the WriteStream call: each message is a batch,
+// applied atomically as it arrives.
+func (s *Server) WriteStream(stream pb.Replica_WriteStreamServer) error {
+	ctx := stream.Context()
+	var (
+		b       engine.WriteBatch
+		applied uint64
+	)
+	for n := 0; ; n++ {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&pb.WriteResponse{Applied: applied})
+		}
+		if err != nil {
+			return err
+		}
+		b.Reset()
+		if err := fromPBWrite(req, &b); err != nil {
+			return fmt.Errorf("WriteStream: message %d: %w", n, err)
+		}
+		if err := s.e.Write(ctx, &b, writeOptions(req.GetNoSync())); err != nil {
+			return fmt.Errorf("WriteStream: message %d (%d writes applied before it): %w", n, applied, err)
+		}
+		applied += uint64(b.Len())
+	}
+}
+
+// GetMany implements the GetMany call.
+func (s *Server) GetMany(ctx context.Context, req *pb.GetManyRequest) (*pb.GetManyResponse, error) {
+	if err := s.checkKeys(len(req.GetKeys())); err != nil {
+		return nil, err
+	}
+	items, err := s.e.GetMany(ctx, req.GetKeys(), &engine.ReadOptions{Versions: req.GetVersions()})
+	if err != nil {
+		return nil, err
+	}
+	slab := make([]pb.Item, len(items))
+	out := &pb.GetManyResponse{Items: make([]*pb.Item, len(items))}
+	for i, it := range items {
+		slab[i].Found, slab[i].Value, slab[i].Versions, slab[i].CausalContext = it.Found, it.Value, it.Versions, it.Context
+		out.Items[i] = &slab[i]
+	}
+	return out, s.checkAnswerSize(out)
+}
+
+// Scan implements the Scan call: the engine's Scan (one iterator, one
+// snapshot) packed into chunks of at most ScanChunkBytes as it reads.
+// gRPC's flow control paces the iterator to the client.
+func (s *Server) Scan(req *pb.ScanRequest, stream pb.Replica_ScanServer) error {
+	sreq := engine.ScanRequest{Start: req.GetStart(), End: req.GetEnd(), Versions: req.GetVersions()}
+	if l := req.GetLimit(); l < 0 || l > int64(^uint(0)>>1) {
+		return badRequest("scan limit %d out of [0, max int]", l)
+	}
+	sreq.Limit = int(req.GetLimit())
+	chunkCap := s.opts.ScanChunkBytes + s.opts.ScanChunkBytes/8
+	buf := make([]byte, 0, chunkCap)
+	var count uint32
+	next, err := s.e.Scan(stream.Context(), sreq, func(it engine.Item) error {
+		buf = appendPackedItem(buf, it, sreq.Versions)
+		count++
+		if len(buf) >= s.opts.ScanChunkBytes {
+			if err := stream.Send(&pb.ScanResponse{Items: buf, Count: count}); err != nil {
+				return err
+			}
+			// A new buffer: the sent message may still be read.
+			buf, count = make([]byte, 0, chunkCap), 0
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return stream.Send(&pb.ScanResponse{Items: buf, Count: count, More: next != nil, Next: next})
+}
+
+// appendPackedItem appends it in ScanResponse's packed layout.
+func appendPackedItem(dst []byte, it engine.Item, versions bool) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(it.Key)))
+	dst = append(dst, it.Key...)
+	if it.Found {
+		dst = binary.AppendUvarint(dst, uint64(len(it.Value))+1)
+		dst = append(dst, it.Value...)
+	} else {
+		dst = append(dst, 0)
+	}
+	if versions {
+		dst = binary.AppendUvarint(dst, uint64(len(it.Versions)))
+		for _, v := range it.Versions {
+			dst = binary.AppendUvarint(dst, uint64(len(v)))
+			dst = append(dst, v...)
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(it.Context)))
+		dst = append(dst, it.Context...)
+	}
+	return dst
+}
+
+// packedReader decodes ScanResponse.items.
+type packedReader struct {
+	b   []byte
+	err error
+}
+
+func (r *packedReader) bytes(what string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 || n > uint64(len(r.b)-k) {
+		r.err = fmt.Errorf("%w: Scan: truncated %s", ErrBadResponse, what)
+		return nil
+	}
+	out := r.b[k : k+int(n) : k+int(n)]
+	r.b = r.b[k+int(n):]
+	return out
+}
+
+func (r *packedReader) uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.err = fmt.Errorf("%w: Scan: truncated %s", ErrBadResponse, what)
+		return 0
+	}
+	r.b = r.b[k:]
+	return n
+}
+
+// item decodes the next item; its slices alias r's bytes.
+func (r *packedReader) item(versions bool) engine.Item {
+	var it engine.Item
+	it.Key = r.bytes("key")
+	if n := r.uvarint("value length"); n > 0 {
+		if n-1 > uint64(len(r.b)) {
+			r.err = fmt.Errorf("%w: Scan: truncated value", ErrBadResponse)
+			return it
+		}
+		it.Found, it.Value, r.b = true, r.b[:n-1:n-1], r.b[n-1:]
+	}
+	if versions {
+		n := r.uvarint("version count")
+		if n > uint64(len(r.b)) {
+			r.err = fmt.Errorf("%w: Scan: %d versions in %d bytes", ErrBadResponse, n, len(r.b))
+			return it
+		}
+		for range n {
+			it.Versions = append(it.Versions, r.bytes("version"))
+		}
+		it.Context = r.bytes("context")
+	}
+	return it
+}
+
+// Write applies b atomically on the replica in one call (engine.KV). A
+// batch whose request exceeds ClientOptions.MaxMessageSize fails with an
+// error matching ErrLimitExceeded and engine.ErrBadRequest, before
+// anything is sent: split it, or stream it with a Loader.
+func (c *Client) Write(ctx context.Context, b *engine.WriteBatch, wo *engine.WriteOptions) error {
+	if b == nil || b.Len() == 0 {
+		return nil
+	}
+	req := toPBWrite(b, noSync(wo))
+	if n := proto.Size(req); n > c.opts.MaxMessageSize {
+		return fmt.Errorf("%w: %w: Write: a batch of %d writes is %d bytes, over the maximum message size %d", ErrLimitExceeded, engine.ErrBadRequest, b.Len(), n, c.opts.MaxMessageSize)
+	}
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	_, err = rpc.Write(ctx, req)
+	return fromStatus("Write", err)
+}
+
+// GetMany reads keys from one snapshot of the replica in one call
+// (engine.KV).
+func (c *Client) GetMany(ctx context.Context, keys [][]byte, ro *engine.ReadOptions) ([]engine.Item, error) {
+	if len(keys) > engine.MaxKeysPerRequest {
+		return nil, fmt.Errorf("%w: %w: %d keys > %d", ErrLimitExceeded, engine.ErrBadRequest, len(keys), engine.MaxKeysPerRequest)
+	}
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rpc.GetMany(ctx, &pb.GetManyRequest{Keys: keys, Versions: ro != nil && ro.Versions})
+	if err != nil {
+		return nil, fromStatus("GetMany", err)
+	}
+	if len(resp.GetItems()) != len(keys) {
+		return nil, fmt.Errorf("%w: GetMany: %d items for %d keys", ErrBadResponse, len(resp.GetItems()), len(keys))
+	}
+	out := make([]engine.Item, len(keys))
+	for i, it := range resp.GetItems() {
+		out[i] = engine.Item{Key: cloneBytes(keys[i]), Found: it.GetFound(), Context: it.GetCausalContext()}
+		if out[i].Found {
+			out[i].Value = nonNil(it.GetValue())
+		}
+		for _, v := range it.GetVersions() {
+			out[i].Versions = append(out[i].Versions, nonNil(v))
+		}
+	}
+	return out, nil
+}
+
+// Scan streams the live keys of a range from one snapshot of the replica
+// in one call (engine.KV): the server iterates while the client decodes,
+// paced by gRPC's flow control. The Item's slices are valid only until fn
+// returns. An error from fn cancels the call.
+func (c *Client) Scan(ctx context.Context, req engine.ScanRequest, fn func(engine.Item) error) ([]byte, error) {
+	if req.Limit < 0 {
+		return nil, fmt.Errorf("%w: negative scan limit %d", engine.ErrBadRequest, req.Limit)
+	}
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	stream, err := rpc.Scan(ctx, &pb.ScanRequest{Start: req.Start, End: req.End, Limit: int64(req.Limit), Versions: req.Versions})
+	if err != nil {
+		return nil, fromStatus("Scan", err)
+	}
+	var next []byte // set by the last message, when more
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return next, nil
+		}
+		if err != nil {
+			return nil, fromStatus("Scan", err)
+		}
+		if next != nil {
+			return nil, fmt.Errorf("%w: Scan: a chunk after the last one", ErrBadResponse)
+		}
+		r := packedReader{b: chunk.GetItems()}
+		for range chunk.GetCount() {
+			it := r.item(req.Versions)
+			if r.err != nil {
+				return nil, r.err
+			}
+			if err := fn(it); err != nil {
+				return nil, err
+			}
+		}
+		if len(r.b) != 0 {
+			return nil, fmt.Errorf("%w: Scan: %d bytes after a chunk's %d items", ErrBadResponse, len(r.b), chunk.GetCount())
+		}
+		if chunk.GetMore() {
+			if len(chunk.GetNext()) == 0 {
+				return nil, fmt.Errorf("%w: Scan: more without next", ErrBadResponse)
+			}
+			next = cloneBytes(chunk.GetNext())
+		}
+	}
+}
