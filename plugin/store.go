@@ -345,3 +345,128 @@ func (c *Client) Scan(ctx context.Context, req engine.ScanRequest, fn func(engin
 		}
 	}
 }
+
+// Loader streams writes to the replica in one WriteStream call, for bulk
+// loads: it packs the writes into messages of about LoadMessageBytes
+// (DefaultLoadMessageBytes, and at most half the maximum message size),
+// sends each when full (Send blocks while gRPC's flow control holds the
+// client back, so a slow replica paces the loader), and the replica
+// applies each message atomically as it arrives. Every message but the
+// last is written without sync; the last with the Loader's write options,
+// so a synced load is durable as a whole once Close returns (the WAL sync
+// covers the earlier messages). A load is not atomic as a whole: after a
+// failure, the messages before the failing one stay applied (Close's
+// count). Not safe for concurrent use.
+type Loader struct {
+	c        *Client
+	stream   pb.Replica_WriteStreamClient
+	cancel   context.CancelFunc
+	wo       *engine.WriteOptions
+	maxBytes int
+	msg      engine.WriteBatch
+	msgBytes int
+	err      error
+}
+
+// LoaderOptions configure a Loader.
+type LoaderOptions struct {
+	// Write is the write options of the load's last message (nil: Sync).
+	Write *engine.WriteOptions
+	// MessageBytes is the size of one message (default
+	// DefaultLoadMessageBytes; at most half ClientOptions.MaxMessageSize).
+	MessageBytes int
+}
+
+// NewLoader starts a bulk load (one WriteStream call) bounded by ctx.
+func (c *Client) NewLoader(ctx context.Context, opts *LoaderOptions) (*Loader, error) {
+	var o LoaderOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.MessageBytes <= 0 {
+		o.MessageBytes = DefaultLoadMessageBytes
+	}
+	o.MessageBytes = min(o.MessageBytes, c.opts.MaxMessageSize/2)
+	rpc, ctx, cancel, err := c.rpc(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	stream, err := rpc.WriteStream(ctx)
+	if err != nil {
+		stop()
+		cancel()
+		return nil, fromStatus("WriteStream", err)
+	}
+	return &Loader{c: c, stream: stream, cancel: func() { stop(); cancel() }, wo: o.Write, maxBytes: o.MessageBytes}, nil
+}
+
+// Put adds a Put of value under key.
+func (l *Loader) Put(key, value []byte) error {
+	return l.Add(engine.WriteOp{Kind: engine.OpPut, Key: key, Value: value})
+}
+
+// Delete adds a Delete of key.
+func (l *Loader) Delete(key []byte) error {
+	return l.Add(engine.WriteOp{Kind: engine.OpDelete, Key: key})
+}
+
+// Add adds one write (its slices are copied). A write larger than a whole
+// message fails with an error matching ErrLimitExceeded. An error from an
+// earlier message (the replica refused it) is returned by every later Add
+// and by Close.
+func (l *Loader) Add(op engine.WriteOp) error {
+	if l.err != nil {
+		return l.err
+	}
+	n := len(op.Key) + len(op.Value) + len(op.Context) + writeOpOverhead
+	if n > l.maxBytes {
+		return fmt.Errorf("%w: %w: Loader: a write of %d bytes, over the message size %d", ErrLimitExceeded, engine.ErrBadRequest, n, l.maxBytes)
+	}
+	if l.msgBytes+n > l.maxBytes {
+		if err := l.send(true); err != nil {
+			return err
+		}
+	}
+	l.msg.Add(op)
+	l.msgBytes += n
+	return nil
+}
+
+// send sends the buffered writes as one message.
+func (l *Loader) send(noSyncMsg bool) error {
+	if err := l.stream.Send(toPBWrite(&l.msg, noSyncMsg)); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The server ended the call: its status says why.
+			_, err = l.stream.CloseAndRecv()
+		}
+		l.err = fromStatus("WriteStream", err)
+		return l.err
+	}
+	l.msg.Reset()
+	l.msgBytes = 0
+	return nil
+}
+
+// Close sends the last message, ends the load and returns the number of
+// writes the replica applied. On error it returns 0: the error's message
+// (the server's) says how many writes were applied before the refused
+// message.
+func (l *Loader) Close() (int, error) {
+	defer l.cancel()
+	if l.err == nil && l.msg.Len() > 0 {
+		_ = l.send(noSync(l.wo))
+	}
+	resp, err := l.stream.CloseAndRecv()
+	if l.err == nil && err != nil {
+		l.err = fromStatus("WriteStream", err)
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	return int(resp.GetApplied()), nil
+}
+
+// Abort cancels the load: messages already applied stay applied.
+func (l *Loader) Abort() { l.cancel() }
