@@ -79,3 +79,34 @@ func BenchmarkSessionTransport(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStoreWrite times one Write of a batch of 100 new keys (NoSync)
+// in process and through gRPC over bufconn.
+//
+//	go test ./plugin -run '^$' -bench StoreWrite
+func BenchmarkStoreWrite(b *testing.B) {
+	for _, transport := range []string{"direct", "grpc"} {
+		b.Run("transport="+transport, func(b *testing.B) {
+			ctx := testCtx(b)
+			e := openEngine(b, "a", reconcile.ModeLWW)
+			var kv engine.KV = e
+			if transport == "grpc" {
+				kv = inProcess(b, e, nil)
+			}
+			value := make([]byte, 100)
+			var wb engine.WriteBatch
+			n := 0
+			b.ResetTimer()
+			for b.Loop() {
+				wb.Reset()
+				for range 100 {
+					n++
+					wb.Put(fmt.Appendf(nil, "k%015d", n*7919%100000007), value)
+				}
+				if err := kv.Write(ctx, &wb, engine.NoSync); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
