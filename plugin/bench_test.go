@@ -110,3 +110,40 @@ func BenchmarkStoreWrite(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStoreScan times a full Scan of 200,000 keys in process and
+// through gRPC over bufconn, and reports keys/s.
+//
+//	go test ./plugin -run '^$' -bench StoreScan
+func BenchmarkStoreScan(b *testing.B) {
+	const n = 200_000
+	for _, transport := range []string{"direct", "grpc"} {
+		b.Run("transport="+transport, func(b *testing.B) {
+			ctx := testCtx(b)
+			e := openEngine(b, "a", reconcile.ModeLWW)
+			value := make([]byte, 100)
+			var wb engine.WriteBatch
+			for i := range n {
+				wb.Put(fmt.Appendf(nil, "k%015d", i*7919%n), value)
+				if wb.Len() == 1000 {
+					if err := e.Write(ctx, &wb, engine.NoSync); err != nil {
+						b.Fatal(err)
+					}
+					wb.Reset()
+				}
+			}
+			var kv engine.KV = e
+			if transport == "grpc" {
+				kv = inProcess(b, e, nil)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				count := 0
+				if _, err := kv.Scan(ctx, engine.ScanRequest{}, func(engine.Item) error { count++; return nil }); err != nil || count != n {
+					b.Fatal(count, err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "keys/s")
+		})
+	}
+}

@@ -33,6 +33,12 @@ type ClientOptions struct {
 	// CallTimeout is the deadline given to a call whose context has none
 	// (default 0: none).
 	CallTimeout time.Duration
+	// WindowSize is the HTTP/2 flow-control window of each stream (and
+	// twice it, of the connection) for what the client receives: how far
+	// a server streaming a Scan may run ahead of the client (default
+	// DefaultWindowSize; negative: gRPC's own, 64 KiB growing with its
+	// bandwidth-delay estimate).
+	WindowSize int
 }
 
 // EnsureDefaults returns a copy of o with zero fields set to defaults.
@@ -47,15 +53,26 @@ func (o *ClientOptions) EnsureDefaults() *ClientOptions {
 	if c.CompressAbove == 0 {
 		c.CompressAbove = DefaultCompressAbove
 	}
+	if c.WindowSize == 0 {
+		c.WindowSize = DefaultWindowSize
+	}
 	return &c
 }
 
 // dialOptions are the gRPC dial options every transport uses.
 func (o *ClientOptions) dialOptions(counter *wireCounter) []grpc.DialOption {
-	return []grpc.DialOption{
+	opts := []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxMessageSize), grpc.MaxCallSendMsgSize(o.MaxMessageSize)),
 		grpc.WithStatsHandler(counter),
 	}
+	if o.WindowSize > 0 {
+		opts = append(opts,
+			grpc.WithInitialWindowSize(int32(min(o.WindowSize, 1<<30))),
+			grpc.WithInitialConnWindowSize(int32(min(2*o.WindowSize, 1<<30))),
+			grpc.WithReadBufferSize(transportBufferSize),
+			grpc.WithWriteBufferSize(transportBufferSize))
+	}
+	return opts
 }
 
 // Client is a remote replica reached over gRPC: in process (InProcess), as

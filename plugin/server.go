@@ -36,6 +36,15 @@ const (
 	// answer, Apply request, RangeScan page with records) from which it is
 	// gzip-compressed.
 	DefaultCompressAbove = 32 << 10
+	// DefaultWindowSize is the HTTP/2 flow-control window of a stream,
+	// on both sides, for what each receives (a connection's is twice
+	// it): large enough that a Scan's server streams several chunks
+	// ahead of its client instead of waiting for window updates.
+	DefaultWindowSize = 8 << 20
+	// transportBufferSize is the read and write buffer of a connection
+	// with DefaultWindowSize (gRPC's default: 32 KiB), so that a chunk of
+	// a scan crosses in few system calls.
+	transportBufferSize = 256 << 10
 	// scanSubPage is the number of records the server reads from the engine
 	// at a time while streaming a RangeScan with records, bounding its
 	// memory to scanSubPage records.
@@ -59,6 +68,10 @@ type ServerOptions struct {
 	// CompressAbove: answers carrying records of at least this many bytes
 	// are gzip-compressed (default DefaultCompressAbove; negative: never).
 	CompressAbove int
+	// WindowSize is the HTTP/2 flow-control window of each stream (and
+	// twice it, of the connection) for what the server receives (default
+	// DefaultWindowSize; negative: gRPC's own).
+	WindowSize int
 	// Repairer runs Repair calls and reports last sessions in Status; nil:
 	// Repair answers UNIMPLEMENTED.
 	Repairer Repairer
@@ -89,6 +102,9 @@ func (o *ServerOptions) EnsureDefaults() *ServerOptions {
 	}
 	if c.CompressAbove == 0 {
 		c.CompressAbove = DefaultCompressAbove
+	}
+	if c.WindowSize == 0 {
+		c.WindowSize = DefaultWindowSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -160,12 +176,20 @@ func NewServer(e *engine.Engine, opts *ServerOptions) *Server {
 // GRPCServerOptions returns the options a grpc.Server serving s must use:
 // message size limits and the recovery and error-mapping interceptors.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.opts.MaxMessageSize),
 		grpc.MaxSendMsgSize(s.opts.MaxMessageSize),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	}
+	if w := s.opts.WindowSize; w > 0 {
+		opts = append(opts,
+			grpc.InitialWindowSize(int32(min(w, 1<<30))),
+			grpc.InitialConnWindowSize(int32(min(2*w, 1<<30))),
+			grpc.ReadBufferSize(transportBufferSize),
+			grpc.WriteBufferSize(transportBufferSize))
+	}
+	return opts
 }
 
 // Register registers the Replica service on reg (NewGRPCServer also
