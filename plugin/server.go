@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -181,6 +182,9 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(s.opts.MaxMessageSize),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		// Handlers run on long-lived workers whose stacks have grown to
+		// the engine's write path, not on a new goroutine per call.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
 	if w := s.opts.WindowSize; w > 0 {
 		opts = append(opts,

@@ -25,51 +25,74 @@ var _ engine.KV = (*Client)(nil)
 // to before it sends it.
 const DefaultLoadMessageBytes = 1 << 20
 
-// writeOpOverhead bounds the protobuf bytes of one WriteOp beyond its key,
-// value and context (tags, lengths, kind).
-const writeOpOverhead = 24
-
-var kindToPB = map[engine.WriteOpKind]pb.WriteOpKind{
-	engine.OpPut:           pb.WriteOpKind_WRITE_OP_KIND_PUT,
-	engine.OpDelete:        pb.WriteOpKind_WRITE_OP_KIND_DELETE,
-	engine.OpPutContext:    pb.WriteOpKind_WRITE_OP_KIND_PUT_CONTEXT,
-	engine.OpDeleteContext: pb.WriteOpKind_WRITE_OP_KIND_DELETE_CONTEXT,
-}
-
-func fromPBKind(k pb.WriteOpKind) (engine.WriteOpKind, bool) {
-	switch k {
-	case pb.WriteOpKind_WRITE_OP_KIND_PUT:
-		return engine.OpPut, true
-	case pb.WriteOpKind_WRITE_OP_KIND_DELETE:
-		return engine.OpDelete, true
-	case pb.WriteOpKind_WRITE_OP_KIND_PUT_CONTEXT:
-		return engine.OpPutContext, true
-	case pb.WriteOpKind_WRITE_OP_KIND_DELETE_CONTEXT:
-		return engine.OpDeleteContext, true
+// appendPackedOp appends op in WriteRequest's packed layout.
+func appendPackedOp(dst []byte, op engine.WriteOp) []byte {
+	dst = append(dst, byte(op.Kind))
+	dst = binary.AppendUvarint(dst, uint64(len(op.Key)))
+	dst = append(dst, op.Key...)
+	if op.Value == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(len(op.Value))+1)
+		dst = append(dst, op.Value...)
 	}
-	return 0, false
+	dst = binary.AppendUvarint(dst, uint64(len(op.Context)))
+	return append(dst, op.Context...)
 }
 
-// toPBWrite encodes b (the request aliases b's memory).
+// packedOpBytes is the size of op in WriteRequest's packed layout.
+func packedOpBytes(op engine.WriteOp) int {
+	return 1 + uvarintLen(len(op.Key)) + len(op.Key) + uvarintLen(len(op.Value)+1) + len(op.Value) + uvarintLen(len(op.Context)) + len(op.Context)
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
+}
+
+// toPBWrite encodes b.
 func toPBWrite(b *engine.WriteBatch, noSync bool) *pb.WriteRequest {
-	ops := b.Ops()
-	slab := make([]pb.WriteOp, len(ops))
-	req := &pb.WriteRequest{Ops: make([]*pb.WriteOp, len(ops)), NoSync: noSync}
-	for i, op := range ops {
-		slab[i].Kind, slab[i].Key, slab[i].Value, slab[i].CausalContext = kindToPB[op.Kind], op.Key, op.Value, op.Context
-		req.Ops[i] = &slab[i]
+	n := 0
+	for _, op := range b.Ops() {
+		n += packedOpBytes(op)
 	}
-	return req
+	buf := make([]byte, 0, n)
+	for _, op := range b.Ops() {
+		buf = appendPackedOp(buf, op)
+	}
+	return &pb.WriteRequest{Ops: buf, Count: uint32(b.Len()), NoSync: noSync}
 }
 
-// fromPBWrite decodes a WriteRequest into b.
+// fromPBWrite decodes a WriteRequest into b (copying).
 func fromPBWrite(req *pb.WriteRequest, b *engine.WriteBatch) error {
-	for i, op := range req.GetOps() {
-		kind, ok := fromPBKind(op.GetKind())
-		if !ok {
-			return badRequest("write %d: unknown kind %v", i, op.GetKind())
+	r := packedReader{b: req.GetOps(), what: "WriteRequest"}
+	for i := range req.GetCount() {
+		if len(r.b) == 0 {
+			return badRequest("write %d of %d: the packed writes end early", i, req.GetCount())
 		}
-		b.Add(engine.WriteOp{Kind: kind, Key: op.GetKey(), Value: op.GetValue(), Context: op.GetCausalContext()})
+		kind := engine.WriteOpKind(r.b[0])
+		r.b = r.b[1:]
+		if kind < engine.OpPut || kind > engine.OpDeleteContext {
+			return badRequest("write %d: unknown kind %d", i, kind)
+		}
+		op := engine.WriteOp{Kind: kind, Key: r.bytes("key")}
+		if n := r.uvarint("value length"); n > 0 {
+			if n-1 > uint64(len(r.b)) {
+				return badRequest("write %d: truncated value", i)
+			}
+			op.Value, r.b = r.b[:n-1:n-1], r.b[n-1:]
+		}
+		op.Context = r.bytes("causal context")
+		if r.err != nil {
+			return badRequest("write %d: %v", i, r.err)
+		}
+		b.Add(op)
+	}
+	if len(r.b) != 0 {
+		return badRequest("%d bytes after the %d packed writes", len(r.b), req.GetCount())
 	}
 	return nil
 }
@@ -185,8 +208,9 @@ func appendPackedItem(dst []byte, it engine.Item, versions bool) []byte {
 
 // packedReader decodes ScanResponse.items.
 type packedReader struct {
-	b   []byte
-	err error
+	b    []byte
+	what string // the message, for errors
+	err  error
 }
 
 func (r *packedReader) bytes(what string) []byte {
@@ -195,7 +219,7 @@ func (r *packedReader) bytes(what string) []byte {
 	}
 	n, k := binary.Uvarint(r.b)
 	if k <= 0 || n > uint64(len(r.b)-k) {
-		r.err = fmt.Errorf("%w: Scan: truncated %s", ErrBadResponse, what)
+		r.err = fmt.Errorf("%w: %s: truncated %s", ErrBadResponse, r.what, what)
 		return nil
 	}
 	out := r.b[k : k+int(n) : k+int(n)]
@@ -209,7 +233,7 @@ func (r *packedReader) uvarint(what string) uint64 {
 	}
 	n, k := binary.Uvarint(r.b)
 	if k <= 0 {
-		r.err = fmt.Errorf("%w: Scan: truncated %s", ErrBadResponse, what)
+		r.err = fmt.Errorf("%w: %s: truncated %s", ErrBadResponse, r.what, what)
 		return 0
 	}
 	r.b = r.b[k:]
@@ -324,7 +348,7 @@ func (c *Client) Scan(ctx context.Context, req engine.ScanRequest, fn func(engin
 		if next != nil {
 			return nil, fmt.Errorf("%w: Scan: a chunk after the last one", ErrBadResponse)
 		}
-		r := packedReader{b: chunk.GetItems()}
+		r := packedReader{b: chunk.GetItems(), what: "Scan"}
 		for range chunk.GetCount() {
 			it := r.item(req.Versions)
 			if r.err != nil {
@@ -363,8 +387,8 @@ type Loader struct {
 	cancel   context.CancelFunc
 	wo       *engine.WriteOptions
 	maxBytes int
-	msg      engine.WriteBatch
-	msgBytes int
+	msg      []byte // the next message's packed writes
+	count    uint32 // writes in msg
 	err      error
 }
 
@@ -420,23 +444,29 @@ func (l *Loader) Add(op engine.WriteOp) error {
 	if l.err != nil {
 		return l.err
 	}
-	n := len(op.Key) + len(op.Value) + len(op.Context) + writeOpOverhead
+	if op.Kind < engine.OpPut || op.Kind > engine.OpDeleteContext {
+		return fmt.Errorf("%w: Loader: unknown write kind %d", engine.ErrBadRequest, op.Kind)
+	}
+	n := packedOpBytes(op)
 	if n > l.maxBytes {
 		return fmt.Errorf("%w: %w: Loader: a write of %d bytes, over the message size %d", ErrLimitExceeded, engine.ErrBadRequest, n, l.maxBytes)
 	}
-	if l.msgBytes+n > l.maxBytes {
+	if len(l.msg)+n > l.maxBytes {
 		if err := l.send(true); err != nil {
 			return err
 		}
 	}
-	l.msg.Add(op)
-	l.msgBytes += n
+	if l.msg == nil {
+		l.msg = make([]byte, 0, l.maxBytes)
+	}
+	l.msg = appendPackedOp(l.msg, op)
+	l.count++
 	return nil
 }
 
 // send sends the buffered writes as one message.
 func (l *Loader) send(noSyncMsg bool) error {
-	if err := l.stream.Send(toPBWrite(&l.msg, noSyncMsg)); err != nil {
+	if err := l.stream.Send(&pb.WriteRequest{Ops: l.msg, Count: l.count, NoSync: noSyncMsg}); err != nil {
 		if errors.Is(err, io.EOF) {
 			// The server ended the call: its status says why.
 			_, err = l.stream.CloseAndRecv()
@@ -444,8 +474,8 @@ func (l *Loader) send(noSyncMsg bool) error {
 		l.err = fromStatus("WriteStream", err)
 		return l.err
 	}
-	l.msg.Reset()
-	l.msgBytes = 0
+	// A new buffer for the next message: gRPC may still read this one.
+	l.msg, l.count = nil, 0
 	return nil
 }
 
@@ -455,7 +485,7 @@ func (l *Loader) send(noSyncMsg bool) error {
 // message.
 func (l *Loader) Close() (int, error) {
 	defer l.cancel()
-	if l.err == nil && l.msg.Len() > 0 {
+	if l.err == nil && l.count > 0 {
 		_ = l.send(noSync(l.wo))
 	}
 	resp, err := l.stream.CloseAndRecv()

@@ -334,7 +334,7 @@ func TestLoader(t *testing.T) {
 		t.Fatalf("scan after load: %d keys, %v", count, err)
 	}
 
-	l, err = c.NewLoader(ctx, &plugin.LoaderOptions{MessageBytes: 16 << 10})
+	l, err = c.NewLoader(ctx, &plugin.LoaderOptions{MessageBytes: 4 << 10}) // about 300 writes a message
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,62 +34,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// WriteOpKind is the kind of one write of a batch (engine.WriteOpKind).
-type WriteOpKind int32
-
-const (
-	WriteOpKind_WRITE_OP_KIND_UNSPECIFIED    WriteOpKind = 0
-	WriteOpKind_WRITE_OP_KIND_PUT            WriteOpKind = 1
-	WriteOpKind_WRITE_OP_KIND_DELETE         WriteOpKind = 2
-	WriteOpKind_WRITE_OP_KIND_PUT_CONTEXT    WriteOpKind = 3
-	WriteOpKind_WRITE_OP_KIND_DELETE_CONTEXT WriteOpKind = 4
-)
-
-// Enum value maps for WriteOpKind.
-var (
-	WriteOpKind_name = map[int32]string{
-		0: "WRITE_OP_KIND_UNSPECIFIED",
-		1: "WRITE_OP_KIND_PUT",
-		2: "WRITE_OP_KIND_DELETE",
-		3: "WRITE_OP_KIND_PUT_CONTEXT",
-		4: "WRITE_OP_KIND_DELETE_CONTEXT",
-	}
-	WriteOpKind_value = map[string]int32{
-		"WRITE_OP_KIND_UNSPECIFIED":    0,
-		"WRITE_OP_KIND_PUT":            1,
-		"WRITE_OP_KIND_DELETE":         2,
-		"WRITE_OP_KIND_PUT_CONTEXT":    3,
-		"WRITE_OP_KIND_DELETE_CONTEXT": 4,
-	}
-)
-
-func (x WriteOpKind) Enum() *WriteOpKind {
-	p := new(WriteOpKind)
-	*p = x
-	return p
-}
-
-func (x WriteOpKind) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (WriteOpKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_pebbleae_v1_replica_proto_enumTypes[0].Descriptor()
-}
-
-func (WriteOpKind) Type() protoreflect.EnumType {
-	return &file_pebbleae_v1_replica_proto_enumTypes[0]
-}
-
-func (x WriteOpKind) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use WriteOpKind.Descriptor instead.
-func (WriteOpKind) EnumDescriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{0}
-}
-
 // KeyRange is the half-open range [start, end); an empty end means the end
 // of the partition.
 type KeyRange struct {
@@ -1864,88 +1808,25 @@ func (*PutContextResponse) Descriptor() ([]byte, []int) {
 	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{31}
 }
 
-// WriteOp is one write of a batch.
-type WriteOp struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Kind  WriteOpKind            `protobuf:"varint,1,opt,name=kind,proto3,enum=pebbleae.v1.WriteOpKind" json:"kind,omitempty"`
-	Key   []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Value []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
-	// causal_context is the context of PUT_CONTEXT and DELETE_CONTEXT.
-	CausalContext []byte `protobuf:"bytes,4,opt,name=causal_context,json=causalContext,proto3" json:"causal_context,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *WriteOp) Reset() {
-	*x = WriteOp{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *WriteOp) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*WriteOp) ProtoMessage() {}
-
-func (x *WriteOp) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use WriteOp.ProtoReflect.Descriptor instead.
-func (*WriteOp) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{32}
-}
-
-func (x *WriteOp) GetKind() WriteOpKind {
-	if x != nil {
-		return x.Kind
-	}
-	return WriteOpKind_WRITE_OP_KIND_UNSPECIFIED
-}
-
-func (x *WriteOp) GetKey() []byte {
-	if x != nil {
-		return x.Key
-	}
-	return nil
-}
-
-func (x *WriteOp) GetValue() []byte {
-	if x != nil {
-		return x.Value
-	}
-	return nil
-}
-
-func (x *WriteOp) GetCausalContext() []byte {
-	if x != nil {
-		return x.CausalContext
-	}
-	return nil
-}
-
 type WriteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Ops   []*WriteOp             `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	// ops: count writes packed back to back, each: kind (1 byte: 1 put,
+	// 2 delete, 3 put with causal context, 4 delete with causal context;
+	// engine.WriteOpKind), uvarint key length, key, uvarint value length +
+	// 1 (0: no value), value, uvarint causal context length, context.
+	// Packed like ScanResponse.items rather than repeated messages: a batch
+	// of a hundred small writes then costs the encoders one bytes field.
+	Ops   []byte `protobuf:"bytes,1,opt,name=ops,proto3" json:"ops,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	// no_sync acknowledges the batch before the WAL is synced.
-	NoSync        bool `protobuf:"varint,2,opt,name=no_sync,json=noSync,proto3" json:"no_sync,omitempty"`
+	NoSync        bool `protobuf:"varint,3,opt,name=no_sync,json=noSync,proto3" json:"no_sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +1838,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,14 +1851,21 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{33}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{32}
 }
 
-func (x *WriteRequest) GetOps() []*WriteOp {
+func (x *WriteRequest) GetOps() []byte {
 	if x != nil {
 		return x.Ops
 	}
 	return nil
+}
+
+func (x *WriteRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 func (x *WriteRequest) GetNoSync() bool {
@@ -1997,7 +1885,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2009,7 +1897,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2022,7 +1910,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{34}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WriteResponse) GetApplied() uint64 {
@@ -2044,7 +1932,7 @@ type GetManyRequest struct {
 
 func (x *GetManyRequest) Reset() {
 	*x = GetManyRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +1944,7 @@ func (x *GetManyRequest) String() string {
 func (*GetManyRequest) ProtoMessage() {}
 
 func (x *GetManyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +1957,7 @@ func (x *GetManyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManyRequest.ProtoReflect.Descriptor instead.
 func (*GetManyRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{35}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetManyRequest) GetKeys() [][]byte {
@@ -2099,7 +1987,7 @@ type Item struct {
 
 func (x *Item) Reset() {
 	*x = Item{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +1999,7 @@ func (x *Item) String() string {
 func (*Item) ProtoMessage() {}
 
 func (x *Item) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2012,7 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Item.ProtoReflect.Descriptor instead.
 func (*Item) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{36}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Item) GetFound() bool {
@@ -2165,7 +2053,7 @@ type GetManyResponse struct {
 
 func (x *GetManyResponse) Reset() {
 	*x = GetManyResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2065,7 @@ func (x *GetManyResponse) String() string {
 func (*GetManyResponse) ProtoMessage() {}
 
 func (x *GetManyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2078,7 @@ func (x *GetManyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManyResponse.ProtoReflect.Descriptor instead.
 func (*GetManyResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{37}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetManyResponse) GetItems() []*Item {
@@ -2216,7 +2104,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2116,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2129,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{38}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ScanRequest) GetStart() []byte {
@@ -2292,7 +2180,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2192,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2205,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{39}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ScanResponse) GetItems() []byte {
@@ -2359,7 +2247,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2259,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2272,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{40}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatusRequest) GetWithRoots() bool {
@@ -2409,7 +2297,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2309,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2322,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{41}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PartitionStatus) GetId() uint32 {
@@ -2501,7 +2389,7 @@ type SessionSummary struct {
 
 func (x *SessionSummary) Reset() {
 	*x = SessionSummary{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2401,7 @@ func (x *SessionSummary) String() string {
 func (*SessionSummary) ProtoMessage() {}
 
 func (x *SessionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2414,7 @@ func (x *SessionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSummary.ProtoReflect.Descriptor instead.
 func (*SessionSummary) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{42}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SessionSummary) GetPeer() string {
@@ -2628,7 +2516,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2528,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2541,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{43}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StatusResponse) GetId() []byte {
@@ -2705,7 +2593,7 @@ type RepairRequest struct {
 
 func (x *RepairRequest) Reset() {
 	*x = RepairRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +2605,7 @@ func (x *RepairRequest) String() string {
 func (*RepairRequest) ProtoMessage() {}
 
 func (x *RepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +2618,7 @@ func (x *RepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairRequest.ProtoReflect.Descriptor instead.
 func (*RepairRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{44}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RepairRequest) GetPeer() string {
@@ -2763,7 +2651,7 @@ type RepairResponse struct {
 
 func (x *RepairResponse) Reset() {
 	*x = RepairResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2663,7 @@ func (x *RepairResponse) String() string {
 func (*RepairResponse) ProtoMessage() {}
 
 func (x *RepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2676,7 @@ func (x *RepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairResponse.ProtoReflect.Descriptor instead.
 func (*RepairResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{45}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RepairResponse) GetSessions() []*SessionSummary {
@@ -2914,15 +2802,11 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x0ecausal_context\x18\x03 \x01(\fR\rcausalContext\x12\x1c\n" +
 	"\ttombstone\x18\x04 \x01(\bR\ttombstone\x12\x17\n" +
 	"\ano_sync\x18\x05 \x01(\bR\x06noSync\"\x14\n" +
-	"\x12PutContextResponse\"\x86\x01\n" +
-	"\aWriteOp\x12,\n" +
-	"\x04kind\x18\x01 \x01(\x0e2\x18.pebbleae.v1.WriteOpKindR\x04kind\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\x12%\n" +
-	"\x0ecausal_context\x18\x04 \x01(\fR\rcausalContext\"O\n" +
-	"\fWriteRequest\x12&\n" +
-	"\x03ops\x18\x01 \x03(\v2\x14.pebbleae.v1.WriteOpR\x03ops\x12\x17\n" +
-	"\ano_sync\x18\x02 \x01(\bR\x06noSync\")\n" +
+	"\x12PutContextResponse\"O\n" +
+	"\fWriteRequest\x12\x10\n" +
+	"\x03ops\x18\x01 \x01(\fR\x03ops\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x17\n" +
+	"\ano_sync\x18\x03 \x01(\bR\x06noSync\")\n" +
 	"\rWriteResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x04R\aapplied\"@\n" +
 	"\x0eGetManyRequest\x12\x12\n" +
@@ -2987,13 +2871,7 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"partitions\x12\x14\n" +
 	"\x05naive\x18\x03 \x01(\bR\x05naive\"I\n" +
 	"\x0eRepairResponse\x127\n" +
-	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions*\x9e\x01\n" +
-	"\vWriteOpKind\x12\x1d\n" +
-	"\x19WRITE_OP_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
-	"\x11WRITE_OP_KIND_PUT\x10\x01\x12\x18\n" +
-	"\x14WRITE_OP_KIND_DELETE\x10\x02\x12\x1d\n" +
-	"\x19WRITE_OP_KIND_PUT_CONTEXT\x10\x03\x12 \n" +
-	"\x1cWRITE_OP_KIND_DELETE_CONTEXT\x10\x042\xfc\n" +
+	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions2\xfc\n" +
 	"\n" +
 	"\aReplica\x12;\n" +
 	"\x04Info\x12\x18.pebbleae.v1.InfoRequest\x1a\x19.pebbleae.v1.InfoResponse\x12J\n" +
@@ -3030,128 +2908,123 @@ func file_pebbleae_v1_replica_proto_rawDescGZIP() []byte {
 	return file_pebbleae_v1_replica_proto_rawDescData
 }
 
-var file_pebbleae_v1_replica_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_pebbleae_v1_replica_proto_goTypes = []any{
-	(WriteOpKind)(0),            // 0: pebbleae.v1.WriteOpKind
-	(*KeyRange)(nil),            // 1: pebbleae.v1.KeyRange
-	(*Fingerprint)(nil),         // 2: pebbleae.v1.Fingerprint
-	(*InfoRequest)(nil),         // 3: pebbleae.v1.InfoRequest
-	(*TreeParams)(nil),          // 4: pebbleae.v1.TreeParams
-	(*PartitionInfo)(nil),       // 5: pebbleae.v1.PartitionInfo
-	(*InfoResponse)(nil),        // 6: pebbleae.v1.InfoResponse
-	(*RangeHashRequest)(nil),    // 7: pebbleae.v1.RangeHashRequest
-	(*Node)(nil),                // 8: pebbleae.v1.Node
-	(*RangeHashResponse)(nil),   // 9: pebbleae.v1.RangeHashResponse
-	(*RangeScanRequest)(nil),    // 10: pebbleae.v1.RangeScanRequest
-	(*Entry)(nil),               // 11: pebbleae.v1.Entry
-	(*RangeScanResponse)(nil),   // 12: pebbleae.v1.RangeScanResponse
-	(*FetchRequest)(nil),        // 13: pebbleae.v1.FetchRequest
-	(*FetchResponse)(nil),       // 14: pebbleae.v1.FetchResponse
-	(*ApplyRequest)(nil),        // 15: pebbleae.v1.ApplyRequest
-	(*ApplyResponse)(nil),       // 16: pebbleae.v1.ApplyResponse
-	(*RangeSketchRequest)(nil),  // 17: pebbleae.v1.RangeSketchRequest
-	(*RangeSketchResponse)(nil), // 18: pebbleae.v1.RangeSketchResponse
-	(*SymbolsRequest)(nil),      // 19: pebbleae.v1.SymbolsRequest
-	(*SymbolsChunk)(nil),        // 20: pebbleae.v1.SymbolsChunk
-	(*FetchByHashRequest)(nil),  // 21: pebbleae.v1.FetchByHashRequest
-	(*FetchByHashResponse)(nil), // 22: pebbleae.v1.FetchByHashResponse
-	(*PutRequest)(nil),          // 23: pebbleae.v1.PutRequest
-	(*PutResponse)(nil),         // 24: pebbleae.v1.PutResponse
-	(*GetRequest)(nil),          // 25: pebbleae.v1.GetRequest
-	(*GetResponse)(nil),         // 26: pebbleae.v1.GetResponse
-	(*DeleteRequest)(nil),       // 27: pebbleae.v1.DeleteRequest
-	(*DeleteResponse)(nil),      // 28: pebbleae.v1.DeleteResponse
-	(*GetVersionsRequest)(nil),  // 29: pebbleae.v1.GetVersionsRequest
-	(*GetVersionsResponse)(nil), // 30: pebbleae.v1.GetVersionsResponse
-	(*PutContextRequest)(nil),   // 31: pebbleae.v1.PutContextRequest
-	(*PutContextResponse)(nil),  // 32: pebbleae.v1.PutContextResponse
-	(*WriteOp)(nil),             // 33: pebbleae.v1.WriteOp
-	(*WriteRequest)(nil),        // 34: pebbleae.v1.WriteRequest
-	(*WriteResponse)(nil),       // 35: pebbleae.v1.WriteResponse
-	(*GetManyRequest)(nil),      // 36: pebbleae.v1.GetManyRequest
-	(*Item)(nil),                // 37: pebbleae.v1.Item
-	(*GetManyResponse)(nil),     // 38: pebbleae.v1.GetManyResponse
-	(*ScanRequest)(nil),         // 39: pebbleae.v1.ScanRequest
-	(*ScanResponse)(nil),        // 40: pebbleae.v1.ScanResponse
-	(*StatusRequest)(nil),       // 41: pebbleae.v1.StatusRequest
-	(*PartitionStatus)(nil),     // 42: pebbleae.v1.PartitionStatus
-	(*SessionSummary)(nil),      // 43: pebbleae.v1.SessionSummary
-	(*StatusResponse)(nil),      // 44: pebbleae.v1.StatusResponse
-	(*RepairRequest)(nil),       // 45: pebbleae.v1.RepairRequest
-	(*RepairResponse)(nil),      // 46: pebbleae.v1.RepairResponse
+	(*KeyRange)(nil),            // 0: pebbleae.v1.KeyRange
+	(*Fingerprint)(nil),         // 1: pebbleae.v1.Fingerprint
+	(*InfoRequest)(nil),         // 2: pebbleae.v1.InfoRequest
+	(*TreeParams)(nil),          // 3: pebbleae.v1.TreeParams
+	(*PartitionInfo)(nil),       // 4: pebbleae.v1.PartitionInfo
+	(*InfoResponse)(nil),        // 5: pebbleae.v1.InfoResponse
+	(*RangeHashRequest)(nil),    // 6: pebbleae.v1.RangeHashRequest
+	(*Node)(nil),                // 7: pebbleae.v1.Node
+	(*RangeHashResponse)(nil),   // 8: pebbleae.v1.RangeHashResponse
+	(*RangeScanRequest)(nil),    // 9: pebbleae.v1.RangeScanRequest
+	(*Entry)(nil),               // 10: pebbleae.v1.Entry
+	(*RangeScanResponse)(nil),   // 11: pebbleae.v1.RangeScanResponse
+	(*FetchRequest)(nil),        // 12: pebbleae.v1.FetchRequest
+	(*FetchResponse)(nil),       // 13: pebbleae.v1.FetchResponse
+	(*ApplyRequest)(nil),        // 14: pebbleae.v1.ApplyRequest
+	(*ApplyResponse)(nil),       // 15: pebbleae.v1.ApplyResponse
+	(*RangeSketchRequest)(nil),  // 16: pebbleae.v1.RangeSketchRequest
+	(*RangeSketchResponse)(nil), // 17: pebbleae.v1.RangeSketchResponse
+	(*SymbolsRequest)(nil),      // 18: pebbleae.v1.SymbolsRequest
+	(*SymbolsChunk)(nil),        // 19: pebbleae.v1.SymbolsChunk
+	(*FetchByHashRequest)(nil),  // 20: pebbleae.v1.FetchByHashRequest
+	(*FetchByHashResponse)(nil), // 21: pebbleae.v1.FetchByHashResponse
+	(*PutRequest)(nil),          // 22: pebbleae.v1.PutRequest
+	(*PutResponse)(nil),         // 23: pebbleae.v1.PutResponse
+	(*GetRequest)(nil),          // 24: pebbleae.v1.GetRequest
+	(*GetResponse)(nil),         // 25: pebbleae.v1.GetResponse
+	(*DeleteRequest)(nil),       // 26: pebbleae.v1.DeleteRequest
+	(*DeleteResponse)(nil),      // 27: pebbleae.v1.DeleteResponse
+	(*GetVersionsRequest)(nil),  // 28: pebbleae.v1.GetVersionsRequest
+	(*GetVersionsResponse)(nil), // 29: pebbleae.v1.GetVersionsResponse
+	(*PutContextRequest)(nil),   // 30: pebbleae.v1.PutContextRequest
+	(*PutContextResponse)(nil),  // 31: pebbleae.v1.PutContextResponse
+	(*WriteRequest)(nil),        // 32: pebbleae.v1.WriteRequest
+	(*WriteResponse)(nil),       // 33: pebbleae.v1.WriteResponse
+	(*GetManyRequest)(nil),      // 34: pebbleae.v1.GetManyRequest
+	(*Item)(nil),                // 35: pebbleae.v1.Item
+	(*GetManyResponse)(nil),     // 36: pebbleae.v1.GetManyResponse
+	(*ScanRequest)(nil),         // 37: pebbleae.v1.ScanRequest
+	(*ScanResponse)(nil),        // 38: pebbleae.v1.ScanResponse
+	(*StatusRequest)(nil),       // 39: pebbleae.v1.StatusRequest
+	(*PartitionStatus)(nil),     // 40: pebbleae.v1.PartitionStatus
+	(*SessionSummary)(nil),      // 41: pebbleae.v1.SessionSummary
+	(*StatusResponse)(nil),      // 42: pebbleae.v1.StatusResponse
+	(*RepairRequest)(nil),       // 43: pebbleae.v1.RepairRequest
+	(*RepairResponse)(nil),      // 44: pebbleae.v1.RepairResponse
 }
 var file_pebbleae_v1_replica_proto_depIdxs = []int32{
-	1,  // 0: pebbleae.v1.PartitionInfo.range:type_name -> pebbleae.v1.KeyRange
-	4,  // 1: pebbleae.v1.InfoResponse.tree:type_name -> pebbleae.v1.TreeParams
-	5,  // 2: pebbleae.v1.InfoResponse.partitions:type_name -> pebbleae.v1.PartitionInfo
-	1,  // 3: pebbleae.v1.RangeHashRequest.ranges:type_name -> pebbleae.v1.KeyRange
-	2,  // 4: pebbleae.v1.Node.fingerprint:type_name -> pebbleae.v1.Fingerprint
-	8,  // 5: pebbleae.v1.Node.children:type_name -> pebbleae.v1.Node
-	8,  // 6: pebbleae.v1.RangeHashResponse.ranges:type_name -> pebbleae.v1.Node
-	1,  // 7: pebbleae.v1.RangeScanRequest.range:type_name -> pebbleae.v1.KeyRange
-	11, // 8: pebbleae.v1.RangeScanResponse.entries:type_name -> pebbleae.v1.Entry
-	11, // 9: pebbleae.v1.FetchResponse.entries:type_name -> pebbleae.v1.Entry
-	11, // 10: pebbleae.v1.ApplyRequest.entries:type_name -> pebbleae.v1.Entry
-	1,  // 11: pebbleae.v1.ApplyRequest.confirm:type_name -> pebbleae.v1.KeyRange
-	8,  // 12: pebbleae.v1.ApplyResponse.confirm:type_name -> pebbleae.v1.Node
-	1,  // 13: pebbleae.v1.RangeSketchRequest.ranges:type_name -> pebbleae.v1.KeyRange
-	1,  // 14: pebbleae.v1.SymbolsRequest.ranges:type_name -> pebbleae.v1.KeyRange
-	1,  // 15: pebbleae.v1.FetchByHashRequest.ranges:type_name -> pebbleae.v1.KeyRange
-	11, // 16: pebbleae.v1.FetchByHashResponse.entries:type_name -> pebbleae.v1.Entry
-	0,  // 17: pebbleae.v1.WriteOp.kind:type_name -> pebbleae.v1.WriteOpKind
-	33, // 18: pebbleae.v1.WriteRequest.ops:type_name -> pebbleae.v1.WriteOp
-	37, // 19: pebbleae.v1.GetManyResponse.items:type_name -> pebbleae.v1.Item
-	1,  // 20: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
-	2,  // 21: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
-	42, // 22: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
-	43, // 23: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
-	43, // 24: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
-	3,  // 25: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
-	7,  // 26: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
-	10, // 27: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
-	13, // 28: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
-	15, // 29: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
-	15, // 30: pebbleae.v1.Replica.ApplyStream:input_type -> pebbleae.v1.ApplyRequest
-	17, // 31: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
-	21, // 32: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
-	19, // 33: pebbleae.v1.Replica.Symbols:input_type -> pebbleae.v1.SymbolsRequest
-	23, // 34: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
-	25, // 35: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
-	27, // 36: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
-	29, // 37: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
-	31, // 38: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
-	34, // 39: pebbleae.v1.Replica.Write:input_type -> pebbleae.v1.WriteRequest
-	34, // 40: pebbleae.v1.Replica.WriteStream:input_type -> pebbleae.v1.WriteRequest
-	36, // 41: pebbleae.v1.Replica.GetMany:input_type -> pebbleae.v1.GetManyRequest
-	39, // 42: pebbleae.v1.Replica.Scan:input_type -> pebbleae.v1.ScanRequest
-	41, // 43: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
-	45, // 44: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
-	6,  // 45: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
-	9,  // 46: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
-	12, // 47: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
-	14, // 48: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
-	16, // 49: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
-	16, // 50: pebbleae.v1.Replica.ApplyStream:output_type -> pebbleae.v1.ApplyResponse
-	18, // 51: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
-	22, // 52: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
-	20, // 53: pebbleae.v1.Replica.Symbols:output_type -> pebbleae.v1.SymbolsChunk
-	24, // 54: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
-	26, // 55: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
-	28, // 56: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
-	30, // 57: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
-	32, // 58: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
-	35, // 59: pebbleae.v1.Replica.Write:output_type -> pebbleae.v1.WriteResponse
-	35, // 60: pebbleae.v1.Replica.WriteStream:output_type -> pebbleae.v1.WriteResponse
-	38, // 61: pebbleae.v1.Replica.GetMany:output_type -> pebbleae.v1.GetManyResponse
-	40, // 62: pebbleae.v1.Replica.Scan:output_type -> pebbleae.v1.ScanResponse
-	44, // 63: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
-	46, // 64: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
-	45, // [45:65] is the sub-list for method output_type
-	25, // [25:45] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	0,  // 0: pebbleae.v1.PartitionInfo.range:type_name -> pebbleae.v1.KeyRange
+	3,  // 1: pebbleae.v1.InfoResponse.tree:type_name -> pebbleae.v1.TreeParams
+	4,  // 2: pebbleae.v1.InfoResponse.partitions:type_name -> pebbleae.v1.PartitionInfo
+	0,  // 3: pebbleae.v1.RangeHashRequest.ranges:type_name -> pebbleae.v1.KeyRange
+	1,  // 4: pebbleae.v1.Node.fingerprint:type_name -> pebbleae.v1.Fingerprint
+	7,  // 5: pebbleae.v1.Node.children:type_name -> pebbleae.v1.Node
+	7,  // 6: pebbleae.v1.RangeHashResponse.ranges:type_name -> pebbleae.v1.Node
+	0,  // 7: pebbleae.v1.RangeScanRequest.range:type_name -> pebbleae.v1.KeyRange
+	10, // 8: pebbleae.v1.RangeScanResponse.entries:type_name -> pebbleae.v1.Entry
+	10, // 9: pebbleae.v1.FetchResponse.entries:type_name -> pebbleae.v1.Entry
+	10, // 10: pebbleae.v1.ApplyRequest.entries:type_name -> pebbleae.v1.Entry
+	0,  // 11: pebbleae.v1.ApplyRequest.confirm:type_name -> pebbleae.v1.KeyRange
+	7,  // 12: pebbleae.v1.ApplyResponse.confirm:type_name -> pebbleae.v1.Node
+	0,  // 13: pebbleae.v1.RangeSketchRequest.ranges:type_name -> pebbleae.v1.KeyRange
+	0,  // 14: pebbleae.v1.SymbolsRequest.ranges:type_name -> pebbleae.v1.KeyRange
+	0,  // 15: pebbleae.v1.FetchByHashRequest.ranges:type_name -> pebbleae.v1.KeyRange
+	10, // 16: pebbleae.v1.FetchByHashResponse.entries:type_name -> pebbleae.v1.Entry
+	35, // 17: pebbleae.v1.GetManyResponse.items:type_name -> pebbleae.v1.Item
+	0,  // 18: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
+	1,  // 19: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
+	40, // 20: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
+	41, // 21: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
+	41, // 22: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
+	2,  // 23: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
+	6,  // 24: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
+	9,  // 25: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
+	12, // 26: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
+	14, // 27: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
+	14, // 28: pebbleae.v1.Replica.ApplyStream:input_type -> pebbleae.v1.ApplyRequest
+	16, // 29: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
+	20, // 30: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
+	18, // 31: pebbleae.v1.Replica.Symbols:input_type -> pebbleae.v1.SymbolsRequest
+	22, // 32: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
+	24, // 33: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
+	26, // 34: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
+	28, // 35: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
+	30, // 36: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
+	32, // 37: pebbleae.v1.Replica.Write:input_type -> pebbleae.v1.WriteRequest
+	32, // 38: pebbleae.v1.Replica.WriteStream:input_type -> pebbleae.v1.WriteRequest
+	34, // 39: pebbleae.v1.Replica.GetMany:input_type -> pebbleae.v1.GetManyRequest
+	37, // 40: pebbleae.v1.Replica.Scan:input_type -> pebbleae.v1.ScanRequest
+	39, // 41: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
+	43, // 42: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
+	5,  // 43: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
+	8,  // 44: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
+	11, // 45: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
+	13, // 46: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
+	15, // 47: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
+	15, // 48: pebbleae.v1.Replica.ApplyStream:output_type -> pebbleae.v1.ApplyResponse
+	17, // 49: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
+	21, // 50: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
+	19, // 51: pebbleae.v1.Replica.Symbols:output_type -> pebbleae.v1.SymbolsChunk
+	23, // 52: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
+	25, // 53: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
+	27, // 54: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
+	29, // 55: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
+	31, // 56: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
+	33, // 57: pebbleae.v1.Replica.Write:output_type -> pebbleae.v1.WriteResponse
+	33, // 58: pebbleae.v1.Replica.WriteStream:output_type -> pebbleae.v1.WriteResponse
+	36, // 59: pebbleae.v1.Replica.GetMany:output_type -> pebbleae.v1.GetManyResponse
+	38, // 60: pebbleae.v1.Replica.Scan:output_type -> pebbleae.v1.ScanResponse
+	42, // 61: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
+	44, // 62: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
+	43, // [43:63] is the sub-list for method output_type
+	23, // [23:43] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_pebbleae_v1_replica_proto_init() }
@@ -3165,14 +3038,13 @@ func file_pebbleae_v1_replica_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pebbleae_v1_replica_proto_rawDesc), len(file_pebbleae_v1_replica_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   46,
+			NumEnums:      0,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_pebbleae_v1_replica_proto_goTypes,
 		DependencyIndexes: file_pebbleae_v1_replica_proto_depIdxs,
-		EnumInfos:         file_pebbleae_v1_replica_proto_enumTypes,
 		MessageInfos:      file_pebbleae_v1_replica_proto_msgTypes,
 	}.Build()
 	File_pebbleae_v1_replica_proto = out.File
