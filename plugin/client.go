@@ -39,6 +39,9 @@ type ClientOptions struct {
 	// DefaultWindowSize; negative: gRPC's own, 64 KiB growing with its
 	// bandwidth-delay estimate).
 	WindowSize int
+	// NoGroupCommit sends every write in its own call instead of grouping
+	// the writes of concurrent callers into one (see Client.Write).
+	NoGroupCommit bool
 }
 
 // EnsureDefaults returns a copy of o with zero fields set to defaults.
@@ -100,6 +103,8 @@ type Client struct {
 	restart func(ctx context.Context) (pb.ReplicaClient, func() error, error)
 	// proc is the plugin process of a go-plugin transport.
 	proc atomic.Pointer[goplugin.Client]
+	// committer groups concurrent writes (coalesce.go).
+	committer committer
 }
 
 var (
@@ -469,14 +474,21 @@ func (c *Client) FetchByHash(ctx context.Context, req reconcile.FetchByHashReque
 func noSync(wo *engine.WriteOptions) bool { return wo != nil && !wo.Sync }
 
 // Put writes value under key (engine.Engine.Put). A nil wo syncs.
+// Concurrent writes are grouped into one call (see coalesce.go).
 func (c *Client) Put(ctx context.Context, key, value []byte, wo *engine.WriteOptions) error {
-	rpc, ctx, cancel, err := c.rpc(ctx)
-	defer cancel()
-	if err != nil {
-		return err
+	if value == nil {
+		value = []byte{}
 	}
-	_, err = rpc.Put(ctx, &pb.PutRequest{Key: key, Value: value, NoSync: noSync(wo)})
-	return fromStatus("Put", err)
+	m := singleMember(engine.WriteOp{Kind: engine.OpPut, Key: key, Value: value}, func(ctx context.Context, key, value []byte) error {
+		rpc, ctx, cancel, err := c.rpc(ctx)
+		defer cancel()
+		if err != nil {
+			return err
+		}
+		_, err = rpc.Put(ctx, &pb.PutRequest{Key: key, Value: value, NoSync: noSync(wo)})
+		return fromStatus("Put", err)
+	})
+	return c.commit(ctx, m, noSync(wo))
 }
 
 // Get returns key's value (engine.Engine.Get); an error matching
@@ -494,15 +506,19 @@ func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
 	return nonNil(resp.GetValue()), nil
 }
 
-// Delete deletes key (engine.Engine.Delete).
+// Delete deletes key (engine.Engine.Delete). Concurrent writes are
+// grouped into one call (see coalesce.go).
 func (c *Client) Delete(ctx context.Context, key []byte, wo *engine.WriteOptions) error {
-	rpc, ctx, cancel, err := c.rpc(ctx)
-	defer cancel()
-	if err != nil {
-		return err
-	}
-	_, err = rpc.Delete(ctx, &pb.DeleteRequest{Key: key, NoSync: noSync(wo)})
-	return fromStatus("Delete", err)
+	m := singleMember(engine.WriteOp{Kind: engine.OpDelete, Key: key}, func(ctx context.Context, key, _ []byte) error {
+		rpc, ctx, cancel, err := c.rpc(ctx)
+		defer cancel()
+		if err != nil {
+			return err
+		}
+		_, err = rpc.Delete(ctx, &pb.DeleteRequest{Key: key, NoSync: noSync(wo)})
+		return fromStatus("Delete", err)
+	})
+	return c.commit(ctx, m, noSync(wo))
 }
 
 // GetVersions returns key's live siblings and causal context

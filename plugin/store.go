@@ -269,6 +269,13 @@ func (r *packedReader) item(versions bool) engine.Item {
 // batch whose request exceeds ClientOptions.MaxMessageSize fails with an
 // error matching ErrLimitExceeded and engine.ErrBadRequest, before
 // anything is sent: split it, or stream it with a Loader.
+//
+// Group commit: the writes of concurrent callers with the same sync
+// setting (Put, Delete and Write calls) travel together in one call while
+// another is in flight, and commit together as one batch on the replica,
+// as Pebble's own commit pipeline groups writes; a refused group is
+// resent caller by caller, so each gets its own answer (see coalesce.go;
+// ClientOptions.NoGroupCommit turns it off).
 func (c *Client) Write(ctx context.Context, b *engine.WriteBatch, wo *engine.WriteOptions) error {
 	if b == nil || b.Len() == 0 {
 		return nil
@@ -277,6 +284,16 @@ func (c *Client) Write(ctx context.Context, b *engine.WriteBatch, wo *engine.Wri
 	if n := proto.Size(req); n > c.opts.MaxMessageSize {
 		return fmt.Errorf("%w: %w: Write: a batch of %d writes is %d bytes, over the maximum message size %d", ErrLimitExceeded, engine.ErrBadRequest, b.Len(), n, c.opts.MaxMessageSize)
 	}
+	keys := make([][]byte, b.Len())
+	for i, op := range b.Ops() {
+		keys[i] = op.Key // read only while the caller waits in commit
+	}
+	m := &member{ops: req.Ops, count: req.Count, keys: keys, alone: func(ctx context.Context) error { return c.writeRPC(ctx, req) }}
+	return c.commit(ctx, m, req.NoSync)
+}
+
+// writeRPC makes one Write call.
+func (c *Client) writeRPC(ctx context.Context, req *pb.WriteRequest) error {
 	rpc, ctx, cancel, err := c.rpc(ctx)
 	defer cancel()
 	if err != nil {

@@ -487,3 +487,76 @@ func TestScanConsistentSnapshot(t *testing.T) {
 		t.Fatalf("scan during writes: %d keys, %v; want 5000 (one snapshot)", n, err)
 	}
 }
+
+// TestGroupCommit: concurrent writers through one client (their writes
+// grouped into shared calls) each get their own answer: every valid write
+// is applied, each bad one is refused with its own typed error, in both
+// modes, Sync and NoSync.
+func TestGroupCommit(t *testing.T) {
+	for _, mode := range []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal} {
+		for name, kv := range stores(t, mode) {
+			if name == "engine" {
+				continue
+			}
+			t.Run(mode.String()+"/"+name, func(t *testing.T) {
+				ctx := testCtx(t)
+				const writers, per = 8, 150
+				var wg sync.WaitGroup
+				errs := make([][]error, writers)
+				for w := range writers {
+					errs[w] = make([]error, per)
+					wg.Go(func() {
+						wo := &engine.WriteOptions{Sync: w%2 == 0}
+						for i := range per {
+							k := key(fmt.Sprintf("g%d-", w), i)
+							switch {
+							case i%50 == 7:
+								k = nil // refused: ErrEmptyKey
+							case i%50 == 9:
+								k = []byte("hot") // every writer's, concurrently
+							}
+							if i%3 == 0 {
+								var b engine.WriteBatch
+								b.Put(k, []byte("v"))
+								errs[w][i] = kv.Write(ctx, &b, wo)
+							} else {
+								errs[w][i] = kv.Put(ctx, k, []byte("v"), wo)
+							}
+						}
+					})
+				}
+				wg.Wait()
+				for w := range writers {
+					var keys [][]byte
+					for i := range per {
+						err := errs[w][i]
+						if i%50 == 7 {
+							if !errors.Is(err, engine.ErrEmptyKey) {
+								t.Errorf("writer %d, write %d (empty key): %v, want ErrEmptyKey", w, i, err)
+							}
+							continue
+						}
+						if err != nil {
+							t.Errorf("writer %d, write %d: %v", w, i, err)
+						}
+						if i%50 != 9 {
+							keys = append(keys, key(fmt.Sprintf("g%d-", w), i))
+						}
+					}
+					items, err := kv.GetMany(ctx, keys, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, it := range items {
+						if !it.Found {
+							t.Errorf("acknowledged write of %q missing", it.Key)
+						}
+					}
+				}
+				if _, err := kv.Get(ctx, []byte("hot")); err != nil {
+					t.Errorf("hot key: %v", err)
+				}
+			})
+		}
+	}
+}
