@@ -27,7 +27,10 @@ func TestBadConfig(t *testing.T) {
 			_, err := Write(ctx, WriteConfig{Dir: d, Keys: 10, BloomBitsPerKey: -10})
 			return err
 		}},
-		{"kv transport", func(d string) error { _, err := KVWrite(ctx, KVConfig{Dir: d, Transport: "carrier-pigeon"}); return err }},
+		{"kv transport", func(d string) error {
+			_, err := KVWrite(ctx, KVConfig{Dir: d, Transport: "carrier-pigeon"})
+			return err
+		}},
 		{"kv plugin path", func(d string) error { _, err := KVWrite(ctx, KVConfig{Dir: d, Transport: "plugin"}); return err }},
 		{"kv writers", func(d string) error {
 			_, err := KVWrite(ctx, KVConfig{Dir: d, Transport: "grpc", Writers: []int{0}})
