@@ -105,6 +105,9 @@ type Client struct {
 	proc atomic.Pointer[goplugin.Client]
 	// committer groups concurrent writes (coalesce.go).
 	committer committer
+	// sessions are the WriteSession streams, one a sync setting
+	// (session.go).
+	sessions [2]writeSession
 }
 
 var (
@@ -161,6 +164,7 @@ func (c *Client) ResetWireStats() { c.counter.reset() }
 // Close releases the transport (and stops a plugin process). Calls after
 // Close fail with ErrClosed.
 func (c *Client) Close() error {
+	c.closeSessions()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mu.closed {
@@ -180,6 +184,7 @@ func (c *Client) Restart(ctx context.Context) error {
 	if c.restart == nil {
 		return fmt.Errorf("plugin: this transport cannot restart")
 	}
+	c.closeSessions()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mu.closed {
@@ -473,22 +478,13 @@ func (c *Client) FetchByHash(ctx context.Context, req reconcile.FetchByHashReque
 
 func noSync(wo *engine.WriteOptions) bool { return wo != nil && !wo.Sync }
 
-// Put writes value under key (engine.Engine.Put). A nil wo syncs.
-// Concurrent writes are grouped into one call (see coalesce.go).
+// Put writes value under key (engine.Engine.Put). A nil wo syncs. It
+// travels as a Write of one, grouped with concurrent writes (see Write).
 func (c *Client) Put(ctx context.Context, key, value []byte, wo *engine.WriteOptions) error {
 	if value == nil {
 		value = []byte{}
 	}
-	m := singleMember(engine.WriteOp{Kind: engine.OpPut, Key: key, Value: value}, func(ctx context.Context, key, value []byte) error {
-		rpc, ctx, cancel, err := c.rpc(ctx)
-		defer cancel()
-		if err != nil {
-			return err
-		}
-		_, err = rpc.Put(ctx, &pb.PutRequest{Key: key, Value: value, NoSync: noSync(wo)})
-		return fromStatus("Put", err)
-	})
-	return c.commit(ctx, m, noSync(wo))
+	return c.commit(ctx, c.singleMember(engine.WriteOp{Kind: engine.OpPut, Key: key, Value: value}, noSync(wo)), noSync(wo))
 }
 
 // Get returns key's value (engine.Engine.Get); an error matching
@@ -506,19 +502,10 @@ func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
 	return nonNil(resp.GetValue()), nil
 }
 
-// Delete deletes key (engine.Engine.Delete). Concurrent writes are
-// grouped into one call (see coalesce.go).
+// Delete deletes key (engine.Engine.Delete). It travels as a Write of
+// one, grouped with concurrent writes (see Write).
 func (c *Client) Delete(ctx context.Context, key []byte, wo *engine.WriteOptions) error {
-	m := singleMember(engine.WriteOp{Kind: engine.OpDelete, Key: key}, func(ctx context.Context, key, _ []byte) error {
-		rpc, ctx, cancel, err := c.rpc(ctx)
-		defer cancel()
-		if err != nil {
-			return err
-		}
-		_, err = rpc.Delete(ctx, &pb.DeleteRequest{Key: key, NoSync: noSync(wo)})
-		return fromStatus("Delete", err)
-	})
-	return c.commit(ctx, m, noSync(wo))
+	return c.commit(ctx, c.singleMember(engine.WriteOp{Kind: engine.OpDelete, Key: key}, noSync(wo)), noSync(wo))
 }
 
 // GetVersions returns key's live siblings and causal context

@@ -237,17 +237,10 @@ func refused(err error) bool {
 	return false
 }
 
-// singleMember is the member for one Put or Delete, sent alone by its own
-// call with copies of the key and value (they alias the member's packed
-// writes, not the caller's memory, which the caller may reuse once it
-// returns).
-func singleMember(op engine.WriteOp, alone func(ctx context.Context, key, value []byte) error) *member {
+// singleMember is the member for one Put or Delete: its writes packed,
+// sent alone as a Write of one.
+func (c *Client) singleMember(op engine.WriteOp, noSync bool) *member {
 	ops := appendPackedOp(make([]byte, 0, packedOpBytes(op)), op)
-	r := packedReader{b: ops[1:], what: "packed write"}
-	key := r.bytes("key")
-	var value []byte
-	if n := r.uvarint("value length"); n > 0 {
-		value = r.b[: n-1 : n-1]
-	}
-	return &member{ops: ops, count: 1, keys: [][]byte{key}, alone: func(ctx context.Context) error { return alone(ctx, key, value) }}
+	req := &pb.WriteRequest{Ops: ops, Count: 1, NoSync: noSync}
+	return &member{ops: ops, count: 1, keys: [][]byte{op.Key}, alone: func(ctx context.Context) error { return c.writeRPC(ctx, req) }}
 }

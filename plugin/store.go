@@ -292,8 +292,12 @@ func (c *Client) Write(ctx context.Context, b *engine.WriteBatch, wo *engine.Wri
 	return c.commit(ctx, m, req.NoSync)
 }
 
-// writeRPC makes one Write call.
+// writeRPC sends one batch: on the write session of its sync setting
+// (session.go), or, if that is busy, in a Write call.
 func (c *Client) writeRPC(ctx context.Context, req *pb.WriteRequest) error {
+	if sent, err := c.sessionWrite(ctx, syncSlot(req.NoSync), req); sent {
+		return err
+	}
 	rpc, ctx, cancel, err := c.rpc(ctx)
 	defer cancel()
 	if err != nil {
@@ -517,3 +521,32 @@ func (l *Loader) Close() (int, error) {
 
 // Abort cancels the load: messages already applied stay applied.
 func (l *Loader) Abort() { l.cancel() }
+
+// WriteSession implements the WriteSession call: each message is a batch,
+// applied atomically and answered with its own ack (and error) before the
+// next is read.
+func (s *Server) WriteSession(stream pb.Replica_WriteSessionServer) error {
+	ctx := stream.Context()
+	var b engine.WriteBatch
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		b.Reset()
+		err = fromPBWrite(req, &b)
+		if err == nil {
+			err = s.e.Write(ctx, &b, writeOptions(req.GetNoSync()))
+		}
+		ack := &pb.WriteAck{Error: toCallError(err)}
+		if err == nil {
+			ack.Applied = uint64(b.Len())
+		}
+		if err := stream.Send(ack); err != nil {
+			return err
+		}
+	}
+}

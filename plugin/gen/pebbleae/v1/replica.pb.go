@@ -1920,6 +1920,125 @@ func (x *WriteResponse) GetApplied() uint64 {
 	return 0
 }
 
+// CallError is an error answered inside a message instead of as the
+// call's status: the same code, message and sentinel names as the
+// status's ErrorInfo would carry.
+type CallError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is a google.rpc.Code (gRPC status code).
+	Code    uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// errors are the sentinel error names (e.g. "engine.ErrEmptyKey").
+	Errors        []string `protobuf:"bytes,3,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallError) Reset() {
+	*x = CallError{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallError) ProtoMessage() {}
+
+func (x *CallError) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallError.ProtoReflect.Descriptor instead.
+func (*CallError) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CallError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *CallError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CallError) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+type WriteAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// applied is the number of writes applied (0 with error).
+	Applied uint64 `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	// error is set when the batch failed; a refused batch wrote nothing.
+	Error         *CallError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteAck) Reset() {
+	*x = WriteAck{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteAck) ProtoMessage() {}
+
+func (x *WriteAck) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteAck.ProtoReflect.Descriptor instead.
+func (*WriteAck) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *WriteAck) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *WriteAck) GetError() *CallError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 type GetManyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Keys  [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
@@ -1932,7 +2051,7 @@ type GetManyRequest struct {
 
 func (x *GetManyRequest) Reset() {
 	*x = GetManyRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2063,7 @@ func (x *GetManyRequest) String() string {
 func (*GetManyRequest) ProtoMessage() {}
 
 func (x *GetManyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2076,7 @@ func (x *GetManyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManyRequest.ProtoReflect.Descriptor instead.
 func (*GetManyRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{34}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetManyRequest) GetKeys() [][]byte {
@@ -1987,7 +2106,7 @@ type Item struct {
 
 func (x *Item) Reset() {
 	*x = Item{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2118,7 @@ func (x *Item) String() string {
 func (*Item) ProtoMessage() {}
 
 func (x *Item) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2131,7 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Item.ProtoReflect.Descriptor instead.
 func (*Item) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{35}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Item) GetFound() bool {
@@ -2053,7 +2172,7 @@ type GetManyResponse struct {
 
 func (x *GetManyResponse) Reset() {
 	*x = GetManyResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2184,7 @@ func (x *GetManyResponse) String() string {
 func (*GetManyResponse) ProtoMessage() {}
 
 func (x *GetManyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2197,7 @@ func (x *GetManyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManyResponse.ProtoReflect.Descriptor instead.
 func (*GetManyResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{36}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetManyResponse) GetItems() []*Item {
@@ -2104,7 +2223,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2235,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2248,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{37}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ScanRequest) GetStart() []byte {
@@ -2180,7 +2299,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2311,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2324,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{38}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ScanResponse) GetItems() []byte {
@@ -2247,7 +2366,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2378,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2391,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{39}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StatusRequest) GetWithRoots() bool {
@@ -2297,7 +2416,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2428,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2441,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{40}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PartitionStatus) GetId() uint32 {
@@ -2389,7 +2508,7 @@ type SessionSummary struct {
 
 func (x *SessionSummary) Reset() {
 	*x = SessionSummary{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2520,7 @@ func (x *SessionSummary) String() string {
 func (*SessionSummary) ProtoMessage() {}
 
 func (x *SessionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2533,7 @@ func (x *SessionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSummary.ProtoReflect.Descriptor instead.
 func (*SessionSummary) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{41}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SessionSummary) GetPeer() string {
@@ -2516,7 +2635,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2647,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2660,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{42}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StatusResponse) GetId() []byte {
@@ -2593,7 +2712,7 @@ type RepairRequest struct {
 
 func (x *RepairRequest) Reset() {
 	*x = RepairRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2724,7 @@ func (x *RepairRequest) String() string {
 func (*RepairRequest) ProtoMessage() {}
 
 func (x *RepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2737,7 @@ func (x *RepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairRequest.ProtoReflect.Descriptor instead.
 func (*RepairRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{43}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RepairRequest) GetPeer() string {
@@ -2651,7 +2770,7 @@ type RepairResponse struct {
 
 func (x *RepairResponse) Reset() {
 	*x = RepairResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2782,7 @@ func (x *RepairResponse) String() string {
 func (*RepairResponse) ProtoMessage() {}
 
 func (x *RepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2795,7 @@ func (x *RepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairResponse.ProtoReflect.Descriptor instead.
 func (*RepairResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{44}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RepairResponse) GetSessions() []*SessionSummary {
@@ -2808,7 +2927,14 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x17\n" +
 	"\ano_sync\x18\x03 \x01(\bR\x06noSync\")\n" +
 	"\rWriteResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\x04R\aapplied\"@\n" +
+	"\aapplied\x18\x01 \x01(\x04R\aapplied\"Q\n" +
+	"\tCallError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06errors\x18\x03 \x03(\tR\x06errors\"R\n" +
+	"\bWriteAck\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\x04R\aapplied\x12,\n" +
+	"\x05error\x18\x02 \x01(\v2\x16.pebbleae.v1.CallErrorR\x05error\"@\n" +
 	"\x0eGetManyRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\fR\x04keys\x12\x1a\n" +
 	"\bversions\x18\x02 \x01(\bR\bversions\"u\n" +
@@ -2871,8 +2997,7 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"partitions\x12\x14\n" +
 	"\x05naive\x18\x03 \x01(\bR\x05naive\"I\n" +
 	"\x0eRepairResponse\x127\n" +
-	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions2\xfc\n" +
-	"\n" +
+	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions2\xc2\v\n" +
 	"\aReplica\x12;\n" +
 	"\x04Info\x12\x18.pebbleae.v1.InfoRequest\x1a\x19.pebbleae.v1.InfoResponse\x12J\n" +
 	"\tRangeHash\x12\x1d.pebbleae.v1.RangeHashRequest\x1a\x1e.pebbleae.v1.RangeHashResponse\x12L\n" +
@@ -2891,6 +3016,7 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"PutContext\x12\x1e.pebbleae.v1.PutContextRequest\x1a\x1f.pebbleae.v1.PutContextResponse\x12>\n" +
 	"\x05Write\x12\x19.pebbleae.v1.WriteRequest\x1a\x1a.pebbleae.v1.WriteResponse\x12F\n" +
 	"\vWriteStream\x12\x19.pebbleae.v1.WriteRequest\x1a\x1a.pebbleae.v1.WriteResponse(\x01\x12D\n" +
+	"\fWriteSession\x12\x19.pebbleae.v1.WriteRequest\x1a\x15.pebbleae.v1.WriteAck(\x010\x01\x12D\n" +
 	"\aGetMany\x12\x1b.pebbleae.v1.GetManyRequest\x1a\x1c.pebbleae.v1.GetManyResponse\x12=\n" +
 	"\x04Scan\x12\x18.pebbleae.v1.ScanRequest\x1a\x19.pebbleae.v1.ScanResponse0\x01\x12A\n" +
 	"\x06Status\x12\x1a.pebbleae.v1.StatusRequest\x1a\x1b.pebbleae.v1.StatusResponse\x12A\n" +
@@ -2908,7 +3034,7 @@ func file_pebbleae_v1_replica_proto_rawDescGZIP() []byte {
 	return file_pebbleae_v1_replica_proto_rawDescData
 }
 
-var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*KeyRange)(nil),            // 0: pebbleae.v1.KeyRange
 	(*Fingerprint)(nil),         // 1: pebbleae.v1.Fingerprint
@@ -2944,17 +3070,19 @@ var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*PutContextResponse)(nil),  // 31: pebbleae.v1.PutContextResponse
 	(*WriteRequest)(nil),        // 32: pebbleae.v1.WriteRequest
 	(*WriteResponse)(nil),       // 33: pebbleae.v1.WriteResponse
-	(*GetManyRequest)(nil),      // 34: pebbleae.v1.GetManyRequest
-	(*Item)(nil),                // 35: pebbleae.v1.Item
-	(*GetManyResponse)(nil),     // 36: pebbleae.v1.GetManyResponse
-	(*ScanRequest)(nil),         // 37: pebbleae.v1.ScanRequest
-	(*ScanResponse)(nil),        // 38: pebbleae.v1.ScanResponse
-	(*StatusRequest)(nil),       // 39: pebbleae.v1.StatusRequest
-	(*PartitionStatus)(nil),     // 40: pebbleae.v1.PartitionStatus
-	(*SessionSummary)(nil),      // 41: pebbleae.v1.SessionSummary
-	(*StatusResponse)(nil),      // 42: pebbleae.v1.StatusResponse
-	(*RepairRequest)(nil),       // 43: pebbleae.v1.RepairRequest
-	(*RepairResponse)(nil),      // 44: pebbleae.v1.RepairResponse
+	(*CallError)(nil),           // 34: pebbleae.v1.CallError
+	(*WriteAck)(nil),            // 35: pebbleae.v1.WriteAck
+	(*GetManyRequest)(nil),      // 36: pebbleae.v1.GetManyRequest
+	(*Item)(nil),                // 37: pebbleae.v1.Item
+	(*GetManyResponse)(nil),     // 38: pebbleae.v1.GetManyResponse
+	(*ScanRequest)(nil),         // 39: pebbleae.v1.ScanRequest
+	(*ScanResponse)(nil),        // 40: pebbleae.v1.ScanResponse
+	(*StatusRequest)(nil),       // 41: pebbleae.v1.StatusRequest
+	(*PartitionStatus)(nil),     // 42: pebbleae.v1.PartitionStatus
+	(*SessionSummary)(nil),      // 43: pebbleae.v1.SessionSummary
+	(*StatusResponse)(nil),      // 44: pebbleae.v1.StatusResponse
+	(*RepairRequest)(nil),       // 45: pebbleae.v1.RepairRequest
+	(*RepairResponse)(nil),      // 46: pebbleae.v1.RepairResponse
 }
 var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	0,  // 0: pebbleae.v1.PartitionInfo.range:type_name -> pebbleae.v1.KeyRange
@@ -2974,57 +3102,60 @@ var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	0,  // 14: pebbleae.v1.SymbolsRequest.ranges:type_name -> pebbleae.v1.KeyRange
 	0,  // 15: pebbleae.v1.FetchByHashRequest.ranges:type_name -> pebbleae.v1.KeyRange
 	10, // 16: pebbleae.v1.FetchByHashResponse.entries:type_name -> pebbleae.v1.Entry
-	35, // 17: pebbleae.v1.GetManyResponse.items:type_name -> pebbleae.v1.Item
-	0,  // 18: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
-	1,  // 19: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
-	40, // 20: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
-	41, // 21: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
-	41, // 22: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
-	2,  // 23: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
-	6,  // 24: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
-	9,  // 25: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
-	12, // 26: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
-	14, // 27: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
-	14, // 28: pebbleae.v1.Replica.ApplyStream:input_type -> pebbleae.v1.ApplyRequest
-	16, // 29: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
-	20, // 30: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
-	18, // 31: pebbleae.v1.Replica.Symbols:input_type -> pebbleae.v1.SymbolsRequest
-	22, // 32: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
-	24, // 33: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
-	26, // 34: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
-	28, // 35: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
-	30, // 36: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
-	32, // 37: pebbleae.v1.Replica.Write:input_type -> pebbleae.v1.WriteRequest
-	32, // 38: pebbleae.v1.Replica.WriteStream:input_type -> pebbleae.v1.WriteRequest
-	34, // 39: pebbleae.v1.Replica.GetMany:input_type -> pebbleae.v1.GetManyRequest
-	37, // 40: pebbleae.v1.Replica.Scan:input_type -> pebbleae.v1.ScanRequest
-	39, // 41: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
-	43, // 42: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
-	5,  // 43: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
-	8,  // 44: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
-	11, // 45: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
-	13, // 46: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
-	15, // 47: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
-	15, // 48: pebbleae.v1.Replica.ApplyStream:output_type -> pebbleae.v1.ApplyResponse
-	17, // 49: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
-	21, // 50: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
-	19, // 51: pebbleae.v1.Replica.Symbols:output_type -> pebbleae.v1.SymbolsChunk
-	23, // 52: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
-	25, // 53: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
-	27, // 54: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
-	29, // 55: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
-	31, // 56: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
-	33, // 57: pebbleae.v1.Replica.Write:output_type -> pebbleae.v1.WriteResponse
-	33, // 58: pebbleae.v1.Replica.WriteStream:output_type -> pebbleae.v1.WriteResponse
-	36, // 59: pebbleae.v1.Replica.GetMany:output_type -> pebbleae.v1.GetManyResponse
-	38, // 60: pebbleae.v1.Replica.Scan:output_type -> pebbleae.v1.ScanResponse
-	42, // 61: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
-	44, // 62: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
-	43, // [43:63] is the sub-list for method output_type
-	23, // [23:43] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	34, // 17: pebbleae.v1.WriteAck.error:type_name -> pebbleae.v1.CallError
+	37, // 18: pebbleae.v1.GetManyResponse.items:type_name -> pebbleae.v1.Item
+	0,  // 19: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
+	1,  // 20: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
+	42, // 21: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
+	43, // 22: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
+	43, // 23: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
+	2,  // 24: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
+	6,  // 25: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
+	9,  // 26: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
+	12, // 27: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
+	14, // 28: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
+	14, // 29: pebbleae.v1.Replica.ApplyStream:input_type -> pebbleae.v1.ApplyRequest
+	16, // 30: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
+	20, // 31: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
+	18, // 32: pebbleae.v1.Replica.Symbols:input_type -> pebbleae.v1.SymbolsRequest
+	22, // 33: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
+	24, // 34: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
+	26, // 35: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
+	28, // 36: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
+	30, // 37: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
+	32, // 38: pebbleae.v1.Replica.Write:input_type -> pebbleae.v1.WriteRequest
+	32, // 39: pebbleae.v1.Replica.WriteStream:input_type -> pebbleae.v1.WriteRequest
+	32, // 40: pebbleae.v1.Replica.WriteSession:input_type -> pebbleae.v1.WriteRequest
+	36, // 41: pebbleae.v1.Replica.GetMany:input_type -> pebbleae.v1.GetManyRequest
+	39, // 42: pebbleae.v1.Replica.Scan:input_type -> pebbleae.v1.ScanRequest
+	41, // 43: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
+	45, // 44: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
+	5,  // 45: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
+	8,  // 46: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
+	11, // 47: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
+	13, // 48: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
+	15, // 49: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
+	15, // 50: pebbleae.v1.Replica.ApplyStream:output_type -> pebbleae.v1.ApplyResponse
+	17, // 51: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
+	21, // 52: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
+	19, // 53: pebbleae.v1.Replica.Symbols:output_type -> pebbleae.v1.SymbolsChunk
+	23, // 54: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
+	25, // 55: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
+	27, // 56: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
+	29, // 57: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
+	31, // 58: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
+	33, // 59: pebbleae.v1.Replica.Write:output_type -> pebbleae.v1.WriteResponse
+	33, // 60: pebbleae.v1.Replica.WriteStream:output_type -> pebbleae.v1.WriteResponse
+	35, // 61: pebbleae.v1.Replica.WriteSession:output_type -> pebbleae.v1.WriteAck
+	38, // 62: pebbleae.v1.Replica.GetMany:output_type -> pebbleae.v1.GetManyResponse
+	40, // 63: pebbleae.v1.Replica.Scan:output_type -> pebbleae.v1.ScanResponse
+	44, // 64: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
+	46, // 65: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
+	45, // [45:66] is the sub-list for method output_type
+	24, // [24:45] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_pebbleae_v1_replica_proto_init() }
@@ -3039,7 +3170,7 @@ func file_pebbleae_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pebbleae_v1_replica_proto_rawDesc), len(file_pebbleae_v1_replica_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

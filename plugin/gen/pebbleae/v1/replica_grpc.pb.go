@@ -32,26 +32,27 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Replica_Info_FullMethodName        = "/pebbleae.v1.Replica/Info"
-	Replica_RangeHash_FullMethodName   = "/pebbleae.v1.Replica/RangeHash"
-	Replica_RangeScan_FullMethodName   = "/pebbleae.v1.Replica/RangeScan"
-	Replica_Fetch_FullMethodName       = "/pebbleae.v1.Replica/Fetch"
-	Replica_Apply_FullMethodName       = "/pebbleae.v1.Replica/Apply"
-	Replica_ApplyStream_FullMethodName = "/pebbleae.v1.Replica/ApplyStream"
-	Replica_RangeSketch_FullMethodName = "/pebbleae.v1.Replica/RangeSketch"
-	Replica_FetchByHash_FullMethodName = "/pebbleae.v1.Replica/FetchByHash"
-	Replica_Symbols_FullMethodName     = "/pebbleae.v1.Replica/Symbols"
-	Replica_Put_FullMethodName         = "/pebbleae.v1.Replica/Put"
-	Replica_Get_FullMethodName         = "/pebbleae.v1.Replica/Get"
-	Replica_Delete_FullMethodName      = "/pebbleae.v1.Replica/Delete"
-	Replica_GetVersions_FullMethodName = "/pebbleae.v1.Replica/GetVersions"
-	Replica_PutContext_FullMethodName  = "/pebbleae.v1.Replica/PutContext"
-	Replica_Write_FullMethodName       = "/pebbleae.v1.Replica/Write"
-	Replica_WriteStream_FullMethodName = "/pebbleae.v1.Replica/WriteStream"
-	Replica_GetMany_FullMethodName     = "/pebbleae.v1.Replica/GetMany"
-	Replica_Scan_FullMethodName        = "/pebbleae.v1.Replica/Scan"
-	Replica_Status_FullMethodName      = "/pebbleae.v1.Replica/Status"
-	Replica_Repair_FullMethodName      = "/pebbleae.v1.Replica/Repair"
+	Replica_Info_FullMethodName         = "/pebbleae.v1.Replica/Info"
+	Replica_RangeHash_FullMethodName    = "/pebbleae.v1.Replica/RangeHash"
+	Replica_RangeScan_FullMethodName    = "/pebbleae.v1.Replica/RangeScan"
+	Replica_Fetch_FullMethodName        = "/pebbleae.v1.Replica/Fetch"
+	Replica_Apply_FullMethodName        = "/pebbleae.v1.Replica/Apply"
+	Replica_ApplyStream_FullMethodName  = "/pebbleae.v1.Replica/ApplyStream"
+	Replica_RangeSketch_FullMethodName  = "/pebbleae.v1.Replica/RangeSketch"
+	Replica_FetchByHash_FullMethodName  = "/pebbleae.v1.Replica/FetchByHash"
+	Replica_Symbols_FullMethodName      = "/pebbleae.v1.Replica/Symbols"
+	Replica_Put_FullMethodName          = "/pebbleae.v1.Replica/Put"
+	Replica_Get_FullMethodName          = "/pebbleae.v1.Replica/Get"
+	Replica_Delete_FullMethodName       = "/pebbleae.v1.Replica/Delete"
+	Replica_GetVersions_FullMethodName  = "/pebbleae.v1.Replica/GetVersions"
+	Replica_PutContext_FullMethodName   = "/pebbleae.v1.Replica/PutContext"
+	Replica_Write_FullMethodName        = "/pebbleae.v1.Replica/Write"
+	Replica_WriteStream_FullMethodName  = "/pebbleae.v1.Replica/WriteStream"
+	Replica_WriteSession_FullMethodName = "/pebbleae.v1.Replica/WriteSession"
+	Replica_GetMany_FullMethodName      = "/pebbleae.v1.Replica/GetMany"
+	Replica_Scan_FullMethodName         = "/pebbleae.v1.Replica/Scan"
+	Replica_Status_FullMethodName       = "/pebbleae.v1.Replica/Status"
+	Replica_Repair_FullMethodName       = "/pebbleae.v1.Replica/Repair"
 )
 
 // ReplicaClient is the client API for Replica service.
@@ -124,6 +125,13 @@ type ReplicaClient interface {
 	// batch ends the call; the batches before it stay applied) and, once
 	// the client half-closes, answers the number of writes applied.
 	WriteStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteRequest, WriteResponse], error)
+	// WriteSession is Write over one long-lived stream, for a client that
+	// writes often: the client sends one batch at a time and the server
+	// answers each with a WriteAck before the next (a stream message costs
+	// less than a call). A batch the server refuses or fails gets its error
+	// in its ack and the stream goes on; the stream ends when the client
+	// half-closes or cancels.
+	WriteSession(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WriteRequest, WriteAck], error)
 	// GetMany reads many keys from one snapshot, with their versions when
 	// asked for (causal mode).
 	GetMany(ctx context.Context, in *GetManyRequest, opts ...grpc.CallOption) (*GetManyResponse, error)
@@ -331,6 +339,19 @@ func (c *replicaClient) WriteStream(ctx context.Context, opts ...grpc.CallOption
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Replica_WriteStreamClient = grpc.ClientStreamingClient[WriteRequest, WriteResponse]
 
+func (c *replicaClient) WriteSession(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WriteRequest, WriteAck], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Replica_ServiceDesc.Streams[4], Replica_WriteSession_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WriteRequest, WriteAck]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_WriteSessionClient = grpc.BidiStreamingClient[WriteRequest, WriteAck]
+
 func (c *replicaClient) GetMany(ctx context.Context, in *GetManyRequest, opts ...grpc.CallOption) (*GetManyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetManyResponse)
@@ -343,7 +364,7 @@ func (c *replicaClient) GetMany(ctx context.Context, in *GetManyRequest, opts ..
 
 func (c *replicaClient) Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ScanResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Replica_ServiceDesc.Streams[4], Replica_Scan_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Replica_ServiceDesc.Streams[5], Replica_Scan_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -450,6 +471,13 @@ type ReplicaServer interface {
 	// batch ends the call; the batches before it stay applied) and, once
 	// the client half-closes, answers the number of writes applied.
 	WriteStream(grpc.ClientStreamingServer[WriteRequest, WriteResponse]) error
+	// WriteSession is Write over one long-lived stream, for a client that
+	// writes often: the client sends one batch at a time and the server
+	// answers each with a WriteAck before the next (a stream message costs
+	// less than a call). A batch the server refuses or fails gets its error
+	// in its ack and the stream goes on; the stream ends when the client
+	// half-closes or cancels.
+	WriteSession(grpc.BidiStreamingServer[WriteRequest, WriteAck]) error
 	// GetMany reads many keys from one snapshot, with their versions when
 	// asked for (causal mode).
 	GetMany(context.Context, *GetManyRequest) (*GetManyResponse, error)
@@ -520,6 +548,9 @@ func (UnimplementedReplicaServer) Write(context.Context, *WriteRequest) (*WriteR
 }
 func (UnimplementedReplicaServer) WriteStream(grpc.ClientStreamingServer[WriteRequest, WriteResponse]) error {
 	return status.Error(codes.Unimplemented, "method WriteStream not implemented")
+}
+func (UnimplementedReplicaServer) WriteSession(grpc.BidiStreamingServer[WriteRequest, WriteAck]) error {
+	return status.Error(codes.Unimplemented, "method WriteSession not implemented")
 }
 func (UnimplementedReplicaServer) GetMany(context.Context, *GetManyRequest) (*GetManyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMany not implemented")
@@ -806,6 +837,13 @@ func _Replica_WriteStream_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Replica_WriteStreamServer = grpc.ClientStreamingServer[WriteRequest, WriteResponse]
 
+func _Replica_WriteSession_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ReplicaServer).WriteSession(&grpc.GenericServerStream[WriteRequest, WriteAck]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_WriteSessionServer = grpc.BidiStreamingServer[WriteRequest, WriteAck]
+
 func _Replica_GetMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetManyRequest)
 	if err := dec(in); err != nil {
@@ -958,6 +996,12 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WriteStream",
 			Handler:       _Replica_WriteStream_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "WriteSession",
+			Handler:       _Replica_WriteSession_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 		{
