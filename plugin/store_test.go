@@ -440,6 +440,10 @@ func TestWriteKilledMidBatch(t *testing.T) {
 		}
 	}
 	t.Logf("%d batches sent, %d acknowledged, %d present after kill -9 and restart", len(tried), len(acked), whole)
+	// Writes go on after the restart (on a new write session).
+	if err := c.Put(ctx, []byte("after-restart"), []byte("v"), nil); err != nil {
+		t.Fatalf("Put after restart: %v", err)
+	}
 	if ms, err := rootAfterVerify(ctx, t, c); err != nil || ms {
 		t.Fatalf("tree after the kill: mismatch %v, %v", ms, err)
 	}
@@ -558,5 +562,41 @@ func TestGroupCommit(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestWriteSessionCancel: a write whose context ends gets the context's
+// error and later writes still work (the write session is reopened).
+func TestWriteSessionCancel(t *testing.T) {
+	ctx := testCtx(t)
+	c := openPlugin(t, t.TempDir(), "p", quietOpen())
+	if err := c.Put(ctx, []byte("a"), []byte("1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := c.Put(canceled, []byte("b"), []byte("2"), nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put with a canceled context: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, time.Microsecond)
+	defer cancel()
+	time.Sleep(time.Millisecond)
+	if err := c.Put(short, []byte("c"), []byte("3"), nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Put past its deadline: %v", err)
+	}
+	var b engine.WriteBatch
+	b.Put([]byte("d"), []byte("4"))
+	b.Put(nil, []byte("bad"))
+	if err := c.Write(ctx, &b, nil); !errors.Is(err, engine.ErrEmptyKey) {
+		t.Fatalf("refused batch on the session: %v", err)
+	}
+	for i := range 50 {
+		if err := c.Put(ctx, key("e", i), []byte("5"), engine.NoSync); err != nil {
+			t.Fatalf("Put %d after the cancellations: %v", i, err)
+		}
+	}
+	items, err := c.GetMany(ctx, [][]byte{[]byte("a"), []byte("d"), key("e", 49)}, nil)
+	if err != nil || !items[0].Found || items[1].Found || !items[2].Found {
+		t.Fatalf("after the cancellations: %+v, %v", items, err)
 	}
 }
