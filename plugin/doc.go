@@ -65,7 +65,10 @@
 // Client implements engine.KV with the same RPCs whatever the transport
 // (see store.go): Write (a WriteBatch in one call, atomic on the replica:
 // one Pebble batch, one pass of the write hooks; its writes packed in one
-// bytes field), WriteStream (bulk loads through a Loader: messages of
+// bytes field), WriteSession (the same batches on one long-lived stream,
+// one at a time, each acknowledged with its own error: what the client
+// uses for Put, Delete and Write, since a stream message costs less than a
+// call; session.go), WriteStream (bulk loads through a Loader: messages of
 // about 1 MiB, each atomic, paced by gRPC's flow control, the last one
 // synced), GetMany (many keys from one snapshot, with versions in causal
 // mode) and Scan (a user key range from one snapshot, server-streamed in
