@@ -105,9 +105,9 @@ type Client struct {
 	proc atomic.Pointer[goplugin.Client]
 	// committer groups concurrent writes (coalesce.go).
 	committer committer
-	// sessions are the WriteSession streams, one a sync setting
+	// sessions are the WriteSession streams, maxInFlight a sync setting
 	// (session.go).
-	sessions [2]writeSession
+	sessions [2][maxInFlight]writeSession
 }
 
 var (

@@ -32,15 +32,22 @@ func (s *writeSession) closeLocked() {
 // returns the batch's result; sent is false when the session was busy
 // and nothing was sent.
 func (c *Client) sessionWrite(ctx context.Context, slot int, req *pb.WriteRequest) (sent bool, err error) {
-	s := &c.sessions[slot]
-	if !s.mu.TryLock() {
-		return false, nil
+	for i := range c.sessions[slot] {
+		s := &c.sessions[slot][i]
+		if s.mu.TryLock() {
+			defer s.mu.Unlock()
+			return true, c.sendOnSession(ctx, s, req)
+		}
 	}
-	defer s.mu.Unlock()
+	return false, nil
+}
+
+// sendOnSession sends req on s (locked) and awaits its ack.
+func (c *Client) sendOnSession(ctx context.Context, s *writeSession, req *pb.WriteRequest) error {
 	rpc, ctx, cancel, err := c.rpc(ctx)
 	defer cancel()
 	if err != nil {
-		return true, err
+		return err
 	}
 	if s.stream == nil || s.rpc != rpc {
 		s.closeLocked()
@@ -50,7 +57,7 @@ func (c *Client) sessionWrite(ctx context.Context, slot int, req *pb.WriteReques
 		stream, err := rpc.WriteSession(sctx)
 		if err != nil {
 			scancel()
-			return true, fromStatus("Write", err)
+			return fromStatus("Write", err)
 		}
 		s.stream, s.rpc, s.cancel = stream, rpc, scancel
 	}
@@ -66,26 +73,28 @@ func (c *Client) sessionWrite(ctx context.Context, slot int, req *pb.WriteReques
 		// ctx ended: the stream was (or is being) canceled.
 		s.closeLocked()
 		if cerr := ctx.Err(); cerr != nil {
-			return true, cerr
+			return cerr
 		}
 	}
 	if err != nil {
 		s.closeLocked()
-		return true, fromStatus("Write", err)
+		return fromStatus("Write", err)
 	}
 	if ack.GetError() == nil && ack.GetApplied() != uint64(req.GetCount()) {
-		return true, fmt.Errorf("%w: Write: %d writes applied of %d", ErrBadResponse, ack.GetApplied(), req.GetCount())
+		return fmt.Errorf("%w: Write: %d writes applied of %d", ErrBadResponse, ack.GetApplied(), req.GetCount())
 	}
-	return true, fromCallError("Write", ack.GetError())
+	return fromCallError("Write", ack.GetError())
 }
 
 // closeSessions ends the write sessions (before the transport closes, so
 // that a graceful server stop does not wait for them).
 func (c *Client) closeSessions() {
 	for i := range c.sessions {
-		s := &c.sessions[i]
-		s.mu.Lock()
-		s.closeLocked()
-		s.mu.Unlock()
+		for j := range c.sessions[i] {
+			s := &c.sessions[i][j]
+			s.mu.Lock()
+			s.closeLocked()
+			s.mu.Unlock()
+		}
 	}
 }
