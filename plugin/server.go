@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -166,12 +167,15 @@ type Server struct {
 	// openSymbolStreams counts the engine symbol streams of Symbols calls
 	// in progress.
 	openSymbolStreams atomic.Int64
+	// draining is closed by Drain.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 // NewServer returns the service for e. It does not own e: closing the
 // engine makes every call fail with UNAVAILABLE.
 func NewServer(e *engine.Engine, opts *ServerOptions) *Server {
-	return &Server{e: e, opts: *opts.EnsureDefaults()}
+	return &Server{e: e, opts: *opts.EnsureDefaults(), draining: make(chan struct{})}
 }
 
 // GRPCServerOptions returns the options a grpc.Server serving s must use:
@@ -204,11 +208,16 @@ func (s *Server) Register(reg grpc.ServiceRegistrar) { pb.RegisterReplicaServer(
 // with reflection, limits and interceptors; extra options are appended
 // (credentials, say).
 func NewGRPCServer(e *engine.Engine, opts *ServerOptions, extra ...grpc.ServerOption) *grpc.Server {
+	gs, _ := newGRPCServer(e, opts, extra...)
+	return gs
+}
+
+func newGRPCServer(e *engine.Engine, opts *ServerOptions, extra ...grpc.ServerOption) (*grpc.Server, *Server) {
 	s := NewServer(e, opts)
 	gs := grpc.NewServer(append(s.GRPCServerOptions(), extra...)...)
 	s.Register(gs)
 	reflection.Register(gs)
-	return gs
+	return gs, s
 }
 
 func (s *Server) recovered(method string, r any) error {

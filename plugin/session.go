@@ -2,7 +2,9 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
@@ -20,6 +22,11 @@ type writeSession struct {
 	cancel context.CancelFunc
 }
 
+// errSessionEnded reports a session the server ended (Server.Drain)
+// before it took the batch: the batch was not applied, and is resent as a
+// Write call.
+var errSessionEnded = errors.New("plugin: write session ended by the server")
+
 // closeLocked ends the stream; s.mu is held.
 func (s *writeSession) closeLocked() {
 	if s.cancel != nil {
@@ -35,8 +42,12 @@ func (c *Client) sessionWrite(ctx context.Context, slot int, req *pb.WriteReques
 	for i := range c.sessions[slot] {
 		s := &c.sessions[slot][i]
 		if s.mu.TryLock() {
-			defer s.mu.Unlock()
-			return true, c.sendOnSession(ctx, s, req)
+			err := c.sendOnSession(ctx, s, req)
+			s.mu.Unlock()
+			if errors.Is(err, errSessionEnded) {
+				return false, nil
+			}
+			return true, err
 		}
 	}
 	return false, nil
@@ -75,6 +86,11 @@ func (c *Client) sendOnSession(ctx context.Context, s *writeSession, req *pb.Wri
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
+	}
+	if errors.Is(err, io.EOF) {
+		// The server drained the session without applying req.
+		s.closeLocked()
+		return errSessionEnded
 	}
 	if err != nil {
 		s.closeLocked()

@@ -524,20 +524,46 @@ func (l *Loader) Abort() { l.cancel() }
 
 // WriteSession implements the WriteSession call: each message is a batch,
 // applied atomically and answered with its own ack (and error) before the
-// next is read.
+// next is taken. A reader goroutine receives the messages so that Drain can
+// end a session that waits for its client's next batch; a batch being
+// applied is applied and acknowledged first. A session Drain ends sends no
+// ack for a batch it did not apply, and the client resends that batch as
+// a Write call.
 func (s *Server) WriteSession(stream pb.Replica_WriteSessionServer) error {
 	ctx := stream.Context()
+	reqs := make(chan *pb.WriteRequest)
+	recvErr := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-done:
+				return
+			}
+		}
+	}()
 	var b engine.WriteBatch
 	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
+		var req *pb.WriteRequest
+		select {
+		case req = <-reqs:
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case <-s.draining:
 			return nil
 		}
-		if err != nil {
-			return err
-		}
 		b.Reset()
-		err = fromPBWrite(req, &b)
+		err := fromPBWrite(req, &b)
 		if err == nil {
 			err = s.e.Write(ctx, &b, writeOptions(req.GetNoSync()))
 		}
@@ -549,4 +575,13 @@ func (s *Server) WriteSession(stream pb.Replica_WriteSessionServer) error {
 			return err
 		}
 	}
+}
+
+// Drain ends the write sessions (WriteSession calls) waiting for their
+// clients' next batch, and those that wait from now on, so that a
+// graceful stop of the gRPC server does not wait for clients that keep a
+// session open. Call it before grpc.Server.GracefulStop (ServeListener
+// does); the clients resend as Write calls.
+func (s *Server) Drain() {
+	s.drainOnce.Do(func() { close(s.draining) })
 }
