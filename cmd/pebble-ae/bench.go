@@ -126,6 +126,7 @@ func (f *kvFlags) config(cmd *cobra.Command, keySize, valueSize int, seed uint64
 	}
 	switch f.sync {
 	case "", "both":
+		kc.Syncs = []bool{true, false}
 	case "sync":
 		kc.Syncs = []bool{true}
 	case "nosync":
