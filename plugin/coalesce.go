@@ -42,6 +42,10 @@ import (
 // maxGroupBytes bounds the packed writes of one commit group.
 const maxGroupBytes = 4 << 20
 
+// groupLimit is the most packed bytes of one group: maxGroupBytes, or
+// half the message limit if that is smaller.
+func (c *Client) groupLimit() int { return min(maxGroupBytes, c.opts.MaxMessageSize/2) }
+
 // member is one caller's writes in a commit group.
 type member struct {
 	ops   []byte // packed (WriteRequest.ops)
@@ -132,7 +136,7 @@ func (c *Client) commit(ctx context.Context, m *member, noSync bool) error {
 		cm.mu.Unlock()
 		c.sendGroup(slot, g)
 		return m.err
-	case len(m.ops) > maxGroupBytes/2 || (g != nil && (g.bytes+len(m.ops) > maxGroupBytes || g.has(m.keys))):
+	case len(m.ops) > c.groupLimit()/2 || (g != nil && (g.bytes+len(m.ops) > c.groupLimit() || g.has(m.keys))):
 		// Too big to group, or its key is in the group already.
 		cm.mu.Unlock()
 		return m.alone(ctx)
