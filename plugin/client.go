@@ -105,9 +105,9 @@ type Client struct {
 	proc atomic.Pointer[goplugin.Client]
 	// committer groups concurrent writes (coalesce.go).
 	committer committer
-	// sessions are the WriteSession streams, maxInFlight a sync setting
+	// sessions are the WriteSession streams, a pool a sync setting
 	// (session.go).
-	sessions [2][maxInFlight]writeSession
+	sessions [2][maxSessions]writeSession
 }
 
 var (
