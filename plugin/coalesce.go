@@ -20,11 +20,12 @@ import (
 // through a transport each write first pays a round trip, and concurrent
 // callers' round trips overlap only as far as the two processes' CPUs
 // allow. The client therefore groups the writes of concurrent callers
-// itself, as Pebble's commit pipeline does: while one Write call of a
-// sync setting is in flight, the writes (Put, Delete, Write) that arrive
-// with the same setting wait in one open group, which is sent as one
-// Write call when the call in flight returns. A caller alone never waits:
-// its write goes at once, by itself.
+// itself, as Pebble's commit pipeline does: while the most calls of a
+// sync setting are in flight (four synced, two unsynced: maxInFlight), the
+// writes (Put, Delete, Write) that arrive with the same setting wait in
+// one open group, which is sent as one call when a call in flight
+// returns. A caller that finds room in flight does not wait: its write
+// goes at once (with those that join it while it yields once).
 //
 // A group is one atomic batch on the replica, so the rules of a batch
 // hold for it (in causal mode a key may appear once: a write of a key

@@ -73,8 +73,9 @@
 // synced), GetMany (many keys from one snapshot, with versions in causal
 // mode) and Scan (a user key range from one snapshot, server-streamed in
 // packed chunks, with a limit and a pagination token). Put, Delete and
-// Write calls of concurrent callers are grouped into shared Write calls
-// while one is in flight (group commit across the RPC layer, coalesce.go).
+// Write calls of concurrent callers are grouped into shared calls while
+// four synced (two unsynced) are in flight (group commit across the RPC
+// layer, coalesce.go).
 // A host that takes an engine.KV runs unchanged in process (an
 // *engine.Engine) and out of process (a *Client from Open): see
 // Example_store. The CLI's scan uses the same Scan call.

@@ -12,9 +12,10 @@ import (
 
 // writeSession is one long-lived WriteSession stream a client sends its
 // write calls on, one at a time: a stream message costs the two processes
-// less than a call. The client keeps one a sync setting (coalesce.go sends
-// at most one call of a setting at a time); a write that finds the
-// session busy makes an ordinary Write call instead.
+// less than a call. The client keeps a pool of maxSessions a sync setting
+// (as many as coalesce.go keeps calls of the setting in flight); a write
+// that finds every session of its setting busy makes an ordinary Write
+// call instead.
 type writeSession struct {
 	mu     sync.Mutex // held while a batch is sent and its ack awaited
 	stream pb.Replica_WriteSessionClient

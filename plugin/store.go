@@ -272,7 +272,7 @@ func (r *packedReader) item(versions bool) engine.Item {
 //
 // Group commit: the writes of concurrent callers with the same sync
 // setting (Put, Delete and Write calls) travel together in one call while
-// another is in flight, and commit together as one batch on the replica,
+// the most calls of the setting are in flight, and commit together as one batch on the replica,
 // as Pebble's own commit pipeline groups writes; a refused group is
 // resent caller by caller, so each gets its own answer (see coalesce.go;
 // ClientOptions.NoGroupCommit turns it off).
