@@ -31,7 +31,9 @@
 //   - FuzzSession: the session state machine fed arbitrary, malformed or
 //     lying answers never panics and never applies an unjustified write.
 //   - FuzzGRPCWireRequests, FuzzGRPCStructuredRequests: every gRPC request
-//     type through the server's validation against real engines.
+//     type through the server's validation against real engines (the
+//     application's Write with its packed writes, GetMany and Scan
+//     included).
 //   - FuzzParsePeers, FuzzParseSplits: the CLI's structured flags.
 //
 // fuzz/run.sh runs every target of the module for a given duration each.

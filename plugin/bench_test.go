@@ -79,3 +79,71 @@ func BenchmarkSessionTransport(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStoreWrite times one Write of a batch of 100 new keys (NoSync)
+// in process and through gRPC over bufconn.
+//
+//	go test ./plugin -run '^$' -bench StoreWrite
+func BenchmarkStoreWrite(b *testing.B) {
+	for _, transport := range []string{"direct", "grpc"} {
+		b.Run("transport="+transport, func(b *testing.B) {
+			ctx := testCtx(b)
+			e := openEngine(b, "a", reconcile.ModeLWW)
+			var kv engine.KV = e
+			if transport == "grpc" {
+				kv = inProcess(b, e, nil)
+			}
+			value := make([]byte, 100)
+			var wb engine.WriteBatch
+			n := 0
+			b.ResetTimer()
+			for b.Loop() {
+				wb.Reset()
+				for range 100 {
+					n++
+					wb.Put(fmt.Appendf(nil, "k%015d", n*7919%100000007), value)
+				}
+				if err := kv.Write(ctx, &wb, engine.NoSync); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkStoreScan times a full Scan of 200,000 keys in process and
+// through gRPC over bufconn, and reports keys/s.
+//
+//	go test ./plugin -run '^$' -bench StoreScan
+func BenchmarkStoreScan(b *testing.B) {
+	const n = 200_000
+	for _, transport := range []string{"direct", "grpc"} {
+		b.Run("transport="+transport, func(b *testing.B) {
+			ctx := testCtx(b)
+			e := openEngine(b, "a", reconcile.ModeLWW)
+			value := make([]byte, 100)
+			var wb engine.WriteBatch
+			for i := range n {
+				wb.Put(fmt.Appendf(nil, "k%015d", i*7919%n), value)
+				if wb.Len() == 1000 {
+					if err := e.Write(ctx, &wb, engine.NoSync); err != nil {
+						b.Fatal(err)
+					}
+					wb.Reset()
+				}
+			}
+			var kv engine.KV = e
+			if transport == "grpc" {
+				kv = inProcess(b, e, nil)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				count := 0
+				if _, err := kv.Scan(ctx, engine.ScanRequest{}, func(engine.Item) error { count++; return nil }); err != nil || count != n {
+					b.Fatal(count, err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "keys/s")
+		})
+	}
+}

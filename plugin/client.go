@@ -33,6 +33,15 @@ type ClientOptions struct {
 	// CallTimeout is the deadline given to a call whose context has none
 	// (default 0: none).
 	CallTimeout time.Duration
+	// WindowSize is the HTTP/2 flow-control window of each stream (and
+	// twice it, of the connection) for what the client receives: how far
+	// a server streaming a Scan may run ahead of the client (default
+	// DefaultWindowSize; negative: gRPC's own, 64 KiB growing with its
+	// bandwidth-delay estimate).
+	WindowSize int
+	// NoGroupCommit sends every write in its own call instead of grouping
+	// the writes of concurrent callers into one (see Client.Write).
+	NoGroupCommit bool
 }
 
 // EnsureDefaults returns a copy of o with zero fields set to defaults.
@@ -47,15 +56,26 @@ func (o *ClientOptions) EnsureDefaults() *ClientOptions {
 	if c.CompressAbove == 0 {
 		c.CompressAbove = DefaultCompressAbove
 	}
+	if c.WindowSize == 0 {
+		c.WindowSize = DefaultWindowSize
+	}
 	return &c
 }
 
 // dialOptions are the gRPC dial options every transport uses.
 func (o *ClientOptions) dialOptions(counter *wireCounter) []grpc.DialOption {
-	return []grpc.DialOption{
+	opts := []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxMessageSize), grpc.MaxCallSendMsgSize(o.MaxMessageSize)),
 		grpc.WithStatsHandler(counter),
 	}
+	if o.WindowSize > 0 {
+		opts = append(opts,
+			grpc.WithInitialWindowSize(int32(min(o.WindowSize, 1<<30))),
+			grpc.WithInitialConnWindowSize(int32(min(2*o.WindowSize, 1<<30))),
+			grpc.WithReadBufferSize(transportBufferSize),
+			grpc.WithWriteBufferSize(transportBufferSize))
+	}
+	return opts
 }
 
 // Client is a remote replica reached over gRPC: in process (InProcess), as
@@ -83,6 +103,11 @@ type Client struct {
 	restart func(ctx context.Context) (pb.ReplicaClient, func() error, error)
 	// proc is the plugin process of a go-plugin transport.
 	proc atomic.Pointer[goplugin.Client]
+	// committer groups concurrent writes (coalesce.go).
+	committer committer
+	// sessions are the WriteSession streams, a pool a sync setting
+	// (session.go).
+	sessions [2][maxSessions]writeSession
 }
 
 var (
@@ -139,6 +164,7 @@ func (c *Client) ResetWireStats() { c.counter.reset() }
 // Close releases the transport (and stops a plugin process). Calls after
 // Close fail with ErrClosed.
 func (c *Client) Close() error {
+	c.closeSessions()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mu.closed {
@@ -158,6 +184,7 @@ func (c *Client) Restart(ctx context.Context) error {
 	if c.restart == nil {
 		return fmt.Errorf("plugin: this transport cannot restart")
 	}
+	c.closeSessions()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mu.closed {
@@ -451,15 +478,13 @@ func (c *Client) FetchByHash(ctx context.Context, req reconcile.FetchByHashReque
 
 func noSync(wo *engine.WriteOptions) bool { return wo != nil && !wo.Sync }
 
-// Put writes value under key (engine.Engine.Put). A nil wo syncs.
+// Put writes value under key (engine.Engine.Put). A nil wo syncs. It
+// travels as a Write of one, grouped with concurrent writes (see Write).
 func (c *Client) Put(ctx context.Context, key, value []byte, wo *engine.WriteOptions) error {
-	rpc, ctx, cancel, err := c.rpc(ctx)
-	defer cancel()
-	if err != nil {
-		return err
+	if value == nil {
+		value = []byte{}
 	}
-	_, err = rpc.Put(ctx, &pb.PutRequest{Key: key, Value: value, NoSync: noSync(wo)})
-	return fromStatus("Put", err)
+	return c.commit(ctx, c.singleMember(engine.WriteOp{Kind: engine.OpPut, Key: key, Value: value}, noSync(wo)), noSync(wo))
 }
 
 // Get returns key's value (engine.Engine.Get); an error matching
@@ -477,15 +502,10 @@ func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
 	return nonNil(resp.GetValue()), nil
 }
 
-// Delete deletes key (engine.Engine.Delete).
+// Delete deletes key (engine.Engine.Delete). It travels as a Write of
+// one, grouped with concurrent writes (see Write).
 func (c *Client) Delete(ctx context.Context, key []byte, wo *engine.WriteOptions) error {
-	rpc, ctx, cancel, err := c.rpc(ctx)
-	defer cancel()
-	if err != nil {
-		return err
-	}
-	_, err = rpc.Delete(ctx, &pb.DeleteRequest{Key: key, NoSync: noSync(wo)})
-	return fromStatus("Delete", err)
+	return c.commit(ctx, c.singleMember(engine.WriteOp{Kind: engine.OpDelete, Key: key}, noSync(wo)), noSync(wo))
 }
 
 // GetVersions returns key's live siblings and causal context

@@ -1,7 +1,8 @@
 // Package plugin serves a pebble-ae replica over gRPC and reaches one: the
 // pebbleae.v1.Replica service (proto/pebbleae/v1/replica.proto, generated
 // code in gen/pebbleae/v1), a server adapter over *engine.Engine and a
-// Client that implements reconcile.Replica plus the key-value calls. The
+// Client that implements reconcile.Replica and engine.KV, the
+// application's key-value interface that *engine.Engine implements too. The
 // same service runs over three transports:
 //
 //   - in process: InProcess(e, ...) over gRPC's bufconn (real framing,
@@ -49,12 +50,35 @@
 // Messages are bounded on both sides (DefaultMaxMessageSize, 64 MiB; the
 // go-plugin server is configured too, its gRPC default being 4 MiB).
 // Requests carry at most engine.MaxKeysPerRequest keys and
-// engine.MaxRanges ranges. RangeScan streams one page in chunks of at most
+// engine.MaxRanges ranges. A Write over the message limit fails before it
+// is sent (ErrLimitExceeded); stream it with a Loader instead. Flow
+// control windows are DefaultWindowSize (8 MiB) a stream, so that a Scan's
+// server runs ahead of its client. RangeScan streams one page in chunks of at most
 // ServerOptions.ScanChunkBytes, reading records from the engine 64 at a
 // time, and ends a page early (more = true) at ServerOptions.MaxScanBytes.
 // Record-carrying messages of at least CompressAbove bytes (default 32 KiB)
 // are gzip-compressed: Fetch answers and RangeScan pages by the server,
 // Apply requests by the client.
+//
+// # The application's store
+//
+// Client implements engine.KV with the same RPCs whatever the transport
+// (see store.go): Write (a WriteBatch in one call, atomic on the replica:
+// one Pebble batch, one pass of the write hooks; its writes packed in one
+// bytes field), WriteSession (the same batches on one long-lived stream,
+// one at a time, each acknowledged with its own error: what the client
+// uses for Put, Delete and Write, since a stream message costs less than a
+// call; session.go), WriteStream (bulk loads through a Loader: messages of
+// about 1 MiB, each atomic, paced by gRPC's flow control, the last one
+// synced), GetMany (many keys from one snapshot, with versions in causal
+// mode) and Scan (a user key range from one snapshot, server-streamed in
+// packed chunks, with a limit and a pagination token). Put, Delete and
+// Write calls of concurrent callers are grouped into shared calls while
+// four synced (two unsynced) are in flight (group commit across the RPC
+// layer, coalesce.go).
+// A host that takes an engine.KV runs unchanged in process (an
+// *engine.Engine) and out of process (a *Client from Open): see
+// Example_store. The CLI's scan uses the same Scan call.
 //
 // # Bytes on the wire
 //
@@ -79,6 +103,10 @@
 //   - A client's rights come from ListenOptions.Roles (Role: peer, writer,
 //     reader); without Roles every accepted identity may call every
 //     method, writes included. The serve command always sets Roles.
+//   - A Scan is one snapshot for the whole call; its pages (limit and the
+//     returned next key) are separate calls and separate snapshots.
+//   - A Loader's load is not atomic as a whole: each message is. After a
+//     failure the messages before the refused one stay applied.
 //
 // Regenerate the code with generate.sh (buf and local protoc-gen-go /
 // protoc-gen-go-grpc, see buf.gen.yaml); the mocks with go generate

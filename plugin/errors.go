@@ -13,6 +13,8 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 
 // Errors of this package; test with errors.Is. Errors that come back from a
@@ -134,6 +136,24 @@ func toStatus(err error) error {
 	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok && !isRemote(err) {
 		return err
 	}
+	code, names := classify(err)
+	// Status messages travel as proto strings, which must be UTF-8 (a key
+	// or replica ID quoted in the message need not be).
+	st := status.New(code, strings.ToValidUTF8(err.Error(), "\uFFFD"))
+	reason := strings.ToUpper(strings.TrimPrefix(strings.SplitN(names[0], ".", 2)[1], "Err"))
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{
+		Reason:   reason,
+		Domain:   ErrorDomain,
+		Metadata: map[string]string{errorsMetadataKey: strings.Join(names, ",")},
+	}); derr == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// classify returns the status code of err and the names of every sentinel
+// it matches (plugin.ErrInternal for none).
+func classify(err error) (codes.Code, []string) {
 	code := codes.Unknown
 	var names []string
 	for _, s := range sentinels {
@@ -148,18 +168,47 @@ func toStatus(err error) error {
 		code = codes.Internal
 		names = append(names, "plugin.ErrInternal")
 	}
-	// Status messages travel as proto strings, which must be UTF-8 (a key
-	// or replica ID quoted in the message need not be).
-	st := status.New(code, strings.ToValidUTF8(err.Error(), "\uFFFD"))
-	reason := strings.ToUpper(strings.TrimPrefix(strings.SplitN(names[0], ".", 2)[1], "Err"))
-	if d, derr := st.WithDetails(&errdetails.ErrorInfo{
-		Reason:   reason,
-		Domain:   ErrorDomain,
-		Metadata: map[string]string{errorsMetadataKey: strings.Join(names, ",")},
-	}); derr == nil {
-		st = d
+	return code, names
+}
+
+// toCallError is toStatus for an error answered inside a message
+// (WriteAck). nil stays nil.
+func toCallError(err error) *pb.CallError {
+	if err == nil {
+		return nil
 	}
-	return st.Err()
+	code, names := classify(err)
+	return &pb.CallError{Code: uint32(code), Message: strings.ToValidUTF8(err.Error(), "\uFFFD"), Errors: names}
+}
+
+// fromCallError is fromStatus for an error answered inside a message.
+func fromCallError(op string, ce *pb.CallError) error {
+	if ce == nil {
+		return nil
+	}
+	return newError(op, codes.Code(ce.GetCode()), ce.GetMessage(), ce.GetErrors())
+}
+
+// newError returns the *Error for a remote failure with the given code,
+// message and sentinel names.
+func newError(op string, code codes.Code, msg string, names []string) *Error {
+	re := &Error{Code: code, Message: msg, Op: op}
+	seen := map[error]bool{}
+	add := func(e error) {
+		if !seen[e] {
+			seen[e] = true
+			re.errs = append(re.errs, e)
+		}
+	}
+	for _, name := range names {
+		if s, ok := sentinelByName[name]; ok {
+			add(s.err)
+		}
+	}
+	for _, e := range codeSentinels(code, re.errs) {
+		add(e)
+	}
+	return re
 }
 
 func isRemote(err error) bool {
@@ -213,29 +262,15 @@ func fromStatus(op string, err error) error {
 		// Not a status: a local failure (a closed client, a bad answer).
 		return err
 	}
-	re := &Error{Code: st.Code(), Message: st.Message(), Op: op}
-	seen := map[error]bool{}
-	add := func(e error) {
-		if !seen[e] {
-			seen[e] = true
-			re.errs = append(re.errs, e)
-		}
-	}
+	var names []string
 	for _, d := range st.Details() {
 		info, ok := d.(*errdetails.ErrorInfo)
 		if !ok || info.GetDomain() != ErrorDomain {
 			continue
 		}
-		for _, name := range strings.Split(info.GetMetadata()[errorsMetadataKey], ",") {
-			if s, ok := sentinelByName[name]; ok {
-				add(s.err)
-			}
-		}
+		names = append(names, strings.Split(info.GetMetadata()[errorsMetadataKey], ",")...)
 	}
-	for _, e := range codeSentinels(st.Code(), re.errs) {
-		add(e)
-	}
-	return re
+	return newError(op, st.Code(), st.Message(), names)
 }
 
 // codeSentinels returns the sentinels a status code implies beyond have.

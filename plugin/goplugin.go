@@ -225,6 +225,7 @@ func (c *Client) Ping(ctx context.Context) error {
 // Kill stops a plugin process at once (without the graceful shutdown of
 // Close) and closes the client. For other transports it is Close.
 func (c *Client) Kill() {
+	c.closeSessions()
 	if p := c.proc.Load(); p != nil {
 		p.Kill()
 	}

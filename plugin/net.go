@@ -142,7 +142,7 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 		}
 		extra = append(extra, grpc.Creds(credentials.NewTLS(cfg)))
 	}
-	gs := NewGRPCServer(e, &o.Server, extra...)
+	gs, srv := newGRPCServer(e, &o.Server, extra...)
 	if o.Ready != nil {
 		o.Ready(lis.Addr())
 	}
@@ -158,6 +158,7 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 		timeout = 5 * time.Second
 	}
 	stopped := make(chan struct{})
+	srv.Drain() // idle write sessions would hold the graceful stop
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:

@@ -230,3 +230,38 @@ func TestInsecureLoopbackAndReflection(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDrainWriteSessions: a served node stops gracefully while a client
+// keeps a write session open (Drain ends it; the stop does not wait out a
+// one-hour shutdown timeout), and the client's next write fails with
+// ErrUnavailable instead of hanging.
+func TestDrainWriteSessions(t *testing.T) {
+	ctx := testCtx(t)
+	e := openEngine(t, "a", reconcile.ModeLWW)
+	addrCh := make(chan net.Addr, 1)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- plugin.ListenAndServe(sctx, e, "127.0.0.1:0", nil, &plugin.ListenOptions{
+			Insecure: true, ShutdownTimeout: time.Hour, Ready: func(a net.Addr) { addrCh <- a },
+		})
+	}()
+	c, err := plugin.Dial(ctx, (<-addrCh).String(), nil, "a", &plugin.DialOptions{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Put(ctx, []byte("k"), []byte("v"), nil); err != nil { // opens the session
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(ctx, []byte("k2"), []byte("v"), nil); !errors.Is(err, plugin.ErrUnavailable) {
+		t.Fatalf("Put after the server stopped: %v, want ErrUnavailable", err)
+	}
+	if v, err := e.Get(ctx, []byte("k")); err != nil || string(v) != "v" {
+		t.Fatalf("k = %q, %v", v, err)
+	}
+}

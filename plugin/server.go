@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +38,15 @@ const (
 	// answer, Apply request, RangeScan page with records) from which it is
 	// gzip-compressed.
 	DefaultCompressAbove = 32 << 10
+	// DefaultWindowSize is the HTTP/2 flow-control window of a stream,
+	// on both sides, for what each receives (a connection's is twice
+	// it): large enough that a Scan's server streams several chunks
+	// ahead of its client instead of waiting for window updates.
+	DefaultWindowSize = 8 << 20
+	// transportBufferSize is the read and write buffer of a connection
+	// with DefaultWindowSize (gRPC's default: 32 KiB), so that a chunk of
+	// a scan crosses in few system calls.
+	transportBufferSize = 256 << 10
 	// scanSubPage is the number of records the server reads from the engine
 	// at a time while streaming a RangeScan with records, bounding its
 	// memory to scanSubPage records.
@@ -59,6 +70,10 @@ type ServerOptions struct {
 	// CompressAbove: answers carrying records of at least this many bytes
 	// are gzip-compressed (default DefaultCompressAbove; negative: never).
 	CompressAbove int
+	// WindowSize is the HTTP/2 flow-control window of each stream (and
+	// twice it, of the connection) for what the server receives (default
+	// DefaultWindowSize; negative: gRPC's own).
+	WindowSize int
 	// Repairer runs Repair calls and reports last sessions in Status; nil:
 	// Repair answers UNIMPLEMENTED.
 	Repairer Repairer
@@ -89,6 +104,9 @@ func (o *ServerOptions) EnsureDefaults() *ServerOptions {
 	}
 	if c.CompressAbove == 0 {
 		c.CompressAbove = DefaultCompressAbove
+	}
+	if c.WindowSize == 0 {
+		c.WindowSize = DefaultWindowSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -151,23 +169,37 @@ type Server struct {
 	// openSymbolStreams counts the engine symbol streams of Symbols calls
 	// in progress.
 	openSymbolStreams atomic.Int64
+	// draining is closed by Drain.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 // NewServer returns the service for e. It does not own e: closing the
 // engine makes every call fail with UNAVAILABLE.
 func NewServer(e *engine.Engine, opts *ServerOptions) *Server {
-	return &Server{e: e, opts: *opts.EnsureDefaults()}
+	return &Server{e: e, opts: *opts.EnsureDefaults(), draining: make(chan struct{})}
 }
 
 // GRPCServerOptions returns the options a grpc.Server serving s must use:
 // message size limits and the recovery and error-mapping interceptors.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.opts.MaxMessageSize),
 		grpc.MaxSendMsgSize(s.opts.MaxMessageSize),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		// Handlers run on long-lived workers whose stacks have grown to
+		// the engine's write path, not on a new goroutine per call.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
+	if w := s.opts.WindowSize; w > 0 {
+		opts = append(opts,
+			grpc.InitialWindowSize(int32(min(w, 1<<30))),
+			grpc.InitialConnWindowSize(int32(min(2*w, 1<<30))),
+			grpc.ReadBufferSize(transportBufferSize),
+			grpc.WriteBufferSize(transportBufferSize))
+	}
+	return opts
 }
 
 // Register registers the Replica service on reg (NewGRPCServer also
@@ -178,11 +210,16 @@ func (s *Server) Register(reg grpc.ServiceRegistrar) { pb.RegisterReplicaServer(
 // with reflection, limits and interceptors; extra options are appended
 // (credentials, say).
 func NewGRPCServer(e *engine.Engine, opts *ServerOptions, extra ...grpc.ServerOption) *grpc.Server {
+	gs, _ := newGRPCServer(e, opts, extra...)
+	return gs
+}
+
+func newGRPCServer(e *engine.Engine, opts *ServerOptions, extra ...grpc.ServerOption) (*grpc.Server, *Server) {
 	s := NewServer(e, opts)
 	gs := grpc.NewServer(append(s.GRPCServerOptions(), extra...)...)
 	s.Register(gs)
 	reflection.Register(gs)
-	return gs
+	return gs, s
 }
 
 func (s *Server) recovered(method string, r any) error {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/internal/bench"
@@ -19,23 +20,46 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure pebble-ae against its baselines, side by side in one run",
 		Example: `  pebble-ae bench write --keys 1000000 --json
   pebble-ae bench rebuild --keys 1000000 --json
-  pebble-ae bench sync --keys 1000000 --diffs 100 --json`,
+  pebble-ae bench sync --keys 1000000 --diffs 100 --json
+  pebble-ae bench write --transport plugin --json
+  pebble-ae bench read --transport plugin --keys 1000000 --json`,
 	}
-	c.AddCommand(newBenchWriteCmd(), newBenchRebuildCmd(), newBenchSyncCmd())
+	c.AddCommand(newBenchWriteCmd(), newBenchReadCmd(), newBenchRebuildCmd(), newBenchSyncCmd())
 	return c
 }
 
 func newBenchWriteCmd() *cobra.Command {
 	var cfg bench.WriteConfig
+	var kv kvFlags
 	var mode string
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "write",
-		Short: "Write path: engine Put vs raw Pebble Set (LWW) or Get+Set (causal)",
+		Short: "Write path: engine Put vs raw Pebble Set (LWW) or Get+Set (causal); with --transport, the application's store in process vs through the plugin",
+		Long: `write measures the engine's write path against raw Pebble, side by side.
+
+With --transport plugin (or grpc) it measures instead the application's
+store (engine.KV): the same Put and Write calls against an engine in this
+process and against a pebble-ae plugin subprocess (or the gRPC service over
+an in-memory connection), for every batch size, writer count and sync
+setting, each side writing new random keys for --duration per round.
+Every cell reports ratio_median (through the transport / in process).`,
 		Example: `  pebble-ae bench write --keys 1000000 --json
-  pebble-ae bench write --keys 200000 --mode causal`,
+  pebble-ae bench write --keys 200000 --mode causal
+  pebble-ae bench write --transport plugin --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if kv.transport != "" {
+				kc, err := kv.config(cmd, cfg.KeySize, cfg.ValueSize, cfg.Seed, cfg.Dir)
+				if err != nil {
+					return err
+				}
+				res, err := bench.KVWrite(cmd.Context(), kc)
+				if err != nil {
+					return err
+				}
+				return printKVResult(res, asJSON)
+			}
 			m, err := reconcile.ParseMode(mode)
 			if err != nil {
 				return err
@@ -65,6 +89,122 @@ func newBenchWriteCmd() *cobra.Command {
 	c.Flags().IntVar(&cfg.BloomBitsPerKey, "bloom-bits", 0, "give every side's Pebble a Bloom filter of this many bits a key on every level (0: Pebble's default, no filter)")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "scratch directory (default: a temporary directory)")
 	c.Flags().Uint64Var(&cfg.Seed, "seed", 1, "seed of the keys")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	kv.register(c, true)
+	return c
+}
+
+// kvFlags are the flags of the application-store benchmarks (bench write
+// and bench read with --transport).
+type kvFlags struct {
+	transport string
+	duration  time.Duration
+	rounds    int
+	batches   []int
+	writers   []int
+	readers   []int
+	sync      string
+	keys      int
+}
+
+func (f *kvFlags) register(c *cobra.Command, write bool) {
+	fl := c.Flags()
+	fl.StringVar(&f.transport, "transport", "", "measure the application's store in process vs through this transport: plugin (a pebble-ae plugin subprocess) or grpc (the gRPC service in this process)")
+	fl.DurationVar(&f.duration, "duration", time.Second, "with --transport: how long each side runs each cell in each round")
+	fl.IntVar(&f.rounds, "kv-rounds", 3, "with --transport: rounds (the sides alternate which runs first)")
+	if write {
+		fl.IntSliceVar(&f.batches, "batches", []int{1, 100}, "with --transport: batch sizes (1: single-key Put)")
+		fl.IntSliceVar(&f.writers, "writers", []int{1, 8}, "with --transport: concurrent writers")
+		fl.StringVar(&f.sync, "sync", "both", "with --transport: nosync, sync or both")
+	} else {
+		fl.IntSliceVar(&f.readers, "readers", []int{1, 8}, "concurrent point readers")
+	}
+}
+
+func (f *kvFlags) config(cmd *cobra.Command, keySize, valueSize int, seed uint64, dir string) (bench.KVConfig, error) {
+	kc := bench.KVConfig{
+		Dir: dir, Transport: f.transport, KeySize: keySize, ValueSize: valueSize, Seed: seed,
+		Duration: f.duration, Rounds: f.rounds, BatchSizes: f.batches, Writers: f.writers, Readers: f.readers, Keys: f.keys,
+	}
+	switch f.sync {
+	case "", "both":
+		kc.Syncs = []bool{true, false}
+	case "sync":
+		kc.Syncs = []bool{true}
+	case "nosync":
+		kc.Syncs = []bool{false}
+	default:
+		return kc, fmt.Errorf("--sync %q: want nosync, sync or both", f.sync)
+	}
+	if f.transport == "plugin" {
+		exe, err := os.Executable()
+		if err != nil {
+			return kc, err
+		}
+		kc.PluginPath = exe
+	}
+	return kc, nil
+}
+
+func printKVResult(res bench.KVResult, asJSON bool) error {
+	if asJSON {
+		return printJSON(res)
+	}
+	fmt.Printf("application store (%s), in process vs %s: %d-byte keys, %d-byte values, %d rounds", res.Benchmark, res.Transport, res.KeySize, res.ValueSize, res.Rounds)
+	if res.Keys > 0 {
+		fmt.Printf(", %d keys loaded (%.1fs in process, %.1fs through %s)", res.Keys, res.LoadSecondsInProcess, res.LoadSecondsRemote, res.Transport)
+	}
+	fmt.Printf("\n  load average: %s before, %s after\n", loadString(res.LoadAvgStart), loadString(res.LoadAvgEnd))
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CELL\tIN PROCESS /s\tTHROUGH "+strings.ToUpper(res.Transport)+" /s\tRATIO (MEDIAN)\tMIN\tMAX\tGOAL")
+	for _, c := range res.Cells {
+		goal := "-"
+		if c.Met != nil {
+			goal = fmt.Sprintf(">= %.2f: met %t", c.Goal, *c.Met)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f %s\t%.0f %s\t%.3f\t%.3f\t%.3f\t%s\n", c.Name, c.InProcessPerSec, c.Unit, c.RemotePerSec, c.Unit, c.RatioMedian, c.RatioMin, c.RatioMax, goal)
+	}
+	return tw.Flush()
+}
+
+func newBenchReadCmd() *cobra.Command {
+	var kv kvFlags
+	var keySize, valueSize int
+	var seed uint64
+	var dir string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "read",
+		Short: "The application's reads (Get, GetMany, Scan) in process vs through the plugin",
+		Long: `read loads --keys keys into an engine in this process and, with a bulk
+load, into a pebble-ae plugin subprocess (--transport plugin) or the gRPC
+service over an in-memory connection (--transport grpc); then measures
+point reads (Get) for every reader count, GetMany of 100 keys and a full
+Scan of all the keys, on each side in turn. Every cell reports
+ratio_median (through the transport / in process).`,
+		Example: `  pebble-ae bench read --transport plugin --keys 1000000 --json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if kv.transport == "" {
+				return fmt.Errorf("--transport is required: plugin or grpc")
+			}
+			kc, err := kv.config(cmd, keySize, valueSize, seed, dir)
+			if err != nil {
+				return err
+			}
+			res, err := bench.KVRead(cmd.Context(), kc)
+			if err != nil {
+				return err
+			}
+			return printKVResult(res, asJSON)
+		},
+	}
+	kv.register(c, false)
+	c.Flags().IntVar(&kv.keys, "keys", 1_000_000, "keys loaded into each side and scanned")
+	c.Flags().IntVar(&keySize, "key-size", 16, "key size in bytes")
+	c.Flags().IntVar(&valueSize, "value-size", 100, "value size in bytes")
+	c.Flags().Uint64Var(&seed, "seed", 1, "seed of the keys")
+	c.Flags().StringVar(&dir, "dir", "", "scratch directory (default: a temporary directory)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }

@@ -64,7 +64,7 @@ Start with:  pebble-ae demo`,
 	}
 	root.AddCommand(
 		newDemoCmd(),
-		newPutCmd(), newGetCmd(), newDelCmd(),
+		newPutCmd(), newGetCmd(), newDelCmd(), newScanCmd(),
 		newStatusCmd(), newVerifyCmd(), newRebuildCmd(), newFutureCmd(),
 		newDiffCmd(), newRepairCmd(),
 		newBenchCmd(),

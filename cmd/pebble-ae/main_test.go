@@ -76,6 +76,15 @@ func TestKVAndErrors(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "not found") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Fatalf("get deleted: want a one-line 'not found' error and non-zero exit, got %d %q", code, out)
 	}
+	for _, k := range []string{"user:2", "user:3", "user:4"} {
+		run(t, "put", "--dir", dir, "--nosync", k, "v-"+k)
+	}
+	if out, code := run(t, "scan", "--dir", dir, "--limit", "2"); code != 0 || out != "\"user:2\"\t\"v-user:2\"\n\"user:3\"\t\"v-user:3\"\n(more: next page --start \"user:4\")\n" {
+		t.Fatalf("scan: %d %q", code, out)
+	}
+	if out, code := run(t, "scan", "--dir", dir, "--limit", "-1"); code == 0 || !strings.Contains(out, "negative scan limit") {
+		t.Fatalf("scan with a negative limit: %d %q", code, out)
+	}
 	// (A reserved key holds a NUL byte, which no command line can pass.)
 	// A key above the reserved range is a user key like any other.
 	if out, code := run(t, "put", "--dir", dir, "\xff\xffzz", "v"); code != 0 {
@@ -85,7 +94,7 @@ func TestKVAndErrors(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "parameters changed") {
 		t.Fatalf("status with other tree parameters: %d %q", code, out)
 	}
-	if out, code := run(t, "verify", dir); code != 0 || !strings.Contains(out, "ok: 2 keys") {
+	if out, code := run(t, "verify", dir); code != 0 || !strings.Contains(out, "ok: 5 keys") {
 		t.Fatalf("verify: %d %q", code, out)
 	}
 }
@@ -114,6 +123,7 @@ func TestReadCommandsNeedADatabase(t *testing.T) {
 			{"get", "--dir", dir, "k"},
 			{"del", "--dir", dir, "k"},
 			{"status", "--dir", dir},
+			{"scan", "--dir", dir},
 			{"verify", dir},
 			{"rebuild", dir},
 			{"diff", dir, real},
@@ -279,6 +289,13 @@ func TestServeMutualTLS(t *testing.T) {
 	run(t, "put", "--dir", local, "--id", "local", "only-local", "x")
 	if out, code := run(t, "repair", "--certs", certs, "--as", "ops", local, "n2="+ports[1]); code == 0 || !strings.Contains(strings.ToLower(out), "permission denied") {
 		t.Fatalf("repair into n2 as ops (reader role): want permission denied, got %d\n%s", code, out)
+	}
+	// scan reaches a served node through the application's Scan RPC.
+	if out, code := run(t, "scan", "--addr", "n2="+ports[1], "--certs", certs, "--as", "ops"); code != 0 || out != "\"only-on-n1\"\t\"a\"\n\"only-on-n2\"\t\"b\"\n" {
+		t.Fatalf("remote scan: %d %q", code, out)
+	}
+	if out, code := run(t, "scan", "--addr", "n2="+ports[1], "--certs", certs, "--as", "ops", "--start", "z", "--end", "a"); code == 0 || !strings.Contains(out, "inverted") {
+		t.Fatalf("remote scan with inverted bounds: %d %q", code, out)
 	}
 	// A server that is not the replica the client expects is refused, and
 	// so is a client whose identity the server does not allow.

@@ -27,6 +27,16 @@ func TestBadConfig(t *testing.T) {
 			_, err := Write(ctx, WriteConfig{Dir: d, Keys: 10, BloomBitsPerKey: -10})
 			return err
 		}},
+		{"kv transport", func(d string) error {
+			_, err := KVWrite(ctx, KVConfig{Dir: d, Transport: "carrier-pigeon"})
+			return err
+		}},
+		{"kv plugin path", func(d string) error { _, err := KVWrite(ctx, KVConfig{Dir: d, Transport: "plugin"}); return err }},
+		{"kv writers", func(d string) error {
+			_, err := KVWrite(ctx, KVConfig{Dir: d, Transport: "grpc", Writers: []int{0}})
+			return err
+		}},
+		{"kv keys", func(d string) error { _, err := KVRead(ctx, KVConfig{Dir: d, Transport: "grpc", Keys: -1}); return err }},
 		{"rebuild keys", func(d string) error { _, err := Rebuild(ctx, RebuildConfig{Dir: d, Keys: -1}); return err }},
 		{"rebuild leaf size", func(d string) error { _, err := Rebuild(ctx, RebuildConfig{Dir: d, Keys: 10, LeafSize: 1}); return err }},
 		{"sync keys", func(d string) error { _, err := Sync(ctx, SyncConfig{Dir: d, Keys: -1}); return err }},

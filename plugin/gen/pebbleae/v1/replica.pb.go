@@ -1828,6 +1828,553 @@ func (*PutContextResponse) Descriptor() ([]byte, []int) {
 	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{31}
 }
 
+type WriteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ops: count writes packed back to back, each: kind (1 byte: 1 put,
+	// 2 delete, 3 put with causal context, 4 delete with causal context;
+	// engine.WriteOpKind), uvarint key length, key, uvarint value length +
+	// 1 (0: no value), value, uvarint causal context length, context.
+	// Packed like ScanResponse.items rather than repeated messages: a batch
+	// of a hundred small writes then costs the encoders one bytes field.
+	Ops   []byte `protobuf:"bytes,1,opt,name=ops,proto3" json:"ops,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// no_sync acknowledges the batch before the WAL is synced.
+	NoSync        bool `protobuf:"varint,3,opt,name=no_sync,json=noSync,proto3" json:"no_sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteRequest) Reset() {
+	*x = WriteRequest{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteRequest) ProtoMessage() {}
+
+func (x *WriteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
+func (*WriteRequest) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WriteRequest) GetOps() []byte {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+func (x *WriteRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *WriteRequest) GetNoSync() bool {
+	if x != nil {
+		return x.NoSync
+	}
+	return false
+}
+
+type WriteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// applied is the number of writes applied.
+	Applied       uint64 `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteResponse) Reset() {
+	*x = WriteResponse{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteResponse) ProtoMessage() {}
+
+func (x *WriteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
+func (*WriteResponse) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WriteResponse) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+// CallError is an error answered inside a message instead of as the
+// call's status: the same code, message and sentinel names as the
+// status's ErrorInfo would carry.
+type CallError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is a google.rpc.Code (gRPC status code).
+	Code    uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// errors are the sentinel error names (e.g. "engine.ErrEmptyKey").
+	Errors        []string `protobuf:"bytes,3,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallError) Reset() {
+	*x = CallError{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallError) ProtoMessage() {}
+
+func (x *CallError) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallError.ProtoReflect.Descriptor instead.
+func (*CallError) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CallError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *CallError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CallError) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+type WriteAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// applied is the number of writes applied (0 with error).
+	Applied uint64 `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	// error is set when the batch failed; a refused batch wrote nothing.
+	Error         *CallError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteAck) Reset() {
+	*x = WriteAck{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteAck) ProtoMessage() {}
+
+func (x *WriteAck) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteAck.ProtoReflect.Descriptor instead.
+func (*WriteAck) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *WriteAck) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *WriteAck) GetError() *CallError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type GetManyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// versions also answers each key's live siblings and causal context
+	// (causal mode only).
+	Versions      bool `protobuf:"varint,2,opt,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManyRequest) Reset() {
+	*x = GetManyRequest{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManyRequest) ProtoMessage() {}
+
+func (x *GetManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManyRequest.ProtoReflect.Descriptor instead.
+func (*GetManyRequest) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetManyRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GetManyRequest) GetVersions() bool {
+	if x != nil {
+		return x.Versions
+	}
+	return false
+}
+
+// Item is one key's answer (engine.Item).
+type Item struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Versions      [][]byte               `protobuf:"bytes,3,rep,name=versions,proto3" json:"versions,omitempty"`
+	CausalContext []byte                 `protobuf:"bytes,4,opt,name=causal_context,json=causalContext,proto3" json:"causal_context,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Item) Reset() {
+	*x = Item{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Item) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Item) ProtoMessage() {}
+
+func (x *Item) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Item.ProtoReflect.Descriptor instead.
+func (*Item) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Item) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *Item) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Item) GetVersions() [][]byte {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *Item) GetCausalContext() []byte {
+	if x != nil {
+		return x.CausalContext
+	}
+	return nil
+}
+
+type GetManyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// items: one per requested key, in request order.
+	Items         []*Item `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManyResponse) Reset() {
+	*x = GetManyResponse{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManyResponse) ProtoMessage() {}
+
+func (x *GetManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManyResponse.ProtoReflect.Descriptor instead.
+func (*GetManyResponse) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GetManyResponse) GetItems() []*Item {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type ScanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// start (inclusive, empty: the first user key) and end (exclusive,
+	// empty: the end of the user key space).
+	Start []byte `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	End   []byte `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	// limit: the most keys (0: no limit; negative: INVALID_ARGUMENT).
+	Limit int64 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// versions also streams each key's live siblings and causal context.
+	Versions      bool `protobuf:"varint,4,opt,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanRequest) Reset() {
+	*x = ScanRequest{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanRequest) ProtoMessage() {}
+
+func (x *ScanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
+func (*ScanRequest) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ScanRequest) GetStart() []byte {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ScanRequest) GetEnd() []byte {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *ScanRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ScanRequest) GetVersions() bool {
+	if x != nil {
+		return x.Versions
+	}
+	return false
+}
+
+type ScanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// items: count items packed back to back, each: uvarint key length,
+	// key, uvarint value length + 1 (0: no value), value; with versions
+	// also uvarint version count, each version as uvarint length + bytes,
+	// uvarint context length, context. Packed rather than repeated
+	// messages: a scan moves millions of small items, and one bytes field
+	// a chunk costs the encoders almost nothing per item.
+	Items []byte `protobuf:"bytes,1,opt,name=items,proto3" json:"items,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// more and next are set on the stream's last message only: when more
+	// is true the next page starts at next.
+	More          bool   `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	Next          []byte `protobuf:"bytes,4,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanResponse) Reset() {
+	*x = ScanResponse{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanResponse) ProtoMessage() {}
+
+func (x *ScanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
+func (*ScanResponse) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ScanResponse) GetItems() []byte {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *ScanResponse) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ScanResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *ScanResponse) GetNext() []byte {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// with_roots computes each ready partition's root fingerprint (this
@@ -1839,7 +2386,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2398,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[32]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2411,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{32}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StatusRequest) GetWithRoots() bool {
@@ -1889,7 +2436,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2448,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[33]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2461,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{33}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PartitionStatus) GetId() uint32 {
@@ -1986,7 +2533,7 @@ type SessionSummary struct {
 
 func (x *SessionSummary) Reset() {
 	*x = SessionSummary{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2545,7 @@ func (x *SessionSummary) String() string {
 func (*SessionSummary) ProtoMessage() {}
 
 func (x *SessionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[34]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2558,7 @@ func (x *SessionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSummary.ProtoReflect.Descriptor instead.
 func (*SessionSummary) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{34}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SessionSummary) GetPeer() string {
@@ -2127,7 +2674,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2686,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[35]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2699,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{35}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StatusResponse) GetId() []byte {
@@ -2204,7 +2751,7 @@ type RepairRequest struct {
 
 func (x *RepairRequest) Reset() {
 	*x = RepairRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2763,7 @@ func (x *RepairRequest) String() string {
 func (*RepairRequest) ProtoMessage() {}
 
 func (x *RepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[36]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2776,7 @@ func (x *RepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairRequest.ProtoReflect.Descriptor instead.
 func (*RepairRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{36}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RepairRequest) GetPeer() string {
@@ -2262,7 +2809,7 @@ type RepairResponse struct {
 
 func (x *RepairResponse) Reset() {
 	*x = RepairResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2821,7 @@ func (x *RepairResponse) String() string {
 func (*RepairResponse) ProtoMessage() {}
 
 func (x *RepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[37]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2834,7 @@ func (x *RepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairResponse.ProtoReflect.Descriptor instead.
 func (*RepairResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{37}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RepairResponse) GetSessions() []*SessionSummary {
@@ -2415,7 +2962,40 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x0ecausal_context\x18\x03 \x01(\fR\rcausalContext\x12\x1c\n" +
 	"\ttombstone\x18\x04 \x01(\bR\ttombstone\x12\x17\n" +
 	"\ano_sync\x18\x05 \x01(\bR\x06noSync\"\x14\n" +
-	"\x12PutContextResponse\".\n" +
+	"\x12PutContextResponse\"O\n" +
+	"\fWriteRequest\x12\x10\n" +
+	"\x03ops\x18\x01 \x01(\fR\x03ops\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x17\n" +
+	"\ano_sync\x18\x03 \x01(\bR\x06noSync\")\n" +
+	"\rWriteResponse\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\x04R\aapplied\"Q\n" +
+	"\tCallError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06errors\x18\x03 \x03(\tR\x06errors\"R\n" +
+	"\bWriteAck\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\x04R\aapplied\x12,\n" +
+	"\x05error\x18\x02 \x01(\v2\x16.pebbleae.v1.CallErrorR\x05error\"@\n" +
+	"\x0eGetManyRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\x12\x1a\n" +
+	"\bversions\x18\x02 \x01(\bR\bversions\"u\n" +
+	"\x04Item\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1a\n" +
+	"\bversions\x18\x03 \x03(\fR\bversions\x12%\n" +
+	"\x0ecausal_context\x18\x04 \x01(\fR\rcausalContext\":\n" +
+	"\x0fGetManyResponse\x12'\n" +
+	"\x05items\x18\x01 \x03(\v2\x11.pebbleae.v1.ItemR\x05items\"g\n" +
+	"\vScanRequest\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\fR\x05start\x12\x10\n" +
+	"\x03end\x18\x02 \x01(\fR\x03end\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x1a\n" +
+	"\bversions\x18\x04 \x01(\bR\bversions\"b\n" +
+	"\fScanResponse\x12\x14\n" +
+	"\x05items\x18\x01 \x01(\fR\x05items\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\x12\x12\n" +
+	"\x04next\x18\x04 \x01(\fR\x04next\".\n" +
 	"\rStatusRequest\x12\x1d\n" +
 	"\n" +
 	"with_roots\x18\x01 \x01(\bR\twithRoots\"\xcd\x01\n" +
@@ -2460,7 +3040,7 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"partitions\x12\x14\n" +
 	"\x05naive\x18\x03 \x01(\bR\x05naive\"I\n" +
 	"\x0eRepairResponse\x127\n" +
-	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions2\xef\b\n" +
+	"\bsessions\x18\x01 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\bsessions2\xc2\v\n" +
 	"\aReplica\x12;\n" +
 	"\x04Info\x12\x18.pebbleae.v1.InfoRequest\x1a\x19.pebbleae.v1.InfoResponse\x12J\n" +
 	"\tRangeHash\x12\x1d.pebbleae.v1.RangeHashRequest\x1a\x1e.pebbleae.v1.RangeHashResponse\x12L\n" +
@@ -2476,7 +3056,12 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x06Delete\x12\x1a.pebbleae.v1.DeleteRequest\x1a\x1b.pebbleae.v1.DeleteResponse\x12P\n" +
 	"\vGetVersions\x12\x1f.pebbleae.v1.GetVersionsRequest\x1a .pebbleae.v1.GetVersionsResponse\x12M\n" +
 	"\n" +
-	"PutContext\x12\x1e.pebbleae.v1.PutContextRequest\x1a\x1f.pebbleae.v1.PutContextResponse\x12A\n" +
+	"PutContext\x12\x1e.pebbleae.v1.PutContextRequest\x1a\x1f.pebbleae.v1.PutContextResponse\x12>\n" +
+	"\x05Write\x12\x19.pebbleae.v1.WriteRequest\x1a\x1a.pebbleae.v1.WriteResponse\x12F\n" +
+	"\vWriteStream\x12\x19.pebbleae.v1.WriteRequest\x1a\x1a.pebbleae.v1.WriteResponse(\x01\x12D\n" +
+	"\fWriteSession\x12\x19.pebbleae.v1.WriteRequest\x1a\x15.pebbleae.v1.WriteAck(\x010\x01\x12D\n" +
+	"\aGetMany\x12\x1b.pebbleae.v1.GetManyRequest\x1a\x1c.pebbleae.v1.GetManyResponse\x12=\n" +
+	"\x04Scan\x12\x18.pebbleae.v1.ScanRequest\x1a\x19.pebbleae.v1.ScanResponse0\x01\x12A\n" +
 	"\x06Status\x12\x1a.pebbleae.v1.StatusRequest\x1a\x1b.pebbleae.v1.StatusResponse\x12A\n" +
 	"\x06Repair\x12\x1a.pebbleae.v1.RepairRequest\x1a\x1b.pebbleae.v1.RepairResponseBBZ@github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1;pebbleaev1b\x06proto3"
 
@@ -2492,7 +3077,7 @@ func file_pebbleae_v1_replica_proto_rawDescGZIP() []byte {
 	return file_pebbleae_v1_replica_proto_rawDescData
 }
 
-var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*KeyRange)(nil),            // 0: pebbleae.v1.KeyRange
 	(*Fingerprint)(nil),         // 1: pebbleae.v1.Fingerprint
@@ -2526,12 +3111,21 @@ var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*GetVersionsResponse)(nil), // 29: pebbleae.v1.GetVersionsResponse
 	(*PutContextRequest)(nil),   // 30: pebbleae.v1.PutContextRequest
 	(*PutContextResponse)(nil),  // 31: pebbleae.v1.PutContextResponse
-	(*StatusRequest)(nil),       // 32: pebbleae.v1.StatusRequest
-	(*PartitionStatus)(nil),     // 33: pebbleae.v1.PartitionStatus
-	(*SessionSummary)(nil),      // 34: pebbleae.v1.SessionSummary
-	(*StatusResponse)(nil),      // 35: pebbleae.v1.StatusResponse
-	(*RepairRequest)(nil),       // 36: pebbleae.v1.RepairRequest
-	(*RepairResponse)(nil),      // 37: pebbleae.v1.RepairResponse
+	(*WriteRequest)(nil),        // 32: pebbleae.v1.WriteRequest
+	(*WriteResponse)(nil),       // 33: pebbleae.v1.WriteResponse
+	(*CallError)(nil),           // 34: pebbleae.v1.CallError
+	(*WriteAck)(nil),            // 35: pebbleae.v1.WriteAck
+	(*GetManyRequest)(nil),      // 36: pebbleae.v1.GetManyRequest
+	(*Item)(nil),                // 37: pebbleae.v1.Item
+	(*GetManyResponse)(nil),     // 38: pebbleae.v1.GetManyResponse
+	(*ScanRequest)(nil),         // 39: pebbleae.v1.ScanRequest
+	(*ScanResponse)(nil),        // 40: pebbleae.v1.ScanResponse
+	(*StatusRequest)(nil),       // 41: pebbleae.v1.StatusRequest
+	(*PartitionStatus)(nil),     // 42: pebbleae.v1.PartitionStatus
+	(*SessionSummary)(nil),      // 43: pebbleae.v1.SessionSummary
+	(*StatusResponse)(nil),      // 44: pebbleae.v1.StatusResponse
+	(*RepairRequest)(nil),       // 45: pebbleae.v1.RepairRequest
+	(*RepairResponse)(nil),      // 46: pebbleae.v1.RepairResponse
 }
 var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	0,  // 0: pebbleae.v1.PartitionInfo.range:type_name -> pebbleae.v1.KeyRange
@@ -2551,48 +3145,60 @@ var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	0,  // 14: pebbleae.v1.SymbolsRequest.ranges:type_name -> pebbleae.v1.KeyRange
 	0,  // 15: pebbleae.v1.FetchByHashRequest.ranges:type_name -> pebbleae.v1.KeyRange
 	10, // 16: pebbleae.v1.FetchByHashResponse.entries:type_name -> pebbleae.v1.Entry
-	0,  // 17: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
-	1,  // 18: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
-	33, // 19: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
-	34, // 20: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
-	34, // 21: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
-	2,  // 22: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
-	6,  // 23: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
-	9,  // 24: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
-	12, // 25: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
-	14, // 26: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
-	14, // 27: pebbleae.v1.Replica.ApplyStream:input_type -> pebbleae.v1.ApplyRequest
-	16, // 28: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
-	20, // 29: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
-	18, // 30: pebbleae.v1.Replica.Symbols:input_type -> pebbleae.v1.SymbolsRequest
-	22, // 31: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
-	24, // 32: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
-	26, // 33: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
-	28, // 34: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
-	30, // 35: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
-	32, // 36: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
-	36, // 37: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
-	5,  // 38: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
-	8,  // 39: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
-	11, // 40: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
-	13, // 41: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
-	15, // 42: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
-	15, // 43: pebbleae.v1.Replica.ApplyStream:output_type -> pebbleae.v1.ApplyResponse
-	17, // 44: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
-	21, // 45: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
-	19, // 46: pebbleae.v1.Replica.Symbols:output_type -> pebbleae.v1.SymbolsChunk
-	23, // 47: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
-	25, // 48: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
-	27, // 49: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
-	29, // 50: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
-	31, // 51: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
-	35, // 52: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
-	37, // 53: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
-	38, // [38:54] is the sub-list for method output_type
-	22, // [22:38] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	34, // 17: pebbleae.v1.WriteAck.error:type_name -> pebbleae.v1.CallError
+	37, // 18: pebbleae.v1.GetManyResponse.items:type_name -> pebbleae.v1.Item
+	0,  // 19: pebbleae.v1.PartitionStatus.range:type_name -> pebbleae.v1.KeyRange
+	1,  // 20: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
+	42, // 21: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
+	43, // 22: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
+	43, // 23: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
+	2,  // 24: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
+	6,  // 25: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
+	9,  // 26: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
+	12, // 27: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
+	14, // 28: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
+	14, // 29: pebbleae.v1.Replica.ApplyStream:input_type -> pebbleae.v1.ApplyRequest
+	16, // 30: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
+	20, // 31: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
+	18, // 32: pebbleae.v1.Replica.Symbols:input_type -> pebbleae.v1.SymbolsRequest
+	22, // 33: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
+	24, // 34: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
+	26, // 35: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
+	28, // 36: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
+	30, // 37: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
+	32, // 38: pebbleae.v1.Replica.Write:input_type -> pebbleae.v1.WriteRequest
+	32, // 39: pebbleae.v1.Replica.WriteStream:input_type -> pebbleae.v1.WriteRequest
+	32, // 40: pebbleae.v1.Replica.WriteSession:input_type -> pebbleae.v1.WriteRequest
+	36, // 41: pebbleae.v1.Replica.GetMany:input_type -> pebbleae.v1.GetManyRequest
+	39, // 42: pebbleae.v1.Replica.Scan:input_type -> pebbleae.v1.ScanRequest
+	41, // 43: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
+	45, // 44: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
+	5,  // 45: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
+	8,  // 46: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
+	11, // 47: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
+	13, // 48: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
+	15, // 49: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
+	15, // 50: pebbleae.v1.Replica.ApplyStream:output_type -> pebbleae.v1.ApplyResponse
+	17, // 51: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
+	21, // 52: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
+	19, // 53: pebbleae.v1.Replica.Symbols:output_type -> pebbleae.v1.SymbolsChunk
+	23, // 54: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
+	25, // 55: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
+	27, // 56: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
+	29, // 57: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
+	31, // 58: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
+	33, // 59: pebbleae.v1.Replica.Write:output_type -> pebbleae.v1.WriteResponse
+	33, // 60: pebbleae.v1.Replica.WriteStream:output_type -> pebbleae.v1.WriteResponse
+	35, // 61: pebbleae.v1.Replica.WriteSession:output_type -> pebbleae.v1.WriteAck
+	38, // 62: pebbleae.v1.Replica.GetMany:output_type -> pebbleae.v1.GetManyResponse
+	40, // 63: pebbleae.v1.Replica.Scan:output_type -> pebbleae.v1.ScanResponse
+	44, // 64: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
+	46, // 65: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
+	45, // [45:66] is the sub-list for method output_type
+	24, // [24:45] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_pebbleae_v1_replica_proto_init() }
@@ -2607,7 +3213,7 @@ func file_pebbleae_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pebbleae_v1_replica_proto_rawDesc), len(file_pebbleae_v1_replica_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,22 +32,27 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Replica_Info_FullMethodName        = "/pebbleae.v1.Replica/Info"
-	Replica_RangeHash_FullMethodName   = "/pebbleae.v1.Replica/RangeHash"
-	Replica_RangeScan_FullMethodName   = "/pebbleae.v1.Replica/RangeScan"
-	Replica_Fetch_FullMethodName       = "/pebbleae.v1.Replica/Fetch"
-	Replica_Apply_FullMethodName       = "/pebbleae.v1.Replica/Apply"
-	Replica_ApplyStream_FullMethodName = "/pebbleae.v1.Replica/ApplyStream"
-	Replica_RangeSketch_FullMethodName = "/pebbleae.v1.Replica/RangeSketch"
-	Replica_FetchByHash_FullMethodName = "/pebbleae.v1.Replica/FetchByHash"
-	Replica_Symbols_FullMethodName     = "/pebbleae.v1.Replica/Symbols"
-	Replica_Put_FullMethodName         = "/pebbleae.v1.Replica/Put"
-	Replica_Get_FullMethodName         = "/pebbleae.v1.Replica/Get"
-	Replica_Delete_FullMethodName      = "/pebbleae.v1.Replica/Delete"
-	Replica_GetVersions_FullMethodName = "/pebbleae.v1.Replica/GetVersions"
-	Replica_PutContext_FullMethodName  = "/pebbleae.v1.Replica/PutContext"
-	Replica_Status_FullMethodName      = "/pebbleae.v1.Replica/Status"
-	Replica_Repair_FullMethodName      = "/pebbleae.v1.Replica/Repair"
+	Replica_Info_FullMethodName         = "/pebbleae.v1.Replica/Info"
+	Replica_RangeHash_FullMethodName    = "/pebbleae.v1.Replica/RangeHash"
+	Replica_RangeScan_FullMethodName    = "/pebbleae.v1.Replica/RangeScan"
+	Replica_Fetch_FullMethodName        = "/pebbleae.v1.Replica/Fetch"
+	Replica_Apply_FullMethodName        = "/pebbleae.v1.Replica/Apply"
+	Replica_ApplyStream_FullMethodName  = "/pebbleae.v1.Replica/ApplyStream"
+	Replica_RangeSketch_FullMethodName  = "/pebbleae.v1.Replica/RangeSketch"
+	Replica_FetchByHash_FullMethodName  = "/pebbleae.v1.Replica/FetchByHash"
+	Replica_Symbols_FullMethodName      = "/pebbleae.v1.Replica/Symbols"
+	Replica_Put_FullMethodName          = "/pebbleae.v1.Replica/Put"
+	Replica_Get_FullMethodName          = "/pebbleae.v1.Replica/Get"
+	Replica_Delete_FullMethodName       = "/pebbleae.v1.Replica/Delete"
+	Replica_GetVersions_FullMethodName  = "/pebbleae.v1.Replica/GetVersions"
+	Replica_PutContext_FullMethodName   = "/pebbleae.v1.Replica/PutContext"
+	Replica_Write_FullMethodName        = "/pebbleae.v1.Replica/Write"
+	Replica_WriteStream_FullMethodName  = "/pebbleae.v1.Replica/WriteStream"
+	Replica_WriteSession_FullMethodName = "/pebbleae.v1.Replica/WriteSession"
+	Replica_GetMany_FullMethodName      = "/pebbleae.v1.Replica/GetMany"
+	Replica_Scan_FullMethodName         = "/pebbleae.v1.Replica/Scan"
+	Replica_Status_FullMethodName       = "/pebbleae.v1.Replica/Status"
+	Replica_Repair_FullMethodName       = "/pebbleae.v1.Replica/Repair"
 )
 
 // ReplicaClient is the client API for Replica service.
@@ -110,6 +115,30 @@ type ReplicaClient interface {
 	// PutContext writes (or, with tombstone, deletes) superseding the
 	// versions a causal context covers (causal mode only).
 	PutContext(ctx context.Context, in *PutContextRequest, opts ...grpc.CallOption) (*PutContextResponse, error)
+	// Write applies a batch of writes atomically (engine.Engine.Write): one
+	// Pebble batch, one pass of the write hooks. A bad write refuses the
+	// whole batch; nothing is written.
+	Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// WriteStream is Write for bulk loads: the client streams batches (each
+	// at most the message size limit; gRPC's flow control paces the
+	// client), the server applies each one atomically as it arrives (a bad
+	// batch ends the call; the batches before it stay applied) and, once
+	// the client half-closes, answers the number of writes applied.
+	WriteStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteRequest, WriteResponse], error)
+	// WriteSession is Write over one long-lived stream, for a client that
+	// writes often: the client sends one batch at a time and the server
+	// answers each with a WriteAck before the next (a stream message costs
+	// less than a call). A batch the server refuses or fails gets its error
+	// in its ack and the stream goes on; the stream ends when the client
+	// half-closes or cancels.
+	WriteSession(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WriteRequest, WriteAck], error)
+	// GetMany reads many keys from one snapshot, with their versions when
+	// asked for (causal mode).
+	GetMany(ctx context.Context, in *GetManyRequest, opts ...grpc.CallOption) (*GetManyResponse, error)
+	// Scan streams the live keys of a user key range from one snapshot (a
+	// Pebble iterator held for the call), in chunks of at most the server's
+	// scan chunk size. Only the last message carries next.
+	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ScanResponse], error)
 	// Status reports tree readiness, dirty leaves and roots per partition,
 	// and the last repair sessions.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
@@ -287,6 +316,71 @@ func (c *replicaClient) PutContext(ctx context.Context, in *PutContextRequest, o
 	return out, nil
 }
 
+func (c *replicaClient) Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Replica_Write_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicaClient) WriteStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteRequest, WriteResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Replica_ServiceDesc.Streams[3], Replica_WriteStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WriteRequest, WriteResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_WriteStreamClient = grpc.ClientStreamingClient[WriteRequest, WriteResponse]
+
+func (c *replicaClient) WriteSession(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WriteRequest, WriteAck], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Replica_ServiceDesc.Streams[4], Replica_WriteSession_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WriteRequest, WriteAck]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_WriteSessionClient = grpc.BidiStreamingClient[WriteRequest, WriteAck]
+
+func (c *replicaClient) GetMany(ctx context.Context, in *GetManyRequest, opts ...grpc.CallOption) (*GetManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetManyResponse)
+	err := c.cc.Invoke(ctx, Replica_GetMany_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicaClient) Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ScanResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Replica_ServiceDesc.Streams[5], Replica_Scan_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ScanRequest, ScanResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_ScanClient = grpc.ServerStreamingClient[ScanResponse]
+
 func (c *replicaClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatusResponse)
@@ -367,6 +461,30 @@ type ReplicaServer interface {
 	// PutContext writes (or, with tombstone, deletes) superseding the
 	// versions a causal context covers (causal mode only).
 	PutContext(context.Context, *PutContextRequest) (*PutContextResponse, error)
+	// Write applies a batch of writes atomically (engine.Engine.Write): one
+	// Pebble batch, one pass of the write hooks. A bad write refuses the
+	// whole batch; nothing is written.
+	Write(context.Context, *WriteRequest) (*WriteResponse, error)
+	// WriteStream is Write for bulk loads: the client streams batches (each
+	// at most the message size limit; gRPC's flow control paces the
+	// client), the server applies each one atomically as it arrives (a bad
+	// batch ends the call; the batches before it stay applied) and, once
+	// the client half-closes, answers the number of writes applied.
+	WriteStream(grpc.ClientStreamingServer[WriteRequest, WriteResponse]) error
+	// WriteSession is Write over one long-lived stream, for a client that
+	// writes often: the client sends one batch at a time and the server
+	// answers each with a WriteAck before the next (a stream message costs
+	// less than a call). A batch the server refuses or fails gets its error
+	// in its ack and the stream goes on; the stream ends when the client
+	// half-closes or cancels.
+	WriteSession(grpc.BidiStreamingServer[WriteRequest, WriteAck]) error
+	// GetMany reads many keys from one snapshot, with their versions when
+	// asked for (causal mode).
+	GetMany(context.Context, *GetManyRequest) (*GetManyResponse, error)
+	// Scan streams the live keys of a user key range from one snapshot (a
+	// Pebble iterator held for the call), in chunks of at most the server's
+	// scan chunk size. Only the last message carries next.
+	Scan(*ScanRequest, grpc.ServerStreamingServer[ScanResponse]) error
 	// Status reports tree readiness, dirty leaves and roots per partition,
 	// and the last repair sessions.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
@@ -424,6 +542,21 @@ func (UnimplementedReplicaServer) GetVersions(context.Context, *GetVersionsReque
 }
 func (UnimplementedReplicaServer) PutContext(context.Context, *PutContextRequest) (*PutContextResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutContext not implemented")
+}
+func (UnimplementedReplicaServer) Write(context.Context, *WriteRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Write not implemented")
+}
+func (UnimplementedReplicaServer) WriteStream(grpc.ClientStreamingServer[WriteRequest, WriteResponse]) error {
+	return status.Error(codes.Unimplemented, "method WriteStream not implemented")
+}
+func (UnimplementedReplicaServer) WriteSession(grpc.BidiStreamingServer[WriteRequest, WriteAck]) error {
+	return status.Error(codes.Unimplemented, "method WriteSession not implemented")
+}
+func (UnimplementedReplicaServer) GetMany(context.Context, *GetManyRequest) (*GetManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMany not implemented")
+}
+func (UnimplementedReplicaServer) Scan(*ScanRequest, grpc.ServerStreamingServer[ScanResponse]) error {
+	return status.Error(codes.Unimplemented, "method Scan not implemented")
 }
 func (UnimplementedReplicaServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
@@ -679,6 +812,67 @@ func _Replica_PutContext_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replica_Write_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).Write(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_Write_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).Write(ctx, req.(*WriteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Replica_WriteStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ReplicaServer).WriteStream(&grpc.GenericServerStream[WriteRequest, WriteResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_WriteStreamServer = grpc.ClientStreamingServer[WriteRequest, WriteResponse]
+
+func _Replica_WriteSession_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ReplicaServer).WriteSession(&grpc.GenericServerStream[WriteRequest, WriteAck]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_WriteSessionServer = grpc.BidiStreamingServer[WriteRequest, WriteAck]
+
+func _Replica_GetMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServer).GetMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replica_GetMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServer).GetMany(ctx, req.(*GetManyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Replica_Scan_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ScanRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReplicaServer).Scan(m, &grpc.GenericServerStream[ScanRequest, ScanResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replica_ScanServer = grpc.ServerStreamingServer[ScanResponse]
+
 func _Replica_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StatusRequest)
 	if err := dec(in); err != nil {
@@ -767,6 +961,14 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Replica_PutContext_Handler,
 		},
 		{
+			MethodName: "Write",
+			Handler:    _Replica_Write_Handler,
+		},
+		{
+			MethodName: "GetMany",
+			Handler:    _Replica_GetMany_Handler,
+		},
+		{
 			MethodName: "Status",
 			Handler:    _Replica_Status_Handler,
 		},
@@ -789,6 +991,22 @@ var Replica_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Symbols",
 			Handler:       _Replica_Symbols_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WriteStream",
+			Handler:       _Replica_WriteStream_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "WriteSession",
+			Handler:       _Replica_WriteSession_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Scan",
+			Handler:       _Replica_Scan_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,522 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/plugin"
+)
+
+// KVConfig configures the application-store benchmarks (`pebble-ae bench
+// write --transport` and `bench read --transport`): the same engine.KV
+// calls against an engine in this process and against a replica reached
+// through a transport, side by side in one run.
+type KVConfig struct {
+	Dir string // scratch directory (default: a temp dir)
+	// Transport is the out-of-process side: "plugin" (a go-plugin
+	// subprocess of PluginPath, `pebble-ae plugin`) or "grpc" (the gRPC
+	// service in this process over bufconn: the RPC cost without a
+	// second process).
+	Transport  string
+	PluginPath string
+	KeySize    int // default 16
+	ValueSize  int // default 100
+	// Duration is how long each side runs each write or point-read cell
+	// in each round (default 1s).
+	Duration time.Duration
+	// Rounds is the number of repetitions (default 3); sides alternate
+	// which runs first. Each round yields one ratio per cell.
+	Rounds int
+	Seed   uint64
+	// BatchSizes, Writers and Syncs are the write cells' dimensions
+	// (defaults: 1 and 100; 1 and 8; Sync and NoSync, in that order). A batch of 1 is a
+	// single-key Put; larger ones are one Write of a WriteBatch.
+	BatchSizes []int
+	Writers    []int
+	Syncs      []bool
+	// Keys is the number of keys the read benchmark loads into each side
+	// and scans (default 1e6).
+	Keys int
+	// Readers are the point-read cells' concurrency (default 1 and 8).
+	Readers []int
+}
+
+func (c *KVConfig) ensureDefaults() error {
+	if err := nonNegative(intField{"key size", c.KeySize}, intField{"value size", c.ValueSize}, intField{"rounds", c.Rounds}, intField{"keys", c.Keys}); err != nil {
+		return err
+	}
+	if c.Transport != "plugin" && c.Transport != "grpc" {
+		return badConfig("unknown transport %q (want plugin or grpc)", c.Transport)
+	}
+	if c.Transport == "plugin" && c.PluginPath == "" {
+		return badConfig("the plugin transport needs the pebble-ae binary (PluginPath)")
+	}
+	if c.KeySize == 0 {
+		c.KeySize = 16
+	}
+	if c.KeySize < 8 {
+		return badConfig("key size %d: want at least 8", c.KeySize)
+	}
+	if c.ValueSize == 0 {
+		c.ValueSize = 100
+	}
+	if c.Duration <= 0 {
+		c.Duration = time.Second
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 3
+	}
+	if c.Keys == 0 {
+		c.Keys = 1_000_000
+	}
+	if len(c.BatchSizes) == 0 {
+		c.BatchSizes = []int{1, 100}
+	}
+	if len(c.Writers) == 0 {
+		c.Writers = []int{1, 8}
+	}
+	if len(c.Syncs) == 0 {
+		// Sync first: the NoSync cells write ~100x more and leave both
+		// databases compacting, which slows the fsyncs that follow.
+		c.Syncs = []bool{true, false}
+	}
+	if len(c.Readers) == 0 {
+		c.Readers = []int{1, 8}
+	}
+	for _, n := range append(append(append([]int(nil), c.BatchSizes...), c.Writers...), c.Readers...) {
+		if n <= 0 {
+			return badConfig("batch sizes, writers and readers must be positive (got %d)", n)
+		}
+	}
+	return nil
+}
+
+// KVCell is one measured configuration: the same calls in process and
+// through the transport, Rounds times.
+type KVCell struct {
+	// Name says what was measured ("write batch=100 writers=8 sync").
+	Name      string `json:"name"`
+	BatchSize int    `json:"batch_size,omitempty"`
+	Writers   int    `json:"writers,omitempty"`
+	Readers   int    `json:"readers,omitempty"`
+	Sync      bool   `json:"sync"`
+	// Unit is what the rates count: "writes", "reads" or "keys".
+	Unit string `json:"unit"`
+	// InProcessPerSec and RemotePerSec are the medians of each side's
+	// rounds.
+	InProcessPerSec float64 `json:"in_process_per_sec"`
+	RemotePerSec    float64 `json:"remote_per_sec"`
+	// RatioMedian is the median of the rounds' remote / in-process
+	// ratios; RatioMin and RatioMax their spread.
+	RatioMedian float64 `json:"ratio_median"`
+	RatioMin    float64 `json:"ratio_min"`
+	RatioMax    float64 `json:"ratio_max"`
+	// Goal is the ratio the issue asks of this cell (0: none, reported).
+	Goal float64 `json:"goal,omitempty"`
+	// Met reports RatioMedian >= Goal (cells with a goal only).
+	Met  *bool     `json:"met,omitempty"`
+	Runs []KVRound `json:"runs"`
+}
+
+// KVRound is one round of a cell.
+type KVRound struct {
+	Order           string  `json:"order"`
+	InProcessPerSec float64 `json:"in_process_per_sec"`
+	RemotePerSec    float64 `json:"remote_per_sec"`
+	Ratio           float64 `json:"ratio"`
+}
+
+// KVResult is what an application-store benchmark measured.
+type KVResult struct {
+	Benchmark       string    `json:"benchmark"`
+	Transport       string    `json:"transport"`
+	KeySize         int       `json:"key_size"`
+	ValueSize       int       `json:"value_size"`
+	Keys            int       `json:"keys,omitempty"`
+	DurationSeconds float64   `json:"duration_seconds,omitempty"`
+	Rounds          int       `json:"rounds"`
+	CPUs            int       `json:"cpus"`
+	LoadAvgStart    []float64 `json:"load_avg_start,omitempty"`
+	LoadAvgEnd      []float64 `json:"load_avg_end,omitempty"`
+	// LoadSeconds are the read benchmark's bulk loads: in process (Write
+	// of batches of 1000, NoSync) and through the transport (a Loader).
+	LoadSecondsInProcess float64  `json:"load_seconds_in_process,omitempty"`
+	LoadSecondsRemote    float64  `json:"load_seconds_remote,omitempty"`
+	Cells                []KVCell `json:"cells"`
+}
+
+// kvSides are the two stores of a run.
+type kvSides struct {
+	local  *engine.Engine
+	remote *plugin.Client
+	// remoteEngine is the grpc transport's engine (in this process).
+	remoteEngine *engine.Engine
+	dir          string
+	cleanup      bool
+}
+
+func openKVSides(ctx context.Context, cfg *KVConfig) (*kvSides, error) {
+	s := &kvSides{dir: cfg.Dir}
+	if s.dir == "" {
+		d, err := os.MkdirTemp("", "pebble-ae-bench-kv-")
+		if err != nil {
+			return nil, err
+		}
+		s.dir, s.cleanup = d, true
+	}
+	var err error
+	// The same options as `pebble-ae plugin` with its default flags.
+	if s.local, err = engine.Open(filepath.Join(s.dir, "inproc"), &engine.Options{ReplicaID: "inproc"}); err != nil {
+		s.close()
+		return nil, err
+	}
+	switch cfg.Transport {
+	case "plugin":
+		s.remote, err = plugin.Open(ctx, cfg.PluginPath, "plugin", "--dir", filepath.Join(s.dir, "remote"), "--id", "remote")
+	case "grpc":
+		if s.remoteEngine, err = engine.Open(filepath.Join(s.dir, "remote"), &engine.Options{ReplicaID: "remote"}); err == nil {
+			s.remote, err = plugin.InProcess(s.remoteEngine, nil, nil)
+		}
+	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *kvSides) close() {
+	if s.remote != nil {
+		_ = s.remote.Close()
+	}
+	if s.remoteEngine != nil {
+		_ = s.remoteEngine.Close()
+	}
+	if s.local != nil {
+		_ = s.local.Close()
+	}
+	if s.cleanup {
+		_ = os.RemoveAll(s.dir)
+	}
+}
+
+// kvKey writes the key of index i: 8 bytes of a hash of i (random order),
+// then i, padded to len(dst). Keys never start with 0xff, so never in the
+// reserved internal key space.
+func kvKey(dst []byte, seed uint64, i uint64) []byte {
+	binary.BigEndian.PutUint64(dst, splitmix(seed^i))
+	dst[0] &^= 0x80 // below the reserved prefix \xff\xff
+	for j := 8; j < len(dst); j++ {
+		dst[j] = byte(i >> (8 * ((j - 8) % 8)))
+	}
+	return dst
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// measureCell runs one cell's rounds: run(kv) returns the count and the
+// elapsed time of one side's run.
+func measureCell(cell KVCell, rounds int, s *kvSides, run func(kv engine.KV, round int) (int, time.Duration, error)) (KVCell, error) {
+	var ratios, local, remote []float64
+	for r := range rounds {
+		order := []string{"inproc", "remote"}
+		if r%2 == 1 {
+			order = []string{"remote", "inproc"}
+		}
+		rates := map[string]float64{}
+		for _, side := range order {
+			var kv engine.KV = s.local
+			if side == "remote" {
+				kv = s.remote
+			}
+			n, d, err := run(kv, r)
+			if err != nil {
+				return cell, fmt.Errorf("bench: %s, %s side: %w", cell.Name, side, err)
+			}
+			rates[side] = float64(n) / d.Seconds()
+		}
+		run := KVRound{Order: order[0] + "," + order[1], InProcessPerSec: rates["inproc"], RemotePerSec: rates["remote"]}
+		if run.InProcessPerSec > 0 {
+			run.Ratio = run.RemotePerSec / run.InProcessPerSec
+		}
+		cell.Runs = append(cell.Runs, run)
+		ratios = append(ratios, run.Ratio)
+		local = append(local, run.InProcessPerSec)
+		remote = append(remote, run.RemotePerSec)
+	}
+	cell.InProcessPerSec, cell.RemotePerSec = median(local), median(remote)
+	cell.RatioMedian = median(ratios) // sorts ratios
+	cell.RatioMin, cell.RatioMax = ratios[0], ratios[len(ratios)-1]
+	if cell.Goal > 0 {
+		met := cell.RatioMedian >= cell.Goal
+		cell.Met = &met
+	}
+	return cell, nil
+}
+
+// KVWrite measures writes through the application's store, in process and
+// through cfg.Transport: for every batch size, writer count and sync
+// setting, each side writes new random keys for cfg.Duration.
+func KVWrite(ctx context.Context, cfg KVConfig) (KVResult, error) {
+	if err := cfg.ensureDefaults(); err != nil {
+		return KVResult{}, err
+	}
+	s, err := openKVSides(ctx, &cfg)
+	if err != nil {
+		return KVResult{}, err
+	}
+	defer s.close()
+	res := KVResult{Benchmark: "write", Transport: cfg.Transport, KeySize: cfg.KeySize, ValueSize: cfg.ValueSize,
+		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
+	value := randomValue(cfg.Seed, cfg.ValueSize)
+	var next atomic.Uint64 // key indexes: every write a new key
+	for _, syncWrites := range cfg.Syncs {
+		for _, batch := range cfg.BatchSizes {
+			for _, writers := range cfg.Writers {
+				cell := KVCell{BatchSize: batch, Writers: writers, Sync: syncWrites, Unit: "writes"}
+				cell.Name = fmt.Sprintf("write batch=%d writers=%d %s", batch, writers, syncName(syncWrites))
+				switch {
+				case batch >= 100 && !syncWrites:
+					cell.Goal = 0.7
+				case writers >= 8 && syncWrites:
+					cell.Goal = 0.8
+				}
+				wo := &engine.WriteOptions{Sync: syncWrites}
+				cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, _ int) (int, time.Duration, error) {
+					return writeFor(ctx, kv, cfg, writers, batch, wo, value, &next)
+				})
+				if err != nil {
+					return res, err
+				}
+				res.Cells = append(res.Cells, cell)
+			}
+		}
+	}
+	res.LoadAvgEnd = loadAverage()
+	return res, nil
+}
+
+func syncName(s bool) string {
+	if s {
+		return "sync"
+	}
+	return "nosync"
+}
+
+// writeFor runs writers goroutines writing batches of batch new keys (a
+// batch of 1: Put) for cfg.Duration and returns the writes done.
+func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, writers, batch int, wo *engine.WriteOptions, value []byte, next *atomic.Uint64) (int, time.Duration, error) {
+	var (
+		wg    sync.WaitGroup
+		done  atomic.Int64
+		first error
+		mu    sync.Mutex
+	)
+	start := time.Now()
+	deadline := start.Add(cfg.Duration)
+	for range writers {
+		wg.Go(func() {
+			key := make([]byte, cfg.KeySize)
+			var b engine.WriteBatch
+			for time.Now().Before(deadline) {
+				var err error
+				if batch == 1 {
+					err = kv.Put(ctx, kvKey(key, cfg.Seed, next.Add(1)), value, wo)
+				} else {
+					b.Reset()
+					for range batch {
+						b.Put(kvKey(key, cfg.Seed, next.Add(1)), value)
+					}
+					err = kv.Write(ctx, &b, wo)
+				}
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+				done.Add(int64(batch))
+			}
+		})
+	}
+	wg.Wait()
+	return int(done.Load()), time.Since(start), first
+}
+
+// KVRead loads cfg.Keys keys into each side (in process: Writes of 1000;
+// through the transport: a Loader), then measures point reads (Get, for
+// every reader count), multi-gets of 100 keys and full scans, in process
+// and through cfg.Transport.
+func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
+	if err := cfg.ensureDefaults(); err != nil {
+		return KVResult{}, err
+	}
+	s, err := openKVSides(ctx, &cfg)
+	if err != nil {
+		return KVResult{}, err
+	}
+	defer s.close()
+	res := KVResult{Benchmark: "read", Transport: cfg.Transport, KeySize: cfg.KeySize, ValueSize: cfg.ValueSize, Keys: cfg.Keys,
+		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
+	value := randomValue(cfg.Seed, cfg.ValueSize)
+
+	// Load both sides with the same keys.
+	start := time.Now()
+	var b engine.WriteBatch
+	key := make([]byte, cfg.KeySize)
+	for i := range cfg.Keys {
+		b.Put(kvKey(key, cfg.Seed, uint64(i)), value)
+		if b.Len() == 1000 || i == cfg.Keys-1 {
+			if err := s.local.Write(ctx, &b, engine.NoSync); err != nil {
+				return res, err
+			}
+			b.Reset()
+		}
+	}
+	res.LoadSecondsInProcess = time.Since(start).Seconds()
+	start = time.Now()
+	l, err := s.remote.NewLoader(ctx, &plugin.LoaderOptions{Write: engine.NoSync})
+	if err != nil {
+		return res, err
+	}
+	for i := range cfg.Keys {
+		if err := l.Put(kvKey(key, cfg.Seed, uint64(i)), value); err != nil {
+			_, _ = l.Close()
+			return res, err
+		}
+	}
+	if n, err := l.Close(); err != nil || n != cfg.Keys {
+		return res, fmt.Errorf("bench: load through %s: %d of %d keys (%v)", cfg.Transport, n, cfg.Keys, err)
+	}
+	res.LoadSecondsRemote = time.Since(start).Seconds()
+	// Both sides settle their memtables the same way.
+	if err := s.local.DB().Flush(); err != nil {
+		return res, err
+	}
+	if s.remoteEngine != nil {
+		if err := s.remoteEngine.DB().Flush(); err != nil {
+			return res, err
+		}
+	}
+
+	for _, readers := range cfg.Readers {
+		cell := KVCell{Name: fmt.Sprintf("get readers=%d", readers), Readers: readers, Unit: "reads"}
+		cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, round int) (int, time.Duration, error) {
+			return readFor(ctx, kv, cfg, readers, 1, round)
+		})
+		if err != nil {
+			return res, err
+		}
+		res.Cells = append(res.Cells, cell)
+	}
+	cell := KVCell{Name: "getmany batch=100 readers=1", BatchSize: 100, Readers: 1, Unit: "reads"}
+	cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, round int) (int, time.Duration, error) {
+		return readFor(ctx, kv, cfg, 1, 100, round)
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Cells = append(res.Cells, cell)
+	cell = KVCell{Name: fmt.Sprintf("scan keys=%d", cfg.Keys), Unit: "keys", Goal: 0.5}
+	cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, _ int) (int, time.Duration, error) {
+		start := time.Now()
+		n, sum := 0, 0
+		_, err := kv.Scan(ctx, engine.ScanRequest{}, func(it engine.Item) error {
+			n++
+			sum += len(it.Value)
+			return nil
+		})
+		if err == nil && n != cfg.Keys {
+			err = fmt.Errorf("scanned %d keys, want %d", n, cfg.Keys)
+		}
+		return n, time.Since(start), err
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Cells = append(res.Cells, cell)
+	res.LoadAvgEnd = loadAverage()
+	return res, nil
+}
+
+// readFor runs readers goroutines reading random loaded keys for
+// cfg.Duration, one Get at a time (batch 1) or GetMany of batch keys.
+func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, readers, batch, round int) (int, time.Duration, error) {
+	var (
+		wg    sync.WaitGroup
+		done  atomic.Int64
+		first error
+		mu    sync.Mutex
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	start := time.Now()
+	deadline := start.Add(cfg.Duration)
+	for r := range readers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(round*1000+r)))
+			keys := make([][]byte, batch)
+			for i := range keys {
+				keys[i] = make([]byte, cfg.KeySize)
+			}
+			for time.Now().Before(deadline) {
+				for i := range keys {
+					kvKey(keys[i], cfg.Seed, uint64(rng.IntN(cfg.Keys)))
+				}
+				if batch == 1 {
+					if _, err := kv.Get(ctx, keys[0]); err != nil {
+						fail(err)
+						return
+					}
+				} else {
+					items, err := kv.GetMany(ctx, keys, nil)
+					if err != nil {
+						fail(err)
+						return
+					}
+					for _, it := range items {
+						if !it.Found {
+							fail(fmt.Errorf("key %x not found", it.Key))
+							return
+						}
+					}
+				}
+				done.Add(int64(batch))
+			}
+		})
+	}
+	wg.Wait()
+	return int(done.Load()), time.Since(start), first
+}
+
+// randomValue returns n bytes from a generator seeded by seed: one
+// incompressible value every write of the benchmark carries.
+func randomValue(seed uint64, n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	v := make([]byte, n)
+	for i := range v {
+		v[i] = byte(rng.Uint32())
+	}
+	return v
+}
