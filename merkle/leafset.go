@@ -148,43 +148,56 @@ func (s *leafSet) leafAt(c, k int, key []byte) (*leaf, bool) {
 	return s.chunks[c].ls[k], true
 }
 
-// locate returns the position of the leaf at index i (0 <= i <= n; i = n
-// gives the end position).
-func (s *leafSet) locate(i int) (c, k int) {
-	if len(s.chunks) == 0 {
-		return 0, 0
-	}
-	if i >= s.n {
-		c = len(s.chunks) - 1
-		return c, len(s.chunks[c].ls)
-	}
-	lo, hi := 0, len(s.off)
-	for lo < hi { // the first chunk starting after i
-		m := int(uint(lo+hi) >> 1)
-		if s.off[m] <= i {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	c = lo - 1
-	return c, i - s.off[c]
-}
+// lpos is the position of a leaf in a leafSet: chunk c, offset k. The end
+// position is (last chunk, its length), or (0, 0) in an empty set.
+type lpos struct{ c, k int }
 
-// search returns the index of the first leaf whose start is >= key.
-func (s *leafSet) search(key []byte) int {
+// searchPos returns the position of the first leaf whose start is >= key
+// (the end position if none).
+func (s *leafSet) searchPos(key []byte) lpos {
 	c, k := s.find(key)
-	if len(s.chunks) == 0 {
-		return 0
-	}
-	return s.off[c] + k
+	return lpos{c, k}
 }
 
-// at returns the leaf at index i.
-func (s *leafSet) at(i int) *leaf {
-	c, k := s.locate(i)
-	return s.chunks[c].ls[k]
+// endPos returns the end position.
+func (s *leafSet) endPos() lpos {
+	if len(s.chunks) == 0 {
+		return lpos{}
+	}
+	c := len(s.chunks) - 1
+	return lpos{c, len(s.chunks[c].ls)}
 }
+
+// leafAtPos returns the leaf at p, or false at the end position.
+func (s *leafSet) leafAtPos(p lpos) (*leaf, bool) {
+	if p.c >= len(s.chunks) || p.k >= len(s.chunks[p.c].ls) {
+		return nil, false
+	}
+	return s.chunks[p.c].ls[p.k], true
+}
+
+// nextPos returns the position after p (p is not the end position).
+func (s *leafSet) nextPos(p lpos) lpos {
+	if p.k+1 < len(s.chunks[p.c].ls) || p.c+1 == len(s.chunks) {
+		return lpos{p.c, p.k + 1}
+	}
+	return lpos{p.c + 1, 0}
+}
+
+// prevLeaf returns the leaf before position p, or nil.
+func (s *leafSet) prevLeaf(p lpos) *leaf {
+	if p.k > 0 {
+		return s.chunks[p.c].ls[p.k-1]
+	}
+	if p.c > 0 {
+		ch := s.chunks[p.c-1]
+		return ch.ls[len(ch.ls)-1]
+	}
+	return nil
+}
+
+// before reports whether position a comes before b.
+func (a lpos) before(b lpos) bool { return a.c < b.c || (a.c == b.c && a.k < b.k) }
 
 // floor returns the leaf with the largest start <= key, or nil.
 func (s *leafSet) floor(key []byte) *leaf {
@@ -252,7 +265,7 @@ func (s *leafSet) ReplaceOrInsert(l *leaf) {
 	s.account(l, 1)
 	if len(s.chunks) == 0 {
 		s.chunks = []*leafChunk{{pfx: []uint64{keyPrefix(l.start)}, ls: []*leaf{l}}}
-		s.first, s.off, s.n = []uint64{keyPrefix(l.start)}, []int{0}, 1
+		s.first, s.n = []uint64{keyPrefix(l.start)}, 1
 		return
 	}
 	c, k := s.find(l.start)
@@ -273,9 +286,6 @@ func (s *leafSet) ReplaceOrInsert(l *leaf) {
 	ch.pfx = slices.Insert(ch.pfx, k, keyPrefix(l.start))
 	s.first[c] = ch.pfx[0]
 	s.n++
-	for d := c + 1; d < len(s.off); d++ {
-		s.off[d]++
-	}
 	if len(ch.ls) > leafChunkMax {
 		h := len(ch.ls) / 2
 		right := &leafChunk{pfx: slices.Clone(ch.pfx[h:]), ls: slices.Clone(ch.ls[h:])}
@@ -283,7 +293,6 @@ func (s *leafSet) ReplaceOrInsert(l *leaf) {
 		ch.ls, ch.pfx = ch.ls[:h], ch.pfx[:h]
 		s.chunks = slices.Insert(s.chunks, c+1, right)
 		s.first = slices.Insert(s.first, c+1, right.pfx[0])
-		s.off = slices.Insert(s.off, c+1, s.off[c]+h)
 	}
 }
 
@@ -299,45 +308,45 @@ func (s *leafSet) Delete(l *leaf) {
 	ch.ls = slices.Delete(ch.ls, k, k+1)
 	ch.pfx = slices.Delete(ch.pfx, k, k+1)
 	s.n--
-	for d := c + 1; d < len(s.off); d++ {
-		s.off[d]--
-	}
 	if len(ch.ls) == 0 {
 		s.chunks = slices.Delete(s.chunks, c, c+1)
 		s.first = slices.Delete(s.first, c, c+1)
-		s.off = slices.Delete(s.off, c, c+1)
 		return
 	}
 	s.first[c] = ch.pfx[0]
 }
 
-// splice replaces the leaves at [i, j) with repl (sorted, inside the gap).
-func (s *leafSet) splice(i, j int, repl []*leaf) {
-	s.ascendRange(i, j, func(l *leaf) bool { s.account(l, -1); return true })
+// splicePos replaces the leaves of [from, to) by repl (sorted, fitting
+// between the neighbours). It costs the chunks it touches and a memmove of
+// the chunk array, whatever the set's size.
+func (s *leafSet) splicePos(from, to lpos, repl []*leaf) {
+	removed := 0
+	s.ascendPos(from, to, func(l *leaf) bool { s.account(l, -1); removed++; return true })
 	for _, l := range repl {
 		s.account(l, 1)
 	}
+	s.n += len(repl) - removed
 	if len(s.chunks) == 0 {
 		s.rechunk(0, 0, repl)
 		return
 	}
-	ci, ki := s.locate(i)
-	cj, kj := s.locate(j)
-	if kj == len(s.chunks[cj].ls) && cj+1 < len(s.chunks) {
-		cj, kj = cj+1, 0
+	if to.k == len(s.chunks[to.c].ls) && to.c+1 < len(s.chunks) {
+		to = lpos{to.c + 1, 0}
 	}
-	// The touched chunks ci..cj become head + repl + tail, re-chunked.
-	leaves := make([]*leaf, 0, ki+len(repl)+len(s.chunks[cj].ls)-kj)
-	leaves = append(leaves, s.chunks[ci].ls[:ki]...)
+	// The touched chunks from.c..to.c become head + repl + tail,
+	// re-chunked.
+	leaves := make([]*leaf, 0, from.k+len(repl)+len(s.chunks[to.c].ls)-to.k)
+	leaves = append(leaves, s.chunks[from.c].ls[:from.k]...)
 	leaves = append(leaves, repl...)
-	leaves = append(leaves, s.chunks[cj].ls[kj:]...)
-	s.rechunk(ci, cj+1, leaves)
+	leaves = append(leaves, s.chunks[to.c].ls[to.k:]...)
+	s.rechunk(from.c, to.c+1, leaves)
 }
 
-// rechunk replaces chunks [ci, cj) with leaves in chunks of at most half
-// the chunk size (room to grow), and recomputes n and the offsets.
+// rechunk replaces chunks [ci, cj) by leaves, in chunks of half the
+// maximum (all of them if they fit in one).
 func (s *leafSet) rechunk(ci, cj int, leaves []*leaf) {
 	var mid []*leafChunk
+	var firsts []uint64
 	size := max(leafChunkMax/2, 1)
 	for len(leaves) > 0 {
 		m := min(len(leaves), size)
@@ -349,17 +358,22 @@ func (s *leafSet) rechunk(ci, cj int, leaves []*leaf) {
 			ch.pfx[k] = keyPrefix(l.start)
 		}
 		mid = append(mid, ch)
+		firsts = append(firsts, ch.pfx[0])
 		leaves = leaves[m:]
 	}
 	s.chunks = slices.Replace(s.chunks, ci, cj, mid...)
-	s.first = slices.Grow(s.first[:0], len(s.chunks))[:len(s.chunks)]
-	s.off = slices.Grow(s.off[:0], len(s.chunks))[:len(s.chunks)]
-	n := 0
-	for c, ch := range s.chunks {
-		s.first[c], s.off[c] = ch.pfx[0], n
-		n += len(ch.ls)
+	s.first = slices.Replace(s.first, ci, cj, firsts...)
+}
+
+// ascendPos calls fn with the leaves of [from, to) in order until it
+// returns false.
+func (s *leafSet) ascendPos(from, to lpos, fn func(*leaf) bool) {
+	for p := from; p.before(to); p = s.nextPos(p) {
+		l, ok := s.leafAtPos(p)
+		if !ok || !fn(l) {
+			return
+		}
 	}
-	s.n = n
 }
 
 // Ascend calls fn on every leaf in order until fn returns false.
@@ -376,22 +390,5 @@ func (s *leafSet) Ascend(fn func(*leaf) bool) {
 // AscendGreaterOrEqual calls fn on every leaf whose start is >= pivot's,
 // in order, until fn returns false.
 func (s *leafSet) AscendGreaterOrEqual(pivot *leaf, fn func(*leaf) bool) {
-	s.ascendRange(s.search(pivot.start), s.n, fn)
-}
-
-// ascendRange calls fn on the leaves at indexes [i, j), in order, until fn
-// returns false.
-func (s *leafSet) ascendRange(i, j int, fn func(*leaf) bool) {
-	if i >= j {
-		return
-	}
-	c, k := s.locate(i)
-	for n := j - i; n > 0 && c < len(s.chunks); c, k = c+1, 0 {
-		for _, l := range s.chunks[c].ls[k:min(len(s.chunks[c].ls), k+n)] {
-			if !fn(l) {
-				return
-			}
-			n--
-		}
-	}
+	s.ascendPos(s.searchPos(pivot.start), s.endPos(), fn)
 }

@@ -134,3 +134,39 @@ func TestLeafSetModel(t *testing.T) {
 		})
 	}
 }
+
+// Index-based views of a leaf set, for the tests (O(leaves) each; the set
+// itself addresses leaves by position).
+
+func (s *leafSet) posOf(i int) lpos {
+	if i >= s.n {
+		return s.endPos()
+	}
+	for c, ch := range s.chunks {
+		if i < len(ch.ls) {
+			return lpos{c, i}
+		}
+		i -= len(ch.ls)
+	}
+	return s.endPos()
+}
+
+func (s *leafSet) search(key []byte) int {
+	p := s.searchPos(key)
+	n := 0
+	for c := 0; c < p.c; c++ {
+		n += len(s.chunks[c].ls)
+	}
+	return n + p.k
+}
+
+func (s *leafSet) at(i int) *leaf {
+	l, _ := s.leafAtPos(s.posOf(i))
+	return l
+}
+
+func (s *leafSet) splice(i, j int, repl []*leaf) { s.splicePos(s.posOf(i), s.posOf(j), repl) }
+
+func (s *leafSet) ascendRange(i, j int, fn func(*leaf) bool) {
+	s.ascendPos(s.posOf(i), s.posOf(j), fn)
+}

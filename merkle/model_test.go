@@ -400,8 +400,8 @@ func checkTotals(t testing.TB, tr *Tree) {
 // in strictly increasing key order.
 func checkLeafSet(t testing.TB, pi int, s *leafSet) {
 	t.Helper()
-	if len(s.first) != len(s.chunks) || len(s.off) != len(s.chunks) {
-		t.Fatalf("partition %d: %d chunks, %d first prefixes, %d offsets", pi, len(s.chunks), len(s.first), len(s.off))
+	if len(s.first) != len(s.chunks) {
+		t.Fatalf("partition %d: %d chunks, %d first prefixes", pi, len(s.chunks), len(s.first))
 	}
 	n := 0
 	var prev []byte
@@ -409,8 +409,8 @@ func checkLeafSet(t testing.TB, pi int, s *leafSet) {
 		if len(ch.ls) == 0 || len(ch.ls) > leafChunkMax || len(ch.pfx) != len(ch.ls) {
 			t.Fatalf("partition %d: chunk %d has %d leaves, %d prefixes (max %d)", pi, c, len(ch.ls), len(ch.pfx), leafChunkMax)
 		}
-		if s.off[c] != n || s.first[c] != ch.pfx[0] {
-			t.Fatalf("partition %d: chunk %d offset %d first %x, want %d %x", pi, c, s.off[c], s.first[c], n, ch.pfx[0])
+		if s.first[c] != ch.pfx[0] {
+			t.Fatalf("partition %d: chunk %d first %x, want %x", pi, c, s.first[c], ch.pfx[0])
 		}
 		for k, l := range ch.ls {
 			if ch.pfx[k] != keyPrefix(l.start) {

@@ -173,14 +173,14 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 		stop = res.stop
 	}
 	inStop := func(k []byte) bool { return stop == nil || bytes.Compare(k, stop) < 0 }
-	// Old leaves in [sp.start, stop): ls[i:j].
-	i := p.leaves.search(sp.start)
-	j := p.leaves.Len()
+	// Old leaves in [sp.start, stop): positions [i, j).
+	i := p.leaves.searchPos(sp.start)
+	j := p.leaves.endPos()
 	if stop != nil {
-		j = p.leaves.search(stop)
+		j = p.leaves.searchPos(stop)
 	}
 	pdAll := true
-	p.leaves.ascendRange(i, j, func(l *leaf) bool {
+	p.leaves.ascendPos(i, j, func(l *leaf) bool {
 		pdAll = pdAll && l.pd
 		p.removed[string(l.start)] = struct{}{}
 		return true
@@ -189,7 +189,7 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 	if !res.startPresent && !bytes.Equal(sp.start, p.start) {
 		// The span's start key is gone (a purge or a range deletion): its
 		// first segment belongs to the previous leaf.
-		prev := p.leaves.at(i - 1)
+		prev := p.leaves.prevLeaf(i)
 		p.leaves.addFP(prev, segs[0].fp)
 		prev.pd = prev.pd && pdAll
 		prev.changed = true
@@ -201,15 +201,15 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 	}
 	if res.stop != nil {
 		// The rest of the span stays dirty, as one leaf.
-		if j < p.leaves.Len() && bytes.Equal(p.leaves.at(j).start, res.stop) {
-			j++ // replaced
+		if l, ok := p.leaves.leafAtPos(j); ok && bytes.Equal(l.start, res.stop) {
+			j = p.leaves.nextPos(j) // replaced
 		}
 		repl = append(repl, &leaf{start: res.stop, rank: t.params.rank(res.stop), dirty: true, pd: pdAll, changed: true})
 	}
 	for _, l := range repl {
 		delete(p.removed, string(l.start))
 	}
-	p.leaves.splice(i, j, repl)
+	p.leaves.splicePos(i, j, repl)
 	t.mu.stats.LeavesRecomputed += uint64(len(segs))
 	t.mu.stats.KeysScanned += uint64(res.keys)
 	// Writes made after the snapshot.
