@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"net"
 	"sync/atomic"
 	"time"
@@ -52,6 +54,11 @@ type ListenOptions struct {
 	Ready func(addr net.Addr)
 	// ShutdownTimeout bounds the graceful stop when ctx ends (default 5s).
 	ShutdownTimeout time.Duration
+	// HealthInterval is how often grpc.health.v1 follows the engine's
+	// readiness: SERVING while every partition is ready, NOT_SERVING while
+	// one is rebuilt and once the server shuts down (default
+	// DefaultHealthInterval).
+	HealthInterval time.Duration
 }
 
 // DialOptions configure Dial.
@@ -143,6 +150,12 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 		extra = append(extra, grpc.Creds(credentials.NewTLS(cfg)))
 	}
 	gs, srv := newGRPCServer(e, &o.Server, extra...)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	setHealth(e, hs) // before the first call, not after
+	healthCtx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	go watchHealth(healthCtx, e, hs, o.HealthInterval)
 	if o.Ready != nil {
 		o.Ready(lis.Addr())
 	}
@@ -153,6 +166,8 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 		return err
 	case <-ctx.Done():
 	}
+	stopHealth()
+	hs.Shutdown() // NOT_SERVING while the server drains
 	timeout := o.ShutdownTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -169,6 +184,43 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 		return err
 	}
 	return nil
+}
+
+// HealthService is the service name the node's grpc.health.v1 reports
+// for (besides "", the whole server).
+const HealthService = "pebbleae.v1.Replica"
+
+// DefaultHealthInterval is how often a served node's health follows the
+// readiness of its partitions.
+const DefaultHealthInterval = 250 * time.Millisecond
+
+// watchHealth sets hs to SERVING while every partition of e is ready and
+// to NOT_SERVING while one is rebuilt, checking every interval until ctx
+// ends.
+func watchHealth(ctx context.Context, e *engine.Engine, hs *health.Server, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultHealthInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			setHealth(e, hs)
+		}
+	}
+}
+
+// setHealth sets hs from the readiness of e's partitions.
+func setHealth(e *engine.Engine, hs *health.Server) {
+	st := healthpb.HealthCheckResponse_SERVING
+	if len(e.NotReady()) > 0 {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	hs.SetServingStatus("", st)
+	hs.SetServingStatus(HealthService, st)
 }
 
 // checkOwnCert refuses to serve replica id with a certificate naming
