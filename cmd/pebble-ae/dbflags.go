@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -116,8 +117,16 @@ func (f *dbFlags) open(ctx context.Context, dir string) (*engine.Engine, error) 
 		}
 		return nil, noDB
 	}
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+		// Pebble's LOCK is held: another process has the database open.
+		return nil, fmt.Errorf("%w: %q is open in another process (a running node?): reach a served node with --addr id=host:port", errDatabaseInUse, dir)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return e, nil
 }
+
+// errDatabaseInUse is the error of a command given the directory of a
+// database another process holds open.
+var errDatabaseInUse = errors.New("database in use")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -12,56 +13,106 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
+// kvTarget is where put, get, del and scan go: the database in --dir, or a
+// served node (--addr) through the plugin client; both are an engine.KV.
+type kvTarget struct {
+	f    dbFlags
+	rf   remoteFlags
+	dir  string
+	addr string
+}
+
+func (k *kvTarget) register(fs *pflag.FlagSet) {
+	k.f.register(fs)
+	k.rf.register(fs)
+	fs.StringVar(&k.dir, "dir", "", "database directory")
+	fs.StringVar(&k.addr, "addr", "", "a served node instead, as id=host:port (with --certs and --as, or --insecure on loopback)")
+}
+
+// open returns the target's engine.KV and its closer.
+func (k *kvTarget) open(cmd *cobra.Command) (engine.KV, func(), error) {
+	if k.addr != "" {
+		if k.dir != "" {
+			return nil, nil, fmt.Errorf("pass --dir or --addr, not both")
+		}
+		c, err := k.rf.dial(cmd.Context(), k.addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() { _ = c.Close() }, nil
+	}
+	e, err := k.f.open(cmd.Context(), k.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, func() { _ = e.Close() }, nil
+}
+
 func newPutCmd() *cobra.Command {
-	var f dbFlags
-	var dir string
+	var t kvTarget
 	var nosync bool
 	c := &cobra.Command{
 		Use:     "put KEY VALUE",
-		Short:   "Write a value into a database directory",
-		Example: "  pebble-ae put --dir /tmp/r1 user:1 alice",
+		Short:   "Write a value, into a database directory or a served node",
+		Example: "  pebble-ae put --dir /tmp/r1 user:1 alice\n  pebble-ae put --addr n1=127.0.0.1:7001 --certs /tmp/certs --as app user:1 alice",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := f.open(cmd.Context(), dir)
+			kv, closeKV, err := t.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer e.Close()
+			defer closeKV()
 			wo := &engine.WriteOptions{Sync: !nosync}
-			return e.Put(cmd.Context(), []byte(args[0]), []byte(args[1]), wo)
+			return kv.Put(cmd.Context(), []byte(args[0]), []byte(args[1]), wo)
 		},
 	}
-	f.register(c.Flags())
-	c.Flags().StringVar(&dir, "dir", "", "database directory")
+	t.register(c.Flags())
 	c.Flags().BoolVar(&nosync, "nosync", false, "do not sync the write-ahead log")
 	return c
 }
 
 func newGetCmd() *cobra.Command {
-	f := dbFlags{existing: true}
-	var dir string
+	t := kvTarget{f: dbFlags{existing: true}}
 	var asJSON bool
 	c := &cobra.Command{
 		Use:     "get KEY",
-		Short:   "Read a key's value (or its whole record with --json)",
-		Example: "  pebble-ae get --dir /tmp/r1 user:1\n  pebble-ae get --dir /tmp/r1 --json user:1",
+		Short:   "Read a key's value (or its whole record with --json), locally or from a served node",
+		Example: "  pebble-ae get --dir /tmp/r1 user:1\n  pebble-ae get --dir /tmp/r1 --json user:1\n  pebble-ae get --addr n1=127.0.0.1:7001 --certs /tmp/certs --as ops user:1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := f.open(cmd.Context(), dir)
+			kv, closeKV, err := t.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer e.Close()
+			defer closeKV()
 			if asJSON {
-				rec, err := e.GetRecord(cmd.Context(), []byte(args[0]))
+				if e, ok := kv.(*engine.Engine); ok {
+					rec, err := e.GetRecord(cmd.Context(), []byte(args[0]))
+					if err != nil {
+						return err
+					}
+					return printJSON(rec)
+				}
+				// A served node gives the application's view: the live
+				// versions and the causal context (causal mode), or the
+				// value (LWW).
+				vs, err := kv.GetVersions(cmd.Context(), []byte(args[0]))
+				if errors.Is(err, engine.ErrWrongMode) {
+					v, err := kv.Get(cmd.Context(), []byte(args[0]))
+					if err != nil {
+						return err
+					}
+					return printJSON(map[string]string{"key": args[0], "value": string(v)})
+				}
 				if err != nil {
 					return err
 				}
-				return printJSON(rec)
+				return printJSON(vs)
 			}
-			v, err := e.Get(cmd.Context(), []byte(args[0]))
+			v, err := kv.Get(cmd.Context(), []byte(args[0]))
 			if err != nil {
 				return err
 			}
@@ -69,31 +120,28 @@ func newGetCmd() *cobra.Command {
 			return nil
 		},
 	}
-	f.register(c.Flags())
-	c.Flags().StringVar(&dir, "dir", "", "database directory")
-	c.Flags().BoolVar(&asJSON, "json", false, "print the decoded record (siblings, timestamps, dots)")
+	t.register(c.Flags())
+	c.Flags().BoolVar(&asJSON, "json", false, "print the decoded record (siblings, timestamps, dots; from a served node: its versions and causal context)")
 	return c
 }
 
 func newDelCmd() *cobra.Command {
-	f := dbFlags{existing: true}
-	var dir string
+	t := kvTarget{f: dbFlags{existing: true}}
 	c := &cobra.Command{
 		Use:     "del KEY",
-		Short:   "Delete a key (writes a tombstone that replicates)",
-		Example: "  pebble-ae del --dir /tmp/r1 user:1",
+		Short:   "Delete a key (writes a tombstone that replicates), locally or on a served node",
+		Example: "  pebble-ae del --dir /tmp/r1 user:1\n  pebble-ae del --addr n1=127.0.0.1:7001 --certs /tmp/certs --as app user:1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := f.open(cmd.Context(), dir)
+			kv, closeKV, err := t.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer e.Close()
-			return e.Delete(cmd.Context(), []byte(args[0]), nil)
+			defer closeKV()
+			return kv.Delete(cmd.Context(), []byte(args[0]), nil)
 		},
 	}
-	f.register(c.Flags())
-	c.Flags().StringVar(&dir, "dir", "", "database directory")
+	t.register(c.Flags())
 	return c
 }
 
