@@ -354,6 +354,7 @@ keys the trees rescanned, and memory.`,
 	c.Flags().StringVar(&cfg.Transport, "transport", "inproc", "how the session reaches replica B: inproc, grpc or plugin")
 	c.Flags().BoolVar(&cfg.NoSketch, "no-sketch", false, "use tree descent instead of set-reconciliation sketches")
 	c.Flags().BoolVar(&cfg.Warm, "warm", false, "recompute both trees before the divergent writes, as a previous session would have (a repair loop's steady state)")
+	c.Flags().BoolVar(&cfg.Restart, "restart", false, "close both engines after the setup and open them again before the session (the first session after a restart)")
 	c.Flags().BoolVar(&scale, "scale", false, "the scale matrix: bulk-loaded replicas of each of --sizes, sessions for each of --diff-counts after a restart and warm")
 	c.Flags().StringVar(&sizes, "sizes", "1e6", "with --scale: comma-separated N values (1e6 or 1000000)")
 	c.Flags().StringVar(&diffCounts, "diff-counts", "0,1,100,10000", "with --scale: comma-separated K values")

@@ -47,6 +47,9 @@ type SyncConfig struct {
 	// caches and without the compaction the first session's setup ends
 	// with. Only with the inproc transport.
 	Repeat int
+	// Restart closes both engines after the setup and opens them again
+	// before the session: the first session after a process restart.
+	Restart bool
 }
 
 // SyncResult is what the anti-entropy benchmark measured: one session
@@ -58,6 +61,7 @@ type SyncResult struct {
 	Transport string `json:"transport"`
 	Sketch    bool   `json:"sketch"`
 	Warm      bool   `json:"warm"`
+	Restart   bool   `json:"restart"`
 
 	Rounds          int    `json:"rounds"`
 	BytesTotal      uint64 `json:"bytes_total"`
@@ -162,7 +166,7 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 	if err := cfg.defaults(); err != nil {
 		return SyncResult{}, err
 	}
-	res := SyncResult{Keys: cfg.Keys, Diffs: cfg.Diffs, Transport: cfg.Transport, Warm: cfg.Warm}
+	res := SyncResult{Keys: cfg.Keys, Diffs: cfg.Diffs, Transport: cfg.Transport, Warm: cfg.Warm, Restart: cfg.Restart}
 
 	run := func(name string, naive bool) (reconcile.Stats, float64, bool, [2]*engine.Engine, func(), error) {
 		dir, cleanup, err := scratchDir(cfg.Dir, name)
@@ -184,6 +188,12 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 			return reconcile.Stats{}, 0, false, reps, nil, err
 		}
 		res.SetupSeconds += time.Since(start).Seconds()
+		if cfg.Restart {
+			if reps, err = reopen(dir, reps); err != nil {
+				closeAll()
+				return reconcile.Stats{}, 0, false, reps, nil, err
+			}
+		}
 		// B is reached through the chosen transport; A is local.
 		peer, stopPeer, err := transportFor(ctx, cfg, dir, &reps)
 		if err != nil {
@@ -404,6 +414,23 @@ func buildDivergence(ctx context.Context, dir string, cfg SyncConfig) ([2]*engin
 		}
 	}
 	return reps, nil
+}
+
+// reopen closes both engines (checkpointing) and opens them again from
+// their directories under dir, as buildDivergence opened them.
+func reopen(dir string, reps [2]*engine.Engine) ([2]*engine.Engine, error) {
+	var out [2]*engine.Engine
+	for i, id := range []reconcile.ReplicaID{"a", "b"} {
+		if err := reps[i].Close(); err != nil {
+			return out, err
+		}
+		e, err := engine.Open(fmt.Sprintf("%s/%s", dir, id), &engine.Options{ReplicaID: id, CheckpointInterval: -1})
+		if err != nil {
+			return out, err
+		}
+		out[i] = e
+	}
+	return out, nil
 }
 
 // converged reports whether both engines hold identical records (full
