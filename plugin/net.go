@@ -6,15 +6,17 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"log/slog"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/reconcile"
@@ -139,7 +141,7 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 			az := authorizer{roles: o.Roles}
 			extra = append(extra, grpc.ChainUnaryInterceptor(az.unary), grpc.ChainStreamInterceptor(az.stream))
 		}
-		cfg, err := serverTLS(tlsConfig, allow)
+		cfg, err := serverTLS(tlsConfig, allow, o.Server.EnsureDefaults().Logger)
 		if err == nil {
 			err = checkOwnCert(cfg, e.ReplicaID())
 		}
@@ -184,6 +186,35 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 		return err
 	}
 	return nil
+}
+
+// handshakeRefused reports whether err is what a client sees when the
+// server ends the TLS handshake over the client's certificate.
+func handshakeRefused(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"tls: bad certificate", "tls: certificate required", "tls: unknown certificate", "broken pipe", "connection reset by peer"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIdentity returns the replica ID of cfg's client certificate, for
+// error messages.
+func clientIdentity(cfg *tls.Config) string {
+	if len(cfg.Certificates) == 0 || len(cfg.Certificates[0].Certificate) == 0 {
+		return "no client certificate"
+	}
+	leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
+	if err != nil {
+		return "an unparsable certificate"
+	}
+	id, err := peerID(leaf)
+	if err != nil {
+		return fmt.Sprintf("subject %s", leaf.Subject)
+	}
+	return fmt.Sprintf("identity %q", id)
 }
 
 // HealthService is the service name the node's grpc.health.v1 reports
@@ -242,7 +273,7 @@ func checkOwnCert(cfg *tls.Config, id reconcile.ReplicaID) error {
 // serverTLS returns the server side of mutual TLS: client certificates
 // required and verified against the CA, and the client's replica ID
 // checked by allow.
-func serverTLS(base *tls.Config, allow func(reconcile.ReplicaID) bool) (*tls.Config, error) {
+func serverTLS(base *tls.Config, allow func(reconcile.ReplicaID) bool, logger *slog.Logger) (*tls.Config, error) {
 	cfg := base.Clone()
 	if len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
 		return nil, errors.New("plugin: TLS configuration without a server certificate")
@@ -256,13 +287,16 @@ func serverTLS(base *tls.Config, allow func(reconcile.ReplicaID) bool) (*tls.Con
 	}
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
+			logger.Warn("refused a TLS handshake: no verified client certificate")
 			return fmt.Errorf("%w: no verified client certificate", ErrPeerIdentity)
 		}
 		id, err := peerID(cs.PeerCertificates[0])
 		if err != nil {
+			logger.Warn("refused a TLS handshake: unusable client certificate", "subject", cs.PeerCertificates[0].Subject.String(), "err", err)
 			return err
 		}
 		if allow != nil && !allow(id) {
+			logger.Warn("refused a TLS handshake: the client's identity has no role here", "identity", string(id))
 			return fmt.Errorf("%w: client %q is not an allowed peer", ErrPeerIdentity, id)
 		}
 		return nil
@@ -354,6 +388,13 @@ func Dial(ctx context.Context, addr string, tlsConfig *tls.Config, wantPeerID re
 		_ = conn.Close()
 		if f := failed.Load(); f != nil {
 			return nil, fmt.Errorf("plugin: dial %s: %w", addr, *f)
+		}
+		if tlsConfig != nil && handshakeRefused(err) {
+			// TLS 1.3 finishes the client's side of the handshake before
+			// the server checks the client's certificate: a refusal then
+			// reaches the client as an alert or as a connection closed
+			// under its first write.
+			return nil, fmt.Errorf("plugin: dial %s: %w: the server refused this client's certificate (%s) during the TLS handshake: %w", addr, ErrPeerIdentity, clientIdentity(tlsConfig), err)
 		}
 		return nil, fmt.Errorf("plugin: dial %s: %w", addr, err)
 	}

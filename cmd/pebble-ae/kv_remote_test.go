@@ -12,11 +12,13 @@ import (
 // --addr against a `pebble-ae serve` process over mutual TLS: the writer
 // identity writes, the operator identity (--clients, read-only) reads and
 // is refused writes, a client without a certificate is refused, and the
-// served directory itself is refused with one line pointing to --addr.
+// served directory itself is refused with one line pointing to --addr; an
+// identity without a role is refused at the handshake, the client says so
+// and the server logs it.
 func TestKVCommandsOnServedNode(t *testing.T) {
 	tmp := t.TempDir()
 	certs := filepath.Join(tmp, "certs")
-	if out, code := run(t, "certs", "--dir", certs, "--ids", "n1,app,ops"); code != 0 {
+	if out, code := run(t, "certs", "--dir", certs, "--ids", "n1,app,ops,mallory"); code != 0 {
 		t.Fatalf("certs: %s", out)
 	}
 	dir := filepath.Join(tmp, "n1")
@@ -77,6 +79,19 @@ func TestKVCommandsOnServedNode(t *testing.T) {
 	}
 	if out, code := run(t, "get", "--addr", node, "--insecure", "user:1"); code == 0 || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Fatalf("plaintext get of a TLS node: want a one-line refusal, got %d %q", code, out)
+	}
+	// A certificate of the cluster's CA whose identity has no role: the
+	// client reports the refusal (not a broken pipe), the server logs it
+	// with the identity.
+	if out, code := as("mallory", "get", "user:1"); code == 0 || !strings.Contains(out, "refused this client's certificate") || !strings.Contains(out, `"mallory"`) {
+		t.Fatalf("get as an identity without a role: %d %q", code, out)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "refused a TLS handshake") || !strings.Contains(buf.String(), "identity=mallory") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not log the refused handshake:\n%s", buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// The served directory: one line that says so and points to --addr.
 	if out, code := run(t, "get", "--dir", dir, "user:1"); code == 0 || !strings.Contains(out, "--addr") || strings.Count(strings.TrimSpace(out), "\n") != 0 {

@@ -161,6 +161,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	var tlsCfg *tls.Config
 	lopts := &plugin.ListenOptions{Insecure: f.insecure}
 	lopts.Server.Repairer = rep
+	lopts.Server.Logger = logger
 	if !f.insecure {
 		if f.certs == "" {
 			return fmt.Errorf("--certs is required (or --insecure on loopback)")
