@@ -322,7 +322,7 @@ func (l *Loop) runSession(ctx context.Context, t Target, sig Signals) {
 	}
 	l.mu.Unlock()
 
-	attrs := []any{"outcome", rep.Outcome, "duration", end.Sub(start), "rounds", rep.Stats.Rounds,
+	attrs := []any{"outcome", rep.Outcome, "method", string(rep.Stats.Method), "duration", end.Sub(start), "rounds", rep.Stats.Rounds,
 		"bytes", rep.Stats.BytesTotal(), "keys_repaired", rep.Stats.KeysRepaired(), "keys_compared", rep.Stats.KeysCompared}
 	switch {
 	case rep.Err != nil && ctx.Err() == nil:

@@ -585,6 +585,7 @@ func (s *Session) Next() Step {
 		fallthrough
 	case phaseRoot:
 		if s.cfg.Naive {
+			s.stats.Method = MethodNaive
 			s.startNaive()
 			return s.Next()
 		}
@@ -987,6 +988,7 @@ func (s *Session) finishRound() error {
 		s.rootFP = [2]Fingerprint{fa, fb}
 		if fa == fb {
 			s.stats.Converged = true
+			s.stats.Method = MethodNone
 			s.phase = phaseDone
 			return nil
 		}
@@ -994,13 +996,16 @@ func (s *Session) finishRound() error {
 		// would only name every record the descent lists anyway.
 		setRecon := fa.Count > 0 && fb.Count > 0
 		if s.cfg.Symbols && setRecon {
+			s.stats.Method = MethodSymbols
 			s.startSymbols(fa, fb)
 			return nil
 		}
 		if s.cfg.Sketch && setRecon {
+			s.stats.Method = MethodSketch
 			s.startSketch(fa, fb)
 			return nil
 		}
+		s.stats.Method = MethodDescent
 		s.phase = phaseDescend
 		s.compare(s.part, fa, fb, nil, nil, false)
 	case phaseDescend:

@@ -75,6 +75,8 @@ func (s *Session) finishSketch() error {
 	}
 	if s.sk.attempts >= maxSketchAttempts {
 		// Give up on sketches: descend the trees.
+		s.stats.SketchFallbacks++
+		s.stats.Method += "+descent"
 		s.phase = phaseDescend
 		s.compare(s.part, s.rootFP[SideA], s.rootFP[SideB], nil, nil, false)
 		return nil

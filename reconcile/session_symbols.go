@@ -214,6 +214,7 @@ func (s *Session) finishSymbols() error {
 	ok := st.dec.Decoded() && int64(len(onlyA))-int64(len(onlyB)) == int64(st.cnt[SideA])-int64(st.cnt[SideB])
 	if !ok {
 		s.stats.SketchFallbacks++
+		s.stats.Method += "+descent"
 		s.phase = phaseDescend
 		s.compare(s.part, s.rootFP[SideA], s.rootFP[SideB], nil, nil, false)
 		return nil

@@ -78,6 +78,8 @@ func (s SideStats) Total() Bytes { return s.Sent.Add(s.Received) }
 type Stats struct {
 	// Partition is the session's partition (of the first, when added).
 	Partition uint32
+	// Method is how the session localized the differences (see Method).
+	Method Method
 	// Sessions is the number of sessions added up (1 for one session).
 	Sessions int
 	// Rounds is the number of round trips, every one counted: Info (when
@@ -167,6 +169,7 @@ func (s Stats) Add(o Stats) Stats {
 	}
 	return Stats{
 		Partition:        s.Partition,
+		Method:           s.Method.join(o.Method),
 		Sessions:         s.Sessions + o.Sessions,
 		Rounds:           max(s.Rounds, o.Rounds),
 		A:                s.A.Add(o.A),
@@ -184,6 +187,41 @@ func (s Stats) Add(o Stats) Stats {
 		Quarantined:      s.Quarantined + o.Quarantined,
 		QuarantinedKeys:  append(append([][]byte(nil), s.QuarantinedKeys...), o.QuarantinedKeys[:min(len(o.QuarantinedKeys), max(0, MaxQuarantinedKeys-len(s.QuarantinedKeys)))]...),
 	}
+}
+
+// Method is how a session localized the differences between two
+// replicas: what it chose from their capabilities and its configuration,
+// and what it fell back to.
+type Method string
+
+// Methods. A session that falls back appends "+descent" (symbols+descent).
+const (
+	// MethodNone: the roots were equal, nothing to localize.
+	MethodNone Method = "none"
+	// MethodSymbols: rateless coded-symbol streams (SymbolStreamer).
+	MethodSymbols Method = "symbols"
+	// MethodSketch: fixed-size sketches (Sketcher).
+	MethodSketch Method = "sketch"
+	// MethodDescent: the tree descent with key lists.
+	MethodDescent Method = "descent"
+	// MethodNaive: the O(N) baseline (SessionConfig.Naive).
+	MethodNaive Method = "naive"
+	// MethodMixed: stats added up from sessions of several methods.
+	MethodMixed Method = "mixed"
+)
+
+// join is the method of stats added up.
+func (m Method) join(o Method) Method {
+	switch {
+	case m == o || o == "" || o == MethodNone:
+		if m == "" {
+			return o
+		}
+		return m
+	case m == "" || m == MethodNone:
+		return o
+	}
+	return MethodMixed
 }
 
 // MaxQuarantinedKeys bounds Stats.QuarantinedKeys.

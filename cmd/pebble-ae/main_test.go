@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -274,6 +275,27 @@ func TestServeMutualTLS(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "sessions_total") {
 		t.Fatalf("metrics lack session counters:\n%.2000s", body)
+	}
+	// The served node's sessions stream coded symbols (its peers are
+	// SymbolStreamers), and say so in the log and the metrics.
+	logs := out1.String() + out2.String()
+	if !strings.Contains(logs, "method=symbols") || strings.Contains(logs, "method=sketch") || strings.Contains(logs, "+descent") {
+		t.Fatalf("served sessions did not all use symbol streams:\n%s", logs)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(string(body), "pebbleae_session_methods_total{"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack session methods:\n%.3000s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+		resp, err := http.Get("http://" + ports[2] + "/metrics")
+		if err != nil {
+			t.Fatalf("metrics: %v", err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if m := regexp.MustCompile(`session_methods_total\{method="[^"]*(sketch|descent|naive)[^"]*"\}`).FindString(string(body)); m != "" {
+		t.Fatalf("a served session did not use symbol streams: %s", m)
 	}
 	// diff and status reach served nodes over mutual TLS too.
 	if out, code := run(t, "status", "--addr", "n2="+ports[1], "--certs", certs, "--as", "ops"); code != 0 || !strings.Contains(out, "replica n2") ||

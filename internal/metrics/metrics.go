@@ -34,6 +34,7 @@ type Metrics struct {
 
 	sessions        *prometheus.CounterVec
 	sessionDuration *prometheus.HistogramVec
+	sessionMethods  *prometheus.CounterVec
 	roundTrips      prometheus.Counter
 	bytes           *prometheus.CounterVec
 	keysRepaired    prometheus.Counter
@@ -66,6 +67,8 @@ func New() *Metrics {
 		Help: "Anti-entropy sessions by outcome (in-sync, repaired, failed, not-ready, deferred)."}, []string{"outcome"})
 	m.sessionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "session_duration_seconds",
 		Help: "Duration of anti-entropy sessions by outcome.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"outcome"})
+	m.sessionMethods = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "session_methods_total",
+		Help: "Anti-entropy sessions that ran, by the method that localized their differences (none, symbols, sketch, descent, naive; +descent after a fallback)."}, []string{"method"})
 	m.roundTrips = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "session_round_trips_total",
 		Help: "Round trips of anti-entropy sessions."})
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "session_bytes_total",
@@ -99,7 +102,7 @@ func New() *Metrics {
 	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "records_quarantined_total",
 		Help: "Records sessions did not apply because they are stamped beyond the receiving replica's clock plus its maximum offset, by peer."}, []string{"peer"})
 	m.reg.MustRegister(m.clockSkew, m.skewedSessions, m.quarantined)
-	m.reg.MustRegister(m.sessions, m.sessionDuration, m.roundTrips, m.bytes, m.keysRepaired, m.keysCompared, m.keysDiverged,
+	m.reg.MustRegister(m.sessions, m.sessionDuration, m.sessionMethods, m.roundTrips, m.bytes, m.keysRepaired, m.keysCompared, m.keysDiverged,
 		m.drains, m.largeDiffs, m.peakPending,
 		m.fullRounds, m.tasks, m.taskDuration, m.rebuildKeys, m.purged, statusCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -131,6 +134,9 @@ func (m *Metrics) ObserveSession(r reconcile.SessionReport) {
 		return
 	}
 	m.sessionDuration.WithLabelValues(r.Outcome).Observe(r.Stats.Duration.Seconds())
+	if r.Stats.Method != "" {
+		m.sessionMethods.WithLabelValues(string(r.Stats.Method)).Inc()
+	}
 	m.roundTrips.Add(float64(r.Stats.Rounds))
 	b := r.Stats.Bytes()
 	m.bytes.WithLabelValues("fingerprints").Add(float64(b.Fingerprints))
