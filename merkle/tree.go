@@ -125,11 +125,11 @@ type Tree struct {
 
 // Stats are counters of a tree's work since open.
 type Stats struct {
-	MarkersWritten   uint64
-	LeavesRecomputed uint64
-	KeysScanned      uint64
-	Checkpoints      uint64
-	Splits           uint64
+	MarkersWritten   uint64 `json:"markers_written"`
+	LeavesRecomputed uint64 `json:"leaves_recomputed"`
+	KeysScanned      uint64 `json:"keys_scanned"`
+	Checkpoints      uint64 `json:"checkpoints"`
+	Splits           uint64 `json:"splits"`
 }
 
 type partTree struct {

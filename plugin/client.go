@@ -639,6 +639,7 @@ func fromPBSummary(s *pb.SessionSummary) SessionSummary {
 	out.Stats.Converged = s.GetConverged()
 	out.Stats.Duration = time.Duration(s.GetDurationNanos())
 	out.Stats.ClockSkew, out.Stats.Quarantined = time.Duration(s.GetClockSkewNanos()), s.GetQuarantined()
+	out.Stats.Method = reconcile.Method(s.GetMethod())
 	if s.GetFinishedUnixNanos() != 0 {
 		out.Finished = time.Unix(0, s.GetFinishedUnixNanos())
 	}

@@ -141,6 +141,7 @@ func toPBSummary(s SessionSummary) *pb.SessionSummary {
 	out := &pb.SessionSummary{
 		Peer:            string(s.Peer),
 		Partition:       s.Partition,
+		Method:          string(s.Stats.Method),
 		Rounds:          uint32(s.Stats.Rounds),
 		BytesSent:       sent,
 		BytesReceived:   recv,

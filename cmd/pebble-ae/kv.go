@@ -151,6 +151,35 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// statusJSON is `status --json`, the same shape for a local database and a
+// served node: hashes in hex, the mode by name; local status adds the tree's
+// counters and the future records, a served node its background work and
+// last sessions.
+type statusJSON struct {
+	Replica        string            `json:"replica"`
+	Mode           string            `json:"mode"`
+	Partitions     []partitionStatus `json:"partitions"`
+	MaxClockOffset string            `json:"max_clock_offset,omitempty"`
+	FutureRecords  *int              `json:"future_records,omitempty"`
+	TreeStats      *merkle.Stats     `json:"tree_stats,omitempty"`
+	Background     []string          `json:"background,omitempty"`
+	LastSessions   []sessionStatus   `json:"last_sessions,omitempty"`
+}
+
+// sessionStatus is one of a served node's last sessions in `status`.
+type sessionStatus struct {
+	Peer         string    `json:"peer"`
+	Partition    uint32    `json:"partition"`
+	Outcome      string    `json:"outcome"`
+	Method       string    `json:"method,omitempty"`
+	Rounds       int       `json:"rounds"`
+	Bytes        uint64    `json:"bytes"`
+	KeysRepaired uint64    `json:"keys_repaired"`
+	Quarantined  uint64    `json:"quarantined,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	Finished     time.Time `json:"finished"`
+}
+
 // partitionStatus is one partition in `status`.
 type partitionStatus struct {
 	ID          int    `json:"id"`
@@ -201,8 +230,9 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return printJSON(map[string]any{"replica": e.ReplicaID(), "mode": e.Mode().String(), "partitions": out, "tree_stats": e.Tree().Stats(),
-					"future_records": future, "max_clock_offset": e.MaxClockOffset().String()})
+				ts := e.Tree().Stats()
+				return printJSON(statusJSON{Replica: string(e.ReplicaID()), Mode: e.Mode().String(), Partitions: out, TreeStats: &ts,
+					FutureRecords: &future, MaxClockOffset: e.MaxClockOffset().String()})
 			}
 			fmt.Printf("replica %s, mode %s\n", e.ReplicaID(), e.Mode())
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -239,7 +269,26 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 		return err
 	}
 	if asJSON {
-		return printJSON(st)
+		js := statusJSON{Replica: string(st.ID), Mode: st.Mode.String(), Partitions: []partitionStatus{}, Background: st.Background}
+		for _, p := range st.Partitions {
+			ps := partitionStatus{ID: int(p.ID), Start: fmt.Sprintf("%q", p.Range.Start), End: fmt.Sprintf("%q", p.Range.End), Ready: p.Ready, Leaves: int(p.Leaves), DirtyLeaves: int(p.DirtyLeaves)}
+			if p.Root != nil {
+				ps.Root, ps.Keys = hex.EncodeToString(p.Root.Hash[:]), p.Root.Count
+			}
+			js.Partitions = append(js.Partitions, ps)
+		}
+		for _, s := range st.LastSessions {
+			outcome := "in-sync"
+			switch {
+			case s.Err != "":
+				outcome = "failed"
+			case s.Stats.KeysRepaired() > 0:
+				outcome = "repaired"
+			}
+			js.LastSessions = append(js.LastSessions, sessionStatus{Peer: string(s.Peer), Partition: s.Partition, Outcome: outcome, Method: string(s.Stats.Method),
+				Rounds: s.Stats.Rounds, Bytes: s.Stats.BytesTotal(), KeysRepaired: s.Stats.KeysRepaired(), Quarantined: s.Stats.Quarantined, Error: s.Err, Finished: s.Finished})
+		}
+		return printJSON(js)
 	}
 	fmt.Printf("replica %s, mode %s\n", st.ID, st.Mode)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -260,7 +309,7 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 	if len(st.LastSessions) > 0 {
 		fmt.Println("last sessions:")
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PEER\tPARTITION\tOUTCOME\tROUNDS\tBYTES\tREPAIRED\tFINISHED")
+		fmt.Fprintln(tw, "PEER\tPARTITION\tOUTCOME\tMETHOD\tROUNDS\tBYTES\tREPAIRED\tFINISHED")
 		for _, s := range st.LastSessions {
 			outcome := "ok"
 			if s.Err != "" {
@@ -271,7 +320,7 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 			if q := s.Stats.Quarantined; q > 0 {
 				outcome += fmt.Sprintf(", %d quarantined", q)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\t%s\n", s.Peer, s.Partition, outcome, s.Stats.Rounds, human(s.Stats.BytesTotal()), s.Stats.KeysRepaired(), s.Finished.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%d\t%s\n", s.Peer, s.Partition, outcome, s.Stats.Method, s.Stats.Rounds, human(s.Stats.BytesTotal()), s.Stats.KeysRepaired(), s.Finished.Format(time.RFC3339))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"os/exec"
+	"regexp"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,8 +66,9 @@ func TestKVCommandsOnServedNode(t *testing.T) {
 	if out, code := as("ops", "get", "--json", "user:1"); code != 0 || !strings.Contains(out, `"value": "alice"`) {
 		t.Fatalf("get --json as ops: %d %q", code, out)
 	}
-	if out, code := as("ops", "status", "--json"); code != 0 || !strings.Contains(out, "n1") {
-		t.Fatalf("status as ops: %d %q", code, out)
+	remote, code := as("ops", "status", "--json")
+	if code != 0 {
+		t.Fatalf("status as ops: %d %q", code, remote)
 	}
 	// The operator's certificate is read-only.
 	for _, args := range [][]string{{"put", "user:9", "x"}, {"del", "user:1"}} {
@@ -96,5 +100,32 @@ func TestKVCommandsOnServedNode(t *testing.T) {
 	// The served directory: one line that says so and points to --addr.
 	if out, code := run(t, "get", "--dir", dir, "user:1"); code == 0 || !strings.Contains(out, "--addr") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Fatalf("get --dir of a served database: %d %q", code, out)
+	}
+	// status --json has one shape, served or local: hex roots, the mode
+	// by name, the same partition fields.
+	_ = cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Wait()
+	local, code := run(t, "status", "--dir", dir, "--id", "n1", "--json")
+	if code != 0 {
+		t.Fatalf("local status: %d %q", code, local)
+	}
+	var r, l statusJSON
+	if err := json.Unmarshal([]byte(remote), &r); err != nil {
+		t.Fatalf("remote status JSON: %v\n%s", err, remote)
+	}
+	if err := json.Unmarshal([]byte(local), &l); err != nil {
+		t.Fatalf("local status JSON: %v\n%s", err, local)
+	}
+	hexRoot := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	// (Dirty leaves depend on when each looked: the served node counts
+	// them before it computes its root, the local one after opening.)
+	for _, st := range []*statusJSON{&r, &l} {
+		for i := range st.Partitions {
+			st.Partitions[i].DirtyLeaves = 0
+		}
+	}
+	if r.Mode != "lww" || l.Mode != "lww" || len(r.Partitions) != 1 || len(l.Partitions) != 1 || !hexRoot.MatchString(r.Partitions[0].Root) ||
+		r.Partitions[0] != l.Partitions[0] || r.Replica != "n1" || l.Replica != "n1" {
+		t.Fatalf("status --json differs between served and local:\n%s\n%s", remote, local)
 	}
 }

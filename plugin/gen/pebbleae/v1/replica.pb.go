@@ -2526,7 +2526,10 @@ type SessionSummary struct {
 	ClockSkewNanos int64 `protobuf:"varint,13,opt,name=clock_skew_nanos,json=clockSkewNanos,proto3" json:"clock_skew_nanos,omitempty"`
 	// quarantined: records not applied as stamped beyond a replica's clock
 	// plus its maximum offset (reconcile.Stats.Quarantined).
-	Quarantined   uint64 `protobuf:"varint,14,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
+	Quarantined uint64 `protobuf:"varint,14,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
+	// method: how the session localized its differences
+	// (reconcile.Stats.Method: none, symbols, sketch, descent, naive).
+	Method        string `protobuf:"bytes,15,opt,name=method,proto3" json:"method,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2657,6 +2660,13 @@ func (x *SessionSummary) GetQuarantined() uint64 {
 		return x.Quarantined
 	}
 	return 0
+}
+
+func (x *SessionSummary) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
 }
 
 type StatusResponse struct {
@@ -3005,7 +3015,7 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x05ready\x18\x03 \x01(\bR\x05ready\x12\x16\n" +
 	"\x06leaves\x18\x04 \x01(\x04R\x06leaves\x12!\n" +
 	"\fdirty_leaves\x18\x05 \x01(\x04R\vdirtyLeaves\x12,\n" +
-	"\x04root\x18\x06 \x01(\v2\x18.pebbleae.v1.FingerprintR\x04root\"\xec\x03\n" +
+	"\x04root\x18\x06 \x01(\v2\x18.pebbleae.v1.FingerprintR\x04root\"\x84\x04\n" +
 	"\x0eSessionSummary\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x16\n" +
@@ -3022,7 +3032,8 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x05error\x18\v \x01(\tR\x05error\x12.\n" +
 	"\x13finished_unix_nanos\x18\f \x01(\x03R\x11finishedUnixNanos\x12(\n" +
 	"\x10clock_skew_nanos\x18\r \x01(\x03R\x0eclockSkewNanos\x12 \n" +
-	"\vquarantined\x18\x0e \x01(\x04R\vquarantined\"\xd4\x01\n" +
+	"\vquarantined\x18\x0e \x01(\x04R\vquarantined\x12\x16\n" +
+	"\x06method\x18\x0f \x01(\tR\x06method\"\xd4\x01\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12<\n" +
