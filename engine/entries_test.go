@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -241,6 +242,108 @@ func TestEntryIndexVerifyFindsDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := e.Maintain(ctx); err != nil { // rebuilds
+		t.Fatal(err)
+	}
+	mustVerify(t, e)
+}
+
+// TestEntryIndexConcurrent runs writers, symbol streams with fetches of
+// the IDs they stream, checkpoints and recomputes at once, then checks the
+// entry index against the data (Verify).
+func TestEntryIndexConcurrent(t *testing.T) {
+	seed := testSeed(t)
+	ctx := context.Background()
+	pn, err := merkle.SplitPoints([][]byte{[]byte("k5")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := openMem(t, vfs.NewMem(), Options{Partitioner: pn, Tree: merkle.Params{LeafSize: 8}, PrefixSymbols: 256})
+	defer e.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	writes := 3000
+	if testing.Short() {
+		writes = 1000
+	}
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			for i := range writes {
+				k := fmt.Appendf(nil, "k%04d", rng.IntN(1000))
+				var err error
+				if i%5 == 4 {
+					err = e.Delete(ctx, k, NoSync)
+				} else {
+					err = e.Put(ctx, k, fmt.Appendf(nil, "v%d", rng.Uint64()), NoSync)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { // sessions' reads
+		defer bg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			part := uint32(i % 2)
+			start, end := e.tree.Partitioner().Bounds(int(part))
+			whole := []reconcile.KeyRange{{Start: start, End: end}}
+			s, err := e.OpenSymbols(ctx, reconcile.SymbolsRequest{Partition: part, Ranges: whole, Max: 64})
+			if err != nil {
+				errs <- err
+				return
+			}
+			c, err := s.Next(ctx)
+			s.Close()
+			if err != nil {
+				errs <- err
+				return
+			}
+			var ids []uint64
+			for _, sym := range c.Symbols {
+				if sym.Count == 1 {
+					ids = append(ids, sym.ID)
+				}
+			}
+			if _, err := e.FetchByHash(ctx, reconcile.FetchByHashRequest{Partition: part, Ranges: whole, IDs: ids}); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	go func() { // checkpoints
+		defer bg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := e.Checkpoint(ctx); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	bg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := e.Maintain(ctx); err != nil {
 		t.Fatal(err)
 	}
 	mustVerify(t, e)
