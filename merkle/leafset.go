@@ -33,6 +33,15 @@ type leafSet struct {
 	// dirtyLeaves are the dirty members (len == dirty): a recompute finds
 	// its spans in O(dirty leaves), not by a walk over every leaf.
 	dirtyLeaves map[*leaf]struct{}
+	// attn holds every member the next checkpoint must act on: a changed
+	// leaf (to write), a dirty one not yet persisted dirty (pd to raise),
+	// a clean one still persisted dirty (pd to lower). A leaf enters it
+	// when it becomes changed or dirty or joins the set with a flag set
+	// (account, markDirty, markChanged); a leaf becomes clean only by
+	// being replaced, and pd rises only on dirty leaves. A checkpoint
+	// takes the set and visits only those leaves, not every leaf under
+	// the tree's lock (~15 ms at 1.56 M leaves, 10^8 keys).
+	attn map[*leaf]struct{}
 }
 
 // leafChunkMax is the most leaves a chunk holds; a fuller chunk is split in
@@ -70,6 +79,9 @@ func (s *leafSet) account(l *leaf, sign int) {
 			s.dirty++
 			s.addDirty(l)
 		}
+		if l.dirty || l.changed || l.pd {
+			s.addAttn(l)
+		}
 		return
 	}
 	s.total = s.total.Sub(l.fp)
@@ -77,6 +89,34 @@ func (s *leafSet) account(l *leaf, sign int) {
 		s.dirty--
 		delete(s.dirtyLeaves, l)
 	}
+	delete(s.attn, l)
+}
+
+func (s *leafSet) addAttn(l *leaf) {
+	if s.attn == nil {
+		s.attn = map[*leaf]struct{}{}
+	}
+	s.attn[l] = struct{}{}
+}
+
+// markChanged marks member l as differing from its persisted record.
+func (s *leafSet) markChanged(l *leaf) {
+	l.changed = true
+	s.addAttn(l)
+}
+
+// takeAttn returns the members the next checkpoint must visit and starts
+// a new set.
+func (s *leafSet) takeAttn() map[*leaf]struct{} {
+	a := s.attn
+	s.attn = nil
+	return a
+}
+
+// isMember reports whether l is a member (not only a leaf with its start).
+func (s *leafSet) isMember(l *leaf) bool {
+	m, ok := s.Get(l)
+	return ok && m == l
 }
 
 func (s *leafSet) addDirty(l *leaf) {
@@ -99,6 +139,7 @@ func (s *leafSet) markDirty(l *leaf) {
 		s.dirty++
 		s.addDirty(l)
 	}
+	s.addAttn(l)
 }
 
 func keyPrefix(k []byte) uint64 {

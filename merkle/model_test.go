@@ -426,6 +426,20 @@ func checkLeafSet(t testing.TB, pi int, s *leafSet) {
 	if n != s.n {
 		t.Fatalf("partition %d: %d leaves, n = %d", pi, n, s.n)
 	}
+	// Every leaf the next checkpoint must act on (write it, raise or
+	// lower its pd) is in its set, and the set holds members only.
+	for _, ch := range s.chunks {
+		for _, l := range ch.ls {
+			if _, ok := s.attn[l]; (l.changed || l.dirty != l.pd) && !ok {
+				t.Fatalf("partition %d: leaf %q (changed %t, dirty %t, pd %t) is not in the checkpoint's set", pi, l.start, l.changed, l.dirty, l.pd)
+			}
+		}
+	}
+	for l := range s.attn {
+		if !s.isMember(l) {
+			t.Fatalf("partition %d: the checkpoint's set holds a removed leaf %q", pi, l.start)
+		}
+	}
 }
 
 // TestMarkerCoversMergedLeaf is the case TestModel found with seed

@@ -359,7 +359,8 @@ func markDirty(p *partTree, pos, end []byte) {
 		// changed: the persisted record may say clean; the next checkpoint
 		// deletes the marker and must persist the leaf as dirty.
 		p.leaves.markDirty(l)
-		l.pd, l.changed = true, true
+		l.pd = true
+		p.leaves.markChanged(l)
 		return true
 	})
 }
@@ -392,7 +393,10 @@ func (t *Tree) Checkpoint(ctx context.Context) error {
 		removed  []string
 		written  []*leaf
 		raisedPD []*leaf
-		flipped  bool
+		// attn are the leaves visited (leafSet.attn): on failure, those
+		// still members are visited again by the next checkpoint.
+		attn    map[*leaf]struct{}
+		flipped bool
 	}
 	var caps []capture
 	var err error
@@ -405,7 +409,11 @@ func (t *Tree) Checkpoint(ctx context.Context) error {
 			}
 		}
 		clear(p.removed)
-		p.leaves.Ascend(func(l *leaf) bool {
+		// Only the leaves whose flags changed since the last checkpoint
+		// (a changed, dirty or persisted-dirty leaf is in the set), not
+		// every leaf: this runs under the tree's lock.
+		c.attn = p.leaves.takeAttn()
+		for l := range c.attn {
 			if l.changed {
 				if err == nil {
 					err = b.Set(leafKey(p.id, l.start), encodeLeaf(l), nil)
@@ -425,8 +433,7 @@ func (t *Tree) Checkpoint(ctx context.Context) error {
 			} else {
 				l.pd = false
 			}
-			return true
-		})
+		}
 		if p.rebuilding != p.rebuildPersisted && err == nil {
 			if p.rebuilding {
 				err = b.Set(rebuildKey(p.id), nil, nil)
@@ -468,6 +475,11 @@ func (t *Tree) Checkpoint(ctx context.Context) error {
 			}
 			for _, l := range c.written {
 				l.changed = true
+			}
+			for l := range c.attn {
+				if c.p.leaves.isMember(l) {
+					c.p.leaves.addAttn(l)
+				}
 			}
 			if c.flipped {
 				c.p.rebuildPersisted = !c.p.rebuildPersisted

@@ -192,7 +192,7 @@ func (t *Tree) installLocked(p *partTree, sp span, res scanResult, log *scanLog)
 		prev := p.leaves.prevLeaf(i)
 		p.leaves.addFP(prev, segs[0].fp)
 		prev.pd = prev.pd && pdAll
-		prev.changed = true
+		p.leaves.markChanged(prev)
 		segs = segs[1:]
 	}
 	repl := make([]*leaf, 0, len(segs)+1)
@@ -239,7 +239,7 @@ func markRangeDirty(p *partTree, lo, hi []byte) {
 			return false
 		}
 		p.leaves.markDirty(l)
-		l.changed = true
+		p.leaves.markChanged(l)
 		return true
 	})
 }

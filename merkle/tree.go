@@ -231,7 +231,7 @@ func (p *partTree) leafEnd(l *leaf) []byte {
 }
 
 func (p *partTree) setLeaf(l *leaf) {
-	l.changed = true
+	l.changed = true // (ReplaceOrInsert puts it in the checkpoint's set)
 	delete(p.removed, string(l.start))
 	p.leaves.ReplaceOrInsert(l)
 }
@@ -329,7 +329,7 @@ func (t *Tree) touchKeyLocked(b *hooks.Batch, key []byte) error {
 		if r := t.params.rank(key); r < t.boundary {
 			// A new boundary: split. Both halves need recomputing.
 			p.leaves.markDirty(l)
-			l.changed = true
+			p.leaves.markChanged(l)
 			nl := &leaf{start: append([]byte(nil), key...), rank: r, dirty: true, pd: l.pd}
 			p.setLeaf(nl)
 			t.mu.stats.Splits++
@@ -338,7 +338,7 @@ func (t *Tree) touchKeyLocked(b *hooks.Batch, key []byte) error {
 	}
 	if !l.dirty {
 		p.leaves.markDirty(l)
-		l.changed = true
+		p.leaves.markChanged(l)
 	}
 	if b == nil {
 		return nil
@@ -372,7 +372,7 @@ func (t *Tree) touchRangeLocked(b *hooks.Batch, start, end []byte) error {
 				return false
 			}
 			p.leaves.markDirty(l)
-			l.changed = true
+			p.leaves.markChanged(l)
 			touched = append(touched, l)
 			needMarker = needMarker || (!l.pd && l.markedBy != b)
 			return true
