@@ -143,8 +143,16 @@ func (n *nodeRepairer) Background() []string {
 	if a.Overloaded {
 		state = "foreground suffering: " + strings.Join(a.Reasons, ", ")
 	}
-	out = append(out, fmt.Sprintf("admission control: scale %.2f, %s (foreground p99 %s, L0 sublevels %d, compaction debt %s)",
-		a.Scale, state, a.P99, a.L0Sublevels, human(a.CompactionDebt)))
+	out = append(out, fmt.Sprintf("admission control: scale %.2f (floor %.2f), %s (foreground p99 %s, target %s: baseline %s ± %s; L0 sublevels %d, compaction debt %s)",
+		a.Scale, a.MinScale, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, human(a.CompactionDebt)))
+	if len(a.DecreasesByReason) > 0 {
+		reasons := make([]string, 0, len(a.DecreasesByReason))
+		for r, n := range a.DecreasesByReason {
+			reasons = append(reasons, fmt.Sprintf("%s %d", r, n))
+		}
+		slices.Sort(reasons)
+		out = append(out, "admission decreases by signal: "+strings.Join(reasons, ", "))
+	}
 	return out
 }
 

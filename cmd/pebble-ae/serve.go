@@ -37,6 +37,7 @@ type serveFlags struct {
 	scanBytes      float64
 	writeBytes     float64
 	busyFraction   float64
+	repairFloor    float64
 	gcGrace        time.Duration
 	logLevel       string
 	sessionTimeout time.Duration
@@ -77,6 +78,7 @@ Prometheus metrics are served on --metrics.`,
 	fl.Float64Var(&f.scanBytes, "scan-bytes-per-sec", 64<<20, "throttle of what background scans and sessions read")
 	fl.Float64Var(&f.writeBytes, "write-bytes-per-sec", 32<<20, "throttle of repair writes")
 	fl.Float64Var(&f.busyFraction, "busy-fraction", reconcile.DefaultLoopBusyFraction, "busy-time budget of sessions' work (their reads and decoding) and of repair writes, each, in cores (0: none); admission control scales it")
+	fl.Float64Var(&f.repairFloor, "repair-floor", engine.DefaultMinScale, "the repair floor: the fraction of the throttles' rates (and busy-time budgets) admission control never scales background work below, so repair never stops under overload, in (0,1]")
 	fl.DurationVar(&f.gcGrace, "gc-grace", engine.DefaultGCGrace, "tombstone grace period (tombstones are purged only after it and two full repair rounds)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session (0: ten times the longest repair interval, at least 1m)")
@@ -91,6 +93,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	if f.dir == "" {
 		return fmt.Errorf("no database directory: pass --dir")
+	}
+	if f.repairFloor <= 0 || f.repairFloor > 1 {
+		return fmt.Errorf("--repair-floor %v: want a fraction in (0,1]", f.repairFloor)
 	}
 	if f.sessionMemory < 0 {
 		return fmt.Errorf("--session-memory %d: negative", f.sessionMemory)
@@ -129,7 +134,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	po := &pebble.Options{}
 	fs := vfs.Default
 	if f.admission {
-		adm, err = engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger})
+		adm, err = engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger, MinScale: f.repairFloor})
 		if err != nil {
 			return err
 		}
