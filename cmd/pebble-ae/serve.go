@@ -42,6 +42,7 @@ type serveFlags struct {
 	logLevel       string
 	sessionTimeout time.Duration
 	sessionMemory  int64
+	sessionKeys    int64
 }
 
 func newServeCmd() *cobra.Command {
@@ -83,6 +84,7 @@ Prometheus metrics are served on --metrics.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session (0: ten times the longest repair interval, at least 1m)")
 	fl.Int64Var(&f.sessionMemory, "session-memory", reconcile.DefaultMaxPendingBytes, sessionMemoryUsage)
+	fl.Int64Var(&f.sessionKeys, "session-keys", reconcile.DefaultLoopMaxSessionKeys, "about the most differences one repair-loop session reconciles: a larger repair proceeds in sessions that each finish and apply their part (negative: no bound)")
 	return c
 }
 
@@ -215,6 +217,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 			WriteThrottle:  write,
 			Signals:        signals,
 			SessionTimeout: f.sessionTimeout,
+			MaxSessionKeys: f.sessionKeys,
 			Sync:           reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: f.sessionMemory}},
 			OnSession: func(r reconcile.SessionReport) {
 				m.ObserveSession(r)
@@ -234,6 +237,8 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		if err != nil {
 			return err
 		}
+		m.WatchLoop(loop)
+		rep.setLoop(loop)
 	}
 	ready := make(chan net.Addr, 1)
 	lopts.Ready = func(a net.Addr) { ready <- a }

@@ -190,6 +190,18 @@ func (m *Metrics) WatchThrottles(ts ...*reconcile.Throttle) {
 	m.mu.Unlock()
 }
 
+// WatchLoop exports the repair loop's progress (reconcile.LoopStatus.Repair):
+// the keys still to repair as its sessions estimate them, and the repair
+// rate.
+func (m *Metrics) WatchLoop(l *reconcile.Loop) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "repair_remaining_keys",
+		Help: "Keys still to repair, as the running (else last) session of each (partition, peer) estimates them."},
+		func() float64 { return float64(l.Status().Repair.Remaining) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "repair_rate_keys_per_second",
+		Help: "Keys repaired per second by the repair loop over the last 10 seconds."},
+		func() float64 { return l.Status().Repair.Rate }))
+}
+
 // WatchAdmission exports admission control's state.
 func (m *Metrics) WatchAdmission(a *engine.Admission) {
 	m.mu.Lock()
