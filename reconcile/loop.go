@@ -105,6 +105,10 @@ type LoopConfig struct {
 	// many differences, each of which finishes and applies its part
 	// (default DefaultLoopMaxSessionKeys; negative: no bound).
 	MaxSessionKeys int64
+	// DrainBytes is the sessions' SessionConfig.DrainBytes unless Sync sets
+	// one: a session applies its queued writes once they reach it
+	// (default DefaultLoopDrainBytes; negative: MaxPendingBytes).
+	DrainBytes int64
 	// SessionTimeout bounds one session (default: 10 * MaxInterval, at
 	// least a minute).
 	SessionTimeout time.Duration
@@ -125,6 +129,10 @@ const DefaultLargeRepairKeys = 10000
 // two seconds of a quarter-core repair on a 2-core machine, twenty at the
 // default repair floor.
 const DefaultLoopMaxSessionKeys = 50000
+
+// DefaultLoopDrainBytes is the default LoopConfig.DrainBytes: some 30 000
+// records of 100 bytes.
+const DefaultLoopDrainBytes = 4 << 20
 
 // RepairRateWindow is the window of LoopStatus.Repair's rate.
 const RepairRateWindow = 10 * time.Second
@@ -194,6 +202,12 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	}
 	if cfg.MaxSessionKeys == 0 {
 		cfg.MaxSessionKeys = DefaultLoopMaxSessionKeys
+	}
+	if cfg.DrainBytes == 0 {
+		cfg.DrainBytes = DefaultLoopDrainBytes
+	}
+	if cfg.Sync.Session.DrainBytes == 0 && cfg.DrainBytes > 0 {
+		cfg.Sync.Session.DrainBytes = cfg.DrainBytes
 	}
 	if cfg.Sync.Session.MaxSessionKeys == 0 && cfg.MaxSessionKeys > 0 {
 		cfg.Sync.Session.MaxSessionKeys = uint64(cfg.MaxSessionKeys)

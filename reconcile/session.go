@@ -228,6 +228,13 @@ type SessionConfig struct {
 	// IDs (8 bytes each) are not bounded. Default DefaultMaxPendingBytes;
 	// negative is invalid.
 	MaxPendingBytes int64
+	// DrainBytes, if positive and below MaxPendingBytes, is the bytes of
+	// queued writes at which the session applies them (else
+	// MaxPendingBytes): a smaller figure applies a large repair as it goes,
+	// so that a session cut short (timeout, cancellation) keeps more of
+	// its work, without shrinking the rounds' key budget. The repair loop
+	// sets LoopConfig.DrainBytes.
+	DrainBytes int64
 	// MaxSessionKeys bounds the difference one session reconciles with
 	// symbol streams (SessionConfig.Symbols), so that a large repair
 	// proceeds in sessions that each finish: when the roots' record counts
@@ -875,7 +882,11 @@ func (li *listItem) roundCost(pageSize int) int64 {
 // a write raced the session, and reconciling it again is harmless.
 func (s *Session) drainRound() []Request {
 	if !s.draining {
-		if s.pendingBytes < s.cfg.MaxPendingBytes {
+		limit := s.cfg.MaxPendingBytes
+		if s.cfg.DrainBytes > 0 {
+			limit = min(limit, s.cfg.DrainBytes)
+		}
+		if s.pendingBytes < limit {
 			return nil
 		}
 		s.draining = true

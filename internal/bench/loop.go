@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -78,6 +79,8 @@ type LoopLoadConfig struct {
 	// -pprof=sched` shows where goroutines waited for a CPU).
 	// It turns on block and mutex profiling for the rest of the process.
 	ProfileDir string
+	// SessionLog, if set, receives a line per session of the loop.
+	SessionLog io.Writer
 	Seed       uint64
 }
 
@@ -207,7 +210,9 @@ type LoopLoadRep struct {
 	// admission control scaling its throttles. NoAdmission: the same
 	// without admission control (throttles at their configured rates).
 	// RepairAlone: the loop with admission control and no foreground
-	// writer, whose RepairedPerSec is the idle repair rate.
+	// writer after the warm-up (which writes as in the other phases, so
+	// the repair starts from the same state), whose RepairedPerSec is the
+	// idle repair rate.
 	Idle, Admission, NoAdmission, RepairAlone LoadPhase
 	// Ratios against Idle (foreground) and RepairAlone (repair rate).
 	P99RatioAdmission, ThroughputRatioAdmission     float64
@@ -467,6 +472,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	}
 	var lats []time.Duration
 	var paceStart time.Time
+	warming := false
 	put := func(n int) error {
 		k := keys[n%len(keys)]
 		if cfg.Rate > 0 {
@@ -478,8 +484,9 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 				time.Sleep(d)
 			}
 		}
-		if !withWriter {
-			// Repair alone: no foreground, the same phase length.
+		if !withWriter && !warming {
+			// Repair alone: the warm-up wrote as in the other phases
+			// (the same starting state); the phase has no foreground.
 			time.Sleep(time.Millisecond)
 			return nil
 		}
@@ -490,6 +497,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	}
 	// Warm up alone (admission learns the baseline), then start the loop.
 	n := 0
+	warming = true
 	paceStart = time.Now()
 	for end := time.Now().Add(cfg.Warmup); time.Now().Before(end); n++ {
 		if err := put(n); err != nil {
@@ -497,12 +505,14 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 		}
 	}
 	lats = lats[:0]
+	warming = false
 	var repaired uint64
 	var mu sync.Mutex
 	lctx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
 	var wg sync.WaitGroup
 	var loop *reconcile.Loop
+	loopStart := time.Now()
 	if withLoop {
 		loop, err = reconcile.NewLoop(reconcile.LoopConfig{
 			Local:         dst,
@@ -512,6 +522,10 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 			WriteThrottle: write,
 			Signals:       adm.Signals,
 			OnSession: func(r reconcile.SessionReport) {
+				if cfg.SessionLog != nil {
+					fmt.Fprintf(cfg.SessionLog, "session %d: %s after %.2fs (%s since the loop started): bounded %t, remaining %d, %s err=%v\n",
+						r.ID, r.Outcome, r.Stats.Duration.Seconds(), time.Since(loopStart).Round(time.Millisecond), r.Stats.Bounded, r.Stats.Remaining, r.Stats, r.Err)
+				}
 				mu.Lock()
 				repaired += r.Stats.KeysRepaired()
 				out.Sessions[r.Outcome]++

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -160,6 +161,11 @@ func TestLoopLoadLarge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// PEBBLEAE_BENCH_LOOP_SESSIONS=1 prints a line per session.
+	var sessionLog io.Writer
+	if os.Getenv("PEBBLEAE_BENCH_LOOP_SESSIONS") != "" {
+		sessionLog = os.Stderr
+	}
 	// PEBBLEAE_BENCH_LOOP_PHASE sets the measured phase (default 5s).
 	phase := 5 * time.Second
 	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_PHASE"); v != "" {
@@ -176,7 +182,7 @@ func TestLoopLoadLarge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, SourceServer: source, LockWriter: lockWriter})
+		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, SessionLog: sessionLog, SourceServer: source, LockWriter: lockWriter})
 		if err != nil {
 			t.Fatal(err)
 		}
