@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/bits"
 	"slices"
@@ -41,28 +42,40 @@ type AdmissionConfig struct {
 	// MaxCompactionDebt: more debt than this is overload (default 1 GiB).
 	MaxCompactionDebt uint64
 	// LatencyTarget: the foreground's p99 should stay below it. Zero means
-	// relative: below LatencyFactor times the baseline p99, the p99 of the
-	// foreground latencies of quiet windows (see QuietWindows), decayed so
-	// that the last BaselineWindows quiet windows weigh most; until there
-	// is one, the baseline is the lowest window p99 of the last
-	// BaselineWindows windows and LatencySlack is added to the target.
+	// relative to the baseline (see Admission): the target is the
+	// baseline's mean window p99 plus the largest of NoiseDeviations
+	// standard deviations of it, (LatencyFactor-1) times it and
+	// MinLatencyRise. Until quiet windows have taught a baseline
+	// (MinBaselineWindows of them), the baseline is the lowest window p99
+	// of the last BaselineWindows windows and LatencySlack is added to
+	// the target.
 	//
-	// A window is overloaded on latency when more than TailBudget of its
-	// samples exceed the target, by more than chance allows (two standard
-	// deviations of the count expected at TailBudget): the controller
-	// keeps the foreground's p99 under the target, and a window of a few
-	// hundred samples is judged on all of them rather than on its noisy
-	// own p99.
+	// A window is overloaded on latency only when its p99 exceeds the
+	// target in SustainWindows consecutive windows (windows with fewer
+	// than MinSamples samples neither count nor break the run): one slow
+	// window is noise, not overload.
 	LatencyTarget time.Duration
-	// LatencyFactor (default 1.1) and LatencySlack (default 50µs, only
-	// before the first quiet baseline).
-	LatencyFactor float64
-	LatencySlack  time.Duration
-	// TailBudget is the fraction of samples allowed above the target
-	// (default 0.01: the p99).
-	TailBudget float64
-	// BaselineWindows (default 40).
+	// LatencyFactor (default 1.2), MinLatencyRise (default 10µs: a few
+	// microseconds more on a write path measured in microseconds is not
+	// overload) and NoiseDeviations (default 3): the margins above the
+	// baseline.
+	LatencyFactor   float64
+	MinLatencyRise  time.Duration
+	NoiseDeviations float64
+	// LatencySlack (default 50µs) is the margin before the first quiet
+	// baseline, when the noise is not known yet.
+	LatencySlack time.Duration
+	// SustainWindows is the number of consecutive windows above the
+	// target that make a latency overload (default 4: 200ms at the
+	// default Interval).
+	SustainWindows int
+	// BaselineWindows (default 40): the baseline's mean and spread are
+	// averages decayed over about this many quiet windows; the rolling
+	// minimum spans as many windows.
 	BaselineWindows int
+	// MinBaselineWindows is the number of quiet windows needed before
+	// their mean and spread are the baseline (default 8).
+	MinBaselineWindows int
 	// QuietWindows: a window is quiet, and teaches the baseline, when none
 	// of the Throttles took anything (bytes, keys, busy time) in it nor in
 	// the QuietWindows windows before it (default 4: the flushes and
@@ -72,9 +85,13 @@ type AdmissionConfig struct {
 	// latency (default 20).
 	MinSamples int
 	// Decrease multiplies the scale on overload (default 0.5); Increase is
-	// added to it when everything is fine (default 0.1); MinScale bounds it
-	// below (default 0.02).
-	Decrease, Increase, MinScale float64
+	// added to it when everything is fine (default 0.1).
+	Decrease, Increase float64
+	// MinScale is the repair floor: the scale admission control never
+	// goes below, whatever the signals say, so that background work (and
+	// with it repair) never stops (default DefaultMinScale, 10% of the
+	// configured rates; at most 1).
+	MinScale float64
 	// Partitioner maps written keys to partitions for the write rates
 	// (default: one partition). Use the engine's.
 	Partitioner merkle.Partitioner
@@ -88,15 +105,19 @@ type AdmissionConfig struct {
 
 // Defaults of AdmissionConfig.
 const (
-	DefaultAdmissionInterval = 50 * time.Millisecond
-	DefaultMaxL0Sublevels    = 8
-	DefaultMaxCompactionDebt = 1 << 30
-	DefaultLatencyFactor     = 1.1
-	DefaultLatencySlack      = 50 * time.Microsecond
-	DefaultTailBudget        = 0.01
-	DefaultBaselineWindows   = 40
-	DefaultQuietWindows      = 4
-	DefaultMinSamples        = 20
+	DefaultAdmissionInterval  = 50 * time.Millisecond
+	DefaultMaxL0Sublevels     = 8
+	DefaultMaxCompactionDebt  = 1 << 30
+	DefaultLatencyFactor      = 1.2
+	DefaultMinLatencyRise     = 10 * time.Microsecond
+	DefaultNoiseDeviations    = 3
+	DefaultLatencySlack       = 50 * time.Microsecond
+	DefaultSustainWindows     = 4
+	DefaultBaselineWindows    = 40
+	DefaultMinBaselineWindows = 8
+	DefaultQuietWindows       = 4
+	DefaultMinSamples         = 20
+	DefaultMinScale           = 0.1
 )
 
 func (c *AdmissionConfig) ensureDefaults() {
@@ -115,11 +136,20 @@ func (c *AdmissionConfig) ensureDefaults() {
 	if c.LatencySlack == 0 {
 		c.LatencySlack = DefaultLatencySlack
 	}
+	if c.MinLatencyRise == 0 {
+		c.MinLatencyRise = DefaultMinLatencyRise
+	}
+	if c.NoiseDeviations == 0 {
+		c.NoiseDeviations = DefaultNoiseDeviations
+	}
+	if c.SustainWindows == 0 {
+		c.SustainWindows = DefaultSustainWindows
+	}
 	if c.BaselineWindows == 0 {
 		c.BaselineWindows = DefaultBaselineWindows
 	}
-	if c.TailBudget == 0 {
-		c.TailBudget = DefaultTailBudget
+	if c.MinBaselineWindows == 0 {
+		c.MinBaselineWindows = DefaultMinBaselineWindows
 	}
 	if c.QuietWindows == 0 {
 		c.QuietWindows = DefaultQuietWindows
@@ -134,7 +164,7 @@ func (c *AdmissionConfig) ensureDefaults() {
 		c.Increase = 0.1
 	}
 	if c.MinScale == 0 {
-		c.MinScale = 0.02
+		c.MinScale = DefaultMinScale
 	}
 	if c.Partitioner == nil {
 		c.Partitioner = merkle.SinglePartition()
@@ -149,30 +179,40 @@ func (c *AdmissionConfig) ensureDefaults() {
 
 // AdmissionStatus is admission control's state after its last evaluation.
 type AdmissionStatus struct {
-	// Scale is the fraction of the configured background rates in force.
-	Scale float64
+	// Scale is the fraction of the configured background rates in force;
+	// MinScale the repair floor it never goes below.
+	Scale, MinScale float64
 	// Overloaded: the last window showed foreground suffering; Reasons say
 	// why ("l0-sublevels", "compaction-debt", "write-stall", "disk-slow",
 	// "latency").
 	Overloaded bool
 	Reasons    []string
 	// P99 is the last window's foreground p99 (0: too few samples);
-	// Baseline the relative target's baseline, Target the latency target
-	// in force; Samples the window's count and OverTarget how many of them
-	// exceeded Target.
-	P99, Baseline, Target time.Duration
-	Samples, OverTarget   uint64
+	// Baseline the relative target's baseline (the quiet windows' mean
+	// p99, or the rolling minimum), Noise the quiet windows' standard
+	// deviation of their p99 (0: not known yet), Target the latency
+	// target in force; Samples the window's count.
+	P99, Baseline, Noise, Target time.Duration
+	Samples                      uint64
+	// AboveTarget is the number of consecutive windows (up to this one)
+	// whose p99 exceeded Target; SustainWindows of them make a latency
+	// overload.
+	AboveTarget int
 	// Quiet: the background throttles were idle in this window and the
 	// ones before it, so the window taught the baseline; BaselineQuiet:
 	// the baseline comes from quiet windows (else from the rolling
-	// minimum).
+	// minimum); QuietWindows how many taught it.
 	Quiet, BaselineQuiet bool
+	QuietWindows         uint64
 	// The Pebble figures of the last window.
 	L0Sublevels    int
 	CompactionDebt uint64
 	WriteStalled   bool
-	// Counters since creation.
+	// Counters since creation. DecreasesByReason counts the decreases by
+	// the reasons of their windows (a window with two reasons counts for
+	// both).
 	WriteStalls, DiskSlowEvents, Evaluations, Decreases uint64
+	DecreasesByReason                                   map[string]uint64
 	// WriteRate is the node's write rate (writes/s) in the last window.
 	WriteRate float64
 }
@@ -189,14 +229,24 @@ const (
 // foreground latency (a per-window histogram of Put/Get durations), and
 // scales the background throttles down multiplicatively (by Decrease) while
 // any signal shows the foreground suffering, and back up additively (by
-// Increase) when none does (AIMD, like TCP congestion control).
+// Increase) when none does (AIMD, like TCP congestion control), never below
+// MinScale: the repair floor, so that repair slows down under overload but
+// never stops.
 //
-// The latency signal compares each window's tail with what the same
-// foreground did while the background was idle: windows in which none of
-// the Throttles took anything (and the few before them) teach a decayed
-// latency histogram whose p99, times LatencyFactor, is the target; a window
-// is overloaded when significantly more than TailBudget of its samples
-// exceed it. The baseline thus follows the foreground's own load, and only
+// The latency signal compares each window's p99 with what the same
+// foreground did while the background was idle. Windows in which none of
+// the Throttles took anything (and the few before them) teach the
+// baseline: decayed averages of their p99 and of its square, so the
+// baseline has a mean and a spread (the noise of a window p99 on this
+// machine, under this foreground). A window is above the target when its
+// p99 exceeds the mean by more than NoiseDeviations standard deviations,
+// by more than (LatencyFactor-1) of the mean and by more than
+// MinLatencyRise, all three; only SustainWindows such windows in a row are
+// a latency overload. So jitter inside the baseline's own spread, a few
+// microseconds on a fast write path, or one slow window never scale the
+// background down, and the scale climbs back by Increase a window once the
+// signal clears (from the floor to full speed in under a second at the
+// defaults). The baseline thus follows the foreground's own load, and only
 // latency the background adds is held against it.
 //
 // The engine (or the application) reports foreground latencies with
@@ -224,13 +274,18 @@ type Admission struct {
 		seenStalls   uint64
 		seenDiskSlow uint64
 		rates        []float64
-		// quietHist is the decayed histogram of quiet windows' latencies;
-		// taken is what the throttles had taken at the last evaluation;
-		// busyWindows counts the windows since the throttles last took
-		// anything.
-		quietHist   [latencyBuckets]float64
-		taken       uint64
-		busyWindows int
+		// quietMean and quietSq are the decayed means of the quiet
+		// windows' p99 and of its square (nanoseconds), quietN the
+		// number of quiet windows that taught them; taken is what the
+		// throttles had taken at the last evaluation; busyWindows counts
+		// the windows since the throttles last took anything; above the
+		// consecutive windows above the target.
+		quietMean, quietSq float64
+		quietN             uint64
+		taken              uint64
+		busyWindows        int
+		above              int
+		byReason           map[string]uint64
 	}
 }
 
@@ -238,9 +293,10 @@ type Admission struct {
 func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	cfg.ensureDefaults()
 	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.LatencyFactor < 1 || cfg.Interval < 0 ||
-		cfg.TailBudget <= 0 || cfg.TailBudget >= 1 || cfg.QuietWindows < 0 {
-		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale %v in (0,1], latency factor %v >= 1, tail budget %v in (0,1)",
-			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.LatencyFactor, cfg.TailBudget)
+		cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 || cfg.MinBaselineWindows < 0 {
+		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], latency factor %v >= 1; "+
+			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d >= 0",
+			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations, cfg.SustainWindows, cfg.MinBaselineWindows, cfg.QuietWindows)
 	}
 	a := &Admission{cfg: cfg, writes: make([]atomic.Uint64, cfg.Partitioner.NumPartitions())}
 	if cfg.Pebble != nil {
@@ -249,6 +305,8 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	a.mu.scale = 1
 	a.mu.last = cfg.Clock.Now()
 	a.mu.status.Scale = 1
+	a.mu.status.MinScale = cfg.MinScale
+	a.mu.byReason = make(map[string]uint64)
 	a.mu.rates = make([]float64, len(a.writes))
 	a.mu.taken = a.throttlesTaken()
 	return a, nil
@@ -410,11 +468,8 @@ func (a *Admission) Evaluate() AdmissionStatus {
 	}
 	a.mu.taken = taken
 	st.Quiet = a.mu.busyWindows > a.cfg.QuietWindows
-	var quietTotal float64
-	for _, c := range a.mu.quietHist {
-		quietTotal += c
-	}
-	st.BaselineQuiet = quietTotal >= float64(a.cfg.MinSamples)
+	st.QuietWindows = a.mu.quietN
+	st.BaselineQuiet = a.mu.quietN >= uint64(max(a.cfg.MinBaselineWindows, 1))
 	if p99 > 0 {
 		// The rolling minimum, the baseline until quiet windows teach one.
 		a.mu.baseline = append(a.mu.baseline, p99)
@@ -426,46 +481,59 @@ func (a *Admission) Evaluate() AdmissionStatus {
 	switch {
 	case target > 0:
 	case st.BaselineQuiet:
-		st.Baseline = quantile(a.mu.quietHist[:], quietTotal, 0.99)
-		target = time.Duration(float64(st.Baseline) * a.cfg.LatencyFactor)
+		mean := a.mu.quietMean
+		sd := math.Sqrt(max(a.mu.quietSq-mean*mean, 0))
+		st.Baseline, st.Noise = time.Duration(mean), time.Duration(sd)
+		margin := max(a.cfg.NoiseDeviations*sd, (a.cfg.LatencyFactor-1)*mean, float64(a.cfg.MinLatencyRise))
+		target = time.Duration(mean + margin)
 	case len(a.mu.baseline) > 0:
 		st.Baseline = slices.Min(a.mu.baseline)
-		target = time.Duration(float64(st.Baseline)*a.cfg.LatencyFactor) + a.cfg.LatencySlack
+		target = time.Duration(float64(st.Baseline)*a.cfg.LatencyFactor) + max(a.cfg.LatencySlack, a.cfg.MinLatencyRise)
 	}
 	st.Target = target
 	if p99 > 0 && target > 0 {
-		// Count the samples in buckets wholly above the target.
-		for i := latencyBucket(target) + 1; i < latencyBuckets; i++ {
-			st.OverTarget += counts[i]
-		}
-		allowed := a.cfg.TailBudget * float64(samples)
-		if float64(st.OverTarget) > allowed+2*math.Sqrt(allowed) {
-			st.Reasons = append(st.Reasons, "latency")
+		// Windows without enough samples neither count nor break the run.
+		if p99 > target {
+			a.mu.above++
+		} else {
+			a.mu.above = 0
 		}
 	}
-	if st.Quiet && samples > 0 {
+	st.AboveTarget = a.mu.above
+	if a.mu.above >= max(a.cfg.SustainWindows, 1) {
+		st.Reasons = append(st.Reasons, "latency")
+	}
+	if st.Quiet && p99 > 0 {
 		// Learn from the quiet window (after judging it: a foreground that
-		// slows down on its own moves the baseline, not the scale).
-		decay := 1 - 1/float64(a.cfg.BaselineWindows)
-		for i := range a.mu.quietHist {
-			a.mu.quietHist[i] = a.mu.quietHist[i]*decay + float64(counts[i])
-		}
+		// slows down on its own moves the baseline, not the scale). The
+		// first windows weigh equally, then the decay takes over.
+		a.mu.quietN++
+		w := max(1/float64(a.mu.quietN), 1/float64(a.cfg.BaselineWindows))
+		x := float64(p99)
+		a.mu.quietMean += w * (x - a.mu.quietMean)
+		a.mu.quietSq += w * (x*x - a.mu.quietSq)
 	}
 	st.Overloaded = len(st.Reasons) > 0
 	old := a.mu.scale
 	if st.Overloaded {
 		a.mu.scale = max(a.mu.scale*a.cfg.Decrease, a.cfg.MinScale)
 		st.Decreases++
+		for _, r := range st.Reasons {
+			a.mu.byReason[r]++
+		}
 	} else {
 		a.mu.scale = min(a.mu.scale+a.cfg.Increase, 1)
 	}
-	st.Scale = a.mu.scale
+	st.Scale, st.MinScale = a.mu.scale, a.cfg.MinScale
+	st.DecreasesByReason = maps.Clone(a.mu.byReason)
 	if st.Scale != old {
 		for _, t := range a.cfg.Throttles {
 			t.SetScale(st.Scale)
 		}
 		if st.Overloaded {
-			a.cfg.Logger.Info("admission: background work scaled down", "scale", st.Scale, "reasons", st.Reasons, "p99", p99, "baseline", st.Baseline)
+			a.cfg.Logger.Info("admission: background work scaled down", "scale", st.Scale, "floor", a.cfg.MinScale, "reasons", st.Reasons,
+				"p99", p99, "target", st.Target, "baseline", st.Baseline, "noise", st.Noise, "windows_above_target", st.AboveTarget,
+				"l0_sublevels", st.L0Sublevels, "compaction_debt", st.CompactionDebt)
 		}
 	}
 	a.mu.status = st
@@ -492,6 +560,7 @@ func (a *Admission) Status() AdmissionStatus {
 	defer a.mu.Unlock()
 	st := a.mu.status
 	st.Reasons = append([]string(nil), st.Reasons...)
+	st.DecreasesByReason = maps.Clone(st.DecreasesByReason)
 	return st
 }
 

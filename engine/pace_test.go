@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -58,4 +59,110 @@ func TestSyncPace(t *testing.T) {
 	if st.Duration < time.Duration(calls)*rest {
 		t.Fatalf("session took %v, less than the %v its pace rested", st.Duration, time.Duration(calls)*rest)
 	}
+}
+
+// TestBoundedSessions: with SessionConfig.MaxSessionKeys, a large
+// difference is repaired by several sessions that each finish, each
+// repairing a part of about the bound and applying it, each estimating
+// what is left (decreasing), the last one converging; and a session cut
+// by its context keeps the writes it had applied.
+func TestBoundedSessions(t *testing.T) {
+	ctx := context.Background()
+	a := openMem(t, vfs.NewMem(), Options{ReplicaID: "a"})
+	defer a.Close()
+	b := openMem(t, vfs.NewMem(), Options{ReplicaID: "b"})
+	defer b.Close()
+	const n, bound = 20000, 2000
+	for i := range n {
+		if err := a.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 { // b holds a tenth of a's keys, and 200 of its own
+			if err := b.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%100 == 0 {
+			if err := b.Put(ctx, fmt.Appendf(nil, "k%06db", i), []byte("w"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	opts := reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxSessionKeys: bound}}
+	// A session cut after its first applied chunk keeps that chunk.
+	before := countKeys(t, b)
+	cctx, cancel := context.WithCancel(ctx)
+	cut := reconcile.ThrottledReplica{Replica: cancelAfterApply{b, cancel}, ApplyChunk: 100}.Throttled()
+	if _, err := reconcile.SyncPartition(cctx, a, cut, 0, opts); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cut session: %v", err)
+	}
+	kept := countKeys(t, b) - before
+	if kept < 100 || kept >= bound {
+		t.Fatalf("a cut session kept %d keys (its first applied chunks of 100)", kept)
+	}
+	lastRemaining := uint64(n)
+	var repaired uint64
+	sessions := 0
+	for ; sessions < 100; sessions++ {
+		st, err := reconcile.SyncPartition(ctx, a, b, 0, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		repaired += st.KeysRepaired()
+		t.Logf("session %d: bounded %t, repaired %d, remaining %d, converged %t", sessions, st.Bounded, st.KeysRepaired(), st.Remaining, st.Converged)
+		if st.Converged {
+			if st.Remaining != 0 {
+				t.Fatalf("converged with %d remaining", st.Remaining)
+			}
+			break
+		}
+		if !st.Bounded || st.KeysRepaired() == 0 || st.KeysRepaired() > 4*bound {
+			t.Fatalf("session %d: bounded %t, repaired %d (bound %d)", sessions, st.Bounded, st.KeysRepaired(), bound)
+		}
+		if st.Remaining >= lastRemaining {
+			t.Fatalf("session %d: remaining %d, after %d", sessions, st.Remaining, lastRemaining)
+		}
+		lastRemaining = st.Remaining
+	}
+	if sessions < 3 || sessions >= 100 {
+		t.Fatalf("%d sessions for a difference of %d with a bound of %d", sessions, n-n/10+n/100, bound)
+	}
+	// b lacks n-n/10 of a's records, holds n/10 of them written
+	// independently (a conflict each: one side is repaired) and n/100 of
+	// its own: the later sessions repair all that but what the cut one
+	// applied (kept: at least its new keys), none of it twice.
+	if want := uint64(n + n/100); repaired > want-kept || repaired < want-bound {
+		t.Fatalf("repaired %d keys after the cut session (which kept %d new keys), want at most %d", repaired, kept, want-kept)
+	}
+	var roots [2]reconcile.Fingerprint
+	for i, r := range []*Engine{a, b} {
+		hs, err := r.RangeHash(ctx, reconcile.RangeHashRequest{Partition: 0, Ranges: []reconcile.KeyRange{{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots[i] = hs[0].Fingerprint
+	}
+	if roots[0] != roots[1] {
+		t.Fatalf("roots differ after the sessions: %v %v", roots[0], roots[1])
+	}
+}
+
+// cancelAfterApply cancels a context after its first Apply.
+type cancelAfterApply struct {
+	*Engine
+	cancel func()
+}
+
+func (c cancelAfterApply) Apply(ctx context.Context, partition uint32, entries []reconcile.Entry) error {
+	defer c.cancel()
+	return c.Engine.Apply(ctx, partition, entries)
+}
+
+func countKeys(t *testing.T, e *Engine) uint64 {
+	t.Helper()
+	hs, err := e.RangeHash(context.Background(), reconcile.RangeHashRequest{Partition: 0, Ranges: []reconcile.KeyRange{{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs[0].Fingerprint.Count
 }

@@ -100,6 +100,15 @@ type LoopConfig struct {
 	// sides and defers itself if they differ by more than this (default
 	// 10000).
 	LargeRepairKeys uint64
+	// MaxSessionKeys is the sessions' SessionConfig.MaxSessionKeys unless
+	// Sync sets one: a large repair proceeds in sessions of about this
+	// many differences, each of which finishes and applies its part
+	// (default DefaultLoopMaxSessionKeys; negative: no bound).
+	MaxSessionKeys int64
+	// DrainBytes is the sessions' SessionConfig.DrainBytes unless Sync sets
+	// one: a session applies its queued writes once they reach it
+	// (default DefaultLoopDrainBytes; negative: MaxPendingBytes).
+	DrainBytes int64
 	// SessionTimeout bounds one session (default: 10 * MaxInterval, at
 	// least a minute).
 	SessionTimeout time.Duration
@@ -115,6 +124,18 @@ type LoopConfig struct {
 
 // DefaultLargeRepairKeys is the default LoopConfig.LargeRepairKeys.
 const DefaultLargeRepairKeys = 10000
+
+// DefaultLoopMaxSessionKeys is the default LoopConfig.MaxSessionKeys: about
+// two seconds of a quarter-core repair on a 2-core machine, twenty at the
+// default repair floor.
+const DefaultLoopMaxSessionKeys = 50000
+
+// DefaultLoopDrainBytes is the default LoopConfig.DrainBytes: some 30 000
+// records of 100 bytes.
+const DefaultLoopDrainBytes = 4 << 20
+
+// RepairRateWindow is the window of LoopStatus.Repair's rate.
+const RepairRateWindow = 10 * time.Second
 
 // Loop is a node's repair loop: it schedules anti-entropy sessions for every
 // (partition, peer) of the preference lists, runs them with SyncPartition
@@ -135,7 +156,21 @@ type Loop struct {
 		rounds   *RoundTracker
 		tasks    map[string]TaskReport
 		lastInfo Info
+		// remaining is each target's estimate of the keys still to
+		// repair (its running session's, else its last session's);
+		// repaired counts the keys the sessions repaired (resolved
+		// writes, as they report them round by round), samples its
+		// recent values for the rate.
+		remaining map[Target]uint64
+		repaired  uint64
+		samples   []repairSample
 	}
+}
+
+// repairSample is the loop's repaired count at a time.
+type repairSample struct {
+	at       time.Time
+	repaired uint64
 }
 
 // NewLoop validates cfg and returns a loop.
@@ -165,6 +200,18 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout = max(10*cfg.Scheduler.MaxInterval, time.Minute)
 	}
+	if cfg.MaxSessionKeys == 0 {
+		cfg.MaxSessionKeys = DefaultLoopMaxSessionKeys
+	}
+	if cfg.DrainBytes == 0 {
+		cfg.DrainBytes = DefaultLoopDrainBytes
+	}
+	if cfg.Sync.Session.DrainBytes == 0 && cfg.DrainBytes > 0 {
+		cfg.Sync.Session.DrainBytes = cfg.DrainBytes
+	}
+	if cfg.Sync.Session.MaxSessionKeys == 0 && cfg.MaxSessionKeys > 0 {
+		cfg.Sync.Session.MaxSessionKeys = uint64(cfg.MaxSessionKeys)
+	}
 	for _, t := range cfg.Tasks {
 		if t.Interval <= 0 || t.Run == nil || t.Name == "" {
 			return nil, fmt.Errorf("%w: task %q needs a name, a positive interval and a Run", ErrInvalidSchedule, t.Name)
@@ -182,6 +229,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	}
 	l.mu.counts = make(map[string]uint64)
 	l.mu.tasks = make(map[string]TaskReport)
+	l.mu.remaining = make(map[Target]uint64)
 	return l, nil
 }
 
@@ -403,7 +451,16 @@ func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog
 		// Charge a large fetch to the throttles chunk by chunk.
 		opts.Session.FetchByHashChunksPerRound = 1
 	}
+	var reported uint64 // the keys repaired the session reported so far
+	progress := opts.Progress
+	opts.Progress = func(p Progress) {
+		l.progress(t, p.Stats, &reported)
+		if progress != nil {
+			progress(p)
+		}
+	}
 	st, err := SyncPartition(ctx, local, remote, t.Partition, opts)
+	l.progress(t, st, &reported)
 	rep := SessionReport{Stats: st, Err: err}
 	switch {
 	case err != nil:
@@ -414,6 +471,29 @@ func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog
 		rep.Outcome = "in-sync"
 	}
 	return rep
+}
+
+// progress records a session's progress: its estimate of the keys still to
+// repair and the keys it repaired since it last reported (*reported).
+func (l *Loop) progress(t Target, st Stats, reported *uint64) {
+	now := l.cfg.Clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.remaining[t] = st.Remaining
+	if r := st.KeysRepaired(); r > *reported {
+		l.mu.repaired += r - *reported
+		*reported = r
+	}
+	if n := len(l.mu.samples); n == 0 || now.Sub(l.mu.samples[n-1].at) >= RepairRateWindow/100 {
+		l.mu.samples = append(l.mu.samples, repairSample{now, l.mu.repaired})
+	} else {
+		l.mu.samples[n-1].repaired = l.mu.repaired
+	}
+	cut := 0
+	for cut < len(l.mu.samples)-1 && now.Sub(l.mu.samples[cut].at) > RepairRateWindow {
+		cut++
+	}
+	l.mu.samples = l.mu.samples[cut:]
 }
 
 func partitionReady(info Info, p uint32) bool {
@@ -520,6 +600,24 @@ type LoopStatus struct {
 	Tasks map[string]TaskReport
 	// LargeAllowed: large repairs may run now.
 	LargeAllowed bool
+	// Repair is the repair's progress.
+	Repair RepairProgress
+}
+
+// RepairProgress is how far the loop's repairs have come.
+type RepairProgress struct {
+	// Remaining is the sum over the targets of the keys still to repair,
+	// as their running (else last) sessions estimate them
+	// (Stats.Remaining): a lower bound before a session has decoded its
+	// difference.
+	Remaining uint64
+	// Repaired counts the keys the loop's sessions repaired since it
+	// started (both directions; resolved writes, reported round by
+	// round).
+	Repaired uint64
+	// Rate is the keys repaired per second over the last
+	// RepairRateWindow (0 when nothing was repaired in it).
+	Rate float64
 }
 
 // Status returns the loop's state (zero before Run has read the local Info).
@@ -531,6 +629,24 @@ func (l *Loop) Status() LoopStatus {
 	st := LoopStatus{Sessions: make(map[string]uint64), Rounds: make(map[uint32]uint64), LastRound: make(map[uint32]time.Time), Tasks: make(map[string]TaskReport)}
 	for k, v := range l.mu.counts {
 		st.Sessions[k] = v
+	}
+	for _, r := range l.mu.remaining {
+		st.Repair.Remaining += r
+	}
+	st.Repair.Repaired = l.mu.repaired
+	if n := len(l.mu.samples); n > 0 {
+		// From the oldest sample in the window (or the window's start)
+		// to now.
+		first := l.mu.samples[0]
+		for _, smp := range l.mu.samples {
+			if now.Sub(smp.at) <= RepairRateWindow {
+				break
+			}
+			first = smp
+		}
+		if secs := now.Sub(first.at).Seconds(); secs > 0 && now.Sub(l.mu.samples[n-1].at) <= RepairRateWindow {
+			st.Repair.Rate = float64(l.mu.repaired-first.repaired) / max(secs, 1)
+		}
 	}
 	if l.mu.rounds != nil {
 		for _, p := range l.mu.rounds.Partitions() {

@@ -312,3 +312,90 @@ func TestNewLoopRefusesBadConfig(t *testing.T) {
 		t.Fatalf("the defaults: %v", err)
 	}
 }
+
+// TestLoopBoundedProgress: the loop repairs a large difference in bounded
+// sessions (LoopConfig.MaxSessionKeys) that each apply their part, and its
+// status reports the progress: keys repaired, the sessions' estimate of
+// the keys still to repair (0 once converged), a rate while it repairs.
+func TestLoopBoundedProgress(t *testing.T) {
+	ctx := context.Background()
+	open := func(id reconcile.ReplicaID) *engine.Engine {
+		e, err := engine.Open("db", &engine.Options{ReplicaID: id, FS: vfs.NewMem(), CheckpointInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	a, b := open("a"), open("b")
+	const n, bound = 20000, 2000
+	for i := range n {
+		if err := a.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 0 {
+			if err := b.Put(ctx, fmt.Appendf(nil, "k%06db", i), []byte("w"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var mu sync.Mutex
+	var bounded, sessions int
+	var most uint64
+	var sawRate bool
+	var loop *reconcile.Loop
+	loop, err := reconcile.NewLoop(reconcile.LoopConfig{
+		Local:          b,
+		Peers:          []reconcile.Peer{{ID: "a", Replica: a}},
+		Scheduler:      reconcile.SchedulerConfig{Interval: 20 * time.Millisecond, MinInterval: 2 * time.Millisecond, MaxInterval: 100 * time.Millisecond},
+		MaxSessionKeys: bound,
+		OnSession: func(r reconcile.SessionReport) {
+			mu.Lock()
+			defer mu.Unlock()
+			sessions++
+			if r.Stats.Bounded {
+				bounded++
+			}
+			most = max(most, r.Stats.KeysRepaired())
+			if loop.Status().Repair.Rate > 0 {
+				sawRate = true
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- loop.Run(lctx) }()
+	defer func() { cancel(); <-done }()
+	root := func(e *engine.Engine) reconcile.Fingerprint {
+		hs, err := e.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hs[0].Fingerprint
+	}
+	// A liveness bound, not a speed assertion.
+	for deadline := time.Now().Add(time.Minute); root(a) != root(b); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged after a minute: %+v", loop.Status().Repair)
+		}
+	}
+	// The converging session reports before the loop's status says 0.
+	for deadline := time.Now().Add(time.Minute); loop.Status().Repair.Remaining != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("converged, but the loop still estimates %d keys to repair", loop.Status().Repair.Remaining)
+		}
+	}
+	rp := loop.Status().Repair
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d sessions, %d bounded, at most %d keys repaired by one; %+v", sessions, bounded, most, rp)
+	if want := uint64(n + n/20); rp.Repaired < want {
+		t.Fatalf("loop status: %d keys repaired, want at least %d", rp.Repaired, want)
+	}
+	if bounded < 3 || most > 4*bound || !sawRate {
+		t.Fatalf("%d bounded sessions, at most %d keys a session (bound %d), a rate seen: %t", bounded, most, bound, sawRate)
+	}
+}

@@ -229,6 +229,27 @@ type SessionConfig struct {
 	// IDs (8 bytes each) are not bounded. Default DefaultMaxPendingBytes;
 	// negative is invalid.
 	MaxPendingBytes int64
+	// DrainBytes, if positive and below MaxPendingBytes, is the bytes of
+	// queued writes at which the session applies them (else
+	// MaxPendingBytes): a smaller figure applies a large repair as it goes,
+	// so that a session cut short (timeout, cancellation) keeps more of
+	// its work, without shrinking the rounds' key budget. The repair loop
+	// sets LoopConfig.DrainBytes.
+	DrainBytes int64
+	// MaxSessionKeys bounds the difference one session reconciles with
+	// symbol streams (SessionConfig.Symbols), so that a large repair
+	// proceeds in sessions that each finish: when the roots' record counts
+	// differ by more than this, the session first asks both sides for the
+	// root's children (one more round trip), then streams the symbols of
+	// only the first of the larger side's children that differ from the
+	// other side's, as many as hold about MaxSessionKeys differences at
+	// the rate the counts suggest, repairs them and ends without
+	// converging (Stats.Bounded); the next session finds those ranges
+	// equal and goes on with the next ones. A session that is cut
+	// (timeout, cancellation) then loses at most its own part, and the
+	// next one resumes where the applied writes left off. Zero: no bound
+	// (the repair loop sets LoopConfig.MaxSessionKeys).
+	MaxSessionKeys uint64
 	// Strict makes the session assume that nothing writes to the replicas
 	// while it runs: answers that contradict earlier answers (a range listed
 	// with another number of entries than its fingerprint counted) and roots
@@ -329,6 +350,9 @@ type Session struct {
 	sk sketchState
 	// sym is the state of the symbol streams.
 	sym symState
+	// final is Stats.Remaining once the session is done: the count
+	// difference of the confirmed roots (at least 1 when they differ).
+	final uint64
 	// cutoff is, per side, the greatest wall time of a record the side
 	// accepts (Info.recordCutoff; 0: no limit).
 	cutoff [2]int64
@@ -386,6 +410,7 @@ const (
 	phaseDescend
 	phaseSketch
 	phaseSymbols
+	phaseBound
 	phaseFetchHash
 	phaseApply
 	phaseConfirm
@@ -491,7 +516,44 @@ func (s *Session) Err() error { return s.err }
 
 // Stats returns the session's statistics so far. Duration is left to the
 // driver.
-func (s *Session) Stats() Stats { return s.stats }
+func (s *Session) Stats() Stats {
+	st := s.stats
+	st.Remaining = s.remaining()
+	return st
+}
+
+// remaining estimates the keys still to repair (Stats.Remaining).
+func (s *Session) remaining() uint64 {
+	if s.phase == phaseDone {
+		return s.final
+	}
+	if s.rootFP[SideA] == s.rootFP[SideB] {
+		return 0 // not compared yet
+	}
+	var n uint64
+	known := false
+	for side := range 2 {
+		n += uint64(len(s.writes[side]))
+		if len(s.sk.ids[side]) > 0 {
+			known = true
+			n += uint64(len(s.sk.ids[side]) - s.sk.fetchNext[side])
+		}
+	}
+	n += uint64(len(s.toFetch) + len(s.fetching))
+	if !known {
+		// The difference is not decoded yet: the roots' count
+		// difference is a lower bound.
+		return max(n, absDiff(s.rootFP[SideA].Count, s.rootFP[SideB].Count))
+	}
+	return n + s.sym.boundRest
+}
+
+func absDiff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
 
 // Done reports whether the session has ended.
 func (s *Session) Done() bool { return s.phase == phaseDone }
@@ -499,6 +561,9 @@ func (s *Session) Done() bool { return s.phase == phaseDone }
 func (s *Session) fail(err error) {
 	if s.err == nil {
 		s.err = err
+	}
+	if s.phase != phaseDone {
+		s.final = s.remaining()
 	}
 	s.phase = phaseDone
 	s.inflight = map[uint64]Request{}
@@ -607,6 +672,13 @@ func (s *Session) Next() Step {
 		}
 	case phaseSymbols:
 		reqs = s.symbolsRound()
+	case phaseBound:
+		s.round = roundResults{}
+		if s.sym.boundRanges == nil {
+			reqs = s.hashRound([]KeyRange{s.part}, s.fanout, s.cfg.MaxDepth)
+		} else {
+			reqs = s.hashRound(s.sym.boundRanges, 0, 0)
+		}
 	case phaseFetchHash:
 		s.round = roundResults{}
 		reqs = s.fetchByHashRound()
@@ -812,7 +884,11 @@ func (li *listItem) roundCost(pageSize int) int64 {
 // a write raced the session, and reconciling it again is harmless.
 func (s *Session) drainRound() []Request {
 	if !s.draining {
-		if s.pendingBytes < s.cfg.MaxPendingBytes {
+		limit := s.cfg.MaxPendingBytes
+		if s.cfg.DrainBytes > 0 {
+			limit = min(limit, s.cfg.DrainBytes)
+		}
+		if s.pendingBytes < limit {
 			return nil
 		}
 		s.draining = true
@@ -997,6 +1073,10 @@ func (s *Session) finishRound() error {
 		setRecon := fa.Count > 0 && fb.Count > 0
 		if s.cfg.Symbols && setRecon {
 			s.stats.Method = MethodSymbols
+			if s.cfg.MaxSessionKeys > 0 && absDiff(fa.Count, fb.Count) > s.cfg.MaxSessionKeys {
+				s.phase = phaseBound
+				return nil
+			}
 			s.startSymbols(fa, fb)
 			return nil
 		}
@@ -1025,6 +1105,8 @@ func (s *Session) finishRound() error {
 		return s.finishSketch()
 	case phaseSymbols:
 		return s.finishSymbols()
+	case phaseBound:
+		s.finishBound()
 	case phaseFetchHash:
 		return s.finishFetchByHashRound()
 	case phaseApply:
@@ -1043,6 +1125,10 @@ func (s *Session) confirmed() error {
 	fa, fb := s.round.hashes[SideA][0].Fingerprint, s.round.hashes[SideB][0].Fingerprint
 	s.stats.Converged = fa == fb
 	s.phase = phaseDone
+	s.final = 0
+	if !s.stats.Converged {
+		s.final = max(absDiff(fa.Count, fb.Count), 1)
+	}
 	if !s.stats.Converged && s.cfg.Strict && s.stats.Quarantined == 0 {
 		return fmt.Errorf("%w: partition %d: roots differ after the session (A %d records, B %d records)",
 			ErrNotConverged, s.cfg.Partition, fa.Count, fb.Count)

@@ -103,3 +103,34 @@ func TestSessionBoundedMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionDrainBytes: a new, empty replica filled with DrainBytes below
+// MaxPendingBytes (4 MiB: 4096 keys a round) applies its writes as they
+// reach DrainBytes (several drains, a lower peak of queued writes), with the
+// same key budget a round as without it, and converges; without it the
+// whole fill (2.4 MB) waits for the end.
+func TestSessionDrainBytes(t *testing.T) {
+	const n, drain = 20000, 256 << 10
+	value := bytes.Repeat([]byte("v"), 100)
+	run := func(drainBytes int64) reconcile.Stats {
+		a, _ := memreplica.New(memreplica.Options{ID: "a", LeafSize: 64})
+		b, _ := memreplica.New(memreplica.Options{ID: "b", LeafSize: 64})
+		for i := range n {
+			a.Set(fmt.Appendf(nil, "k%07d", i), reconcile.NewLWW("a", reconcile.Timestamp{WallTime: 1 << 40}, value, false))
+		}
+		st, err := reconcile.SyncPartition(context.Background(), a, b, 0, reconcile.SyncOptions{
+			Session: reconcile.SessionConfig{Strict: true, MaxPendingBytes: 4 << 20, DrainBytes: drainBytes}})
+		if err != nil || !st.Converged || len(b.Dump()) != n {
+			t.Fatalf("DrainBytes %d: %v, converged %t, %d keys on b", drainBytes, err, st.Converged, len(b.Dump()))
+		}
+		return st
+	}
+	plain, drained := run(0), run(drain)
+	t.Logf("without DrainBytes: %d drains, peak %d; with %d: %d drains, peak %d", plain.Drains, plain.PeakPendingBytes, drain, drained.Drains, drained.PeakPendingBytes)
+	if plain.Drains != 0 || drained.Drains < 4 {
+		t.Fatalf("drains: %d without DrainBytes, %d with %d bytes", plain.Drains, drained.Drains, drain)
+	}
+	if drained.PeakPendingBytes >= plain.PeakPendingBytes {
+		t.Fatalf("peak queued writes %d with DrainBytes, %d without", drained.PeakPendingBytes, plain.PeakPendingBytes)
+	}
+}

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,6 +116,14 @@ type symState struct {
 	got  [2]int // symbols received per side
 	end  [2]bool
 	done bool // decoded (or failed): the streams are no longer wanted
+	// bounded: the streams cover only some ranges of the partition
+	// (SessionConfig.MaxSessionKeys); boundRest estimates the
+	// differences left outside them.
+	bounded   bool
+	boundRest uint64
+	// boundRanges are the ranges whose fingerprints the second round of
+	// phaseBound asks for (nil before the first).
+	boundRanges []KeyRange
 }
 
 // startSymbols plans the symbol round of a partition whose roots differ.
@@ -122,6 +131,78 @@ func (s *Session) startSymbols(fa, fb Fingerprint) {
 	s.phase = phaseSymbols
 	s.sym = symState{max: maxSymbolsFor(fa, fb)}
 	s.sk = sketchState{ranges: []KeyRange{s.part}}
+}
+
+// finishBound takes the answers of the two rounds of phaseBound (see
+// SessionConfig.MaxSessionKeys). The first brings the root's children; the
+// deepest ones of the larger side become the ranges of the second, which
+// asks both sides for their fingerprints (boundaries are the larger side's
+// alone: a tree's inner boundaries need not match where the data does).
+// Then the symbol streams start over the first ranges that differ, in key
+// order, until their count differences add up to MaxSessionKeys (at
+// least one range); when that is every differing range, over the whole
+// partition, as without a bound.
+func (s *Session) finishBound() {
+	fa, fb := s.rootFP[SideA], s.rootFP[SideB]
+	if s.sym.boundRanges == nil {
+		big := SideA
+		if fb.Count > fa.Count {
+			big = SideB
+		}
+		leaves := deepestChildren(nil, s.round.hashes[big][0].Children)
+		if len(leaves) < 2 || len(leaves) > s.cfg.HashRangesLimit {
+			s.startSymbols(fa, fb)
+			return
+		}
+		s.sym.boundRanges = make([]KeyRange, len(leaves))
+		for i, c := range leaves {
+			s.sym.boundRanges[i] = c.Range
+		}
+		return // phaseBound again: the ranges' fingerprints
+	}
+	ranges := s.sym.boundRanges
+	var delta, covered uint64
+	var chosen []KeyRange
+	n, differing := 0, 0
+	for i, r := range ranges {
+		ha, hb := s.round.hashes[SideA][i].Fingerprint, s.round.hashes[SideB][i].Fingerprint
+		if ha == hb {
+			continue
+		}
+		differing++
+		d := max(absDiff(ha.Count, hb.Count), 1)
+		delta += d
+		if n > 0 && covered >= s.cfg.MaxSessionKeys {
+			continue
+		}
+		n++
+		covered += d
+		if k := len(chosen); k > 0 && chosen[k-1].End != nil && bytes.Equal(chosen[k-1].End, r.Start) {
+			chosen[k-1].End = r.End
+			continue
+		}
+		chosen = append(chosen, r)
+	}
+	s.startSymbols(fa, fb)
+	if n == 0 || n == differing {
+		return // the whole partition
+	}
+	s.stats.Bounded = true
+	s.sym.bounded = true
+	s.sym.boundRest = delta - covered
+	s.sk.ranges = chosen
+}
+
+// deepestChildren appends the leaves of the children tree cs to out.
+func deepestChildren(out []Child, cs []Child) []Child {
+	for _, c := range cs {
+		if len(c.Children) > 0 {
+			out = deepestChildren(out, c.Children)
+		} else {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (s *Session) symbolsRound() []Request {
@@ -202,7 +283,7 @@ func (s *Session) acceptSymbols(req Request, resp Response) error {
 func (s *Session) finishSymbols() error {
 	st := &s.sym
 	for side := range 2 {
-		if st.got[side] > 0 && st.cnt[side] != s.rootFP[side].Count {
+		if !st.bounded && st.got[side] > 0 && st.cnt[side] != s.rootFP[side].Count {
 			s.stats.CountMismatches++
 			if s.cfg.Strict {
 				return fmt.Errorf("%w: partition %d: %s encoded %d records, its root counted %d",

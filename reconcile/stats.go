@@ -132,6 +132,18 @@ type Stats struct {
 	Quarantined uint64
 	// QuarantinedKeys are the first MaxQuarantinedKeys quarantined keys.
 	QuarantinedKeys [][]byte
+	// Bounded reports a session that reconciled only part of a large
+	// difference (SessionConfig.MaxSessionKeys), leaving the rest to the
+	// next session (either, when added up).
+	Bounded bool
+	// Remaining estimates the keys still to repair: while the session
+	// runs (Progress), the decoded difference not yet fetched and the
+	// resolved writes not yet applied (before the difference is known,
+	// the roots' count difference), plus, in a bounded session, the
+	// estimated differences outside its ranges; at its end, the count
+	// difference of the confirmed roots (at least 1 when they differ;
+	// 0 when converged). Summed, when added up.
+	Remaining uint64
 	// Duration is the wall time of the session, measured by the driver
 	// (the Session never reads a clock).
 	Duration time.Duration
@@ -182,6 +194,8 @@ func (s Stats) Add(o Stats) Stats {
 		Drains:           s.Drains + o.Drains,
 		PeakPendingBytes: max(s.PeakPendingBytes, o.PeakPendingBytes),
 		Converged:        s.Converged && o.Converged,
+		Bounded:          s.Bounded || o.Bounded,
+		Remaining:        s.Remaining + o.Remaining,
 		Duration:         s.Duration + o.Duration,
 		ClockSkew:        maxSkew(s.ClockSkew, o.ClockSkew),
 		Quarantined:      s.Quarantined + o.Quarantined,

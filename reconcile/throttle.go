@@ -59,6 +59,47 @@ type Throttle struct {
 		bytesTaken uint64
 		keysTaken  uint64
 		busyTaken  time.Duration
+		// inflight counts the calls between Start and their end;
+		// virtual advances at 1/inflight of wall time while any is in
+		// flight (processor sharing), vlast is when it last advanced.
+		inflight int
+		virtual  time.Duration
+		vlast    time.Time
+	}
+}
+
+// Start marks the start of a call whose busy time its caller will charge
+// with Busy, and returns the function that ends it and returns the call's
+// share of the busy time: the wall time it ran, divided among the calls
+// in flight through the throttle at each moment (so n concurrent calls
+// that each took d are charged d in all, not n*d: a round of many
+// concurrent pages, each waiting for the others, is not n times the work).
+// On a nil Throttle the share is the wall time.
+func (t *Throttle) Start() (end func() time.Duration) {
+	start := time.Now()
+	if t == nil {
+		return func() time.Duration { return time.Since(start) }
+	}
+	t.mu.Lock()
+	t.advanceLocked(start)
+	t.mu.inflight++
+	v0 := t.mu.virtual
+	t.mu.Unlock()
+	return func() time.Duration {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.advanceLocked(time.Now())
+		t.mu.inflight--
+		return t.mu.virtual - v0
+	}
+}
+
+func (t *Throttle) advanceLocked(now time.Time) {
+	if t.mu.inflight > 0 && now.After(t.mu.vlast) {
+		t.mu.virtual += now.Sub(t.mu.vlast) / time.Duration(t.mu.inflight)
+	}
+	if now.After(t.mu.vlast) {
+		t.mu.vlast = now
 	}
 }
 
@@ -221,8 +262,9 @@ func (t *Throttle) Status() ThrottleStatus {
 // the entries given to Apply (repair writes) by write. Either throttle may be
 // nil. The wait happens after a read (its size is known only then) and
 // before a write. Every call (RangeHash, scans, fetches, sketches, applies)
-// is also timed and its duration charged to the busy-time budget of the
-// same throttle (Throttle.Busy) after it returns; over a network the
+// is also timed and its share of the wall time (Throttle.Start: concurrent
+// calls through the same throttle split it) charged to the busy-time budget
+// of the same throttle (Throttle.Busy) after it returns; over a network the
 // duration includes the network's, so the budget is then conservative. Apply is split into calls of at most ApplyChunk entries
 // (default 128), each throttled, so that a large repair never commits one
 // large batch in front of foreground writes; Apply merges with the
@@ -245,10 +287,9 @@ func entriesSize(es []Entry) (keys, bytes int) {
 	return len(es), bytes
 }
 
-// charge charges the busy time since start to th and then waits for keys
-// and bytes.
-func charge(ctx context.Context, th *Throttle, start time.Time, keys, bytes int) error {
-	if err := th.Busy(ctx, time.Since(start)); err != nil {
+// charge charges busy time to th and then waits for keys and bytes.
+func charge(ctx context.Context, th *Throttle, busy time.Duration, keys, bytes int) error {
+	if err := th.Busy(ctx, busy); err != nil {
 		return err
 	}
 	return th.Wait(ctx, keys, bytes)
@@ -256,34 +297,37 @@ func charge(ctx context.Context, th *Throttle, start time.Time, keys, bytes int)
 
 // RangeHash implements Replica; only its busy time is throttled.
 func (r ThrottledReplica) RangeHash(ctx context.Context, req RangeHashRequest) ([]RangeHash, error) {
-	start := time.Now()
+	end := r.Scan.Start()
 	hs, err := r.Replica.RangeHash(ctx, req)
+	busy := end()
 	if err != nil {
 		return hs, err
 	}
-	return hs, charge(ctx, r.Scan, start, 0, 0)
+	return hs, charge(ctx, r.Scan, busy, 0, 0)
 }
 
 // RangeScan implements Replica.
 func (r ThrottledReplica) RangeScan(ctx context.Context, req RangeScanRequest) (RangeScanResult, error) {
-	start := time.Now()
+	end := r.Scan.Start()
 	res, err := r.Replica.RangeScan(ctx, req)
+	busy := end()
 	if err != nil {
 		return res, err
 	}
 	k, b := entriesSize(res.Entries)
-	return res, charge(ctx, r.Scan, start, k, b)
+	return res, charge(ctx, r.Scan, busy, k, b)
 }
 
 // Fetch implements Replica.
 func (r ThrottledReplica) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([]Entry, error) {
-	start := time.Now()
+	end := r.Scan.Start()
 	es, err := r.Replica.Fetch(ctx, partition, keys)
+	busy := end()
 	if err != nil {
 		return es, err
 	}
 	k, b := entriesSize(es)
-	return es, charge(ctx, r.Scan, start, k, b)
+	return es, charge(ctx, r.Scan, busy, k, b)
 }
 
 // Apply implements Replica.
@@ -299,11 +343,13 @@ func (r ThrottledReplica) Apply(ctx context.Context, partition uint32, entries [
 		if err := r.Write.Wait(ctx, k, b); err != nil {
 			return err
 		}
-		start := time.Now()
-		if err := r.Replica.Apply(ctx, partition, c); err != nil {
+		end := r.Write.Start()
+		err := r.Replica.Apply(ctx, partition, c)
+		busy := end()
+		if err != nil {
 			return err
 		}
-		if err := r.Write.Busy(ctx, time.Since(start)); err != nil {
+		if err := r.Write.Busy(ctx, busy); err != nil {
 			return err
 		}
 	}

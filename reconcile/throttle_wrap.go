@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"context"
-	"time"
 )
 
 // Throttled returns r throttled as ThrottledReplica does, keeping the
@@ -38,12 +37,13 @@ type throttledStreams struct {
 
 // OpenSymbols implements SymbolStreamer.
 func (t throttledStreams) OpenSymbols(ctx context.Context, req SymbolsRequest) (SymbolStream, error) {
-	start := time.Now()
+	end := t.scan.Start()
 	st, err := t.y.OpenSymbols(ctx, req)
+	busy := end()
 	if err != nil {
 		return st, err
 	}
-	if err := t.scan.Busy(ctx, time.Since(start)); err != nil {
+	if err := t.scan.Busy(ctx, busy); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -57,12 +57,13 @@ type throttledStream struct {
 
 // Next implements SymbolStream.
 func (t throttledStream) Next(ctx context.Context) (SymbolChunk, error) {
-	start := time.Now()
+	end := t.scan.Start()
 	c, err := t.SymbolStream.Next(ctx)
+	busy := end()
 	if err != nil {
 		return c, err
 	}
-	return c, t.scan.Busy(ctx, time.Since(start))
+	return c, t.scan.Busy(ctx, busy)
 }
 
 type throttledSketcherStreamer struct {
@@ -83,23 +84,25 @@ type throttledSketcher struct {
 // RangeSketch implements Sketcher: the sketch itself is small and its scan
 // is the replica's own; only its busy time is throttled.
 func (t throttledSketcher) RangeSketch(ctx context.Context, req RangeSketchRequest) (RangeSketchResult, error) {
-	start := time.Now()
+	end := t.Scan.Start()
 	res, err := t.s.RangeSketch(ctx, req)
+	busy := end()
 	if err != nil {
 		return res, err
 	}
-	return res, t.Scan.Busy(ctx, time.Since(start))
+	return res, t.Scan.Busy(ctx, busy)
 }
 
 // FetchByHash implements Sketcher, throttled like Fetch.
 func (t throttledSketcher) FetchByHash(ctx context.Context, req FetchByHashRequest) ([]Entry, error) {
-	start := time.Now()
+	end := t.Scan.Start()
 	es, err := t.s.FetchByHash(ctx, req)
+	busy := end()
 	if err != nil {
 		return es, err
 	}
 	k, b := entriesSize(es)
-	return es, charge(ctx, t.Scan, start, k, b)
+	return es, charge(ctx, t.Scan, busy, k, b)
 }
 
 type throttledConfirmer struct {
@@ -128,12 +131,13 @@ func (t throttledConfirmer) ApplyAndHash(ctx context.Context, partition uint32, 
 	if err := t.Write.Wait(ctx, k, b); err != nil {
 		return nil, err
 	}
-	start := time.Now()
+	end := t.Write.Start()
 	hs, err := t.c.ApplyAndHash(ctx, partition, entries, ranges)
+	busy := end()
 	if err != nil {
 		return hs, err
 	}
-	return hs, t.Write.Busy(ctx, time.Since(start))
+	return hs, t.Write.Busy(ctx, busy)
 }
 
 type throttledBoth struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -136,4 +137,45 @@ func (r *recordingConfirmer) Apply(_ context.Context, _ uint32, es []Entry) erro
 func (r *recordingConfirmer) ApplyAndHash(_ context.Context, _ uint32, es []Entry, _ []KeyRange) ([]RangeHash, error) {
 	r.calls = append(r.calls, -len(es))
 	return nil, nil
+}
+
+// TestThrottleStartShares: concurrent calls through a throttle split the
+// wall time between them (Throttle.Start): together they are charged no
+// more than the time any of them ran, each no more than its own.
+func TestThrottleStartShares(t *testing.T) {
+	th, err := NewThrottle("scan", ThrottleConfig{BusyFraction: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := time.Now()
+	var wg sync.WaitGroup
+	shares := make([]time.Duration, 8)
+	walls := make([]time.Duration, 8)
+	for i := range shares {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			end := th.Start()
+			time.Sleep(5 * time.Millisecond)
+			shares[i] = end()
+			walls[i] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	union := time.Since(outer)
+	var sum time.Duration
+	for i, s := range shares {
+		if s <= 0 || s > walls[i] {
+			t.Fatalf("call %d charged %v of its %v", i, s, walls[i])
+		}
+		sum += s
+	}
+	if sum > union {
+		t.Fatalf("8 concurrent calls charged %v in all, more than the %v they spanned", sum, union)
+	}
+	var nilTh *Throttle
+	if d := nilTh.Start()(); d < 0 {
+		t.Fatalf("nil throttle: %v", d)
+	}
 }

@@ -29,6 +29,7 @@ type nodeRepairer struct {
 	eng *engine.Engine
 
 	mu   sync.Mutex
+	loop *reconcile.Loop         // the node's repair loop, if any
 	last []plugin.SessionSummary // newest last, at most keepSessions
 	// clocks is what the sessions learned of each peer's clock.
 	clocks map[reconcile.ReplicaID]*peerClock
@@ -69,6 +70,13 @@ func (n *nodeRepairer) record(s plugin.SessionSummary) {
 	if len(n.last) > keepSessions {
 		n.last = n.last[len(n.last)-keepSessions:]
 	}
+}
+
+// setLoop makes Background report the loop's repair progress.
+func (n *nodeRepairer) setLoop(l *reconcile.Loop) {
+	n.mu.Lock()
+	n.loop = l
+	n.mu.Unlock()
 }
 
 // observe records a session of the repair loop.
@@ -126,6 +134,14 @@ func (n *nodeRepairer) Repair(ctx context.Context, peer reconcile.ReplicaID, par
 // Background implements plugin.BackgroundReporter.
 func (n *nodeRepairer) Background() []string {
 	out := n.clockLines()
+	n.mu.Lock()
+	loop := n.loop
+	n.mu.Unlock()
+	if loop != nil {
+		rp := loop.Status().Repair
+		out = append(out, fmt.Sprintf("repair: ~%d keys still to repair (the sessions' estimate), %.0f keys/s over the last %s, %d repaired since start",
+			rp.Remaining, rp.Rate, reconcile.RepairRateWindow, rp.Repaired))
+	}
 	for _, t := range n.throttles {
 		st := t.Status()
 		rate := "unlimited"
@@ -143,8 +159,16 @@ func (n *nodeRepairer) Background() []string {
 	if a.Overloaded {
 		state = "foreground suffering: " + strings.Join(a.Reasons, ", ")
 	}
-	out = append(out, fmt.Sprintf("admission control: scale %.2f, %s (foreground p99 %s, L0 sublevels %d, compaction debt %s)",
-		a.Scale, state, a.P99, a.L0Sublevels, human(a.CompactionDebt)))
+	out = append(out, fmt.Sprintf("admission control: scale %.2f (floor %.2f), %s (foreground p99 %s, target %s: baseline %s ± %s; L0 sublevels %d, compaction debt %s)",
+		a.Scale, a.MinScale, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, human(a.CompactionDebt)))
+	if len(a.DecreasesByReason) > 0 {
+		reasons := make([]string, 0, len(a.DecreasesByReason))
+		for r, n := range a.DecreasesByReason {
+			reasons = append(reasons, fmt.Sprintf("%s %d", r, n))
+		}
+		slices.Sort(reasons)
+		out = append(out, "admission decreases by signal: "+strings.Join(reasons, ", "))
+	}
 	return out
 }
 

@@ -37,10 +37,12 @@ type serveFlags struct {
 	scanBytes      float64
 	writeBytes     float64
 	busyFraction   float64
+	repairFloor    float64
 	gcGrace        time.Duration
 	logLevel       string
 	sessionTimeout time.Duration
 	sessionMemory  int64
+	sessionKeys    int64
 }
 
 func newServeCmd() *cobra.Command {
@@ -77,10 +79,12 @@ Prometheus metrics are served on --metrics.`,
 	fl.Float64Var(&f.scanBytes, "scan-bytes-per-sec", 64<<20, "throttle of what background scans and sessions read")
 	fl.Float64Var(&f.writeBytes, "write-bytes-per-sec", 32<<20, "throttle of repair writes")
 	fl.Float64Var(&f.busyFraction, "busy-fraction", reconcile.DefaultLoopBusyFraction, "busy-time budget of sessions' work (their reads and decoding) and of repair writes, each, in cores (0: none); admission control scales it")
+	fl.Float64Var(&f.repairFloor, "repair-floor", engine.DefaultMinScale, "the repair floor: the fraction of the throttles' rates (and busy-time budgets) admission control never scales background work below, so repair never stops under overload, in (0,1]")
 	fl.DurationVar(&f.gcGrace, "gc-grace", engine.DefaultGCGrace, "tombstone grace period (tombstones are purged only after it and two full repair rounds)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session (0: ten times the longest repair interval, at least 1m)")
 	fl.Int64Var(&f.sessionMemory, "session-memory", reconcile.DefaultMaxPendingBytes, sessionMemoryUsage)
+	fl.Int64Var(&f.sessionKeys, "session-keys", reconcile.DefaultLoopMaxSessionKeys, "about the most differences one repair-loop session reconciles: a larger repair proceeds in sessions that each finish and apply their part (negative: no bound)")
 	return c
 }
 
@@ -91,6 +95,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	if f.dir == "" {
 		return fmt.Errorf("no database directory: pass --dir")
+	}
+	if f.repairFloor <= 0 || f.repairFloor > 1 {
+		return fmt.Errorf("--repair-floor %v: want a fraction in (0,1]", f.repairFloor)
 	}
 	if f.sessionMemory < 0 {
 		return fmt.Errorf("--session-memory %d: negative", f.sessionMemory)
@@ -129,7 +136,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	po := &pebble.Options{}
 	fs := vfs.Default
 	if f.admission {
-		adm, err = engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger})
+		adm, err = engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger, MinScale: f.repairFloor})
 		if err != nil {
 			return err
 		}
@@ -211,6 +218,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 			WriteThrottle:  write,
 			Signals:        signals,
 			SessionTimeout: f.sessionTimeout,
+			MaxSessionKeys: f.sessionKeys,
 			Sync:           reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: f.sessionMemory}},
 			OnSession: func(r reconcile.SessionReport) {
 				m.ObserveSession(r)
@@ -230,6 +238,8 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		if err != nil {
 			return err
 		}
+		m.WatchLoop(loop)
+		rep.setLoop(loop)
 	}
 	ready := make(chan net.Addr, 1)
 	lopts.Ready = func(a net.Addr) { ready <- a }

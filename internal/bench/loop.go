@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -78,6 +79,8 @@ type LoopLoadConfig struct {
 	// -pprof=sched` shows where goroutines waited for a CPU).
 	// It turns on block and mutex profiling for the rest of the process.
 	ProfileDir string
+	// SessionLog, if set, receives a line per session of the loop.
+	SessionLog io.Writer
 	Seed       uint64
 }
 
@@ -162,6 +165,18 @@ type LoadPhase struct {
 	// status (taken every 1024 Puts, and every 250ms in the tail) that
 	// showed an overload.
 	Reasons map[string]int `json:"admission_reasons"`
+	// RemainingEstimate is the loop's own estimate, at the end of the
+	// measured part, of the keys still to repair
+	// (reconcile.LoopStatus.Repair.Remaining), and LoopRate its repair
+	// rate then (keys/s over the last 10 s); BoundedSessions counts the
+	// sessions that reconciled part of the difference
+	// (reconcile.Stats.Bounded).
+	RemainingEstimate uint64  `json:"remaining_estimate"`
+	LoopRate          float64 `json:"loop_rate"`
+	BoundedSessions   int     `json:"bounded_sessions"`
+	// DecreasesByReason counts admission control's decreases during the
+	// phase by signal.
+	DecreasesByReason map[string]uint64 `json:"admission_decreases_by_reason"`
 	// TailSeconds (phases with the loop) is how long the loop took, after
 	// the foreground stopped, to bring Missing to zero (a large repair is
 	// one session, which applies little before its end); TailMissing what
@@ -194,10 +209,15 @@ type LoopLoadRep struct {
 	// Idle: no loop. Admission: the loop running the large repair with
 	// admission control scaling its throttles. NoAdmission: the same
 	// without admission control (throttles at their configured rates).
-	Idle, Admission, NoAdmission LoadPhase
-	// Ratios against Idle.
+	// RepairAlone: the loop with admission control and no foreground
+	// writer after the warm-up (which writes as in the other phases, so
+	// the repair starts from the same state), whose RepairedPerSec is the
+	// idle repair rate.
+	Idle, Admission, NoAdmission, RepairAlone LoadPhase
+	// Ratios against Idle (foreground) and RepairAlone (repair rate).
 	P99RatioAdmission, ThroughputRatioAdmission     float64
 	P99RatioNoAdmission, ThroughputRatioNoAdmission float64
+	RepairRatioAdmission, RepairRatioNoAdmission    float64
 }
 
 // LoopLoadResult compares foreground Put latency and throughput on a replica
@@ -208,9 +228,10 @@ type LoopLoadResult struct {
 	Reps []LoopLoadRep `json:"reps"`
 	// Medians over the repetitions: of each phase's figures (MedianPhase)
 	// and of the per-repetition ratios.
-	Idle, Admission, NoAdmission                    LoadPhase
+	Idle, Admission, NoAdmission, RepairAlone       LoadPhase
 	P99RatioAdmission, ThroughputRatioAdmission     float64
 	P99RatioNoAdmission, ThroughputRatioNoAdmission float64
+	RepairRatioAdmission, RepairRatioNoAdmission    float64
 }
 
 // LoopLoad measures what a large repair costs foreground writes. A source
@@ -283,13 +304,14 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 		source = srv.replica()
 	}
 	type phaseSpec struct {
-		name, tag       string
-		loop, admission bool
+		name, tag               string
+		loop, admission, writer bool
 	}
-	specs := []phaseSpec{{"idle", "idle", false, false}, {"loop, admission on", "admission-on", true, true}, {"loop, admission off", "admission-off", true, false}}
+	specs := []phaseSpec{{"idle", "idle", false, false, true}, {"loop, admission on", "admission-on", true, true, true},
+		{"loop, admission off", "admission-off", true, false, true}, {"repair alone", "repair-alone", true, true, false}}
 	for rep := range cfg.Reps {
 		var r LoopLoadRep
-		outs := []*LoadPhase{&r.Idle, &r.Admission, &r.NoAdmission}
+		outs := []*LoadPhase{&r.Idle, &r.Admission, &r.NoAdmission, &r.RepairAlone}
 		for j := range specs {
 			k := (j + rep) % len(specs)
 			ph := specs[k]
@@ -297,7 +319,7 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 			if cfg.ProfileDir != "" {
 				profile = filepath.Join(cfg.ProfileDir, fmt.Sprintf("rep%d-%s.pprof", rep, ph.tag))
 			}
-			p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), source, srcKeys, ph.loop, ph.admission, rng, profile)
+			p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), source, srcKeys, ph.loop, ph.admission, ph.writer, rng, profile)
 			if err != nil {
 				return res, fmt.Errorf("bench: repetition %d, phase %q: %w", rep, ph.name, err)
 			}
@@ -308,6 +330,10 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 		r.ThroughputRatioAdmission = r.Admission.OpsPerSec / r.Idle.OpsPerSec
 		r.P99RatioNoAdmission = float64(r.NoAdmission.P99) / float64(r.Idle.P99)
 		r.ThroughputRatioNoAdmission = r.NoAdmission.OpsPerSec / r.Idle.OpsPerSec
+		if r.RepairAlone.RepairedPerSec > 0 {
+			r.RepairRatioAdmission = r.Admission.RepairedPerSec / r.RepairAlone.RepairedPerSec
+			r.RepairRatioNoAdmission = r.NoAdmission.RepairedPerSec / r.RepairAlone.RepairedPerSec
+		}
 		res.Reps = append(res.Reps, r)
 	}
 	pick := func(f func(LoopLoadRep) LoadPhase) []LoadPhase {
@@ -327,6 +353,9 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	res.Idle = MedianPhase(pick(func(r LoopLoadRep) LoadPhase { return r.Idle }))
 	res.Admission = MedianPhase(pick(func(r LoopLoadRep) LoadPhase { return r.Admission }))
 	res.NoAdmission = MedianPhase(pick(func(r LoopLoadRep) LoadPhase { return r.NoAdmission }))
+	res.RepairAlone = MedianPhase(pick(func(r LoopLoadRep) LoadPhase { return r.RepairAlone }))
+	res.RepairRatioAdmission = ratio(func(r LoopLoadRep) float64 { return r.RepairRatioAdmission })
+	res.RepairRatioNoAdmission = ratio(func(r LoopLoadRep) float64 { return r.RepairRatioNoAdmission })
 	res.P99RatioAdmission = ratio(func(r LoopLoadRep) float64 { return r.P99RatioAdmission })
 	res.ThroughputRatioAdmission = ratio(func(r LoopLoadRep) float64 { return r.ThroughputRatioAdmission })
 	res.P99RatioNoAdmission = ratio(func(r LoopLoadRep) float64 { return r.P99RatioNoAdmission })
@@ -361,6 +390,9 @@ func MedianPhase(ps []LoadPhase) LoadPhase {
 	out.MinScale = f(func(p LoadPhase) float64 { return p.MinScale })
 	out.Decreases = uint64(f(func(p LoadPhase) float64 { return float64(p.Decreases) }))
 	out.TailSeconds = f(func(p LoadPhase) float64 { return p.TailSeconds })
+	out.RemainingEstimate = uint64(f(func(p LoadPhase) float64 { return float64(p.RemainingEstimate) }))
+	out.LoopRate = f(func(p LoadPhase) float64 { return p.LoopRate })
+	out.BoundedSessions = int(f(func(p LoadPhase) float64 { return float64(p.BoundedSessions) }))
 	out.TailMissing = int(f(func(p LoadPhase) float64 { return float64(p.TailMissing) }))
 	out.CPUCores = f(func(p LoadPhase) float64 { return p.CPUCores })
 	out.GCCores = f(func(p LoadPhase) float64 { return p.GCCores })
@@ -388,7 +420,7 @@ func median(xs []float64) float64 {
 // own throttles and admission controller (admission learns its baseline in
 // the warm-up, as on a node whose loop was idle for a while).
 func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcile.Replica, srcKeys map[string]struct{},
-	withLoop, withAdmission bool, rng *rand.Rand, profile string) (LoadPhase, error) {
+	withLoop, withAdmission, withWriter bool, rng *rand.Rand, profile string) (LoadPhase, error) {
 	out := LoadPhase{Sessions: make(map[string]uint64), Reasons: make(map[string]int)}
 	busy := cfg.BusyFraction
 	if busy == 0 {
@@ -440,6 +472,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	}
 	var lats []time.Duration
 	var paceStart time.Time
+	warming := false
 	put := func(n int) error {
 		k := keys[n%len(keys)]
 		if cfg.Rate > 0 {
@@ -451,6 +484,12 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 				time.Sleep(d)
 			}
 		}
+		if !withWriter && !warming {
+			// Repair alone: the warm-up wrote as in the other phases
+			// (the same starting state); the phase has no foreground.
+			time.Sleep(time.Millisecond)
+			return nil
+		}
 		t0 := time.Now()
 		err := dst.Put(ctx, k, value, engine.NoSync)
 		lats = append(lats, time.Since(t0))
@@ -458,6 +497,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	}
 	// Warm up alone (admission learns the baseline), then start the loop.
 	n := 0
+	warming = true
 	paceStart = time.Now()
 	for end := time.Now().Add(cfg.Warmup); time.Now().Before(end); n++ {
 		if err := put(n); err != nil {
@@ -465,13 +505,16 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 		}
 	}
 	lats = lats[:0]
+	warming = false
 	var repaired uint64
 	var mu sync.Mutex
 	lctx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
 	var wg sync.WaitGroup
+	var loop *reconcile.Loop
+	loopStart := time.Now()
 	if withLoop {
-		loop, err := reconcile.NewLoop(reconcile.LoopConfig{
+		loop, err = reconcile.NewLoop(reconcile.LoopConfig{
 			Local:         dst,
 			Peers:         []reconcile.Peer{{ID: "src", Replica: src}},
 			Scheduler:     reconcile.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
@@ -479,9 +522,16 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 			WriteThrottle: write,
 			Signals:       adm.Signals,
 			OnSession: func(r reconcile.SessionReport) {
+				if cfg.SessionLog != nil {
+					fmt.Fprintf(cfg.SessionLog, "session %d: %s after %.2fs (%s since the loop started): bounded %t, remaining %d, %s err=%v\n",
+						r.ID, r.Outcome, r.Stats.Duration.Seconds(), time.Since(loopStart).Round(time.Millisecond), r.Stats.Bounded, r.Stats.Remaining, r.Stats, r.Err)
+				}
 				mu.Lock()
 				repaired += r.Stats.KeysRepaired()
 				out.Sessions[r.Outcome]++
+				if r.Stats.Bounded {
+					out.BoundedSessions++
+				}
 				if r.Err != nil && (out.Err == "" || !errors.Is(r.Err, context.Canceled)) {
 					// The first error, unless a later one says more than
 					// the cancellation that ends the phase.
@@ -498,7 +548,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = loop.Run(lctx) }()
 	}
-	before := adm.Status().Decreases
+	before := adm.Status()
 	minScale := 1.0
 	if profile != "" {
 		f, err := os.Create(profile)
@@ -572,7 +622,17 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	mu.Unlock()
 	out.Scale, out.MinScale = scan.Status().Scale, min(minScale, scan.Status().Scale)
 	if withAdmission {
-		out.Decreases = st.Decreases - before
+		out.Decreases = st.Decreases - before.Decreases
+		out.DecreasesByReason = make(map[string]uint64)
+		for r, n := range st.DecreasesByReason {
+			if d := n - before.DecreasesByReason[r]; d > 0 {
+				out.DecreasesByReason[r] = d
+			}
+		}
+	}
+	if loop != nil {
+		rp := loop.Status().Repair
+		out.RemainingEstimate, out.LoopRate = rp.Remaining, rp.Rate
 	}
 	out.Missing = len(srcKeys)
 	if withLoop {

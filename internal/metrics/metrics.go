@@ -196,6 +196,18 @@ func (m *Metrics) WatchThrottles(ts ...*reconcile.Throttle) {
 	m.mu.Unlock()
 }
 
+// WatchLoop exports the repair loop's progress (reconcile.LoopStatus.Repair):
+// the keys still to repair as its sessions estimate them, and the repair
+// rate.
+func (m *Metrics) WatchLoop(l *reconcile.Loop) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "repair_remaining_keys",
+		Help: "Keys still to repair, as the running (else last) session of each (partition, peer) estimates them."},
+		func() float64 { return float64(l.Status().Repair.Remaining) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "repair_rate_keys_per_second",
+		Help: "Keys repaired per second by the repair loop over the last 10 seconds."},
+		func() float64 { return l.Status().Repair.Rate }))
+}
+
 // WatchAdmission exports admission control's state.
 func (m *Metrics) WatchAdmission(a *engine.Admission) {
 	m.mu.Lock()
@@ -218,6 +230,9 @@ var (
 	descAdmStalls     = prometheus.NewDesc(namespace+"_pebble_write_stalls_total", "Pebble write stalls.", nil, nil)
 	descAdmDiskSlow   = prometheus.NewDesc(namespace+"_disk_slow_events_total", "Slow disk operations reported by the disk-health checker.", nil, nil)
 	descAdmDecreases  = prometheus.NewDesc(namespace+"_admission_decreases_total", "Windows in which admission control scaled background work down.", nil, nil)
+	descAdmByReason   = prometheus.NewDesc(namespace+"_admission_decreases_by_reason_total", "Windows in which admission control scaled background work down, by the signal that showed the overload.", []string{"reason"}, nil)
+	descAdmFloor      = prometheus.NewDesc(namespace+"_admission_min_scale", "The repair floor: the scale admission control never goes below.", nil, nil)
+	descAdmNoise      = prometheus.NewDesc(namespace+"_foreground_p99_noise_seconds", "Standard deviation of the quiet windows' foreground p99 (the baseline's own noise).", nil, nil)
 	descWriteRate     = prometheus.NewDesc(namespace+"_write_rate", "Foreground writes per second in the last admission window.", nil, nil)
 )
 
@@ -228,7 +243,7 @@ type statusCollector struct{ m *Metrics }
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descThrottleRate, descThrottleTaken, descThrottleScale, descAdmScale, descAdmOverloaded, descAdmP99,
-		descAdmBaseline, descAdmTarget, descAdmQuiet, descAdmL0, descAdmDebt, descAdmStalls, descAdmDiskSlow, descAdmDecreases, descWriteRate} {
+		descAdmBaseline, descAdmTarget, descAdmQuiet, descAdmL0, descAdmDebt, descAdmStalls, descAdmDiskSlow, descAdmDecreases, descAdmByReason, descAdmFloor, descAdmNoise, descWriteRate} {
 		ch <- d
 	}
 }
@@ -280,5 +295,10 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAdmStalls, prometheus.CounterValue, float64(st.WriteStalls))
 	ch <- prometheus.MustNewConstMetric(descAdmDiskSlow, prometheus.CounterValue, float64(st.DiskSlowEvents))
 	ch <- prometheus.MustNewConstMetric(descAdmDecreases, prometheus.CounterValue, float64(st.Decreases))
+	for _, r := range admissionReasons {
+		ch <- prometheus.MustNewConstMetric(descAdmByReason, prometheus.CounterValue, float64(st.DecreasesByReason[r]), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descAdmFloor, prometheus.GaugeValue, st.MinScale)
+	ch <- prometheus.MustNewConstMetric(descAdmNoise, prometheus.GaugeValue, st.Noise.Seconds())
 	ch <- prometheus.MustNewConstMetric(descWriteRate, prometheus.GaugeValue, st.WriteRate)
 }
