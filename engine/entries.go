@@ -512,12 +512,14 @@ func readFragmentsFrom(r iterReader, p uint32, lo, hi []byte, fn func(start, end
 }
 
 // prefixOf returns a copy of partition p's first n symbols (at most the
-// prefix's length) and the partition's count.
-func (x *entryIndex) prefixOf(p uint32, n int) ([]reconcile.SketchCell, uint64) {
+// prefix's length), the partition's count, and a snapshot of the DB whose
+// fragments are those symbols' (taken under mu, which observe holds while
+// it commits); the caller closes it.
+func (x *entryIndex) prefixOf(p uint32, n int) ([]reconcile.SketchCell, uint64, *pebble.Snapshot) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	pre := x.prefixes[p]
-	return pre.SymbolsN(min(n, pre.Len())), pre.Count()
+	return pre.SymbolsN(min(n, pre.Len())), pre.Count(), x.db.NewSnapshot()
 }
 
 // allIDs returns every ID of partition p's fragments, from snap, as
@@ -542,8 +544,7 @@ func (e *Engine) openSymbols(ctx context.Context, part uint32, max int) (reconci
 	if _, err := e.tree.RangeFingerprint(ctx, int(part), merkle.Range{Start: start, End: end}); err != nil {
 		return nil, wrapTreeErr(err)
 	}
-	snap := e.db.NewSnapshot()
-	cells, count := e.entries.prefixOf(part, max)
+	cells, count, snap := e.entries.prefixOf(part, max)
 	if len(cells) == max || count > maxEncodeBeyondPrefix {
 		snap.Close()
 		return reconcile.NewPrefixStream(cells, count, nil, len(cells)), nil
@@ -652,7 +653,9 @@ func (e *Engine) fetchByID(ctx context.Context, part uint32, want map[uint64]str
 				last = i
 			}
 		}
-		found, scratch, err2 := fragmentRecords(data, start, end, fids, wanted, last, scratch)
+		var found []reconcile.Entry
+		var err2 error
+		found, scratch, err2 = fragmentRecords(data, start, end, fids, wanted, last, scratch)
 		if errors.Is(err2, errStaleFragment) {
 			e.entries.stale.Add(1)
 			found, scratch, err2 = fragmentRecords(data, start, end, nil, wanted, -1, scratch)
