@@ -89,8 +89,10 @@ const (
 	maxEncodeBeyondPrefix = 1 << 20
 )
 
-// errEntryIndex marks a malformed persisted entry index.
-var errEntryIndex = errors.New("engine: corrupt entry index")
+// ErrCorruptEntryIndex reports a malformed persisted entry index (Open, a
+// symbol stream or a fetch by ID); a rebuild of the partition
+// (merkle.Tree.MarkRebuild, `pebble-ae rebuild`) repairs it.
+var ErrCorruptEntryIndex = errors.New("engine: corrupt entry index")
 
 // entryIndex is the engine's entry index (see above). Observe calls never
 // overlap (the tree's recompute lock); mu guards the in-memory prefixes
@@ -182,11 +184,11 @@ func (x *entryIndex) load(p uint32) (pre *reconcile.SymbolPrefix, ok bool, err e
 	}
 	symbols, n := binary.Uvarint(meta[1:])
 	if n <= 0 {
-		return nil, false, fmt.Errorf("%w: partition %d: meta %x", errEntryIndex, p, meta)
+		return nil, false, fmt.Errorf("%w: partition %d: meta %x", ErrCorruptEntryIndex, p, meta)
 	}
 	count, m := binary.Uvarint(meta[1+n:])
 	if m <= 0 {
-		return nil, false, fmt.Errorf("%w: partition %d: meta %x", errEntryIndex, p, meta)
+		return nil, false, fmt.Errorf("%w: partition %d: meta %x", ErrCorruptEntryIndex, p, meta)
 	}
 	if symbols != uint64(x.symbols) {
 		return nil, false, nil
@@ -202,12 +204,12 @@ func (x *entryIndex) load(p uint32) (pre *reconcile.SymbolPrefix, ok bool, err e
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()
 		if len(k) != len(lo)+5 {
-			return nil, false, fmt.Errorf("%w: partition %d: chunk key %x", errEntryIndex, p, k)
+			return nil, false, fmt.Errorf("%w: partition %d: chunk key %x", ErrCorruptEntryIndex, p, k)
 		}
 		chunk := int(binary.BigEndian.Uint32(k[len(lo)+1:]))
 		v := it.Value()
 		if chunk*prefixChunkCells >= len(cells) || len(v) != cellBytes*min(prefixChunkCells, len(cells)-chunk*prefixChunkCells) {
-			return nil, false, fmt.Errorf("%w: partition %d: chunk %d of %d bytes", errEntryIndex, p, chunk, len(v))
+			return nil, false, fmt.Errorf("%w: partition %d: chunk %d of %d bytes", ErrCorruptEntryIndex, p, chunk, len(v))
 		}
 		for i := range len(v) / cellBytes {
 			cells[chunk*prefixChunkCells+i] = decodeCell(v[i*cellBytes:])
@@ -250,7 +252,7 @@ func encodeFragment(end []byte, ids []uint64) []byte {
 func decodeFragment(v []byte) (end []byte, ids []uint64, err error) {
 	n, k := binary.Uvarint(v)
 	if k <= 0 || uint64(len(v)-k) < n || (uint64(len(v)-k)-n)%idBytes != 0 {
-		return nil, nil, fmt.Errorf("%w: fragment of %d bytes", errEntryIndex, len(v))
+		return nil, nil, fmt.Errorf("%w: fragment of %d bytes", ErrCorruptEntryIndex, len(v))
 	}
 	end = v[k : k+int(n)]
 	rest := v[k+int(n):]
@@ -634,7 +636,7 @@ func (e *Engine) fetchByID(ctx context.Context, part uint32, want map[uint64]str
 		start := []byte(s)
 		v, closer, err := snap.Get(fragmentKey(part, start))
 		if errors.Is(err, pebble.ErrNotFound) {
-			return nil, fmt.Errorf("%w: partition %d: ID index names fragment %q, which is missing", errEntryIndex, part, start)
+			return nil, fmt.Errorf("%w: partition %d: ID index names fragment %q, which is missing", ErrCorruptEntryIndex, part, start)
 		}
 		if err != nil {
 			return nil, err
