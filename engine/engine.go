@@ -131,6 +131,9 @@ func Open(dir string, opts *Options) (*Engine, error) {
 // in the background (not ready until done: a scan of its data, once).
 func (e *Engine) migrateEntryIndex() error {
 	ctx := context.Background()
+	for _, err := range e.entries.corrupt {
+		e.opts.Logger.Warn("corrupt entry index; rebuilding the partition from the data", "err", err)
+	}
 	parts := e.tree.Partitions()
 	for _, p := range e.entries.missing {
 		if parts[p].Ready {

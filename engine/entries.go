@@ -103,9 +103,11 @@ type entryIndex struct {
 
 	mu       sync.Mutex
 	prefixes []*reconcile.SymbolPrefix
-	// missing are the partitions whose index was absent or of another
-	// version or prefix length at open (the engine rebuilds them).
+	// missing are the partitions whose index was absent, corrupt, or of
+	// another version or prefix length at open (the engine rebuilds
+	// them); corrupt says what was wrong with the corrupt ones.
 	missing []int
+	corrupt []error
 
 	// Counters (tests, diagnostics): the fragments FetchByHash read and
 	// the records it found changed since their fragment was written.
@@ -155,6 +157,11 @@ func openEntryIndex(db *pebble.DB, parts, symbols int) (*entryIndex, error) {
 	x := &entryIndex{db: db, symbols: symbols, prefixes: make([]*reconcile.SymbolPrefix, parts)}
 	for p := range parts {
 		pre, ok, err := x.load(uint32(p))
+		if errors.Is(err, ErrCorruptEntryIndex) {
+			// Like a corrupt tree: rebuilt from the data, not fatal.
+			x.corrupt = append(x.corrupt, err)
+			ok, err = false, nil
+		}
 		if err != nil {
 			return nil, err
 		}

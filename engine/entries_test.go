@@ -348,3 +348,38 @@ func TestEntryIndexConcurrent(t *testing.T) {
 	}
 	mustVerify(t, e)
 }
+
+// TestEntryIndexCorruptAtOpen: a malformed persisted prefix is rebuilt
+// from the data at Open, like a corrupt tree, not a failed Open.
+func TestEntryIndexCorruptAtOpen(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	opts := Options{Tree: merkle.Params{LeafSize: 16}}
+	e := openMem(t, fs, opts)
+	for i := range 300 {
+		if err := e.Put(ctx, fmt.Appendf(nil, "k%04d", i), []byte("v"), NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustVerify(t, e)
+	if err := e.db.Set(prefixChunkKey(0, 0), []byte("short"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = openMem(t, fs, opts) // fails the test if Open fails
+	defer e.Close()
+	if err := e.Maintain(ctx); err != nil { // waits for the rebuild
+		t.Fatal(err)
+	}
+	v, closer, err := e.db.Get(prefixChunkKey(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if len(v) != cellBytes*prefixChunkCells {
+		t.Fatalf("prefix chunk 0 not rebuilt: %d bytes", len(v))
+	}
+	mustVerify(t, e)
+}
