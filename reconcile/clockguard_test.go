@@ -110,3 +110,40 @@ func TestSessionQuarantinesFutureRecords(t *testing.T) {
 	}
 	t.Logf("%s", st)
 }
+
+// TestSessionCutoffFollowsElapsedTime: the receiving side's cutoff moves
+// with the session's elapsed time (Session.Tick, from the driver's clock),
+// so a record written at the other side 2 s after the session's Infos
+// (well within both clocks) is repaired, not quarantined; without the
+// elapsed time it would be taken for one stamped in the future.
+func TestSessionCutoffFollowsElapsedTime(t *testing.T) {
+	ctx := context.Background()
+	const now = int64(1_800_000_000_000_000_000)
+	for _, tc := range []struct {
+		name        string
+		step        time.Duration // the driver's clock advances this much a reading
+		quarantined uint64
+	}{
+		{"clock stopped", 0, 1},
+		{"clock running", time.Second, 0},
+	} {
+		a, b, ia, ib := clockReplicas(t, now, now)
+		for i := range 20 {
+			a.Set(fmt.Appendf(nil, "k%02d", i), reconcile.NewLWW("a", reconcile.Timestamp{WallTime: now - 1e9}, []byte("v"), false))
+		}
+		// Written at A "during the session": 2 s after both Infos.
+		a.Set([]byte("late"), reconcile.NewLWW("a", reconcile.Timestamp{WallTime: now + int64(2*time.Second)}, []byte("v"), false))
+		clock := time.Unix(0, now)
+		tick := func() time.Time { clock = clock.Add(tc.step); return clock }
+		st, err := reconcile.SyncPartition(ctx, a, b, 0, reconcile.SyncOptions{Now: tick, Session: reconcile.SessionConfig{InfoA: &ia, InfoB: &ib}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Quarantined != tc.quarantined {
+			t.Errorf("%s: %d quarantined, want %d", tc.name, st.Quarantined, tc.quarantined)
+		}
+		if _, ok, _ := b.Get([]byte("late")); ok != (tc.quarantined == 0) {
+			t.Errorf("%s: B has the late record: %t", tc.name, ok)
+		}
+	}
+}

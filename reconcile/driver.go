@@ -87,6 +87,7 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 		return step
 	}
 	for step := next(); !step.Done; step = next() {
+		s.Tick(now().Sub(start))
 		RunStepPaced(ctx, s, replicas, step, opts.Pace)
 		if opts.Progress != nil {
 			opts.Progress(Progress{Partition: partition, Stats: s.Stats(), Done: s.Done()})

@@ -354,8 +354,10 @@ type Session struct {
 	// difference of the confirmed roots (at least 1 when they differ).
 	final uint64
 	// cutoff is, per side, the greatest wall time of a record the side
-	// accepts (Info.recordCutoff; 0: no limit).
-	cutoff [2]int64
+	// accepted when it answered Info (Info.recordCutoff; 0: no limit);
+	// elapsed (Tick) moves both forward as the session runs.
+	cutoff  [2]int64
+	elapsed time.Duration
 }
 
 // sketchState is the sketch reconciliation of the partition.
@@ -513,6 +515,19 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 
 // Err returns the error that ended the session, or nil.
 func (s *Session) Err() error { return s.err }
+
+// Tick tells the session how long it has run by the driver's clock (time
+// comes in from outside, like raft's ticks; SyncPartition ticks before
+// every round). Both replicas' clocks have moved as much since they
+// answered Info, so the cutoff of the records each accepts moves too: a
+// record written at the other side while the session runs is not taken
+// for one stamped in the future. A smaller elapsed than the last is
+// ignored.
+func (s *Session) Tick(elapsed time.Duration) {
+	if elapsed > s.elapsed {
+		s.elapsed = elapsed
+	}
+}
 
 // Stats returns the session's statistics so far. Duration is left to the
 // driver.
@@ -1404,7 +1419,7 @@ func (s *Session) resolve(ks *keyState) error {
 	}
 	for side := range 2 {
 		if !bytes.Equal(ks.rec[side], resolved) {
-			if c := s.cutoff[side]; c > 0 && wall > c {
+			if c := s.cutoff[side]; c > 0 && wall > c+int64(s.elapsed) {
 				// Stamped in the receiver's future: it would refuse it
 				// (ErrClockOffset). Reported, not written, not retried
 				// within this session.
