@@ -11,17 +11,18 @@ import (
 // prefixes. Lookups binary-search the chunks' first prefixes, then one
 // chunk's prefixes (cache friendly: the write path does one lookup per key),
 // and compare full keys only on equal prefixes. An insert (a leaf split on
-// the write path) moves at most a chunk's entries and the chunks' offsets,
-// not the whole partition's: with one flat array a split cost O(leaves), and
+// the write path) moves at most a chunk's entries (and the chunk array's
+// pointers when a chunk splits), not the whole partition's: with one flat array a split cost O(leaves), and
 // at 16M keys in a partition the write hook spent 1.7 µs a new key on it.
-// Leaves are also addressed by index in key order (at, search, splice), for
-// the recompute's splices.
+// The recompute's splices address leaves by position (lpos: chunk,
+// offset).
 type leafSet struct {
 	chunks []*leafChunk
-	// first[c] is the prefix of chunks[c]'s first leaf, off[c] the index
-	// of that leaf in the whole set. No chunk is empty.
+	// first[c] is the prefix of chunks[c]'s first leaf. No chunk is
+	// empty. Leaves are addressed by position (chunk, offset), not by a
+	// global index: a splice then costs the chunks it touches, not an
+	// update of every later chunk's offset.
 	first []uint64
-	off   []int
 	n     int
 	// total is the sum of every leaf's fp (a dirty leaf's possibly stale
 	// one) and dirty the number of dirty leaves: with no dirty leaf,
