@@ -39,8 +39,7 @@ func TestLWWBatchAllocations(t *testing.T) {
 	for range 20 { // write every key once: the leaves exist
 		writeBatch()
 	}
-	allocs := testing.AllocsPerRun(200, writeBatch)
-	t.Logf("%.2f allocations per batch of 100", allocs)
+	allocs := minAllocsPerRun(t, 200, writeBatch)
 	if allocs > 1 {
 		t.Fatalf("a batch of 100 LWW puts allocates %.1f times, want at most 1 (the Batch)", allocs)
 	}
@@ -75,9 +74,30 @@ func TestCausalPutAllocations(t *testing.T) {
 	for range 200 { // every key exists
 		putDelete()
 	}
-	allocs := testing.AllocsPerRun(500, putDelete)
-	t.Logf("%.2f allocations per causal put + delete over an existing record", allocs)
+	allocs := minAllocsPerRun(t, 500, putDelete)
 	if allocs > 2 {
 		t.Fatalf("a causal put and delete allocate %.1f times, want at most 2 (Pebble's Gets)", allocs)
 	}
+}
+
+// minAllocsPerRun is the least of five testing.AllocsPerRun measurements.
+// AllocsPerRun counts every goroutine's allocations, so a memtable flush or
+// a compaction that Pebble runs in the background during one measurement
+// adds its allocations to the write path's (CI saw 3.0 a batch once, where
+// the path itself allocates 1): background work is sporadic and additive,
+// while an allocation of the write path shows in every measurement, so the
+// minimum is the write path's own figure.
+func minAllocsPerRun(t *testing.T, runs int, f func()) float64 {
+	t.Helper()
+	least := -1.0
+	all := make([]float64, 0, 5)
+	for range 5 {
+		a := testing.AllocsPerRun(runs, f)
+		all = append(all, a)
+		if least < 0 || a < least {
+			least = a
+		}
+	}
+	t.Logf("allocations per call, five measurements of %d calls: %v (least %.2f)", runs, all, least)
+	return least
 }
