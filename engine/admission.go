@@ -16,6 +16,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // PebbleSignals are the figures of Pebble's state that admission control
@@ -170,7 +171,7 @@ func (c *AdmissionConfig) ensureDefaults() {
 		c.Partitioner = merkle.SinglePartition()
 	}
 	if c.Clock == nil {
-		c.Clock = reconcile.SystemClock{}
+		c.Clock = record.SystemClock{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestLWWBatchAllocations checks that the blind LWW batch path allocates
@@ -54,7 +54,7 @@ func TestCausalPutAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	e := openMem(t, vfs.NewMem(), Options{Mode: reconcile.ModeCausal})
+	e := openMem(t, vfs.NewMem(), Options{Mode: record.ModeCausal})
 	defer e.Close()
 	ctx := context.Background()
 	key, value := make([]byte, 16), make([]byte, 100)

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/merkle"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // The clock guard: no record stamped further ahead of this replica's
@@ -37,7 +37,7 @@ func (e *Engine) ClockOffsetRefusals() uint64 { return e.clockRefused.Load() }
 type FutureRecord struct {
 	Partition int
 	Key       []byte
-	Record    reconcile.Record
+	Record    record.Record
 	// Ahead is how far the record's greatest wall time is ahead of the
 	// physical clock.
 	Ahead time.Duration
@@ -45,7 +45,7 @@ type FutureRecord struct {
 
 // FutureRecords scans every user record and calls fn with each one stamped
 // further ahead of the physical clock than MaxClockOffset (or, with no
-// limit set, reconcile.DefaultMaxClockOffset): records stored before this
+// limit set, record.DefaultMaxClockOffset): records stored before this
 // guard existed, or by this replica while its clock was wrong. Such a record
 // wins last-writer-wins over every write acknowledged until the clocks catch
 // up, and the other replicas quarantine it. It reads the whole DB from a
@@ -58,7 +58,7 @@ func (e *Engine) FutureRecords(ctx context.Context, fn func(FutureRecord) error)
 	defer e.exit()
 	off := e.MaxClockOffset()
 	if off <= 0 {
-		off = reconcile.DefaultMaxClockOffset
+		off = record.DefaultMaxClockOffset
 	}
 	now := e.opts.Clock.Now().UnixNano()
 	cutoff := now + int64(off)
@@ -83,7 +83,7 @@ func (e *Engine) FutureRecords(ctx context.Context, fn func(FutureRecord) error)
 			}
 			keys, bytes = 0, 0
 		}
-		rec, err := reconcile.DecodeRecord(v)
+		rec, err := record.DecodeRecord(v)
 		if err != nil || rec.MaxWallTime() <= cutoff {
 			continue // an undecodable record is verify's business
 		}
@@ -109,12 +109,12 @@ func (e *Engine) DropRecord(ctx context.Context, key []byte, wo *WriteOptions) e
 	return e.DeleteRange(ctx, key, append(append([]byte(nil), key...), 0), wo)
 }
 
-// checkClock returns an error wrapping reconcile.ErrClockOffset if rec is
+// checkClock returns an error wrapping record.ErrClockOffset if rec is
 // stamped beyond cutoff (0: no limit).
-func checkClock(key []byte, rec reconcile.Record, cutoff int64) error {
+func checkClock(key []byte, rec record.Record, cutoff int64) error {
 	if w := rec.MaxWallTime(); cutoff > 0 && w > cutoff {
 		return fmt.Errorf("%w: key %q stamped %s, %s beyond this replica's clock plus its maximum offset",
-			reconcile.ErrClockOffset, key, time.Unix(0, w).UTC().Format(time.RFC3339Nano), time.Duration(w-cutoff))
+			record.ErrClockOffset, key, time.Unix(0, w).UTC().Format(time.RFC3339Nano), time.Duration(w-cutoff))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // fixedClock is a physical clock tests set by hand.
@@ -17,7 +18,7 @@ type fixedClock struct{ ns atomic.Int64 }
 func (c *fixedClock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
 
 // TestApplyRefusesFutureRecords: Apply refuses a request holding a record
-// stamped beyond the clock plus MaxClockOffset (reconcile.ErrClockOffset,
+// stamped beyond the clock plus MaxClockOffset (record.ErrClockOffset,
 // counted), writes none of it and does not move the HLC; a record within
 // the offset is applied. FutureRecords finds records stored beyond the
 // offset (here: written while the clock was ahead), and DropRecord removes
@@ -30,17 +31,17 @@ func TestApplyRefusesFutureRecords(t *testing.T) {
 	e := openMem(t, vfs.NewMem(), Options{Clock: clock})
 	defer e.Close()
 	info, _ := e.Info(ctx)
-	if info.WallTime != now || info.MaxClockOffset != reconcile.DefaultMaxClockOffset {
+	if info.WallTime != now || info.MaxClockOffset != record.DefaultMaxClockOffset {
 		t.Fatalf("Info clock %d %s", info.WallTime, info.MaxClockOffset)
 	}
 	rec := func(wall int64, v string) []byte {
-		return reconcile.NewLWW("peer", reconcile.Timestamp{WallTime: wall}, []byte(v), false).Encode()
+		return record.NewLWW("peer", record.Timestamp{WallTime: wall}, []byte(v), false).Encode()
 	}
 	err := e.Apply(ctx, 0, []reconcile.Entry{
 		{Key: []byte("ok"), Record: rec(now, "ok")},
 		{Key: []byte("victim"), Record: rec(now+int64(time.Second), "1s ahead")},
 	})
-	if !errors.Is(err, reconcile.ErrClockOffset) || e.ClockOffsetRefusals() != 1 {
+	if !errors.Is(err, record.ErrClockOffset) || e.ClockOffsetRefusals() != 1 {
 		t.Fatalf("Apply of a record 1s ahead: %v (refusals %d), want ErrClockOffset", err, e.ClockOffsetRefusals())
 	}
 	for _, k := range []string{"ok", "victim"} {
@@ -48,7 +49,7 @@ func TestApplyRefusesFutureRecords(t *testing.T) {
 			t.Fatalf("%s written by a refused Apply: %v", k, err)
 		}
 	}
-	if ts := e.Clock().Now(); ts.WallTime > now+int64(reconcile.DefaultMaxClockOffset) {
+	if ts := e.Clock().Now(); ts.WallTime > now+int64(record.DefaultMaxClockOffset) {
 		t.Fatalf("HLC moved to %s", ts)
 	}
 	if err := e.Apply(ctx, 0, []reconcile.Entry{{Key: []byte("victim"), Record: rec(now+int64(400*time.Millisecond), "within")}}); err != nil {

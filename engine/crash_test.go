@@ -11,7 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/merkle"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestCrashConsistency crashes the engine at random points (by cloning a
@@ -32,7 +32,7 @@ func TestCrashConsistency(t *testing.T) {
 		e := openMem(t, fs, opts)
 
 		var mu sync.Mutex
-		synced := map[string]reconcile.Timestamp{} // key -> timestamp of its last synced write
+		synced := map[string]record.Timestamp{} // key -> timestamp of its last synced write
 		var inCheckpoint atomic.Bool
 		stop := make(chan struct{})
 		tokens := make(chan struct{}, 1000)
@@ -121,7 +121,7 @@ func TestCrashConsistency(t *testing.T) {
 				_ = e.Put(ctx, []byte(fmt.Sprintf("k9%03d", rng.IntN(300))), []byte("main"), NoSync)
 			}
 			mu.Lock()
-			want := make(map[string]reconcile.Timestamp, len(synced))
+			want := make(map[string]record.Timestamp, len(synced))
 			for k, ts := range synced {
 				want[k] = ts
 			}
@@ -149,7 +149,7 @@ func TestCrashConsistency(t *testing.T) {
 	}
 }
 
-func checkClone(t *testing.T, fs vfs.FS, opts Options, want map[string]reconcile.Timestamp) {
+func checkClone(t *testing.T, fs vfs.FS, opts Options, want map[string]record.Timestamp) {
 	t.Helper()
 	ctx := context.Background()
 	e := openMem(t, fs, opts)

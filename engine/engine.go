@@ -13,7 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/merkle"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // reader is the read side of Pebble the engine and its tree use; tests wrap
@@ -36,7 +36,7 @@ type Engine struct {
 	tree  *merkle.Tree
 	hook  hooks.Hook
 	opts  Options
-	clock *reconcile.HLC
+	clock *record.HLC
 
 	// causalLocks serialize read-modify-write writes per key stripe (causal
 	// puts, so that two puts never take the same dot).
@@ -109,7 +109,7 @@ func Open(dir string, opts *Options) (*Engine, error) {
 	}
 	e := &Engine{
 		db: db, rd: rd, tree: tree, opts: *o, entries: entries,
-		clock:  reconcile.NewHLCWithMaxOffset(o.Clock, max(o.MaxClockOffset, 0)),
+		clock:  record.NewHLCWithMaxOffset(o.Clock, max(o.MaxClockOffset, 0)),
 		stop:   make(chan struct{}),
 		bgDone: make(chan struct{}),
 		closed: make(chan struct{}),
@@ -169,7 +169,7 @@ type causalStripe struct {
 	sync.Mutex
 	// dec decodes the current record of a causal write (guarded by the
 	// mutex; the record is dropped before the mutex is released).
-	dec reconcile.RecordDecoder
+	dec record.RecordDecoder
 }
 
 type quietLogger struct{}
@@ -188,13 +188,13 @@ func (e *Engine) Tree() *merkle.Tree { return e.tree }
 func (e *Engine) DB() *pebble.DB { return e.db }
 
 // ReplicaID returns the replica's ID.
-func (e *Engine) ReplicaID() reconcile.ReplicaID { return e.opts.ReplicaID }
+func (e *Engine) ReplicaID() record.ReplicaID { return e.opts.ReplicaID }
 
 // Mode returns the write mode.
-func (e *Engine) Mode() reconcile.Mode { return e.opts.Mode }
+func (e *Engine) Mode() record.Mode { return e.opts.Mode }
 
 // Clock returns the engine's hybrid logical clock.
-func (e *Engine) Clock() *reconcile.HLC { return e.clock }
+func (e *Engine) Clock() *record.HLC { return e.clock }
 
 // background rebuilds trees that are not ready, then periodically
 // checkpoints.

@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 var (
@@ -112,7 +113,7 @@ func TestPutGetDelete(t *testing.T) {
 
 func TestCausal(t *testing.T) {
 	ctx := context.Background()
-	e := openMem(t, vfs.NewMem(), Options{Mode: reconcile.ModeCausal})
+	e := openMem(t, vfs.NewMem(), Options{Mode: record.ModeCausal})
 	defer e.Close()
 	k := []byte("k")
 	vs, err := e.GetVersions(ctx, k)
@@ -156,7 +157,7 @@ func TestBadInput(t *testing.T) {
 	ctx := context.Background()
 	lww := openMem(t, vfs.NewMem(), Options{MaxKeySize: 8, MaxValueSize: 16})
 	defer lww.Close()
-	causal := openMem(t, vfs.NewMem(), Options{Mode: reconcile.ModeCausal})
+	causal := openMem(t, vfs.NewMem(), Options{Mode: record.ModeCausal})
 	defer causal.Close()
 	cases := []struct {
 		name string
@@ -172,18 +173,18 @@ func TestBadInput(t *testing.T) {
 		{"delete empty key", func() error { return lww.Delete(ctx, nil, nil) }, ErrEmptyKey},
 		{"batch reserved key", func() error { return lww.NewBatch().Put([]byte("\xff\xffae\x00"), nil) }, ErrReservedKey},
 		{"context in LWW mode", func() error { return lww.PutContext(ctx, []byte("k"), nil, nil, nil) }, ErrWrongMode},
-		{"malformed causal context", func() error { return causal.PutContext(ctx, []byte("k"), []byte("v"), []byte{0x7, 0x1}, nil) }, reconcile.ErrMalformedContext},
+		{"malformed causal context", func() error { return causal.PutContext(ctx, []byte("k"), []byte("v"), []byte{0x7, 0x1}, nil) }, record.ErrMalformedContext},
 		{"truncated causal context", func() error {
-			return causal.PutContext(ctx, []byte("k"), []byte("v"), reconcile.EncodeContext(reconcile.VersionVector{"a": 3})[:3], nil)
-		}, reconcile.ErrMalformedContext},
+			return causal.PutContext(ctx, []byte("k"), []byte("v"), record.EncodeContext(record.VersionVector{"a": 3})[:3], nil)
+		}, record.ErrMalformedContext},
 		{"inverted delete range", func() error { return lww.DeleteRange(ctx, []byte("b"), []byte("a"), nil) }, ErrBadRequest},
 		{"apply garbage record", func() error {
 			return lww.Apply(ctx, 0, []reconcile.Entry{{Key: []byte("k"), Record: []byte("\x01garbage")}})
-		}, reconcile.ErrMalformedRecord},
+		}, record.ErrMalformedRecord},
 		{"apply causal record to LWW", func() error {
-			rec := reconcile.CausalPut(reconcile.Record{}, nil, "r2", reconcile.Timestamp{WallTime: 1}, []byte("v"), false)
+			rec := record.CausalPut(record.Record{}, nil, "r2", record.Timestamp{WallTime: 1}, []byte("v"), false)
 			return lww.Apply(ctx, 0, []reconcile.Entry{{Key: []byte("k"), Record: rec.Encode()}})
-		}, reconcile.ErrModeMismatch},
+		}, record.ErrModeMismatch},
 		{"apply to unknown partition", func() error { return lww.Apply(ctx, 3, nil) }, merkle.ErrUnknownPartition},
 		{"range hash fanout out of range", func() error {
 			_, err := lww.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}, Fanout: 1})
@@ -289,12 +290,12 @@ func TestParamsChanged(t *testing.T) {
 func TestRebuildExistingData(t *testing.T) {
 	ctx := context.Background()
 	fs := vfs.NewMem()
-	db, err := pebble.Open("db", &pebble.Options{FS: fs, FormatMajorVersion: FormatMajorVersion, Merger: newMerger(reconcile.LWW{}, nil), Logger: quietLogger{}})
+	db, err := pebble.Open("db", &pebble.Options{FS: fs, FormatMajorVersion: FormatMajorVersion, Merger: newMerger(record.LWW{}, nil), Logger: quietLogger{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3*merkle.RebuildChunkKeys/2; i++ {
-		rec := reconcile.NewLWW("old", reconcile.Timestamp{WallTime: int64(i + 1)}, []byte("v"), false)
+		rec := record.NewLWW("old", record.Timestamp{WallTime: int64(i + 1)}, []byte("v"), false)
 		if err := db.Set([]byte(fmt.Sprintf("k%06d", i)), rec.Encode(), pebble.NoSync); err != nil {
 			t.Fatal(err)
 		}
@@ -349,7 +350,7 @@ func (c *countingReader) NewIterWithContext(ctx context.Context, o *pebble.IterO
 // counting reader. The causal path, which must read, shows the counter works.
 func TestBlindWritePath(t *testing.T) {
 	ctx := context.Background()
-	for _, mode := range []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal} {
+	for _, mode := range []record.Mode{record.ModeLWW, record.ModeCausal} {
 		t.Run(mode.String(), func(t *testing.T) {
 			var cr *countingReader
 			e := openMem(t, vfs.NewMem(), Options{Mode: mode, Tree: merkle.Params{LeafSize: 8}, wrapReader: func(r reader) reader {
@@ -380,7 +381,7 @@ func TestBlindWritePath(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if mode == reconcile.ModeLWW {
+			if mode == record.ModeLWW {
 				b := e.NewBatch()
 				for i := 0; i < 100; i++ {
 					_ = b.Put([]byte(fmt.Sprintf("b%03d", i)), []byte("x"))
@@ -391,10 +392,10 @@ func TestBlindWritePath(t *testing.T) {
 			}
 			reads := cr.n.Load() - before
 			t.Logf("%s: %d Pebble reads for 5000 writes", mode, reads)
-			if mode == reconcile.ModeLWW && reads != 0 {
+			if mode == record.ModeLWW && reads != 0 {
 				t.Fatalf("LWW write path made %d Pebble reads", reads)
 			}
-			if mode == reconcile.ModeCausal && reads < 5000 {
+			if mode == record.ModeCausal && reads < 5000 {
 				t.Fatalf("causal writes made only %d reads: the counter does not see reads", reads)
 			}
 			mustVerify(t, e)

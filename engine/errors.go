@@ -4,7 +4,7 @@ import "errors"
 
 // Errors returned by the engine; test with errors.Is. Errors from the tree
 // (merkle.ErrParamsChanged, merkle.ErrNotReady, ...) and from record decoding
-// (reconcile.ErrMalformedRecord, reconcile.ErrMalformedContext, ...) are
+// (record.ErrMalformedRecord, record.ErrMalformedContext, ...) are
 // returned wrapped, so errors.Is works for them too.
 var (
 	// ErrNotFound reports a key that has no live value.

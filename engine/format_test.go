@@ -10,10 +10,11 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestFormat1RecordsMigrate opens a DB whose records an earlier release
-// wrote in format 1 (reconcile.RecordFormatV1) next to a replica holding
+// wrote in format 1 (record.RecordFormatV1) next to a replica holding
 // the same records in format 2: the format-1 replica serves its records,
 // the two roots differ only by the encodings, and one session rewrites the
 // format-1 side in format 2, after which both replicas hold identical
@@ -21,15 +22,15 @@ import (
 func TestFormat1RecordsMigrate(t *testing.T) {
 	ctx := context.Background()
 	const n = 300
-	recs := make([]reconcile.Record, n)
+	recs := make([]record.Record, n)
 	key := func(i int) []byte { return []byte(fmt.Sprintf("k%04d", i)) }
 	for i := range recs {
-		recs[i] = reconcile.NewLWW("old", reconcile.Timestamp{WallTime: int64(1000 + i), Logical: uint32(i % 3)}, []byte(fmt.Sprint("value-", i)), i%10 == 0)
+		recs[i] = record.NewLWW("old", record.Timestamp{WallTime: int64(1000 + i), Logical: uint32(i % 3)}, []byte(fmt.Sprint("value-", i)), i%10 == 0)
 	}
 
 	// Replica A: written by the earlier release, in format 1.
 	fs := vfs.NewMem()
-	db, err := pebble.Open("a", &pebble.Options{FS: fs, FormatMajorVersion: FormatMajorVersion, Merger: newMerger(reconcile.LWW{}, nil), Logger: quietLogger{}})
+	db, err := pebble.Open("a", &pebble.Options{FS: fs, FormatMajorVersion: FormatMajorVersion, Merger: newMerger(record.LWW{}, nil), Logger: quietLogger{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestFormat1RecordsMigrate(t *testing.T) {
 		defer closer.Close()
 		return append([]byte(nil), v...)
 	}
-	if got := stored(a, 5); got[0] != reconcile.RecordFormatV1 {
+	if got := stored(a, 5); got[0] != record.RecordFormatV1 {
 		t.Fatalf("A stores %x, want format 1 before the session", got)
 	}
 	root := func(e *Engine) merkle.Fingerprint {
@@ -103,7 +104,7 @@ func TestFormat1RecordsMigrate(t *testing.T) {
 	}
 	for i := range recs {
 		ga, gb := stored(a, i), stored(b, i)
-		if !bytes.Equal(ga, gb) || ga[0] != reconcile.RecordFormatVersion {
+		if !bytes.Equal(ga, gb) || ga[0] != record.RecordFormatVersion {
 			t.Fatalf("key %s after the session: A %x, B %x; want the same format-2 bytes", key(i), ga, gb)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // ErrGCNotInstalled reports a TombstoneGC whose Hook is not among the
@@ -139,7 +140,7 @@ func (g *TombstoneGC) Hook() hooks.Hook {
 // and a later write could reuse a dot it covered, so causal tombstones are
 // kept).
 func (g *TombstoneGC) Attach(e *Engine) error {
-	if e.Mode() != reconcile.ModeLWW {
+	if e.Mode() != record.ModeLWW {
 		return fmt.Errorf("%w: tombstone GC needs LWW mode", ErrWrongMode)
 	}
 	if err := e.enter(); err != nil {
@@ -242,8 +243,8 @@ func (g *TombstoneGC) Stats() GCStats {
 // purgeableTombstone reports whether rec is an LWW tombstone written before
 // cutoff.
 func purgeableTombstone(value []byte, cutoff int64) bool {
-	rec, err := reconcile.DecodeRecord(value)
-	if err != nil || rec.Mode != reconcile.ModeLWW || !rec.IsTombstone() {
+	rec, err := record.DecodeRecord(value)
+	if err != nil || rec.Mode != record.ModeLWW || !rec.IsTombstone() {
 		return false
 	}
 	return rec.Winner().Timestamp.WallTime < cutoff

@@ -16,6 +16,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // manualClock is a physical clock the test advances.
@@ -51,7 +52,7 @@ func gcSeed(t *testing.T) uint64 {
 
 // gcNode is one replica of the tombstone scenario.
 type gcNode struct {
-	id     reconcile.ReplicaID
+	id     record.ReplicaID
 	fs     vfs.FS
 	e      *engine.Engine
 	gc     *engine.TombstoneGC
@@ -72,12 +73,12 @@ type gcScenario struct {
 	// deleted is the newest tombstone written of each key.
 	deleted map[string]versionSeen
 	// seen is, per node and key, the newest version the node has shown.
-	seen map[reconcile.ReplicaID]map[string]versionSeen
+	seen map[record.ReplicaID]map[string]versionSeen
 }
 
 type versionSeen struct {
-	ts        reconcile.Timestamp
-	writer    reconcile.ReplicaID
+	ts        record.Timestamp
+	writer    record.ReplicaID
 	tombstone bool
 	value     string
 }
@@ -116,7 +117,7 @@ func (s *gcScenario) open(n *gcNode) {
 	// A restarted node's loop starts its rounds afresh.
 	n.rounds = reconcile.NewRoundTracker()
 	for p := range s.pn.NumPartitions() {
-		var peers []reconcile.ReplicaID
+		var peers []record.ReplicaID
 		for _, o := range s.nodes {
 			if o != n {
 				peers = append(peers, o.id)
@@ -223,9 +224,9 @@ func runGCScenario(t *testing.T, seed uint64, steps int, unsafe bool) *gcScenari
 		t.Fatal(err)
 	}
 	s := &gcScenario{t: t, clock: &manualClock{now: time.Unix(1_900_000_000, 0)}, pn: pn, grace: 3 * time.Second,
-		unsafe: unsafe, keys: 40, written: map[string]versionSeen{}, deleted: map[string]versionSeen{}, seen: map[reconcile.ReplicaID]map[string]versionSeen{}}
+		unsafe: unsafe, keys: 40, written: map[string]versionSeen{}, deleted: map[string]versionSeen{}, seen: map[record.ReplicaID]map[string]versionSeen{}}
 	for i := range 3 {
-		n := &gcNode{id: reconcile.ReplicaID(fmt.Sprintf("n%d", i)), fs: vfs.NewMem()}
+		n := &gcNode{id: record.ReplicaID(fmt.Sprintf("n%d", i)), fs: vfs.NewMem()}
 		s.nodes = append(s.nodes, n)
 		s.seen[n.id] = map[string]versionSeen{}
 	}
@@ -372,7 +373,7 @@ func TestTombstoneGCNeedsHook(t *testing.T) {
 	if _, err := gc.Collect(context.Background()); !errors.Is(err, engine.ErrGCNotInstalled) {
 		t.Fatalf("collect unattached: %v", err)
 	}
-	ce, err := engine.Open("db", &engine.Options{ReplicaID: "c", Mode: reconcile.ModeCausal, FS: vfs.NewMem(), CheckpointInterval: -1, Hooks: []hooks.Hook{gc.Hook()}})
+	ce, err := engine.Open("db", &engine.Options{ReplicaID: "c", Mode: record.ModeCausal, FS: vfs.NewMem(), CheckpointInterval: -1, Hooks: []hooks.Hook{gc.Hook()}})
 	if err != nil {
 		t.Fatal(err)
 	}

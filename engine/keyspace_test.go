@@ -16,6 +16,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestRandomKeysAboveReservedRange: 10^6 uniformly random 16-byte keys, the
@@ -41,7 +42,7 @@ func TestRandomKeysAboveReservedRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reps [2]*Engine
-	for i, id := range []reconcile.ReplicaID{"a", "b"} {
+	for i, id := range []record.ReplicaID{"a", "b"} {
 		reps[i] = openMem(t, vfs.NewMem(), Options{ReplicaID: id, Partitioner: pn})
 		defer reps[i].Close()
 	}

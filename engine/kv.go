@@ -10,7 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // WriteOptions control one write. A nil *WriteOptions means Sync: true.
@@ -77,7 +77,7 @@ func (e *Engine) Put(ctx context.Context, key, value []byte, wo *WriteOptions) e
 	if f := e.opts.ObserveForeground; f != nil {
 		defer observe(f, time.Now())
 	}
-	if e.opts.Mode == reconcile.ModeCausal {
+	if e.opts.Mode == record.ModeCausal {
 		return e.PutContext(ctx, key, value, nil, wo)
 	}
 	return e.writeLWW(key, value, false, wo)
@@ -90,7 +90,7 @@ func (e *Engine) Delete(ctx context.Context, key []byte, wo *WriteOptions) error
 	if f := e.opts.ObserveForeground; f != nil {
 		defer observe(f, time.Now())
 	}
-	if e.opts.Mode == reconcile.ModeCausal {
+	if e.opts.Mode == record.ModeCausal {
 		return e.causalWrite(key, nil, true, nil, true, wo)
 	}
 	return e.writeLWW(key, nil, true, wo)
@@ -135,30 +135,30 @@ func (e *Engine) Get(ctx context.Context, key []byte) ([]byte, error) {
 
 // GetRecord returns key's full record (including tombstones). ErrNotFound if
 // there is none.
-func (e *Engine) GetRecord(ctx context.Context, key []byte) (reconcile.Record, error) {
+func (e *Engine) GetRecord(ctx context.Context, key []byte) (record.Record, error) {
 	if err := e.CheckKey(key); err != nil {
-		return reconcile.Record{}, err
+		return record.Record{}, err
 	}
 	if err := e.enter(); err != nil {
-		return reconcile.Record{}, err
+		return record.Record{}, err
 	}
 	defer e.exit()
 	return e.readRecord(key)
 }
 
-func (e *Engine) readRecord(key []byte) (reconcile.Record, error) {
+func (e *Engine) readRecord(key []byte) (record.Record, error) {
 	v, closer, err := e.rd.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return reconcile.Record{}, ErrNotFound
+		return record.Record{}, ErrNotFound
 	}
 	if err != nil {
-		return reconcile.Record{}, err
+		return record.Record{}, err
 	}
 	buf := append([]byte(nil), v...)
 	_ = closer.Close()
-	rec, err := reconcile.DecodeRecord(buf)
+	rec, err := record.DecodeRecord(buf)
 	if err != nil {
-		return reconcile.Record{}, fmt.Errorf("engine: key %q: %w", key, err)
+		return record.Record{}, fmt.Errorf("engine: key %q: %w", key, err)
 	}
 	return rec, nil
 }
@@ -177,7 +177,7 @@ type Versions struct {
 // Available in causal mode. An absent key yields empty Versions and no
 // error.
 func (e *Engine) GetVersions(ctx context.Context, key []byte) (Versions, error) {
-	if e.opts.Mode != reconcile.ModeCausal {
+	if e.opts.Mode != record.ModeCausal {
 		return Versions{}, fmt.Errorf("%w: GetVersions needs causal mode", ErrWrongMode)
 	}
 	rec, err := e.GetRecord(ctx, key)
@@ -193,7 +193,7 @@ func (e *Engine) GetVersions(ctx context.Context, key []byte) (Versions, error) 
 			vs.Values = append(vs.Values, s.Value)
 		}
 	}
-	vs.Context = reconcile.EncodeContext(rec.Context)
+	vs.Context = record.EncodeContext(rec.Context)
 	return vs, nil
 }
 
@@ -203,7 +203,7 @@ func (e *Engine) GetVersions(ctx context.Context, key []byte) (Versions, error) 
 // causal mode) under a per-key stripe lock that anti-entropy's Apply also
 // takes in causal mode, so a concurrent repair is never lost.
 func (e *Engine) PutContext(ctx context.Context, key, value, causal []byte, wo *WriteOptions) error {
-	if e.opts.Mode != reconcile.ModeCausal {
+	if e.opts.Mode != record.ModeCausal {
 		return fmt.Errorf("%w: PutContext needs causal mode", ErrWrongMode)
 	}
 	return e.causalWrite(key, value, false, causal, false, wo)
@@ -212,7 +212,7 @@ func (e *Engine) PutContext(ctx context.Context, key, value, causal []byte, wo *
 // DeleteContext deletes the versions of key that causal covers (causal
 // mode).
 func (e *Engine) DeleteContext(ctx context.Context, key, causal []byte, wo *WriteOptions) error {
-	if e.opts.Mode != reconcile.ModeCausal {
+	if e.opts.Mode != record.ModeCausal {
 		return fmt.Errorf("%w: DeleteContext needs causal mode", ErrWrongMode)
 	}
 	return e.causalWrite(key, nil, true, causal, false, wo)
@@ -225,10 +225,10 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	if err := e.checkValue(value); err != nil {
 		return err
 	}
-	var vv reconcile.VersionVector // nil: the empty context
+	var vv record.VersionVector // nil: the empty context
 	if len(causal) > 0 {
 		var err error
-		if vv, err = reconcile.DecodeContext(causal); err != nil {
+		if vv, err = record.DecodeContext(causal); err != nil {
 			return err
 		}
 	}
@@ -241,7 +241,7 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 	defer st.Unlock()
 	// The current record is decoded in place, aliasing Pebble's memory
 	// until the new record has been encoded into the batch.
-	var cur reconcile.Record
+	var cur record.Record
 	v, closer, err := e.rd.Get(key)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -264,13 +264,13 @@ func (e *Engine) causalWrite(key, value []byte, tombstone bool, causal []byte, c
 			vv = vv.Merge(cur.Context)
 		}
 	}
-	// The new record (reconcile.CausalPut's) is encoded without being
+	// The new record (record.CausalPut's) is encoded without being
 	// built, into a stack buffer when it fits. Under the stripe lock no
 	// other write of this key can run (causal Apply takes the same locks),
 	// so the read-modify-write can Set the result: reads and compactions
 	// then have no operands to merge.
 	var scratch [causalScratch]byte
-	enc := reconcile.AppendCausalPut(scratch[:0], cur, vv, e.opts.ReplicaID, e.clock.Now(), value, tombstone)
+	enc := record.AppendCausalPut(scratch[:0], cur, vv, e.opts.ReplicaID, e.clock.Now(), value, tombstone)
 	b := e.getBatch()
 	defer e.putBatch(b)
 	err = b.Set(key, enc)
@@ -321,7 +321,7 @@ func (b *Batch) add(key, value []byte, tombstone bool) error {
 	if b.err != nil {
 		return b.err
 	}
-	if b.e.opts.Mode != reconcile.ModeLWW {
+	if b.e.opts.Mode != record.ModeLWW {
 		return fmt.Errorf("%w: batches are LWW only", ErrWrongMode)
 	}
 	if err := b.e.CheckKey(key); err != nil {
@@ -330,7 +330,7 @@ func (b *Batch) add(key, value []byte, tombstone bool) error {
 	if err := b.e.checkValue(value); err != nil {
 		return err
 	}
-	var ts reconcile.Timestamp
+	var ts record.Timestamp
 	if b.stamped {
 		ts = b.e.clock.Next()
 	} else {
@@ -395,10 +395,10 @@ func (e *Engine) DeleteRange(ctx context.Context, start, end []byte, wo *WriteOp
 
 // setLWW adds a Set of key to the LWW record (writer, ts, value), encoded
 // straight into the batch.
-func setLWW(b *hooks.Batch, key []byte, writer reconcile.ReplicaID, ts reconcile.Timestamp, value []byte, tombstone bool) error {
-	n := reconcile.LWWEncodedLen(writer, ts, value, tombstone)
+func setLWW(b *hooks.Batch, key []byte, writer record.ReplicaID, ts record.Timestamp, value []byte, tombstone bool) error {
+	n := record.LWWEncodedLen(writer, ts, value, tombstone)
 	return b.SetFunc(key, n, func(dst []byte) []byte {
-		return reconcile.AppendLWW(dst, writer, ts, value, tombstone)
+		return record.AppendLWW(dst, writer, ts, value, tombstone)
 	})
 }
 

@@ -5,7 +5,7 @@ import (
 	"io"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // MergerName is the name of the engine's Pebble merger when the application
@@ -15,7 +15,7 @@ const MergerName = "pebble-ae.record.v1"
 // newMerger returns the engine's Pebble merger: it merges pebble-ae records
 // with the resolver, and hands merges of anything else to the application's
 // merger (if any), whose name it then takes.
-func newMerger(resolver reconcile.Resolver, app *pebble.Merger) *pebble.Merger {
+func newMerger(resolver record.Resolver, app *pebble.Merger) *pebble.Merger {
 	name := MergerName
 	if app != nil {
 		name = app.Name
@@ -23,7 +23,7 @@ func newMerger(resolver reconcile.Resolver, app *pebble.Merger) *pebble.Merger {
 	return &pebble.Merger{
 		Name: name,
 		Merge: func(key, value []byte) (pebble.ValueMerger, error) {
-			rec, err := reconcile.DecodeRecord(append([]byte(nil), value...))
+			rec, err := record.DecodeRecord(append([]byte(nil), value...))
 			if err != nil {
 				if app != nil {
 					return app.Merge(key, value)
@@ -40,12 +40,12 @@ func newMerger(resolver reconcile.Resolver, app *pebble.Merger) *pebble.Merger {
 // matter.
 type recordMerger struct {
 	key      []byte
-	rec      reconcile.Record
-	resolver reconcile.Resolver
+	rec      record.Record
+	resolver record.Resolver
 }
 
 func (m *recordMerger) add(value []byte) error {
-	r, err := reconcile.DecodeRecord(append([]byte(nil), value...))
+	r, err := record.DecodeRecord(append([]byte(nil), value...))
 	if err != nil {
 		return fmt.Errorf("engine: merge of key %q: %w", m.key, err)
 	}
@@ -63,6 +63,6 @@ func (m *recordMerger) Finish(bool) ([]byte, io.Closer, error) {
 // Merger returns the engine's Pebble merger for the given resolver and
 // application merger (nil: none): for tools that open an engine's directory
 // with Pebble directly, such as `pebble-ae debug pebble`.
-func Merger(resolver reconcile.Resolver, app *pebble.Merger) *pebble.Merger {
+func Merger(resolver record.Resolver, app *pebble.Merger) *pebble.Merger {
 	return newMerger(resolver, app)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // FormatMajorVersion is the Pebble format the engine creates and requires:
@@ -22,10 +23,10 @@ const FormatMajorVersion = pebble.FormatValueSeparation
 // is usable.
 type Options struct {
 	// ReplicaID names this replica; it stamps every write. Required.
-	ReplicaID reconcile.ReplicaID
-	// Mode is the write mode: reconcile.ModeLWW (default; blind writes) or
-	// reconcile.ModeCausal (version vectors and siblings).
-	Mode reconcile.Mode
+	ReplicaID record.ReplicaID
+	// Mode is the write mode: record.ModeLWW (default; blind writes) or
+	// record.ModeCausal (version vectors and siblings).
+	Mode record.Mode
 	// Partitioner maps keys to partitions (default: one partition).
 	Partitioner merkle.Partitioner
 	// Tree are the tree parameters (default leaf size 64, seed 0). All
@@ -35,10 +36,10 @@ type Options struct {
 	// other parameters; otherwise Open fails with merkle.ErrParamsChanged.
 	RebuildOnParamsChange bool
 	// Resolver merges two records of one key (default:
-	// reconcile.ResolverFor(Mode)). It runs as Pebble's merge operator and
+	// record.ResolverFor(Mode)). It runs as Pebble's merge operator and
 	// in anti-entropy, so it must be deterministic, commutative,
 	// associative and idempotent.
-	Resolver reconcile.Resolver
+	Resolver record.Resolver
 	// FS is the file system (default vfs.Default). Tests pass
 	// vfs.NewCrashableMem() to crash the engine.
 	FS vfs.FS
@@ -54,11 +55,11 @@ type Options struct {
 	Merger *pebble.Merger
 	// Clock is the physical clock of the hybrid logical clock (default:
 	// the system clock).
-	Clock reconcile.PhysicalClock
+	Clock record.PhysicalClock
 	// MaxClockOffset is the furthest ahead of Clock a received record may
-	// be stamped (default reconcile.DefaultMaxClockOffset, 500 ms;
+	// be stamped (default record.DefaultMaxClockOffset, 500 ms;
 	// negative: no limit). Apply refuses a record stamped beyond it
-	// (reconcile.ErrClockOffset), the HLC never moves further than it
+	// (record.ErrClockOffset), the HLC never moves further than it
 	// ahead of Clock, Info tells sessions about it (they quarantine such
 	// records and refuse to run between replicas whose clocks differ by
 	// more, reconcile.ErrClockSkew), and FutureRecords finds records stored
@@ -106,14 +107,14 @@ func (o *Options) EnsureDefaults() *Options {
 		c = *o
 	}
 	if c.Mode == 0 {
-		c.Mode = reconcile.ModeLWW
+		c.Mode = record.ModeLWW
 	}
 	if c.Partitioner == nil {
 		c.Partitioner = merkle.SinglePartition()
 	}
 	c.Tree = c.Tree.EnsureDefaults()
 	if c.Resolver == nil {
-		c.Resolver = reconcile.ResolverFor(c.Mode)
+		c.Resolver = record.ResolverFor(c.Mode)
 	}
 	if c.Pebble != nil {
 		// What the application put in the passed-through Pebble options
@@ -129,10 +130,10 @@ func (o *Options) EnsureDefaults() *Options {
 		c.FS = vfs.Default
 	}
 	if c.Clock == nil {
-		c.Clock = reconcile.SystemClock{}
+		c.Clock = record.SystemClock{}
 	}
 	if c.MaxClockOffset == 0 {
-		c.MaxClockOffset = reconcile.DefaultMaxClockOffset
+		c.MaxClockOffset = record.DefaultMaxClockOffset
 	}
 	if c.MaxKeySize == 0 {
 		c.MaxKeySize = DefaultMaxKeySize
@@ -157,7 +158,7 @@ func (o *Options) Validate() error {
 	if err := o.ReplicaID.Validate(); err != nil {
 		return fmt.Errorf("%w: replica ID: %w", ErrInvalidOptions, err)
 	}
-	if o.Mode != reconcile.ModeLWW && o.Mode != reconcile.ModeCausal {
+	if o.Mode != record.ModeLWW && o.Mode != record.ModeCausal {
 		return fmt.Errorf("%w: mode %d", ErrInvalidOptions, o.Mode)
 	}
 	if err := o.Tree.Validate(); err != nil {

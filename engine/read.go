@@ -9,7 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 	"github.com/pebble-ae/pebble-ae/merkle"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // scanCheckEvery is how many keys a Scan reads between checks of its
@@ -25,7 +25,7 @@ func (e *Engine) GetMany(ctx context.Context, keys [][]byte, ro *ReadOptions) ([
 	if len(keys) > MaxKeysPerRequest {
 		return nil, fmt.Errorf("%w: %d keys > %d", ErrBadRequest, len(keys), MaxKeysPerRequest)
 	}
-	if ro.versions() && e.opts.Mode != reconcile.ModeCausal {
+	if ro.versions() && e.opts.Mode != record.ModeCausal {
 		return nil, fmt.Errorf("%w: versions need causal mode", ErrWrongMode)
 	}
 	for i, k := range keys {
@@ -40,7 +40,7 @@ func (e *Engine) GetMany(ctx context.Context, keys [][]byte, ro *ReadOptions) ([
 	snap := e.rd.NewSnapshot()
 	defer snap.Close()
 	out := make([]Item, len(keys))
-	var dec reconcile.RecordDecoder
+	var dec record.RecordDecoder
 	for i, k := range keys {
 		if i%scanCheckEvery == 0 {
 			if err := ctx.Err(); err != nil {
@@ -82,7 +82,7 @@ func cloneNonNil(b []byte) []byte {
 
 // itemOf is key's Item for rec. Value and Versions alias rec; Context is
 // newly encoded.
-func itemOf(key []byte, rec reconcile.Record, versions bool) Item {
+func itemOf(key []byte, rec record.Record, versions bool) Item {
 	it := Item{Key: key}
 	if w := rec.Winner(); !w.Tombstone && len(rec.Siblings) > 0 {
 		it.Found, it.Value = true, w.Value
@@ -100,7 +100,7 @@ func itemOf(key []byte, rec reconcile.Record, versions bool) Item {
 				it.Versions = append(it.Versions, v)
 			}
 		}
-		it.Context = reconcile.EncodeContext(rec.Context)
+		it.Context = record.EncodeContext(rec.Context)
 	}
 	return it
 }
@@ -123,7 +123,7 @@ func (e *Engine) CheckScan(req ScanRequest) error {
 			return fmt.Errorf("%w: %w: scan range [%q, %q) is empty or inverted", ErrBadRequest, merkle.ErrInvalidRange, req.Start, req.End)
 		}
 	}
-	if req.Versions && e.opts.Mode != reconcile.ModeCausal {
+	if req.Versions && e.opts.Mode != record.ModeCausal {
 		return fmt.Errorf("%w: versions need causal mode", ErrWrongMode)
 	}
 	return nil
@@ -150,7 +150,7 @@ func (e *Engine) Scan(ctx context.Context, req ScanRequest, fn func(Item) error)
 		return nil, err
 	}
 	defer it.Close()
-	var dec reconcile.RecordDecoder
+	var dec record.RecordDecoder
 	defer dec.Release()
 	n, seen := 0, 0
 	for valid := it.First(); valid; valid = it.Next() {

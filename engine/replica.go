@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Limits on anti-entropy requests; larger requests fail with ErrBadRequest.
@@ -256,7 +257,7 @@ func (e *Engine) Fetch(ctx context.Context, part uint32, keys [][]byte) ([]recon
 // reads nothing and never loses a concurrent local write. The entries are
 // validated first; a bad one rejects the whole request and nothing is
 // written. A record stamped further ahead of this replica's clock than
-// Options.MaxClockOffset is bad (reconcile.ErrClockOffset, counted in
+// Options.MaxClockOffset is bad (record.ErrClockOffset, counted in
 // ClockOffsetRefusals): it would win over every write acknowledged until
 // the clocks catch up.
 func (e *Engine) Apply(ctx context.Context, part uint32, entries []reconcile.Entry) error {
@@ -266,18 +267,18 @@ func (e *Engine) Apply(ctx context.Context, part uint32, entries []reconcile.Ent
 	if len(entries) > MaxKeysPerRequest {
 		return fmt.Errorf("%w: %d entries > %d", ErrBadRequest, len(entries), MaxKeysPerRequest)
 	}
-	var maxTS reconcile.Timestamp
+	var maxTS record.Timestamp
 	cutoff := e.recordCutoff()
 	for _, ent := range entries {
 		if err := e.checkKeyInPartition(part, ent.Key); err != nil {
 			return err
 		}
-		rec, err := reconcile.DecodeRecord(ent.Record)
+		rec, err := record.DecodeRecord(ent.Record)
 		if err != nil {
 			return fmt.Errorf("%w: key %q: %w", ErrBadRequest, ent.Key, err)
 		}
 		if rec.Mode != e.opts.Mode {
-			return fmt.Errorf("%w: key %q: %w: %s record into a %s replica", ErrBadRequest, ent.Key, reconcile.ErrModeMismatch, rec.Mode, e.opts.Mode)
+			return fmt.Errorf("%w: key %q: %w: %s record into a %s replica", ErrBadRequest, ent.Key, record.ErrModeMismatch, rec.Mode, e.opts.Mode)
 		}
 		if err := checkClock(ent.Key, rec, cutoff); err != nil {
 			e.clockRefused.Add(1)
@@ -298,7 +299,7 @@ func (e *Engine) Apply(ctx context.Context, part uint32, entries []reconcile.Ent
 	}
 	defer e.exit()
 	e.clock.Update(maxTS)
-	if e.opts.Mode == reconcile.ModeCausal {
+	if e.opts.Mode == record.ModeCausal {
 		// Exclude the read-modify-write of causal puts on these keys.
 		stripes := make([]int, 0, len(entries))
 		for _, ent := range entries {

@@ -9,6 +9,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/internal/reconciletest"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // newEngineReplica opens a real engine (Pebble on an in-memory FS) for the
@@ -51,18 +52,18 @@ func TestSessionLargeSymbolDifference(t *testing.T) {
 	value := bytes.Repeat([]byte("v"), 100)
 	for _, maxPending := range []int64{64 << 10, 0} {
 		var reps [2]*engine.Engine
-		for i, id := range []reconcile.ReplicaID{"a", "b"} {
+		for i, id := range []record.ReplicaID{"a", "b"} {
 			reps[i] = reconciletest.OpenEngine(t, reconciletest.Config{ID: id, LeafSize: 64}, nil)
 		}
 		var ea, eb []reconcile.Entry
 		for i := range n {
 			k := fmt.Appendf(nil, "k%06d", i)
 			ts := int64(2 << 40)
-			ea = append(ea, reconcile.Entry{Key: k, Record: reconcile.NewLWW("a", reconcile.Timestamp{WallTime: ts}, value, false).Encode()})
+			ea = append(ea, reconcile.Entry{Key: k, Record: record.NewLWW("a", record.Timestamp{WallTime: ts}, value, false).Encode()})
 			if i%3 == 0 {
 				ts = 1 << 40 // stale on B
 			}
-			eb = append(eb, reconcile.Entry{Key: k, Record: reconcile.NewLWW("a", reconcile.Timestamp{WallTime: ts}, value, false).Encode()})
+			eb = append(eb, reconcile.Entry{Key: k, Record: record.NewLWW("a", record.Timestamp{WallTime: ts}, value, false).Encode()})
 		}
 		if err := reps[0].Apply(ctx, 0, ea); err != nil {
 			t.Fatal(err)

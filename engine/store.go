@@ -17,7 +17,7 @@ import (
 // The contract is the engine's: the same validation and the same errors
 // (test with errors.Is: ErrNotFound, ErrEmptyKey, ErrKeyTooLarge,
 // ErrReservedKey, ErrValueTooLarge, ErrWrongMode, ErrBadRequest,
-// reconcile.ErrMalformedContext, ...). An out-of-process implementation
+// record.ErrMalformedContext, ...). An out-of-process implementation
 // adds its transport's errors (the plugin's ErrUnavailable, and its
 // ErrLimitExceeded for a request over the message size limit).
 //

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestWriteBatchScanModel applies random batches (puts, deletes, now and
@@ -120,7 +120,7 @@ func checkModel(t *testing.T, e *Engine, model map[string]string, rng *rand.Rand
 // malformed context refuses the whole batch.
 func TestWriteBatchCausal(t *testing.T) {
 	ctx := context.Background()
-	e := openMem(t, vfs.NewMem(), Options{Mode: reconcile.ModeCausal})
+	e := openMem(t, vfs.NewMem(), Options{Mode: record.ModeCausal})
 	defer e.Close()
 	for _, v := range []string{"x", "y"} {
 		if err := e.Put(ctx, []byte("a"), []byte(v), nil); err != nil {
@@ -134,7 +134,7 @@ func TestWriteBatchCausal(t *testing.T) {
 	var bad WriteBatch
 	bad.PutContext([]byte("a"), []byte("z"), vs.Context)
 	bad.PutContext([]byte("b"), []byte("z"), []byte{0xff, 0xff})
-	if err := e.Write(ctx, &bad, nil); !errors.Is(err, reconcile.ErrMalformedContext) {
+	if err := e.Write(ctx, &bad, nil); !errors.Is(err, record.ErrMalformedContext) {
 		t.Fatalf("malformed context: %v", err)
 	}
 	if got, _ := e.GetVersions(ctx, []byte("a")); len(got.Values) != 2 {

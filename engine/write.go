@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Write applies the writes of b atomically (KV.Write): every write is
@@ -29,17 +29,17 @@ func (e *Engine) Write(ctx context.Context, b *WriteBatch, wo *WriteOptions) err
 	if b == nil || b.Len() == 0 {
 		return nil
 	}
-	causal := e.opts.Mode == reconcile.ModeCausal
-	var contexts []reconcile.VersionVector
+	causal := e.opts.Mode == record.ModeCausal
+	var contexts []record.VersionVector
 	if causal {
-		contexts = make([]reconcile.VersionVector, b.Len())
+		contexts = make([]record.VersionVector, b.Len())
 	}
 	for i, op := range b.ops {
 		if err := e.checkOp(op, causal); err != nil {
 			return fmt.Errorf("engine: batch write %d (%s %q): %w", i, op.Kind, op.Key, err)
 		}
 		if causal && len(op.Context) > 0 {
-			vv, err := reconcile.DecodeContext(op.Context)
+			vv, err := record.DecodeContext(op.Context)
 			if err != nil {
 				return fmt.Errorf("engine: batch write %d (%s %q): %w", i, op.Kind, op.Key, err)
 			}
@@ -96,7 +96,7 @@ func (e *Engine) checkOp(op WriteOp, causal bool) error {
 // writeCausal commits a validated causal batch: under the stripe locks of
 // all its keys, each write reads its key's record and sets the causal put
 // over it (what causalWrite does for one key).
-func (e *Engine) writeCausal(b *WriteBatch, contexts []reconcile.VersionVector, wo *WriteOptions) error {
+func (e *Engine) writeCausal(b *WriteBatch, contexts []record.VersionVector, wo *WriteOptions) error {
 	stripes := make([]int, 0, b.Len())
 	keys := make([][]byte, 0, b.Len())
 	for _, op := range b.ops {
@@ -127,14 +127,14 @@ func (e *Engine) writeCausal(b *WriteBatch, contexts []reconcile.VersionVector, 
 	defer e.putBatch(hb)
 	var enc []byte
 	for i, op := range b.ops {
-		var cur reconcile.Record
+		var cur record.Record
 		v, closer, err := e.rd.Get(op.Key)
 		switch {
 		case errors.Is(err, pebble.ErrNotFound):
 		case err != nil:
 			return err
 		default:
-			cur, err = reconcile.DecodeRecord(v)
+			cur, err = record.DecodeRecord(v)
 			if err != nil {
 				_ = closer.Close()
 				return fmt.Errorf("engine: key %q: %w", op.Key, err)
@@ -145,7 +145,7 @@ func (e *Engine) writeCausal(b *WriteBatch, contexts []reconcile.VersionVector, 
 		if op.Kind == OpDelete {
 			vv = cur.Context
 		}
-		enc = reconcile.AppendCausalPut(enc[:0], cur, vv, e.opts.ReplicaID, e.clock.Now(), op.Value, tombstone)
+		enc = record.AppendCausalPut(enc[:0], cur, vv, e.opts.ReplicaID, e.clock.Now(), op.Value, tombstone)
 		err = hb.Set(op.Key, enc)
 		if closer != nil {
 			_ = closer.Close()

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // benchKey writes the i-th benchmark key (16 bytes, spread over the user key
@@ -21,7 +21,7 @@ func benchKey(key []byte, i uint64) []byte {
 // value) on an in-memory file system, over a key set of 10,000 keys so that
 // most puts overwrite a record with siblings' worth of context.
 func BenchmarkCausalPut(b *testing.B) {
-	e := openMem(b, vfs.NewMem(), Options{Mode: reconcile.ModeCausal})
+	e := openMem(b, vfs.NewMem(), Options{Mode: record.ModeCausal})
 	defer e.Close()
 	ctx := context.Background()
 	key, value := make([]byte, 16), make([]byte, 100)
@@ -37,7 +37,7 @@ func BenchmarkCausalPut(b *testing.B) {
 // BenchmarkCausalPutNew is BenchmarkCausalPut on keys that are all new (the
 // read finds nothing), as in `pebble-ae bench write --mode causal`.
 func BenchmarkCausalPutNew(b *testing.B) {
-	e := openMem(b, vfs.NewMem(), Options{Mode: reconcile.ModeCausal})
+	e := openMem(b, vfs.NewMem(), Options{Mode: record.ModeCausal})
 	defer e.Close()
 	ctx := context.Background()
 	key, value := make([]byte, 16), make([]byte, 100)

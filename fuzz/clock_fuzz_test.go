@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // stepClock is a PhysicalClock the fuzz target moves by hand (single
@@ -39,13 +39,13 @@ func FuzzHLCMonotonic(f *testing.F) {
 	f.Add(int64(-5), int64(1), []byte{hlcOpNow, hlcOpUpdateRaw, 0, 0, 0, 0, 0, 0, 0, 0x80, 1, 0, 0, 0, hlcOpNow, hlcOpJump, 0, 0, 0, 0, 0, 0, 0, 0x80, hlcOpNow})
 	f.Fuzz(func(t *testing.T, start, maxOffset int64, ops []byte) {
 		clock := &stepClock{ns: start}
-		hlc := reconcile.NewHLCWithMaxOffset(clock, time.Duration(maxOffset))
+		hlc := record.NewHLCWithMaxOffset(clock, time.Duration(maxOffset))
 		r := &fuzzReader{b: ops}
-		maxTS := reconcile.Timestamp{WallTime: math.MaxInt64, Logical: math.MaxUint32}
+		maxTS := record.Timestamp{WallTime: math.MaxInt64, Logical: math.MaxUint32}
 		physNow := func() int64 { return max(clock.ns, 0) }
 		// floor is the greatest timestamp Now must exceed: the last one it
 		// returned and every adopted remote timestamp.
-		var floor reconcile.Timestamp
+		var floor record.Timestamp
 		// bound is the greatest wall time the clock may have reached:
 		// physical times read and adopted remote wall times.
 		bound := physNow()
@@ -74,12 +74,12 @@ func FuzzHLCMonotonic(f *testing.F) {
 				}
 				floor = got
 			case hlcOpUpdateNear, hlcOpUpdateRaw:
-				var remote reconcile.Timestamp
+				var remote record.Timestamp
 				if op == hlcOpUpdateNear {
 					delta := int64(int16(uint16(r.byte()) | uint16(r.byte())<<8))
-					remote = reconcile.Timestamp{WallTime: saturatingAdd(physNow(), delta*int64(time.Millisecond)), Logical: uint32(r.byte())}
+					remote = record.Timestamp{WallTime: saturatingAdd(physNow(), delta*int64(time.Millisecond)), Logical: uint32(r.byte())}
 				} else {
-					remote = reconcile.Timestamp{WallTime: int64(r.uint64()), Logical: uint32(r.uint64())}
+					remote = record.Timestamp{WallTime: int64(r.uint64()), Logical: uint32(r.uint64())}
 				}
 				hlc.Update(remote)
 				if remote.WallTime >= 0 && (maxOffset <= 0 || remote.WallTime-physNow() <= maxOffset) {

@@ -28,6 +28,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
@@ -43,7 +44,7 @@ type grpcFixture struct {
 // newGRPCFixture opens an engine in mode, with two partitions and a few
 // keys, and serves it. Small limits make the over-limit paths reachable
 // from small inputs.
-func newGRPCFixture(tb testing.TB, mode reconcile.Mode) *grpcFixture {
+func newGRPCFixture(tb testing.TB, mode record.Mode) *grpcFixture {
 	tb.Helper()
 	pn, err := cliflags.ParseSplits("m")
 	if err != nil {
@@ -256,7 +257,7 @@ func (fx *grpcFixture) check(t *testing.T, name string, mutates bool, req proto.
 
 // fixtures opens an LWW and a causal fixture; the fuzz input picks one.
 func fixtures(f *testing.F) [2]*grpcFixture {
-	return [2]*grpcFixture{newGRPCFixture(f, reconcile.ModeLWW), newGRPCFixture(f, reconcile.ModeCausal)}
+	return [2]*grpcFixture{newGRPCFixture(f, record.ModeLWW), newGRPCFixture(f, record.ModeCausal)}
 }
 
 // FuzzGRPCWireRequests decodes arbitrary bytes into one request type of the
@@ -278,7 +279,7 @@ func FuzzGRPCWireRequests(f *testing.F) {
 	add(1, &pb.RangeHashRequest{Partition: 0, Ranges: []*pb.KeyRange{whole}, Fanout: 4, Depth: 2})
 	add(2, &pb.RangeScanRequest{Partition: 1, Range: whole, WithRecords: true, Limit: 5})
 	add(3, &pb.FetchRequest{Partition: 0, Keys: [][]byte{[]byte("a00"), []byte("b01")}})
-	add(4, &pb.ApplyRequest{Partition: 0, Entries: []*pb.Entry{{Key: []byte("c"), Record: reconcile.NewLWW("x", reconcile.Timestamp{WallTime: 1}, []byte("v"), false).Encode()}}})
+	add(4, &pb.ApplyRequest{Partition: 0, Entries: []*pb.Entry{{Key: []byte("c"), Record: record.NewLWW("x", record.Timestamp{WallTime: 1}, []byte("v"), false).Encode()}}})
 	add(5, &pb.RangeSketchRequest{Partition: 0, Ranges: []*pb.KeyRange{whole}, Cells: 12, Strata: 2})
 	add(6, &pb.FetchByHashRequest{Partition: 0, Ranges: []*pb.KeyRange{whole}, Ids: make([]byte, 16)})
 	add(7, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")})
@@ -332,7 +333,7 @@ func FuzzGRPCStructuredRequests(f *testing.F) {
 		f.Add([]byte{byte(i) | 0x80, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}) // causal fixture, small fields
 		f.Add([]byte{byte(i), 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9}) // large fields
 	}
-	rec := reconcile.NewLWW("x", reconcile.Timestamp{WallTime: 5}, []byte("v"), false).Encode()
+	rec := record.NewLWW("x", record.Timestamp{WallTime: 5}, []byte("v"), false).Encode()
 	f.Add(append([]byte{4, 0, 1, 2, 'k', 1, byte(len(rec))}, rec...)) // Apply of a valid record
 	// Found by fuzzing: Apply of a causal record with an uncovered dot whose
 	// replica ID is not UTF-8; the error message then is not UTF-8 either
@@ -401,12 +402,12 @@ func (r *fuzzReader) wireRecord() []byte {
 	var b []byte
 	switch r.byte() % 4 {
 	case 0:
-		b = reconcile.NewLWW(r.replica(), r.timestamp(), r.bytes(8), false).Encode()
+		b = record.NewLWW(r.replica(), r.timestamp(), r.bytes(8), false).Encode()
 	case 1:
-		b = reconcile.NewLWW(r.replica(), r.timestamp(), nil, true).Encode()
+		b = record.NewLWW(r.replica(), r.timestamp(), nil, true).Encode()
 	case 2:
-		s := r.sibling(reconcile.Dot{Replica: r.replica(), Counter: 1})
-		b = reconcile.Record{Mode: reconcile.ModeCausal, Siblings: []reconcile.Sibling{s}}.Encode()
+		s := r.sibling(record.Dot{Replica: r.replica(), Counter: 1})
+		b = record.Record{Mode: record.ModeCausal, Siblings: []record.Sibling{s}}.Encode()
 	default:
 		return r.bytes(40)
 	}

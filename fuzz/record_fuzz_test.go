@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // fuzzReader hands out fuzz input a piece at a time; an exhausted reader
@@ -43,12 +43,12 @@ func (r *fuzzReader) bytes(max int) []byte {
 // tricky (a prefix of another, multi-byte UTF-8, which sorts after ASCII)
 // and maximal length. (Non-UTF-8 IDs are invalid; FuzzRecordCodec still
 // feeds them to the decoder.)
-var fuzzReplicas = []reconcile.ReplicaID{
+var fuzzReplicas = []record.ReplicaID{
 	"a", "b", "ab", "c", "\x00", "\u00e9\u00e8",
-	reconcile.ReplicaID(strings.Repeat("r", reconcile.MaxReplicaIDLen)),
+	record.ReplicaID(strings.Repeat("r", record.MaxReplicaIDLen)),
 }
 
-func (r *fuzzReader) replica() reconcile.ReplicaID {
+func (r *fuzzReader) replica() record.ReplicaID {
 	return fuzzReplicas[int(r.byte())%len(fuzzReplicas)]
 }
 
@@ -64,8 +64,8 @@ func (r *fuzzReader) counter() uint64 {
 	return math.MaxUint64 - uint64(c&7)
 }
 
-func (r *fuzzReader) timestamp() reconcile.Timestamp {
-	t := reconcile.Timestamp{WallTime: int64(r.uint64() >> 1)}
+func (r *fuzzReader) timestamp() record.Timestamp {
+	t := record.Timestamp{WallTime: int64(r.uint64() >> 1)}
 	if c := r.byte(); c < 0x80 {
 		// Few distinct wall times, so that LWW ties happen.
 		t.WallTime = int64(c % 4)
@@ -78,8 +78,8 @@ func (r *fuzzReader) timestamp() reconcile.Timestamp {
 }
 
 // sibling returns a sibling with the given dot and fuzzed contents.
-func (r *fuzzReader) sibling(d reconcile.Dot) reconcile.Sibling {
-	s := reconcile.Sibling{Dot: d, Timestamp: r.timestamp(), Tombstone: r.byte()%4 == 0}
+func (r *fuzzReader) sibling(d record.Dot) record.Sibling {
+	s := record.Sibling{Dot: d, Timestamp: r.timestamp(), Tombstone: r.byte()%4 == 0}
 	if !s.Tombstone {
 		s.Value = r.bytes(8)
 	}
@@ -88,36 +88,36 @@ func (r *fuzzReader) sibling(d reconcile.Dot) reconcile.Sibling {
 
 // causalRecord builds a valid causal record: a context over a few replicas,
 // and siblings at dots it covers.
-func (r *fuzzReader) causalRecord() reconcile.Record {
-	ctx := reconcile.VersionVector{}
+func (r *fuzzReader) causalRecord() record.Record {
+	ctx := record.VersionVector{}
 	for range 1 + int(r.byte())%4 {
 		id, n := r.replica(), r.counter()
 		if n > 0 {
 			ctx[id] = max(ctx[id], n)
 		}
 	}
-	var sibs []reconcile.Sibling
+	var sibs []record.Sibling
 	for _, id := range sortedIDs(ctx) { // sorted: building must be deterministic
 		// Up to 3 of the last 3 dots of id, chosen by a bit mask.
 		n, mask := ctx[id], r.byte()
 		for k := uint64(0); k < 3 && k < n; k++ {
 			if mask&(1<<k) != 0 {
-				sibs = append(sibs, r.sibling(reconcile.Dot{Replica: id, Counter: n - k}))
+				sibs = append(sibs, r.sibling(record.Dot{Replica: id, Counter: n - k}))
 			}
 		}
 	}
 	if len(sibs) == 0 {
 		id := r.replica()
 		ctx[id] = max(ctx[id], 1)
-		sibs = append(sibs, r.sibling(reconcile.Dot{Replica: id, Counter: ctx[id]}))
+		sibs = append(sibs, r.sibling(record.Dot{Replica: id, Counter: ctx[id]}))
 	}
-	slices.SortFunc(sibs, func(a, b reconcile.Sibling) int { return a.Dot.Compare(b.Dot) })
-	return reconcile.Record{Mode: reconcile.ModeCausal, Context: ctx, Siblings: sibs}
+	slices.SortFunc(sibs, func(a, b record.Sibling) int { return a.Dot.Compare(b.Dot) })
+	return record.Record{Mode: record.ModeCausal, Context: ctx, Siblings: sibs}
 }
 
 // sortedIDs returns the replicas of v in ascending order.
-func sortedIDs(v reconcile.VersionVector) []reconcile.ReplicaID {
-	ids := make([]reconcile.ReplicaID, 0, len(v))
+func sortedIDs(v record.VersionVector) []record.ReplicaID {
+	ids := make([]record.ReplicaID, 0, len(v))
 	for id := range v {
 		ids = append(ids, id)
 	}
@@ -126,7 +126,7 @@ func sortedIDs(v reconcile.VersionVector) []reconcile.ReplicaID {
 }
 
 // mustRoundTrip checks that r is valid and survives encode/decode exactly.
-func mustRoundTrip(t *testing.T, r reconcile.Record) {
+func mustRoundTrip(t *testing.T, r record.Record) {
 	t.Helper()
 	if err := r.Validate(); err != nil {
 		t.Fatalf("built an invalid record: %v\n%+v", err, r)
@@ -135,7 +135,7 @@ func mustRoundTrip(t *testing.T, r reconcile.Record) {
 	if n := r.EncodedLen(); n != len(enc) {
 		t.Fatalf("EncodedLen() = %d, Encode() has %d bytes\nrecord %+v", n, len(enc), r)
 	}
-	got, err := reconcile.DecodeRecord(enc)
+	got, err := record.DecodeRecord(enc)
 	if err != nil {
 		t.Fatalf("DecodeRecord(Encode(r)) = %v\nrecord %+v\nbytes %x", err, r, enc)
 	}
@@ -162,11 +162,11 @@ func FuzzRecordCodec(f *testing.F) {
 	// An LWW tombstone at wall 300 (two-byte varint).
 	f.Add([]byte{1, 1, 0, 1, 1, 'a', 0, 0xac, 0x02, 0, 1, 0})
 	// A causal record with two siblings, one a tombstone.
-	f.Add(reconcile.Record{Mode: reconcile.ModeCausal,
-		Context: reconcile.VersionVector{"a": 2, "b": 1},
-		Siblings: []reconcile.Sibling{
-			{Dot: reconcile.Dot{Replica: "a", Counter: 2}, Timestamp: reconcile.Timestamp{WallTime: 6, Logical: 3}, Tombstone: true},
-			{Dot: reconcile.Dot{Replica: "b", Counter: 1}, Timestamp: reconcile.Timestamp{WallTime: 7}, Value: []byte("v")},
+	f.Add(record.Record{Mode: record.ModeCausal,
+		Context: record.VersionVector{"a": 2, "b": 1},
+		Siblings: []record.Sibling{
+			{Dot: record.Dot{Replica: "a", Counter: 2}, Timestamp: record.Timestamp{WallTime: 6, Logical: 3}, Tombstone: true},
+			{Dot: record.Dot{Replica: "b", Counter: 1}, Timestamp: record.Timestamp{WallTime: 7}, Value: []byte("v")},
 		}}.Encode())
 	// Non-minimal varint for the value length: must be rejected.
 	f.Add([]byte{1, 1, 0, 1, 1, 'a', 0, 5, 1, 0, 0x80, 0x00})
@@ -179,16 +179,16 @@ func FuzzRecordCodec(f *testing.F) {
 	// A RecordDecoder whose memory already holds a record with other
 	// replicas, more siblings and a context: reuse must not leak into
 	// the next decode.
-	prior := reconcile.Record{Mode: reconcile.ModeCausal,
-		Context: reconcile.VersionVector{"a": 3, "c": 1, "d": 9},
-		Siblings: []reconcile.Sibling{
-			{Dot: reconcile.Dot{Replica: "a", Counter: 3}, Value: []byte("stale")},
-			{Dot: reconcile.Dot{Replica: "c", Counter: 1}, Tombstone: true},
-			{Dot: reconcile.Dot{Replica: "d", Counter: 9}, Value: []byte("old")},
+	prior := record.Record{Mode: record.ModeCausal,
+		Context: record.VersionVector{"a": 3, "c": 1, "d": 9},
+		Siblings: []record.Sibling{
+			{Dot: record.Dot{Replica: "a", Counter: 3}, Value: []byte("stale")},
+			{Dot: record.Dot{Replica: "c", Counter: 1}, Tombstone: true},
+			{Dot: record.Dot{Replica: "d", Counter: 9}, Value: []byte("old")},
 		}}.Encode()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := reconcile.DecodeRecord(data)
-		var rd reconcile.RecordDecoder
+		r, err := record.DecodeRecord(data)
+		var rd record.RecordDecoder
 		if _, err := rd.Decode(prior); err != nil {
 			t.Fatal(err)
 		}
@@ -198,8 +198,8 @@ func FuzzRecordCodec(f *testing.F) {
 		}
 		// canonical re-encodes a decoded record in the format it was read
 		// in: format 1 for format-1 input, else format 2.
-		canonical := func(r reconcile.Record) []byte {
-			if data[0] == reconcile.RecordFormatV1 {
+		canonical := func(r record.Record) []byte {
+			if data[0] == record.RecordFormatV1 {
 				return r.AppendEncodeV1(nil)
 			}
 			return r.Encode()
@@ -208,7 +208,7 @@ func FuzzRecordCodec(f *testing.F) {
 			t.Fatalf("RecordDecoder.Decode = %+v, DecodeRecord = %+v", reused, r)
 		}
 		if err != nil {
-			if !errors.Is(err, reconcile.ErrMalformedRecord) && !errors.Is(err, reconcile.ErrUnsupportedRecordVersion) {
+			if !errors.Is(err, record.ErrMalformedRecord) && !errors.Is(err, record.ErrUnsupportedRecordVersion) {
 				t.Fatalf("DecodeRecord error %v wraps neither sentinel", err)
 			}
 			return
@@ -221,7 +221,7 @@ func FuzzRecordCodec(f *testing.F) {
 		}
 		// Format 1 and 2 encode the same record: either decodes back to it.
 		for _, enc := range [][]byte{r.Encode(), r.AppendEncodeV1(nil)} {
-			if back, err := reconcile.DecodeRecord(enc); err != nil || !back.Equal(r) {
+			if back, err := record.DecodeRecord(enc); err != nil || !back.Equal(r) {
 				t.Fatalf("DecodeRecord(%x) = %+v, %v; want %+v", enc, back, err, r)
 			}
 		}
@@ -230,10 +230,10 @@ func FuzzRecordCodec(f *testing.F) {
 		}
 		_ = r.Winner()
 		_ = r.IsTombstone()
-		if r.Mode == reconcile.ModeCausal && !reconcile.Sync(r, r).Equal(r) {
+		if r.Mode == record.ModeCausal && !record.Sync(r, r).Equal(r) {
 			t.Fatalf("Sync(r, r) != r for %+v", r)
 		}
-		if got, err := reconcile.ResolverFor(r.Mode).Resolve(nil, r, r); err != nil || !got.Equal(r) {
+		if got, err := record.ResolverFor(r.Mode).Resolve(nil, r, r); err != nil || !got.Equal(r) {
 			t.Fatalf("Resolve(r, r) = %+v, %v; want r", got, err)
 		}
 	})
@@ -253,25 +253,25 @@ func FuzzRecordRoundTrip(f *testing.F) {
 			wall = -(wall + 1)
 		}
 		r := &fuzzReader{b: shape}
-		var rec reconcile.Record
+		var rec record.Record
 		if causal {
 			rec = r.causalRecord()
 			// The first sibling gets the fuzzed timestamp and value.
 			s := &rec.Siblings[0]
-			s.Timestamp = reconcile.Timestamp{WallTime: wall, Logical: logical}
+			s.Timestamp = record.Timestamp{WallTime: wall, Logical: logical}
 			if !s.Tombstone {
 				s.Value = value
 			}
 		} else {
-			rec = reconcile.NewLWW(r.replica(), reconcile.Timestamp{WallTime: wall, Logical: logical}, value, r.byte()%2 == 1)
+			rec = record.NewLWW(r.replica(), record.Timestamp{WallTime: wall, Logical: logical}, value, r.byte()%2 == 1)
 		}
 		mustRoundTrip(t, rec)
 
 		// Canonical encoding: order of siblings and zero context entries do
 		// not change the bytes.
-		shuffled := reconcile.Record{Mode: rec.Mode, Context: rec.Context.Clone(), Siblings: slices.Clone(rec.Siblings)}
+		shuffled := record.Record{Mode: rec.Mode, Context: rec.Context.Clone(), Siblings: slices.Clone(rec.Siblings)}
 		slices.Reverse(shuffled.Siblings)
-		if rec.Mode == reconcile.ModeCausal {
+		if rec.Mode == record.ModeCausal {
 			shuffled.Context["zero-entry"] = 0
 		}
 		if n := shuffled.EncodedLen(); n != len(rec.Encode()) {
@@ -283,17 +283,17 @@ func FuzzRecordRoundTrip(f *testing.F) {
 
 		// A causal write over the record yields a valid record that
 		// round-trips.
-		if rec.Mode == reconcile.ModeCausal {
+		if rec.Mode == record.ModeCausal {
 			at, tomb := r.replica(), r.byte()%2 == 1
-			next := reconcile.CausalPut(rec, rec.Context, at, reconcile.Timestamp{WallTime: wall}, value, tomb)
+			next := record.CausalPut(rec, rec.Context, at, record.Timestamp{WallTime: wall}, value, tomb)
 			mustRoundTrip(t, next)
 			// The write path's encoder gives the same bytes, with the
 			// full context and with none (a new sibling).
-			if got := reconcile.AppendCausalPut(nil, rec, rec.Context, at, reconcile.Timestamp{WallTime: wall}, value, tomb); !bytes.Equal(got, next.Encode()) {
+			if got := record.AppendCausalPut(nil, rec, rec.Context, at, record.Timestamp{WallTime: wall}, value, tomb); !bytes.Equal(got, next.Encode()) {
 				t.Fatalf("AppendCausalPut = %x, CausalPut encodes %x", got, next.Encode())
 			}
-			blind := reconcile.CausalPut(rec, nil, at, reconcile.Timestamp{WallTime: wall}, value, tomb)
-			if got := reconcile.AppendCausalPut(nil, rec, nil, at, reconcile.Timestamp{WallTime: wall}, value, tomb); !bytes.Equal(got, blind.Encode()) {
+			blind := record.CausalPut(rec, nil, at, record.Timestamp{WallTime: wall}, value, tomb)
+			if got := record.AppendCausalPut(nil, rec, nil, at, record.Timestamp{WallTime: wall}, value, tomb); !bytes.Equal(got, blind.Encode()) {
 				t.Fatalf("AppendCausalPut without context = %x, CausalPut encodes %x", got, blind.Encode())
 			}
 			if len(next.Siblings) != 1 {
@@ -315,25 +315,25 @@ func FuzzSyncLaws(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := &fuzzReader{b: data}
 		a, b, c := r.causalRecord(), r.causalRecord(), r.causalRecord()
-		for _, x := range []reconcile.Record{a, b, c} {
+		for _, x := range []record.Record{a, b, c} {
 			if err := x.Validate(); err != nil {
 				t.Fatalf("built an invalid record: %v", err)
 			}
 		}
-		ab, ba := reconcile.Sync(a, b), reconcile.Sync(b, a)
+		ab, ba := record.Sync(a, b), record.Sync(b, a)
 		if !ab.Equal(ba) {
 			t.Fatalf("Sync not commutative:\na  %+v\nb  %+v\nab %+v\nba %+v", a, b, ab, ba)
 		}
-		if !reconcile.Sync(a, a).Equal(a) {
+		if !record.Sync(a, a).Equal(a) {
 			t.Fatalf("Sync not idempotent on %+v", a)
 		}
-		if !reconcile.Sync(ab, b).Equal(ab) {
+		if !record.Sync(ab, b).Equal(ab) {
 			t.Fatalf("Sync(Sync(a, b), b) != Sync(a, b)")
 		}
-		if !reconcile.Sync(a, reconcile.Record{}).Equal(a) {
+		if !record.Sync(a, record.Record{}).Equal(a) {
 			t.Fatalf("the zero record is not the identity")
 		}
-		l, rr := reconcile.Sync(ab, c), reconcile.Sync(a, reconcile.Sync(b, c))
+		l, rr := record.Sync(ab, c), record.Sync(a, record.Sync(b, c))
 		if !l.Equal(rr) {
 			t.Fatalf("Sync not associative:\n(ab)c %+v\na(bc) %+v", l, rr)
 		}
@@ -341,9 +341,9 @@ func FuzzSyncLaws(f *testing.F) {
 			t.Fatalf("Sync context %v does not descend %v and %v", ab.Context, a.Context, b.Context)
 		}
 		// The resolver agrees with Sync, and its results are valid.
-		got, err := reconcile.KeepSiblings{}.Resolve(nil, a, b)
+		got, err := record.KeepSiblings{}.Resolve(nil, a, b)
 		if len(ab.Siblings) == 0 {
-			if !errors.Is(err, reconcile.ErrMalformedRecord) {
+			if !errors.Is(err, record.ErrMalformedRecord) {
 				t.Fatalf("Resolve of contradictory records = %v, want ErrMalformedRecord", err)
 			}
 			return
@@ -354,11 +354,11 @@ func FuzzSyncLaws(f *testing.F) {
 		mustRoundTrip(t, ab)
 		// LWW reduction of the causal record: commutative, and the result
 		// is either the LWW record or the causal winner.
-		lww := reconcile.NewLWW(r.replica(), r.timestamp(), r.bytes(4), false)
+		lww := record.NewLWW(r.replica(), r.timestamp(), r.bytes(4), false)
 		w := ab.Winner()
-		reduced := reconcile.NewLWW(w.Dot.Replica, w.Timestamp, w.Value, w.Tombstone)
-		lw1, err1 := reconcile.LWW{}.Resolve(nil, lww, ab)
-		lw2, err2 := reconcile.LWW{}.Resolve(nil, ab, lww)
+		reduced := record.NewLWW(w.Dot.Replica, w.Timestamp, w.Value, w.Tombstone)
+		lw1, err1 := record.LWW{}.Resolve(nil, lww, ab)
+		lw2, err2 := record.LWW{}.Resolve(nil, ab, lww)
 		if err1 != nil || err2 != nil || !lw1.Equal(lw2) || !(lw1.Equal(lww) || lw1.Equal(reduced)) {
 			t.Fatalf("LWW reduction of %+v and %+v = %+v, %+v (%v, %v)", ab, lww, lw1, lw2, err1, err2)
 		}

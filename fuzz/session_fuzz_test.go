@@ -9,6 +9,7 @@ import (
 
 	"github.com/pebble-ae/pebble-ae/internal/memreplica"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // FuzzSession drives a Session between two small in-memory replicas whose
@@ -40,18 +41,18 @@ func FuzzSession(f *testing.F) {
 		diff := int(r.byte())
 		var reps [2]*memreplica.Replica
 		for side := range reps {
-			reps[side], _ = memreplica.New(memreplica.Options{ID: reconcile.ReplicaID([]string{"a", "b"}[side]), LeafSize: 4, PageSize: 5})
+			reps[side], _ = memreplica.New(memreplica.Options{ID: record.ReplicaID([]string{"a", "b"}[side]), LeafSize: 4, PageSize: 5})
 		}
 		for i := range n {
 			k := fmt.Appendf(nil, "k%03d", i)
 			if i%4 == 3 { // keys above the reserved internal range too
 				k = fmt.Appendf(nil, "\xff\xff\xffk%03d", i)
 			}
-			rec := reconcile.NewLWW("a", reconcile.Timestamp{WallTime: int64(i + 1)}, []byte("v"), false)
+			rec := record.NewLWW("a", record.Timestamp{WallTime: int64(i + 1)}, []byte("v"), false)
 			reps[0].Set(k, rec)
 			switch {
 			case diff > 0 && i%diff == 1:
-				reps[1].Set(k, reconcile.NewLWW("b", reconcile.Timestamp{WallTime: int64(i + 2)}, nil, true))
+				reps[1].Set(k, record.NewLWW("b", record.Timestamp{WallTime: int64(i + 2)}, nil, true))
 			case diff > 0 && i%diff == 2:
 			default:
 				reps[1].Set(k, rec)
@@ -194,7 +195,7 @@ func mutate(r *fuzzReader, resp *reconcile.Response) bool {
 func checkJustified(t *testing.T, es []reconcile.Entry, delivered map[string][][]byte) {
 	t.Helper()
 	for _, e := range es {
-		if _, err := reconcile.DecodeRecord(e.Record); err != nil {
+		if _, err := record.DecodeRecord(e.Record); err != nil {
 			t.Fatalf("apply of an undecodable record for %q: %v", e.Key, err)
 		}
 		if e.Digest != 0 && e.Digest != reconcile.EntryDigest(e.Key, e.Record) {
@@ -205,12 +206,12 @@ func checkJustified(t *testing.T, es []reconcile.Entry, delivered map[string][][
 		for i := 0; i < len(recs) && !ok; i++ {
 			ok = bytes.Equal(recs[i], e.Record)
 			for j := 0; j < len(recs) && !ok; j++ {
-				a, err1 := reconcile.DecodeRecord(recs[i])
-				b, err2 := reconcile.DecodeRecord(recs[j])
+				a, err1 := record.DecodeRecord(recs[i])
+				b, err2 := record.DecodeRecord(recs[j])
 				if err1 != nil || err2 != nil {
 					continue
 				}
-				if m, err := (reconcile.LWW{}).Resolve(e.Key, a, b); err == nil && bytes.Equal(m.Encode(), e.Record) {
+				if m, err := (record.LWW{}).Resolve(e.Key, a, b); err == nil && bytes.Equal(m.Encode(), e.Record) {
 					ok = true
 				}
 			}

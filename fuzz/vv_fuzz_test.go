@@ -5,13 +5,13 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // versionVector builds a vector of up to 4 entries from the input, zero
 // entries included (they must behave as absent).
-func (r *fuzzReader) versionVector() reconcile.VersionVector {
-	v := reconcile.VersionVector{}
+func (r *fuzzReader) versionVector() record.VersionVector {
+	v := record.VersionVector{}
 	for range int(r.byte()) % 5 {
 		id := r.replica()
 		v[id] = r.counter()
@@ -30,13 +30,13 @@ func FuzzVersionVectorMergeLaws(f *testing.F) {
 		r := &fuzzReader{b: data}
 		a, b, c := r.versionVector(), r.versionVector(), r.versionVector()
 		ab, ba := a.Merge(b), b.Merge(a)
-		if ab.Compare(ba) != reconcile.Equal {
+		if ab.Compare(ba) != record.Equal {
 			t.Fatalf("Merge not commutative: %v, %v", ab, ba)
 		}
-		if aa := a.Merge(a); aa.Compare(a) != reconcile.Equal {
+		if aa := a.Merge(a); aa.Compare(a) != record.Equal {
 			t.Fatalf("Merge not idempotent: %v -> %v", a, aa)
 		}
-		if l, rr := ab.Merge(c), a.Merge(b.Merge(c)); l.Compare(rr) != reconcile.Equal {
+		if l, rr := ab.Merge(c), a.Merge(b.Merge(c)); l.Compare(rr) != record.Equal {
 			t.Fatalf("Merge not associative: %v vs %v", l, rr)
 		}
 		if !ab.Descends(a) || !ab.Descends(b) {
@@ -51,15 +51,15 @@ func FuzzVersionVectorMergeLaws(f *testing.F) {
 			}
 		}
 		// Compare agrees with Descends, and with Covers on every dot.
-		want := map[[2]bool]reconcile.Ordering{
-			{true, true}: reconcile.Equal, {false, true}: reconcile.Before,
-			{true, false}: reconcile.After, {false, false}: reconcile.Concurrent,
+		want := map[[2]bool]record.Ordering{
+			{true, true}: record.Equal, {false, true}: record.Before,
+			{true, false}: record.After, {false, false}: record.Concurrent,
 		}[[2]bool{a.Descends(b), b.Descends(a)}]
 		if got := a.Compare(b); got != want {
 			t.Fatalf("%v.Compare(%v) = %v, Descends says %v", a, b, got, want)
 		}
 		for id, n := range b {
-			d := reconcile.Dot{Replica: id, Counter: n}
+			d := record.Dot{Replica: id, Counter: n}
 			if a.Descends(b) && !a.Covers(d) {
 				t.Fatalf("%v descends %v but does not cover %v", a, b, d)
 			}
@@ -72,7 +72,7 @@ func FuzzVersionVectorMergeLaws(f *testing.F) {
 		for id := range ab {
 			ab[id]++
 		}
-		if clone.Compare(a) != reconcile.Equal {
+		if clone.Compare(a) != record.Equal {
 			t.Fatalf("mutating a merge result changed its argument")
 		}
 	})
@@ -92,9 +92,9 @@ func FuzzContextCodec(f *testing.F) {
 	f.Add([]byte{1, 1, 1, 'a', 0x81, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Arbitrary bytes: no panic, and only canonical encodings accepted.
-		v, err := reconcile.DecodeContext(data)
+		v, err := record.DecodeContext(data)
 		if err != nil {
-			if !errors.Is(err, reconcile.ErrMalformedContext) {
+			if !errors.Is(err, record.ErrMalformedContext) {
 				t.Fatalf("DecodeContext error %v does not wrap ErrMalformedContext", err)
 			}
 		} else {
@@ -106,21 +106,21 @@ func FuzzContextCodec(f *testing.F) {
 					t.Fatalf("DecodeContext accepted entry %q:%d", id, n)
 				}
 			}
-			if enc := reconcile.EncodeContext(v); !bytes.Equal(enc, data) {
+			if enc := record.EncodeContext(v); !bytes.Equal(enc, data) {
 				t.Fatalf("DecodeContext accepted a non-canonical encoding:\n in  %x\n out %x", data, enc)
 			}
 		}
 		// A vector built from the bytes round-trips.
 		built := (&fuzzReader{b: data}).versionVector()
-		enc := reconcile.EncodeContext(built)
-		back, err := reconcile.DecodeContext(enc)
+		enc := record.EncodeContext(built)
+		back, err := record.DecodeContext(enc)
 		if err != nil {
 			t.Fatalf("DecodeContext(EncodeContext(%v)) = %v", built, err)
 		}
-		if back.Compare(built) != reconcile.Equal {
+		if back.Compare(built) != record.Equal {
 			t.Fatalf("context round trip: %v -> %v", built, back)
 		}
-		if again := reconcile.EncodeContext(back); !bytes.Equal(again, enc) {
+		if again := record.EncodeContext(back); !bytes.Equal(again, enc) {
 			t.Fatalf("context re-encoding differs: %x vs %x", again, enc)
 		}
 	})

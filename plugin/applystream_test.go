@@ -12,6 +12,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
@@ -21,7 +22,7 @@ import (
 func sourceEntries(t *testing.T, n int) ([]reconcile.Entry, reconcile.Fingerprint) {
 	t.Helper()
 	ctx := testCtx(t)
-	src := openEngine(t, "src", reconcile.ModeLWW)
+	src := openEngine(t, "src", record.ModeLWW)
 	for i := range n {
 		if err := src.Put(ctx, fmt.Appendf(nil, "k%06d", i), fmt.Appendf(nil, "value-%d", i), engine.NoSync); err != nil {
 			t.Fatal(err)
@@ -47,7 +48,7 @@ func TestApplyStreamOneRoundTrip(t *testing.T) {
 		open func(t *testing.T) *plugin.Client
 	}{
 		{"loopback", func(t *testing.T) *plugin.Client {
-			_, c := serveLoopback(t, openEngine(t, "b", reconcile.ModeLWW), nil)
+			_, c := serveLoopback(t, openEngine(t, "b", record.ModeLWW), nil)
 			return c
 		}},
 		{"subprocess", func(t *testing.T) *plugin.Client {
@@ -96,7 +97,7 @@ func TestApplyStreamOneRoundTrip(t *testing.T) {
 func TestApplyStreamBadMessage(t *testing.T) {
 	ctx := testCtx(t)
 	entries, _ := sourceEntries(t, engine.MaxKeysPerRequest+500)
-	e := openEngine(t, "b", reconcile.ModeLWW, "m") // two partitions: keys < "m" in 0
+	e := openEngine(t, "b", record.ModeLWW, "m") // two partitions: keys < "m" in 0
 	s := plugin.NewServer(e, nil)
 	addr := serveTCP(t, s.Register, s.GRPCServerOptions()...)
 	c, err := plugin.Dial(ctx, addr, nil, "b", &plugin.DialOptions{Insecure: true})
@@ -108,7 +109,7 @@ func TestApplyStreamBadMessage(t *testing.T) {
 	bad := append([]reconcile.Entry(nil), entries...)
 	bad[engine.MaxKeysPerRequest+10].Record = nil
 	err = c.Apply(ctx, 0, bad)
-	if !errors.Is(err, engine.ErrBadRequest) || !errors.Is(err, reconcile.ErrMalformedRecord) {
+	if !errors.Is(err, engine.ErrBadRequest) || !errors.Is(err, record.ErrMalformedRecord) {
 		t.Fatalf("Apply with an empty record in message 2: %v, want ErrBadRequest and ErrMalformedRecord", err)
 	}
 	if got := len(allEntries(t, c)); got != engine.MaxKeysPerRequest {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // BenchmarkSessionTransport times one session between two replicas of N
@@ -18,7 +19,7 @@ func BenchmarkSessionTransport(b *testing.B) {
 	for _, transport := range []string{"direct", "grpc"} {
 		b.Run(fmt.Sprintf("transport=%s/N=%d/K=%d", transport, n, k), func(b *testing.B) {
 			ctx := testCtx(b)
-			ea, eb := openEngine(b, "a", reconcile.ModeLWW), openEngine(b, "b", reconcile.ModeLWW)
+			ea, eb := openEngine(b, "a", record.ModeLWW), openEngine(b, "b", record.ModeLWW)
 			batchFill := func(e *engine.Engine, prefix string, count int) {
 				bt := e.NewBatch()
 				for i := range count {
@@ -88,7 +89,7 @@ func BenchmarkStoreWrite(b *testing.B) {
 	for _, transport := range []string{"direct", "grpc"} {
 		b.Run("transport="+transport, func(b *testing.B) {
 			ctx := testCtx(b)
-			e := openEngine(b, "a", reconcile.ModeLWW)
+			e := openEngine(b, "a", record.ModeLWW)
 			var kv engine.KV = e
 			if transport == "grpc" {
 				kv = inProcess(b, e, nil)
@@ -120,7 +121,7 @@ func BenchmarkStoreScan(b *testing.B) {
 	for _, transport := range []string{"direct", "grpc"} {
 		b.Run("transport="+transport, func(b *testing.B) {
 			ctx := testCtx(b)
-			e := openEngine(b, "a", reconcile.ModeLWW)
+			e := openEngine(b, "a", record.ModeLWW)
 			value := make([]byte, 100)
 			var wb engine.WriteBatch
 			for i := range n {

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Certificates for the network transport.
@@ -81,8 +81,8 @@ func GenerateCA(dir string) error {
 // GenerateNodeCert creates <id>.crt and <id>.key in dir, signed by the CA
 // in dir, with CN = id and SANs for hosts (default localhost, 127.0.0.1,
 // ::1; IP addresses become IP SANs, others DNS SANs).
-func GenerateNodeCert(dir string, id reconcile.ReplicaID, hosts ...string) error {
-	if err := checkCertRequest([]reconcile.ReplicaID{id}, hosts); err != nil {
+func GenerateNodeCert(dir string, id record.ReplicaID, hosts ...string) error {
+	if err := checkCertRequest([]record.ReplicaID{id}, hosts); err != nil {
 		return err
 	}
 	caCert, caKey, err := loadCA(dir)
@@ -122,7 +122,7 @@ func GenerateNodeCert(dir string, id reconcile.ReplicaID, hosts ...string) error
 // GenerateCerts creates a CA (unless dir already has one) and a
 // certificate for each replica ID, for local clusters and tests (what
 // `pebble-ae certs --dir D --ids a,b,c` runs).
-func GenerateCerts(dir string, ids []reconcile.ReplicaID, hosts ...string) error {
+func GenerateCerts(dir string, ids []record.ReplicaID, hosts ...string) error {
 	if err := checkCertRequest(ids, hosts); err != nil {
 		return err
 	}
@@ -142,11 +142,11 @@ func GenerateCerts(dir string, ids []reconcile.ReplicaID, hosts ...string) error
 // checkCertRequest returns an error wrapping ErrBadCertRequest unless ids
 // are at least one valid, distinct replica ID that can name a file and
 // hosts holds no empty name.
-func checkCertRequest(ids []reconcile.ReplicaID, hosts []string) error {
+func checkCertRequest(ids []record.ReplicaID, hosts []string) error {
 	if len(ids) == 0 {
 		return fmt.Errorf("%w: no replica IDs", ErrBadCertRequest)
 	}
-	seen := make(map[reconcile.ReplicaID]bool, len(ids))
+	seen := make(map[record.ReplicaID]bool, len(ids))
 	for _, id := range ids {
 		if err := id.Validate(); err != nil {
 			return fmt.Errorf("%w: %w", ErrBadCertRequest, err)
@@ -215,7 +215,7 @@ func loadPool(dir string) (*x509.CertPool, error) {
 // certificate directory: its own certificate (for both roles) and the CA
 // as the root for servers and clients. Pass it to ListenAndServe and Dial,
 // which add the replica-ID checks.
-func LoadTLSConfig(dir string, id reconcile.ReplicaID) (*tls.Config, error) {
+func LoadTLSConfig(dir string, id record.ReplicaID) (*tls.Config, error) {
 	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, string(id)+".crt"), filepath.Join(dir, string(id)+".key"))
 	if err != nil {
 		return nil, fmt.Errorf("plugin: certs: node %q: %w", id, err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/pebble-ae/pebble-ae/plugin"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestGenerateCertsRefusesBadRequests: every request GenerateCerts cannot
@@ -16,16 +16,16 @@ import (
 func TestGenerateCertsRefusesBadRequests(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		ids   []reconcile.ReplicaID
+		ids   []record.ReplicaID
 		hosts []string
 	}{
 		{"no ids", nil, nil},
-		{"empty id", []reconcile.ReplicaID{"a", ""}, nil},
-		{"duplicate id", []reconcile.ReplicaID{"a", "b", "a"}, nil},
-		{"path in id", []reconcile.ReplicaID{"a", "x/y"}, nil},
-		{"the CA's name", []reconcile.ReplicaID{"ca"}, nil},
-		{"empty host", []reconcile.ReplicaID{"a"}, []string{"localhost", ""}},
-		{"padded host", []reconcile.ReplicaID{"a"}, []string{" localhost"}},
+		{"empty id", []record.ReplicaID{"a", ""}, nil},
+		{"duplicate id", []record.ReplicaID{"a", "b", "a"}, nil},
+		{"path in id", []record.ReplicaID{"a", "x/y"}, nil},
+		{"the CA's name", []record.ReplicaID{"ca"}, nil},
+		{"empty host", []record.ReplicaID{"a"}, []string{"localhost", ""}},
+		{"padded host", []record.ReplicaID{"a"}, []string{" localhost"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -41,20 +41,20 @@ func TestGenerateCertsRefusesBadRequests(t *testing.T) {
 	// A good request, then a second one adding a node: the CA is kept, so
 	// the first node's certificate still verifies against it.
 	dir := t.TempDir()
-	if err := plugin.GenerateCerts(dir, []reconcile.ReplicaID{"a"}); err != nil {
+	if err := plugin.GenerateCerts(dir, []record.ReplicaID{"a"}); err != nil {
 		t.Fatal(err)
 	}
 	ca, err := os.ReadFile(filepath.Join(dir, plugin.CACertFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := plugin.GenerateCerts(dir, []reconcile.ReplicaID{"b"}); err != nil {
+	if err := plugin.GenerateCerts(dir, []record.ReplicaID{"b"}); err != nil {
 		t.Fatal(err)
 	}
 	if again, _ := os.ReadFile(filepath.Join(dir, plugin.CACertFile)); string(again) != string(ca) {
 		t.Fatal("a second GenerateCerts replaced the CA")
 	}
-	for _, id := range []reconcile.ReplicaID{"a", "b"} {
+	for _, id := range []record.ReplicaID{"a", "b"} {
 		if _, err := plugin.LoadTLSConfig(dir, id); err != nil {
 			t.Fatalf("node %s: %v", id, err)
 		}

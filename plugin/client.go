@@ -17,6 +17,7 @@ import (
 
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
@@ -562,8 +563,8 @@ type PartitionStatus struct {
 
 // Status is a replica's state.
 type Status struct {
-	ID           reconcile.ReplicaID
-	Mode         reconcile.Mode
+	ID           record.ReplicaID
+	Mode         record.Mode
 	Partitions   []PartitionStatus
 	LastSessions []SessionSummary
 	// Background describes the node's throttles and admission control.
@@ -582,7 +583,7 @@ func (c *Client) Status(ctx context.Context, withRoots bool) (Status, error) {
 	if err != nil {
 		return Status{}, fromStatus("Status", err)
 	}
-	st := Status{ID: reconcile.ReplicaID(resp.GetId()), Mode: reconcile.Mode(resp.GetMode())}
+	st := Status{ID: record.ReplicaID(resp.GetId()), Mode: record.Mode(resp.GetMode())}
 	for _, p := range resp.GetPartitions() {
 		ps := PartitionStatus{
 			ID: p.GetId(), Range: fromPBRange(p.GetRange()), Ready: p.GetReady(),
@@ -607,7 +608,7 @@ func (c *Client) Status(ctx context.Context, withRoots bool) (Status, error) {
 // Repair asks the replica to reconcile partitions (nil: all) with peer.
 // Servers without a repair loop fail with an error matching
 // ErrRepairUnavailable.
-func (c *Client) Repair(ctx context.Context, peer reconcile.ReplicaID, partitions []uint32, naive bool) ([]SessionSummary, error) {
+func (c *Client) Repair(ctx context.Context, peer record.ReplicaID, partitions []uint32, naive bool) ([]SessionSummary, error) {
 	rpc, ctx, cancel, err := c.rpc(ctx)
 	defer cancel()
 	if err != nil {
@@ -627,7 +628,7 @@ func (c *Client) Repair(ctx context.Context, peer reconcile.ReplicaID, partition
 // fromPBSummary decodes a summary; only the totals travel, so the byte
 // figures land in Stats.A (sent and received).
 func fromPBSummary(s *pb.SessionSummary) SessionSummary {
-	out := SessionSummary{Peer: reconcile.ReplicaID(s.GetPeer()), Partition: s.GetPartition(), Err: s.GetError()}
+	out := SessionSummary{Peer: record.ReplicaID(s.GetPeer()), Partition: s.GetPartition(), Err: s.GetError()}
 	out.Stats.Partition = s.GetPartition()
 	out.Stats.Sessions = 1
 	out.Stats.Rounds = int(s.GetRounds())

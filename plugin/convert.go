@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
@@ -173,8 +174,8 @@ func toPBInfo(info reconcile.Info) *pb.InfoResponse {
 
 func fromPBInfo(r *pb.InfoResponse) (reconcile.Info, error) {
 	info := reconcile.Info{
-		ID:   reconcile.ReplicaID(r.GetId()),
-		Mode: reconcile.Mode(r.GetMode()),
+		ID:   record.ReplicaID(r.GetId()),
+		Mode: record.Mode(r.GetMode()),
 		Tree: reconcile.TreeParams{
 			HashVersion: r.GetTree().GetHashVersion(),
 			LeafSize:    r.GetTree().GetLeafSize(),

@@ -13,6 +13,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
@@ -74,7 +75,10 @@ type sentinel struct {
 
 // sentinels are every error that crosses the wire by name, in precedence
 // order: the first one an error matches gives the status code. This is the
-// one place where Go errors map to gRPC codes.
+// one place where Go errors map to gRPC codes. A name is part of the wire
+// protocol (the ErrorInfo metadata): it stays when the error's Go package
+// changes (the record model's errors, now in reconcile/record, keep their
+// "reconcile." names), so nodes of different releases understand each other.
 var sentinels = []sentinel{
 	{"context.Canceled", context.Canceled, codes.Canceled},
 	{"context.DeadlineExceeded", context.DeadlineExceeded, codes.DeadlineExceeded},
@@ -97,7 +101,7 @@ var sentinels = []sentinel{
 	{"plugin.ErrPermissionDenied", ErrPermissionDenied, codes.PermissionDenied},
 	{"reconcile.ErrBadPeerAnswer", reconcile.ErrBadPeerAnswer, codes.Aborted},
 	{"reconcile.ErrNotConverged", reconcile.ErrNotConverged, codes.Aborted},
-	{"reconcile.ErrClockOffset", reconcile.ErrClockOffset, codes.FailedPrecondition},
+	{"reconcile.ErrClockOffset", record.ErrClockOffset, codes.FailedPrecondition},
 	{"reconcile.ErrClockSkew", reconcile.ErrClockSkew, codes.FailedPrecondition},
 	{"engine.ErrBadRequest", engine.ErrBadRequest, codes.InvalidArgument},
 	{"engine.ErrEmptyKey", engine.ErrEmptyKey, codes.InvalidArgument},
@@ -106,12 +110,12 @@ var sentinels = []sentinel{
 	{"engine.ErrInvalidOptions", engine.ErrInvalidOptions, codes.InvalidArgument},
 	{"merkle.ErrInvalidRange", merkle.ErrInvalidRange, codes.InvalidArgument},
 	{"merkle.ErrInvalidParams", merkle.ErrInvalidParams, codes.InvalidArgument},
-	{"reconcile.ErrMalformedRecord", reconcile.ErrMalformedRecord, codes.InvalidArgument},
-	{"reconcile.ErrUnsupportedRecordVersion", reconcile.ErrUnsupportedRecordVersion, codes.InvalidArgument},
-	{"reconcile.ErrMalformedContext", reconcile.ErrMalformedContext, codes.InvalidArgument},
-	{"reconcile.ErrModeMismatch", reconcile.ErrModeMismatch, codes.InvalidArgument},
-	{"reconcile.ErrInvalidReplicaID", reconcile.ErrInvalidReplicaID, codes.InvalidArgument},
-	{"reconcile.ErrUnknownMode", reconcile.ErrUnknownMode, codes.InvalidArgument},
+	{"reconcile.ErrMalformedRecord", record.ErrMalformedRecord, codes.InvalidArgument},
+	{"reconcile.ErrUnsupportedRecordVersion", record.ErrUnsupportedRecordVersion, codes.InvalidArgument},
+	{"reconcile.ErrMalformedContext", record.ErrMalformedContext, codes.InvalidArgument},
+	{"reconcile.ErrModeMismatch", record.ErrModeMismatch, codes.InvalidArgument},
+	{"reconcile.ErrInvalidReplicaID", record.ErrInvalidReplicaID, codes.InvalidArgument},
+	{"reconcile.ErrUnknownMode", record.ErrUnknownMode, codes.InvalidArgument},
 	{"reconcile.ErrBadSketchRequest", reconcile.ErrBadSketchRequest, codes.InvalidArgument},
 	{"reconcile.ErrSessionMisuse", reconcile.ErrSessionMisuse, codes.Internal},
 	{"plugin.ErrBadResponse", ErrBadResponse, codes.Internal},

@@ -12,6 +12,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/plugin/mock"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // delegate makes m answer every read like real, over gRPC.
@@ -28,7 +29,7 @@ func delegate(m *mock.MockReplica, real reconcile.Replica) {
 // nothing after the error).
 func TestSessionApplyFailsAfterFetch(t *testing.T) {
 	ctx := testCtx(t)
-	ea, eb := openEngine(t, "a", reconcile.ModeLWW), openEngine(t, "b", reconcile.ModeLWW)
+	ea, eb := openEngine(t, "a", record.ModeLWW), openEngine(t, "b", record.ModeLWW)
 	// The same keys on both sides, written later (so winning) on A: the
 	// session lists digests, fetches the differing records and applies to B.
 	fill(t, eb, "k", 200, 30)
@@ -82,7 +83,7 @@ func TestSessionApplyFailsAfterFetch(t *testing.T) {
 // an error matching plugin.ErrUnavailable and applies nothing to A.
 func TestSessionReplicaDiesMidway(t *testing.T) {
 	ctx := testCtx(t)
-	ea, eb := openEngine(t, "a", reconcile.ModeLWW), openEngine(t, "b", reconcile.ModeLWW)
+	ea, eb := openEngine(t, "a", record.ModeLWW), openEngine(t, "b", record.ModeLWW)
 	fill(t, ea, "a", 40, 30)
 	fill(t, eb, "b", 40, 30)
 	cb := inProcess(t, eb, nil)

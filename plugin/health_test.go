@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/pebble-ae/pebble-ae/plugin"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestHealthFollowsRebuild: a node served over mutual TLS answers
@@ -24,10 +24,10 @@ import (
 func TestHealthFollowsRebuild(t *testing.T) {
 	ctx := testCtx(t)
 	certs := t.TempDir()
-	if err := plugin.GenerateCerts(certs, []reconcile.ReplicaID{"a", "ops"}); err != nil {
+	if err := plugin.GenerateCerts(certs, []record.ReplicaID{"a", "ops"}); err != nil {
 		t.Fatal(err)
 	}
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	fill(t, e, "k", 200, 10)
 	cfg, err := plugin.LoadTLSConfig(certs, "a")
 	if err != nil {
@@ -43,8 +43,8 @@ func TestHealthFollowsRebuild(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		opts := &plugin.ListenOptions{
-			Roles: func(id reconcile.ReplicaID) plugin.Role {
-				return map[reconcile.ReplicaID]plugin.Role{"ops": plugin.RoleReader}[id]
+			Roles: func(id record.ReplicaID) plugin.Role {
+				return map[record.ReplicaID]plugin.Role{"ops": plugin.RoleReader}[id]
 			},
 			HealthInterval: 20 * time.Millisecond,
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // testCtx returns a context bounded so that a hung call fails the test
@@ -21,7 +22,7 @@ func testCtx(t testing.TB) context.Context {
 }
 
 // openEngine opens a real engine on a temporary directory.
-func openEngine(t testing.TB, id reconcile.ReplicaID, mode reconcile.Mode, splits ...string) *engine.Engine {
+func openEngine(t testing.TB, id record.ReplicaID, mode record.Mode, splits ...string) *engine.Engine {
 	t.Helper()
 	pn := merkle.SinglePartition()
 	if len(splits) > 0 {

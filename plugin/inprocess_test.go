@@ -16,6 +16,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 func mustEqual(t *testing.T, what string, got, want any) {
@@ -31,7 +32,7 @@ func mustEqual(t *testing.T, what string, got, want any) {
 // compares the answers with calling the engine directly.
 func TestRPCsMatchEngine(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW, "k0100", "k0200")
+	e := openEngine(t, "a", record.ModeLWW, "k0100", "k0200")
 	c := inProcess(t, e, &plugin.ServerOptions{ScanChunkBytes: 512, CompressAbove: 4 << 10})
 	fill(t, e, "k", 300, 100)
 
@@ -126,7 +127,7 @@ func TestRPCsMatchEngine(t *testing.T) {
 	}
 
 	// Apply through gRPC into b, directly into b2: the same trees.
-	b, b2 := openEngine(t, "b", reconcile.ModeLWW, "k0100", "k0200"), openEngine(t, "b2", reconcile.ModeLWW, "k0100", "k0200")
+	b, b2 := openEngine(t, "b", record.ModeLWW, "k0100", "k0200"), openEngine(t, "b2", record.ModeLWW, "k0100", "k0200")
 	cb := inProcess(t, b, nil)
 	all, err := e.RangeScan(ctx, reconcile.RangeScanRequest{Partition: 1, WithRecords: true})
 	if err != nil {
@@ -183,7 +184,7 @@ func TestRPCsMatchEngine(t *testing.T) {
 // TestKV runs Put/Get/Delete and the causal calls through gRPC.
 func TestKV(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	c := inProcess(t, e, nil)
 	if err := c.Put(ctx, []byte("x"), []byte("1"), nil); err != nil {
 		t.Fatal(err)
@@ -211,7 +212,7 @@ func TestKV(t *testing.T) {
 		t.Fatalf("GetVersions in LWW mode: %v", err)
 	}
 
-	ce := openEngine(t, "c", reconcile.ModeCausal)
+	ce := openEngine(t, "c", record.ModeCausal)
 	cc := inProcess(t, ce, nil)
 	if err := cc.Put(ctx, []byte("k"), []byte("v1"), nil); err != nil {
 		t.Fatal(err)
@@ -242,7 +243,7 @@ func TestKV(t *testing.T) {
 		t.Fatalf("Get after DeleteContext: %v", err)
 	}
 	err = cc.PutContext(ctx, []byte("k"), []byte("v"), []byte("garbage"), nil)
-	if !errors.Is(err, reconcile.ErrMalformedContext) || status.Code(err) != codes.InvalidArgument {
+	if !errors.Is(err, record.ErrMalformedContext) || status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("PutContext with a garbage context: %v", err)
 	}
 }
@@ -251,7 +252,7 @@ func TestKV(t *testing.T) {
 // typed error, changes nothing, and the server keeps serving.
 func TestBadRequests(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	c := inProcess(t, e, &plugin.ServerOptions{MaxMessageSize: 4 << 20})
 	fill(t, e, "k", 50, 20)
 	rootOf := func() reconcile.Fingerprint {
@@ -266,7 +267,7 @@ func TestBadRequests(t *testing.T) {
 	if err != nil || len(good) != 1 {
 		t.Fatal(err)
 	}
-	lww := reconcile.NewLWW("z", reconcile.Timestamp{WallTime: time.Now().UnixNano()}, []byte("v"), false).Encode()
+	lww := record.NewLWW("z", record.Timestamp{WallTime: time.Now().UnixNano()}, []byte("v"), false).Encode()
 	tooManyKeys := make([][]byte, engine.MaxKeysPerRequest+1)
 	for i := range tooManyKeys {
 		tooManyKeys[i] = fmt.Appendf(nil, "k%06d", i)
@@ -337,22 +338,22 @@ func TestBadRequests(t *testing.T) {
 		}, codes.InvalidArgument, []error{engine.ErrReservedKey}},
 		{"apply empty record", func() error {
 			return c.Apply(ctx, 0, []reconcile.Entry{{Key: []byte("k0001")}})
-		}, codes.InvalidArgument, []error{reconcile.ErrMalformedRecord}},
+		}, codes.InvalidArgument, []error{record.ErrMalformedRecord}},
 		{"apply truncated record", func() error {
 			// Cut inside the timestamp (an LWW record's value is the rest
 			// of the record, so a cut inside it is another valid record).
 			return c.Apply(ctx, 0, []reconcile.Entry{{Key: []byte("k0001"), Record: good[0].Record[:6]}})
-		}, codes.InvalidArgument, []error{engine.ErrBadRequest, reconcile.ErrMalformedRecord}},
+		}, codes.InvalidArgument, []error{engine.ErrBadRequest, record.ErrMalformedRecord}},
 		{"apply nil key", func() error {
 			return c.Apply(ctx, 0, []reconcile.Entry{{Record: lww}})
 		}, codes.InvalidArgument, []error{engine.ErrBadRequest}},
 		{"apply good then bad (nothing written)", func() error {
 			return c.Apply(ctx, 0, []reconcile.Entry{{Key: []byte("new"), Record: lww}, {Key: []byte("k0002"), Record: []byte{0xee}}})
-		}, codes.InvalidArgument, []error{engine.ErrBadRequest, reconcile.ErrUnsupportedRecordVersion}},
+		}, codes.InvalidArgument, []error{engine.ErrBadRequest, record.ErrUnsupportedRecordVersion}},
 		{"apply causal record into LWW", func() error {
-			rec := reconcile.CausalPut(reconcile.Record{}, nil, "z", reconcile.Timestamp{WallTime: 1}, []byte("v"), false).Encode()
+			rec := record.CausalPut(record.Record{}, nil, "z", record.Timestamp{WallTime: 1}, []byte("v"), false).Encode()
 			return c.Apply(ctx, 0, []reconcile.Entry{{Key: []byte("k0003"), Record: rec}})
-		}, codes.InvalidArgument, []error{reconcile.ErrModeMismatch}},
+		}, codes.InvalidArgument, []error{record.ErrModeMismatch}},
 		{"oversized value put", func() error {
 			return c.Put(ctx, []byte("big"), make([]byte, 2<<20), nil)
 		}, codes.ResourceExhausted, []error{engine.ErrValueTooLarge}},
@@ -417,7 +418,7 @@ func TestBadRequests(t *testing.T) {
 // engine.ErrClosed.
 func TestClosedEngine(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	c := inProcess(t, e, nil)
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
@@ -438,7 +439,7 @@ func TestClosedEngine(t *testing.T) {
 // the counters show it.
 func TestCompression(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	c := inProcess(t, e, &plugin.ServerOptions{CompressAbove: 8 << 10})
 	fill(t, e, "k", 200, 1000) // compressible values
 	c.ResetWireStats()
@@ -459,7 +460,7 @@ func TestCompression(t *testing.T) {
 		t.Fatalf("small answer compressed: %+v", ws)
 	}
 	// Apply with a big request is compressed on the way out.
-	b := openEngine(t, "b", reconcile.ModeLWW)
+	b := openEngine(t, "b", record.ModeLWW)
 	cb := inProcess(t, b, nil)
 	cb.ResetWireStats()
 	if err := cb.Apply(ctx, 0, res.Entries); err != nil {

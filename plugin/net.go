@@ -19,7 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
@@ -41,14 +41,14 @@ type ListenOptions struct {
 	// the given replica ID may connect (typically: is it in the peer
 	// list). Nil accepts any certificate signed by the CA (or, with Roles,
 	// any identity that has a role).
-	AllowPeer func(id reconcile.ReplicaID) bool
+	AllowPeer func(id record.ReplicaID) bool
 	// Roles, if set, gives each client identity its roles (see Role): a
 	// call outside them fails with ErrPermissionDenied
 	// (PERMISSION_DENIED), and an identity with no role cannot connect.
 	// Nil gives every accepted identity RoleAll, for a network of equally
 	// trusted processes; the serve command always sets it. Plaintext
 	// (Insecure, loopback only) has no identities and gives RoleAll.
-	Roles func(id reconcile.ReplicaID) Role
+	Roles func(id record.ReplicaID) Role
 	// Insecure serves plaintext when tlsConfig is nil; refused unless the
 	// address is loopback.
 	Insecure bool
@@ -86,8 +86,8 @@ func isLoopback(addr string) bool {
 }
 
 // peerID returns the replica ID named by a verified peer certificate.
-func peerID(cert *x509.Certificate) (reconcile.ReplicaID, error) {
-	id := reconcile.ReplicaID(cert.Subject.CommonName)
+func peerID(cert *x509.Certificate) (record.ReplicaID, error) {
+	id := record.ReplicaID(cert.Subject.CommonName)
 	if err := id.Validate(); err != nil {
 		return "", fmt.Errorf("%w: certificate common name: %w", ErrPeerIdentity, err)
 	}
@@ -135,7 +135,7 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 	} else {
 		allow := o.AllowPeer
 		if o.Roles != nil {
-			allow = func(id reconcile.ReplicaID) bool {
+			allow = func(id record.ReplicaID) bool {
 				return o.Roles(id) != 0 && (o.AllowPeer == nil || o.AllowPeer(id))
 			}
 			az := authorizer{roles: o.Roles}
@@ -256,7 +256,7 @@ func setHealth(e *engine.Engine, hs *health.Server) {
 
 // checkOwnCert refuses to serve replica id with a certificate naming
 // another replica.
-func checkOwnCert(cfg *tls.Config, id reconcile.ReplicaID) error {
+func checkOwnCert(cfg *tls.Config, id record.ReplicaID) error {
 	if len(cfg.Certificates) == 0 || len(cfg.Certificates[0].Certificate) == 0 {
 		return nil // GetCertificate: checked by the clients
 	}
@@ -273,7 +273,7 @@ func checkOwnCert(cfg *tls.Config, id reconcile.ReplicaID) error {
 // serverTLS returns the server side of mutual TLS: client certificates
 // required and verified against the CA, and the client's replica ID
 // checked by allow.
-func serverTLS(base *tls.Config, allow func(reconcile.ReplicaID) bool, logger *slog.Logger) (*tls.Config, error) {
+func serverTLS(base *tls.Config, allow func(record.ReplicaID) bool, logger *slog.Logger) (*tls.Config, error) {
 	cfg := base.Clone()
 	if len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
 		return nil, errors.New("plugin: TLS configuration without a server certificate")
@@ -310,7 +310,7 @@ func serverTLS(base *tls.Config, allow func(reconcile.ReplicaID) bool, logger *s
 // says where a replica is, the certificate who it is), hence
 // InsecureSkipVerify with a VerifyConnection that does the full chain
 // verification itself. The identity error, if any, is stored in failed.
-func clientTLS(base *tls.Config, want reconcile.ReplicaID, failed *atomic.Pointer[error]) (*tls.Config, error) {
+func clientTLS(base *tls.Config, want record.ReplicaID, failed *atomic.Pointer[error]) (*tls.Config, error) {
 	if base.RootCAs == nil {
 		return nil, errors.New("plugin: TLS configuration without a CA (RootCAs)")
 	}
@@ -354,7 +354,7 @@ func clientTLS(base *tls.Config, want reconcile.ReplicaID, failed *atomic.Pointe
 // server whose certificate does not chain to the CA or does not name
 // wantPeerID (an error matching ErrPeerIdentity); with a nil tlsConfig,
 // plaintext, only with opts.Insecure on a loopback address.
-func Dial(ctx context.Context, addr string, tlsConfig *tls.Config, wantPeerID reconcile.ReplicaID, opts *DialOptions) (*Client, error) {
+func Dial(ctx context.Context, addr string, tlsConfig *tls.Config, wantPeerID record.ReplicaID, opts *DialOptions) (*Client, error) {
 	var o DialOptions
 	if opts != nil {
 		o = *opts

@@ -16,20 +16,21 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // node is one served replica on 127.0.0.1.
 type node struct {
-	id   reconcile.ReplicaID
+	id   record.ReplicaID
 	e    *engine.Engine
 	addr string
 }
 
 // serveNode serves a new engine for id over mutual TLS on 127.0.0.1 until
 // the test ends; only the given peers may connect.
-func serveNode(t *testing.T, certDir string, id reconcile.ReplicaID, peers ...reconcile.ReplicaID) *node {
+func serveNode(t *testing.T, certDir string, id record.ReplicaID, peers ...record.ReplicaID) *node {
 	t.Helper()
-	e := openEngine(t, id, reconcile.ModeLWW)
+	e := openEngine(t, id, record.ModeLWW)
 	cfg, err := plugin.LoadTLSConfig(certDir, id)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +39,7 @@ func serveNode(t *testing.T, certDir string, id reconcile.ReplicaID, peers ...re
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := map[reconcile.ReplicaID]bool{}
+	allowed := map[record.ReplicaID]bool{}
 	for _, p := range peers {
 		allowed[p] = true
 	}
@@ -47,7 +48,7 @@ func serveNode(t *testing.T, certDir string, id reconcile.ReplicaID, peers ...re
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := plugin.ServeListener(ctx, e, lis, cfg, &plugin.ListenOptions{AllowPeer: func(p reconcile.ReplicaID) bool { return allowed[p] }}); err != nil {
+		if err := plugin.ServeListener(ctx, e, lis, cfg, &plugin.ListenOptions{AllowPeer: func(p record.ReplicaID) bool { return allowed[p] }}); err != nil {
 			t.Errorf("serve %s: %v", id, err)
 		}
 	}()
@@ -55,7 +56,7 @@ func serveNode(t *testing.T, certDir string, id reconcile.ReplicaID, peers ...re
 	return &node{id: id, e: e, addr: lis.Addr().String()}
 }
 
-func dialNode(t *testing.T, certDir string, as reconcile.ReplicaID, n *node) *plugin.Client {
+func dialNode(t *testing.T, certDir string, as record.ReplicaID, n *node) *plugin.Client {
 	t.Helper()
 	cfg, err := plugin.LoadTLSConfig(certDir, as)
 	if err != nil {
@@ -75,14 +76,14 @@ func dialNode(t *testing.T, certDir string, as reconcile.ReplicaID, n *node) *pl
 func TestMutualTLS(t *testing.T) {
 	ctx := testCtx(t)
 	certs, otherCA := t.TempDir(), t.TempDir()
-	ids := []reconcile.ReplicaID{"a", "b", "c"}
+	ids := []record.ReplicaID{"a", "b", "c"}
 	if err := plugin.GenerateCerts(certs, append(ids, "mallory")); err != nil {
 		t.Fatal(err)
 	}
-	if err := plugin.GenerateCerts(otherCA, []reconcile.ReplicaID{"a"}); err != nil {
+	if err := plugin.GenerateCerts(otherCA, []record.ReplicaID{"a"}); err != nil {
 		t.Fatal(err)
 	}
-	nodes := map[reconcile.ReplicaID]*node{}
+	nodes := map[record.ReplicaID]*node{}
 	for _, id := range ids {
 		nodes[id] = serveNode(t, certs, id, ids...)
 	}
@@ -107,7 +108,7 @@ func TestMutualTLS(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  *tls.Config
-		want reconcile.ReplicaID
+		want record.ReplicaID
 		is   error
 	}{
 		{"no client certificate", noCert, "a", plugin.ErrUnavailable},
@@ -149,14 +150,14 @@ func TestMutualTLS(t *testing.T) {
 
 	// Divergence: each node gets its own keys and some shared keys
 	// written differently; then pairwise sessions from a's side converge.
-	clients := map[reconcile.ReplicaID]*plugin.Client{}
+	clients := map[record.ReplicaID]*plugin.Client{}
 	for _, id := range ids {
 		clients[id] = dialNode(t, certs, "a", nodes[id])
 		fill(t, clients[id], "own-"+string(id)+"-", 100, 40)
 		fill(t, clients[id], "shared-", 50, 20+len(id))
 	}
 	for round := 0; round < 2; round++ {
-		for _, pair := range [][2]reconcile.ReplicaID{{"a", "b"}, {"b", "c"}, {"a", "c"}} {
+		for _, pair := range [][2]record.ReplicaID{{"a", "b"}, {"b", "c"}, {"a", "c"}} {
 			if _, err := reconcile.SyncPartition(ctx, clients[pair[0]], clients[pair[1]], 0, reconcile.SyncOptions{}); err != nil {
 				t.Fatalf("session %s-%s: %v", pair[0], pair[1], err)
 			}
@@ -182,7 +183,7 @@ func TestMutualTLS(t *testing.T) {
 // explicit option works, and server reflection lists the service.
 func TestInsecureLoopbackAndReflection(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	addrCh := make(chan net.Addr, 1)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -237,7 +238,7 @@ func TestInsecureLoopbackAndReflection(t *testing.T) {
 // ErrUnavailable instead of hanging.
 func TestDrainWriteSessions(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	addrCh := make(chan net.Addr, 1)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

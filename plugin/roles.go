@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
@@ -103,7 +103,7 @@ func MethodRoles(fullMethod string) (Role, bool) {
 // authorizer checks every call of a mutual-TLS listener against the
 // caller's roles.
 type authorizer struct {
-	roles func(reconcile.ReplicaID) Role
+	roles func(record.ReplicaID) Role
 }
 
 // check returns nil if the verified client certificate of ctx's connection

@@ -13,15 +13,16 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 
 // serveWithRoles serves a new engine for id over mutual TLS on 127.0.0.1
 // with the given roles until the test ends.
-func serveWithRoles(t *testing.T, certDir string, id reconcile.ReplicaID, roles map[reconcile.ReplicaID]plugin.Role) *node {
+func serveWithRoles(t *testing.T, certDir string, id record.ReplicaID, roles map[record.ReplicaID]plugin.Role) *node {
 	t.Helper()
-	e := openEngine(t, id, reconcile.ModeLWW)
+	e := openEngine(t, id, record.ModeLWW)
 	cfg, err := plugin.LoadTLSConfig(certDir, id)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +36,7 @@ func serveWithRoles(t *testing.T, certDir string, id reconcile.ReplicaID, roles 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := plugin.ServeListener(ctx, e, lis, cfg, &plugin.ListenOptions{Roles: func(p reconcile.ReplicaID) plugin.Role { return roles[p] }}); err != nil {
+		if err := plugin.ServeListener(ctx, e, lis, cfg, &plugin.ListenOptions{Roles: func(p record.ReplicaID) plugin.Role { return roles[p] }}); err != nil {
 			t.Errorf("serve %s: %v", id, err)
 		}
 	}()
@@ -52,16 +53,16 @@ func serveWithRoles(t *testing.T, certDir string, id reconcile.ReplicaID, roles 
 func TestRolesOverMutualTLS(t *testing.T) {
 	ctx := testCtx(t)
 	certs := t.TempDir()
-	if err := plugin.GenerateCerts(certs, []reconcile.ReplicaID{"n1", "peer", "ops", "app", "nobody"}); err != nil {
+	if err := plugin.GenerateCerts(certs, []record.ReplicaID{"n1", "peer", "ops", "app", "nobody"}); err != nil {
 		t.Fatal(err)
 	}
-	n := serveWithRoles(t, certs, "n1", map[reconcile.ReplicaID]plugin.Role{
+	n := serveWithRoles(t, certs, "n1", map[record.ReplicaID]plugin.Role{
 		"peer": plugin.RolePeer, "ops": plugin.RoleReader, "app": plugin.RoleWriter,
 	})
 	if err := n.e.Put(ctx, []byte("k"), []byte("v"), nil); err != nil {
 		t.Fatal(err)
 	}
-	rec := reconcile.NewLWW("peer", reconcile.Timestamp{WallTime: 1}, []byte("x"), false).Encode()
+	rec := record.NewLWW("peer", record.Timestamp{WallTime: 1}, []byte("x"), false).Encode()
 	entries := []reconcile.Entry{{Key: []byte("applied"), Record: rec}}
 	calls := map[string]func(c *plugin.Client) error{
 		"Info":        func(c *plugin.Client) error { _, err := c.Info(ctx); return err },
@@ -94,7 +95,7 @@ func TestRolesOverMutualTLS(t *testing.T) {
 		"Put":    func(c *plugin.Client) error { return c.Put(ctx, []byte("put"), []byte("v"), nil) },
 		"Delete": func(c *plugin.Client) error { return c.Delete(ctx, []byte("k"), nil) },
 	}
-	allowed := map[reconcile.ReplicaID][]string{
+	allowed := map[record.ReplicaID][]string{
 		"ops":  {"Info", "Status", "Get", "GetVersions", "RangeHash", "RangeScan"},
 		"peer": {"Info", "RangeHash", "RangeScan", "Fetch", "Apply", "FetchByHash", "Symbols"},
 		"app":  {"Info", "Get", "GetVersions", "Put", "Delete"},
@@ -102,7 +103,7 @@ func TestRolesOverMutualTLS(t *testing.T) {
 	// Denied calls first, so that the DB they are checked against holds
 	// only "k".
 	for _, phase := range []string{"denied", "allowed"} {
-		for _, as := range []reconcile.ReplicaID{"ops", "peer", "app"} {
+		for _, as := range []record.ReplicaID{"ops", "peer", "app"} {
 			c := dialNode(t, certs, as, n)
 			for name, call := range calls {
 				ok := false
@@ -136,7 +137,7 @@ func TestRolesOverMutualTLS(t *testing.T) {
 	}
 	// The repair trigger is the reader's: without a repair loop it is
 	// UNIMPLEMENTED for ops, PERMISSION_DENIED for the others.
-	for as, want := range map[reconcile.ReplicaID]codes.Code{"ops": codes.Unimplemented, "peer": codes.PermissionDenied, "app": codes.PermissionDenied} {
+	for as, want := range map[record.ReplicaID]codes.Code{"ops": codes.Unimplemented, "peer": codes.PermissionDenied, "app": codes.PermissionDenied} {
 		_, err := dialNode(t, certs, as, n).Repair(ctx, "peer", nil, false)
 		if got := status.Code(err); got != want && !(want == codes.Unimplemented && errors.Is(err, plugin.ErrRepairUnavailable)) &&
 			!(want == codes.PermissionDenied && errors.Is(err, plugin.ErrPermissionDenied)) {

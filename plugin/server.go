@@ -19,6 +19,7 @@ import (
 
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
@@ -120,14 +121,14 @@ func (o *ServerOptions) EnsureDefaults() *ServerOptions {
 type Repairer interface {
 	// Repair reconciles the given partitions (nil: all) with peer and
 	// returns one summary per session.
-	Repair(ctx context.Context, peer reconcile.ReplicaID, partitions []uint32, naive bool) ([]SessionSummary, error)
+	Repair(ctx context.Context, peer record.ReplicaID, partitions []uint32, naive bool) ([]SessionSummary, error)
 	// LastSessions returns the summaries of the most recent sessions.
 	LastSessions() []SessionSummary
 }
 
 // SessionSummary summarizes one anti-entropy session.
 type SessionSummary struct {
-	Peer      reconcile.ReplicaID
+	Peer      record.ReplicaID
 	Partition uint32
 	Stats     reconcile.Stats
 	// Err is the session's error, "" if it succeeded.
@@ -240,9 +241,9 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 }
 
 // logClockRefusal logs a record refused as stamped in the future
-// (reconcile.ErrClockOffset) with the caller's identity.
+// (record.ErrClockOffset) with the caller's identity.
 func (s *Server) logClockRefusal(ctx context.Context, method string, err error) {
-	if err != nil && errors.Is(err, reconcile.ErrClockOffset) {
+	if err != nil && errors.Is(err, record.ErrClockOffset) {
 		s.opts.Logger.Warn("refused a record stamped beyond this replica's clock plus its maximum offset",
 			"method", method, "peer", callerID(ctx), "err", err)
 	}
@@ -475,7 +476,7 @@ func (s *Server) checkApply(req *pb.ApplyRequest) ([]reconcile.Entry, []reconcil
 	}
 	for i, e := range es {
 		if len(e.Record) == 0 {
-			return nil, nil, fmt.Errorf("%w: entry %d (key %q): %w: empty record", engine.ErrBadRequest, i, e.Key, reconcile.ErrMalformedRecord)
+			return nil, nil, fmt.Errorf("%w: entry %d (key %q): %w: empty record", engine.ErrBadRequest, i, e.Key, record.ErrMalformedRecord)
 		}
 	}
 	confirm, err := s.checkRanges("confirm", req.GetConfirm())
@@ -764,7 +765,7 @@ func (s *Server) Repair(ctx context.Context, req *pb.RepairRequest) (*pb.RepairR
 	if s.opts.Repairer == nil {
 		return nil, fmt.Errorf("%w: it runs no repair loop (serve it with peers to enable Repair)", ErrRepairUnavailable)
 	}
-	peer := reconcile.ReplicaID(req.GetPeer())
+	peer := record.ReplicaID(req.GetPeer())
 	if err := peer.Validate(); err != nil {
 		return nil, badRequest("peer: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/internal/reconciletest"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 var seedsFlag = flag.Int("seeds", 0, "seeds per mode for the session suites through gRPC (0: a quick default)")
@@ -57,7 +58,7 @@ func TestSessionLyingPeersThroughGRPC(t *testing.T) {
 // counted on the wire with the session's own (modelled) accounting.
 func TestWireBytesMatchSessionAccounting(t *testing.T) {
 	ctx := testCtx(t)
-	ea, eb := openEngine(t, "a", reconcile.ModeLWW), openEngine(t, "b", reconcile.ModeLWW)
+	ea, eb := openEngine(t, "a", record.ModeLWW), openEngine(t, "b", record.ModeLWW)
 	fill(t, ea, "k", 2000, 100)
 	fill(t, eb, "k", 2000, 100)
 	for i := 0; i < 2000; i += 97 {

@@ -14,13 +14,13 @@ import (
 
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/plugin"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // stores returns the three ways an application reaches a replica in mode:
 // the engine in process, the gRPC client over bufconn, and a real plugin
 // subprocess. Each has its own empty database.
-func stores(t *testing.T, mode reconcile.Mode) map[string]engine.KV {
+func stores(t *testing.T, mode record.Mode) map[string]engine.KV {
 	t.Helper()
 	e1 := openEngine(t, "e", mode)
 	e2 := openEngine(t, "g", mode)
@@ -56,14 +56,14 @@ func scanAll(t *testing.T, kv engine.KV, req engine.ScanRequest) ([]engine.Item,
 // the engine, the gRPC client and the plugin, in both modes, and expects
 // the same answers.
 func TestStoreConformance(t *testing.T) {
-	for _, mode := range []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal} {
+	for _, mode := range []record.Mode{record.ModeLWW, record.ModeCausal} {
 		for name, kv := range stores(t, mode) {
 			t.Run(mode.String()+"/"+name, func(t *testing.T) { checkStore(t, kv, mode) })
 		}
 	}
 }
 
-func checkStore(t *testing.T, kv engine.KV, mode reconcile.Mode) {
+func checkStore(t *testing.T, kv engine.KV, mode record.Mode) {
 	ctx := testCtx(t)
 	var b engine.WriteBatch
 	for i := range 100 {
@@ -136,7 +136,7 @@ func checkStore(t *testing.T, kv engine.KV, mode reconcile.Mode) {
 		t.Fatalf("Scan [a0010, a0020): %d items, next %q", len(sub), next)
 	}
 
-	if mode != reconcile.ModeCausal {
+	if mode != record.ModeCausal {
 		if _, err := kv.GetMany(ctx, [][]byte{key("a", 1)}, &engine.ReadOptions{Versions: true}); !errors.Is(err, engine.ErrWrongMode) {
 			t.Errorf("GetMany versions in LWW mode: %v, want ErrWrongMode", err)
 		}
@@ -181,14 +181,14 @@ func checkStore(t *testing.T, kv engine.KV, mode reconcile.Mode) {
 // errors.Is recognizes on every transport, and a refused batch applies
 // none of its writes.
 func TestStoreBadInput(t *testing.T) {
-	for _, mode := range []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal} {
+	for _, mode := range []record.Mode{record.ModeLWW, record.ModeCausal} {
 		for name, kv := range stores(t, mode) {
 			t.Run(mode.String()+"/"+name, func(t *testing.T) { checkBadInput(t, kv, mode) })
 		}
 	}
 }
 
-func checkBadInput(t *testing.T, kv engine.KV, mode reconcile.Mode) {
+func checkBadInput(t *testing.T, kv engine.KV, mode record.Mode) {
 	ctx := testCtx(t)
 	cases := []struct {
 		name string
@@ -200,12 +200,12 @@ func checkBadInput(t *testing.T, kv engine.KV, mode reconcile.Mode) {
 		{"reserved key", func(b *engine.WriteBatch) { b.Delete([]byte("\xff\xffae\x00x")) }, []error{engine.ErrReservedKey}},
 		{"value too large", func(b *engine.WriteBatch) { b.Put([]byte("big"), make([]byte, engine.DefaultMaxValueSize+1)) }, []error{engine.ErrValueTooLarge}},
 	}
-	if mode == reconcile.ModeCausal {
+	if mode == record.ModeCausal {
 		cases = append(cases, struct {
 			name string
 			bad  func(b *engine.WriteBatch)
 			want []error
-		}{"malformed causal context", func(b *engine.WriteBatch) { b.PutContext([]byte("ctx"), []byte("v"), []byte{0xff, 0x01, 0x02}) }, []error{reconcile.ErrMalformedContext}})
+		}{"malformed causal context", func(b *engine.WriteBatch) { b.PutContext([]byte("ctx"), []byte("v"), []byte{0xff, 0x01, 0x02}) }, []error{record.ErrMalformedContext}})
 	} else {
 		cases = append(cases, struct {
 			name string
@@ -264,7 +264,7 @@ func checkBadInput(t *testing.T, kv engine.KV, mode reconcile.Mode) {
 // on receipt, and nothing of it is applied.
 func TestStoreOversizedBatch(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	small := &plugin.ClientOptions{MaxMessageSize: 1 << 20}
 	clientSide, err := plugin.InProcess(e, nil, small)
 	if err != nil {
@@ -464,7 +464,7 @@ func rootAfterVerify(ctx context.Context, t *testing.T, c *plugin.Client) (bool,
 // and a scan bigger than many chunks streams them all.
 func TestScanConsistentSnapshot(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	c := inProcess(t, e, &plugin.ServerOptions{ScanChunkBytes: 4 << 10})
 	var b engine.WriteBatch
 	for i := range 5000 {
@@ -497,7 +497,7 @@ func TestScanConsistentSnapshot(t *testing.T) {
 // is applied, each bad one is refused with its own typed error, in both
 // modes, Sync and NoSync.
 func TestGroupCommit(t *testing.T) {
-	for _, mode := range []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal} {
+	for _, mode := range []record.Mode{record.ModeLWW, record.ModeCausal} {
 		for name, kv := range stores(t, mode) {
 			if name == "engine" {
 				continue

@@ -18,6 +18,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // testPluginPath is the test plugin binary, built once by TestMain.
@@ -135,7 +136,7 @@ func TestSubprocessPlugin(t *testing.T) {
 	// A local engine diverging from the plugin, then a session killed mid
 	// way: the session's second round hangs on the plugin's RangeHash until
 	// the plugin is killed.
-	local := openEngine(t, "l", reconcile.ModeLWW)
+	local := openEngine(t, "l", record.ModeLWW)
 	fill(t, local, "j", 300, 50)
 	pid := c.PluginPID()
 	if !alive(pid) {

@@ -21,6 +21,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
@@ -126,7 +127,7 @@ func TestSymbolStreamMatchesEngine(t *testing.T) {
 		open func(t *testing.T) (remote reconcile.SymbolStreamer, local *engine.Engine)
 	}{
 		{"loopback", func(t *testing.T) (reconcile.SymbolStreamer, *engine.Engine) {
-			e := openEngine(t, "a", reconcile.ModeLWW)
+			e := openEngine(t, "a", record.ModeLWW)
 			fill(t, e, "k", n, 40)
 			_, c := serveLoopback(t, e, nil)
 			return c, e
@@ -135,7 +136,7 @@ func TestSymbolStreamMatchesEngine(t *testing.T) {
 			c := openPlugin(t, t.TempDir(), "p", quietOpen())
 			waitReady(t, c)
 			fill(t, c, "k", n, 40)
-			e := openEngine(t, "copy", reconcile.ModeLWW)
+			e := openEngine(t, "copy", record.ModeLWW)
 			if err := e.Apply(testCtx(t), 0, allEntries(t, c)); err != nil {
 				t.Fatal(err)
 			}
@@ -238,7 +239,7 @@ func TestSymbolsSessionThroughGRPC(t *testing.T) {
 	}
 
 	// The same divergence between two engines in process: the reference.
-	ia, ib := openEngine(t, "a", reconcile.ModeLWW), openEngine(t, "b", reconcile.ModeLWW)
+	ia, ib := openEngine(t, "a", record.ModeLWW), openEngine(t, "b", record.ModeLWW)
 	want := diverge(t, ia, ib, n, onlyEach, changed)
 	ref, err := reconcile.SyncPartition(ctx, ia, ib, 0, syncOptions(t, ia, ib))
 	if err != nil {
@@ -255,18 +256,18 @@ func TestSymbolsSessionThroughGRPC(t *testing.T) {
 		open func(t *testing.T) (a, b side, clients [2]*plugin.Client)
 	}{
 		{"engine-loopback", func(t *testing.T) (side, side, [2]*plugin.Client) {
-			_, cb := serveLoopback(t, openEngine(t, "b", reconcile.ModeLWW), noCompress)
-			return openEngine(t, "a", reconcile.ModeLWW), cb, [2]*plugin.Client{nil, cb}
+			_, cb := serveLoopback(t, openEngine(t, "b", record.ModeLWW), noCompress)
+			return openEngine(t, "a", record.ModeLWW), cb, [2]*plugin.Client{nil, cb}
 		}},
 		{"loopback-loopback", func(t *testing.T) (side, side, [2]*plugin.Client) {
-			_, ca := serveLoopback(t, openEngine(t, "a", reconcile.ModeLWW), noCompress)
-			_, cb := serveLoopback(t, openEngine(t, "b", reconcile.ModeLWW), noCompress)
+			_, ca := serveLoopback(t, openEngine(t, "a", record.ModeLWW), noCompress)
+			_, cb := serveLoopback(t, openEngine(t, "b", record.ModeLWW), noCompress)
 			return ca, cb, [2]*plugin.Client{ca, cb}
 		}},
 		{"engine-subprocess", func(t *testing.T) (side, side, [2]*plugin.Client) {
 			cb := openPlugin(t, t.TempDir(), "b", quietOpen())
 			waitReady(t, cb)
-			return openEngine(t, "a", reconcile.ModeLWW), cb, [2]*plugin.Client{nil, cb}
+			return openEngine(t, "a", record.ModeLWW), cb, [2]*plugin.Client{nil, cb}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -336,8 +337,8 @@ func TestSymbolsFetchByHashSplit(t *testing.T) {
 func testFetchByHashSplit(t *testing.T, perRound int) {
 	const n, onlyEach, changed = 2000, 35, 30
 	ctx := testCtx(t)
-	_, b := serveLoopback(t, openEngine(t, "b", reconcile.ModeLWW), nil)
-	a := openEngine(t, "a", reconcile.ModeLWW)
+	_, b := serveLoopback(t, openEngine(t, "b", record.ModeLWW), nil)
+	a := openEngine(t, "a", record.ModeLWW)
 	want := diverge(t, a, b, n, onlyEach, changed)
 	opts := syncOptions(t, a, b)
 	opts.Session.FetchByHashLimit = 16
@@ -374,7 +375,7 @@ func testFetchByHashSplit(t *testing.T, perRound int) {
 // unknown partition; the server keeps serving afterwards.
 func TestSymbolsBadRequests(t *testing.T) {
 	ctx := testCtx(t)
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	fill(t, e, "k", 100, 20)
 	s := plugin.NewServer(e, nil)
 	addr := serveTCP(t, s.Register, s.GRPCServerOptions()...)
@@ -553,7 +554,7 @@ func TestSymbolsMalformedChunks(t *testing.T) {
 // server that has nothing to send returns when its context is canceled,
 // which ends that server's handler.
 func TestSymbolsCancelEndsServerStream(t *testing.T) {
-	e := openEngine(t, "a", reconcile.ModeLWW)
+	e := openEngine(t, "a", record.ModeLWW)
 	fill(t, e, "k", 1000, 20)
 	s, c := serveLoopback(t, e, nil)
 	req := reconcile.SymbolsRequest{Ranges: []reconcile.KeyRange{{}}, Max: reconcile.MaxSymbols}

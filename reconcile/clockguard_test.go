@@ -9,6 +9,7 @@ import (
 
 	"github.com/pebble-ae/pebble-ae/internal/memreplica"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // clockReplicas returns two memreplicas and their Infos with the given
@@ -25,8 +26,8 @@ func clockReplicas(t *testing.T, wallA, wallB int64) (a, b *memreplica.Replica, 
 	}
 	ia, _ = a.Info(ctx)
 	ib, _ = b.Info(ctx)
-	ia.WallTime, ia.MaxClockOffset = wallA, reconcile.DefaultMaxClockOffset
-	ib.WallTime, ib.MaxClockOffset = wallB, reconcile.DefaultMaxClockOffset
+	ia.WallTime, ia.MaxClockOffset = wallA, record.DefaultMaxClockOffset
+	ib.WallTime, ib.MaxClockOffset = wallB, record.DefaultMaxClockOffset
 	return a, b, ia, ib
 }
 
@@ -50,7 +51,7 @@ func TestSessionRefusesClockSkew(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, b, ia, ib := clockReplicas(t, now, now+int64(c.skew))
-			a.Set([]byte("k"), reconcile.NewLWW("a", reconcile.Timestamp{WallTime: now - 1e9}, []byte("v"), false))
+			a.Set([]byte("k"), record.NewLWW("a", record.Timestamp{WallTime: now - 1e9}, []byte("v"), false))
 			st, err := reconcile.SyncPartition(ctx, a, b, 0, reconcile.SyncOptions{Session: reconcile.SessionConfig{InfoA: &ia, InfoB: &ib, Strict: true}})
 			if st.ClockSkew != c.skew {
 				t.Errorf("Stats.ClockSkew = %s, want %s", st.ClockSkew, c.skew)
@@ -78,15 +79,15 @@ func TestSessionQuarantinesFutureRecords(t *testing.T) {
 	const now = int64(1_800_000_000_000_000_000)
 	a, b, ia, ib := clockReplicas(t, now, now)
 	for i := range 20 {
-		a.Set(fmt.Appendf(nil, "a%02d", i), reconcile.NewLWW("a", reconcile.Timestamp{WallTime: now - 1e9}, []byte("v"), false))
-		b.Set(fmt.Appendf(nil, "b%02d", i), reconcile.NewLWW("b", reconcile.Timestamp{WallTime: now - 1e9}, []byte("v"), false))
+		a.Set(fmt.Appendf(nil, "a%02d", i), record.NewLWW("a", record.Timestamp{WallTime: now - 1e9}, []byte("v"), false))
+		b.Set(fmt.Appendf(nil, "b%02d", i), record.NewLWW("b", record.Timestamp{WallTime: now - 1e9}, []byte("v"), false))
 	}
 	// A's record of "victim" is stamped in the year 2200; B's is older.
-	future := reconcile.NewLWW("a", reconcile.Timestamp{WallTime: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}, []byte("2200"), false)
+	future := record.NewLWW("a", record.Timestamp{WallTime: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}, []byte("2200"), false)
 	a.Set([]byte("victim"), future)
-	b.Set([]byte("victim"), reconcile.NewLWW("b", reconcile.Timestamp{WallTime: now - 1e9}, []byte("ack"), false))
+	b.Set([]byte("victim"), record.NewLWW("b", record.Timestamp{WallTime: now - 1e9}, []byte("ack"), false))
 	// Within the offset: not quarantined.
-	a.Set([]byte("soon"), reconcile.NewLWW("a", reconcile.Timestamp{WallTime: now + int64(400*time.Millisecond)}, []byte("v"), false))
+	a.Set([]byte("soon"), record.NewLWW("a", record.Timestamp{WallTime: now + int64(400*time.Millisecond)}, []byte("v"), false))
 	st, err := reconcile.SyncPartition(ctx, a, b, 0, reconcile.SyncOptions{Session: reconcile.SessionConfig{InfoA: &ia, InfoB: &ib, Strict: true}})
 	if err != nil {
 		t.Fatal(err)
@@ -129,10 +130,10 @@ func TestSessionCutoffFollowsElapsedTime(t *testing.T) {
 	} {
 		a, b, ia, ib := clockReplicas(t, now, now)
 		for i := range 20 {
-			a.Set(fmt.Appendf(nil, "k%02d", i), reconcile.NewLWW("a", reconcile.Timestamp{WallTime: now - 1e9}, []byte("v"), false))
+			a.Set(fmt.Appendf(nil, "k%02d", i), record.NewLWW("a", record.Timestamp{WallTime: now - 1e9}, []byte("v"), false))
 		}
 		// Written at A "during the session": 2 s after both Infos.
-		a.Set([]byte("late"), reconcile.NewLWW("a", reconcile.Timestamp{WallTime: now + int64(2*time.Second)}, []byte("v"), false))
+		a.Set([]byte("late"), record.NewLWW("a", record.Timestamp{WallTime: now + int64(2*time.Second)}, []byte("v"), false))
 		clock := time.Unix(0, now)
 		tick := func() time.Time { clock = clock.Add(tc.step); return clock }
 		st, err := reconcile.SyncPartition(ctx, a, b, 0, reconcile.SyncOptions{Now: tick, Session: reconcile.SessionConfig{InfoA: &ia, InfoB: &ib}})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"log/slog"
 	"sync"
 	"time"
@@ -11,7 +12,7 @@ import (
 
 // Peer is another replica of this node's partitions.
 type Peer struct {
-	ID      ReplicaID
+	ID      record.ReplicaID
 	Replica Replica
 }
 
@@ -77,7 +78,7 @@ type LoopConfig struct {
 	// Preference returns the peers that replicate a partition besides this
 	// node (default: every peer). Sessions run with each of them, and a
 	// round is complete when each of them had one.
-	Preference func(partition uint32) []ReplicaID
+	Preference func(partition uint32) []record.ReplicaID
 	// Scheduler configures the scheduling of sessions.
 	Scheduler SchedulerConfig
 	// Sync configures the sessions (Session, Progress); Now is set to the
@@ -144,7 +145,7 @@ const RepairRateWindow = 10 * time.Second
 type Loop struct {
 	cfg   LoopConfig
 	log   *slog.Logger
-	peers map[ReplicaID]Replica
+	peers map[record.ReplicaID]Replica
 
 	wake chan struct{}
 
@@ -179,7 +180,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 		return nil, fmt.Errorf("%w: a local replica and at least one peer are required", ErrInvalidSchedule)
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = SystemClock{}
+		cfg.Clock = record.SystemClock{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -217,7 +218,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 			return nil, fmt.Errorf("%w: task %q needs a name, a positive interval and a Run", ErrInvalidSchedule, t.Name)
 		}
 	}
-	l := &Loop{cfg: cfg, log: cfg.Logger, peers: make(map[ReplicaID]Replica), wake: make(chan struct{}, 1)}
+	l := &Loop{cfg: cfg, log: cfg.Logger, peers: make(map[record.ReplicaID]Replica), wake: make(chan struct{}, 1)}
 	for _, p := range cfg.Peers {
 		if err := p.ID.Validate(); err != nil || p.Replica == nil {
 			return nil, fmt.Errorf("%w: peer %q: invalid ID or nil replica", ErrInvalidSchedule, p.ID)
@@ -247,7 +248,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	l.mu.lastInfo = info
 	l.mu.rounds = NewRoundTracker()
 	for _, p := range info.Partitions {
-		var peers []ReplicaID
+		var peers []record.ReplicaID
 		blocked := false
 		for _, id := range l.preference(p.ID) {
 			if id == info.ID {
@@ -322,11 +323,11 @@ func (l *Loop) localInfo(ctx context.Context) (Info, error) {
 	}
 }
 
-func (l *Loop) preference(p uint32) []ReplicaID {
+func (l *Loop) preference(p uint32) []record.ReplicaID {
 	if l.cfg.Preference != nil {
 		return l.cfg.Preference(p)
 	}
-	ids := make([]ReplicaID, 0, len(l.cfg.Peers))
+	ids := make([]record.ReplicaID, 0, len(l.cfg.Peers))
 	for _, peer := range l.cfg.Peers {
 		ids = append(ids, peer.ID)
 	}
@@ -383,7 +384,7 @@ func (l *Loop) runSession(ctx context.Context, t Target, sig Signals) {
 	if q := rep.Stats.Quarantined; q > 0 {
 		keys := make([]string, len(rep.Stats.QuarantinedKeys))
 		for i, k := range rep.Stats.QuarantinedKeys {
-			keys[i] = keyForError(k)
+			keys[i] = record.FormatKey(k)
 		}
 		log.Warn("records stamped beyond a replica's clock plus its maximum offset quarantined: not applied", "quarantined", q, "keys", keys)
 	}

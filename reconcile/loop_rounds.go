@@ -1,6 +1,9 @@
 package reconcile
 
-import "time"
+import (
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
+	"time"
+)
 
 // RoundTracker tracks complete repair rounds per partition (see FullRound):
 // a round of a partition starts when the previous one completes (the first
@@ -13,11 +16,11 @@ type RoundTracker struct {
 }
 
 type roundState struct {
-	peers     []ReplicaID
+	peers     []record.ReplicaID
 	start     time.Time
 	prevStart time.Time
 	havePrev  bool
-	done      map[ReplicaID]bool
+	done      map[record.ReplicaID]bool
 	completed uint64
 	lastRound time.Time
 	// blocked: a preference peer has no Replica here, so no round can
@@ -33,14 +36,14 @@ func NewRoundTracker() *RoundTracker {
 // SetPeers sets the peers of partition p's preference list (this node
 // excluded) and starts its first round at start. blocked marks a partition
 // some of whose replicas cannot be reached at all: its rounds never complete.
-func (r *RoundTracker) SetPeers(p uint32, peers []ReplicaID, start time.Time, blocked bool) {
-	r.rounds[p] = &roundState{peers: append([]ReplicaID(nil), peers...), start: start, done: make(map[ReplicaID]bool), blocked: blocked}
+func (r *RoundTracker) SetPeers(p uint32, peers []record.ReplicaID, start time.Time, blocked bool) {
+	r.rounds[p] = &roundState{peers: append([]record.ReplicaID(nil), peers...), start: start, done: make(map[record.ReplicaID]bool), blocked: blocked}
 }
 
 // Converged records a successful, converged session of partition p with
 // peer that started at start and ended at end, and returns the round it
 // completed, if any.
-func (r *RoundTracker) Converged(p uint32, peer ReplicaID, start, end time.Time) (FullRound, bool) {
+func (r *RoundTracker) Converged(p uint32, peer record.ReplicaID, start, end time.Time) (FullRound, bool) {
 	rs := r.rounds[p]
 	if rs == nil || rs.blocked || start.Before(rs.start) {
 		return FullRound{}, false

@@ -15,6 +15,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 var errDown = errors.New("test: node down")
@@ -80,7 +81,7 @@ func (l *link) Apply(ctx context.Context, p uint32, es []reconcile.Entry) error 
 // loopNode is one node: an engine on its own in-memory FS, its repair loop
 // and its tombstone GC.
 type loopNode struct {
-	id     reconcile.ReplicaID
+	id     record.ReplicaID
 	fs     vfs.FS
 	link   *link
 	e      *engine.Engine
@@ -190,7 +191,7 @@ func TestLoopConvergesRestartedNode(t *testing.T) {
 	}
 	c := &cluster{t: t, pn: pn}
 	for i := range 3 {
-		c.nodes = append(c.nodes, &loopNode{id: reconcile.ReplicaID(fmt.Sprintf("n%d", i)), fs: vfs.NewMem(), link: &link{}})
+		c.nodes = append(c.nodes, &loopNode{id: record.ReplicaID(fmt.Sprintf("n%d", i)), fs: vfs.NewMem(), link: &link{}})
 	}
 	for _, n := range c.nodes {
 		c.start(n)
@@ -319,7 +320,7 @@ func TestNewLoopRefusesBadConfig(t *testing.T) {
 // the keys still to repair (0 once converged), a rate while it repairs.
 func TestLoopBoundedProgress(t *testing.T) {
 	ctx := context.Background()
-	open := func(id reconcile.ReplicaID) *engine.Engine {
+	open := func(id record.ReplicaID) *engine.Engine {
 		e, err := engine.Open("db", &engine.Options{ReplicaID: id, FS: vfs.NewMem(), CheckpointInterval: -1})
 		if err != nil {
 			t.Fatal(err)

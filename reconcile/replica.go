@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/internal/digest"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // KeyRange is the half-open key range [Start, End). A nil or empty End means
@@ -121,8 +122,8 @@ type PartitionInfo struct {
 
 // Info describes a replica.
 type Info struct {
-	ID         ReplicaID
-	Mode       Mode
+	ID         record.ReplicaID
+	Mode       record.Mode
 	Tree       TreeParams
 	Partitions []PartitionInfo
 	// WallTime is the replica's physical clock (Unix nanoseconds) when it

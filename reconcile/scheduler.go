@@ -3,6 +3,7 @@ package reconcile
 import (
 	"errors"
 	"fmt"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -18,16 +19,13 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
-// SystemClock is also the system Clock: After is time.After.
-func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // ErrInvalidSchedule reports an unusable SchedulerConfig or LoopConfig.
 var ErrInvalidSchedule = errors.New("reconcile: invalid schedule configuration")
 
 // Target is what the scheduler schedules: one partition with one peer.
 type Target struct {
 	Partition uint32
-	Peer      ReplicaID
+	Peer      record.ReplicaID
 }
 
 // String formats t for logs.

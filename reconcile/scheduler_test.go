@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"errors"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -20,7 +21,7 @@ func targetsN(parts, peers int) []Target {
 	var ts []Target
 	for p := range parts {
 		for q := range peers {
-			ts = append(ts, Target{Partition: uint32(p), Peer: ReplicaID(string(rune('a' + q)))})
+			ts = append(ts, Target{Partition: uint32(p), Peer: record.ReplicaID(string(rune('a' + q)))})
 		}
 	}
 	return ts

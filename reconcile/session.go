@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"fmt"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"math"
 	"slices"
 	"time"
@@ -148,7 +149,7 @@ type SessionConfig struct {
 	Partition uint32
 	// Resolver reconciles differing records. Nil means ResolverFor the
 	// replicas' Mode (which must then be the same on both sides).
-	Resolver Resolver
+	Resolver record.Resolver
 	// InfoA and InfoB are the replicas' Info, if the caller already has them
 	// (a repair loop or SyncAll fetches Info once for all partitions). When
 	// either is nil the session's first round trip fetches both.
@@ -313,7 +314,7 @@ type SessionConfig struct {
 // A Session is not safe for concurrent use.
 type Session struct {
 	cfg       SessionConfig
-	resolver  Resolver
+	resolver  record.Resolver
 	infos     [2]*Info
 	part      KeyRange // the partition's range
 	phase     phase
@@ -610,10 +611,10 @@ func (s *Session) checkInfos() error {
 	s.resolver = s.cfg.Resolver
 	if s.resolver == nil {
 		if a.Mode != b.Mode {
-			return fmt.Errorf("%w: partition %d: A is %s, B is %s, and no resolver is configured", ErrModeMismatch, s.cfg.Partition, a.Mode, b.Mode)
+			return fmt.Errorf("%w: partition %d: A is %s, B is %s, and no resolver is configured", record.ErrModeMismatch, s.cfg.Partition, a.Mode, b.Mode)
 		}
-		if s.resolver = ResolverFor(a.Mode); s.resolver == nil {
-			return fmt.Errorf("%w: %d", ErrUnknownMode, a.Mode)
+		if s.resolver = record.ResolverFor(a.Mode); s.resolver == nil {
+			return fmt.Errorf("%w: %d", record.ErrUnknownMode, a.Mode)
 		}
 	}
 	if a.WallTime > 0 && b.WallTime > 0 {
@@ -992,7 +993,7 @@ func (s *Session) Deliver(resps ...Response) {
 	}
 }
 
-func (s *Session) peerID(side Side) ReplicaID {
+func (s *Session) peerID(side Side) record.ReplicaID {
 	if s.infos[side] != nil {
 		return s.infos[side].ID
 	}
@@ -1380,15 +1381,15 @@ func (s *Session) resolve(ks *keyState) error {
 		return nil
 	}
 	s.done[k] = true
-	var recs [2]Record
+	var recs [2]record.Record
 	for side := range 2 {
 		if ks.rec[side] == nil {
 			continue
 		}
-		r, err := DecodeRecord(ks.rec[side])
+		r, err := record.DecodeRecord(ks.rec[side])
 		if err != nil {
 			// Checked when accepted; unreachable.
-			return fmt.Errorf("%w: key %s on %s: %w", ErrBadPeerAnswer, keyForError(ks.key), Side(side), err)
+			return fmt.Errorf("%w: key %s on %s: %w", ErrBadPeerAnswer, record.FormatKey(ks.key), Side(side), err)
 		}
 		recs[side] = r
 	}
@@ -1405,15 +1406,15 @@ func (s *Session) resolve(ks *keyState) error {
 	default:
 		r, err := s.resolver.Resolve(ks.key, recs[SideA], recs[SideB])
 		if err != nil {
-			return fmt.Errorf("reconcile: partition %d: resolving key %s: %w", s.cfg.Partition, keyForError(ks.key), err)
+			return fmt.Errorf("reconcile: partition %d: resolving key %s: %w", s.cfg.Partition, record.FormatKey(ks.key), err)
 		}
 		resolved = r.Encode()
 	}
 	var wall int64 // the resolved record's greatest wall time, if needed
 	if s.cutoff[SideA] > 0 || s.cutoff[SideB] > 0 {
-		r, err := DecodeRecord(resolved)
+		r, err := record.DecodeRecord(resolved)
 		if err != nil {
-			return fmt.Errorf("reconcile: partition %d: resolved record of key %s: %w", s.cfg.Partition, keyForError(ks.key), err)
+			return fmt.Errorf("reconcile: partition %d: resolved record of key %s: %w", s.cfg.Partition, record.FormatKey(ks.key), err)
 		}
 		wall = r.MaxWallTime()
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pebble-ae/pebble-ae/internal/memreplica"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // benchReplicas returns two memreplicas of n random 16-byte keys with
@@ -23,7 +24,7 @@ func benchReplicas(b *testing.B, n, k int) (*memreplica.Replica, *memreplica.Rep
 		for j := range key {
 			key[j] = byte(rng.Uint32())
 		}
-		rec := reconcile.NewLWW("a", reconcile.Timestamp{WallTime: int64(1000 + i)}, val, false)
+		rec := record.NewLWW("a", record.Timestamp{WallTime: int64(1000 + i)}, val, false)
 		ra.Set(key, rec)
 		switch {
 		case i >= k:
@@ -31,9 +32,9 @@ func benchReplicas(b *testing.B, n, k int) (*memreplica.Replica, *memreplica.Rep
 		case i%3 == 0: // missing on B
 		case i%3 == 1:
 			rb.Set(key, rec)
-			ra.Set(key, reconcile.NewLWW("a", reconcile.Timestamp{WallTime: int64(1 << 40)}, val, false))
+			ra.Set(key, record.NewLWW("a", record.Timestamp{WallTime: int64(1 << 40)}, val, false))
 		default:
-			rb.Set(key, reconcile.NewLWW("b", reconcile.Timestamp{WallTime: int64(1 << 40)}, val, false))
+			rb.Set(key, record.NewLWW("b", record.Timestamp{WallTime: int64(1 << 40)}, val, false))
 		}
 	}
 	return ra, rb

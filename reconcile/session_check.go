@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bytes"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // This file validates peer answers. Every check here is a property of one
@@ -144,7 +145,7 @@ func (s *Session) checkRecord(req Request, r KeyRange, e Entry) error {
 	if d := EntryDigest(e.Key, e.Record); d != e.Digest {
 		return s.bad(req, r, "digest %016x of %q does not match its record (%016x)", e.Digest, e.Key, d)
 	}
-	if _, err := DecodeRecord(e.Record); err != nil {
+	if _, err := record.DecodeRecord(e.Record); err != nil {
 		return s.bad(req, r, "record of %q: %v", e.Key, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"errors"
 	"fmt"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Sentinel errors of sessions (see Session). Test with errors.Is.
@@ -58,7 +59,7 @@ type PeerAnswerError struct {
 	// Side is the replica that answered: SideA or SideB.
 	Side Side
 	// Peer is that replica's ID, if known.
-	Peer ReplicaID
+	Peer record.ReplicaID
 	// Partition is the session's partition.
 	Partition uint32
 	// Request is the kind of request answered.

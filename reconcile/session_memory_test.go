@@ -8,6 +8,7 @@ import (
 
 	"github.com/pebble-ae/pebble-ae/internal/memreplica"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestSessionBoundedMemory reconciles large differences with a small
@@ -29,7 +30,7 @@ func TestSessionBoundedMemory(t *testing.T) {
 	// One round resolves at most budget/PendingKeyCost listed keys plus
 	// one item of two pages, and budget/PendingKeyCost fetched keys, each
 	// written to at most two sides.
-	entry := len(fmt.Sprintf("k%07d", 0)) + reconcile.NewLWW("a", reconcile.Timestamp{WallTime: 1 << 40}, value, false).EncodedLen()
+	entry := len(fmt.Sprintf("k%07d", 0)) + record.NewLWW("a", record.Timestamp{WallTime: 1 << 40}, value, false).EncodedLen()
 	roundMax := int64(2 * (budget/reconcile.PendingKeyCost + 2*scan + budget/reconcile.PendingKeyCost) * entry)
 
 	for _, tc := range []struct {
@@ -49,19 +50,19 @@ func TestSessionBoundedMemory(t *testing.T) {
 			var dumps [2][]reconcile.Entry
 			for run, maxPending := range []int64{budget, 0} {
 				reps := [2]*memreplica.Replica{}
-				for i, id := range []reconcile.ReplicaID{"a", "b"} {
+				for i, id := range []record.ReplicaID{"a", "b"} {
 					reps[i], _ = memreplica.New(memreplica.Options{ID: id, LeafSize: 64})
 				}
 				empty := tc.name == "empty"
 				for i := range n + tc.extraA {
 					k := fmt.Appendf(nil, "k%07d", i)
-					reps[0].Set(k, reconcile.NewLWW("a", reconcile.Timestamp{WallTime: 2 << 40}, value, false))
+					reps[0].Set(k, record.NewLWW("a", record.Timestamp{WallTime: 2 << 40}, value, false))
 					if !empty && i < n {
 						ts := int64(2 << 40)
 						if tc.stale(i) {
 							ts = 1 << 40
 						}
-						reps[1].Set(k, reconcile.NewLWW("a", reconcile.Timestamp{WallTime: ts}, value, false))
+						reps[1].Set(k, record.NewLWW("a", record.Timestamp{WallTime: ts}, value, false))
 					}
 				}
 				opts := reconcile.SyncOptions{
@@ -116,7 +117,7 @@ func TestSessionDrainBytes(t *testing.T) {
 		a, _ := memreplica.New(memreplica.Options{ID: "a", LeafSize: 64})
 		b, _ := memreplica.New(memreplica.Options{ID: "b", LeafSize: 64})
 		for i := range n {
-			a.Set(fmt.Appendf(nil, "k%07d", i), reconcile.NewLWW("a", reconcile.Timestamp{WallTime: 1 << 40}, value, false))
+			a.Set(fmt.Appendf(nil, "k%07d", i), record.NewLWW("a", record.Timestamp{WallTime: 1 << 40}, value, false))
 		}
 		st, err := reconcile.SyncPartition(context.Background(), a, b, 0, reconcile.SyncOptions{
 			Session: reconcile.SessionConfig{Strict: true, MaxPendingBytes: 4 << 20, DrainBytes: drainBytes}})

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"fmt"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"math"
 	"slices"
 )
@@ -334,7 +335,7 @@ func (s *Session) checkFetchByHash(req Request, es []Entry) ([]Entry, error) {
 		if !asked[SketchID(e.Digest)] {
 			return nil, s.bad(req, s.part, "entry %q (ID %#x) not asked for", e.Key, SketchID(e.Digest))
 		}
-		if _, err := DecodeRecord(e.Record); err != nil {
+		if _, err := record.DecodeRecord(e.Record); err != nil {
 			return nil, s.bad(req, s.part, "record of %q: %v", e.Key, err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 	"github.com/pebble-ae/pebble-ae/internal/memreplica"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestSessionDataDriven runs the scripts of testdata/session: stepwise
@@ -29,7 +30,7 @@ func TestSessionDataDriven(t *testing.T) {
 			if d.HasArg("leaf") {
 				d.ScanArgs(t, "leaf", &leaf)
 			}
-			for i, id := range []reconcile.ReplicaID{"a", "b"} {
+			for i, id := range []record.ReplicaID{"a", "b"} {
 				reps[i], _ = memreplica.New(memreplica.Options{ID: id, LeafSize: uint32(leaf)})
 			}
 			return ""
@@ -50,7 +51,7 @@ func TestSessionDataDriven(t *testing.T) {
 			if side == "b" {
 				r = reps[1]
 			}
-			r.Set([]byte(key), reconcile.NewLWW(reconcile.ReplicaID(writer), reconcile.Timestamp{WallTime: int64(ts)}, []byte(value), d.HasArg("del")))
+			r.Set([]byte(key), record.NewLWW(record.ReplicaID(writer), record.Timestamp{WallTime: int64(ts)}, []byte(value), d.HasArg("del")))
 			return ""
 		case "sync":
 			cfg := reconcile.SessionConfig{Strict: true, Naive: d.HasArg("naive")}
@@ -89,7 +90,7 @@ func TestSessionDataDriven(t *testing.T) {
 			var b strings.Builder
 			for i, r := range reps {
 				for _, e := range r.Dump() {
-					rec, _ := reconcile.DecodeRecord(e.Record)
+					rec, _ := record.DecodeRecord(e.Record)
 					w := rec.Winner()
 					v := string(w.Value)
 					if w.Tombstone {
@@ -132,11 +133,11 @@ func describe(req reconcile.Request) string {
 func TestSessionHashRangesLimit(t *testing.T) {
 	ctx := context.Background()
 	var reps [2]*memreplica.Replica
-	for i, id := range []reconcile.ReplicaID{"a", "b"} {
+	for i, id := range []record.ReplicaID{"a", "b"} {
 		reps[i], _ = memreplica.New(memreplica.Options{ID: id, LeafSize: 2})
 	}
 	for i := range 400 {
-		rec := reconcile.NewLWW("a", reconcile.Timestamp{WallTime: int64(i + 1)}, []byte("v"), false)
+		rec := record.NewLWW("a", record.Timestamp{WallTime: int64(i + 1)}, []byte("v"), false)
 		key := fmt.Appendf(nil, "k%04d", i)
 		reps[0].Set(key, rec)
 		if i%7 != 0 {

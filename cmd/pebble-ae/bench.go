@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/internal/bench"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/cobra"
 )
 
@@ -60,7 +60,7 @@ Every cell reports ratio_median (through the transport / in process).`,
 				}
 				return printKVResult(res, asJSON)
 			}
-			m, err := reconcile.ParseMode(mode)
+			m, err := record.ParseMode(mode)
 			if err != nil {
 				return err
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestClockGuardCluster runs four `serve` nodes over mutual TLS on
@@ -27,7 +28,7 @@ import (
 //   - a peer (n2's certificate) offers n1 far-future records through Apply;
 //   - n4's clock runs 10 minutes ahead (--debug-clock-skew 10m).
 //
-// The far-future records are refused (Apply: reconcile.ErrClockOffset;
+// The far-future records are refused (Apply: record.ErrClockOffset;
 // sessions with n3: quarantined), and every write acknowledged after them
 // reads back on n1 and n2; n1 does not adopt n4's stamps (its records, its
 // HLC), and the skew shows in n1's metrics and status. Then the operator's
@@ -97,13 +98,13 @@ func TestClockGuardCluster(t *testing.T) {
 	start("n4", "--debug-clock-skew", "10m")
 	dial := func(id, as string) *plugin.Client {
 		t.Helper()
-		cfg, err := plugin.LoadTLSConfig(certs, reconcile.ReplicaID(as))
+		cfg, err := plugin.LoadTLSConfig(certs, record.ReplicaID(as))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for {
 			dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
-			c, err := plugin.Dial(dctx, addr[id], cfg, reconcile.ReplicaID(id), nil)
+			c, err := plugin.Dial(dctx, addr[id], cfg, record.ReplicaID(id), nil)
 			dcancel()
 			if err == nil {
 				t.Cleanup(func() { _ = c.Close() })
@@ -121,10 +122,10 @@ func TestClockGuardCluster(t *testing.T) {
 	asPeer := dial("n1", "n2")
 	y2200 := time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	for _, k := range []string{"victim", "victim2"} {
-		rec := reconcile.NewLWW("n2", reconcile.Timestamp{WallTime: y2200}, []byte("2200"), false).Encode()
+		rec := record.NewLWW("n2", record.Timestamp{WallTime: y2200}, []byte("2200"), false).Encode()
 		err := asPeer.Apply(ctx, 0, []reconcile.Entry{{Key: []byte(k), Record: rec}})
-		if !errors.Is(err, reconcile.ErrClockOffset) {
-			t.Fatalf("Apply of a record stamped 2200 for %q: %v, want reconcile.ErrClockOffset", k, err)
+		if !errors.Is(err, record.ErrClockOffset) {
+			t.Fatalf("Apply of a record stamped 2200 for %q: %v, want record.ErrClockOffset", k, err)
 		}
 	}
 	// Acknowledged writes after it, on two nodes; and one on n4, stamped
@@ -191,11 +192,11 @@ func TestClockGuardCluster(t *testing.T) {
 	if err != nil || len(ents) != 1 {
 		t.Fatalf("fetch after-n4 from n1: %v %v", ents, err)
 	}
-	rec, err := reconcile.DecodeRecord(ents[0].Record)
+	rec, err := record.DecodeRecord(ents[0].Record)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ahead := time.Duration(rec.MaxWallTime() - time.Now().UnixNano()); ahead > reconcile.DefaultMaxClockOffset {
+	if ahead := time.Duration(rec.MaxWallTime() - time.Now().UnixNano()); ahead > record.DefaultMaxClockOffset {
 		t.Errorf("n1 stamps its writes %s ahead: its HLC adopted n4's clock", ahead)
 	}
 	if _, err := app1.Get(ctx, []byte("victim2")); !errors.Is(err, engine.ErrNotFound) {

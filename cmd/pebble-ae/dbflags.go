@@ -14,7 +14,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/internal/cliflags"
 	"github.com/pebble-ae/pebble-ae/merkle"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/pflag"
 )
 
@@ -48,13 +48,13 @@ func (f *dbFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.splits, "splits", "", "comma-separated partition split keys (all replicas must agree)")
 	fs.BoolVar(&f.rebuild, "rebuild-on-change", false, "rebuild the tree if it was built with other parameters")
 	fs.IntVar(&f.prefixSymbols, "prefix-symbols", 0, "symbols of each partition's persisted symbol prefix (0: 32768 for one partition, fewer for many; all replicas should agree; a change rebuilds)")
-	fs.DurationVar(&f.maxOffset, "max-clock-offset", reconcile.DefaultMaxClockOffset, "how far ahead of this node's clock a received record may be stamped; further is refused (all replicas should agree; negative: no limit)")
+	fs.DurationVar(&f.maxOffset, "max-clock-offset", record.DefaultMaxClockOffset, "how far ahead of this node's clock a received record may be stamped; further is refused (all replicas should agree; negative: no limit)")
 	fs.DurationVar(&f.clockSkew, "debug-clock-skew", 0, "run this node's clock this far from the system clock (tests of the clock guard)")
 	_ = fs.MarkHidden("debug-clock-skew")
 }
 
 func (f *dbFlags) options() (*engine.Options, error) {
-	mode, err := reconcile.ParseMode(f.mode)
+	mode, err := record.ParseMode(f.mode)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func (f *dbFlags) options() (*engine.Options, error) {
 		return nil, err
 	}
 	return &engine.Options{
-		ReplicaID:             reconcile.ReplicaID(f.id),
+		ReplicaID:             record.ReplicaID(f.id),
 		Mode:                  mode,
 		Partitioner:           pn,
 		Tree:                  merkle.Params{LeafSize: f.leafSize, Seed: f.seed},
@@ -76,7 +76,7 @@ func (f *dbFlags) options() (*engine.Options, error) {
 
 // skewedClock returns the system clock moved by skew (nil, the default
 // system clock, for 0).
-func skewedClock(skew time.Duration) reconcile.PhysicalClock {
+func skewedClock(skew time.Duration) record.PhysicalClock {
 	if skew == 0 {
 		return nil
 	}

@@ -4,7 +4,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/tool"
 	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/cobra"
 )
 
@@ -16,7 +16,7 @@ func newDebugCmd() *cobra.Command {
 	}
 	// Pebble's own tool, with the engine's merger registered so its
 	// commands (db scan, db lsm, sstable ...) work on pebble-ae directories.
-	t := tool.New(tool.Mergers(engine.Merger(reconcile.KeepSiblings{}, nil)), tool.DefaultComparer(pebble.DefaultComparer))
+	t := tool.New(tool.Mergers(engine.Merger(record.KeepSiblings{}, nil)), tool.DefaultComparer(pebble.DefaultComparer))
 	p := &cobra.Command{
 		Use:     "pebble",
 		Short:   "Pebble's inspection tool (db, sstable, wal, manifest ...) with pebble-ae's merger",

@@ -17,6 +17,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/cobra"
 )
 
@@ -70,11 +71,11 @@ func demoKey(i int) []byte { return []byte(fmt.Sprintf("key:%08d", i%100*1000000
 // demoNode is one replica of the demo: in-process (the engine itself) or a
 // plugin subprocess (a gRPC client), used only through reconcile.Replica.
 type demoNode struct {
-	id    reconcile.ReplicaID
+	id    record.ReplicaID
 	dir   string
 	rep   reconcile.Replica
 	close func() error
-	clock *reconcile.HLC // the coordinator clock of writes this node takes
+	clock *record.HLC // the coordinator clock of writes this node takes
 }
 
 func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
@@ -102,15 +103,15 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 	for i, s := range demoSplits {
 		splitsFlag[i] = string(s)
 	}
-	engineOpts := func(id reconcile.ReplicaID) *engine.Options {
+	engineOpts := func(id record.ReplicaID) *engine.Options {
 		return &engine.Options{ReplicaID: id, Partitioner: pn, CheckpointInterval: -1}
 	}
 	nodes := make([]*demoNode, cfg.replicas)
 	open := func(i int) error {
 		n := nodes[i]
 		if n == nil {
-			id := reconcile.ReplicaID(fmt.Sprintf("r%d", i+1))
-			n = &demoNode{id: id, dir: filepath.Join(dir, string(id)), clock: reconcile.NewHLC(nil)}
+			id := record.ReplicaID(fmt.Sprintf("r%d", i+1))
+			n = &demoNode{id: id, dir: filepath.Join(dir, string(id)), clock: record.NewHLC(nil)}
 			nodes[i] = n
 		}
 		if cfg.plugin {
@@ -161,7 +162,7 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 	replicate := func(coord *demoNode, targets []*demoNode, ws []write) error {
 		byPart := map[uint32][]reconcile.Entry{}
 		for _, w := range ws {
-			rec := reconcile.NewLWW(coord.id, coord.clock.Now(), w.value, w.tombstone)
+			rec := record.NewLWW(coord.id, coord.clock.Now(), w.value, w.tombstone)
 			p := uint32(pn.Partition(w.key))
 			byPart[p] = append(byPart[p], reconcile.Entry{Key: w.key, Record: rec.Encode()})
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"github.com/pebble-ae/pebble-ae/internal/cliflags"
 	"github.com/pebble-ae/pebble-ae/plugin"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/pflag"
 	"io"
 	"os"
@@ -213,7 +214,7 @@ func (r *remoteFlags) dial(ctx context.Context, arg string) (*plugin.Client, err
 		if r.certs == "" || r.as == "" {
 			return nil, fmt.Errorf("replica %s: pass --certs and --as (or --insecure on loopback)", arg)
 		}
-		if cfg, err = plugin.LoadTLSConfig(r.certs, reconcile.ReplicaID(r.as)); err != nil {
+		if cfg, err = plugin.LoadTLSConfig(r.certs, record.ReplicaID(r.as)); err != nil {
 			return nil, err
 		}
 	}

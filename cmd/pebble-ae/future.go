@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/cobra"
 )
 
@@ -41,7 +41,7 @@ acknowledged writes (the restamped record wins over them).`,
 				return err
 			}
 			defer e.Close()
-			if restamp && e.Mode() != reconcile.ModeLWW {
+			if restamp && e.Mode() != record.ModeLWW {
 				return fmt.Errorf("--restamp rewrites LWW records; this replica is in %s mode (use --drop)", e.Mode())
 			}
 			var found []engine.FutureRecord

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/pebble-ae/pebble-ae/plugin"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/cobra"
 )
 
@@ -51,9 +51,9 @@ that every peer's certificate names the peer it expects.`,
 			if dir == "" || ids == "" {
 				return fmt.Errorf("--dir and --ids are required")
 			}
-			var list []reconcile.ReplicaID
+			var list []record.ReplicaID
 			for _, id := range strings.Split(ids, ",") {
-				list = append(list, reconcile.ReplicaID(strings.TrimSpace(id)))
+				list = append(list, record.ReplicaID(strings.TrimSpace(id)))
 			}
 			var hs []string
 			if hosts != "" {

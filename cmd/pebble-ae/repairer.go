@@ -12,6 +12,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // nodeRepairer backs the Repair and Status calls of a served node: it runs
@@ -19,7 +20,7 @@ import (
 // loop and on demand), and describes the throttles and admission control.
 type nodeRepairer struct {
 	local     reconcile.Replica
-	peers     map[reconcile.ReplicaID]reconcile.Replica
+	peers     map[record.ReplicaID]reconcile.Replica
 	throttles []*reconcile.Throttle
 	adm       *engine.Admission
 	// maxPending is the sessions' SessionConfig.MaxPendingBytes.
@@ -32,7 +33,7 @@ type nodeRepairer struct {
 	loop *reconcile.Loop         // the node's repair loop, if any
 	last []plugin.SessionSummary // newest last, at most keepSessions
 	// clocks is what the sessions learned of each peer's clock.
-	clocks map[reconcile.ReplicaID]*peerClock
+	clocks map[record.ReplicaID]*peerClock
 }
 
 // peerClock is what sessions learned of a peer's clock.
@@ -50,7 +51,7 @@ func (n *nodeRepairer) record(s plugin.SessionSummary) {
 	defer n.mu.Unlock()
 	if s.Stats.ClockSkew != 0 || s.Stats.Quarantined > 0 {
 		if n.clocks == nil {
-			n.clocks = map[reconcile.ReplicaID]*peerClock{}
+			n.clocks = map[record.ReplicaID]*peerClock{}
 		}
 		pc := n.clocks[s.Peer]
 		if pc == nil {
@@ -99,7 +100,7 @@ func (n *nodeRepairer) LastSessions() []plugin.SessionSummary {
 }
 
 // Repair implements plugin.Repairer: one session per partition with peer.
-func (n *nodeRepairer) Repair(ctx context.Context, peer reconcile.ReplicaID, partitions []uint32, naive bool) ([]plugin.SessionSummary, error) {
+func (n *nodeRepairer) Repair(ctx context.Context, peer record.ReplicaID, partitions []uint32, naive bool) ([]plugin.SessionSummary, error) {
 	p, ok := n.peers[peer]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q is not a peer of this node", engine.ErrBadRequest, peer)
@@ -186,7 +187,7 @@ func (n *nodeRepairer) clockLines() []string {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	peers := make([]reconcile.ReplicaID, 0, len(n.clocks))
+	peers := make([]record.ReplicaID, 0, len(n.clocks))
 	for p := range n.clocks {
 		peers = append(peers, p)
 	}

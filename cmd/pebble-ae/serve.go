@@ -20,6 +20,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/internal/metrics"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/cobra"
 )
 
@@ -164,7 +165,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 
 	// The gRPC service; its Repair and Status calls are backed by the node.
 	m.WatchClockRefusals(e.ClockOffsetRefusals)
-	rep := &nodeRepairer{local: e, eng: e, peers: map[reconcile.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
+	rep := &nodeRepairer{local: e, eng: e, peers: map[record.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
 	var tlsCfg *tls.Config
 	lopts := &plugin.ListenOptions{Insecure: f.insecure}
 	lopts.Server.Repairer = rep
@@ -183,7 +184,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		for id, r := range roles {
 			logger.Debug("client role", "id", id, "roles", r)
 		}
-		lopts.Roles = func(id reconcile.ReplicaID) plugin.Role { return roles[id] }
+		lopts.Roles = func(id record.ReplicaID) plugin.Role { return roles[id] }
 	}
 	// Everything that can refuse the configuration does so before the node
 	// starts serving: the metrics listener and the repair loop.
@@ -282,8 +283,8 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 // peers get RolePeer, --clients RoleReader (read-only), --writers
 // RoleWriter, --roles what it names; an ID in several lists gets each of
 // their roles.
-func nodeRoles(peers []cliflags.Peer, clients, writers, extra string) (map[reconcile.ReplicaID]plugin.Role, error) {
-	roles := map[reconcile.ReplicaID]plugin.Role{}
+func nodeRoles(peers []cliflags.Peer, clients, writers, extra string) (map[record.ReplicaID]plugin.Role, error) {
+	roles := map[record.ReplicaID]plugin.Role{}
 	for _, p := range peers {
 		roles[p.ID] |= plugin.RolePeer
 	}
@@ -295,10 +296,10 @@ func nodeRoles(peers []cliflags.Peer, clients, writers, extra string) (map[recon
 			if id = strings.TrimSpace(id); id == "" {
 				continue
 			}
-			if err := reconcile.ReplicaID(id).Validate(); err != nil {
+			if err := record.ReplicaID(id).Validate(); err != nil {
 				return nil, fmt.Errorf("%s: %w", l.flag, err)
 			}
-			roles[reconcile.ReplicaID(id)] |= l.role
+			roles[record.ReplicaID(id)] |= l.role
 		}
 	}
 	for _, item := range strings.Split(extra, ",") {
@@ -309,7 +310,7 @@ func nodeRoles(peers []cliflags.Peer, clients, writers, extra string) (map[recon
 		if !ok {
 			return nil, fmt.Errorf("--roles %q: want id=role+role", item)
 		}
-		if err := reconcile.ReplicaID(id).Validate(); err != nil {
+		if err := record.ReplicaID(id).Validate(); err != nil {
 			return nil, fmt.Errorf("--roles: %w", err)
 		}
 		for _, n := range strings.Split(names, "+") {
@@ -317,7 +318,7 @@ func nodeRoles(peers []cliflags.Peer, clients, writers, extra string) (map[recon
 			if !ok {
 				return nil, fmt.Errorf("--roles %q: unknown role %q (peer, writer, reader, all)", item, n)
 			}
-			roles[reconcile.ReplicaID(id)] |= r
+			roles[record.ReplicaID(id)] |= r
 		}
 	}
 	return roles, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/internal/keyspace"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // ScaleConfig configures the scale benchmark of sessions (bench sync
@@ -207,7 +208,7 @@ func splitmix64(x uint64) uint64 {
 // rebuilds the tree).
 func bulkLoad(ctx context.Context, e *engine.Engine, dir string, n int, seed uint64) error {
 	const perTable = 1 << 20
-	ts := reconcile.Timestamp{WallTime: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
+	ts := record.Timestamp{WallTime: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
 	value := make([]byte, 104) // whole words; records take 100
 	var key, rec []byte
 	for first := 0; first < n; first += perTable {
@@ -222,7 +223,7 @@ func bulkLoad(ctx context.Context, e *engine.Engine, dir string, n int, seed uin
 			for j := 0; j < len(value); j += 8 {
 				binary.LittleEndian.PutUint64(value[j:], splitmix64(seed^uint64(i)<<8^uint64(j)))
 			}
-			rec = reconcile.AppendLWW(rec[:0], "a", ts, value[:100], false)
+			rec = record.AppendLWW(rec[:0], "a", ts, value[:100], false)
 			if err := w.Set(key, rec); err != nil {
 				_ = w.Close()
 				return err
@@ -244,7 +245,7 @@ func scaleSize(ctx context.Context, dir string, n int, cfg ScaleConfig, say func
 	openBoth := func() ([2]*engine.Engine, error) {
 		var reps [2]*engine.Engine
 		for i, d := range []string{dirA, dirB} {
-			e, err := engine.Open(d, &engine.Options{ReplicaID: reconcile.ReplicaID([]string{"a", "b"}[i])})
+			e, err := engine.Open(d, &engine.Options{ReplicaID: record.ReplicaID([]string{"a", "b"}[i])})
 			if err != nil {
 				if i == 1 {
 					_ = reps[0].Close()

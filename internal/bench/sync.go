@@ -14,6 +14,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // SyncConfig configures the anti-entropy benchmark.
@@ -297,7 +298,7 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 // newer on B, deleted on A, deleted on B.
 func buildDivergence(ctx context.Context, dir string, cfg SyncConfig) ([2]*engine.Engine, error) {
 	var reps [2]*engine.Engine
-	for i, id := range []reconcile.ReplicaID{"a", "b"} {
+	for i, id := range []record.ReplicaID{"a", "b"} {
 		e, err := engine.Open(fmt.Sprintf("%s/%s", dir, id), &engine.Options{ReplicaID: id, CheckpointInterval: -1})
 		if err != nil {
 			return reps, err
@@ -420,7 +421,7 @@ func buildDivergence(ctx context.Context, dir string, cfg SyncConfig) ([2]*engin
 // their directories under dir, as buildDivergence opened them.
 func reopen(dir string, reps [2]*engine.Engine) ([2]*engine.Engine, error) {
 	var out [2]*engine.Engine
-	for i, id := range []reconcile.ReplicaID{"a", "b"} {
+	for i, id := range []record.ReplicaID{"a", "b"} {
 		if err := reps[i].Close(); err != nil {
 			return out, err
 		}

@@ -21,7 +21,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // WriteConfig configures the write-path benchmark.
@@ -31,7 +31,7 @@ type WriteConfig struct {
 	KeySize   int    // default 16
 	ValueSize int    // default 100
 	BatchSize int    // default 100 (LWW); causal writes are single ops
-	Mode      reconcile.Mode
+	Mode      record.Mode
 	Seed      uint64
 	// RandomValues gives every write its own random (incompressible)
 	// value instead of the same constant value for every key, which
@@ -85,11 +85,11 @@ func pebbleOptions(cfg WriteConfig) *pebble.Options {
 const FloorStampBytes = 8 + 1 + 1 + len(benchWriter)
 
 // benchWriter is the replica ID every side of the write benchmark stamps.
-const benchWriter = reconcile.ReplicaID("bench")
+const benchWriter = record.ReplicaID("bench")
 
 // appendFloorStamp appends value behind the FloorStampBytes an LWW record
 // cannot do without (see FloorStampBytes).
-func appendFloorStamp(dst []byte, ts reconcile.Timestamp, value []byte) []byte {
+func appendFloorStamp(dst []byte, ts record.Timestamp, value []byte) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(ts.WallTime))
 	dst = binary.AppendUvarint(dst, uint64(ts.Logical))
 	dst = append(dst, byte(len(benchWriter)))
@@ -238,7 +238,7 @@ func (c *WriteConfig) defaults() {
 		c.BatchSize = 100
 	}
 	if c.Mode == 0 {
-		c.Mode = reconcile.ModeLWW
+		c.Mode = record.ModeLWW
 	}
 	if c.Rounds == 0 {
 		c.Rounds = 5
@@ -310,7 +310,7 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	cfg.defaults()
 	res := WriteResult{Mode: cfg.Mode.String(), Keys: cfg.Keys, RandomValues: cfg.RandomValues, BatchSize: cfg.BatchSize, Rounds: cfg.Rounds,
 		BloomBitsPerKey: cfg.BloomBitsPerKey}
-	causal := cfg.Mode == reconcile.ModeCausal
+	causal := cfg.Mode == record.ModeCausal
 	if causal {
 		res.Baseline = "pebble Get+Set"
 		res.BatchSize = 1
@@ -320,11 +320,11 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteResult, error) {
 	// The same writes with values as long as the engine's encoded records
 	// (a new key's record): what the record format itself costs Pebble.
 	sameBytes := cfg
-	now, value := reconcile.NewHLC(nil).Now(), benchValue(cfg.ValueSize)
+	now, value := record.NewHLC(nil).Now(), benchValue(cfg.ValueSize)
 	if causal {
-		sameBytes.ValueSize = reconcile.CausalPut(reconcile.Record{}, nil, benchWriter, now, value, false).EncodedLen()
+		sameBytes.ValueSize = record.CausalPut(record.Record{}, nil, benchWriter, now, value, false).EncodedLen()
 	} else {
-		sameBytes.ValueSize = reconcile.NewLWW(benchWriter, now, value, false).EncodedLen()
+		sameBytes.ValueSize = record.NewLWW(benchWriter, now, value, false).EncodedLen()
 	}
 	res.RecordBytes = sameBytes.ValueSize
 	res.LoadAvgStart = loadAverage()
@@ -544,7 +544,7 @@ func writePebble(cfg WriteConfig, cpuProfile string) (t sideTime, err error) {
 	}
 	defer func() { stopProfile() }()
 	stop := startTimer()
-	if cfg.Mode == reconcile.ModeCausal {
+	if cfg.Mode == record.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
 			keyAt(key, rng)
 			if _, closer, err := db.Get(key); err == nil {
@@ -590,28 +590,28 @@ func writePebbleRecords(cfg WriteConfig, floor bool) (t sideTime, err error) {
 		return sideTime{}, err
 	}
 	const writer = benchWriter
-	clock := reconcile.NewHLC(nil)
+	clock := record.NewHLC(nil)
 	nextValue := values(cfg)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 1))
 	key := make([]byte, cfg.KeySize)
 	var enc []byte
 	stop := startTimer()
-	if cfg.Mode == reconcile.ModeCausal {
+	if cfg.Mode == record.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
 			keyAt(key, rng)
-			var cur reconcile.Record
+			var cur record.Record
 			v, closer, err := db.Get(key)
 			switch {
 			case errors.Is(err, pebble.ErrNotFound):
 			case err != nil:
 				return sideTime{}, err
 			default:
-				if cur, err = reconcile.DecodeRecord(v); err != nil {
+				if cur, err = record.DecodeRecord(v); err != nil {
 					closer.Close()
 					return sideTime{}, err
 				}
 			}
-			enc = reconcile.AppendCausalPut(enc[:0], cur, nil, writer, clock.Now(), nextValue(), false)
+			enc = record.AppendCausalPut(enc[:0], cur, nil, writer, clock.Now(), nextValue(), false)
 			if closer != nil {
 				closer.Close()
 			}
@@ -630,7 +630,7 @@ func writePebbleRecords(cfg WriteConfig, floor bool) (t sideTime, err error) {
 				if floor {
 					enc = appendFloorStamp(enc[:0], ts, nextValue())
 				} else {
-					enc = reconcile.AppendLWW(enc[:0], writer, ts, nextValue(), false)
+					enc = record.AppendLWW(enc[:0], writer, ts, nextValue(), false)
 				}
 				if err := b.Set(keyAt(key, rng), enc, nil); err != nil {
 					return sideTime{}, err
@@ -668,7 +668,7 @@ func writeEngine(ctx context.Context, cfg WriteConfig, cpuProfile string) (t sid
 	}
 	defer func() { stopProfile() }()
 	stop := startTimer()
-	if cfg.Mode == reconcile.ModeCausal {
+	if cfg.Mode == record.ModeCausal {
 		for i := 0; i < cfg.Keys; i++ {
 			if err := e.Put(ctx, keyAt(key, rng), nextValue(), engine.NoSync); err != nil {
 				return sideTime{}, 0, 0, err

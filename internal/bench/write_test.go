@@ -8,11 +8,11 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 func TestWriteSmall(t *testing.T) {
-	for _, m := range []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal} {
+	for _, m := range []record.Mode{record.ModeLWW, record.ModeCausal} {
 		res, err := Write(context.Background(), WriteConfig{Keys: 5000, Mode: m, Dir: t.TempDir(), Rounds: 2, SameRecords: true})
 		if err != nil {
 			t.Fatal(err)
@@ -27,7 +27,7 @@ func TestWriteSmall(t *testing.T) {
 			t.Fatalf("same-records baseline missing or inconsistent: %+v", res)
 		}
 		wantOrder := [2]string{"pebble,same,records,engine", "engine,records,same,pebble"}
-		if m == reconcile.ModeLWW {
+		if m == record.ModeLWW {
 			wantOrder = [2]string{"pebble,same,records,floor,engine", "engine,floor,records,same,pebble"}
 			if res.PebbleFloorOpsPerSec <= 0 || res.FloorVsPebbleMin <= 0 || res.FloorVsPebbleMin > res.FloorVsPebbleMedian ||
 				res.FloorVsPebbleMedian > res.FloorVsPebbleMax || res.RatioFloorMedian <= 0 ||
@@ -45,7 +45,7 @@ func TestWriteSmall(t *testing.T) {
 		raw, rec := mb(5000*(16+100)), mb(uint64(5000*(16+res.RecordBytes)))
 		for i, r := range res.Runs {
 			if r.PebbleMBWritten < raw || r.EngineMBWritten < rec || r.RecordsMBWritten < rec ||
-				(m == reconcile.ModeLWW && r.FloorMBWritten < mb(uint64(5000*(16+res.FloorRecordBytes)))) {
+				(m == record.ModeLWW && r.FloorMBWritten < mb(uint64(5000*(16+res.FloorRecordBytes)))) {
 				t.Fatalf("run %d: bytes written below the WAL's least (%.1f MB raw, %.1f MB records): %+v", i, raw, rec, r)
 			}
 		}
@@ -57,13 +57,13 @@ func TestWriteSmall(t *testing.T) {
 // exactly FloorStampBytes (one-byte logical counter), shorter than the
 // engine's record of the same write.
 func TestFloorStamp(t *testing.T) {
-	ts := reconcile.Timestamp{WallTime: 1_800_000_000_000_000_000, Logical: 3}
+	ts := record.Timestamp{WallTime: 1_800_000_000_000_000_000, Logical: 3}
 	value := []byte("0123456789")
 	got := appendFloorStamp(nil, ts, value)
 	if len(got) != FloorStampBytes+len(value) || string(got[len(got)-len(value):]) != string(value) {
 		t.Fatalf("floor record %x: %d bytes, want %d ending in the value", got, len(got), FloorStampBytes+len(value))
 	}
-	if full := reconcile.AppendLWW(nil, benchWriter, ts, value, false); len(full) <= len(got) {
+	if full := record.AppendLWW(nil, benchWriter, ts, value, false); len(full) <= len(got) {
 		t.Fatalf("engine record %d bytes, not longer than the floor's %d", len(full), len(got))
 	}
 }

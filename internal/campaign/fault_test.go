@@ -13,13 +13,14 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // servedEngine is an engine served over mutual TLS on a fixed loopback
 // address, restartable (engine closed and reopened) in place.
 type servedEngine struct {
 	t      *testing.T
-	id     reconcile.ReplicaID
+	id     record.ReplicaID
 	dir    string
 	addr   string
 	tls    *tls.Config
@@ -28,7 +29,7 @@ type servedEngine struct {
 	done   chan error
 }
 
-func openEngine(t *testing.T, dir string, id reconcile.ReplicaID) *engine.Engine {
+func openEngine(t *testing.T, dir string, id record.ReplicaID) *engine.Engine {
 	e, err := engine.Open(dir, &engine.Options{ReplicaID: id})
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +135,7 @@ func roots(t *testing.T, r reconcile.Replica) string {
 func TestFaultInjection(t *testing.T) {
 	tmp := t.TempDir()
 	certs := filepath.Join(tmp, "certs")
-	must(t, plugin.GenerateCerts(certs, []reconcile.ReplicaID{"a", "b"}, "127.0.0.1"))
+	must(t, plugin.GenerateCerts(certs, []record.ReplicaID{"a", "b"}, "127.0.0.1"))
 	tlsA, err := plugin.LoadTLSConfig(certs, "a")
 	must(t, err)
 	tlsB, err := plugin.LoadTLSConfig(certs, "b")

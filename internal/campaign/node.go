@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/plugin"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Node is one `pebble-ae serve` process on 127.0.0.1, restartable on the
@@ -89,7 +89,7 @@ func (n *Node) Output() string {
 // Dial connects to the node over mutual TLS as replica as (the node only
 // accepts its peers' certificates), retrying until ctx ends.
 func (n *Node) Dial(ctx context.Context, as string) (*plugin.Client, error) {
-	cfg, err := plugin.LoadTLSConfig(n.Certs, reconcile.ReplicaID(as))
+	cfg, err := plugin.LoadTLSConfig(n.Certs, record.ReplicaID(as))
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func (n *Node) Dial(ctx context.Context, as string) (*plugin.Client, error) {
 func DialRetry(ctx context.Context, addr string, cfg *tls.Config, id string) (*plugin.Client, error) {
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err := plugin.Dial(dctx, addr, cfg, reconcile.ReplicaID(id), &plugin.DialOptions{Client: plugin.ClientOptions{CallTimeout: 10 * time.Second}})
+		c, err := plugin.Dial(dctx, addr, cfg, record.ReplicaID(id), &plugin.DialOptions{Client: plugin.ClientOptions{CallTimeout: 10 * time.Second}})
 		cancel()
 		if err == nil {
 			return c, nil
@@ -152,7 +152,7 @@ func Fetch(ctx context.Context, c *plugin.Client, keys []string) (map[string]Sta
 			out[k] = State{}
 		}
 		for _, e := range es {
-			rec, err := reconcile.DecodeRecord(e.Record)
+			rec, err := record.DecodeRecord(e.Record)
 			if err != nil {
 				return nil, fmt.Errorf("key %q: %w", e.Key, err)
 			}

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/pebble-ae/pebble-ae/merkle"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // ErrBadFlag reports a malformed flag value.
@@ -18,7 +18,7 @@ var ErrBadFlag = errors.New("cliflags: bad flag value")
 
 // Peer is one --peers entry.
 type Peer struct {
-	ID   reconcile.ReplicaID
+	ID   record.ReplicaID
 	Addr string
 }
 
@@ -35,7 +35,7 @@ func ParsePeers(s string) ([]Peer, error) {
 		if !ok || id == "" || addr == "" {
 			return nil, fmt.Errorf("%w: peer %q: want id=host:port", ErrBadFlag, item)
 		}
-		if err := reconcile.ReplicaID(id).Validate(); err != nil {
+		if err := record.ReplicaID(id).Validate(); err != nil {
 			return nil, fmt.Errorf("%w: peer %q: %w", ErrBadFlag, item, err)
 		}
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
@@ -45,7 +45,7 @@ func ParsePeers(s string) ([]Peer, error) {
 			return nil, fmt.Errorf("%w: peer %q listed twice", ErrBadFlag, id)
 		}
 		seen[id] = true
-		out = append(out, Peer{ID: reconcile.ReplicaID(id), Addr: addr})
+		out = append(out, Peer{ID: record.ReplicaID(id), Addr: addr})
 	}
 	return out, nil
 }

@@ -27,16 +27,17 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Options configure a Replica.
 type Options struct {
 	// ID is the replica's ID (reported by Info); default "mem".
-	ID reconcile.ReplicaID
-	// Mode is the replica's write mode; default reconcile.ModeLWW.
-	Mode reconcile.Mode
-	// Resolver merges applied records; default reconcile.ResolverFor(Mode).
-	Resolver reconcile.Resolver
+	ID record.ReplicaID
+	// Mode is the replica's write mode; default record.ModeLWW.
+	Mode record.Mode
+	// Resolver merges applied records; default record.ResolverFor(Mode).
+	Resolver record.Resolver
 	// LeafSize and Seed are merkle.Params: a key is a leaf boundary with
 	// probability 1/LeafSize (default 64).
 	LeafSize uint32
@@ -93,10 +94,10 @@ func New(opts Options) (*Replica, error) {
 		return nil, err
 	}
 	if opts.Mode == 0 {
-		opts.Mode = reconcile.ModeLWW
+		opts.Mode = record.ModeLWW
 	}
 	if opts.Resolver == nil {
-		opts.Resolver = reconcile.ResolverFor(opts.Mode)
+		opts.Resolver = record.ResolverFor(opts.Mode)
 		if opts.Resolver == nil {
 			return nil, fmt.Errorf("memreplica: unknown mode %d", opts.Mode)
 		}
@@ -167,7 +168,7 @@ func (r *Replica) SetReady(partition uint32, ready bool) {
 
 // Set stores the encoding of rec under key, replacing any record: a raw
 // write that bypasses the resolver (tests use it to build any state).
-func (r *Replica) Set(key []byte, rec reconcile.Record) {
+func (r *Replica) Set(key []byte, rec record.Record) {
 	r.SetEncoded(key, rec.Encode())
 }
 
@@ -181,16 +182,16 @@ func (r *Replica) SetEncoded(key, enc []byte) {
 
 // Merge resolves rec into the record stored under key with the replica's
 // resolver, as Apply does for one entry.
-func (r *Replica) Merge(key []byte, rec reconcile.Record) error {
+func (r *Replica) Merge(key []byte, rec record.Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.mergeLocked(key, rec)
 }
 
-func (r *Replica) mergeLocked(key []byte, rec reconcile.Record) error {
+func (r *Replica) mergeLocked(key []byte, rec record.Record) error {
 	cur, ok := r.mu.recs[string(key)]
 	if ok {
-		old, err := reconcile.DecodeRecord(cur)
+		old, err := record.DecodeRecord(cur)
 		if err != nil {
 			return fmt.Errorf("memreplica: stored record of %q: %w", key, err)
 		}
@@ -209,14 +210,14 @@ func (r *Replica) mergeLocked(key []byte, rec reconcile.Record) error {
 }
 
 // Get returns the decoded record of key.
-func (r *Replica) Get(key []byte) (reconcile.Record, bool, error) {
+func (r *Replica) Get(key []byte) (record.Record, bool, error) {
 	r.mu.Lock()
 	enc, ok := r.mu.recs[string(key)]
 	r.mu.Unlock()
 	if !ok {
-		return reconcile.Record{}, false, nil
+		return record.Record{}, false, nil
 	}
-	rec, err := reconcile.DecodeRecord(enc)
+	rec, err := record.DecodeRecord(enc)
 	return rec, true, err
 }
 
@@ -529,12 +530,12 @@ func (r *Replica) Apply(ctx context.Context, partition uint32, entries []reconci
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	recs := make([]reconcile.Record, len(entries))
+	recs := make([]record.Record, len(entries))
 	for i, e := range entries {
 		if int(partition) >= len(r.parts) || r.partitionOf(e.Key) != partition {
 			return fmt.Errorf("memreplica: apply key %q outside partition %d", e.Key, partition)
 		}
-		rec, err := reconcile.DecodeRecord(slices.Clone(e.Record))
+		rec, err := record.DecodeRecord(slices.Clone(e.Record))
 		if err != nil {
 			return fmt.Errorf("memreplica: apply key %q: %w", e.Key, err)
 		}
@@ -548,7 +549,7 @@ func (r *Replica) Apply(ctx context.Context, partition uint32, entries []reconci
 	for i, e := range entries {
 		rec := recs[i]
 		if cur, ok := r.mu.recs[string(e.Key)]; ok {
-			old, err := reconcile.DecodeRecord(cur)
+			old, err := record.DecodeRecord(cur)
 			if err != nil {
 				return fmt.Errorf("memreplica: stored record of %q: %w", e.Key, err)
 			}

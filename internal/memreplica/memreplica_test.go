@@ -13,6 +13,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/internal/memreplica"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestDigestFormulasMatchMerkle checks that reconcile's Pebble-free copies of
@@ -61,7 +62,7 @@ func TestMatchesMerkleTree(t *testing.T) {
 		b := hooks.NewBatch(db.NewBatch())
 		for range 50 {
 			key := fmt.Appendf(nil, "k%05d", rng.IntN(100000))
-			rec := reconcile.NewLWW("a", reconcile.Timestamp{WallTime: rng.Int64N(1 << 40)}, []byte("v"), false)
+			rec := record.NewLWW("a", record.Timestamp{WallTime: rng.Int64N(1 << 40)}, []byte("v"), false)
 			if err := b.Set(key, rec.Encode()); err != nil {
 				t.Fatal(err)
 			}

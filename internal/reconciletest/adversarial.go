@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // racer wraps a replica and, before serving each call, writes one record to
@@ -18,14 +19,14 @@ import (
 // record written.
 type racer struct {
 	reconcile.Replica
-	id   reconcile.ReplicaID
+	id   record.ReplicaID
 	cfg  Config
 	mu   sync.Mutex
 	rng  *rand.Rand
 	wall int64
 	keys []string
 	// written are the records written while racing, per key.
-	written map[string][]reconcile.Record
+	written map[string][]record.Record
 	writes  int
 	t       testing.TB
 }
@@ -40,11 +41,11 @@ func (r *racer) race(ctx context.Context) {
 		k = fmt.Appendf(nil, "k%d/race%d", r.rng.IntN(9), r.rng.IntN(100))
 	}
 	r.wall += 10
-	ts := reconcile.Timestamp{WallTime: r.wall}
-	var rec reconcile.Record
+	ts := record.Timestamp{WallTime: r.wall}
+	var rec record.Record
 	tomb := r.rng.IntN(5) == 0
-	if r.cfg.Mode == reconcile.ModeLWW {
-		rec = reconcile.NewLWW(r.id, ts, value(r.rng), tomb)
+	if r.cfg.Mode == record.ModeLWW {
+		rec = record.NewLWW(r.id, ts, value(r.rng), tomb)
 	} else {
 		p := partitionOf(r.cfg, k)
 		es, err := r.Replica.Fetch(ctx, p, [][]byte{k})
@@ -52,9 +53,9 @@ func (r *racer) race(ctx context.Context) {
 			r.t.Errorf("racer fetch: %v", err)
 			return
 		}
-		var cur reconcile.Record
+		var cur record.Record
 		if len(es) == 1 {
-			if cur, err = reconcile.DecodeRecord(es[0].Record); err != nil {
+			if cur, err = record.DecodeRecord(es[0].Record); err != nil {
 				r.t.Errorf("racer decode: %v", err)
 				return
 			}
@@ -63,7 +64,7 @@ func (r *racer) race(ctx context.Context) {
 		if r.rng.IntN(3) == 0 {
 			ctxVV = nil // a blind, concurrent write
 		}
-		rec = reconcile.CausalPut(cur, ctxVV, r.id, ts, value(r.rng), tomb)
+		rec = record.CausalPut(cur, ctxVV, r.id, ts, value(r.rng), tomb)
 	}
 	enc := rec.Encode()
 	if err := r.Replica.Apply(ctx, partitionOf(r.cfg, k), []reconcile.Entry{{Key: k, Digest: reconcile.EntryDigest(k, enc), Record: enc}}); err != nil {
@@ -146,7 +147,7 @@ func RunRacing(t *testing.T, newReplica NewReplica, opts Options) {
 	}
 }
 
-func runRacing(t *testing.T, newReplica NewReplica, seed uint64, mode reconcile.Mode, opts Options) {
+func runRacing(t *testing.T, newReplica NewReplica, seed uint64, mode record.Mode, opts Options) {
 	sc := genScenario(seed, mode, opts.MaxKeys)
 	reps := build(t, newReplica, sc)
 	var racers [2]*racer
@@ -157,8 +158,8 @@ func runRacing(t *testing.T, newReplica NewReplica, seed uint64, mode reconcile.
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		racers[side] = &racer{Replica: reps[side], id: reconcile.ReplicaID([]string{"a", "b"}[side]), cfg: sc.cfg,
-			rng: rand.New(rand.NewPCG(seed, uint64(side))), wall: 1 << 20, keys: keys, written: map[string][]reconcile.Record{}, t: t}
+		racers[side] = &racer{Replica: reps[side], id: record.ReplicaID([]string{"a", "b"}[side]), cfg: sc.cfg,
+			rng: rand.New(rand.NewPCG(seed, uint64(side))), wall: 1 << 20, keys: keys, written: map[string][]record.Record{}, t: t}
 		wrapped[side] = racers[side]
 		_, sk := reps[side].(reconcile.Sketcher)
 		_, sy := reps[side].(reconcile.SymbolStreamer)
@@ -178,8 +179,8 @@ func runRacing(t *testing.T, newReplica NewReplica, seed uint64, mode reconcile.
 		t.Fatalf("second session: %v", err)
 	}
 	// The model: everything ever written, resolved.
-	all := [2]map[string]reconcile.Record{sc.recs[0], {}}
-	res := reconcile.ResolverFor(mode)
+	all := [2]map[string]record.Record{sc.recs[0], {}}
+	res := record.ResolverFor(mode)
 	for k, r := range sc.recs[1] {
 		all[1][k] = r
 	}
@@ -198,7 +199,7 @@ func runRacing(t *testing.T, newReplica NewReplica, seed uint64, mode reconcile.
 			}
 		}
 	}
-	checkConverged(t, reps, mode, [2]map[string]reconcile.Record{}, expected(t, mode, all))
+	checkConverged(t, reps, mode, [2]map[string]record.Record{}, expected(t, mode, all))
 }
 
 // Lie is a way a lying peer corrupts one answer.
@@ -341,7 +342,7 @@ func (l *liar) Fetch(ctx context.Context, p uint32, keys [][]byte) ([]reconcile.
 		}
 	case LieFetchUndecodable:
 		if l.tell(p, n > 0) {
-			es[0].Record = []byte{reconcile.RecordFormatVersion, 9, 9}
+			es[0].Record = []byte{record.RecordFormatVersion, 9, 9}
 			es[0].Digest = reconcile.EntryDigest(es[0].Key, es[0].Record)
 		}
 	case LieFetchUnasked:

@@ -22,14 +22,15 @@ import (
 	"testing"
 
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Config describes a replica to create.
 type Config struct {
 	// ID is the replica's ID.
-	ID reconcile.ReplicaID
-	// Mode is its write mode (its resolver is reconcile.ResolverFor(Mode)).
-	Mode reconcile.Mode
+	ID record.ReplicaID
+	// Mode is its write mode (its resolver is record.ResolverFor(Mode)).
+	Mode record.Mode
 	// LeafSize is the tree's expected leaf size (merkle.Params.LeafSize);
 	// small values make deep trees from little data. Every replica of one
 	// scenario gets the same LeafSize.
@@ -51,7 +52,7 @@ type Options struct {
 	// FirstSeed is the first seed; seeds are FirstSeed, FirstSeed+1, ...
 	FirstSeed uint64
 	// Modes are the write modes to test; default both.
-	Modes []reconcile.Mode
+	Modes []record.Mode
 	// MaxKeys bounds the number of keys of a scenario; default 400.
 	MaxKeys int
 	// Sync overrides the session options (Strict is always set where the
@@ -64,7 +65,7 @@ func (o Options) withDefaults(seeds int) Options {
 		o.Seeds = seeds
 	}
 	if len(o.Modes) == 0 {
-		o.Modes = []reconcile.Mode{reconcile.ModeLWW, reconcile.ModeCausal}
+		o.Modes = []record.Mode{record.ModeLWW, record.ModeCausal}
 	}
 	if o.MaxKeys == 0 {
 		o.MaxKeys = 400
@@ -75,9 +76,9 @@ func (o Options) withDefaults(seeds int) Options {
 // scenario is the initial state of two replicas.
 type scenario struct {
 	seed  uint64
-	mode  reconcile.Mode
+	mode  record.Mode
 	cfg   Config
-	recs  [2]map[string]reconcile.Record
+	recs  [2]map[string]record.Record
 	shape string
 	nkeys int
 }
@@ -94,11 +95,11 @@ func key(rng *rand.Rand, i int) []byte {
 }
 
 // genScenario builds a random scenario for seed.
-func genScenario(seed uint64, mode reconcile.Mode, maxKeys int) scenario {
+func genScenario(seed uint64, mode record.Mode, maxKeys int) scenario {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	shapes := shapeNames()
 	sc := scenario{seed: seed, mode: mode, shape: shapes[rng.IntN(len(shapes))]}
-	sc.recs = [2]map[string]reconcile.Record{{}, {}}
+	sc.recs = [2]map[string]record.Record{{}, {}}
 	switch sc.shape {
 	case "both-empty":
 		sc.nkeys = 0
@@ -161,33 +162,33 @@ func value(rng *rand.Rand) []byte {
 	return fmt.Appendf(nil, "v%d", rng.IntN(1000))
 }
 
-func baseRecord(rng *rand.Rand, mode reconcile.Mode, wall int64) reconcile.Record {
-	writer := reconcile.ReplicaID([]string{"a", "b", "c"}[rng.IntN(3)])
+func baseRecord(rng *rand.Rand, mode record.Mode, wall int64) record.Record {
+	writer := record.ReplicaID([]string{"a", "b", "c"}[rng.IntN(3)])
 	tomb := rng.IntN(10) == 0
-	if mode == reconcile.ModeLWW {
-		return reconcile.NewLWW(writer, reconcile.Timestamp{WallTime: wall}, value(rng), tomb)
+	if mode == record.ModeLWW {
+		return record.NewLWW(writer, record.Timestamp{WallTime: wall}, value(rng), tomb)
 	}
-	return reconcile.CausalPut(reconcile.Record{}, nil, writer, reconcile.Timestamp{WallTime: wall}, value(rng), tomb)
+	return record.CausalPut(record.Record{}, nil, writer, record.Timestamp{WallTime: wall}, value(rng), tomb)
 }
 
 // divergence returns two differing versions of a key: a missing side, a
 // stale side, concurrent updates, a delete against an update.
-func divergence(rng *rand.Rand, mode reconcile.Mode, base reconcile.Record, wall int64) (a, b reconcile.Record, hasA, hasB bool) {
+func divergence(rng *rand.Rand, mode record.Mode, base record.Record, wall int64) (a, b record.Record, hasA, hasB bool) {
 	a, b, hasA, hasB = base, base, true, true
-	later := func(r reconcile.Record, at reconcile.ReplicaID, dt int64, tomb bool) reconcile.Record {
-		ts := reconcile.Timestamp{WallTime: wall + dt, Logical: uint32(rng.IntN(2))}
-		if mode == reconcile.ModeLWW {
-			return reconcile.NewLWW(at, ts, value(rng), tomb)
+	later := func(r record.Record, at record.ReplicaID, dt int64, tomb bool) record.Record {
+		ts := record.Timestamp{WallTime: wall + dt, Logical: uint32(rng.IntN(2))}
+		if mode == record.ModeLWW {
+			return record.NewLWW(at, ts, value(rng), tomb)
 		}
-		return reconcile.CausalPut(r, r.Context, at, ts, value(rng), tomb)
+		return record.CausalPut(r, r.Context, at, ts, value(rng), tomb)
 	}
-	concurrent := func(r reconcile.Record, at reconcile.ReplicaID, dt int64, tomb bool) reconcile.Record {
-		ts := reconcile.Timestamp{WallTime: wall + dt}
-		if mode == reconcile.ModeLWW {
-			return reconcile.NewLWW(at, ts, value(rng), tomb)
+	concurrent := func(r record.Record, at record.ReplicaID, dt int64, tomb bool) record.Record {
+		ts := record.Timestamp{WallTime: wall + dt}
+		if mode == record.ModeLWW {
+			return record.NewLWW(at, ts, value(rng), tomb)
 		}
 		// A write that has not seen base: concurrent with it.
-		return reconcile.CausalPut(r, nil, at, ts, value(rng), tomb)
+		return record.CausalPut(r, nil, at, ts, value(rng), tomb)
 	}
 	switch rng.IntN(8) {
 	case 0:
@@ -220,7 +221,7 @@ func divergence(rng *rand.Rand, mode reconcile.Mode, base reconcile.Record, wall
 func build(t testing.TB, newReplica NewReplica, sc scenario) [2]reconcile.Replica {
 	t.Helper()
 	var reps [2]reconcile.Replica
-	for side, id := range []reconcile.ReplicaID{"a", "b"} {
+	for side, id := range []record.ReplicaID{"a", "b"} {
 		cfg := sc.cfg
 		cfg.ID = id
 		reps[side] = newReplica(t, cfg)
@@ -230,7 +231,7 @@ func build(t testing.TB, newReplica NewReplica, sc scenario) [2]reconcile.Replic
 }
 
 // load applies recs to r, partition by partition.
-func load(t testing.TB, r reconcile.Replica, cfg Config, recs map[string]reconcile.Record) {
+func load(t testing.TB, r reconcile.Replica, cfg Config, recs map[string]record.Record) {
 	t.Helper()
 	byPart := map[uint32][]reconcile.Entry{}
 	for k, rec := range recs {
@@ -289,10 +290,10 @@ func Dump(ctx context.Context, r reconcile.Replica) ([]reconcile.Entry, []reconc
 
 // expected returns the record every replica must hold for each key after a
 // session: the resolution of both sides' records.
-func expected(t testing.TB, mode reconcile.Mode, recs [2]map[string]reconcile.Record) map[string]reconcile.Record {
+func expected(t testing.TB, mode record.Mode, recs [2]map[string]record.Record) map[string]record.Record {
 	t.Helper()
-	res := reconcile.ResolverFor(mode)
-	out := map[string]reconcile.Record{}
+	res := record.ResolverFor(mode)
+	out := map[string]record.Record{}
 	for side := range recs {
 		for k, r := range recs[side] {
 			cur, ok := out[k]
@@ -314,7 +315,7 @@ func expected(t testing.TB, mode reconcile.Mode, recs [2]map[string]reconcile.Re
 // writes: equal full scans, equal roots, every key holding the expected
 // record (so no deleted key returned and the same LWW winner everywhere),
 // and no concurrent causal update lost.
-func checkConverged(t testing.TB, reps [2]reconcile.Replica, mode reconcile.Mode, before [2]map[string]reconcile.Record, want map[string]reconcile.Record) {
+func checkConverged(t testing.TB, reps [2]reconcile.Replica, mode record.Mode, before [2]map[string]record.Record, want map[string]record.Record) {
 	t.Helper()
 	ctx := context.Background()
 	da, ra, err := Dump(ctx, reps[0])
@@ -340,7 +341,7 @@ func checkConverged(t testing.TB, reps [2]reconcile.Replica, mode reconcile.Mode
 		t.Fatalf("%d keys after the session, want %d", len(da), len(want))
 	}
 	for _, e := range da {
-		got, err := reconcile.DecodeRecord(e.Record)
+		got, err := record.DecodeRecord(e.Record)
 		if err != nil {
 			t.Fatalf("key %q: stored record does not decode: %v", e.Key, err)
 		}
@@ -353,31 +354,31 @@ func checkConverged(t testing.TB, reps [2]reconcile.Replica, mode reconcile.Mode
 		}
 		ra, okA := before[0][string(e.Key)]
 		rb, okB := before[1][string(e.Key)]
-		if (okA && ra.IsTombstone() || okB && rb.IsTombstone()) && !got.IsTombstone() && mode == reconcile.ModeLWW {
+		if (okA && ra.IsTombstone() || okB && rb.IsTombstone()) && !got.IsTombstone() && mode == record.ModeLWW {
 			// A delete may only lose to a strictly later write.
 			winner := got.Winner()
-			for _, r := range []reconcile.Record{ra, rb} {
+			for _, r := range []record.Record{ra, rb} {
 				if len(r.Siblings) > 0 && r.IsTombstone() && r.Winner().Timestamp.Compare(winner.Timestamp) > 0 {
 					t.Fatalf("key %q: deleted key came back", e.Key)
 				}
 			}
 		}
-		if mode == reconcile.ModeLWW {
-			for _, r := range []reconcile.Record{ra, rb} {
+		if mode == record.ModeLWW {
+			for _, r := range []record.Record{ra, rb} {
 				if len(r.Siblings) > 0 && r.Winner().Timestamp.Compare(got.Winner().Timestamp) > 0 {
 					t.Fatalf("key %q: LWW kept an older write", e.Key)
 				}
 			}
 		}
-		if mode == reconcile.ModeCausal && okA && okB {
+		if mode == record.ModeCausal && okA && okB {
 			// Every sibling one side holds that the other has not seen
 			// must survive.
-			for _, pair := range [][2]reconcile.Record{{ra, rb}, {rb, ra}} {
+			for _, pair := range [][2]record.Record{{ra, rb}, {rb, ra}} {
 				for _, s := range pair[0].Siblings {
 					if pair[1].Context.Covers(s.Dot) {
 						continue
 					}
-					if !slices.ContainsFunc(got.Siblings, func(g reconcile.Sibling) bool { return g.Dot == s.Dot }) {
+					if !slices.ContainsFunc(got.Siblings, func(g record.Sibling) bool { return g.Dot == s.Dot }) {
 						t.Fatalf("key %q: concurrent update %s lost", e.Key, s.Dot)
 					}
 				}

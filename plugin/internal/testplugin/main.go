@@ -11,7 +11,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/plugin"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 func main() {
@@ -20,13 +20,13 @@ func main() {
 	mode := flag.String("mode", "lww", "write mode: lww or causal")
 	leafSize := flag.Uint("leaf-size", 0, "expected keys per leaf (0: default)")
 	flag.Parse()
-	m, err := reconcile.ParseMode(*mode)
+	m, err := record.ParseMode(*mode)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	err = plugin.ServePlugin(*dir, &engine.Options{
-		ReplicaID: reconcile.ReplicaID(*id),
+		ReplicaID: record.ReplicaID(*id),
 		Mode:      m,
 		Tree:      merkle.Params{LeafSize: uint32(*leafSize)},
 	}, nil)

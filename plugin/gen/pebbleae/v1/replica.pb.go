@@ -309,7 +309,7 @@ func (x *PartitionInfo) GetReady() bool {
 type InfoResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// mode: 1 LWW, 2 causal (reconcile.Mode).
+	// mode: 1 LWW, 2 causal (record.Mode).
 	Mode       uint32           `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
 	Tree       *TreeParams      `protobuf:"bytes,3,opt,name=tree,proto3" json:"tree,omitempty"`
 	Partitions []*PartitionInfo `protobuf:"bytes,4,rep,name=partitions,proto3" json:"partitions,omitempty"`

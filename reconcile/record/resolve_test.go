@@ -1,4 +1,4 @@
-package reconcile_test
+package record_test
 
 import (
 	"errors"
@@ -7,31 +7,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 func TestLWWResolve(t *testing.T) {
-	older := reconcile.NewLWW("b", ts(10, 0), []byte("old"), false)
-	newer := reconcile.NewLWW("a", ts(11, 0), []byte("new"), false)
-	tieLow := reconcile.NewLWW("a", ts(12, 0), []byte("low"), false)
-	tieHigh := reconcile.NewLWW("b", ts(12, 0), []byte("high"), false)
-	del := reconcile.NewLWW("a", ts(13, 0), nil, true)
+	older := record.NewLWW("b", ts(10, 0), []byte("old"), false)
+	newer := record.NewLWW("a", ts(11, 0), []byte("new"), false)
+	tieLow := record.NewLWW("a", ts(12, 0), []byte("low"), false)
+	tieHigh := record.NewLWW("b", ts(12, 0), []byte("high"), false)
+	del := record.NewLWW("a", ts(13, 0), nil, true)
 	siblings := causal(vv{"a": 1, "c": 1}, sibling("a", 1, ts(20, 0), "ca"), sibling("c", 1, ts(21, 0), "cc"))
 	for _, tc := range []struct {
 		name string
-		a, b reconcile.Record
-		want reconcile.Record
+		a, b record.Record
+		want record.Record
 	}{
 		{"later timestamp wins", older, newer, newer},
 		{"same record", newer, newer, newer},
 		{"timestamp tie broken by replica ID", tieLow, tieHigh, tieHigh},
 		{"tombstone wins when later", newer, del, del},
-		{"causal reduced to its winner", older, siblings, reconcile.NewLWW("c", ts(21, 0), []byte("cc"), false)},
-		{"LWW beats an older causal winner", reconcile.NewLWW("z", ts(30, 0), []byte("z"), false), siblings, reconcile.NewLWW("z", ts(30, 0), []byte("z"), false)},
+		{"causal reduced to its winner", older, siblings, record.NewLWW("c", ts(21, 0), []byte("cc"), false)},
+		{"LWW beats an older causal winner", record.NewLWW("z", ts(30, 0), []byte("z"), false), siblings, record.NewLWW("z", ts(30, 0), []byte("z"), false)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, order := range [][2]reconcile.Record{{tc.a, tc.b}, {tc.b, tc.a}} {
-				got, err := reconcile.LWW{}.Resolve([]byte("k"), order[0], order[1])
+			for _, order := range [][2]record.Record{{tc.a, tc.b}, {tc.b, tc.a}} {
+				got, err := record.LWW{}.Resolve([]byte("k"), order[0], order[1])
 				if err != nil {
 					t.Fatalf("Resolve: %v", err)
 				}
@@ -47,32 +47,32 @@ func TestLWWResolve(t *testing.T) {
 }
 
 func TestResolveErrors(t *testing.T) {
-	lww := reconcile.NewLWW("a", ts(1, 0), []byte("v"), false)
+	lww := record.NewLWW("a", ts(1, 0), []byte("v"), false)
 	c1 := causal(vv{"a": 1}, sibling("a", 1, ts(1, 0), "x"))
 	c2 := causal(vv{"b": 1}, sibling("b", 1, ts(1, 0), "y"))
-	invalid := reconcile.Record{Mode: reconcile.ModeLWW}
+	invalid := record.Record{Mode: record.ModeLWW}
 	contradictA := causal(vv{"a": 1, "b": 1}, sibling("a", 1, ts(1, 0), "x"))
 	contradictB := causal(vv{"a": 1, "b": 1}, sibling("b", 1, ts(1, 0), "y"))
 	for _, tc := range []struct {
 		name    string
-		r       reconcile.Resolver
-		a, b    reconcile.Record
+		r       record.Resolver
+		a, b    record.Record
 		wantErr error
 	}{
-		{"LWW refuses two causal records", reconcile.LWW{}, c1, c2, reconcile.ErrModeMismatch},
-		{"KeepSiblings refuses mixed modes", reconcile.KeepSiblings{}, lww, c1, reconcile.ErrModeMismatch},
-		{"LWW refuses an invalid record", reconcile.LWW{}, lww, invalid, reconcile.ErrMalformedRecord},
-		{"KeepSiblings refuses an invalid record", reconcile.KeepSiblings{}, invalid, c1, reconcile.ErrMalformedRecord},
-		{"KeepSiblings refuses the zero record", reconcile.KeepSiblings{}, reconcile.Record{}, c1, reconcile.ErrMalformedRecord},
-		{"KeepSiblings refuses contradictory records", reconcile.KeepSiblings{}, contradictA, contradictB, reconcile.ErrMalformedRecord},
+		{"LWW refuses two causal records", record.LWW{}, c1, c2, record.ErrModeMismatch},
+		{"KeepSiblings refuses mixed modes", record.KeepSiblings{}, lww, c1, record.ErrModeMismatch},
+		{"LWW refuses an invalid record", record.LWW{}, lww, invalid, record.ErrMalformedRecord},
+		{"KeepSiblings refuses an invalid record", record.KeepSiblings{}, invalid, c1, record.ErrMalformedRecord},
+		{"KeepSiblings refuses the zero record", record.KeepSiblings{}, record.Record{}, c1, record.ErrMalformedRecord},
+		{"KeepSiblings refuses contradictory records", record.KeepSiblings{}, contradictA, contradictB, record.ErrMalformedRecord},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, order := range [][2]reconcile.Record{{tc.a, tc.b}, {tc.b, tc.a}} {
+			for _, order := range [][2]record.Record{{tc.a, tc.b}, {tc.b, tc.a}} {
 				got, err := tc.r.Resolve([]byte("the-key"), order[0], order[1])
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("Resolve = %+v, %v; want %v", got, err, tc.wantErr)
 				}
-				if !strings.HasPrefix(err.Error(), "reconcile: ") || !strings.Contains(err.Error(), `"the-key"`) {
+				if !strings.HasPrefix(err.Error(), "record: ") || !strings.Contains(err.Error(), `"the-key"`) {
 					t.Fatalf("error %q lacks the package prefix or the key", err)
 				}
 			}
@@ -81,18 +81,18 @@ func TestResolveErrors(t *testing.T) {
 }
 
 func TestKeepSiblingsResolve(t *testing.T) {
-	ra := reconcile.CausalPut(reconcile.Record{}, nil, "a", ts(1, 0), []byte("x"), false)
-	rb := reconcile.CausalPut(reconcile.Record{}, nil, "b", ts(2, 0), []byte("y"), false)
-	got, err := reconcile.KeepSiblings{}.Resolve(nil, ra, rb)
+	ra := record.CausalPut(record.Record{}, nil, "a", ts(1, 0), []byte("x"), false)
+	rb := record.CausalPut(record.Record{}, nil, "b", ts(2, 0), []byte("y"), false)
+	got, err := record.KeepSiblings{}.Resolve(nil, ra, rb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := reconcile.Sync(ra, rb); !got.Equal(want) || len(got.Siblings) != 2 {
+	if want := record.Sync(ra, rb); !got.Equal(want) || len(got.Siblings) != 2 {
 		t.Fatalf("Resolve = %+v, want %+v", got, want)
 	}
-	older := reconcile.NewLWW("a", ts(1, 0), []byte("old"), false)
-	newer := reconcile.NewLWW("b", ts(2, 0), []byte("new"), false)
-	got, err = reconcile.KeepSiblings{}.Resolve(nil, newer, older)
+	older := record.NewLWW("a", ts(1, 0), []byte("old"), false)
+	newer := record.NewLWW("b", ts(2, 0), []byte("new"), false)
+	got, err = record.KeepSiblings{}.Resolve(nil, newer, older)
 	if err != nil || !got.Equal(newer) {
 		t.Fatalf("Resolve of two LWW records = %+v, %v; want %+v", got, err, newer)
 	}
@@ -100,22 +100,22 @@ func TestKeepSiblingsResolve(t *testing.T) {
 
 func TestResolverFuncAndFor(t *testing.T) {
 	called := false
-	var f reconcile.Resolver = reconcile.ResolverFunc(func(key []byte, a, b reconcile.Record) (reconcile.Record, error) {
+	var f record.Resolver = record.ResolverFunc(func(key []byte, a, b record.Record) (record.Record, error) {
 		called = string(key) == "k"
 		return b, nil
 	})
-	want := reconcile.NewLWW("b", ts(1, 0), nil, true)
-	got, err := f.Resolve([]byte("k"), reconcile.Record{}, want)
+	want := record.NewLWW("b", ts(1, 0), nil, true)
+	got, err := f.Resolve([]byte("k"), record.Record{}, want)
 	if err != nil || !called || !got.Equal(want) {
 		t.Fatalf("ResolverFunc.Resolve = %+v, %v (called %t)", got, err, called)
 	}
-	if _, ok := reconcile.ResolverFor(reconcile.ModeLWW).(reconcile.LWW); !ok {
+	if _, ok := record.ResolverFor(record.ModeLWW).(record.LWW); !ok {
 		t.Errorf("ResolverFor(ModeLWW) is not LWW")
 	}
-	if _, ok := reconcile.ResolverFor(reconcile.ModeCausal).(reconcile.KeepSiblings); !ok {
+	if _, ok := record.ResolverFor(record.ModeCausal).(record.KeepSiblings); !ok {
 		t.Errorf("ResolverFor(ModeCausal) is not KeepSiblings")
 	}
-	if r := reconcile.ResolverFor(0); r != nil {
+	if r := record.ResolverFor(0); r != nil {
 		t.Errorf("ResolverFor(0) = %v, want nil", r)
 	}
 }
@@ -128,8 +128,8 @@ func TestLWWConvergenceRandomized(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed=%d", seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
-	resolve := func(a, b reconcile.Record) reconcile.Record {
-		r, err := reconcile.LWW{}.Resolve([]byte("k"), a, b)
+	resolve := func(a, b record.Record) record.Record {
+		r, err := record.LWW{}.Resolve([]byte("k"), a, b)
 		if err != nil {
 			t.Fatalf("seed=%d: Resolve: %v", seed, err)
 		}
@@ -137,16 +137,16 @@ func TestLWWConvergenceRandomized(t *testing.T) {
 	}
 	for round := range 300 {
 		clock := &manualClock{}
-		ids := []reconcile.ReplicaID{"a", "b", "c"}
-		clocks := make([]*reconcile.HLC, len(ids))
+		ids := []record.ReplicaID{"a", "b", "c"}
+		clocks := make([]*record.HLC, len(ids))
 		for i := range clocks {
-			clocks[i] = reconcile.NewHLC(clock)
+			clocks[i] = record.NewHLC(clock)
 		}
-		var records []reconcile.Record
+		var records []record.Record
 		for range 1 + rng.IntN(8) {
 			clock.set(int64(rng.IntN(4))) // coarse clock: many timestamp ties
 			i := rng.IntN(len(ids))
-			records = append(records, reconcile.NewLWW(ids[i], clocks[i].Now(), []byte{byte(rng.IntN(3))}, rng.IntN(4) == 0))
+			records = append(records, record.NewLWW(ids[i], clocks[i].Now(), []byte{byte(rng.IntN(3))}, rng.IntN(4) == 0))
 		}
 		want := records[0]
 		for _, r := range records[1:] {

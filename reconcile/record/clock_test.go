@@ -1,4 +1,4 @@
-package reconcile_test
+package record_test
 
 import (
 	"math"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // manualClock is a PhysicalClock that returns a settable time.
@@ -27,13 +27,13 @@ func (c *manualClock) set(ns int64) {
 	c.ns = ns
 }
 
-func ts(wall int64, logical uint32) reconcile.Timestamp {
-	return reconcile.Timestamp{WallTime: wall, Logical: logical}
+func ts(wall int64, logical uint32) record.Timestamp {
+	return record.Timestamp{WallTime: wall, Logical: logical}
 }
 
 func TestTimestampCompare(t *testing.T) {
 	for _, tc := range []struct {
-		a, b reconcile.Timestamp
+		a, b record.Timestamp
 		want int
 	}{
 		{ts(0, 0), ts(0, 0), 0},
@@ -56,7 +56,7 @@ func TestTimestampCompare(t *testing.T) {
 
 func TestTimestampStringAndIsZero(t *testing.T) {
 	for _, tc := range []struct {
-		t    reconcile.Timestamp
+		t    record.Timestamp
 		want string
 		zero bool
 	}{
@@ -78,7 +78,7 @@ func TestHLCNow(t *testing.T) {
 	// Each step sets the physical clock and calls Now.
 	steps := []struct {
 		phys int64
-		want reconcile.Timestamp
+		want record.Timestamp
 	}{
 		{100, ts(100, 0)},
 		{100, ts(100, 1)}, // clock stalls: logical ticks
@@ -90,7 +90,7 @@ func TestHLCNow(t *testing.T) {
 		{-10, ts(201, 1)}, // before 1970: clamped
 	}
 	clock := &manualClock{}
-	hlc := reconcile.NewHLC(clock)
+	hlc := record.NewHLC(clock)
 	for i, s := range steps {
 		clock.set(s.phys)
 		if got := hlc.Now(); got != s.want {
@@ -101,7 +101,7 @@ func TestHLCNow(t *testing.T) {
 
 func TestHLCNowLogicalOverflow(t *testing.T) {
 	clock := &manualClock{ns: 1000}
-	hlc := reconcile.NewHLC(clock)
+	hlc := record.NewHLC(clock)
 	hlc.Update(ts(1000, math.MaxUint32))
 	if got, want := hlc.Now(), ts(1001, 0); got != want {
 		t.Fatalf("Now() after logical overflow = %v, want %v", got, want)
@@ -118,7 +118,7 @@ func TestHLCNext(t *testing.T) {
 	steps := []struct {
 		phys int64
 		next bool
-		want reconcile.Timestamp
+		want record.Timestamp
 	}{
 		{100, false, ts(100, 0)},
 		{500, true, ts(100, 1)}, // Next ignores the clock's advance
@@ -128,7 +128,7 @@ func TestHLCNext(t *testing.T) {
 		{400, false, ts(500, 2)},
 	}
 	clock := &manualClock{}
-	hlc := reconcile.NewHLC(clock)
+	hlc := record.NewHLC(clock)
 	for i, s := range steps {
 		clock.set(s.phys)
 		got := hlc.Now
@@ -149,7 +149,7 @@ func TestHLCNext(t *testing.T) {
 
 func TestHLCNowSaturates(t *testing.T) {
 	clock := &manualClock{ns: 1000}
-	hlc := reconcile.NewHLCWithMaxOffset(clock, 0) // no offset limit
+	hlc := record.NewHLCWithMaxOffset(clock, 0) // no offset limit
 	maxTS := ts(math.MaxInt64, math.MaxUint32)
 	hlc.Update(maxTS)
 	for range 3 {
@@ -168,9 +168,9 @@ func TestHLCUpdate(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		maxOffset time.Duration
-		remote    reconcile.Timestamp
+		remote    record.Timestamp
 		// wantNext is what Now returns right after Update.
-		wantNext reconcile.Timestamp
+		wantNext record.Timestamp
 	}{
 		{"behind", offset, ts(phys-1, 7), ts(phys, 0)},
 		{"equal wall, logical ahead", offset, ts(phys, 7), ts(phys, 8)},
@@ -185,7 +185,7 @@ func TestHLCUpdate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := &manualClock{ns: phys}
-			hlc := reconcile.NewHLCWithMaxOffset(clock, tc.maxOffset)
+			hlc := record.NewHLCWithMaxOffset(clock, tc.maxOffset)
 			if got := hlc.MaxOffset(); got != tc.maxOffset {
 				t.Fatalf("MaxOffset() = %v, want %v", got, tc.maxOffset)
 			}
@@ -203,9 +203,9 @@ func TestHLCUpdate(t *testing.T) {
 
 func TestHLCUpdateThenNowExceedsRemote(t *testing.T) {
 	clock := &manualClock{ns: 1000}
-	hlc := reconcile.NewHLC(clock)
+	hlc := record.NewHLC(clock)
 	prev := hlc.Now()
-	for i, remote := range []reconcile.Timestamp{ts(1000, 5), ts(900, 99), ts(1500, 0), ts(1500, 0), ts(1499, math.MaxUint32)} {
+	for i, remote := range []record.Timestamp{ts(1000, 5), ts(900, 99), ts(1500, 0), ts(1500, 0), ts(1499, math.MaxUint32)} {
 		hlc.Update(remote)
 		got := hlc.Now()
 		if got.Compare(remote) <= 0 {
@@ -219,9 +219,9 @@ func TestHLCUpdateThenNowExceedsRemote(t *testing.T) {
 }
 
 func TestNewHLCDefaults(t *testing.T) {
-	hlc := reconcile.NewHLC(nil) // SystemClock
-	if got := hlc.MaxOffset(); got != reconcile.DefaultMaxClockOffset {
-		t.Fatalf("MaxOffset() = %v, want %v", got, reconcile.DefaultMaxClockOffset)
+	hlc := record.NewHLC(nil) // SystemClock
+	if got := hlc.MaxOffset(); got != record.DefaultMaxClockOffset {
+		t.Fatalf("MaxOffset() = %v, want %v", got, record.DefaultMaxClockOffset)
 	}
 	before := time.Now().UnixNano()
 	got := hlc.Now()
@@ -232,13 +232,13 @@ func TestNewHLCDefaults(t *testing.T) {
 
 func TestHLCConcurrent(t *testing.T) {
 	clock := &manualClock{ns: 1} // stalled clock: all uniqueness comes from the HLC
-	hlc := reconcile.NewHLC(clock)
+	hlc := record.NewHLC(clock)
 	const goroutines, perGoroutine = 8, 2000
-	results := make([][]reconcile.Timestamp, goroutines)
+	results := make([][]record.Timestamp, goroutines)
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
-			out := make([]reconcile.Timestamp, perGoroutine)
+			out := make([]record.Timestamp, perGoroutine)
 			for i := range out {
 				if i%100 == 0 {
 					hlc.Update(ts(1, uint32(g*i)))
@@ -253,7 +253,7 @@ func TestHLCConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	seen := make(map[reconcile.Timestamp]bool, goroutines*perGoroutine)
+	seen := make(map[record.Timestamp]bool, goroutines*perGoroutine)
 	for g, out := range results {
 		for i, got := range out {
 			if i > 0 && got.Compare(out[i-1]) <= 0 {

@@ -1,4 +1,4 @@
-package reconcile
+package record
 
 import (
 	"cmp"
@@ -51,6 +51,9 @@ type SystemClock struct{}
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
 
+// After is time.After (so SystemClock is also the repair loop's clock).
+func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
 // DefaultMaxClockOffset is the maximum offset NewHLC tolerates between its
 // physical clock and a remote timestamp (see HLC.Update), and the default of
 // the engine's refusal of records stamped further ahead (ErrClockOffset) and
@@ -68,7 +71,7 @@ const DefaultMaxClockOffset = 500 * time.Millisecond
 // (it would win last-writer-wins over every write acknowledged until the
 // clocks catch up). Sessions do not offer such records (they are counted in
 // Stats.Quarantined instead); a replica's Apply refuses them.
-var ErrClockOffset = errors.New("reconcile: record stamped beyond the clock's maximum offset")
+var ErrClockOffset = errors.New("record: record stamped beyond the clock's maximum offset")
 
 // MaxWallTime returns the greatest wall time of r's siblings (0 for a
 // record without any).

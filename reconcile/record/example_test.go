@@ -1,12 +1,12 @@
-package reconcile_test
+package record_test
 
 import (
 	"fmt"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
-func printRecord(r reconcile.Record) {
+func printRecord(r record.Record) {
 	fmt.Println("context", r.Context)
 	for _, s := range r.Siblings {
 		if s.Tombstone {
@@ -21,20 +21,20 @@ func printRecord(r reconcile.Record) {
 // anti-entropy both values are kept as siblings; a client that read both and
 // writes with that context replaces them.
 func ExampleCausalPut() {
-	atA := reconcile.CausalPut(reconcile.Record{}, nil, "a", reconcile.Timestamp{WallTime: 1}, []byte("red"), false)
-	atB := reconcile.CausalPut(reconcile.Record{}, nil, "b", reconcile.Timestamp{WallTime: 2}, []byte("blue"), false)
+	atA := record.CausalPut(record.Record{}, nil, "a", record.Timestamp{WallTime: 1}, []byte("red"), false)
+	atB := record.CausalPut(record.Record{}, nil, "b", record.Timestamp{WallTime: 2}, []byte("blue"), false)
 
-	synced := reconcile.Sync(atA, atB)
+	synced := record.Sync(atA, atB)
 	printRecord(synced)
 
 	// The client reads both siblings and the opaque context...
-	opaque := reconcile.EncodeContext(synced.Context)
+	opaque := record.EncodeContext(synced.Context)
 	// ...and writes its merge at replica b with that context.
-	ctx, err := reconcile.DecodeContext(opaque)
+	ctx, err := record.DecodeContext(opaque)
 	if err != nil {
 		panic(err)
 	}
-	merged := reconcile.CausalPut(synced, ctx, "b", reconcile.Timestamp{WallTime: 3}, []byte("purple"), false)
+	merged := record.CausalPut(synced, ctx, "b", record.Timestamp{WallTime: 3}, []byte("purple"), false)
 	printRecord(merged)
 
 	// Output:
@@ -48,12 +48,12 @@ func ExampleCausalPut() {
 // An LWW resolver picks the same winner on every replica: the later
 // timestamp, then the greater replica ID on a timestamp tie.
 func ExampleLWW() {
-	t := reconcile.Timestamp{WallTime: 1700000000_000000000}
-	fromA := reconcile.NewLWW("a", t, []byte("from a"), false)
-	fromB := reconcile.NewLWW("b", t, []byte("from b"), false)
+	t := record.Timestamp{WallTime: 1700000000_000000000}
+	fromA := record.NewLWW("a", t, []byte("from a"), false)
+	fromB := record.NewLWW("b", t, []byte("from b"), false)
 
-	r1, _ := reconcile.LWW{}.Resolve([]byte("k"), fromA, fromB)
-	r2, _ := reconcile.LWW{}.Resolve([]byte("k"), fromB, fromA)
+	r1, _ := record.LWW{}.Resolve([]byte("k"), fromA, fromB)
+	r2, _ := record.LWW{}.Resolve([]byte("k"), fromB, fromA)
 	fmt.Printf("%s / %s\n", r1.Winner().Value, r2.Winner().Value)
 
 	// Output:
@@ -64,10 +64,10 @@ func ExampleLWW() {
 // the physical clock stalls.
 func ExampleHLC() {
 	clock := &manualClock{ns: 5_000_000_000}
-	hlc := reconcile.NewHLC(clock)
+	hlc := record.NewHLC(clock)
 	fmt.Println(hlc.Now())
 	fmt.Println(hlc.Now())
-	hlc.Update(reconcile.Timestamp{WallTime: 5_000_000_100, Logical: 7})
+	hlc.Update(record.Timestamp{WallTime: 5_000_000_100, Logical: 7})
 	fmt.Println(hlc.Now())
 
 	// Output:

@@ -1,4 +1,4 @@
-package reconcile
+package record
 
 // LWWEncodedLen returns the length of NewLWW(writer, ts, value,
 // tombstone).Encode() without building the record.

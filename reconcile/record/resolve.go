@@ -1,4 +1,4 @@
-package reconcile
+package record
 
 import "fmt"
 
@@ -40,7 +40,7 @@ func (LWW) Resolve(key []byte, a, b Record) (Record, error) {
 		return Record{}, err
 	}
 	if a.Mode == ModeCausal && b.Mode == ModeCausal {
-		return Record{}, fmt.Errorf("%w: key %s: LWW resolver given two causal records", ErrModeMismatch, keyForError(key))
+		return Record{}, fmt.Errorf("%w: key %s: LWW resolver given two causal records", ErrModeMismatch, FormatKey(key))
 	}
 	return resolveLWW(a, b), nil
 }
@@ -85,12 +85,12 @@ func (KeepSiblings) Resolve(key []byte, a, b Record) (Record, error) {
 		return resolveLWW(a, b), nil
 	case a.Mode != b.Mode:
 		return Record{}, fmt.Errorf("%w: key %s: cannot keep siblings of a %s and a %s record",
-			ErrModeMismatch, keyForError(key), a.Mode, b.Mode)
+			ErrModeMismatch, FormatKey(key), a.Mode, b.Mode)
 	}
 	r := Sync(a, b)
 	if len(r.Siblings) == 0 {
 		return Record{}, fmt.Errorf("%w: key %s: causally inconsistent records: each context covers the other's siblings (contexts %s and %s)",
-			ErrMalformedRecord, keyForError(key), a.Context, b.Context)
+			ErrMalformedRecord, FormatKey(key), a.Context, b.Context)
 	}
 	return r, nil
 }
@@ -119,10 +119,10 @@ func ResolverFor(m Mode) Resolver {
 // validateBoth validates both inputs of a resolver, naming the key.
 func validateBoth(key []byte, a, b Record) error {
 	if err := a.Validate(); err != nil {
-		return fmt.Errorf("%w (key %s, first record)", err, keyForError(key))
+		return fmt.Errorf("%w (key %s, first record)", err, FormatKey(key))
 	}
 	if err := b.Validate(); err != nil {
-		return fmt.Errorf("%w (key %s, second record)", err, keyForError(key))
+		return fmt.Errorf("%w (key %s, second record)", err, FormatKey(key))
 	}
 	return nil
 }
@@ -130,9 +130,9 @@ func validateBoth(key []byte, a, b Record) error {
 // maxErrorKeyLen bounds how much of a key an error message quotes.
 const maxErrorKeyLen = 64
 
-// keyForError quotes key for an error message, truncated to maxErrorKeyLen
-// bytes.
-func keyForError(key []byte) string {
+// FormatKey quotes key for an error message (and a log line), truncated to
+// maxErrorKeyLen bytes (with the full length).
+func FormatKey(key []byte) string {
 	if len(key) > maxErrorKeyLen {
 		return fmt.Sprintf("%q... (%d bytes)", key[:maxErrorKeyLen], len(key))
 	}

@@ -1,4 +1,4 @@
-package reconcile_test
+package record_test
 
 import (
 	"bytes"
@@ -7,29 +7,29 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
-type vv = reconcile.VersionVector
+type vv = record.VersionVector
 
 func TestReplicaIDValidate(t *testing.T) {
 	for _, tc := range []struct {
-		id    reconcile.ReplicaID
+		id    record.ReplicaID
 		valid bool
 	}{
 		{"a", true},
 		{"node-1.example.com", true},
 		{"\x00a", true},
 		{"\x00\xff", false}, // not UTF-8: IDs travel as proto strings
-		{reconcile.ReplicaID(strings.Repeat("x", reconcile.MaxReplicaIDLen)), true},
+		{record.ReplicaID(strings.Repeat("x", record.MaxReplicaIDLen)), true},
 		{"", false},
-		{reconcile.ReplicaID(strings.Repeat("x", reconcile.MaxReplicaIDLen+1)), false},
+		{record.ReplicaID(strings.Repeat("x", record.MaxReplicaIDLen+1)), false},
 	} {
 		err := tc.id.Validate()
 		if tc.valid && err != nil {
 			t.Errorf("ReplicaID(%q).Validate() = %v, want nil", tc.id, err)
 		}
-		if !tc.valid && !errors.Is(err, reconcile.ErrInvalidReplicaID) {
+		if !tc.valid && !errors.Is(err, record.ErrInvalidReplicaID) {
 			t.Errorf("ReplicaID(%q).Validate() = %v, want ErrInvalidReplicaID", tc.id, err)
 		}
 	}
@@ -39,39 +39,39 @@ func TestVersionVectorCompare(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		v, o vv
-		want reconcile.Ordering
+		want record.Ordering
 	}{
-		{"nil nil", nil, nil, reconcile.Equal},
-		{"nil empty", nil, vv{}, reconcile.Equal},
-		{"zero entries are absent", vv{"a": 0}, nil, reconcile.Equal},
-		{"zero entry vs absent", vv{"a": 1, "b": 0}, vv{"a": 1, "c": 0}, reconcile.Equal},
-		{"equal", vv{"a": 1, "b": 2}, vv{"b": 2, "a": 1}, reconcile.Equal},
-		{"before by count", vv{"a": 1}, vv{"a": 2}, reconcile.Before},
-		{"before by missing entry", vv{"a": 1}, vv{"a": 1, "b": 1}, reconcile.Before},
-		{"before from empty", nil, vv{"a": 1}, reconcile.Before},
-		{"after by count", vv{"a": 3, "b": 1}, vv{"a": 2, "b": 1}, reconcile.After},
-		{"after by extra entry", vv{"a": 1, "b": 1}, vv{"a": 1}, reconcile.After},
-		{"after empty", vv{"a": 1}, vv{"a": 0}, reconcile.After},
-		{"concurrent disjoint", vv{"a": 1}, vv{"b": 1}, reconcile.Concurrent},
-		{"concurrent crossing", vv{"a": 2, "b": 1}, vv{"a": 1, "b": 2}, reconcile.Concurrent},
-		{"concurrent one extra each", vv{"a": 1, "b": 1}, vv{"a": 1, "c": 1}, reconcile.Concurrent},
+		{"nil nil", nil, nil, record.Equal},
+		{"nil empty", nil, vv{}, record.Equal},
+		{"zero entries are absent", vv{"a": 0}, nil, record.Equal},
+		{"zero entry vs absent", vv{"a": 1, "b": 0}, vv{"a": 1, "c": 0}, record.Equal},
+		{"equal", vv{"a": 1, "b": 2}, vv{"b": 2, "a": 1}, record.Equal},
+		{"before by count", vv{"a": 1}, vv{"a": 2}, record.Before},
+		{"before by missing entry", vv{"a": 1}, vv{"a": 1, "b": 1}, record.Before},
+		{"before from empty", nil, vv{"a": 1}, record.Before},
+		{"after by count", vv{"a": 3, "b": 1}, vv{"a": 2, "b": 1}, record.After},
+		{"after by extra entry", vv{"a": 1, "b": 1}, vv{"a": 1}, record.After},
+		{"after empty", vv{"a": 1}, vv{"a": 0}, record.After},
+		{"concurrent disjoint", vv{"a": 1}, vv{"b": 1}, record.Concurrent},
+		{"concurrent crossing", vv{"a": 2, "b": 1}, vv{"a": 1, "b": 2}, record.Concurrent},
+		{"concurrent one extra each", vv{"a": 1, "b": 1}, vv{"a": 1, "c": 1}, record.Concurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.v.Compare(tc.o); got != tc.want {
 				t.Errorf("%v.Compare(%v) = %v, want %v", tc.v, tc.o, got, tc.want)
 			}
-			reverse := map[reconcile.Ordering]reconcile.Ordering{
-				reconcile.Equal: reconcile.Equal, reconcile.Before: reconcile.After,
-				reconcile.After: reconcile.Before, reconcile.Concurrent: reconcile.Concurrent,
+			reverse := map[record.Ordering]record.Ordering{
+				record.Equal: record.Equal, record.Before: record.After,
+				record.After: record.Before, record.Concurrent: record.Concurrent,
 			}[tc.want]
 			if got := tc.o.Compare(tc.v); got != reverse {
 				t.Errorf("%v.Compare(%v) = %v, want %v", tc.o, tc.v, got, reverse)
 			}
-			wantVDescO := tc.want == reconcile.Equal || tc.want == reconcile.After
+			wantVDescO := tc.want == record.Equal || tc.want == record.After
 			if got := tc.v.Descends(tc.o); got != wantVDescO {
 				t.Errorf("%v.Descends(%v) = %t, want %t", tc.v, tc.o, got, wantVDescO)
 			}
-			wantODescV := tc.want == reconcile.Equal || tc.want == reconcile.Before
+			wantODescV := tc.want == record.Equal || tc.want == record.Before
 			if got := tc.o.Descends(tc.v); got != wantODescV {
 				t.Errorf("%v.Descends(%v) = %t, want %t", tc.o, tc.v, got, wantODescV)
 			}
@@ -102,16 +102,16 @@ func TestVersionVectorDescends(t *testing.T) {
 func TestVersionVectorCovers(t *testing.T) {
 	for _, tc := range []struct {
 		v    vv
-		d    reconcile.Dot
+		d    record.Dot
 		want bool
 	}{
-		{nil, reconcile.Dot{Replica: "a", Counter: 1}, false},
-		{nil, reconcile.Dot{Replica: "a", Counter: 0}, true},
-		{vv{"a": 3}, reconcile.Dot{Replica: "a", Counter: 1}, true},
-		{vv{"a": 3}, reconcile.Dot{Replica: "a", Counter: 3}, true},
-		{vv{"a": 3}, reconcile.Dot{Replica: "a", Counter: 4}, false},
-		{vv{"a": 3}, reconcile.Dot{Replica: "b", Counter: 1}, false},
-		{vv{"a": 3, "b": 1}, reconcile.Dot{Replica: "b", Counter: 1}, true},
+		{nil, record.Dot{Replica: "a", Counter: 1}, false},
+		{nil, record.Dot{Replica: "a", Counter: 0}, true},
+		{vv{"a": 3}, record.Dot{Replica: "a", Counter: 1}, true},
+		{vv{"a": 3}, record.Dot{Replica: "a", Counter: 3}, true},
+		{vv{"a": 3}, record.Dot{Replica: "a", Counter: 4}, false},
+		{vv{"a": 3}, record.Dot{Replica: "b", Counter: 1}, false},
+		{vv{"a": 3, "b": 1}, record.Dot{Replica: "b", Counter: 1}, true},
 	} {
 		if got := tc.v.Covers(tc.d); got != tc.want {
 			t.Errorf("%v.Covers(%v) = %t, want %t", tc.v, tc.d, got, tc.want)
@@ -135,10 +135,10 @@ func TestVersionVectorMerge(t *testing.T) {
 		if got == nil {
 			t.Errorf("%v.Merge(%v) = nil, want a non-nil map", tc.v, tc.o)
 		}
-		if got.Compare(tc.want) != reconcile.Equal || len(got) != len(tc.want) {
+		if got.Compare(tc.want) != record.Equal || len(got) != len(tc.want) {
 			t.Errorf("%v.Merge(%v) = %v, want %v", tc.v, tc.o, got, tc.want)
 		}
-		if tc.v.Compare(vBefore) != reconcile.Equal || tc.o.Compare(oBefore) != reconcile.Equal {
+		if tc.v.Compare(vBefore) != record.Equal || tc.o.Compare(oBefore) != record.Equal {
 			t.Errorf("Merge modified its arguments")
 		}
 	}
@@ -152,24 +152,24 @@ func TestVersionVectorMergeLaws(t *testing.T) {
 		{"c": 1}, {"a": 3, "b": 3, "c": 3},
 	}
 	for _, x := range vectors {
-		if got := x.Merge(x); got.Compare(x) != reconcile.Equal {
+		if got := x.Merge(x); got.Compare(x) != record.Equal {
 			t.Errorf("idempotence: %v.Merge(itself) = %v", x, got)
 		}
 		for _, y := range vectors {
 			xy, yx := x.Merge(y), y.Merge(x)
-			if xy.Compare(yx) != reconcile.Equal {
+			if xy.Compare(yx) != record.Equal {
 				t.Errorf("commutativity: %v, %v: %v vs %v", x, y, xy, yx)
 			}
 			if !xy.Descends(x) || !xy.Descends(y) {
 				t.Errorf("%v.Merge(%v) = %v does not descend both", x, y, xy)
 			}
 			// The merge is the least upper bound: it equals y iff y descends x.
-			if (xy.Compare(y) == reconcile.Equal) != y.Descends(x) {
+			if (xy.Compare(y) == record.Equal) != y.Descends(x) {
 				t.Errorf("least upper bound: %v, %v: merge %v", x, y, xy)
 			}
 			for _, z := range vectors {
 				l, r := x.Merge(y).Merge(z), x.Merge(y.Merge(z))
-				if l.Compare(r) != reconcile.Equal {
+				if l.Compare(r) != record.Equal {
 					t.Errorf("associativity: %v, %v, %v: %v vs %v", x, y, z, l, r)
 				}
 			}
@@ -213,15 +213,15 @@ func TestContextCodecRoundTrip(t *testing.T) {
 		// Entries sorted by replica; counter 300 = ac 02.
 		{vv{"bb": 300, "a": 2, "c": 0}, "01" + "02" + "0161" + "02" + "026262" + "ac02"},
 	} {
-		got := reconcile.EncodeContext(tc.v)
+		got := record.EncodeContext(tc.v)
 		if hex.EncodeToString(got) != tc.wantHex {
 			t.Errorf("EncodeContext(%v) = %x, want %s", tc.v, got, tc.wantHex)
 		}
-		back, err := reconcile.DecodeContext(got)
+		back, err := record.DecodeContext(got)
 		if err != nil {
 			t.Fatalf("DecodeContext(%x): %v", got, err)
 		}
-		if back == nil || back.Compare(tc.v) != reconcile.Equal {
+		if back == nil || back.Compare(tc.v) != record.Equal {
 			t.Errorf("DecodeContext(EncodeContext(%v)) = %v", tc.v, back)
 		}
 	}
@@ -253,14 +253,14 @@ func TestDecodeContextMalformed(t *testing.T) {
 		{"trailing byte", []byte{1, 1, 1, 'a', 1, 0}, "trailing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := reconcile.DecodeContext(tc.in)
-			if !errors.Is(err, reconcile.ErrMalformedContext) {
+			v, err := record.DecodeContext(tc.in)
+			if !errors.Is(err, record.ErrMalformedContext) {
 				t.Fatalf("DecodeContext(%x) = %v, %v; want ErrMalformedContext", tc.in, v, err)
 			}
 			if !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("DecodeContext(%x) error %q does not mention %q", tc.in, err, tc.wantMsg)
 			}
-			if !strings.HasPrefix(err.Error(), "reconcile: ") {
+			if !strings.HasPrefix(err.Error(), "record: ") {
 				t.Fatalf("error %q lacks the package prefix", err)
 			}
 		})
@@ -269,7 +269,7 @@ func TestDecodeContextMalformed(t *testing.T) {
 
 func TestDecodeContextEmpty(t *testing.T) {
 	for _, in := range [][]byte{nil, {}} {
-		v, err := reconcile.DecodeContext(in)
+		v, err := record.DecodeContext(in)
 		if err != nil || v == nil || len(v) != 0 {
 			t.Fatalf("DecodeContext(%#v) = %v, %v; want an empty vector and nil", in, v, err)
 		}
@@ -278,7 +278,7 @@ func TestDecodeContextEmpty(t *testing.T) {
 
 func TestDecodeContextDoesNotAlias(t *testing.T) {
 	in := []byte{1, 1, 1, 'a', 1}
-	v, err := reconcile.DecodeContext(in)
+	v, err := record.DecodeContext(in)
 	if err != nil {
 		t.Fatal(err)
 	}

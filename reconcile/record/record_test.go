@@ -1,4 +1,4 @@
-package reconcile_test
+package record_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // wire builds encoded records and contexts byte by byte for tests.
@@ -40,44 +40,44 @@ func (w wire) sib2(index, counter uint64, wall int64, logical uint32, flags byte
 	return w.uv(index).uv(counter).be8(uint64(wall)).uv(uint64(logical)).raw(flags).uv(uint64(len(value))).str(value)
 }
 
-func dot(r string, n uint64) reconcile.Dot {
-	return reconcile.Dot{Replica: reconcile.ReplicaID(r), Counter: n}
+func dot(r string, n uint64) record.Dot {
+	return record.Dot{Replica: record.ReplicaID(r), Counter: n}
 }
 
-func sibling(r string, n uint64, t reconcile.Timestamp, value string) reconcile.Sibling {
-	return reconcile.Sibling{Dot: dot(r, n), Timestamp: t, Value: []byte(value)}
+func sibling(r string, n uint64, t record.Timestamp, value string) record.Sibling {
+	return record.Sibling{Dot: dot(r, n), Timestamp: t, Value: []byte(value)}
 }
 
-func tombstone(r string, n uint64, t reconcile.Timestamp) reconcile.Sibling {
-	return reconcile.Sibling{Dot: dot(r, n), Timestamp: t, Tombstone: true}
+func tombstone(r string, n uint64, t record.Timestamp) record.Sibling {
+	return record.Sibling{Dot: dot(r, n), Timestamp: t, Tombstone: true}
 }
 
-func causal(ctx vv, sibs ...reconcile.Sibling) reconcile.Record {
-	return reconcile.Record{Mode: reconcile.ModeCausal, Context: ctx, Siblings: sibs}
+func causal(ctx vv, sibs ...record.Sibling) record.Record {
+	return record.Record{Mode: record.ModeCausal, Context: ctx, Siblings: sibs}
 }
 
 func TestModeStringParse(t *testing.T) {
 	for _, tc := range []struct {
-		m    reconcile.Mode
+		m    record.Mode
 		name string
 	}{
-		{reconcile.ModeLWW, "lww"},
-		{reconcile.ModeCausal, "causal"},
+		{record.ModeLWW, "lww"},
+		{record.ModeCausal, "causal"},
 	} {
 		if got := tc.m.String(); got != tc.name {
 			t.Errorf("%d.String() = %q, want %q", tc.m, got, tc.name)
 		}
 		for _, s := range []string{tc.name, strings.ToUpper(tc.name)} {
-			if got, err := reconcile.ParseMode(s); err != nil || got != tc.m {
+			if got, err := record.ParseMode(s); err != nil || got != tc.m {
 				t.Errorf("ParseMode(%q) = %v, %v; want %v", s, got, err, tc.m)
 			}
 		}
 	}
-	if got := reconcile.Mode(7).String(); got != "Mode(7)" {
+	if got := record.Mode(7).String(); got != "Mode(7)" {
 		t.Errorf("Mode(7).String() = %q", got)
 	}
 	for _, s := range []string{"", "LWW2", "dvv", "Mode(1)"} {
-		if _, err := reconcile.ParseMode(s); !errors.Is(err, reconcile.ErrUnknownMode) {
+		if _, err := record.ParseMode(s); !errors.Is(err, record.ErrUnknownMode) {
 			t.Errorf("ParseMode(%q) error = %v, want ErrUnknownMode", s, err)
 		}
 	}
@@ -86,22 +86,22 @@ func TestModeStringParse(t *testing.T) {
 func TestRecordEncodeGolden(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		r       reconcile.Record
+		r       record.Record
 		wantHex string
 	}{
 		{
 			"lww value",
-			reconcile.NewLWW("a", ts(5, 1), []byte("xy"), false),
+			record.NewLWW("a", ts(5, 1), []byte("xy"), false),
 			"02" + "01" + "0000000000000005" + "01" + "0161" + "7879",
 		},
 		{
 			"lww tombstone drops value",
-			reconcile.NewLWW("a", ts(300, 0), []byte("ignored"), true),
+			record.NewLWW("a", ts(300, 0), []byte("ignored"), true),
 			"02" + "05" + "000000000000012c" + "00" + "0161",
 		},
 		{
 			"lww empty value",
-			reconcile.NewLWW("ab", ts(1, 200), nil, false),
+			record.NewLWW("ab", ts(1, 200), nil, false),
 			"02" + "01" + "0000000000000001" + "c801" + "026162",
 		},
 		{
@@ -132,7 +132,7 @@ func TestRecordEncodeGolden(t *testing.T) {
 			if appended := tc.r.AppendEncode(slices.Clone(prefix)); !bytes.Equal(appended, append(prefix, got...)) {
 				t.Fatalf("AppendEncode = %x, want prefix + %x", appended, got)
 			}
-			back, err := reconcile.DecodeRecord(got)
+			back, err := record.DecodeRecord(got)
 			if err != nil {
 				t.Fatalf("DecodeRecord: %v", err)
 			}
@@ -148,17 +148,17 @@ func TestRecordEncodeGolden(t *testing.T) {
 func TestRecordEncodeV1Golden(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		r       reconcile.Record
+		r       record.Record
 		wantHex string
 	}{
 		{
 			"lww value",
-			reconcile.NewLWW("a", ts(5, 1), []byte("xy"), false),
+			record.NewLWW("a", ts(5, 1), []byte("xy"), false),
 			"01" + "01" + "00" + "01" + "0161" + "00" + "05" + "01" + "00" + "02" + "7879",
 		},
 		{
 			"lww tombstone drops value",
-			reconcile.NewLWW("a", ts(300, 0), []byte("ignored"), true),
+			record.NewLWW("a", ts(300, 0), []byte("ignored"), true),
 			"01" + "01" + "00" + "01" + "0161" + "00" + "ac02" + "00" + "01" + "00",
 		},
 		{
@@ -180,7 +180,7 @@ func TestRecordEncodeV1Golden(t *testing.T) {
 			if appended := tc.r.AppendEncodeV1(slices.Clone(prefix)); !bytes.Equal(appended, append(prefix, got...)) {
 				t.Fatalf("AppendEncodeV1 = %x, want prefix + %x", appended, got)
 			}
-			back, err := reconcile.DecodeRecord(got)
+			back, err := record.DecodeRecord(got)
 			if err != nil {
 				t.Fatalf("DecodeRecord: %v", err)
 			}
@@ -190,7 +190,7 @@ func TestRecordEncodeV1Golden(t *testing.T) {
 			// Re-encoding moves the record to format 2: same record,
 			// different bytes (a session rewrites such a record where a
 			// peer holds the format-2 bytes).
-			if v2 := back.Encode(); v2[0] != reconcile.RecordFormatVersion || bytes.Equal(v2, got) {
+			if v2 := back.Encode(); v2[0] != record.RecordFormatVersion || bytes.Equal(v2, got) {
 				t.Fatalf("Encode of a decoded format-1 record = %x", v2)
 			}
 		})
@@ -210,10 +210,10 @@ func TestRecordEncodeCanonical(t *testing.T) {
 	if !bytes.Equal(ea, es) {
 		t.Fatalf("logically equal records encode differently:\n%x\n%x", ea, es)
 	}
-	if !slices.IsSortedFunc(shuffled.Siblings, func(x, y reconcile.Sibling) int { return -x.Dot.Compare(y.Dot) }) {
+	if !slices.IsSortedFunc(shuffled.Siblings, func(x, y record.Sibling) int { return -x.Dot.Compare(y.Dot) }) {
 		t.Fatalf("Encode reordered its receiver's siblings")
 	}
-	back, err := reconcile.DecodeRecord(es)
+	back, err := record.DecodeRecord(es)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestRecordEqual(t *testing.T) {
 	base := causal(vv{"a": 1, "b": 1}, sibling("a", 1, ts(1, 0), "x"), sibling("b", 1, ts(1, 0), "y"))
 	for _, tc := range []struct {
 		name  string
-		other reconcile.Record
+		other record.Record
 		equal bool
 	}{
 		{"same", causal(vv{"a": 1, "b": 1}, sibling("a", 1, ts(1, 0), "x"), sibling("b", 1, ts(1, 0), "y")), true},
@@ -236,7 +236,7 @@ func TestRecordEqual(t *testing.T) {
 		{"timestamp differs", causal(vv{"a": 1, "b": 1}, sibling("a", 1, ts(1, 1), "x"), sibling("b", 1, ts(1, 0), "y")), false},
 		{"sibling missing", causal(vv{"a": 1, "b": 1}, sibling("a", 1, ts(1, 0), "x")), false},
 		{"tombstone differs", causal(vv{"a": 1, "b": 1}, sibling("a", 1, ts(1, 0), "x"), tombstone("b", 1, ts(1, 0))), false},
-		{"mode differs", reconcile.Record{Mode: reconcile.ModeLWW, Context: base.Context, Siblings: base.Siblings}, false},
+		{"mode differs", record.Record{Mode: record.ModeLWW, Context: base.Context, Siblings: base.Siblings}, false},
 	} {
 		if got := base.Equal(tc.other); got != tc.equal {
 			t.Errorf("%s: Equal = %t, want %t", tc.name, got, tc.equal)
@@ -248,7 +248,7 @@ func TestRecordEqual(t *testing.T) {
 }
 
 func TestDecodeRecordMalformed(t *testing.T) {
-	long := strings.Repeat("x", reconcile.MaxReplicaIDLen+1)
+	long := strings.Repeat("x", record.MaxReplicaIDLen+1)
 	causalHeader := func() wire { return wire{}.raw(1, 2) }
 	for _, tc := range []struct {
 		name    string
@@ -256,59 +256,59 @@ func TestDecodeRecordMalformed(t *testing.T) {
 		wantErr error
 		wantMsg string
 	}{
-		{"empty", nil, reconcile.ErrMalformedRecord, "truncated before format version"},
-		{"version 0", wire{}.raw(0, 1), reconcile.ErrUnsupportedRecordVersion, "version 0"},
-		{"version 3", wire{}.raw(3, 1).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), reconcile.ErrUnsupportedRecordVersion, "version 3"},
-		{"no mode", wire{}.raw(1), reconcile.ErrMalformedRecord, "truncated before mode"},
-		{"mode 0", wire{}.raw(1, 0).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), reconcile.ErrUnknownMode, "unknown mode"},
-		{"mode 3", wire{}.raw(1, 3).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), reconcile.ErrUnknownMode, "unknown mode"},
-		{"trailing byte", lwwHeader().sib("a", 0, 1, 0, 0, "v").raw(0), reconcile.ErrMalformedRecord, "1 trailing bytes"},
-		{"lww no sibling", wire{}.raw(1, 1).uv(0).uv(0), reconcile.ErrMalformedRecord, "LWW record with 0 siblings"},
-		{"lww two siblings", wire{}.raw(1, 1).uv(0).uv(2).sib("a", 0, 1, 0, 0, "").sib("b", 0, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "LWW record with 2 siblings"},
-		{"lww nonzero counter", lwwHeader().sib("a", 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "want counter 0"},
-		{"lww with context", wire{}.raw(1, 1).uv(1).entry("a", 1).uv(1).sib("a", 0, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "LWW record with causal context"},
-		{"causal no sibling", causalHeader().uv(1).entry("a", 1).uv(0), reconcile.ErrMalformedRecord, "without siblings"},
-		{"context out of order", causalHeader().uv(2).entry("b", 1).entry("a", 1).uv(1).sib("a", 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not after"},
-		{"context duplicate", causalHeader().uv(2).entry("a", 1).entry("a", 2).uv(1).sib("a", 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not after"},
-		{"context zero counter", causalHeader().uv(2).entry("a", 1).entry("b", 0).uv(1).sib("a", 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "zero counter"},
-		{"context empty id", causalHeader().uv(1).entry("", 1).uv(1).sib("a", 1, 1, 0, 0, ""), reconcile.ErrInvalidReplicaID, "length 0"},
-		{"context id too long", causalHeader().uv(1).entry(long, 1).uv(1).sib("a", 1, 1, 0, 0, ""), reconcile.ErrInvalidReplicaID, "length 129"},
-		{"sibling empty id", lwwHeader().sib("", 0, 1, 0, 0, "v"), reconcile.ErrInvalidReplicaID, "length 0"},
-		{"sibling id too long", lwwHeader().sib(long, 0, 1, 0, 0, ""), reconcile.ErrInvalidReplicaID, "length 129"},
-		{"siblings out of order", causalHeader().uv(2).entry("a", 1).entry("b", 1).uv(2).sib("b", 1, 1, 0, 0, "").sib("a", 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not after"},
-		{"siblings out of counter order", causalHeader().uv(1).entry("a", 2).uv(2).sib("a", 2, 1, 0, 0, "").sib("a", 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not after"},
-		{"duplicate dots", causalHeader().uv(1).entry("a", 1).uv(2).sib("a", 1, 1, 0, 0, "x").sib("a", 1, 2, 0, 0, "y"), reconcile.ErrMalformedRecord, "same dot"},
-		{"dot beyond context", causalHeader().uv(1).entry("a", 1).uv(1).sib("a", 2, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not covered"},
-		{"dot replica not in context", causalHeader().uv(1).entry("a", 1).uv(1).sib("b", 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not covered"},
-		{"causal counter 0", causalHeader().uv(1).entry("a", 1).uv(1).sib("a", 0, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "counter 0"},
-		{"tombstone with value", lwwHeader().sib("a", 0, 1, 0, 1, "v"), reconcile.ErrMalformedRecord, "tombstone with a 1-byte value"},
-		{"unknown flag", lwwHeader().sib("a", 0, 1, 0, 2, ""), reconcile.ErrMalformedRecord, "unknown flags"},
-		{"value length exceeds input", lwwHeader().sib("a", 0, 1, 0, 0, "")[:10].uv(5).str("ab"), reconcile.ErrMalformedRecord, "value length 5 exceeds"},
-		{"id length exceeds input", lwwHeader().uv(40).str("abcdefghij"), reconcile.ErrMalformedRecord, "replica ID length 40 exceeds"},
-		{"sibling count exceeds input", wire{}.raw(1, 2).uv(1).entry("a", 1).uv(1000).sib("a", 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "sibling count 1000 exceeds"},
-		{"huge sibling count", wire{}.raw(1, 2).uv(1).entry("a", 1).uv(math.MaxUint64), reconcile.ErrMalformedRecord, "exceeds"},
-		{"context count exceeds input", causalHeader().uv(1<<40).entry("a", 1), reconcile.ErrMalformedRecord, "vector length"},
-		{"non-minimal value length", lwwHeader().sib("a", 0, 1, 0, 0, "")[:10].raw(0x80, 0x00), reconcile.ErrMalformedRecord, "non-minimal varint for value length"},
-		{"non-minimal wall time", lwwHeader().id("a").uv(0).raw(0x85, 0x80, 0x00).uv(0).raw(0).uv(0), reconcile.ErrMalformedRecord, "non-minimal varint for wall time"},
-		{"varint overflow", lwwHeader().id("a").raw(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), reconcile.ErrMalformedRecord, "overflows"},
-		{"wall time beyond int64", lwwHeader().id("a").uv(0).uv(1 << 63).uv(0).raw(0).uv(0), reconcile.ErrMalformedRecord, "exceeds the int64 range"},
-		{"logical beyond uint32", lwwHeader().id("a").uv(0).uv(1).uv(1 << 32).raw(0).uv(0), reconcile.ErrMalformedRecord, "exceeds the uint32 range"},
-		{"truncated before flags", lwwHeader().id("abcd").uv(0).uv(1).uv(0), reconcile.ErrMalformedRecord, "truncated before flags"},
-		{"truncated inside varint", lwwHeader().id("abcdef").uv(0).raw(0x80), reconcile.ErrMalformedRecord, "truncated wall time"},
-		{"truncated value", lwwHeader().sib("a", 0, 1, 0, 0, "value")[:13], reconcile.ErrMalformedRecord, "exceeds"},
+		{"empty", nil, record.ErrMalformedRecord, "truncated before format version"},
+		{"version 0", wire{}.raw(0, 1), record.ErrUnsupportedRecordVersion, "version 0"},
+		{"version 3", wire{}.raw(3, 1).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), record.ErrUnsupportedRecordVersion, "version 3"},
+		{"no mode", wire{}.raw(1), record.ErrMalformedRecord, "truncated before mode"},
+		{"mode 0", wire{}.raw(1, 0).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), record.ErrUnknownMode, "unknown mode"},
+		{"mode 3", wire{}.raw(1, 3).uv(0).uv(1).sib("a", 0, 1, 0, 0, ""), record.ErrUnknownMode, "unknown mode"},
+		{"trailing byte", lwwHeader().sib("a", 0, 1, 0, 0, "v").raw(0), record.ErrMalformedRecord, "1 trailing bytes"},
+		{"lww no sibling", wire{}.raw(1, 1).uv(0).uv(0), record.ErrMalformedRecord, "LWW record with 0 siblings"},
+		{"lww two siblings", wire{}.raw(1, 1).uv(0).uv(2).sib("a", 0, 1, 0, 0, "").sib("b", 0, 1, 0, 0, ""), record.ErrMalformedRecord, "LWW record with 2 siblings"},
+		{"lww nonzero counter", lwwHeader().sib("a", 1, 1, 0, 0, ""), record.ErrMalformedRecord, "want counter 0"},
+		{"lww with context", wire{}.raw(1, 1).uv(1).entry("a", 1).uv(1).sib("a", 0, 1, 0, 0, ""), record.ErrMalformedRecord, "LWW record with causal context"},
+		{"causal no sibling", causalHeader().uv(1).entry("a", 1).uv(0), record.ErrMalformedRecord, "without siblings"},
+		{"context out of order", causalHeader().uv(2).entry("b", 1).entry("a", 1).uv(1).sib("a", 1, 1, 0, 0, ""), record.ErrMalformedRecord, "not after"},
+		{"context duplicate", causalHeader().uv(2).entry("a", 1).entry("a", 2).uv(1).sib("a", 1, 1, 0, 0, ""), record.ErrMalformedRecord, "not after"},
+		{"context zero counter", causalHeader().uv(2).entry("a", 1).entry("b", 0).uv(1).sib("a", 1, 1, 0, 0, ""), record.ErrMalformedRecord, "zero counter"},
+		{"context empty id", causalHeader().uv(1).entry("", 1).uv(1).sib("a", 1, 1, 0, 0, ""), record.ErrInvalidReplicaID, "length 0"},
+		{"context id too long", causalHeader().uv(1).entry(long, 1).uv(1).sib("a", 1, 1, 0, 0, ""), record.ErrInvalidReplicaID, "length 129"},
+		{"sibling empty id", lwwHeader().sib("", 0, 1, 0, 0, "v"), record.ErrInvalidReplicaID, "length 0"},
+		{"sibling id too long", lwwHeader().sib(long, 0, 1, 0, 0, ""), record.ErrInvalidReplicaID, "length 129"},
+		{"siblings out of order", causalHeader().uv(2).entry("a", 1).entry("b", 1).uv(2).sib("b", 1, 1, 0, 0, "").sib("a", 1, 1, 0, 0, ""), record.ErrMalformedRecord, "not after"},
+		{"siblings out of counter order", causalHeader().uv(1).entry("a", 2).uv(2).sib("a", 2, 1, 0, 0, "").sib("a", 1, 1, 0, 0, ""), record.ErrMalformedRecord, "not after"},
+		{"duplicate dots", causalHeader().uv(1).entry("a", 1).uv(2).sib("a", 1, 1, 0, 0, "x").sib("a", 1, 2, 0, 0, "y"), record.ErrMalformedRecord, "same dot"},
+		{"dot beyond context", causalHeader().uv(1).entry("a", 1).uv(1).sib("a", 2, 1, 0, 0, ""), record.ErrMalformedRecord, "not covered"},
+		{"dot replica not in context", causalHeader().uv(1).entry("a", 1).uv(1).sib("b", 1, 1, 0, 0, ""), record.ErrMalformedRecord, "not covered"},
+		{"causal counter 0", causalHeader().uv(1).entry("a", 1).uv(1).sib("a", 0, 1, 0, 0, ""), record.ErrMalformedRecord, "counter 0"},
+		{"tombstone with value", lwwHeader().sib("a", 0, 1, 0, 1, "v"), record.ErrMalformedRecord, "tombstone with a 1-byte value"},
+		{"unknown flag", lwwHeader().sib("a", 0, 1, 0, 2, ""), record.ErrMalformedRecord, "unknown flags"},
+		{"value length exceeds input", lwwHeader().sib("a", 0, 1, 0, 0, "")[:10].uv(5).str("ab"), record.ErrMalformedRecord, "value length 5 exceeds"},
+		{"id length exceeds input", lwwHeader().uv(40).str("abcdefghij"), record.ErrMalformedRecord, "replica ID length 40 exceeds"},
+		{"sibling count exceeds input", wire{}.raw(1, 2).uv(1).entry("a", 1).uv(1000).sib("a", 1, 1, 0, 0, ""), record.ErrMalformedRecord, "sibling count 1000 exceeds"},
+		{"huge sibling count", wire{}.raw(1, 2).uv(1).entry("a", 1).uv(math.MaxUint64), record.ErrMalformedRecord, "exceeds"},
+		{"context count exceeds input", causalHeader().uv(1<<40).entry("a", 1), record.ErrMalformedRecord, "vector length"},
+		{"non-minimal value length", lwwHeader().sib("a", 0, 1, 0, 0, "")[:10].raw(0x80, 0x00), record.ErrMalformedRecord, "non-minimal varint for value length"},
+		{"non-minimal wall time", lwwHeader().id("a").uv(0).raw(0x85, 0x80, 0x00).uv(0).raw(0).uv(0), record.ErrMalformedRecord, "non-minimal varint for wall time"},
+		{"varint overflow", lwwHeader().id("a").raw(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), record.ErrMalformedRecord, "overflows"},
+		{"wall time beyond int64", lwwHeader().id("a").uv(0).uv(1 << 63).uv(0).raw(0).uv(0), record.ErrMalformedRecord, "exceeds the int64 range"},
+		{"logical beyond uint32", lwwHeader().id("a").uv(0).uv(1).uv(1 << 32).raw(0).uv(0), record.ErrMalformedRecord, "exceeds the uint32 range"},
+		{"truncated before flags", lwwHeader().id("abcd").uv(0).uv(1).uv(0), record.ErrMalformedRecord, "truncated before flags"},
+		{"truncated inside varint", lwwHeader().id("abcdef").uv(0).raw(0x80), record.ErrMalformedRecord, "truncated wall time"},
+		{"truncated value", lwwHeader().sib("a", 0, 1, 0, 0, "value")[:13], record.ErrMalformedRecord, "exceeds"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := reconcile.DecodeRecord(tc.in)
+			r, err := record.DecodeRecord(tc.in)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("DecodeRecord(%x) = %+v, %v; want %v", tc.in, r, err, tc.wantErr)
 			}
-			if tc.wantErr != reconcile.ErrUnsupportedRecordVersion && !errors.Is(err, reconcile.ErrMalformedRecord) {
+			if tc.wantErr != record.ErrUnsupportedRecordVersion && !errors.Is(err, record.ErrMalformedRecord) {
 				t.Fatalf("DecodeRecord(%x) = %v; want it to wrap ErrMalformedRecord too", tc.in, err)
 			}
 			if !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("DecodeRecord(%x) error %q does not mention %q", tc.in, err, tc.wantMsg)
 			}
-			if !strings.HasPrefix(err.Error(), "reconcile: ") {
+			if !strings.HasPrefix(err.Error(), "record: ") {
 				t.Fatalf("error %q lacks the package prefix", err)
 			}
 		})
@@ -321,7 +321,7 @@ func TestDecodeRecordMalformed(t *testing.T) {
 // around it has the length), so a prefix that cuts it is the record with
 // the shorter value.
 func TestDecodeRecordTruncations(t *testing.T) {
-	lww := reconcile.NewLWW("replica", ts(1<<40, 3), []byte("value"), false)
+	lww := record.NewLWW("replica", ts(1<<40, 3), []byte("value"), false)
 	for _, enc := range [][]byte{
 		lww.AppendEncodeV1(nil),
 		causal(vv{"a": 2, "b": 300}, sibling("a", 2, ts(9, 9), "v1"), tombstone("b", 300, ts(1, 1))).Encode(),
@@ -329,15 +329,15 @@ func TestDecodeRecordTruncations(t *testing.T) {
 		lww.Encode()[:len(lww.Encode())-len("value")],
 	} {
 		for n := range len(enc) {
-			if _, err := reconcile.DecodeRecord(enc[:n]); !errors.Is(err, reconcile.ErrMalformedRecord) {
+			if _, err := record.DecodeRecord(enc[:n]); !errors.Is(err, record.ErrMalformedRecord) {
 				t.Fatalf("DecodeRecord of %d-byte prefix of %x: %v, want ErrMalformedRecord", n, enc, err)
 			}
 		}
 	}
 	enc := lww.Encode()
 	for n := len(enc) - len("value"); n < len(enc); n++ {
-		got, err := reconcile.DecodeRecord(enc[:n])
-		want := reconcile.NewLWW("replica", ts(1<<40, 3), []byte("value")[:n-(len(enc)-len("value"))], false)
+		got, err := record.DecodeRecord(enc[:n])
+		want := record.NewLWW("replica", ts(1<<40, 3), []byte("value")[:n-(len(enc)-len("value"))], false)
 		if err != nil || !got.Equal(want) {
 			t.Fatalf("DecodeRecord of %d-byte prefix of %x = %+v, %v; want %+v", n, enc, got, err, want)
 		}
@@ -347,28 +347,28 @@ func TestDecodeRecordTruncations(t *testing.T) {
 // TestEncodeInvalidRecords checks that a record failing Validate encodes
 // to bytes DecodeRecord rejects, in both formats, never to another record.
 func TestEncodeInvalidRecords(t *testing.T) {
-	valid := reconcile.NewLWW("a", ts(1, 0), []byte("v"), false)
+	valid := record.NewLWW("a", ts(1, 0), []byte("v"), false)
 	for _, tc := range []struct {
 		name string
-		r    reconcile.Record
+		r    record.Record
 	}{
-		{"lww tombstone with value", reconcile.Record{Mode: reconcile.ModeLWW, Siblings: []reconcile.Sibling{{Dot: dot("a", 0), Tombstone: true, Value: []byte("v")}}}},
-		{"lww two siblings", reconcile.Record{Mode: reconcile.ModeLWW, Siblings: []reconcile.Sibling{valid.Siblings[0], {Dot: dot("b", 0)}}}},
-		{"lww no sibling", reconcile.Record{Mode: reconcile.ModeLWW}},
-		{"lww nonzero counter", reconcile.Record{Mode: reconcile.ModeLWW, Siblings: []reconcile.Sibling{{Dot: dot("a", 1)}}}},
-		{"lww with context", reconcile.Record{Mode: reconcile.ModeLWW, Context: vv{"a": 1}, Siblings: valid.Siblings}},
-		{"lww negative wall time", reconcile.NewLWW("a", ts(-5, 0), []byte("v"), false)},
-		{"lww empty writer", reconcile.NewLWW("", ts(1, 0), []byte("v"), false)},
+		{"lww tombstone with value", record.Record{Mode: record.ModeLWW, Siblings: []record.Sibling{{Dot: dot("a", 0), Tombstone: true, Value: []byte("v")}}}},
+		{"lww two siblings", record.Record{Mode: record.ModeLWW, Siblings: []record.Sibling{valid.Siblings[0], {Dot: dot("b", 0)}}}},
+		{"lww no sibling", record.Record{Mode: record.ModeLWW}},
+		{"lww nonzero counter", record.Record{Mode: record.ModeLWW, Siblings: []record.Sibling{{Dot: dot("a", 1)}}}},
+		{"lww with context", record.Record{Mode: record.ModeLWW, Context: vv{"a": 1}, Siblings: valid.Siblings}},
+		{"lww negative wall time", record.NewLWW("a", ts(-5, 0), []byte("v"), false)},
+		{"lww empty writer", record.NewLWW("", ts(1, 0), []byte("v"), false)},
 		{"causal dot not in context", causal(vv{"a": 1}, sibling("b", 1, ts(1, 0), "v"))},
 		{"causal no sibling", causal(vv{"a": 1})},
-		{"mode 0", reconcile.Record{Siblings: valid.Siblings}},
+		{"mode 0", record.Record{Siblings: valid.Siblings}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.r.Validate(); err == nil {
 				t.Fatalf("Validate accepted %+v", tc.r)
 			}
 			for _, enc := range [][]byte{tc.r.Encode(), tc.r.AppendEncodeV1(nil)} {
-				if got, err := reconcile.DecodeRecord(enc); err == nil {
+				if got, err := record.DecodeRecord(enc); err == nil {
 					t.Fatalf("DecodeRecord(%x) = %+v, want an error", enc, got)
 				}
 			}
@@ -386,43 +386,43 @@ func TestDecodeRecordMalformedV2(t *testing.T) {
 		wantErr error
 		wantMsg string
 	}{
-		{"no kind", wire{}.raw(2), reconcile.ErrMalformedRecord, "truncated before kind"},
-		{"kind 0", lww(0).be8(1).uv(0).id("a"), reconcile.ErrUnknownMode, "kind 0x00"},
-		{"kind 3", lww(3).be8(1).uv(0).id("a"), reconcile.ErrUnknownMode, "kind 0x03"},
-		{"unknown kind bit", lww(0x09).be8(1).uv(0).id("a"), reconcile.ErrUnknownMode, "kind 0x09"},
-		{"invalid kind", lww(0xff), reconcile.ErrUnknownMode, "kind 0xff"},
-		{"causal tombstone bit", wire{}.raw(2, 6).uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "LWW tombstone bit"},
-		{"lww truncated wall", lww(1).raw(0, 0, 0, 1), reconcile.ErrMalformedRecord, "wall time"},
-		{"lww wall beyond int64", lww(1).be8(1 << 63).uv(0).id("a"), reconcile.ErrMalformedRecord, "exceeds the int64 range"},
-		{"lww logical beyond uint32", lww(1).be8(1).uv(1 << 32).id("a"), reconcile.ErrMalformedRecord, "exceeds the uint32 range"},
-		{"lww non-minimal logical", lww(1).be8(1).raw(0x80, 0x00).id("a"), reconcile.ErrMalformedRecord, "non-minimal varint for logical time"},
-		{"lww no writer", lww(1).be8(1).uv(0), reconcile.ErrMalformedRecord, "truncated replica ID length"},
-		{"lww empty writer", lww(1).be8(1).uv(0).id(""), reconcile.ErrInvalidReplicaID, "length 0"},
-		{"lww writer exceeds input", lww(1).be8(1).uv(0).uv(9).str("ab"), reconcile.ErrMalformedRecord, "replica ID length 9 exceeds"},
-		{"lww tombstone with value", lww(5).be8(1).uv(0).id("a").str("v"), reconcile.ErrMalformedRecord, "tombstone with a 1-byte value"},
-		{"causal no sibling", causal2().uv(1).entry("a", 1).uv(0), reconcile.ErrMalformedRecord, "without siblings"},
-		{"causal index beyond context", causal2().uv(1).entry("a", 1).uv(1).sib2(1, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "replica index 1, the context has 1"},
-		{"causal empty context", causal2().uv(0).uv(1).sib2(0, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "replica index 0, the context has 0"},
-		{"causal dot beyond context", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 2, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not covered"},
-		{"causal counter 0", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 0, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "counter 0"},
-		{"causal siblings out of order", causal2().uv(2).entry("a", 1).entry("b", 1).uv(2).sib2(1, 1, 1, 0, 0, "").sib2(0, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "not after"},
-		{"causal duplicate dots", causal2().uv(1).entry("a", 1).uv(2).sib2(0, 1, 1, 0, 0, "x").sib2(0, 1, 2, 0, 0, "y"), reconcile.ErrMalformedRecord, "same dot"},
-		{"causal unknown flag", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 2, ""), reconcile.ErrMalformedRecord, "unknown flags"},
-		{"causal tombstone with value", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 1, "v"), reconcile.ErrMalformedRecord, "tombstone with a 1-byte value"},
-		{"causal wall beyond int64", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, -1, 0, 0, ""), reconcile.ErrMalformedRecord, "exceeds the int64 range"},
-		{"causal sibling count exceeds input", causal2().uv(1).entry("a", 1).uv(2).sib2(0, 1, 1, 0, 0, ""), reconcile.ErrMalformedRecord, "sibling count 2 exceeds"},
-		{"causal value length exceeds input", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 0, "")[:19].uv(5).str("ab"), reconcile.ErrMalformedRecord, "value length 5 exceeds"},
-		{"causal trailing byte", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 0, "v").raw(0), reconcile.ErrMalformedRecord, "1 trailing bytes"},
+		{"no kind", wire{}.raw(2), record.ErrMalformedRecord, "truncated before kind"},
+		{"kind 0", lww(0).be8(1).uv(0).id("a"), record.ErrUnknownMode, "kind 0x00"},
+		{"kind 3", lww(3).be8(1).uv(0).id("a"), record.ErrUnknownMode, "kind 0x03"},
+		{"unknown kind bit", lww(0x09).be8(1).uv(0).id("a"), record.ErrUnknownMode, "kind 0x09"},
+		{"invalid kind", lww(0xff), record.ErrUnknownMode, "kind 0xff"},
+		{"causal tombstone bit", wire{}.raw(2, 6).uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 0, ""), record.ErrMalformedRecord, "LWW tombstone bit"},
+		{"lww truncated wall", lww(1).raw(0, 0, 0, 1), record.ErrMalformedRecord, "wall time"},
+		{"lww wall beyond int64", lww(1).be8(1 << 63).uv(0).id("a"), record.ErrMalformedRecord, "exceeds the int64 range"},
+		{"lww logical beyond uint32", lww(1).be8(1).uv(1 << 32).id("a"), record.ErrMalformedRecord, "exceeds the uint32 range"},
+		{"lww non-minimal logical", lww(1).be8(1).raw(0x80, 0x00).id("a"), record.ErrMalformedRecord, "non-minimal varint for logical time"},
+		{"lww no writer", lww(1).be8(1).uv(0), record.ErrMalformedRecord, "truncated replica ID length"},
+		{"lww empty writer", lww(1).be8(1).uv(0).id(""), record.ErrInvalidReplicaID, "length 0"},
+		{"lww writer exceeds input", lww(1).be8(1).uv(0).uv(9).str("ab"), record.ErrMalformedRecord, "replica ID length 9 exceeds"},
+		{"lww tombstone with value", lww(5).be8(1).uv(0).id("a").str("v"), record.ErrMalformedRecord, "tombstone with a 1-byte value"},
+		{"causal no sibling", causal2().uv(1).entry("a", 1).uv(0), record.ErrMalformedRecord, "without siblings"},
+		{"causal index beyond context", causal2().uv(1).entry("a", 1).uv(1).sib2(1, 1, 1, 0, 0, ""), record.ErrMalformedRecord, "replica index 1, the context has 1"},
+		{"causal empty context", causal2().uv(0).uv(1).sib2(0, 1, 1, 0, 0, ""), record.ErrMalformedRecord, "replica index 0, the context has 0"},
+		{"causal dot beyond context", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 2, 1, 0, 0, ""), record.ErrMalformedRecord, "not covered"},
+		{"causal counter 0", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 0, 1, 0, 0, ""), record.ErrMalformedRecord, "counter 0"},
+		{"causal siblings out of order", causal2().uv(2).entry("a", 1).entry("b", 1).uv(2).sib2(1, 1, 1, 0, 0, "").sib2(0, 1, 1, 0, 0, ""), record.ErrMalformedRecord, "not after"},
+		{"causal duplicate dots", causal2().uv(1).entry("a", 1).uv(2).sib2(0, 1, 1, 0, 0, "x").sib2(0, 1, 2, 0, 0, "y"), record.ErrMalformedRecord, "same dot"},
+		{"causal unknown flag", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 2, ""), record.ErrMalformedRecord, "unknown flags"},
+		{"causal tombstone with value", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 1, "v"), record.ErrMalformedRecord, "tombstone with a 1-byte value"},
+		{"causal wall beyond int64", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, -1, 0, 0, ""), record.ErrMalformedRecord, "exceeds the int64 range"},
+		{"causal sibling count exceeds input", causal2().uv(1).entry("a", 1).uv(2).sib2(0, 1, 1, 0, 0, ""), record.ErrMalformedRecord, "sibling count 2 exceeds"},
+		{"causal value length exceeds input", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 0, "")[:19].uv(5).str("ab"), record.ErrMalformedRecord, "value length 5 exceeds"},
+		{"causal trailing byte", causal2().uv(1).entry("a", 1).uv(1).sib2(0, 1, 1, 0, 0, "v").raw(0), record.ErrMalformedRecord, "1 trailing bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := reconcile.DecodeRecord(tc.in)
-			if !errors.Is(err, tc.wantErr) || !errors.Is(err, reconcile.ErrMalformedRecord) {
+			r, err := record.DecodeRecord(tc.in)
+			if !errors.Is(err, tc.wantErr) || !errors.Is(err, record.ErrMalformedRecord) {
 				t.Fatalf("DecodeRecord(%x) = %+v, %v; want %v and ErrMalformedRecord", tc.in, r, err, tc.wantErr)
 			}
 			if !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("DecodeRecord(%x) error %q does not mention %q", tc.in, err, tc.wantMsg)
 			}
-			var rd reconcile.RecordDecoder
+			var rd record.RecordDecoder
 			if _, rerr := rd.Decode(tc.in); rerr == nil || rerr.Error() != err.Error() {
 				t.Fatalf("RecordDecoder.Decode error %v, DecodeRecord error %v", rerr, err)
 			}
@@ -432,7 +432,7 @@ func TestDecodeRecordMalformedV2(t *testing.T) {
 
 func TestDecodeRecordAliasing(t *testing.T) {
 	enc := causal(vv{"a": 1, "b": 1}, sibling("a", 1, ts(1, 0), "first"), sibling("b", 1, ts(1, 0), "second")).Encode()
-	r, err := reconcile.DecodeRecord(enc)
+	r, err := record.DecodeRecord(enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,28 +453,28 @@ func TestDecodeRecordAliasing(t *testing.T) {
 }
 
 func TestRecordValidate(t *testing.T) {
-	lww := func(s reconcile.Sibling) reconcile.Record {
-		return reconcile.Record{Mode: reconcile.ModeLWW, Siblings: []reconcile.Sibling{s}}
+	lww := func(s record.Sibling) record.Record {
+		return record.Record{Mode: record.ModeLWW, Siblings: []record.Sibling{s}}
 	}
-	long := strings.Repeat("x", reconcile.MaxReplicaIDLen+1)
+	long := strings.Repeat("x", record.MaxReplicaIDLen+1)
 	for _, tc := range []struct {
 		name    string
-		r       reconcile.Record
+		r       record.Record
 		wantMsg string // empty: valid
 	}{
-		{"lww", reconcile.NewLWW("a", ts(1, 0), []byte("v"), false), ""},
-		{"lww tombstone", reconcile.NewLWW("a", ts(1, 0), nil, true), ""},
-		{"lww zero context entry", reconcile.Record{Mode: reconcile.ModeLWW, Context: vv{"a": 0}, Siblings: []reconcile.Sibling{sibling("a", 0, ts(1, 0), "")}}, ""},
+		{"lww", record.NewLWW("a", ts(1, 0), []byte("v"), false), ""},
+		{"lww tombstone", record.NewLWW("a", ts(1, 0), nil, true), ""},
+		{"lww zero context entry", record.Record{Mode: record.ModeLWW, Context: vv{"a": 0}, Siblings: []record.Sibling{sibling("a", 0, ts(1, 0), "")}}, ""},
 		{"causal", causal(vv{"a": 3, "b": 1}, sibling("a", 3, ts(1, 0), "x"), sibling("b", 1, ts(1, 0), "y")), ""},
-		{"zero record", reconcile.Record{}, "unknown mode"},
-		{"unknown mode", reconcile.Record{Mode: 9, Siblings: []reconcile.Sibling{sibling("a", 0, ts(1, 0), "")}}, "unknown mode"},
-		{"lww two siblings", reconcile.Record{Mode: reconcile.ModeLWW, Siblings: []reconcile.Sibling{sibling("a", 0, ts(1, 0), ""), sibling("b", 0, ts(1, 0), "")}}, "2 siblings"},
-		{"lww context", reconcile.Record{Mode: reconcile.ModeLWW, Context: vv{"a": 1}, Siblings: []reconcile.Sibling{sibling("a", 0, ts(1, 0), "")}}, "causal context"},
+		{"zero record", record.Record{}, "unknown mode"},
+		{"unknown mode", record.Record{Mode: 9, Siblings: []record.Sibling{sibling("a", 0, ts(1, 0), "")}}, "unknown mode"},
+		{"lww two siblings", record.Record{Mode: record.ModeLWW, Siblings: []record.Sibling{sibling("a", 0, ts(1, 0), ""), sibling("b", 0, ts(1, 0), "")}}, "2 siblings"},
+		{"lww context", record.Record{Mode: record.ModeLWW, Context: vv{"a": 1}, Siblings: []record.Sibling{sibling("a", 0, ts(1, 0), "")}}, "causal context"},
 		{"lww counter", lww(sibling("a", 1, ts(1, 0), "")), "want counter 0"},
 		{"lww empty id", lww(sibling("", 0, ts(1, 0), "")), "invalid replica ID"},
 		{"lww long id", lww(sibling(long, 0, ts(1, 0), "")), "invalid replica ID"},
 		{"negative wall time", lww(sibling("a", 0, ts(-1, 0), "")), "negative wall time"},
-		{"tombstone with value", lww(reconcile.Sibling{Dot: dot("a", 0), Tombstone: true, Value: []byte("v")}), "tombstone with"},
+		{"tombstone with value", lww(record.Sibling{Dot: dot("a", 0), Tombstone: true, Value: []byte("v")}), "tombstone with"},
 		{"causal no siblings", causal(vv{"a": 1}), "without siblings"},
 		{"causal unsorted", causal(vv{"a": 1, "b": 1}, sibling("b", 1, ts(1, 0), ""), sibling("a", 1, ts(1, 0), "")), "not after"},
 		{"causal duplicate", causal(vv{"a": 1}, sibling("a", 1, ts(1, 0), "x"), sibling("a", 1, ts(2, 0), "y")), "same dot"},
@@ -490,7 +490,7 @@ func TestRecordValidate(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, reconcile.ErrMalformedRecord) || !strings.Contains(err.Error(), tc.wantMsg) {
+			if !errors.Is(err, record.ErrMalformedRecord) || !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("Validate() = %v, want ErrMalformedRecord mentioning %q", err, tc.wantMsg)
 			}
 		})
@@ -500,16 +500,16 @@ func TestRecordValidate(t *testing.T) {
 func TestRecordWinner(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		sibs []reconcile.Sibling
-		want reconcile.Sibling
+		sibs []record.Sibling
+		want record.Sibling
 	}{
-		{"none", nil, reconcile.Sibling{}},
-		{"later timestamp", []reconcile.Sibling{sibling("z", 1, ts(1, 0), "old"), sibling("a", 1, ts(2, 0), "new")}, sibling("a", 1, ts(2, 0), "new")},
-		{"logical breaks wall tie", []reconcile.Sibling{sibling("a", 1, ts(2, 1), "x"), sibling("b", 1, ts(2, 0), "y")}, sibling("a", 1, ts(2, 1), "x")},
-		{"replica breaks timestamp tie", []reconcile.Sibling{sibling("a", 1, ts(2, 0), "x"), sibling("b", 1, ts(2, 0), "y")}, sibling("b", 1, ts(2, 0), "y")},
-		{"counter breaks replica tie", []reconcile.Sibling{sibling("a", 2, ts(2, 0), "x"), sibling("a", 1, ts(2, 0), "y")}, sibling("a", 2, ts(2, 0), "x")},
-		{"tombstone breaks full tie", []reconcile.Sibling{sibling("a", 0, ts(2, 0), "x"), tombstone("a", 0, ts(2, 0))}, tombstone("a", 0, ts(2, 0))},
-		{"value breaks full tie", []reconcile.Sibling{sibling("a", 0, ts(2, 0), "y"), sibling("a", 0, ts(2, 0), "x")}, sibling("a", 0, ts(2, 0), "y")},
+		{"none", nil, record.Sibling{}},
+		{"later timestamp", []record.Sibling{sibling("z", 1, ts(1, 0), "old"), sibling("a", 1, ts(2, 0), "new")}, sibling("a", 1, ts(2, 0), "new")},
+		{"logical breaks wall tie", []record.Sibling{sibling("a", 1, ts(2, 1), "x"), sibling("b", 1, ts(2, 0), "y")}, sibling("a", 1, ts(2, 1), "x")},
+		{"replica breaks timestamp tie", []record.Sibling{sibling("a", 1, ts(2, 0), "x"), sibling("b", 1, ts(2, 0), "y")}, sibling("b", 1, ts(2, 0), "y")},
+		{"counter breaks replica tie", []record.Sibling{sibling("a", 2, ts(2, 0), "x"), sibling("a", 1, ts(2, 0), "y")}, sibling("a", 2, ts(2, 0), "x")},
+		{"tombstone breaks full tie", []record.Sibling{sibling("a", 0, ts(2, 0), "x"), tombstone("a", 0, ts(2, 0))}, tombstone("a", 0, ts(2, 0))},
+		{"value breaks full tie", []record.Sibling{sibling("a", 0, ts(2, 0), "y"), sibling("a", 0, ts(2, 0), "x")}, sibling("a", 0, ts(2, 0), "y")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := causal(nil, tc.sibs...).Winner()
@@ -528,12 +528,12 @@ func TestRecordWinner(t *testing.T) {
 
 func TestRecordIsTombstone(t *testing.T) {
 	for _, tc := range []struct {
-		r    reconcile.Record
+		r    record.Record
 		want bool
 	}{
-		{reconcile.Record{}, false},
-		{reconcile.NewLWW("a", ts(1, 0), nil, true), true},
-		{reconcile.NewLWW("a", ts(1, 0), nil, false), false},
+		{record.Record{}, false},
+		{record.NewLWW("a", ts(1, 0), nil, true), true},
+		{record.NewLWW("a", ts(1, 0), nil, false), false},
 		{causal(vv{"a": 1, "b": 1}, tombstone("a", 1, ts(1, 0)), tombstone("b", 1, ts(1, 0))), true},
 		{causal(vv{"a": 1, "b": 1}, tombstone("a", 1, ts(1, 0)), sibling("b", 1, ts(1, 0), "v")), false},
 	} {
@@ -546,13 +546,13 @@ func TestRecordIsTombstone(t *testing.T) {
 func TestCausalPut(t *testing.T) {
 	// Two clients write concurrently at replicas a and b with no context,
 	// then the records are synced: both writes are kept as siblings.
-	ra := reconcile.CausalPut(reconcile.Record{}, nil, "a", ts(10, 0), []byte("red"), false)
-	rb := reconcile.CausalPut(reconcile.Record{}, nil, "b", ts(11, 0), []byte("blue"), false)
+	ra := record.CausalPut(record.Record{}, nil, "a", ts(10, 0), []byte("red"), false)
+	rb := record.CausalPut(record.Record{}, nil, "b", ts(11, 0), []byte("blue"), false)
 	wantA := causal(vv{"a": 1}, sibling("a", 1, ts(10, 0), "red"))
 	if !ra.Equal(wantA) {
 		t.Fatalf("first write = %+v, want %+v", ra, wantA)
 	}
-	both := reconcile.Sync(ra, rb)
+	both := record.Sync(ra, rb)
 	wantBoth := causal(vv{"a": 1, "b": 1}, sibling("a", 1, ts(10, 0), "red"), sibling("b", 1, ts(11, 0), "blue"))
 	if !both.Equal(wantBoth) {
 		t.Fatalf("Sync = %+v, want %+v", both, wantBoth)
@@ -560,12 +560,12 @@ func TestCausalPut(t *testing.T) {
 
 	for _, tc := range []struct {
 		name      string
-		cur       reconcile.Record
+		cur       record.Record
 		ctx       vv
-		at        reconcile.ReplicaID
+		at        record.ReplicaID
 		value     string
 		tombstone bool
-		want      reconcile.Record
+		want      record.Record
 	}{
 		{
 			"blind write over siblings adds a sibling",
@@ -604,7 +604,7 @@ func TestCausalPut(t *testing.T) {
 		},
 		{
 			"write over an LWW record overwrites it",
-			reconcile.NewLWW("a", ts(5, 0), []byte("lww"), false), nil, "a", "x", false,
+			record.NewLWW("a", ts(5, 0), []byte("lww"), false), nil, "a", "x", false,
 			causal(vv{"a": 1}, sibling("a", 1, ts(20, 0), "x")),
 		},
 	} {
@@ -614,14 +614,14 @@ func TestCausalPut(t *testing.T) {
 			if tc.ctx != nil {
 				ctxBefore = tc.ctx.Clone()
 			}
-			got := reconcile.CausalPut(tc.cur, tc.ctx, tc.at, ts(20, 0), []byte(tc.value), tc.tombstone)
+			got := record.CausalPut(tc.cur, tc.ctx, tc.at, ts(20, 0), []byte(tc.value), tc.tombstone)
 			if !got.Equal(tc.want) {
 				t.Fatalf("CausalPut = %+v (ctx %v), want %+v (ctx %v)", got.Siblings, got.Context, tc.want.Siblings, tc.want.Context)
 			}
 			if err := got.Validate(); err != nil {
 				t.Fatalf("CausalPut result invalid: %v", err)
 			}
-			if !bytes.Equal(tc.cur.Encode(), curEnc) || (tc.ctx != nil && tc.ctx.Compare(ctxBefore) != reconcile.Equal) {
+			if !bytes.Equal(tc.cur.Encode(), curEnc) || (tc.ctx != nil && tc.ctx.Compare(ctxBefore) != record.Equal) {
 				t.Fatalf("CausalPut modified its arguments")
 			}
 		})
@@ -630,7 +630,7 @@ func TestCausalPut(t *testing.T) {
 
 func TestCausalPutCounterSaturates(t *testing.T) {
 	cur := causal(vv{"a": math.MaxUint64}, sibling("a", math.MaxUint64, ts(1, 0), "old"))
-	got := reconcile.CausalPut(cur, nil, "a", ts(2, 0), []byte("new"), false)
+	got := record.CausalPut(cur, nil, "a", ts(2, 0), []byte("new"), false)
 	want := causal(vv{"a": math.MaxUint64}, sibling("a", math.MaxUint64, ts(2, 0), "new"))
 	if !got.Equal(want) || got.Validate() != nil {
 		t.Fatalf("CausalPut at saturation = %+v, want %+v", got, want)
@@ -640,12 +640,12 @@ func TestCausalPutCounterSaturates(t *testing.T) {
 func TestSync(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		a, b reconcile.Record
-		want reconcile.Record
+		a, b record.Record
+		want record.Record
 	}{
 		{
 			"absent is the identity",
-			causal(vv{"a": 1}, sibling("a", 1, ts(1, 0), "x")), reconcile.Record{},
+			causal(vv{"a": 1}, sibling("a", 1, ts(1, 0), "x")), record.Record{},
 			causal(vv{"a": 1}, sibling("a", 1, ts(1, 0), "x")),
 		},
 		{
@@ -676,12 +676,12 @@ func TestSync(t *testing.T) {
 			"contradictory records leave no sibling",
 			causal(vv{"a": 1, "b": 1}, sibling("a", 1, ts(1, 0), "x")),
 			causal(vv{"a": 1, "b": 1}, sibling("b", 1, ts(1, 0), "y")),
-			reconcile.Record{Mode: reconcile.ModeCausal, Context: vv{"a": 1, "b": 1}},
+			record.Record{Mode: record.ModeCausal, Context: vv{"a": 1, "b": 1}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, order := range [][2]reconcile.Record{{tc.a, tc.b}, {tc.b, tc.a}} {
-				got := reconcile.Sync(order[0], order[1])
+			for _, order := range [][2]record.Record{{tc.a, tc.b}, {tc.b, tc.a}} {
+				got := record.Sync(order[0], order[1])
 				if !got.Equal(tc.want) {
 					t.Fatalf("Sync = %+v (ctx %v), want %+v (ctx %v)", got.Siblings, got.Context, tc.want.Siblings, tc.want.Context)
 				}
@@ -691,10 +691,10 @@ func TestSync(t *testing.T) {
 }
 
 // randomCausalRecord returns a valid causal record over replicas a..d.
-func randomCausalRecord(rng *rand.Rand) reconcile.Record {
+func randomCausalRecord(rng *rand.Rand) record.Record {
 	ctx := vv{}
-	var sibs []reconcile.Sibling
-	for _, r := range []reconcile.ReplicaID{"a", "b", "c", "d"} {
+	var sibs []record.Sibling
+	for _, r := range []record.ReplicaID{"a", "b", "c", "d"} {
 		n := rng.Uint64N(4)
 		if n == 0 {
 			continue
@@ -702,8 +702,8 @@ func randomCausalRecord(rng *rand.Rand) reconcile.Record {
 		ctx[r] = n
 		for c := uint64(1); c <= n; c++ {
 			if rng.IntN(3) == 0 {
-				s := reconcile.Sibling{
-					Dot:       reconcile.Dot{Replica: r, Counter: c},
+				s := record.Sibling{
+					Dot:       record.Dot{Replica: r, Counter: c},
 					Timestamp: ts(int64(rng.IntN(3)), 0),
 					Tombstone: rng.IntN(4) == 0,
 				}
@@ -727,17 +727,17 @@ func TestSyncLawsRandomized(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	for i := range 2000 {
 		a, b, c := randomCausalRecord(rng), randomCausalRecord(rng), randomCausalRecord(rng)
-		if !reconcile.Sync(a, a).Equal(a) {
+		if !record.Sync(a, a).Equal(a) {
 			t.Fatalf("seed=%d iteration %d: Sync not idempotent on %+v", seed, i, a)
 		}
-		if !reconcile.Sync(a, b).Equal(reconcile.Sync(b, a)) {
+		if !record.Sync(a, b).Equal(record.Sync(b, a)) {
 			t.Fatalf("seed=%d iteration %d: Sync not commutative on %+v, %+v", seed, i, a, b)
 		}
-		l, r := reconcile.Sync(reconcile.Sync(a, b), c), reconcile.Sync(a, reconcile.Sync(b, c))
+		l, r := record.Sync(record.Sync(a, b), c), record.Sync(a, record.Sync(b, c))
 		if !l.Equal(r) {
 			t.Fatalf("seed=%d iteration %d: Sync not associative on %+v, %+v, %+v", seed, i, a, b, c)
 		}
-		if ab := reconcile.Sync(a, b); !ab.Context.Descends(a.Context) || !ab.Context.Descends(b.Context) {
+		if ab := record.Sync(a, b); !ab.Context.Descends(a.Context) || !ab.Context.Descends(b.Context) {
 			t.Fatalf("seed=%d iteration %d: Sync context does not descend its inputs", seed, i)
 		}
 	}
@@ -751,10 +751,10 @@ func TestCausalHistoryRandomized(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed=%d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	replicas := []reconcile.ReplicaID{"a", "b", "c"}
+	replicas := []record.ReplicaID{"a", "b", "c"}
 	for round := range 200 {
-		state := make([]reconcile.Record, len(replicas))
-		var writes []reconcile.Sibling
+		state := make([]record.Record, len(replicas))
+		var writes []record.Sibling
 		var superseded []vv // client contexts of all writes
 		for step := range 30 {
 			switch i := rng.IntN(len(replicas)); rng.IntN(3) {
@@ -763,18 +763,18 @@ func TestCausalHistoryRandomized(t *testing.T) {
 				var ctx vv
 				if rng.IntN(4) > 0 && state[j].Mode != 0 {
 					var err error
-					ctx, err = reconcile.DecodeContext(reconcile.EncodeContext(state[j].Context))
+					ctx, err = record.DecodeContext(record.EncodeContext(state[j].Context))
 					if err != nil {
 						t.Fatalf("seed=%d: DecodeContext: %v", seed, err)
 					}
 				}
 				value := []byte{byte(round), byte(step)}
-				next := reconcile.CausalPut(state[i], ctx, replicas[i], ts(int64(step), 0), value, rng.IntN(5) == 0)
+				next := record.CausalPut(state[i], ctx, replicas[i], ts(int64(step), 0), value, rng.IntN(5) == 0)
 				if err := next.Validate(); err != nil {
 					t.Fatalf("seed=%d: CausalPut produced an invalid record: %v", seed, err)
 				}
-				newDot := reconcile.Dot{Replica: replicas[i], Counter: max(state[i].Context[replicas[i]], ctx[replicas[i]]) + 1}
-				k := slices.IndexFunc(next.Siblings, func(s reconcile.Sibling) bool { return s.Dot == newDot })
+				newDot := record.Dot{Replica: replicas[i], Counter: max(state[i].Context[replicas[i]], ctx[replicas[i]]) + 1}
+				k := slices.IndexFunc(next.Siblings, func(s record.Sibling) bool { return s.Dot == newDot })
 				if k < 0 || next.Context[replicas[i]] != newDot.Counter {
 					t.Fatalf("seed=%d: CausalPut did not add dot %v: %+v", seed, newDot, next)
 				}
@@ -784,27 +784,27 @@ func TestCausalHistoryRandomized(t *testing.T) {
 			case 2: // anti-entropy between i and j through the resolver
 				j := rng.IntN(len(replicas))
 				if state[i].Mode == 0 || state[j].Mode == 0 {
-					merged := reconcile.Sync(state[i], state[j])
+					merged := record.Sync(state[i], state[j])
 					state[i], state[j] = merged, merged
 					continue
 				}
-				merged, err := reconcile.KeepSiblings{}.Resolve([]byte("k"), state[i], state[j])
+				merged, err := record.KeepSiblings{}.Resolve([]byte("k"), state[i], state[j])
 				if err != nil {
 					t.Fatalf("seed=%d: Resolve: %v", seed, err)
 				}
 				state[i], state[j] = merged, merged
 			}
 		}
-		final := reconcile.Record{}
+		final := record.Record{}
 		for _, s := range state {
-			final = reconcile.Sync(final, s)
+			final = record.Sync(final, s)
 		}
 		for k, s := range state {
-			if got := reconcile.Sync(s, final); !got.Equal(final) {
+			if got := record.Sync(s, final); !got.Equal(final) {
 				t.Fatalf("seed=%d round %d: replica %d does not converge", seed, round, k)
 			}
 		}
-		var want []reconcile.Sibling
+		var want []record.Sibling
 		for _, w := range writes {
 			covered := false
 			for _, ctx := range superseded {
@@ -818,12 +818,12 @@ func TestCausalHistoryRandomized(t *testing.T) {
 			continue
 		}
 		got := slices.Clone(final.Siblings)
-		slices.SortFunc(want, func(x, y reconcile.Sibling) int { return x.Dot.Compare(y.Dot) })
+		slices.SortFunc(want, func(x, y record.Sibling) int { return x.Dot.Compare(y.Dot) })
 		if !causal(nil, got...).Equal(causal(nil, want...)) {
 			t.Fatalf("seed=%d round %d: final siblings %+v, want exactly the unsuperseded writes %+v", seed, round, got, want)
 		}
 		enc := final.Encode()
-		if back, err := reconcile.DecodeRecord(enc); err != nil || !back.Equal(final) {
+		if back, err := record.DecodeRecord(enc); err != nil || !back.Equal(final) {
 			t.Fatalf("seed=%d round %d: round trip: %v", seed, round, err)
 		}
 	}
