@@ -12,7 +12,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/merkle"
-	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
@@ -51,8 +50,8 @@ type GCStats struct {
 	Purged, Scanned uint64
 	// Runs counts partition purges.
 	Runs uint64
-	// SafeBefore is, per partition, the newest round watermark received
-	// (see reconcile.FullRound); Cutoff the tombstone time below which the
+	// SafeBefore is, per partition, the newest watermark received (see
+	// MarkSafe); Cutoff the tombstone time below which the
 	// last purge deleted.
 	SafeBefore map[uint32]time.Time
 	Cutoff     map[uint32]time.Time
@@ -60,10 +59,11 @@ type GCStats struct {
 
 // TombstoneGC purges tombstones (LWW mode only) once that is safe: a
 // tombstone goes only when it is older than its partition's latest
-// FullRound.SafeBefore minus the grace period, that is after two complete
-// repair rounds with every replica of the partition's preference list (so
-// every replica holds the tombstone or a newer record, and no replica can
-// hand the deleted value back).
+// watermark (MarkSafe) minus the grace period. The repair loop supplies the
+// watermark after two complete repair rounds with every replica of the
+// partition's preference list (repair.FullRound.SafeBefore), so every
+// replica holds the tombstone or a newer record, and no replica can hand
+// the deleted value back.
 //
 // The purge is a Pebble point Delete written through the engine's hook
 // pipeline, so the Merkle tree follows. It re-reads each candidate under an
@@ -71,8 +71,9 @@ type GCStats struct {
 // written concurrently is never deleted.
 //
 // Wiring: add Hook() to the engine's Options.Hooks before Open, Attach the
-// engine, give FullRound to reconcile.LoopConfig.OnFullRound and run Collect
-// as a loop Task. Safe for concurrent use.
+// engine, call MarkSafe from the repair loop's OnFullRound and run Collect
+// as a loop task (package reconcile/repair's Node does all of it). Safe for
+// concurrent use.
 type TombstoneGC struct {
 	opts GCOptions
 
@@ -162,20 +163,22 @@ func (g *TombstoneGC) Attach(e *Engine) error {
 	return nil
 }
 
-// FullRound records a complete repair round (reconcile.LoopConfig.OnFullRound).
-// It only records; Collect purges.
-func (g *TombstoneGC) FullRound(fr reconcile.FullRound) {
-	if fr.SafeBefore.IsZero() {
+// MarkSafe records that every replica of partition holds every record
+// written before safeBefore (or a newer one): the watermark of two complete
+// repair rounds with every replica (repair.FullRound.SafeBefore). It only
+// records; Collect purges. A watermark older than the last one is ignored.
+func (g *TombstoneGC) MarkSafe(partition uint32, safeBefore time.Time) {
+	if safeBefore.IsZero() {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if fr.SafeBefore.After(g.mu.safe[fr.Partition]) {
-		g.mu.safe[fr.Partition] = fr.SafeBefore
+	if safeBefore.After(g.mu.safe[partition]) {
+		g.mu.safe[partition] = safeBefore
 		if g.mu.stats.SafeBefore == nil {
 			g.mu.stats.SafeBefore = make(map[uint32]time.Time)
 		}
-		g.mu.stats.SafeBefore[fr.Partition] = fr.SafeBefore
+		g.mu.stats.SafeBefore[partition] = safeBefore
 	}
 }
 

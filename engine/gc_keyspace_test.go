@@ -9,7 +9,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/hooks"
-	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
 // TestTombstoneGCAboveReservedRange: tombstones of keys above the reserved
@@ -43,7 +42,7 @@ func TestTombstoneGCAboveReservedRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Minute)
-	gc.FullRound(reconcile.FullRound{Partition: 0, SafeBefore: clk.Now()})
+	gc.MarkSafe(0, clk.Now())
 	if _, err := gc.Collect(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
+	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
 
 // manualClock is a physical clock the test advances.
@@ -56,7 +57,7 @@ type gcNode struct {
 	fs     vfs.FS
 	e      *engine.Engine
 	gc     *engine.TombstoneGC
-	rounds *reconcile.RoundTracker
+	rounds *repair.RoundTracker
 }
 
 type gcScenario struct {
@@ -115,7 +116,7 @@ func (s *gcScenario) open(n *gcNode) {
 	}
 	n.e, n.gc = e, gc
 	// A restarted node's loop starts its rounds afresh.
-	n.rounds = reconcile.NewRoundTracker()
+	n.rounds = repair.NewRoundTracker()
 	for p := range s.pn.NumPartitions() {
 		var peers []record.ReplicaID
 		for _, o := range s.nodes {
@@ -212,7 +213,7 @@ func (s *gcScenario) session(a, b *gcNode, p uint32) error {
 		if s.unsafe {
 			fr.SafeBefore = fr.Start
 		}
-		a.gc.FullRound(fr)
+		a.gc.MarkSafe(fr.Partition, fr.SafeBefore)
 	}
 	return nil
 }
@@ -408,7 +409,7 @@ func TestTombstoneGCNeverDeletesConcurrentWrites(t *testing.T) {
 			}
 		}
 		clk.Advance(time.Minute)
-		gc.FullRound(reconcile.FullRound{Partition: 0, SafeBefore: clk.Now().Add(time.Duration(round) * time.Millisecond)})
+		gc.MarkSafe(0, clk.Now().Add(time.Duration(round)*time.Millisecond))
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() {

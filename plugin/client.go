@@ -11,15 +11,13 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/pebble-ae/pebble-ae/engine"
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/reconcile"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
-
-	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 
 // ClientOptions configure a Client. The zero value is usable.

@@ -6,11 +6,9 @@ import (
 	"runtime"
 	"sync"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/pebble-ae/pebble-ae/engine"
-
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+	"google.golang.org/grpc/codes"
 )
 
 // Group commit across the RPC layer.

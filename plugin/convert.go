@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
-
-	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 
 // Conversions between the reconcile types and their protobuf messages. The

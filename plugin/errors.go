@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/merkle"
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/merkle"
-	"github.com/pebble-ae/pebble-ae/reconcile"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
-
-	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 
 // Errors of this package; test with errors.Is. Errors that come back from a

@@ -11,11 +11,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
-
 	"github.com/pebble-ae/pebble-ae/engine"
-
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+	"google.golang.org/grpc"
 )
 
 // Handshake is the go-plugin handshake shared by the host (Open) and the

@@ -7,14 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pebble-ae/pebble-ae/plugin"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-
-	"github.com/pebble-ae/pebble-ae/plugin"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // TestHealthFollowsRebuild: a node served over mutual TLS answers

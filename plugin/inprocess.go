@@ -5,13 +5,11 @@ import (
 	"errors"
 	"net"
 
+	"github.com/pebble-ae/pebble-ae/engine"
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
-
-	"github.com/pebble-ae/pebble-ae/engine"
-
-	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 
 // inProcessBuffer is the size of the in-memory pipe of InProcess.

@@ -12,16 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pebble-ae/pebble-ae/engine"
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
-
-	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 
 // The network transport: the Replica service over TCP with mutual TLS.

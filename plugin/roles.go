@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"strings"
 
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
-
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
-
-	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 
 // Role is a set of rights a client identity (the replica ID its certificate

@@ -12,16 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pebble-ae/pebble-ae/engine"
+	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/reconcile"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
-
-	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 
 // Default limits of the server and the client.

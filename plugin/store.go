@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/pebble-ae/pebble-ae/engine"
-
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // The application's store over the wire: batched writes (Write, and

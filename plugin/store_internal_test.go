@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/pebble-ae/pebble-ae/engine"
-
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
 )
 

@@ -8,9 +8,8 @@ import (
 	"sync"
 
 	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/reconcile"
-
 	pb "github.com/pebble-ae/pebble-ae/plugin/gen/pebbleae/v1"
+	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
 // The client side of the Symbols call (reconcile.SymbolStreamer): one

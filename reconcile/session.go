@@ -3,10 +3,11 @@ package reconcile
 import (
 	"bytes"
 	"fmt"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"math"
 	"slices"
 	"time"
+
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Side names one of the two replicas of a session.

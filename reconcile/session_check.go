@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bytes"
+
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 

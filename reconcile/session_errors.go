@@ -3,6 +3,7 @@ package reconcile
 import (
 	"errors"
 	"fmt"
+
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 

@@ -3,9 +3,10 @@ package reconcile
 import (
 	"bytes"
 	"fmt"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"math"
 	"slices"
+
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // This file is the sketch path of a Session (SessionConfig.Sketch):

@@ -1,27 +1,26 @@
 package main
 
 import (
-	"crypto/tls"
-	"net"
-	"strings"
-
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/xml"
 	"fmt"
-	"github.com/pebble-ae/pebble-ae/internal/cliflags"
-	"github.com/pebble-ae/pebble-ae/plugin"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
-	"github.com/spf13/pflag"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/pebble-ae/pebble-ae/internal/cliflags"
+	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // recordingDryRun is a dryRun that remembers the keys it would write.

@@ -13,6 +13,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
+	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
 
 // nodeRepairer backs the Repair and Status calls of a served node: it runs
@@ -21,8 +22,8 @@ import (
 type nodeRepairer struct {
 	local     reconcile.Replica
 	peers     map[record.ReplicaID]reconcile.Replica
-	throttles []*reconcile.Throttle
-	adm       *engine.Admission
+	throttles []*repair.Throttle
+	adm       *repair.Admission
 	// maxPending is the sessions' SessionConfig.MaxPendingBytes.
 	maxPending int64
 
@@ -30,7 +31,7 @@ type nodeRepairer struct {
 	eng *engine.Engine
 
 	mu   sync.Mutex
-	loop *reconcile.Loop         // the node's repair loop, if any
+	loop *repair.Loop            // the node's repair loop, if any
 	last []plugin.SessionSummary // newest last, at most keepSessions
 	// clocks is what the sessions learned of each peer's clock.
 	clocks map[record.ReplicaID]*peerClock
@@ -74,14 +75,14 @@ func (n *nodeRepairer) record(s plugin.SessionSummary) {
 }
 
 // setLoop makes Background report the loop's repair progress.
-func (n *nodeRepairer) setLoop(l *reconcile.Loop) {
+func (n *nodeRepairer) setLoop(l *repair.Loop) {
 	n.mu.Lock()
 	n.loop = l
 	n.mu.Unlock()
 }
 
 // observe records a session of the repair loop.
-func (n *nodeRepairer) observe(r reconcile.SessionReport) {
+func (n *nodeRepairer) observe(r repair.SessionReport) {
 	s := plugin.SessionSummary{Peer: r.Peer, Partition: r.Partition, Stats: r.Stats, Finished: r.Start.Add(r.Stats.Duration)}
 	if r.Err != nil {
 		s.Err = r.Err.Error()
@@ -141,7 +142,7 @@ func (n *nodeRepairer) Background() []string {
 	if loop != nil {
 		rp := loop.Status().Repair
 		out = append(out, fmt.Sprintf("repair: ~%d keys still to repair (the sessions' estimate), %.0f keys/s over the last %s, %d repaired since start",
-			rp.Remaining, rp.Rate, reconcile.RepairRateWindow, rp.Repaired))
+			rp.Remaining, rp.Rate, repair.RepairRateWindow, rp.Repaired))
 	}
 	for _, t := range n.throttles {
 		st := t.Status()

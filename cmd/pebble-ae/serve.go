@@ -21,6 +21,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
+	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 	"github.com/spf13/cobra"
 )
 
@@ -79,13 +80,13 @@ Prometheus metrics are served on --metrics.`,
 	fl.DurationVar(&f.interval, "repair-interval", 10*time.Second, "base interval between sessions per (partition, peer); jittered and adaptive")
 	fl.Float64Var(&f.scanBytes, "scan-bytes-per-sec", 64<<20, "throttle of what background scans and sessions read")
 	fl.Float64Var(&f.writeBytes, "write-bytes-per-sec", 32<<20, "throttle of repair writes")
-	fl.Float64Var(&f.busyFraction, "busy-fraction", reconcile.DefaultLoopBusyFraction, "busy-time budget of sessions' work (their reads and decoding) and of repair writes, each, in cores (0: none); admission control scales it")
-	fl.Float64Var(&f.repairFloor, "repair-floor", engine.DefaultMinScale, "the repair floor: the fraction of the throttles' rates (and busy-time budgets) admission control never scales background work below, so repair never stops under overload, in (0,1]")
+	fl.Float64Var(&f.busyFraction, "busy-fraction", repair.DefaultLoopBusyFraction, "busy-time budget of sessions' work (their reads and decoding) and of repair writes, each, in cores (0: none); admission control scales it")
+	fl.Float64Var(&f.repairFloor, "repair-floor", repair.DefaultMinScale, "the repair floor: the fraction of the throttles' rates (and busy-time budgets) admission control never scales background work below, so repair never stops under overload, in (0,1]")
 	fl.DurationVar(&f.gcGrace, "gc-grace", engine.DefaultGCGrace, "tombstone grace period (tombstones are purged only after it and two full repair rounds)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session (0: ten times the longest repair interval, at least 1m)")
 	fl.Int64Var(&f.sessionMemory, "session-memory", reconcile.DefaultMaxPendingBytes, sessionMemoryUsage)
-	fl.Int64Var(&f.sessionKeys, "session-keys", reconcile.DefaultLoopMaxSessionKeys, "about the most differences one repair-loop session reconciles: a larger repair proceeds in sessions that each finish and apply their part (negative: no bound)")
+	fl.Int64Var(&f.sessionKeys, "session-keys", repair.DefaultLoopMaxSessionKeys, "about the most differences one repair-loop session reconciles: a larger repair proceeds in sessions that each finish and apply their part (negative: no bound)")
 	return c
 }
 
@@ -114,11 +115,11 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})).With("node", f.db.id)
 
 	// Throttles, admission control, GC, metrics.
-	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: f.scanBytes, BusyFraction: f.busyFraction})
+	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: f.scanBytes, BusyFraction: f.busyFraction})
 	if err != nil {
 		return err
 	}
-	write, err := reconcile.NewThrottle("write", reconcile.ThrottleConfig{BytesPerSec: f.writeBytes, BusyFraction: f.busyFraction})
+	write, err := repair.NewThrottle("write", repair.ThrottleConfig{BytesPerSec: f.writeBytes, BusyFraction: f.busyFraction})
 	if err != nil {
 		return err
 	}
@@ -132,12 +133,12 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	var adm *engine.Admission
+	var adm *repair.Admission
 	hs := []hooks.Hook{gc.Hook()}
 	po := &pebble.Options{}
 	fs := vfs.Default
 	if f.admission {
-		adm, err = engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger, MinScale: f.repairFloor})
+		adm, err = repair.NewAdmission(repair.AdmissionConfig{Throttles: []*repair.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger, MinScale: f.repairFloor})
 		if err != nil {
 			return err
 		}
@@ -165,7 +166,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 
 	// The gRPC service; its Repair and Status calls are backed by the node.
 	m.WatchClockRefusals(e.ClockOffsetRefusals)
-	rep := &nodeRepairer{local: e, eng: e, peers: map[record.ReplicaID]reconcile.Replica{}, throttles: []*reconcile.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
+	rep := &nodeRepairer{local: e, eng: e, peers: map[record.ReplicaID]reconcile.Replica{}, throttles: []*repair.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
 	var tlsCfg *tls.Config
 	lopts := &plugin.ListenOptions{Insecure: f.insecure}
 	lopts.Server.Repairer = rep
@@ -196,11 +197,11 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		defer metricsLn.Close()
 	}
 	// The repair loop (started once the node serves).
-	var loop *reconcile.Loop
+	var loop *repair.Loop
 	if len(ps) > 0 {
-		peers := make([]reconcile.Peer, len(ps))
+		peers := make([]repair.Peer, len(ps))
 		for i, p := range ps {
-			peers[i] = reconcile.Peer{ID: p.ID, Replica: newLazyPeer(p, tlsCfg, f.insecure)}
+			peers[i] = repair.Peer{ID: p.ID, Replica: newLazyPeer(p, tlsCfg, f.insecure)}
 			rep.peers[p.ID] = peers[i].Replica
 		}
 		defer func() {
@@ -208,20 +209,20 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 				p.Replica.(*lazyPeer).Close()
 			}
 		}()
-		var signals func() reconcile.Signals
+		var signals func() repair.Signals
 		if adm != nil {
 			signals = adm.Signals
 		}
-		loop, err = reconcile.NewLoop(reconcile.LoopConfig{
+		loop, err = repair.NewLoop(repair.LoopConfig{
 			Local: e, Peers: peers, Logger: logger,
-			Scheduler:      reconcile.SchedulerConfig{Interval: f.interval},
+			Scheduler:      repair.SchedulerConfig{Interval: f.interval},
 			ScanThrottle:   scan,
 			WriteThrottle:  write,
 			Signals:        signals,
 			SessionTimeout: f.sessionTimeout,
 			MaxSessionKeys: f.sessionKeys,
 			Sync:           reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: f.sessionMemory}},
-			OnSession: func(r reconcile.SessionReport) {
+			OnSession: func(r repair.SessionReport) {
 				m.ObserveSession(r)
 				rep.observe(r)
 				if r.Stats.KeysRepaired() > 0 {
@@ -229,8 +230,8 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 				}
 			},
 			OnTask:      m.ObserveTask,
-			OnFullRound: func(fr reconcile.FullRound) { m.ObserveFullRound(fr); gc.FullRound(fr) },
-			Tasks: []reconcile.Task{
+			OnFullRound: func(fr repair.FullRound) { m.ObserveFullRound(fr); gc.MarkSafe(fr.Partition, fr.SafeBefore) },
+			Tasks: []repair.Task{
 				{Name: "rebuild", Interval: 10 * time.Second, Large: true, Run: func(ctx context.Context) error { return e.RebuildNotReady(ctx, m.RebuildProgress) }},
 				{Name: "scrub", Interval: 24 * time.Hour, Large: true, Run: func(ctx context.Context) error { _, err := e.Scrub(ctx, m.RebuildProgress); return err }},
 				{Name: "gc", Interval: time.Minute, Run: func(ctx context.Context) error { _, err := gc.Collect(ctx); return err }},

@@ -22,6 +22,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
 
 // LoopLoadConfig configures LoopLoad.
@@ -44,7 +45,7 @@ type LoopLoadConfig struct {
 	// ScanBytesPerSec, ScanKeysPerSec and WriteBytesPerSec configure the
 	// loop's throttles (defaults 64 MiB/s, 500k keys/s, 32 MiB/s);
 	// BusyFraction their busy-time budget in cores (default
-	// reconcile.DefaultLoopBusyFraction, as `pebble-ae serve`; negative:
+	// repair.DefaultLoopBusyFraction, as `pebble-ae serve`; negative:
 	// none).
 	ScanBytesPerSec, ScanKeysPerSec, WriteBytesPerSec, BusyFraction float64
 	// Rate is the foreground's offered load in Puts/s, paced open-loop
@@ -167,7 +168,7 @@ type LoadPhase struct {
 	Reasons map[string]int `json:"admission_reasons"`
 	// RemainingEstimate is the loop's own estimate, at the end of the
 	// measured part, of the keys still to repair
-	// (reconcile.LoopStatus.Repair.Remaining), and LoopRate its repair
+	// (repair.LoopStatus.Repair.Remaining), and LoopRate its repair
 	// rate then (keys/s over the last 10 s); BoundedSessions counts the
 	// sessions that reconciled part of the difference
 	// (reconcile.Stats.Bounded).
@@ -424,24 +425,24 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	out := LoadPhase{Sessions: make(map[string]uint64), Reasons: make(map[string]int)}
 	busy := cfg.BusyFraction
 	if busy == 0 {
-		busy = reconcile.DefaultLoopBusyFraction
+		busy = repair.DefaultLoopBusyFraction
 	}
 	busy = max(busy, 0)
-	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: cfg.ScanBytesPerSec, KeysPerSec: cfg.ScanKeysPerSec, BusyFraction: busy})
+	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: cfg.ScanBytesPerSec, KeysPerSec: cfg.ScanKeysPerSec, BusyFraction: busy})
 	if err != nil {
 		return out, err
 	}
-	write, err := reconcile.NewThrottle("write", reconcile.ThrottleConfig{BytesPerSec: cfg.WriteBytesPerSec, BusyFraction: busy})
+	write, err := repair.NewThrottle("write", repair.ThrottleConfig{BytesPerSec: cfg.WriteBytesPerSec, BusyFraction: busy})
 	if err != nil {
 		return out, err
 	}
-	var throttles []*reconcile.Throttle
+	var throttles []*repair.Throttle
 	if withAdmission {
-		throttles = []*reconcile.Throttle{scan, write}
+		throttles = []*repair.Throttle{scan, write}
 	}
 	// Without admission control the controller still runs (it observes)
 	// but scales nothing.
-	adm, err := engine.NewAdmission(engine.AdmissionConfig{Throttles: throttles, Interval: cfg.AdmissionInterval})
+	adm, err := repair.NewAdmission(repair.AdmissionConfig{Throttles: throttles, Interval: cfg.AdmissionInterval})
 	if err != nil {
 		return out, err
 	}
@@ -511,17 +512,17 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	lctx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
 	var wg sync.WaitGroup
-	var loop *reconcile.Loop
+	var loop *repair.Loop
 	loopStart := time.Now()
 	if withLoop {
-		loop, err = reconcile.NewLoop(reconcile.LoopConfig{
+		loop, err = repair.NewLoop(repair.LoopConfig{
 			Local:         dst,
-			Peers:         []reconcile.Peer{{ID: "src", Replica: src}},
-			Scheduler:     reconcile.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
+			Peers:         []repair.Peer{{ID: "src", Replica: src}},
+			Scheduler:     repair.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
 			ScanThrottle:  scan,
 			WriteThrottle: write,
 			Signals:       adm.Signals,
-			OnSession: func(r reconcile.SessionReport) {
+			OnSession: func(r repair.SessionReport) {
 				if cfg.SessionLog != nil {
 					fmt.Fprintf(cfg.SessionLog, "session %d: %s after %.2fs (%s since the loop started): bounded %t, remaining %d, %s err=%v\n",
 						r.ID, r.Outcome, r.Stats.Duration.Seconds(), time.Since(loopStart).Round(time.Millisecond), r.Stats.Bounded, r.Stats.Remaining, r.Stats, r.Err)
@@ -780,7 +781,7 @@ type ScanRateResult struct {
 
 // ScanRate rebuilds the tree of an engine holding Keys records with its
 // scans throttled to Limit bytes/s (engine.Options.Throttle =
-// reconcile.Throttle.Wait) and reports the achieved rate.
+// repair.Throttle.Wait) and reports the achieved rate.
 func ScanRate(ctx context.Context, cfg ScanRateConfig) (ScanRateResult, error) {
 	if err := nonNegative(intField{"keys", cfg.Keys}, intField{"value size", cfg.ValueSize}); err != nil {
 		return ScanRateResult{}, err
@@ -803,7 +804,7 @@ func ScanRate(ctx context.Context, cfg ScanRateConfig) (ScanRateResult, error) {
 		return res, err
 	}
 	defer cleanup()
-	th, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: cfg.Limit})
+	th, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: cfg.Limit})
 	if err != nil {
 		return res, err
 	}

@@ -153,7 +153,7 @@ func TestLoopLoadLarge(t *testing.T) {
 		source = []string{"nice", "-n", nice, buildPebbleAE(t), "serve"}
 	}
 	// PEBBLEAE_BENCH_LOOP_BUSY sets the busy-time budget (cores; default
-	// reconcile.DefaultLoopBusyFraction; -1: none), for comparison.
+	// repair.DefaultLoopBusyFraction; -1: none), for comparison.
 	var busy float64
 	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_BUSY"); v != "" {
 		var err error

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 

@@ -5,7 +5,7 @@
 // purged. `pebble-ae serve` mounts Handler on /metrics.
 //
 // A Metrics has its own registry (no process-wide state). Feed it by
-// passing its Observe* methods to reconcile.LoopConfig (OnSession,
+// passing its Observe* methods to repair.LoopConfig (OnSession,
 // OnFullRound, OnTask), engine.GCOptions.OnPurge and the rebuild progress
 // callbacks, and let it read throttles and admission control at scrape time
 // with WatchThrottles and WatchAdmission. All methods are safe for
@@ -19,8 +19,8 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -54,8 +54,8 @@ type Metrics struct {
 
 	mu struct {
 		sync.Mutex
-		throttles []*reconcile.Throttle
-		admission *engine.Admission
+		throttles []*repair.Throttle
+		admission *repair.Admission
 	}
 }
 
@@ -117,8 +117,8 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// ObserveSession records a session (reconcile.LoopConfig.OnSession).
-func (m *Metrics) ObserveSession(r reconcile.SessionReport) {
+// ObserveSession records a session (repair.LoopConfig.OnSession).
+func (m *Metrics) ObserveSession(r repair.SessionReport) {
 	m.sessions.WithLabelValues(r.Outcome).Inc()
 	peer := string(r.Peer)
 	if r.Stats.ClockSkew != 0 {
@@ -164,12 +164,12 @@ func (m *Metrics) WatchClockRefusals(refused func() uint64) {
 
 // ObserveFullRound records a complete round (LoopConfig.OnFullRound; chain
 // it with the tombstone GC's FullRound).
-func (m *Metrics) ObserveFullRound(fr reconcile.FullRound) {
+func (m *Metrics) ObserveFullRound(fr repair.FullRound) {
 	m.fullRounds.WithLabelValues(strconv.FormatUint(uint64(fr.Partition), 10)).Inc()
 }
 
 // ObserveTask records a background task run (LoopConfig.OnTask).
-func (m *Metrics) ObserveTask(r reconcile.TaskReport) {
+func (m *Metrics) ObserveTask(r repair.TaskReport) {
 	res := "ok"
 	if r.Err != nil {
 		res = "error"
@@ -190,16 +190,16 @@ func (m *Metrics) TombstonesPurged(part uint32, n int) {
 }
 
 // WatchThrottles exports the rates in force and the totals of throttles.
-func (m *Metrics) WatchThrottles(ts ...*reconcile.Throttle) {
+func (m *Metrics) WatchThrottles(ts ...*repair.Throttle) {
 	m.mu.Lock()
 	m.mu.throttles = append(m.mu.throttles, ts...)
 	m.mu.Unlock()
 }
 
-// WatchLoop exports the repair loop's progress (reconcile.LoopStatus.Repair):
+// WatchLoop exports the repair loop's progress (repair.LoopStatus.Repair):
 // the keys still to repair as its sessions estimate them, and the repair
 // rate.
-func (m *Metrics) WatchLoop(l *reconcile.Loop) {
+func (m *Metrics) WatchLoop(l *repair.Loop) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "repair_remaining_keys",
 		Help: "Keys still to repair, as the running (else last) session of each (partition, peer) estimates them."},
 		func() float64 { return float64(l.Status().Repair.Remaining) }))
@@ -209,7 +209,7 @@ func (m *Metrics) WatchLoop(l *reconcile.Loop) {
 }
 
 // WatchAdmission exports admission control's state.
-func (m *Metrics) WatchAdmission(a *engine.Admission) {
+func (m *Metrics) WatchAdmission(a *repair.Admission) {
 	m.mu.Lock()
 	m.mu.admission = a
 	m.mu.Unlock()
@@ -250,7 +250,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.Lock()
-	ts, a := append([]*reconcile.Throttle(nil), c.m.mu.throttles...), c.m.mu.admission
+	ts, a := append([]*repair.Throttle(nil), c.m.mu.throttles...), c.m.mu.admission
 	c.m.mu.Unlock()
 	for _, t := range ts {
 		st := t.Status()

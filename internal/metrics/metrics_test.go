@@ -7,17 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
 
 func TestHandlerExportsLoopFigures(t *testing.T) {
 	m := New()
-	th, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: 1 << 20})
+	th, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{th}})
+	a, err := repair.NewAdmission(repair.AdmissionConfig{Throttles: []*repair.Throttle{th}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,10 +28,10 @@ func TestHandlerExportsLoopFigures(t *testing.T) {
 	st.B.Received.Records = 900
 	st.B.Received.RecordKeys = 160
 	st.A.Received.Sketches = 450
-	m.ObserveSession(reconcile.SessionReport{ID: 1, Outcome: "repaired", Stats: st})
-	m.ObserveSession(reconcile.SessionReport{ID: 2, Outcome: "not-ready"})
-	m.ObserveFullRound(reconcile.FullRound{Partition: 2})
-	m.ObserveTask(reconcile.TaskReport{Name: "scrub"})
+	m.ObserveSession(repair.SessionReport{ID: 1, Outcome: "repaired", Stats: st})
+	m.ObserveSession(repair.SessionReport{ID: 2, Outcome: "not-ready"})
+	m.ObserveFullRound(repair.FullRound{Partition: 2})
+	m.ObserveTask(repair.TaskReport{Name: "scrub"})
 	m.RebuildProgress(1, 4096)
 	m.TombstonesPurged(2, 11)
 

@@ -1,4 +1,4 @@
-package reconcile_test
+package repair_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
+	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
 
 var errDown = errors.New("test: node down")
@@ -85,7 +86,7 @@ type loopNode struct {
 	fs     vfs.FS
 	link   *link
 	e      *engine.Engine
-	loop   *reconcile.Loop
+	loop   *repair.Loop
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -106,8 +107,8 @@ func (c *cluster) start(n *loopNode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scan, _ := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: 256 << 20, KeysPerSec: 2e6})
-	write, _ := reconcile.NewThrottle("write", reconcile.ThrottleConfig{BytesPerSec: 256 << 20, KeysPerSec: 2e6})
+	scan, _ := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 256 << 20, KeysPerSec: 2e6})
+	write, _ := repair.NewThrottle("write", repair.ThrottleConfig{BytesPerSec: 256 << 20, KeysPerSec: 2e6})
 	e, err := engine.Open("db", &engine.Options{ReplicaID: n.id, FS: n.fs, Partitioner: c.pn, CheckpointInterval: 100 * time.Millisecond,
 		Throttle: scan.Wait, Hooks: []hooks.Hook{gc.Hook()}})
 	if err != nil {
@@ -116,32 +117,32 @@ func (c *cluster) start(n *loopNode) {
 	if err := gc.Attach(e); err != nil {
 		t.Fatal(err)
 	}
-	var peers []reconcile.Peer
+	var peers []repair.Peer
 	for _, o := range c.nodes {
 		if o != n {
-			peers = append(peers, reconcile.Peer{ID: o.id, Replica: o.link})
+			peers = append(peers, repair.Peer{ID: o.id, Replica: o.link})
 		}
 	}
-	loop, err := reconcile.NewLoop(reconcile.LoopConfig{
+	loop, err := repair.NewLoop(repair.LoopConfig{
 		Local:         e,
 		Peers:         peers,
-		Scheduler:     reconcile.SchedulerConfig{Interval: 40 * time.Millisecond, MinInterval: 5 * time.Millisecond, MaxInterval: 300 * time.Millisecond, MaxConcurrent: 2},
+		Scheduler:     repair.SchedulerConfig{Interval: 40 * time.Millisecond, MinInterval: 5 * time.Millisecond, MaxInterval: 300 * time.Millisecond, MaxConcurrent: 2},
 		ScanThrottle:  scan,
 		WriteThrottle: write,
 		Logger:        slog.New(slog.DiscardHandler),
-		Tasks: []reconcile.Task{
+		Tasks: []repair.Task{
 			{Name: "rebuild", Interval: 50 * time.Millisecond, Run: func(ctx context.Context) error { return e.RebuildNotReady(ctx, nil) }},
 			{Name: "scrub", Interval: time.Second, Run: func(ctx context.Context) error { _, err := e.Scrub(ctx, nil); return err }},
 			{Name: "gc", Interval: 100 * time.Millisecond, Run: func(ctx context.Context) error { _, err := gc.Collect(ctx); return err }},
 		},
-		OnSession: func(r reconcile.SessionReport) {
+		OnSession: func(r repair.SessionReport) {
 			if r.Err == nil {
 				n.repaired.Add(r.Stats.KeysRepaired())
 			}
 		},
-		OnFullRound: func(fr reconcile.FullRound) {
+		OnFullRound: func(fr repair.FullRound) {
 			n.rounds.Add(1)
-			gc.FullRound(fr)
+			gc.MarkSafe(fr.Partition, fr.SafeBefore)
 		},
 	})
 	if err != nil {
@@ -289,27 +290,27 @@ func TestNewLoopRefusesBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	peers := []reconcile.Peer{{ID: "b", Replica: e}}
+	peers := []repair.Peer{{ID: "b", Replica: e}}
 	for _, tc := range []struct {
 		name string
-		cfg  reconcile.LoopConfig
+		cfg  repair.LoopConfig
 	}{
-		{"no peers", reconcile.LoopConfig{Local: e}},
-		{"negative session timeout", reconcile.LoopConfig{Local: e, Peers: peers, SessionTimeout: -time.Second}},
-		{"negative interval", reconcile.LoopConfig{Local: e, Peers: peers, Scheduler: reconcile.SchedulerConfig{Interval: -time.Second}}},
-		{"duplicate peer", reconcile.LoopConfig{Local: e, Peers: append(peers, peers[0])}},
-		{"task without interval", reconcile.LoopConfig{Local: e, Peers: peers,
-			Tasks: []reconcile.Task{{Name: "t", Run: func(context.Context) error { return nil }}}}},
+		{"no peers", repair.LoopConfig{Local: e}},
+		{"negative session timeout", repair.LoopConfig{Local: e, Peers: peers, SessionTimeout: -time.Second}},
+		{"negative interval", repair.LoopConfig{Local: e, Peers: peers, Scheduler: repair.SchedulerConfig{Interval: -time.Second}}},
+		{"duplicate peer", repair.LoopConfig{Local: e, Peers: append(peers, peers[0])}},
+		{"task without interval", repair.LoopConfig{Local: e, Peers: peers,
+			Tasks: []repair.Task{{Name: "t", Run: func(context.Context) error { return nil }}}}},
 	} {
-		if _, err := reconcile.NewLoop(tc.cfg); !errors.Is(err, reconcile.ErrInvalidSchedule) {
+		if _, err := repair.NewLoop(tc.cfg); !errors.Is(err, repair.ErrInvalidSchedule) {
 			t.Errorf("%s: err %v, want one wrapping ErrInvalidSchedule", tc.name, err)
 		}
 	}
-	bad := reconcile.LoopConfig{Local: e, Peers: peers, Sync: reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: -1}}}
-	if _, err := reconcile.NewLoop(bad); !errors.Is(err, reconcile.ErrInvalidSessionConfig) {
+	bad := repair.LoopConfig{Local: e, Peers: peers, Sync: reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: -1}}}
+	if _, err := repair.NewLoop(bad); !errors.Is(err, reconcile.ErrInvalidSessionConfig) {
 		t.Errorf("negative MaxPendingBytes: err %v, want one wrapping ErrInvalidSessionConfig", err)
 	}
-	if _, err := reconcile.NewLoop(reconcile.LoopConfig{Local: e, Peers: peers}); err != nil {
+	if _, err := repair.NewLoop(repair.LoopConfig{Local: e, Peers: peers}); err != nil {
 		t.Fatalf("the defaults: %v", err)
 	}
 }
@@ -344,13 +345,13 @@ func TestLoopBoundedProgress(t *testing.T) {
 	var bounded, sessions int
 	var most uint64
 	var sawRate bool
-	var loop *reconcile.Loop
-	loop, err := reconcile.NewLoop(reconcile.LoopConfig{
+	var loop *repair.Loop
+	loop, err := repair.NewLoop(repair.LoopConfig{
 		Local:          b,
-		Peers:          []reconcile.Peer{{ID: "a", Replica: a}},
-		Scheduler:      reconcile.SchedulerConfig{Interval: 20 * time.Millisecond, MinInterval: 2 * time.Millisecond, MaxInterval: 100 * time.Millisecond},
+		Peers:          []repair.Peer{{ID: "a", Replica: a}},
+		Scheduler:      repair.SchedulerConfig{Interval: 20 * time.Millisecond, MinInterval: 2 * time.Millisecond, MaxInterval: 100 * time.Millisecond},
 		MaxSessionKeys: bound,
-		OnSession: func(r reconcile.SessionReport) {
+		OnSession: func(r repair.SessionReport) {
 			mu.Lock()
 			defer mu.Unlock()
 			sessions++

@@ -1,4 +1,4 @@
-package reconcile
+package repair
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pebble-ae/pebble-ae/reconcile"
 	"golang.org/x/time/rate"
 )
 
@@ -145,7 +146,7 @@ func (t *Throttle) Name() string { return t.name }
 
 // Wait blocks until keys and bytes may proceed at the current rates, or
 // returns ctx's error. Amounts above the burst sizes are taken a burst at a
-// time. Its signature is that of engine.Options.Throttle. A nil Throttle
+// time. Its signature is that of Options.Throttle. A nil Throttle
 // never waits.
 func (t *Throttle) Wait(ctx context.Context, keys, bytes int) error {
 	if t == nil {
@@ -189,7 +190,7 @@ func waitSplit(ctx context.Context, l *rate.Limiter, n int) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("reconcile: throttle: %w", err)
+			return fmt.Errorf("repair: throttle: %w", err)
 		}
 		n -= c
 	}
@@ -270,7 +271,8 @@ func (t *Throttle) Status() ThrottleStatus {
 // large batch in front of foreground writes; Apply merges with the
 // resolver, so a partial Apply followed by an error is safe.
 type ThrottledReplica struct {
-	Replica
+	reconcile.Replica
+
 	Scan, Write *Throttle
 	ApplyChunk  int
 }
@@ -278,9 +280,9 @@ type ThrottledReplica struct {
 // DefaultApplyChunk is the default ThrottledReplica.ApplyChunk.
 const DefaultApplyChunk = 128
 
-var _ Replica = ThrottledReplica{}
+var _ reconcile.Replica = ThrottledReplica{}
 
-func entriesSize(es []Entry) (keys, bytes int) {
+func entriesSize(es []reconcile.Entry) (keys, bytes int) {
 	for _, e := range es {
 		bytes += len(e.Key) + len(e.Record) + 8
 	}
@@ -296,7 +298,7 @@ func charge(ctx context.Context, th *Throttle, busy time.Duration, keys, bytes i
 }
 
 // RangeHash implements Replica; only its busy time is throttled.
-func (r ThrottledReplica) RangeHash(ctx context.Context, req RangeHashRequest) ([]RangeHash, error) {
+func (r ThrottledReplica) RangeHash(ctx context.Context, req reconcile.RangeHashRequest) ([]reconcile.RangeHash, error) {
 	end := r.Scan.Start()
 	hs, err := r.Replica.RangeHash(ctx, req)
 	busy := end()
@@ -307,7 +309,7 @@ func (r ThrottledReplica) RangeHash(ctx context.Context, req RangeHashRequest) (
 }
 
 // RangeScan implements Replica.
-func (r ThrottledReplica) RangeScan(ctx context.Context, req RangeScanRequest) (RangeScanResult, error) {
+func (r ThrottledReplica) RangeScan(ctx context.Context, req reconcile.RangeScanRequest) (reconcile.RangeScanResult, error) {
 	end := r.Scan.Start()
 	res, err := r.Replica.RangeScan(ctx, req)
 	busy := end()
@@ -319,7 +321,7 @@ func (r ThrottledReplica) RangeScan(ctx context.Context, req RangeScanRequest) (
 }
 
 // Fetch implements Replica.
-func (r ThrottledReplica) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([]Entry, error) {
+func (r ThrottledReplica) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([]reconcile.Entry, error) {
 	end := r.Scan.Start()
 	es, err := r.Replica.Fetch(ctx, partition, keys)
 	busy := end()
@@ -331,7 +333,7 @@ func (r ThrottledReplica) Fetch(ctx context.Context, partition uint32, keys [][]
 }
 
 // Apply implements Replica.
-func (r ThrottledReplica) Apply(ctx context.Context, partition uint32, entries []Entry) error {
+func (r ThrottledReplica) Apply(ctx context.Context, partition uint32, entries []reconcile.Entry) error {
 	chunk := r.ApplyChunk
 	if chunk <= 0 {
 		chunk = DefaultApplyChunk

@@ -1,4 +1,4 @@
-package engine
+package repair_test
 
 import (
 	"context"
@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
+	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
 
 // TestSyncPace checks that a symbol-stream session charges its own work to
@@ -17,9 +20,9 @@ import (
 // it blocks, and that the paced session still converges.
 func TestSyncPace(t *testing.T) {
 	ctx := context.Background()
-	a := openMem(t, vfs.NewMem(), Options{ReplicaID: "a"})
+	a := openMemEngine(t, "a")
 	defer a.Close()
-	b := openMem(t, vfs.NewMem(), Options{ReplicaID: "b"})
+	b := openMemEngine(t, "b")
 	defer b.Close()
 	put := func(from, step int) {
 		t.Helper()
@@ -68,9 +71,9 @@ func TestSyncPace(t *testing.T) {
 // by its context keeps the writes it had applied.
 func TestBoundedSessions(t *testing.T) {
 	ctx := context.Background()
-	a := openMem(t, vfs.NewMem(), Options{ReplicaID: "a"})
+	a := openMemEngine(t, "a")
 	defer a.Close()
-	b := openMem(t, vfs.NewMem(), Options{ReplicaID: "b"})
+	b := openMemEngine(t, "b")
 	defer b.Close()
 	const n, bound = 20000, 2000
 	for i := range n {
@@ -92,7 +95,7 @@ func TestBoundedSessions(t *testing.T) {
 	// A session cut after its first applied chunk keeps that chunk.
 	before := countKeys(t, b)
 	cctx, cancel := context.WithCancel(ctx)
-	cut := reconcile.ThrottledReplica{Replica: cancelAfterApply{b, cancel}, ApplyChunk: 100}.Throttled()
+	cut := repair.ThrottledReplica{Replica: cancelAfterApply{b, cancel}, ApplyChunk: 100}.Throttled()
 	if _, err := reconcile.SyncPartition(cctx, a, cut, 0, opts); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cut session: %v", err)
 	}
@@ -135,7 +138,7 @@ func TestBoundedSessions(t *testing.T) {
 		t.Fatalf("repaired %d keys after the cut session (which kept %d new keys), want at most %d", repaired, kept, want-kept)
 	}
 	var roots [2]reconcile.Fingerprint
-	for i, r := range []*Engine{a, b} {
+	for i, r := range []*engine.Engine{a, b} {
 		hs, err := r.RangeHash(ctx, reconcile.RangeHashRequest{Partition: 0, Ranges: []reconcile.KeyRange{{}}})
 		if err != nil {
 			t.Fatal(err)
@@ -149,7 +152,7 @@ func TestBoundedSessions(t *testing.T) {
 
 // cancelAfterApply cancels a context after its first Apply.
 type cancelAfterApply struct {
-	*Engine
+	*engine.Engine
 	cancel func()
 }
 
@@ -158,11 +161,25 @@ func (c cancelAfterApply) Apply(ctx context.Context, partition uint32, entries [
 	return c.Engine.Apply(ctx, partition, entries)
 }
 
-func countKeys(t *testing.T, e *Engine) uint64 {
+func countKeys(t *testing.T, e *engine.Engine) uint64 {
 	t.Helper()
 	hs, err := e.RangeHash(context.Background(), reconcile.RangeHashRequest{Partition: 0, Ranges: []reconcile.KeyRange{{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return hs[0].Fingerprint.Count
+}
+
+// openMemEngine opens an engine on an in-memory file system, its tree
+// ready.
+func openMemEngine(t *testing.T, id string) *engine.Engine {
+	t.Helper()
+	e, err := engine.Open("db", &engine.Options{ReplicaID: record.ReplicaID(id), FS: vfs.NewMem(), CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WaitReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

@@ -1,12 +1,13 @@
-package reconcile
+package repair
 
 import (
 	"errors"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"math/rand/v2"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // fakeClock is a manually advanced clock.

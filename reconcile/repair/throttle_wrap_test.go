@@ -1,4 +1,4 @@
-package reconcile
+package repair
 
 import (
 	"context"
@@ -8,28 +8,32 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
-type plainReplica struct{ Replica }
+type plainReplica struct{ reconcile.Replica }
 
-type sketchReplica struct{ Replica }
+type sketchReplica struct{ reconcile.Replica }
 
-func (sketchReplica) RangeSketch(context.Context, RangeSketchRequest) (RangeSketchResult, error) {
-	return RangeSketchResult{}, nil
+func (sketchReplica) RangeSketch(context.Context, reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	return reconcile.RangeSketchResult{}, nil
 }
-func (sketchReplica) FetchByHash(context.Context, FetchByHashRequest) ([]Entry, error) {
+func (sketchReplica) FetchByHash(context.Context, reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
 	return nil, nil
 }
 
 type bothReplica struct{ sketchReplica }
 
-func (bothReplica) ApplyAndHash(context.Context, uint32, []Entry, []KeyRange) ([]RangeHash, error) {
+func (bothReplica) ApplyAndHash(context.Context, uint32, []reconcile.Entry, []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
 	return nil, nil
 }
 
 type streamer struct{}
 
-func (streamer) OpenSymbols(context.Context, SymbolsRequest) (SymbolStream, error) { return nil, nil }
+func (streamer) OpenSymbols(context.Context, reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	return nil, nil
+}
 
 type sketchStreamReplica struct {
 	sketchReplica
@@ -52,7 +56,7 @@ type plainStreamReplica struct {
 func TestThrottledKeepsOptionalInterfaces(t *testing.T) {
 	for _, c := range []struct {
 		name                         string
-		r                            Replica
+		r                            reconcile.Replica
 		sketcher, confirms, streamer bool
 	}{
 		{"plain", plainReplica{}, false, false, false},
@@ -63,9 +67,9 @@ func TestThrottledKeepsOptionalInterfaces(t *testing.T) {
 		{"streamer alone", plainStreamReplica{}, false, false, false},
 	} {
 		w := ThrottledReplica{Replica: c.r}.Throttled()
-		_, s := w.(Sketcher)
-		_, a := w.(ApplyConfirmer)
-		_, y := w.(SymbolStreamer)
+		_, s := w.(reconcile.Sketcher)
+		_, a := w.(reconcile.ApplyConfirmer)
+		_, y := w.(reconcile.SymbolStreamer)
 		if s != c.sketcher || a != c.confirms || y != c.streamer {
 			t.Errorf("%s: sketcher=%t confirmer=%t streamer=%t, want %t %t %t", c.name, s, a, y, c.sketcher, c.confirms, c.streamer)
 		}
@@ -114,9 +118,9 @@ func TestThrottleBusyBudget(t *testing.T) {
 // in chunks, the last one with the confirm.
 func TestThrottledApplyAndHashChunks(t *testing.T) {
 	rec := &recordingConfirmer{}
-	w := ThrottledReplica{Replica: rec, ApplyChunk: 10}.Throttled().(ApplyConfirmer)
-	es := make([]Entry, 25)
-	if _, err := w.ApplyAndHash(context.Background(), 0, es, []KeyRange{{}}); err != nil {
+	w := ThrottledReplica{Replica: rec, ApplyChunk: 10}.Throttled().(reconcile.ApplyConfirmer)
+	es := make([]reconcile.Entry, 25)
+	if _, err := w.ApplyAndHash(context.Background(), 0, es, []reconcile.KeyRange{{}}); err != nil {
 		t.Fatal(err)
 	}
 	if want := []int{10, 5, -10}; !slices.Equal(rec.calls, want) {
@@ -129,12 +133,12 @@ type recordingConfirmer struct {
 	calls []int
 }
 
-func (r *recordingConfirmer) Apply(_ context.Context, _ uint32, es []Entry) error {
+func (r *recordingConfirmer) Apply(_ context.Context, _ uint32, es []reconcile.Entry) error {
 	r.calls = append(r.calls, len(es))
 	return nil
 }
 
-func (r *recordingConfirmer) ApplyAndHash(_ context.Context, _ uint32, es []Entry, _ []KeyRange) ([]RangeHash, error) {
+func (r *recordingConfirmer) ApplyAndHash(_ context.Context, _ uint32, es []reconcile.Entry, _ []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
 	r.calls = append(r.calls, -len(es))
 	return nil, nil
 }

@@ -1,8 +1,9 @@
-package reconcile
+package repair
 
 import (
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"time"
+
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // RoundTracker tracks complete repair rounds per partition (see FullRound):

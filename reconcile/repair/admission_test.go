@@ -1,4 +1,4 @@
-package engine_test
+package repair_test
 
 import (
 	"context"
@@ -13,11 +13,27 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/hooks"
-	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
 
-// fakeLoopClock is a reconcile.Clock whose time the test sets.
-type fakeLoopClock struct{ manualClock }
+// fakeLoopClock is a repair.Clock whose time the test advances; After
+// never fires.
+type fakeLoopClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeLoopClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeLoopClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
 
 func (c *fakeLoopClock) After(time.Duration) <-chan time.Time { return make(chan time.Time) }
 
@@ -30,19 +46,19 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 21))
-	clk := &fakeLoopClock{manualClock{now: time.Unix(1_900_000_000, 0)}}
-	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: 100 << 20, KeysPerSec: 1e6})
+	clk := &fakeLoopClock{now: time.Unix(1_900_000_000, 0)}
+	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 100 << 20, KeysPerSec: 1e6})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan}, Clock: clk, Pebble: func() engine.PebbleSignals { return engine.PebbleSignals{} }})
+	a, err := repair.NewAdmission(repair.AdmissionConfig{Throttles: []*repair.Throttle{scan}, Clock: clk, Pebble: func() repair.PebbleSignals { return repair.PebbleSignals{} }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	busy := false
 	// window feeds 1000 foreground latencies whose p99 is p99 (980 fast
 	// ones, 20 at p99) and evaluates one 50ms window.
-	window := func(p99 time.Duration) engine.AdmissionStatus {
+	window := func(p99 time.Duration) repair.AdmissionStatus {
 		for range 980 {
 			a.ObserveForeground(8 * time.Microsecond)
 		}
@@ -54,7 +70,7 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		clk.Advance(engine.DefaultAdmissionInterval)
+		clk.Advance(repair.DefaultAdmissionInterval)
 		return a.Evaluate()
 	}
 	// noisy is the idle foreground: a p99 of 15µs ± 2µs (σ), as the
@@ -94,7 +110,7 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 	}
 	// A real, sustained rise: 4× the baseline. Nothing for the first
 	// SustainWindows-1 windows, then halving down to the floor.
-	for i := range engine.DefaultSustainWindows - 1 {
+	for i := range repair.DefaultSustainWindows - 1 {
 		if st := window(60 * time.Microsecond); st.Overloaded {
 			t.Fatalf("window %d of the rise: overloaded before it was sustained: %+v", i, st)
 		}
@@ -112,10 +128,10 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 		window(60 * time.Microsecond)
 	}
 	st = a.Status()
-	if !st.Overloaded || st.Scale != engine.DefaultMinScale || st.MinScale != engine.DefaultMinScale || scan.Status().Scale != engine.DefaultMinScale {
-		t.Fatalf("permanent overload: scale %v (throttle %v), want the floor %v: %+v", st.Scale, scan.Status().Scale, engine.DefaultMinScale, st)
+	if !st.Overloaded || st.Scale != repair.DefaultMinScale || st.MinScale != repair.DefaultMinScale || scan.Status().Scale != repair.DefaultMinScale {
+		t.Fatalf("permanent overload: scale %v (throttle %v), want the floor %v: %+v", st.Scale, scan.Status().Scale, repair.DefaultMinScale, st)
 	}
-	if got, want := scan.Status().BytesPerSec, float64(100<<20)*engine.DefaultMinScale; math.Abs(got-want) > 1 {
+	if got, want := scan.Status().BytesPerSec, float64(100<<20)*repair.DefaultMinScale; math.Abs(got-want) > 1 {
 		t.Fatalf("throttle at %v bytes/s under permanent overload, want the floor's %v", got, want)
 	}
 	if st.DecreasesByReason["latency"] != st.Decreases || st.Decreases < 200 {
@@ -125,7 +141,7 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 	var elapsed time.Duration
 	for a.Status().Scale < 1 {
 		window(noisy())
-		elapsed += engine.DefaultAdmissionInterval
+		elapsed += repair.DefaultAdmissionInterval
 		if elapsed > time.Second {
 			t.Fatalf("scale %v a second after the signal cleared", a.Status().Scale)
 		}
@@ -135,24 +151,24 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 // TestAdmissionPebbleSignals: each Pebble signal on its own scales down
 // (with its reason, counted), and the scale comes back when it clears.
 func TestAdmissionPebbleSignals(t *testing.T) {
-	clk := &fakeLoopClock{manualClock{now: time.Unix(1_900_000_000, 0)}}
-	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: 100 << 20, KeysPerSec: 1e6})
+	clk := &fakeLoopClock{now: time.Unix(1_900_000_000, 0)}
+	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 100 << 20, KeysPerSec: 1e6})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	ps := engine.PebbleSignals{}
-	a, err := engine.NewAdmission(engine.AdmissionConfig{
-		Throttles: []*reconcile.Throttle{scan},
+	ps := repair.PebbleSignals{}
+	a, err := repair.NewAdmission(repair.AdmissionConfig{
+		Throttles: []*repair.Throttle{scan},
 		Clock:     clk,
 		MinScale:  0.02,
-		Pebble:    func() engine.PebbleSignals { mu.Lock(); defer mu.Unlock(); return ps },
+		Pebble:    func() repair.PebbleSignals { mu.Lock(); defer mu.Unlock(); return ps },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	setPebble := func(p engine.PebbleSignals) { mu.Lock(); ps = p; mu.Unlock() }
-	window := func(n int, d time.Duration) engine.AdmissionStatus {
+	setPebble := func(p repair.PebbleSignals) { mu.Lock(); ps = p; mu.Unlock() }
+	window := func(n int, d time.Duration) repair.AdmissionStatus {
 		for range n {
 			a.ObserveForeground(d)
 		}
@@ -174,8 +190,8 @@ func TestAdmissionPebbleSignals(t *testing.T) {
 		set    func()
 		reset  func()
 	}{
-		{"l0-sublevels", func() { setPebble(engine.PebbleSignals{L0Sublevels: 20}) }, func() { setPebble(engine.PebbleSignals{}) }},
-		{"compaction-debt", func() { setPebble(engine.PebbleSignals{CompactionDebt: 8 << 30}) }, func() { setPebble(engine.PebbleSignals{}) }},
+		{"l0-sublevels", func() { setPebble(repair.PebbleSignals{L0Sublevels: 20}) }, func() { setPebble(repair.PebbleSignals{}) }},
+		{"compaction-debt", func() { setPebble(repair.PebbleSignals{CompactionDebt: 8 << 30}) }, func() { setPebble(repair.PebbleSignals{}) }},
 		{"write-stall", func() { a.EventListener().WriteStallBegin(pebble.WriteStallBeginInfo{Reason: "test"}) }, func() { a.EventListener().WriteStallEnd() }},
 		{"disk-slow", func() { a.EventListener().DiskSlow(pebble.DiskSlowInfo{Duration: 10 * time.Second}) }, func() {}},
 	} {
@@ -195,7 +211,7 @@ func TestAdmissionPebbleSignals(t *testing.T) {
 		}
 	}
 	// Sustained overload bottoms out at MinScale; recovery is additive to 1.
-	setPebble(engine.PebbleSignals{L0Sublevels: 50})
+	setPebble(repair.PebbleSignals{L0Sublevels: 50})
 	for range 20 {
 		window(0, 0)
 	}
@@ -203,7 +219,7 @@ func TestAdmissionPebbleSignals(t *testing.T) {
 	if !a.Signals().Overloaded {
 		t.Fatal("scheduler signals not overloaded at the floor")
 	}
-	setPebble(engine.PebbleSignals{})
+	setPebble(repair.PebbleSignals{})
 	steps := 0
 	for a.Status().Scale < 1 {
 		window(0, 0)
@@ -224,8 +240,8 @@ func TestAdmissionPebbleSignals(t *testing.T) {
 }
 
 func TestAdmissionAbsoluteTargetAndWriteRates(t *testing.T) {
-	clk := &fakeLoopClock{manualClock{now: time.Unix(1_900_000_000, 0)}}
-	a, err := engine.NewAdmission(engine.AdmissionConfig{Clock: clk, LatencyTarget: time.Millisecond})
+	clk := &fakeLoopClock{now: time.Unix(1_900_000_000, 0)}
+	a, err := repair.NewAdmission(repair.AdmissionConfig{Clock: clk, LatencyTarget: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,12 +253,12 @@ func TestAdmissionAbsoluteTargetAndWriteRates(t *testing.T) {
 		t.Fatalf("under target: %+v", st)
 	}
 	// Over the target: an overload once sustained.
-	for i := range engine.DefaultSustainWindows {
+	for i := range repair.DefaultSustainWindows {
 		for range 100 {
 			a.ObserveForeground(2 * time.Millisecond)
 		}
 		clk.Advance(time.Second)
-		if st := a.Evaluate(); st.Overloaded != (i == engine.DefaultSustainWindows-1) {
+		if st := a.Evaluate(); st.Overloaded != (i == repair.DefaultSustainWindows-1) {
 			t.Fatalf("window %d over target: %+v", i, st)
 		}
 	}

@@ -1,4 +1,4 @@
-package engine
+package repair
 
 import (
 	"context"
@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/merkle"
-	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
@@ -34,7 +34,7 @@ type PebbleSignals struct {
 type AdmissionConfig struct {
 	// Throttles are the background throttles to scale (scans, rebuilds,
 	// repair writes).
-	Throttles []*reconcile.Throttle
+	Throttles []*Throttle
 	// Interval is how often Run evaluates the signals (default 50ms: the
 	// controller reacts within tens of milliseconds).
 	Interval time.Duration
@@ -97,7 +97,7 @@ type AdmissionConfig struct {
 	// (default: one partition). Use the engine's.
 	Partitioner merkle.Partitioner
 	// Clock (default system clock).
-	Clock reconcile.Clock
+	Clock Clock
 	// Pebble returns Pebble's signals; default: none until Attach.
 	Pebble func() PebbleSignals
 	// Logger (default: discard).
@@ -296,8 +296,7 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.LatencyFactor < 1 || cfg.Interval < 0 ||
 		cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 || cfg.MinBaselineWindows < 0 {
 		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], latency factor %v >= 1; "+
-			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d >= 0",
-			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations, cfg.SustainWindows, cfg.MinBaselineWindows, cfg.QuietWindows)
+			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d >= 0", engine.ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations, cfg.SustainWindows, cfg.MinBaselineWindows, cfg.QuietWindows)
 	}
 	a := &Admission{cfg: cfg, writes: make([]atomic.Uint64, cfg.Partitioner.NumPartitions())}
 	if cfg.Pebble != nil {
@@ -315,7 +314,7 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 
 // Attach makes admission control read Pebble's metrics from e (unless
 // AdmissionConfig.Pebble was given).
-func (a *Admission) Attach(e *Engine) {
+func (a *Admission) Attach(e *engine.Engine) {
 	if a.cfg.Pebble != nil {
 		return
 	}
@@ -576,10 +575,10 @@ func (a *Admission) WriteRate(partition uint32) float64 {
 }
 
 // Signals returns the load signals for the repair loop's scheduler
-// (reconcile.LoopConfig.Signals).
-func (a *Admission) Signals() reconcile.Signals {
+// (repair.LoopConfig.Signals).
+func (a *Admission) Signals() Signals {
 	a.mu.Lock()
 	over := a.mu.status.Overloaded || a.mu.scale < 0.5
 	a.mu.Unlock()
-	return reconcile.Signals{Overloaded: over, WriteRate: a.WriteRate}
+	return Signals{Overloaded: over, WriteRate: a.WriteRate}
 }

@@ -1,13 +1,14 @@
-package reconcile
+package repair
 
 import (
 	"errors"
 	"fmt"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"math"
 	"math/rand/v2"
 	"sort"
 	"time"
+
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Clock is the time source of the repair loop. Like PhysicalClock it tells
@@ -20,7 +21,7 @@ type Clock interface {
 }
 
 // ErrInvalidSchedule reports an unusable SchedulerConfig or LoopConfig.
-var ErrInvalidSchedule = errors.New("reconcile: invalid schedule configuration")
+var ErrInvalidSchedule = errors.New("repair: invalid schedule configuration")
 
 // Target is what the scheduler schedules: one partition with one peer.
 type Target struct {
@@ -152,7 +153,7 @@ func (c SchedulerConfig) Validate() error {
 
 // Signals are the node's state the scheduler adapts to.
 type Signals struct {
-	// Overloaded: foreground traffic suffers (see engine.Admission).
+	// Overloaded: foreground traffic suffers (see Admission).
 	Overloaded bool
 	// WriteRate returns the recent write rate to a partition in writes/s;
 	// nil means unknown (0).

@@ -1,17 +1,19 @@
-package reconcile
+package repair
 
 import (
 	"context"
+
+	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
 // Throttled returns r throttled as ThrottledReplica does, keeping the
 // optional interfaces (Sketcher, SymbolStreamer with Sketcher,
 // ApplyConfirmer) that r implements, so that wrapping a replica never makes
 // a session fall back to a costlier path.
-func (r ThrottledReplica) Throttled() Replica {
-	s, isSketcher := r.Replica.(Sketcher)
-	c, isConfirmer := r.Replica.(ApplyConfirmer)
-	y, isStreamer := r.Replica.(SymbolStreamer)
+func (r ThrottledReplica) Throttled() reconcile.Replica {
+	s, isSketcher := r.Replica.(reconcile.Sketcher)
+	c, isConfirmer := r.Replica.(reconcile.ApplyConfirmer)
+	y, isStreamer := r.Replica.(reconcile.SymbolStreamer)
 	isStreamer = isStreamer && isSketcher
 	switch {
 	case isStreamer && isConfirmer:
@@ -32,11 +34,11 @@ func (r ThrottledReplica) Throttled() Replica {
 // themselves are few bytes; encoding them is the replica's work).
 type throttledStreams struct {
 	scan *Throttle
-	y    SymbolStreamer
+	y    reconcile.SymbolStreamer
 }
 
 // OpenSymbols implements SymbolStreamer.
-func (t throttledStreams) OpenSymbols(ctx context.Context, req SymbolsRequest) (SymbolStream, error) {
+func (t throttledStreams) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
 	end := t.scan.Start()
 	st, err := t.y.OpenSymbols(ctx, req)
 	busy := end()
@@ -52,11 +54,11 @@ func (t throttledStreams) OpenSymbols(ctx context.Context, req SymbolsRequest) (
 
 type throttledStream struct {
 	scan *Throttle
-	SymbolStream
+	reconcile.SymbolStream
 }
 
 // Next implements SymbolStream.
-func (t throttledStream) Next(ctx context.Context) (SymbolChunk, error) {
+func (t throttledStream) Next(ctx context.Context) (reconcile.SymbolChunk, error) {
 	end := t.scan.Start()
 	c, err := t.SymbolStream.Next(ctx)
 	busy := end()
@@ -78,12 +80,12 @@ type throttledBothStreamer struct {
 
 type throttledSketcher struct {
 	ThrottledReplica
-	s Sketcher
+	s reconcile.Sketcher
 }
 
 // RangeSketch implements Sketcher: the sketch itself is small and its scan
 // is the replica's own; only its busy time is throttled.
-func (t throttledSketcher) RangeSketch(ctx context.Context, req RangeSketchRequest) (RangeSketchResult, error) {
+func (t throttledSketcher) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
 	end := t.Scan.Start()
 	res, err := t.s.RangeSketch(ctx, req)
 	busy := end()
@@ -94,7 +96,7 @@ func (t throttledSketcher) RangeSketch(ctx context.Context, req RangeSketchReque
 }
 
 // FetchByHash implements Sketcher, throttled like Fetch.
-func (t throttledSketcher) FetchByHash(ctx context.Context, req FetchByHashRequest) ([]Entry, error) {
+func (t throttledSketcher) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
 	end := t.Scan.Start()
 	es, err := t.s.FetchByHash(ctx, req)
 	busy := end()
@@ -107,7 +109,7 @@ func (t throttledSketcher) FetchByHash(ctx context.Context, req FetchByHashReque
 
 type throttledConfirmer struct {
 	ThrottledReplica
-	c ApplyConfirmer
+	c reconcile.ApplyConfirmer
 }
 
 // ApplyAndHash implements ApplyConfirmer, throttled like Apply: all but the
@@ -115,7 +117,7 @@ type throttledConfirmer struct {
 // never commits one large batch in front of foreground writes; Apply merges,
 // so this is the same as applying them with the rest), the last chunk
 // through the replica's ApplyAndHash.
-func (t throttledConfirmer) ApplyAndHash(ctx context.Context, partition uint32, entries []Entry, ranges []KeyRange) ([]RangeHash, error) {
+func (t throttledConfirmer) ApplyAndHash(ctx context.Context, partition uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
 	chunk := t.ApplyChunk
 	if chunk <= 0 {
 		chunk = DefaultApplyChunk
@@ -142,10 +144,10 @@ func (t throttledConfirmer) ApplyAndHash(ctx context.Context, partition uint32, 
 
 type throttledBoth struct {
 	throttledSketcher
-	c ApplyConfirmer
+	c reconcile.ApplyConfirmer
 }
 
 // ApplyAndHash implements ApplyConfirmer, throttled like Apply.
-func (t throttledBoth) ApplyAndHash(ctx context.Context, partition uint32, entries []Entry, ranges []KeyRange) ([]RangeHash, error) {
+func (t throttledBoth) ApplyAndHash(ctx context.Context, partition uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
 	return throttledConfirmer{t.ThrottledReplica, t.c}.ApplyAndHash(ctx, partition, entries, ranges)
 }

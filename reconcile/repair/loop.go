@@ -1,19 +1,21 @@
-package reconcile
+package repair
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/pebble-ae/pebble-ae/reconcile"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // Peer is another replica of this node's partitions.
 type Peer struct {
 	ID      record.ReplicaID
-	Replica Replica
+	Replica reconcile.Replica
 }
 
 // Task is periodic background work the loop runs on its one background
@@ -41,7 +43,7 @@ type SessionReport struct {
 	// Outcome is "in-sync", "repaired", "failed", "not-ready" or
 	// "deferred" (a large repair outside the allowed windows).
 	Outcome string
-	Stats   Stats
+	Stats   reconcile.Stats
 	Err     error
 }
 
@@ -72,7 +74,7 @@ type TaskReport struct {
 // LoopConfig configures a Loop.
 type LoopConfig struct {
 	// Local is this node's replica (the engine). Required.
-	Local Replica
+	Local reconcile.Replica
 	// Peers are the other replicas. Required (at least one).
 	Peers []Peer
 	// Preference returns the peers that replicate a partition besides this
@@ -83,7 +85,7 @@ type LoopConfig struct {
 	Scheduler SchedulerConfig
 	// Sync configures the sessions (Session, Progress); Now is set to the
 	// clock.
-	Sync SyncOptions
+	Sync reconcile.SyncOptions
 	// Clock is the loop's time source (default SystemClock).
 	Clock Clock
 	// Logger receives structured logs with partition, peer and session
@@ -93,7 +95,7 @@ type LoopConfig struct {
 	// records, on both sides); WriteThrottle the repair writes (Apply on
 	// both sides). Either may be nil.
 	ScanThrottle, WriteThrottle *Throttle
-	// Signals returns the node's load signals (see engine.Admission); nil
+	// Signals returns the node's load signals (see Admission); nil
 	// means never overloaded, write rate unknown.
 	Signals func() Signals
 	// LargeRepairKeys: when the scheduler has allowed windows, a session
@@ -145,7 +147,7 @@ const RepairRateWindow = 10 * time.Second
 type Loop struct {
 	cfg   LoopConfig
 	log   *slog.Logger
-	peers map[record.ReplicaID]Replica
+	peers map[record.ReplicaID]reconcile.Replica
 
 	wake chan struct{}
 
@@ -156,12 +158,14 @@ type Loop struct {
 		counts   map[string]uint64
 		rounds   *RoundTracker
 		tasks    map[string]TaskReport
-		lastInfo Info
-		// remaining is each target's estimate of the keys still to
-		// repair (its running session's, else its last session's);
-		// repaired counts the keys the sessions repaired (resolved
-		// writes, as they report them round by round), samples its
-		// recent values for the rate.
+		lastInfo reconcile.
+			// remaining is each target's estimate of the keys still to
+			// repair (its running session's, else its last session's);
+			// repaired counts the keys the sessions repaired (resolved
+			// writes, as they report them round by round), samples its
+			// recent values for the rate.
+			Info
+
 		remaining map[Target]uint64
 		repaired  uint64
 		samples   []repairSample
@@ -193,7 +197,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 		return nil, err
 	}
 	if cfg.Sync.Session.MaxPendingBytes < 0 {
-		return nil, fmt.Errorf("%w: MaxPendingBytes %d", ErrInvalidSessionConfig, cfg.Sync.Session.MaxPendingBytes)
+		return nil, fmt.Errorf("%w: MaxPendingBytes %d", reconcile.ErrInvalidSessionConfig, cfg.Sync.Session.MaxPendingBytes)
 	}
 	if cfg.SessionTimeout < 0 {
 		return nil, fmt.Errorf("%w: session timeout %v is negative (0: the default)", ErrInvalidSchedule, cfg.SessionTimeout)
@@ -218,7 +222,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 			return nil, fmt.Errorf("%w: task %q needs a name, a positive interval and a Run", ErrInvalidSchedule, t.Name)
 		}
 	}
-	l := &Loop{cfg: cfg, log: cfg.Logger, peers: make(map[record.ReplicaID]Replica), wake: make(chan struct{}, 1)}
+	l := &Loop{cfg: cfg, log: cfg.Logger, peers: make(map[record.ReplicaID]reconcile.Replica), wake: make(chan struct{}, 1)}
 	for _, p := range cfg.Peers {
 		if err := p.ID.Validate(); err != nil || p.Replica == nil {
 			return nil, fmt.Errorf("%w: peer %q: invalid ID or nil replica", ErrInvalidSchedule, p.ID)
@@ -306,7 +310,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 }
 
-func (l *Loop) localInfo(ctx context.Context) (Info, error) {
+func (l *Loop) localInfo(ctx context.Context) (reconcile.Info, error) {
 	backoff := l.cfg.Scheduler.MinInterval
 	for {
 		info, err := l.cfg.Local.Info(ctx)
@@ -316,7 +320,7 @@ func (l *Loop) localInfo(ctx context.Context) (Info, error) {
 		l.log.Warn("repair loop: local info failed", "err", err)
 		select {
 		case <-ctx.Done():
-			return Info{}, ctx.Err()
+			return reconcile.Info{}, ctx.Err()
 		case <-l.cfg.Clock.After(backoff):
 		}
 		backoff = min(2*backoff, l.cfg.Scheduler.MaxInterval)
@@ -407,20 +411,20 @@ func (l *Loop) runSession(ctx context.Context, t Target, sig Signals) {
 // runs the session.
 func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog.Logger) SessionReport {
 	peer := l.peers[t.Peer]
-	var infos [2]Info
+	var infos [2]reconcile.Info
 	var errs [2]error
 	var wg sync.WaitGroup
-	for i, r := range [2]Replica{l.cfg.Local, peer} {
+	for i, r := range [2]reconcile.Replica{l.cfg.Local, peer} {
 		wg.Add(1)
 		go func() { defer wg.Done(); infos[i], errs[i] = r.Info(ctx) }()
 	}
 	wg.Wait()
 	if errs[0] != nil || errs[1] != nil {
-		return SessionReport{Outcome: "failed", Err: fmt.Errorf("reconcile: partition %d peer %q: info: %w", t.Partition, t.Peer, errors.Join(errs[0], errs[1]))}
+		return SessionReport{Outcome: "failed", Err: fmt.Errorf("repair: partition %d peer %q: info: %w", t.Partition, t.Peer, errors.Join(errs[0], errs[1]))}
 	}
 	for i := range infos {
 		if !partitionReady(infos[i], t.Partition) {
-			log.Debug("partition not ready; session skipped", "side", Side(i).String())
+			log.Debug("partition not ready; session skipped", "side", reconcile.Side(i).String())
 			return SessionReport{Outcome: "not-ready"}
 		}
 	}
@@ -454,13 +458,13 @@ func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog
 	}
 	var reported uint64 // the keys repaired the session reported so far
 	progress := opts.Progress
-	opts.Progress = func(p Progress) {
+	opts.Progress = func(p reconcile.Progress) {
 		l.progress(t, p.Stats, &reported)
 		if progress != nil {
 			progress(p)
 		}
 	}
-	st, err := SyncPartition(ctx, local, remote, t.Partition, opts)
+	st, err := reconcile.SyncPartition(ctx, local, remote, t.Partition, opts)
 	l.progress(t, st, &reported)
 	rep := SessionReport{Stats: st, Err: err}
 	switch {
@@ -476,7 +480,7 @@ func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog
 
 // progress records a session's progress: its estimate of the keys still to
 // repair and the keys it repaired since it last reported (*reported).
-func (l *Loop) progress(t Target, st Stats, reported *uint64) {
+func (l *Loop) progress(t Target, st reconcile.Stats, reported *uint64) {
 	now := l.cfg.Clock.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -497,7 +501,7 @@ func (l *Loop) progress(t Target, st Stats, reported *uint64) {
 	l.mu.samples = l.mu.samples[cut:]
 }
 
-func partitionReady(info Info, p uint32) bool {
+func partitionReady(info reconcile.Info, p uint32) bool {
 	for _, pi := range info.Partitions {
 		if pi.ID == p {
 			return pi.Ready
@@ -507,15 +511,15 @@ func partitionReady(info Info, p uint32) bool {
 }
 
 // isLarge compares the record counts of the partition on both sides.
-func (l *Loop) isLarge(ctx context.Context, a, b Replica, p uint32) (bool, error) {
+func (l *Loop) isLarge(ctx context.Context, a, b reconcile.Replica, p uint32) (bool, error) {
 	var counts [2]uint64
-	for i, r := range [2]Replica{a, b} {
-		hs, err := r.RangeHash(ctx, RangeHashRequest{Partition: p, Ranges: []KeyRange{{}}})
+	for i, r := range [2]reconcile.Replica{a, b} {
+		hs, err := r.RangeHash(ctx, reconcile.RangeHashRequest{Partition: p, Ranges: []reconcile.KeyRange{{}}})
 		if err != nil {
-			return false, fmt.Errorf("reconcile: partition %d: size probe on %s: %w", p, Side(i), err)
+			return false, fmt.Errorf("repair: partition %d: size probe on %s: %w", p, reconcile.Side(i), err)
 		}
 		if len(hs) != 1 {
-			return false, fmt.Errorf("%w: partition %d: size probe answered %d ranges", ErrBadPeerAnswer, p, len(hs))
+			return false, fmt.Errorf("%w: partition %d: size probe answered %d ranges", reconcile.ErrBadPeerAnswer, p, len(hs))
 		}
 		counts[i] = hs[0].Fingerprint.Count
 	}
