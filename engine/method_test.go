@@ -12,7 +12,7 @@ import (
 
 // TestSessionMethod checks that every session reports the method that
 // localized its differences: none for identical replicas, symbol streams
-// between engines (SymbolStreamers), fixed sketches with a replica that
+// between engines (reconcile.CapSymbols), fixed sketches with a replica that
 // only sketches, the descent when asked for, the naive baseline.
 func TestSessionMethod(t *testing.T) {
 	ctx := context.Background()
@@ -48,8 +48,9 @@ func TestSessionMethod(t *testing.T) {
 		{"identical", 0, reconcile.SyncOptions{}, false, reconcile.MethodNone},
 		{"engines", 10, reconcile.SyncOptions{}, false, reconcile.MethodSymbols},
 		{"a sketcher", 10, reconcile.SyncOptions{}, true, reconcile.MethodSketch},
-		{"descent", 10, reconcile.SyncOptions{NoSketch: true}, false, reconcile.MethodDescent},
-		{"naive", 10, reconcile.SyncOptions{Session: reconcile.SessionConfig{Naive: true, ScanLimit: MaxKeysPerRequest}}, false, reconcile.MethodNaive},
+		{"sketch asked for", 10, reconcile.SyncOptions{Session: reconcile.SessionConfig{Method: reconcile.MethodSketch}}, false, reconcile.MethodSketch},
+		{"descent", 10, reconcile.SyncOptions{Session: reconcile.SessionConfig{Method: reconcile.MethodDescent}}, false, reconcile.MethodDescent},
+		{"naive", 10, reconcile.SyncOptions{Session: reconcile.SessionConfig{Method: reconcile.MethodNaive, ScanLimit: MaxKeysPerRequest}}, false, reconcile.MethodNaive},
 	} {
 		a, b := pair(tc.diffs)
 		var peer reconcile.Replica = b

@@ -40,6 +40,7 @@ func (e *Engine) Info(ctx context.Context) (reconcile.Info, error) {
 			Seed:        e.opts.Tree.Seed,
 			Partitioner: e.opts.Partitioner.Name(),
 		},
+		Capabilities:   reconcile.CapAll,
 		WallTime:       e.opts.Clock.Now().UnixNano(),
 		MaxClockOffset: e.MaxClockOffset(),
 	}

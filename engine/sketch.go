@@ -9,17 +9,14 @@ import (
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
-// The engine's set-reconciliation sketches (reconcile.Sketcher) and its
-// combined apply-and-confirm (reconcile.ApplyConfirmer). Sketches are
+// The engine's set-reconciliation sketches (reconcile.CapSketch), symbol
+// streams (CapSymbols) and its combined apply-and-confirm
+// (CapApplyAndHash): it declares reconcile.CapAll. Sketches are
 // computed by scanning the requested ranges with merkle.Tree.Scan: the cost
 // is a sequential scan of the ranges, the answer's size is proportional to
 // the requested cells, not to the records.
 
-var (
-	_ reconcile.Sketcher       = (*Engine)(nil)
-	_ reconcile.SymbolStreamer = (*Engine)(nil)
-	_ reconcile.ApplyConfirmer = (*Engine)(nil)
-)
+var _ reconcile.Replica = (*Engine)(nil)
 
 // scanRanges calls fn with every entry of the sorted, disjoint ranges of
 // partition part.
@@ -51,7 +48,7 @@ func (e *Engine) scanRanges(ctx context.Context, part uint32, ranges []reconcile
 }
 
 // RangeSketch returns the sketch of the entries of the requested ranges
-// (reconcile.Sketcher).
+// (reconcile.CapSketch).
 func (e *Engine) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
 	if err := reconcile.ValidateSketchRequest(req); err != nil {
 		return reconcile.RangeSketchResult{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
@@ -68,7 +65,7 @@ func (e *Engine) RangeSketch(ctx context.Context, req reconcile.RangeSketchReque
 }
 
 // OpenSymbols returns the stream of coded symbols of the entries of the
-// requested ranges (reconcile.SymbolStreamer). For a whole partition it
+// requested ranges (reconcile.CapSymbols). For a whole partition it
 // serves the partition's persisted symbol prefix (entries.go): no scan,
 // whatever the partition's size. For other ranges it scans them and
 // encodes the symbols chunk by chunk as the stream is read.
@@ -98,7 +95,7 @@ func (e *Engine) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) 
 }
 
 // FetchByHash returns the entries of the requested ranges whose sketch IDs
-// were asked for, in key order (reconcile.Sketcher). For a whole partition
+// were asked for, in key order (reconcile.CapSketch). For a whole partition
 // it finds them through the entry index's ID index (entries.go), reading
 // only the fragments that hold them; for other ranges it scans.
 func (e *Engine) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
@@ -142,7 +139,7 @@ func (e *Engine) wholePartition(part uint32, ranges []reconcile.KeyRange) bool {
 }
 
 // ApplyAndHash applies entries (in requests of at most MaxKeysPerRequest)
-// and then returns the fingerprints of ranges (reconcile.ApplyConfirmer).
+// and then returns the fingerprints of ranges (reconcile.CapApplyAndHash).
 func (e *Engine) ApplyAndHash(ctx context.Context, part uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
 	for len(entries) > 0 {
 		n := min(len(entries), MaxKeysPerRequest)

@@ -62,8 +62,12 @@ func FuzzSession(f *testing.F) {
 		ia, _ := reps[0].Info(ctx)
 		ib, _ := reps[1].Info(ctx)
 		shape := r.byte()
+		method := reconcile.MethodDescent
+		if shape&0x80 != 0 {
+			method = reconcile.MethodSketch
+		}
 		s, err := reconcile.NewSession(reconcile.SessionConfig{InfoA: &ia, InfoB: &ib, Fanout: 2 + int(shape%6), MaxDepth: 1 + int(r.byte()%3),
-			ScanLimit: 1 + int(r.byte()%8), Sketch: shape&0x80 != 0, ApplyLimit: 1 + int(shape>>3)%16,
+			ScanLimit: 1 + int(r.byte()%8), Method: method, ApplyLimit: 1 + int(shape>>3)%16,
 			MaxPendingBytes: int64(shape & 0x40)})
 		if err != nil {
 			t.Fatal(err)

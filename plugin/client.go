@@ -109,12 +109,7 @@ type Client struct {
 	sessions [2][maxSessions]writeSession
 }
 
-var (
-	_ reconcile.Replica        = (*Client)(nil)
-	_ reconcile.Sketcher       = (*Client)(nil)
-	_ reconcile.ApplyConfirmer = (*Client)(nil)
-	_ reconcile.SymbolStreamer = (*Client)(nil)
-)
+var _ reconcile.Replica = (*Client)(nil)
 
 func newClient(opts *ClientOptions, counter *wireCounter) *Client {
 	if counter == nil {
@@ -333,7 +328,7 @@ func (c *Client) Apply(ctx context.Context, partition uint32, entries []reconcil
 
 // ApplyAndHash applies entries, then returns the fingerprints of ranges,
 // in one round trip whatever the number of entries (see Apply;
-// reconcile.ApplyConfirmer).
+// reconcile.CapApplyAndHash).
 func (c *Client) ApplyAndHash(ctx context.Context, partition uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
 	return c.apply(ctx, partition, entries, ranges)
 }
@@ -429,7 +424,7 @@ func fromPBApplyResponse(op string, resp *pb.ApplyResponse, confirm []reconcile.
 }
 
 // RangeSketch returns the set-reconciliation sketch of ranges
-// (reconcile.Sketcher).
+// (reconcile.CapSketch).
 func (c *Client) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
 	if err := reconcile.ValidateSketchRequest(req); err != nil {
 		return reconcile.RangeSketchResult{}, fmt.Errorf("%w: %w", engine.ErrBadRequest, err)
@@ -457,7 +452,7 @@ func (c *Client) RangeSketch(ctx context.Context, req reconcile.RangeSketchReque
 }
 
 // FetchByHash returns the entries of ranges whose sketch IDs are among
-// req.IDs (reconcile.Sketcher). Digests are left zero.
+// req.IDs (reconcile.CapSketch). Digests are left zero.
 func (c *Client) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
 	rpc, ctx, cancel, err := c.rpc(ctx)
 	defer cancel()

@@ -164,6 +164,7 @@ func toPBInfo(info reconcile.Info) *pb.InfoResponse {
 		},
 		WallTime:       info.WallTime,
 		MaxClockOffset: int64(info.MaxClockOffset),
+		Capabilities:   uint32(info.Capabilities),
 	}
 	for _, p := range info.Partitions {
 		out.Partitions = append(out.Partitions, &pb.PartitionInfo{Id: p.ID, Range: toPBRange(p.Range), Ready: p.Ready})
@@ -183,6 +184,12 @@ func fromPBInfo(r *pb.InfoResponse) (reconcile.Info, error) {
 		},
 		WallTime:       r.GetWallTime(),
 		MaxClockOffset: time.Duration(r.GetMaxClockOffset()),
+		// What the server serves and the client calls (every optional call
+		// of the contract); 0 from servers that predate the field.
+		Capabilities: reconcile.Capabilities(r.GetCapabilities()) & reconcile.CapAll,
+	}
+	if r.GetCapabilities() == 0 {
+		info.Capabilities = reconcile.CapAll
 	}
 	if r.GetWallTime() < 0 || r.GetMaxClockOffset() < 0 {
 		return info, fmt.Errorf("%w: negative clock (wall time %d, max offset %d)", ErrBadResponse, r.GetWallTime(), r.GetMaxClockOffset())

@@ -142,7 +142,7 @@ func TestSubprocessPlugin(t *testing.T) {
 		t.Fatalf("no plugin process (pid %d)", pid)
 	}
 	killer := &killingReplica{Replica: c, kill: func() { _ = syscall.Kill(pid, syscall.SIGKILL); waitDead(t, pid) }}
-	_, err = reconcile.SyncPartition(ctx, local, killer, 0, reconcile.SyncOptions{})
+	_, err = reconcile.SyncPartition(ctx, local, killer, 0, descentOnly)
 	if err == nil || !errors.Is(err, plugin.ErrUnavailable) {
 		t.Fatalf("session with a killed plugin: %v, want an error matching plugin.ErrUnavailable", err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
-// The client side of the Symbols call (reconcile.SymbolStreamer): one
+// The client side of the Symbols call (reconcile.CapSymbols): one
 // server-streaming call a stream, one message a chunk.
 //
 //	OpenSymbols  ──SymbolsRequest──▶            server: OpenSymbols on the engine
@@ -27,7 +27,7 @@ import (
 // chunks that Next returns are counted in WireStats, as reconcile's wire
 // model counts only the chunks a session receives.
 
-// OpenSymbols opens a Symbols call (reconcile.SymbolStreamer). It reads the
+// OpenSymbols opens a Symbols call (reconcile.CapSymbols). It reads the
 // first chunk before returning, so a request the replica rejects (an
 // unknown partition, bad ranges) fails here; req itself is checked with
 // reconcile.ValidateSymbolsRequest first (an error matching

@@ -122,15 +122,15 @@ func TestSymbolStreamMatchesEngine(t *testing.T) {
 		name string
 		// open returns the replica under test and an engine holding the
 		// same records.
-		open func(t *testing.T) (remote reconcile.SymbolStreamer, local *engine.Engine)
+		open func(t *testing.T) (remote reconcile.Replica, local *engine.Engine)
 	}{
-		{"loopback", func(t *testing.T) (reconcile.SymbolStreamer, *engine.Engine) {
+		{"loopback", func(t *testing.T) (reconcile.Replica, *engine.Engine) {
 			e := openEngine(t, "a", record.ModeLWW)
 			fill(t, e, "k", n, 40)
 			_, c := serveLoopback(t, e, nil)
 			return c, e
 		}},
-		{"subprocess", func(t *testing.T) (reconcile.SymbolStreamer, *engine.Engine) {
+		{"subprocess", func(t *testing.T) (reconcile.Replica, *engine.Engine) {
 			c := openPlugin(t, t.TempDir(), "p", quietOpen())
 			waitReady(t, c)
 			fill(t, c, "k", n, 40)
@@ -428,7 +428,7 @@ func TestSymbolsBadRequests(t *testing.T) {
 	waitNoOpenStreams(t, s)
 }
 
-func readStreamFrom(t *testing.T, c reconcile.SymbolStreamer, req reconcile.SymbolsRequest) []reconcile.SymbolChunk {
+func readStreamFrom(t *testing.T, c reconcile.Replica, req reconcile.SymbolsRequest) []reconcile.SymbolChunk {
 	t.Helper()
 	ss, err := c.OpenSymbols(testCtx(t), req)
 	if err != nil {

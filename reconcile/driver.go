@@ -22,12 +22,6 @@ type SyncOptions struct {
 	// Parallelism is the number of partitions SyncAll reconciles at once;
 	// default 1.
 	Parallelism int
-	// NoSketch keeps sessions on the tree descent even when both replicas
-	// implement Sketcher.
-	NoSketch bool
-	// NoSymbols makes sessions use fixed-size sketches instead of symbol
-	// streams even when both replicas implement SymbolStreamer.
-	NoSymbols bool
 	// Pace, if set, is charged with the time the session spends on its
 	// own work (decoding symbol streams chunk by chunk, checking and
 	// resolving answers, planning requests) after each piece of it, and
@@ -64,17 +58,8 @@ func SyncPartition(ctx context.Context, a, b Replica, partition uint32, opts Syn
 	start := now()
 	cfg := opts.Session
 	cfg.Partition = partition
-	_, sa := a.(Sketcher)
-	_, sb := b.(Sketcher)
-	cfg.Sketch = cfg.Sketch || (sa && sb && !opts.NoSketch)
-	_, ya := a.(SymbolStreamer)
-	_, yb := b.(SymbolStreamer)
-	cfg.Symbols = cfg.Symbols || (cfg.Sketch && ya && yb && !opts.NoSymbols)
-	_, ca := a.(ApplyConfirmer)
-	_, cb := b.(ApplyConfirmer)
-	cfg.ConfirmAnySize = cfg.ConfirmAnySize || (ca && cb)
 	newSession := NewSession
-	if cfg.Naive {
+	if cfg.Method == MethodNaive {
 		newSession = NewNaiveSession
 	}
 	s, err := newSession(cfg)
@@ -175,8 +160,8 @@ func Call(ctx context.Context, r Replica, req Request) Response {
 			break
 		}
 		ranges := []KeyRange{*req.Confirm}
-		if ac, ok := r.(ApplyConfirmer); ok {
-			resp.Hashes, resp.Err = ac.ApplyAndHash(ctx, req.Partition, req.Entries, ranges)
+		if req.ApplyAndHash {
+			resp.Hashes, resp.Err = r.ApplyAndHash(ctx, req.Partition, req.Entries, ranges)
 			break
 		}
 		if resp.Err = r.Apply(ctx, req.Partition, req.Entries); resp.Err == nil {
@@ -184,17 +169,10 @@ func Call(ctx context.Context, r Replica, req Request) Response {
 		}
 	case RequestSymbols:
 		resp.Err = fmt.Errorf("%w: %s is a stream: run it with RunStep", ErrSessionMisuse, req.Kind)
-	case RequestRangeSketch, RequestFetchByHash:
-		sk, ok := r.(Sketcher)
-		if !ok {
-			resp.Err = fmt.Errorf("%w: %s to a replica that is not a Sketcher", ErrSessionMisuse, req.Kind)
-			break
-		}
-		if req.Kind == RequestRangeSketch {
-			resp.Sketch, resp.Err = sk.RangeSketch(ctx, req.Sketch)
-		} else {
-			resp.Entries, resp.Err = sk.FetchByHash(ctx, req.FetchByHash)
-		}
+	case RequestRangeSketch:
+		resp.Sketch, resp.Err = r.RangeSketch(ctx, req.Sketch)
+	case RequestFetchByHash:
+		resp.Entries, resp.Err = r.FetchByHash(ctx, req.FetchByHash)
 	default:
 		resp.Err = fmt.Errorf("%w: unknown request kind %d", ErrSessionMisuse, req.Kind)
 	}

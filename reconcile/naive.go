@@ -9,10 +9,10 @@ const NaiveScanLimit = 1 << 16
 // of NaiveScanLimit entries unless cfg.ScanLimit is set), compares the
 // lists, and then fetches, resolves, applies and confirms exactly as the
 // tree-based Session does, with the same validation and the same Stats, so
-// benchmarks compare like with like. SyncOptions.Session.Naive selects it
+// benchmarks compare like with like. SyncOptions.Session.Method MethodNaive selects it
 // in SyncPartition and SyncAll.
 func NewNaiveSession(cfg SessionConfig) (*Session, error) {
-	cfg.Naive = true
+	cfg.Method = MethodNaive
 	if cfg.ScanLimit == 0 {
 		cfg.ScanLimit = NaiveScanLimit
 	}

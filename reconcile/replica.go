@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/internal/digest"
@@ -120,12 +121,60 @@ type PartitionInfo struct {
 	Ready bool
 }
 
+// Capabilities are the optional parts of the Replica contract a replica
+// serves, declared in its Info. A replica answers a call of a capability it
+// does not declare with an error wrapping ErrUnsupported, and a session
+// uses only what both of its replicas declare (SessionConfig.Method).
+type Capabilities uint32
+
+// Capabilities.
+const (
+	// CapSketch: RangeSketch and FetchByHash (fixed-size sketches, and the
+	// fetch by sketch ID that symbol streams also need).
+	CapSketch Capabilities = 1 << iota
+	// CapSymbols: OpenSymbols (rateless coded-symbol streams); meaningful
+	// with CapSketch.
+	CapSymbols
+	// CapApplyAndHash: ApplyAndHash takes any number of entries and
+	// returns fingerprints in the same call, so a session's confirm rides
+	// on its apply round.
+	CapApplyAndHash
+
+	// CapAll is every capability (the engine's, and the plugin's).
+	CapAll = CapSketch | CapSymbols | CapApplyAndHash
+)
+
+// Has reports whether c includes every capability of o.
+func (c Capabilities) Has(o Capabilities) bool { return c&o == o }
+
+// String lists c's capabilities ("sketch|symbols|apply-and-hash", "none").
+func (c Capabilities) String() string {
+	var names []string
+	for _, n := range []struct {
+		c    Capabilities
+		name string
+	}{{CapSketch, "sketch"}, {CapSymbols, "symbols"}, {CapApplyAndHash, "apply-and-hash"}} {
+		if c.Has(n.c) {
+			names = append(names, n.name)
+		}
+	}
+	if rest := c &^ CapAll; rest != 0 {
+		names = append(names, fmt.Sprintf("0x%x", uint32(rest)))
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, "|")
+}
+
 // Info describes a replica.
 type Info struct {
 	ID         record.ReplicaID
 	Mode       record.Mode
 	Tree       TreeParams
 	Partitions []PartitionInfo
+	// Capabilities are the optional calls the replica serves.
+	Capabilities Capabilities
 	// WallTime is the replica's physical clock (Unix nanoseconds) when it
 	// answered, and MaxClockOffset the furthest ahead of it a record it
 	// accepts may be stamped; zero: unknown (no clock checks). A session
@@ -145,8 +194,13 @@ func (info Info) recordCutoff() int64 {
 	return info.WallTime + int64(info.MaxClockOffset)
 }
 
-// Replica is what an anti-entropy session needs from one side. The engine
-// implements it in-process; the plugin client implements it over gRPC.
+// Replica is what an anti-entropy session needs from one side: one
+// contract, whatever carries it. The engine implements it in-process; the
+// plugin client implements it over gRPC; wrappers (throttles, lazy dialing,
+// test faults) implement every method, so that none can drop a capability
+// by forgetting one. The last four methods are optional: a replica that
+// does not declare their capability in Info.Capabilities answers them with
+// an error wrapping ErrUnsupported.
 //
 // Byte slices in arguments are owned by the caller and are not retained;
 // byte slices in results are owned by the caller after the call returns.
@@ -162,4 +216,21 @@ type Replica interface {
 	// key using the replica's resolver (so Apply is idempotent and safe
 	// against concurrent writes).
 	Apply(ctx context.Context, partition uint32, entries []Entry) error
+
+	// RangeSketch returns the sketch of the entries of the given ranges of
+	// one partition (see SketchBuilder, which implementations use).
+	// CapSketch.
+	RangeSketch(ctx context.Context, req RangeSketchRequest) (RangeSketchResult, error)
+	// FetchByHash returns, in ascending key order, the entries (with
+	// records; Digest may be left zero) of the given ranges whose
+	// SketchID(digest) is one of req.IDs. IDs not present are omitted.
+	// CapSketch.
+	FetchByHash(ctx context.Context, req FetchByHashRequest) ([]Entry, error)
+	// OpenSymbols opens a stream of coded symbols of the given ranges.
+	// CapSymbols.
+	OpenSymbols(ctx context.Context, req SymbolsRequest) (SymbolStream, error)
+	// ApplyAndHash applies entries (any number: the replica splits them
+	// itself) as Apply does, then returns the fingerprints of ranges, so
+	// a session's confirm rides on its apply round. CapApplyAndHash.
+	ApplyAndHash(ctx context.Context, partition uint32, entries []Entry, ranges []KeyRange) ([]RangeHash, error)
 }

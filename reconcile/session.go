@@ -45,14 +45,14 @@ const (
 	RequestFetch
 	// RequestApply calls Replica.Apply(Request.Partition, Request.Entries)
 	// and, when Request.Confirm is set, then RangeHash of the partition's
-	// range (see ApplyConfirmer).
+	// range; or, with Request.ApplyAndHash, Replica.ApplyAndHash (one call).
 	RequestApply
-	// RequestRangeSketch calls Sketcher.RangeSketch with Request.Sketch.
+	// RequestRangeSketch calls Replica.RangeSketch with Request.Sketch.
 	RequestRangeSketch
-	// RequestFetchByHash calls Sketcher.FetchByHash with
+	// RequestFetchByHash calls Replica.FetchByHash with
 	// Request.FetchByHash.
 	RequestFetchByHash
-	// RequestSymbols opens SymbolStreamer.OpenSymbols with Request.Symbols
+	// RequestSymbols opens Replica.OpenSymbols with Request.Symbols
 	// and streams its chunks: each is delivered as a Response of its own,
 	// and the request stays in flight until Session.Wants says otherwise.
 	RequestSymbols
@@ -106,6 +106,10 @@ type Request struct {
 	// Confirm asks RequestApply to return, after applying, the RangeHash
 	// of Confirm's range (the partition's range) in Response.Hashes.
 	Confirm *KeyRange
+	// ApplyAndHash, with Confirm, asks for the apply and the confirm in one
+	// Replica.ApplyAndHash call: set when the replica declares
+	// CapApplyAndHash.
+	ApplyAndHash bool
 	// Sketch is the argument of RequestRangeSketch.
 	Sketch RangeSketchRequest
 	// FetchByHash is the argument of RequestFetchByHash.
@@ -173,23 +177,17 @@ type SessionConfig struct {
 	// A descent with more differing ranges hashes them over several
 	// rounds.
 	HashRangesLimit int
-	// Naive makes the session the O(N) baseline (see NewNaiveSession):
-	// no fingerprints, a full (key, digest) listing of the partition on
-	// both sides.
-	Naive bool
-	// Sketch makes the session reconcile differing partitions with
-	// set-reconciliation sketches (RequestRangeSketch, RequestFetchByHash)
-	// instead of descending the trees; both replicas must implement
-	// Sketcher. SyncPartition sets it when both do (unless
-	// SyncOptions.NoSketch). A sketch that fails to decode three times
-	// falls back to the descent.
-	Sketch bool
-	// Symbols makes the session reconcile differing partitions with
-	// streams of rateless coded symbols (RequestSymbols) instead of
-	// fixed-size sketches; both replicas must implement SymbolStreamer and
-	// Sketcher. SyncPartition sets it when both do (unless
-	// SyncOptions.NoSketch). It takes precedence over Sketch.
-	Symbols bool
+	// Method is how the session localizes differences: MethodAuto (the
+	// default) uses the cheapest both replicas declare in
+	// Info.Capabilities: symbol streams (CapSymbols and CapSketch), else
+	// fixed-size sketches (CapSketch), else the tree descent.
+	// MethodSymbols and MethodSketch ask for one of them (the session
+	// fails with ErrUnsupported when a replica does not declare it),
+	// MethodDescent for the descent, MethodNaive for the O(N) baseline
+	// (see NewNaiveSession). Set reconciliation that fails to decode
+	// three times falls back to the descent (Stats.Method "+descent"); a
+	// side with no records is always listed by the descent.
+	Method Method
 	// ApplyLimit is the maximum number of entries of one Apply or Fetch
 	// request; default 10000 (the engine's limit). Larger batches are
 	// split into several requests of the same round.
@@ -209,13 +207,6 @@ type SessionConfig struct {
 	// chunk, charged to the throttles chunk by chunk rather than as a
 	// burst of parallel calls.
 	FetchByHashChunksPerRound int
-	// ConfirmAnySize reports that both replicas take any number of
-	// entries in one apply-and-confirm call (ApplyConfirmer, which splits
-	// them itself: the engine in batches, the gRPC client in one stream):
-	// the apply round then sends each side one request with all its writes
-	// and the confirm, whatever their number. SyncPartition sets it when
-	// both replicas are ApplyConfirmers.
-	ConfirmAnySize bool
 	// MaxPendingBytes bounds the records a session holds in memory, to a
 	// small multiple of MaxPendingBytes whatever the size of the
 	// difference (a new, empty replica filled from a full one, say; see
@@ -326,6 +317,10 @@ type Session struct {
 	fanout    int
 	leafSize  uint64
 	threshold uint64
+	// What the two replicas' capabilities and cfg.Method chose (see
+	// chooseMethod): symbol streams, sketches, apply-and-confirm of any
+	// size.
+	symbols, sketch, confirmAnySize bool
 
 	// The current round.
 	inflight map[uint64]Request
@@ -496,6 +491,11 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	if cfg.MaxPendingBytes == 0 {
 		cfg.MaxPendingBytes = DefaultMaxPendingBytes
 	}
+	switch cfg.Method {
+	case MethodAuto, MethodSymbols, MethodSketch, MethodDescent, MethodNaive:
+	default:
+		return nil, fmt.Errorf("%w: method %q (symbols, sketch, descent, naive or empty for the best both replicas support)", ErrInvalidSessionConfig, cfg.Method)
+	}
 	s := &Session{
 		cfg:      cfg,
 		fanout:   cfg.Fanout,
@@ -586,6 +586,29 @@ func (s *Session) fail(err error) {
 	s.inflight = map[uint64]Request{}
 }
 
+// chooseMethod sets what the session uses from the capabilities both
+// replicas declare and cfg.Method.
+func (s *Session) chooseMethod(both Capabilities) error {
+	s.confirmAnySize = both.Has(CapApplyAndHash)
+	switch s.cfg.Method {
+	case MethodAuto:
+		s.sketch = both.Has(CapSketch)
+		s.symbols = both.Has(CapSketch | CapSymbols)
+	case MethodSymbols, MethodSketch:
+		need := CapSketch
+		if s.cfg.Method == MethodSymbols {
+			need |= CapSymbols
+		}
+		if !both.Has(need) {
+			return fmt.Errorf("%w: partition %d: method %s needs %s on both replicas, and %q and %q declare %s and %s",
+				ErrUnsupported, s.cfg.Partition, s.cfg.Method, need, s.infos[SideA].ID, s.infos[SideB].ID, s.infos[SideA].Capabilities, s.infos[SideB].Capabilities)
+		}
+		s.sketch = true
+		s.symbols = s.cfg.Method == MethodSymbols
+	}
+	return nil
+}
+
 // checkInfos validates the two Infos and derives the partition range and
 // resolver.
 func (s *Session) checkInfos() error {
@@ -632,6 +655,9 @@ func (s *Session) checkInfos() error {
 		}
 	}
 	s.cutoff = [2]int64{a.recordCutoff(), b.recordCutoff()}
+	if err := s.chooseMethod(a.Capabilities & b.Capabilities); err != nil {
+		return err
+	}
 	s.leafSize = uint64(max(a.Tree.LeafSize, 2))
 	s.threshold = s.cfg.ListThreshold
 	if s.threshold == 0 {
@@ -666,7 +692,7 @@ func (s *Session) Next() Step {
 		}
 		fallthrough
 	case phaseRoot:
-		if s.cfg.Naive {
+		if s.cfg.Method == MethodNaive {
 			s.stats.Method = MethodNaive
 			s.startNaive()
 			return s.Next()
@@ -738,7 +764,7 @@ func (s *Session) applyRound() []Request {
 	confirm := true
 	any := false
 	limit := s.cfg.ApplyLimit
-	if s.cfg.ConfirmAnySize {
+	if s.confirmAnySize {
 		limit = math.MaxInt
 	}
 	for side := range s.writes {
@@ -765,6 +791,7 @@ func (s *Session) applyRound() []Request {
 			r := Request{Side: Side(side), Kind: RequestApply, Partition: s.cfg.Partition, Entries: entries[:n]}
 			if confirm {
 				r.Confirm = &root
+				r.ApplyAndHash = s.infos[side].Capabilities.Has(CapApplyAndHash)
 			}
 			reqs = append(reqs, s.newRequest(r))
 			entries = entries[n:]
@@ -1088,7 +1115,7 @@ func (s *Session) finishRound() error {
 		// With one side empty everything differs: set reconciliation
 		// would only name every record the descent lists anyway.
 		setRecon := fa.Count > 0 && fb.Count > 0
-		if s.cfg.Symbols && setRecon {
+		if s.symbols && setRecon {
 			s.stats.Method = MethodSymbols
 			if s.cfg.MaxSessionKeys > 0 && absDiff(fa.Count, fb.Count) > s.cfg.MaxSessionKeys {
 				s.phase = phaseBound
@@ -1097,7 +1124,7 @@ func (s *Session) finishRound() error {
 			s.startSymbols(fa, fb)
 			return nil
 		}
-		if s.cfg.Sketch && setRecon {
+		if s.sketch && setRecon {
 			s.stats.Method = MethodSketch
 			s.startSketch(fa, fb)
 			return nil

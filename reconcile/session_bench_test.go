@@ -48,9 +48,8 @@ func benchReplicas(b *testing.B, n, k int) (*memreplica.Replica, *memreplica.Rep
 func BenchmarkSync(b *testing.B) {
 	for _, n := range []int{100_000} {
 		for _, k := range []int{0, 1, 100, 10_000} {
-			for _, mode := range []string{"sketch", "descent", "naive"} {
-				naive := mode == "naive"
-				name := fmt.Sprintf("N=%d/K=%d/%s", n, k, mode)
+			for _, method := range []reconcile.Method{reconcile.MethodSketch, reconcile.MethodDescent, reconcile.MethodNaive} {
+				name := fmt.Sprintf("N=%d/K=%d/%s", n, k, method)
 				b.Run(name, func(b *testing.B) {
 					var st reconcile.Stats
 					for range b.N {
@@ -64,8 +63,8 @@ func BenchmarkSync(b *testing.B) {
 						ib, _ := rb.Info(context.Background())
 						b.StartTimer()
 						var err error
-						st, err = reconcile.SyncPartition(context.Background(), ra, rb, 0, reconcile.SyncOptions{NoSketch: mode == "descent",
-							Session: reconcile.SessionConfig{Naive: naive, Strict: true, InfoA: &ia, InfoB: &ib}})
+						st, err = reconcile.SyncPartition(context.Background(), ra, rb, 0, reconcile.SyncOptions{
+							Session: reconcile.SessionConfig{Method: method, Strict: true, InfoA: &ia, InfoB: &ib}})
 						if err != nil || !st.Converged {
 							b.Fatalf("sync: %v %s", err, st)
 						}

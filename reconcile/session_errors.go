@@ -44,6 +44,12 @@ var (
 	// clocks are fixed.
 	ErrClockSkew = errors.New("reconcile: clock skew beyond the maximum offset")
 
+	// ErrUnsupported reports a call of an optional part of the Replica
+	// contract that the replica does not serve (it does not declare the
+	// capability in Info.Capabilities), or a SessionConfig.Method that the
+	// two replicas do not both support.
+	ErrUnsupported = errors.New("reconcile: unsupported by the replica")
+
 	// ErrSessionMisuse reports a call sequence the Session contract forbids:
 	// a Response for an unknown or already answered request, Deliver after
 	// the session ended.

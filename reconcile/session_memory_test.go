@@ -66,8 +66,10 @@ func TestSessionBoundedMemory(t *testing.T) {
 					}
 				}
 				opts := reconcile.SyncOptions{
-					Session:  reconcile.SessionConfig{Strict: true, MaxPendingBytes: maxPending, ScanLimit: scan},
-					NoSketch: !tc.sketch,
+					Session: reconcile.SessionConfig{Strict: true, MaxPendingBytes: maxPending, ScanLimit: scan},
+				}
+				if !tc.sketch {
+					opts.Session.Method = reconcile.MethodDescent
 				}
 				st, err := reconcile.SyncPartition(context.Background(), reps[0], reps[1], 0, opts)
 				if err != nil {

@@ -54,13 +54,6 @@ type SymbolStream interface {
 	Close()
 }
 
-// SymbolStreamer is implemented by replicas that stream coded symbols. The
-// session uses them when both replicas implement it (SyncPartition checks
-// with a type assertion); both must also be Sketchers (for FetchByHash).
-type SymbolStreamer interface {
-	OpenSymbols(ctx context.Context, req SymbolsRequest) (SymbolStream, error)
-}
-
 // ValidateSymbolsRequest checks the limits of a symbols request.
 func ValidateSymbolsRequest(req SymbolsRequest) error {
 	if req.Max <= 0 || req.Max > MaxSymbols {
@@ -330,14 +323,10 @@ func streamRound(ctx context.Context, s *Session, replicas [2]Replica, reqs []Re
 		go func() {
 			defer wg.Done()
 			o.resp = Response{ID: req.ID, Side: req.Side}
-			ss, ok := replicas[req.Side].(SymbolStreamer)
-			switch {
-			case !ok:
-				o.resp.Err = fmt.Errorf("%w: %s to a replica that is not a SymbolStreamer", ErrSessionMisuse, req.Kind)
-			case ValidateSymbolsRequest(req.Symbols) != nil:
-				o.resp.Err = ValidateSymbolsRequest(req.Symbols)
-			default:
-				o.stream, o.resp.Err = ss.OpenSymbols(ctx, req.Symbols)
+			if err := ValidateSymbolsRequest(req.Symbols); err != nil {
+				o.resp.Err = err
+			} else {
+				o.stream, o.resp.Err = replicas[req.Side].OpenSymbols(ctx, req.Symbols)
 			}
 		}()
 	}

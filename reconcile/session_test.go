@@ -54,7 +54,11 @@ func TestSessionDataDriven(t *testing.T) {
 			r.Set([]byte(key), record.NewLWW(record.ReplicaID(writer), record.Timestamp{WallTime: int64(ts)}, []byte(value), d.HasArg("del")))
 			return ""
 		case "sync":
-			cfg := reconcile.SessionConfig{Strict: true, Naive: d.HasArg("naive")}
+			// The scripts test the descent (or the naive baseline).
+			cfg := reconcile.SessionConfig{Strict: true, Method: reconcile.MethodDescent}
+			if d.HasArg("naive") {
+				cfg.Method = reconcile.MethodNaive
+			}
 			if d.HasArg("fanout") {
 				d.ScanArgs(t, "fanout", &cfg.Fanout)
 			}
@@ -66,7 +70,7 @@ func TestSessionDataDriven(t *testing.T) {
 			ib, _ := reps[1].Info(ctx)
 			cfg.InfoA, cfg.InfoB = &ia, &ib
 			newSession := reconcile.NewSession
-			if cfg.Naive {
+			if cfg.Method == reconcile.MethodNaive {
 				newSession = reconcile.NewNaiveSession
 			}
 			s, err := newSession(cfg)
@@ -147,7 +151,7 @@ func TestSessionHashRangesLimit(t *testing.T) {
 	ia, _ := reps[0].Info(ctx)
 	ib, _ := reps[1].Info(ctx)
 	const limit = 3
-	s, err := reconcile.NewSession(reconcile.SessionConfig{Strict: true, InfoA: &ia, InfoB: &ib, Fanout: 4, MaxDepth: 1, HashRangesLimit: limit})
+	s, err := reconcile.NewSession(reconcile.SessionConfig{Strict: true, InfoA: &ia, InfoB: &ib, Fanout: 4, MaxDepth: 1, HashRangesLimit: limit, Method: reconcile.MethodDescent})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +189,8 @@ func TestNewSessionRefusesBadConfig(t *testing.T) {
 		{MaxDepth: -1},
 		{ScanLimit: -1},
 		{MaxPendingBytes: -1},
+		{Method: "fast"},
+		{Method: reconcile.MethodNone},
 	} {
 		if _, err := reconcile.NewSession(cfg); !errors.Is(err, reconcile.ErrInvalidSessionConfig) {
 			t.Errorf("%+v: err %v, want one wrapping ErrInvalidSessionConfig", cfg, err)
@@ -192,5 +198,45 @@ func TestNewSessionRefusesBadConfig(t *testing.T) {
 	}
 	if _, err := reconcile.NewSession(reconcile.SessionConfig{}); err != nil {
 		t.Fatalf("the defaults: %v", err)
+	}
+}
+
+// TestSessionMethodFollowsCapabilities: a session uses what both replicas
+// declare in Info.Capabilities (memreplica declares only CapSketch: auto
+// picks sketches), a method asked for and not declared by both fails with
+// ErrUnsupported before anything moves, and a declared one is used.
+func TestSessionMethodFollowsCapabilities(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		method  reconcile.Method
+		want    reconcile.Method
+		wantErr error
+	}{
+		{reconcile.MethodAuto, reconcile.MethodSketch, nil},
+		{reconcile.MethodSketch, reconcile.MethodSketch, nil},
+		{reconcile.MethodDescent, reconcile.MethodDescent, nil},
+		{reconcile.MethodSymbols, "", reconcile.ErrUnsupported},
+	} {
+		var reps [2]*memreplica.Replica
+		for i, id := range []record.ReplicaID{"a", "b"} {
+			reps[i], _ = memreplica.New(memreplica.Options{ID: id, LeafSize: 4})
+		}
+		for i := range 200 {
+			rec := record.NewLWW("a", record.Timestamp{WallTime: int64(i + 1)}, []byte("v"), false)
+			reps[0].Set(fmt.Appendf(nil, "k%03d", i), rec)
+			if i%10 != 0 {
+				reps[1].Set(fmt.Appendf(nil, "k%03d", i), rec)
+			}
+		}
+		st, err := reconcile.SyncPartition(ctx, reps[0], reps[1], 0, reconcile.SyncOptions{Session: reconcile.SessionConfig{Method: tc.method, Strict: true}})
+		if tc.wantErr != nil {
+			if !errors.Is(err, tc.wantErr) || st.KeysRepaired() != 0 || reps[1].Len() != 180 {
+				t.Errorf("method %q: err %v, %d repaired, B holds %d; want %v and nothing moved", tc.method, err, st.KeysRepaired(), reps[1].Len(), tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !st.Converged || st.Method != tc.want || st.KeysRepaired() != 20 {
+			t.Errorf("method %q: err %v, converged %t, used %q (want %q), %d repaired", tc.method, err, st.Converged, st.Method, tc.want, st.KeysRepaired())
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"context"
 	"errors"
 	"math"
 	"math/bits"
@@ -31,27 +30,6 @@ var ErrBadSketchRequest = errors.New("reconcile: bad sketch request")
 // difference (no write is derived from a sketch: records are fetched and
 // their digests verified); the confirm step then sees differing roots and the
 // next session repairs it.
-
-// Sketcher is implemented by replicas that can answer sketch requests. The
-// session uses sketches only when both replicas implement it (SyncPartition
-// checks with a type assertion); Replica itself is unchanged.
-type Sketcher interface {
-	// RangeSketch returns the sketch of the entries of the given ranges of
-	// one partition (see SketchBuilder, which implementations use).
-	RangeSketch(ctx context.Context, req RangeSketchRequest) (RangeSketchResult, error)
-	// FetchByHash returns, in ascending key order, the entries (with
-	// records; Digest may be left zero) of the given ranges whose
-	// SketchID(digest) is one of req.IDs. IDs not present are omitted.
-	FetchByHash(ctx context.Context, req FetchByHashRequest) ([]Entry, error)
-}
-
-// ApplyConfirmer is implemented by replicas (or transports) that apply
-// entries and then return fingerprints in one call, so the session's confirm
-// step rides on its apply round. Call falls back to Apply followed by
-// RangeHash on the same replica.
-type ApplyConfirmer interface {
-	ApplyAndHash(ctx context.Context, partition uint32, entries []Entry, ranges []KeyRange) ([]RangeHash, error)
-}
 
 // Sketch constants.
 const (

@@ -210,15 +210,18 @@ type Method string
 
 // Methods. A session that falls back appends "+descent" (symbols+descent).
 const (
+	// MethodAuto (SessionConfig.Method only): the cheapest method both
+	// replicas support.
+	MethodAuto Method = ""
 	// MethodNone: the roots were equal, nothing to localize.
 	MethodNone Method = "none"
-	// MethodSymbols: rateless coded-symbol streams (SymbolStreamer).
+	// MethodSymbols: rateless coded-symbol streams (CapSymbols).
 	MethodSymbols Method = "symbols"
-	// MethodSketch: fixed-size sketches (Sketcher).
+	// MethodSketch: fixed-size sketches (CapSketch).
 	MethodSketch Method = "sketch"
 	// MethodDescent: the tree descent with key lists.
 	MethodDescent Method = "descent"
-	// MethodNaive: the O(N) baseline (SessionConfig.Naive).
+	// MethodNaive: the O(N) baseline (NewNaiveSession).
 	MethodNaive Method = "naive"
 	// MethodMixed: stats added up from sessions of several methods.
 	MethodMixed Method = "mixed"

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/internal/bench"
+	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/cobra"
 )
@@ -286,7 +287,7 @@ func newBenchRebuildCmd() *cobra.Command {
 
 func newBenchSyncCmd() *cobra.Command {
 	var cfg bench.SyncConfig
-	var asJSON, scale bool
+	var asJSON, scale, noSketch bool
 	var sizes, diffCounts string
 	c := &cobra.Command{
 		Use:   "sync",
@@ -315,6 +316,9 @@ keys the trees rescanned, and memory.`,
 					return err
 				}
 				return runScale(cmd, bench.ScaleConfig{Dir: cfg.Dir, Repeat: cfg.Repeat, Seed: cfg.Seed, PluginPath: exe, CPUProfile: cfg.CPUProfile}, sizes, diffCounts, asJSON)
+			}
+			if noSketch {
+				cfg.Method = reconcile.MethodDescent
 			}
 			if cfg.Transport == "plugin" {
 				exe, err := os.Executable()
@@ -352,7 +356,9 @@ keys the trees rescanned, and memory.`,
 	c.Flags().IntVar(&cfg.Keys, "keys", 100_000, "N: keys per replica")
 	c.Flags().IntVar(&cfg.Diffs, "diffs", 100, "K: differing keys")
 	c.Flags().StringVar(&cfg.Transport, "transport", "inproc", "how the session reaches replica B: inproc, grpc or plugin")
-	c.Flags().BoolVar(&cfg.NoSketch, "no-sketch", false, "use tree descent instead of set-reconciliation sketches")
+	c.Flags().StringVar((*string)(&cfg.Method), "method", "", "the session's method: symbols, sketch, descent (empty: the best both replicas serve, symbols)")
+	c.Flags().BoolVar(&noSketch, "no-sketch", false, "the tree descent (--method descent)")
+	_ = c.Flags().MarkDeprecated("no-sketch", "use --method descent")
 	c.Flags().BoolVar(&cfg.Warm, "warm", false, "recompute both trees before the divergent writes, as a previous session would have (a repair loop's steady state)")
 	c.Flags().BoolVar(&cfg.Restart, "restart", false, "close both engines after the setup and open them again before the session (the first session after a restart)")
 	c.Flags().BoolVar(&scale, "scale", false, "the scale matrix: bulk-loaded replicas of each of --sizes, sessions for each of --diff-counts after a restart and warm")

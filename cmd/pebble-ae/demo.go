@@ -354,7 +354,7 @@ func syncAllProgress(ctx context.Context, a, b reconcile.Replica, bar *progress,
 		}
 	}}
 	if naive {
-		opts.Session.Naive = true
+		opts.Session.Method = reconcile.MethodNaive
 		opts.Session.ScanLimit = engine.MaxKeysPerRequest
 	}
 	opts.Session.MaxPendingBytes = maxPending
@@ -370,16 +370,30 @@ func syncAllProgress(ctx context.Context, a, b reconcile.Replica, bar *progress,
 	return sum, err
 }
 
-// dryRun wraps a replica so that Apply writes nothing: used to measure what
-// a session would cost without changing anything.
+// dryRun wraps a replica so that a session writes nothing to it: Apply and
+// ApplyAndHash only count the entries (and remember their keys, if keys is
+// set). Used to measure what a session would cost, and by diff.
 type dryRun struct {
 	reconcile.Replica
 	applied int
+	keys    map[uint32][][]byte
 }
 
 func (d *dryRun) Apply(ctx context.Context, part uint32, entries []reconcile.Entry) error {
 	d.applied += len(entries)
+	if d.keys != nil {
+		for _, e := range entries {
+			d.keys[part] = append(d.keys[part], append([]byte(nil), e.Key...))
+		}
+	}
 	return nil
+}
+
+// ApplyAndHash writes nothing either: it counts like Apply and returns the
+// fingerprints of the unchanged replica.
+func (d *dryRun) ApplyAndHash(ctx context.Context, part uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	_ = d.Apply(ctx, part, entries)
+	return d.Replica.RangeHash(ctx, reconcile.RangeHashRequest{Partition: part, Ranges: ranges})
 }
 
 func dryRunStats(ctx context.Context, a, b reconcile.Replica, naive bool) (reconcile.Stats, error) {

@@ -23,19 +23,6 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// recordingDryRun is a dryRun that remembers the keys it would write.
-type recordingDryRun struct {
-	reconcile.Replica
-	keys map[uint32][][]byte
-}
-
-func (d *recordingDryRun) Apply(ctx context.Context, part uint32, entries []reconcile.Entry) error {
-	for _, e := range entries {
-		d.keys[part] = append(d.keys[part], append([]byte(nil), e.Key...))
-	}
-	return nil
-}
-
 type diffReport struct {
 	A, B       string          `json:"-"`
 	Partitions []diffPartition `json:"partitions"`
@@ -69,8 +56,8 @@ func newDiffCmd() *cobra.Command {
 				return err
 			}
 			defer closeAll()
-			ra := &recordingDryRun{Replica: a, keys: map[uint32][][]byte{}}
-			rb := &recordingDryRun{Replica: b, keys: map[uint32][][]byte{}}
+			ra := &dryRun{Replica: a, keys: map[uint32][][]byte{}}
+			rb := &dryRun{Replica: b, keys: map[uint32][][]byte{}}
 			all, err := reconcile.SyncAll(ctx, ra, rb, reconcile.SyncOptions{})
 			if err != nil {
 				return err

@@ -277,7 +277,7 @@ func TestServeMutualTLS(t *testing.T) {
 		t.Fatalf("metrics lack session counters:\n%.2000s", body)
 	}
 	// The served node's sessions stream coded symbols (its peers are
-	// SymbolStreamers), and say so in the log and the metrics.
+	// declare reconcile.CapSymbols), and say so in the log and the metrics.
 	logs := out1.String() + out2.String()
 	if !strings.Contains(logs, "method=symbols") || strings.Contains(logs, "method=sketch") || strings.Contains(logs, "+descent") {
 		t.Fatalf("served sessions did not all use symbol streams:\n%s", logs)

@@ -108,7 +108,7 @@ func (n *nodeRepairer) Repair(ctx context.Context, peer record.ReplicaID, partit
 	}
 	opts := reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: n.maxPending}}
 	if naive {
-		opts.Session.Naive = true
+		opts.Session.Method = reconcile.MethodNaive
 		opts.Session.ScanLimit = engine.MaxKeysPerRequest
 	}
 	if len(partitions) == 0 {

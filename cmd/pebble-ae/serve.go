@@ -447,10 +447,7 @@ func (l *lazyPeer) ApplyAndHash(ctx context.Context, part uint32, entries []reco
 	return r, l.done(c, err)
 }
 
-// OpenSymbols implements reconcile.SymbolStreamer: without it, every
-// session of a served node fell back to fixed-size sketches, which scan
-// the partition on both sides, instead of the symbol streams the engine
-// serves from its entry index.
+// OpenSymbols implements reconcile.Replica.
 func (l *lazyPeer) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
 	c, err := l.get(ctx)
 	if err != nil {
@@ -460,11 +457,4 @@ func (l *lazyPeer) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest
 	return s, l.done(c, err)
 }
 
-// lazyPeer is every kind of replica the plugin client is (a capability it
-// forgot would silently change what a served node's sessions do).
-var (
-	_ reconcile.Replica        = (*lazyPeer)(nil)
-	_ reconcile.Sketcher       = (*lazyPeer)(nil)
-	_ reconcile.ApplyConfirmer = (*lazyPeer)(nil)
-	_ reconcile.SymbolStreamer = (*lazyPeer)(nil)
-)
+var _ reconcile.Replica = (*lazyPeer)(nil)

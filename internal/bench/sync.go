@@ -31,8 +31,9 @@ type SyncConfig struct {
 	// PluginPath is the pebble-ae binary for the plugin transport.
 	PluginPath string
 	Seed       uint64
-	// NoSketch runs the tree-descent session instead of sketches.
-	NoSketch bool
+	// Method is the session's method (reconcile.SessionConfig.Method;
+	// empty: the best both replicas serve, symbol streams).
+	Method reconcile.Method
 	// Warm recomputes both engines' trees (as a previous session would
 	// have) before the divergent writes, so the session rescans only the
 	// leaves they changed: a repair loop's steady state. Without it the
@@ -201,8 +202,11 @@ func Sync(ctx context.Context, cfg SyncConfig) (SyncResult, error) {
 			closeAll()
 			return reconcile.Stats{}, 0, false, reps, nil, err
 		}
-		opts := reconcile.SyncOptions{NoSketch: cfg.NoSketch}
-		opts.Session.Naive = naive
+		opts := reconcile.SyncOptions{}
+		opts.Session.Method = cfg.Method
+		if naive {
+			opts.Session.Method = reconcile.MethodNaive
+		}
 		if naive {
 			opts.Session.ScanLimit = engine.MaxKeysPerRequest // pages as large as the engine serves
 		}

@@ -3,14 +3,17 @@ package bench
 import (
 	"context"
 	"testing"
+
+	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
 // TestSyncSmall runs the anti-entropy benchmark on 2000 keys with 20
 // differences and checks that both sessions converged and that the figures
 // are plausible (never the time).
 func TestSyncSmall(t *testing.T) {
-	for _, noSketch := range []bool{false, true} {
-		res, err := Sync(context.Background(), SyncConfig{Keys: 2000, Diffs: 20, Seed: 7, Dir: t.TempDir(), NoSketch: noSketch})
+	for _, method := range []reconcile.Method{reconcile.MethodAuto, reconcile.MethodDescent} {
+		noSketch := method == reconcile.MethodDescent
+		res, err := Sync(context.Background(), SyncConfig{Keys: 2000, Diffs: 20, Seed: 7, Dir: t.TempDir(), Method: method})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -19,7 +22,7 @@ func TestSyncSmall(t *testing.T) {
 			t.Fatalf("not converged: %+v", res)
 		}
 		if res.Sketch == noSketch {
-			t.Fatalf("sketch = %t with NoSketch %t", res.Sketch, noSketch)
+			t.Fatalf("sketch = %t with method %q", res.Sketch, method)
 		}
 		if res.KeysTransferred < 20 || res.TransferredPerDiff > 1.01 {
 			t.Fatalf("transferred %d keys for 20 differences", res.KeysTransferred)

@@ -378,6 +378,9 @@ func (r *Replica) Info(ctx context.Context) (reconcile.Info, error) {
 			HashVersion: r.opts.HashVersion, LeafSize: r.opts.LeafSize, Seed: r.opts.Seed, Partitioner: name,
 		},
 		Partitions: parts,
+		// Sketches only: sessions with it use fixed-size sketches (or the
+		// descent), and those paths stay tested.
+		Capabilities: reconcile.CapSketch,
 	}, nil
 }
 
@@ -568,7 +571,7 @@ func (r *Replica) Apply(ctx context.Context, partition uint32, entries []reconci
 	return nil
 }
 
-// RangeSketch implements reconcile.Sketcher.
+// RangeSketch implements reconcile.Replica (CapSketch).
 func (r *Replica) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
 	if err := ctx.Err(); err != nil {
 		return reconcile.RangeSketchResult{}, err
@@ -587,7 +590,7 @@ func (r *Replica) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequ
 	return b.Result(), err
 }
 
-// FetchByHash implements reconcile.Sketcher.
+// FetchByHash implements reconcile.Replica (CapSketch).
 func (r *Replica) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -632,7 +635,15 @@ func (r *Replica) eachLocked(ix *index, partition uint32, ranges []reconcile.Key
 	return nil
 }
 
-var (
-	_ reconcile.Replica  = (*Replica)(nil)
-	_ reconcile.Sketcher = (*Replica)(nil)
-)
+// OpenSymbols implements reconcile.Replica: not served (no CapSymbols).
+func (r *Replica) OpenSymbols(context.Context, reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	return nil, fmt.Errorf("%w: memreplica %q streams no symbols", reconcile.ErrUnsupported, r.opts.ID)
+}
+
+// ApplyAndHash implements reconcile.Replica: not served (no
+// CapApplyAndHash; sessions apply, then hash).
+func (r *Replica) ApplyAndHash(context.Context, uint32, []reconcile.Entry, []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	return nil, fmt.Errorf("%w: memreplica %q has no apply-and-hash", reconcile.ErrUnsupported, r.opts.ID)
+}
+
+var _ reconcile.Replica = (*Replica)(nil)

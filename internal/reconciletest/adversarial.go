@@ -19,6 +19,7 @@ import (
 // record written.
 type racer struct {
 	reconcile.Replica
+	offered
 	id   record.ReplicaID
 	cfg  Config
 	mu   sync.Mutex
@@ -29,6 +30,26 @@ type racer struct {
 	written map[string][]record.Record
 	writes  int
 	t       testing.TB
+}
+
+// offered are the optional calls of the Replica contract a test wrapper
+// serves itself: Info declares only these, and the others are answered
+// with ErrUnsupported (not passed to the wrapped replica unwrapped), so a
+// session takes the path whose answers the wrapper races or lies in.
+type offered struct{ caps reconcile.Capabilities }
+
+func unsupported(call string) error {
+	return fmt.Errorf("%w: %s (not offered by the test wrapper)", reconcile.ErrUnsupported, call)
+}
+
+func (o offered) info(info reconcile.Info, err error) (reconcile.Info, error) {
+	info.Capabilities &= o.caps
+	return info, err
+}
+
+// Info implements reconcile.Replica, declaring what the racer offers.
+func (r *racer) Info(ctx context.Context) (reconcile.Info, error) {
+	return r.offered.info(r.Replica.Info(ctx))
 }
 
 func (r *racer) race(ctx context.Context) {
@@ -90,27 +111,27 @@ func (r *racer) Fetch(ctx context.Context, p uint32, keys [][]byte) ([]reconcile
 	return r.Replica.Fetch(ctx, p, keys)
 }
 
-// sketchRacer is a racer in front of a reconcile.Sketcher: it races before
+// sketchRacer is a racer in front of a replica with sketches: it races before
 // sketch calls too.
 type sketchRacer struct{ *racer }
 
 func (r sketchRacer) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
 	r.race(ctx)
-	return r.Replica.(reconcile.Sketcher).RangeSketch(ctx, req)
+	return r.Replica.RangeSketch(ctx, req)
 }
 
 func (r sketchRacer) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
 	r.race(ctx)
-	return r.Replica.(reconcile.Sketcher).FetchByHash(ctx, req)
+	return r.Replica.FetchByHash(ctx, req)
 }
 
-// symbolRacer is a sketchRacer in front of a reconcile.SymbolStreamer: it
+// symbolRacer is a sketchRacer in front of a replica with symbol streams: it
 // races before opening a stream and before every chunk.
 type symbolRacer struct{ sketchRacer }
 
 func (r symbolRacer) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
 	r.race(ctx)
-	st, err := r.Replica.(reconcile.SymbolStreamer).OpenSymbols(ctx, req)
+	st, err := r.Replica.OpenSymbols(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -161,12 +182,17 @@ func runRacing(t *testing.T, newReplica NewReplica, seed uint64, mode record.Mod
 		racers[side] = &racer{Replica: reps[side], id: record.ReplicaID([]string{"a", "b"}[side]), cfg: sc.cfg,
 			rng: rand.New(rand.NewPCG(seed, uint64(side))), wall: 1 << 20, keys: keys, written: map[string][]record.Record{}, t: t}
 		wrapped[side] = racers[side]
-		_, sk := reps[side].(reconcile.Sketcher)
-		_, sy := reps[side].(reconcile.SymbolStreamer)
+		info, err := reps[side].Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sk, sy := info.Capabilities.Has(reconcile.CapSketch), info.Capabilities.Has(reconcile.CapSymbols)
 		switch {
 		case sk && sy && seed%3 == 0:
+			racers[side].caps = reconcile.CapSketch | reconcile.CapSymbols
 			wrapped[side] = symbolRacer{sketchRacer{racers[side]}}
 		case sk && seed%3 == 1:
+			racers[side].caps = reconcile.CapSketch
 			wrapped[side] = sketchRacer{racers[side]}
 		}
 	}
@@ -231,12 +257,12 @@ const (
 )
 
 // sketchLie reports whether the lie is told in sketch answers (the liars
-// then expose reconcile.Sketcher; otherwise they hide it, so the session
+// then offer sketches (CapSketch); otherwise they do not, so the session
 // takes the descent path whose answers the other lies corrupt).
 func (l Lie) sketchLie() bool { return l >= LieSketchCells }
 
 // symbolLie reports whether the lie is told in symbol streams (the liars
-// then expose reconcile.SymbolStreamer too; otherwise they hide it, so the
+// then offer symbol streams too; otherwise they do not, so the
 // session takes the fixed-sketch or descent path).
 func (l Lie) symbolLie() bool { return l >= LieSymbolsShort }
 
@@ -261,8 +287,14 @@ type lieState struct {
 // liar wraps a replica and tells one lie, once.
 type liar struct {
 	reconcile.Replica
+	offered
 	lie   Lie
 	state *lieState
+}
+
+// Info implements reconcile.Replica, declaring what the liar offers.
+func (l *liar) Info(ctx context.Context) (reconcile.Info, error) {
+	return l.offered.info(l.Replica.Info(ctx))
 }
 
 func (l *liar) tell(partition uint32, cond bool) bool {
@@ -356,11 +388,11 @@ func (l *liar) Fetch(ctx context.Context, p uint32, keys [][]byte) ([]reconcile.
 	return es, nil
 }
 
-// sketchLiar is a liar in front of a reconcile.Sketcher.
+// sketchLiar is a liar in front of a replica with sketches.
 type sketchLiar struct{ *liar }
 
 func (l sketchLiar) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
-	res, err := l.Replica.(reconcile.Sketcher).RangeSketch(ctx, req)
+	res, err := l.Replica.RangeSketch(ctx, req)
 	if err != nil {
 		return res, err
 	}
@@ -379,7 +411,7 @@ func (l sketchLiar) RangeSketch(ctx context.Context, req reconcile.RangeSketchRe
 }
 
 func (l sketchLiar) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
-	es, err := l.Replica.(reconcile.Sketcher).FetchByHash(ctx, req)
+	es, err := l.Replica.FetchByHash(ctx, req)
 	if err != nil {
 		return es, err
 	}
@@ -399,11 +431,11 @@ func (l sketchLiar) FetchByHash(ctx context.Context, req reconcile.FetchByHashRe
 	return es, nil
 }
 
-// symbolLiar is a sketchLiar in front of a reconcile.SymbolStreamer.
+// symbolLiar is a sketchLiar in front of a replica with symbol streams.
 type symbolLiar struct{ sketchLiar }
 
 func (l symbolLiar) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
-	st, err := l.Replica.(reconcile.SymbolStreamer).OpenSymbols(ctx, req)
+	st, err := l.Replica.OpenSymbols(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -481,20 +513,26 @@ func RunLyingPeers(t *testing.T, newReplica NewReplica, opts Options) {
 					}
 					state := &lieState{}
 					var a, b reconcile.Replica = &liar{Replica: reps[0], lie: -1, state: state}, &liar{Replica: reps[1], lie: lie, state: state}
-					if lie.sketchLie() {
-						_, sa := reps[0].(reconcile.Sketcher)
-						_, sb := reps[1].(reconcile.Sketcher)
-						if !sa || !sb {
-							t.Skip("replicas are not sketchers")
+					both := reconcile.CapAll
+					for _, r := range reps {
+						info, err := r.Info(ctx)
+						if err != nil {
+							t.Fatal(err)
 						}
+						both &= info.Capabilities
+					}
+					if lie.sketchLie() {
+						if !both.Has(reconcile.CapSketch) {
+							t.Skip("replicas do not serve sketches")
+						}
+						a.(*liar).caps, b.(*liar).caps = reconcile.CapSketch, reconcile.CapSketch
 						a, b = sketchLiar{a.(*liar)}, sketchLiar{b.(*liar)}
 					}
 					if lie.symbolLie() {
-						_, sa := reps[0].(reconcile.SymbolStreamer)
-						_, sb := reps[1].(reconcile.SymbolStreamer)
-						if !sa || !sb {
-							t.Skip("replicas are not symbol streamers")
+						if !both.Has(reconcile.CapSketch | reconcile.CapSymbols) {
+							t.Skip("replicas do not stream symbols")
 						}
+						a.(sketchLiar).caps, b.(sketchLiar).caps = reconcile.CapSketch|reconcile.CapSymbols, reconcile.CapSketch|reconcile.CapSymbols
 						a, b = symbolLiar{a.(sketchLiar)}, symbolLiar{b.(sketchLiar)}
 					}
 					so := opts.Sync
@@ -535,4 +573,48 @@ func entriesEqual(a, b []reconcile.Entry) bool {
 	return slices.EqualFunc(a, b, func(x, y reconcile.Entry) bool {
 		return bytes.Equal(x.Key, y.Key) && bytes.Equal(x.Record, y.Record) && x.Digest == y.Digest
 	})
+}
+
+// RangeSketch implements reconcile.Replica: not offered (racers that race in
+// or lie about sketches override it).
+func (*racer) RangeSketch(context.Context, reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	return reconcile.RangeSketchResult{}, unsupported("RangeSketch")
+}
+
+// FetchByHash implements reconcile.Replica: not offered (see RangeSketch).
+func (*racer) FetchByHash(context.Context, reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	return nil, unsupported("FetchByHash")
+}
+
+// OpenSymbols implements reconcile.Replica: not offered (see RangeSketch).
+func (*racer) OpenSymbols(context.Context, reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	return nil, unsupported("OpenSymbols")
+}
+
+// ApplyAndHash implements reconcile.Replica: not offered (sessions apply,
+// then hash, through the racer's Apply and RangeHash).
+func (*racer) ApplyAndHash(context.Context, uint32, []reconcile.Entry, []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	return nil, unsupported("ApplyAndHash")
+}
+
+// RangeSketch implements reconcile.Replica: not offered (liars that race in
+// or lie about sketches override it).
+func (*liar) RangeSketch(context.Context, reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	return reconcile.RangeSketchResult{}, unsupported("RangeSketch")
+}
+
+// FetchByHash implements reconcile.Replica: not offered (see RangeSketch).
+func (*liar) FetchByHash(context.Context, reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	return nil, unsupported("FetchByHash")
+}
+
+// OpenSymbols implements reconcile.Replica: not offered (see RangeSketch).
+func (*liar) OpenSymbols(context.Context, reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	return nil, unsupported("OpenSymbols")
+}
+
+// ApplyAndHash implements reconcile.Replica: not offered (sessions apply,
+// then hash, through the liar's Apply and RangeHash).
+func (*liar) ApplyAndHash(context.Context, uint32, []reconcile.Entry, []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	return nil, unsupported("ApplyAndHash")
 }

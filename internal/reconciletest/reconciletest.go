@@ -420,7 +420,9 @@ func runScenario(t *testing.T, newReplica NewReplica, sc scenario, opts Options)
 	so.Session.Strict = true
 	// Odd seeds take the tree descent, even seeds sketches (when both
 	// replicas are sketchers).
-	so.NoSketch = so.NoSketch || sc.seed%2 == 1
+	if sc.seed%2 == 1 && so.Session.Method == reconcile.MethodAuto {
+		so.Session.Method = reconcile.MethodDescent
+	}
 	// Every third seed holds almost nothing in memory: its writes are
 	// applied every round (MaxPendingBytes of 1 byte), it lists 4 keys a
 	// round, and a sketch difference of more than 4 keys is reconciled by

@@ -79,6 +79,45 @@ func (c *MockReplicaApplyCall) DoAndReturn(f func(context.Context, uint32, []rec
 	return c
 }
 
+// ApplyAndHash mocks base method.
+func (m *MockReplica) ApplyAndHash(ctx context.Context, partition uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "ApplyAndHash", ctx, partition, entries, ranges)
+	ret0, _ := ret[0].([]reconcile.RangeHash)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// ApplyAndHash indicates an expected call of ApplyAndHash.
+func (mr *MockReplicaMockRecorder) ApplyAndHash(ctx, partition, entries, ranges any) *MockReplicaApplyAndHashCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "ApplyAndHash", reflect.TypeOf((*MockReplica)(nil).ApplyAndHash), ctx, partition, entries, ranges)
+	return &MockReplicaApplyAndHashCall{Call: call}
+}
+
+// MockReplicaApplyAndHashCall wrap *gomock.Call
+type MockReplicaApplyAndHashCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockReplicaApplyAndHashCall) Return(arg0 []reconcile.RangeHash, arg1 error) *MockReplicaApplyAndHashCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockReplicaApplyAndHashCall) Do(f func(context.Context, uint32, []reconcile.Entry, []reconcile.KeyRange) ([]reconcile.RangeHash, error)) *MockReplicaApplyAndHashCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockReplicaApplyAndHashCall) DoAndReturn(f func(context.Context, uint32, []reconcile.Entry, []reconcile.KeyRange) ([]reconcile.RangeHash, error)) *MockReplicaApplyAndHashCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
 // Fetch mocks base method.
 func (m *MockReplica) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([]reconcile.Entry, error) {
 	m.ctrl.T.Helper()
@@ -118,6 +157,45 @@ func (c *MockReplicaFetchCall) DoAndReturn(f func(context.Context, uint32, [][]b
 	return c
 }
 
+// FetchByHash mocks base method.
+func (m *MockReplica) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "FetchByHash", ctx, req)
+	ret0, _ := ret[0].([]reconcile.Entry)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// FetchByHash indicates an expected call of FetchByHash.
+func (mr *MockReplicaMockRecorder) FetchByHash(ctx, req any) *MockReplicaFetchByHashCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "FetchByHash", reflect.TypeOf((*MockReplica)(nil).FetchByHash), ctx, req)
+	return &MockReplicaFetchByHashCall{Call: call}
+}
+
+// MockReplicaFetchByHashCall wrap *gomock.Call
+type MockReplicaFetchByHashCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockReplicaFetchByHashCall) Return(arg0 []reconcile.Entry, arg1 error) *MockReplicaFetchByHashCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockReplicaFetchByHashCall) Do(f func(context.Context, reconcile.FetchByHashRequest) ([]reconcile.Entry, error)) *MockReplicaFetchByHashCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockReplicaFetchByHashCall) DoAndReturn(f func(context.Context, reconcile.FetchByHashRequest) ([]reconcile.Entry, error)) *MockReplicaFetchByHashCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
 // Info mocks base method.
 func (m *MockReplica) Info(ctx context.Context) (reconcile.Info, error) {
 	m.ctrl.T.Helper()
@@ -153,6 +231,45 @@ func (c *MockReplicaInfoCall) Do(f func(context.Context) (reconcile.Info, error)
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
 func (c *MockReplicaInfoCall) DoAndReturn(f func(context.Context) (reconcile.Info, error)) *MockReplicaInfoCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
+// OpenSymbols mocks base method.
+func (m *MockReplica) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "OpenSymbols", ctx, req)
+	ret0, _ := ret[0].(reconcile.SymbolStream)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// OpenSymbols indicates an expected call of OpenSymbols.
+func (mr *MockReplicaMockRecorder) OpenSymbols(ctx, req any) *MockReplicaOpenSymbolsCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "OpenSymbols", reflect.TypeOf((*MockReplica)(nil).OpenSymbols), ctx, req)
+	return &MockReplicaOpenSymbolsCall{Call: call}
+}
+
+// MockReplicaOpenSymbolsCall wrap *gomock.Call
+type MockReplicaOpenSymbolsCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockReplicaOpenSymbolsCall) Return(arg0 reconcile.SymbolStream, arg1 error) *MockReplicaOpenSymbolsCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockReplicaOpenSymbolsCall) Do(f func(context.Context, reconcile.SymbolsRequest) (reconcile.SymbolStream, error)) *MockReplicaOpenSymbolsCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockReplicaOpenSymbolsCall) DoAndReturn(f func(context.Context, reconcile.SymbolsRequest) (reconcile.SymbolStream, error)) *MockReplicaOpenSymbolsCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }
@@ -231,6 +348,45 @@ func (c *MockReplicaRangeScanCall) Do(f func(context.Context, reconcile.RangeSca
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
 func (c *MockReplicaRangeScanCall) DoAndReturn(f func(context.Context, reconcile.RangeScanRequest) (reconcile.RangeScanResult, error)) *MockReplicaRangeScanCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
+// RangeSketch mocks base method.
+func (m *MockReplica) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "RangeSketch", ctx, req)
+	ret0, _ := ret[0].(reconcile.RangeSketchResult)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// RangeSketch indicates an expected call of RangeSketch.
+func (mr *MockReplicaMockRecorder) RangeSketch(ctx, req any) *MockReplicaRangeSketchCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "RangeSketch", reflect.TypeOf((*MockReplica)(nil).RangeSketch), ctx, req)
+	return &MockReplicaRangeSketchCall{Call: call}
+}
+
+// MockReplicaRangeSketchCall wrap *gomock.Call
+type MockReplicaRangeSketchCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockReplicaRangeSketchCall) Return(arg0 reconcile.RangeSketchResult, arg1 error) *MockReplicaRangeSketchCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockReplicaRangeSketchCall) Do(f func(context.Context, reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error)) *MockReplicaRangeSketchCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockReplicaRangeSketchCall) DoAndReturn(f func(context.Context, reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error)) *MockReplicaRangeSketchCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }

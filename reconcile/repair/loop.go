@@ -428,8 +428,8 @@ func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog
 			return SessionReport{Outcome: "not-ready"}
 		}
 	}
-	local := ThrottledReplica{Replica: l.cfg.Local, Scan: l.cfg.ScanThrottle, Write: l.cfg.WriteThrottle}.Throttled()
-	remote := ThrottledReplica{Replica: peer, Scan: l.cfg.ScanThrottle, Write: l.cfg.WriteThrottle}.Throttled()
+	local := ThrottledReplica{Replica: l.cfg.Local, Scan: l.cfg.ScanThrottle, Write: l.cfg.WriteThrottle}
+	remote := ThrottledReplica{Replica: peer, Scan: l.cfg.ScanThrottle, Write: l.cfg.WriteThrottle}
 	l.mu.Lock()
 	large := !l.mu.sched.LargeAllowed(start)
 	l.mu.Unlock()

@@ -63,6 +63,38 @@ func (l *link) RangeScan(ctx context.Context, req reconcile.RangeScanRequest) (r
 	return r.RangeScan(ctx, req)
 }
 
+func (l *link) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	r, err := l.get()
+	if err != nil {
+		return reconcile.RangeSketchResult{}, err
+	}
+	return r.RangeSketch(ctx, req)
+}
+
+func (l *link) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	r, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return r.FetchByHash(ctx, req)
+}
+
+func (l *link) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	r, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return r.OpenSymbols(ctx, req)
+}
+
+func (l *link) ApplyAndHash(ctx context.Context, p uint32, es []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	r, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return r.ApplyAndHash(ctx, p, es, ranges)
+}
+
 func (l *link) Fetch(ctx context.Context, p uint32, keys [][]byte) ([]reconcile.Entry, error) {
 	r, err := l.get()
 	if err != nil {

@@ -95,7 +95,7 @@ func TestBoundedSessions(t *testing.T) {
 	// A session cut after its first applied chunk keeps that chunk.
 	before := countKeys(t, b)
 	cctx, cancel := context.WithCancel(ctx)
-	cut := repair.ThrottledReplica{Replica: cancelAfterApply{b, cancel}, ApplyChunk: 100}.Throttled()
+	cut := repair.ThrottledReplica{Replica: cancelAfterApply{b, cancel}, ApplyChunk: 100}
 	if _, err := reconcile.SyncPartition(cctx, a, cut, 0, opts); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cut session: %v", err)
 	}

@@ -2,54 +2,56 @@ package repair
 
 import (
 	"context"
+	"errors"
 
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
-// Throttled returns r throttled as ThrottledReplica does, keeping the
-// optional interfaces (Sketcher, SymbolStreamer with Sketcher,
-// ApplyConfirmer) that r implements, so that wrapping a replica never makes
-// a session fall back to a costlier path.
-func (r ThrottledReplica) Throttled() reconcile.Replica {
-	s, isSketcher := r.Replica.(reconcile.Sketcher)
-	c, isConfirmer := r.Replica.(reconcile.ApplyConfirmer)
-	y, isStreamer := r.Replica.(reconcile.SymbolStreamer)
-	isStreamer = isStreamer && isSketcher
-	switch {
-	case isStreamer && isConfirmer:
-		return throttledBothStreamer{throttledBoth{throttledSketcher{r, s}, c}, throttledStreams{r.Scan, y}}
-	case isStreamer:
-		return throttledSketcherStreamer{throttledSketcher{r, s}, throttledStreams{r.Scan, y}}
-	case isSketcher && isConfirmer:
-		return throttledBoth{throttledSketcher{r, s}, c}
-	case isSketcher:
-		return throttledSketcher{r, s}
-	case isConfirmer:
-		return throttledConfirmer{r, c}
+// The optional calls of the Replica contract, throttled. ThrottledReplica
+// defines every method of reconcile.Replica itself (Info excepted, which
+// moves nothing), so that none reaches the replica unthrottled through the
+// embedded interface; a call the replica does not serve returns its
+// ErrUnsupported unchanged, and Info declares the same capabilities.
+
+// RangeSketch implements reconcile.Replica: the sketch itself is small and
+// its scan is the replica's own; only its busy time is throttled.
+func (r ThrottledReplica) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	end := r.Scan.Start()
+	res, err := r.Replica.RangeSketch(ctx, req)
+	busy := end()
+	if err != nil {
+		return res, err
 	}
-	return r
+	return res, r.Scan.Busy(ctx, busy)
 }
 
-// throttledStreams throttles the busy time of symbol streams (the symbols
-// themselves are few bytes; encoding them is the replica's work).
-type throttledStreams struct {
-	scan *Throttle
-	y    reconcile.SymbolStreamer
+// FetchByHash implements reconcile.Replica, throttled like Fetch.
+func (r ThrottledReplica) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	end := r.Scan.Start()
+	es, err := r.Replica.FetchByHash(ctx, req)
+	busy := end()
+	if err != nil {
+		return es, err
+	}
+	k, b := entriesSize(es)
+	return es, charge(ctx, r.Scan, busy, k, b)
 }
 
-// OpenSymbols implements SymbolStreamer.
-func (t throttledStreams) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
-	end := t.scan.Start()
-	st, err := t.y.OpenSymbols(ctx, req)
+// OpenSymbols implements reconcile.Replica: the symbols themselves are few
+// bytes; encoding them is the replica's work, so the busy time of opening
+// the stream and of every chunk is throttled.
+func (r ThrottledReplica) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	end := r.Scan.Start()
+	st, err := r.Replica.OpenSymbols(ctx, req)
 	busy := end()
 	if err != nil {
 		return st, err
 	}
-	if err := t.scan.Busy(ctx, busy); err != nil {
+	if err := r.Scan.Busy(ctx, busy); err != nil {
 		st.Close()
 		return nil, err
 	}
-	return throttledStream{t.scan, st}, nil
+	return throttledStream{r.Scan, st}, nil
 }
 
 type throttledStream struct {
@@ -57,7 +59,7 @@ type throttledStream struct {
 	reconcile.SymbolStream
 }
 
-// Next implements SymbolStream.
+// Next implements reconcile.SymbolStream.
 func (t throttledStream) Next(ctx context.Context) (reconcile.SymbolChunk, error) {
 	end := t.scan.Start()
 	c, err := t.SymbolStream.Next(ctx)
@@ -68,86 +70,46 @@ func (t throttledStream) Next(ctx context.Context) (reconcile.SymbolChunk, error
 	return c, t.scan.Busy(ctx, busy)
 }
 
-type throttledSketcherStreamer struct {
-	throttledSketcher
-	throttledStreams
-}
-
-type throttledBothStreamer struct {
-	throttledBoth
-	throttledStreams
-}
-
-type throttledSketcher struct {
-	ThrottledReplica
-	s reconcile.Sketcher
-}
-
-// RangeSketch implements Sketcher: the sketch itself is small and its scan
-// is the replica's own; only its busy time is throttled.
-func (t throttledSketcher) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
-	end := t.Scan.Start()
-	res, err := t.s.RangeSketch(ctx, req)
-	busy := end()
-	if err != nil {
-		return res, err
-	}
-	return res, t.Scan.Busy(ctx, busy)
-}
-
-// FetchByHash implements Sketcher, throttled like Fetch.
-func (t throttledSketcher) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
-	end := t.Scan.Start()
-	es, err := t.s.FetchByHash(ctx, req)
-	busy := end()
-	if err != nil {
-		return es, err
-	}
-	k, b := entriesSize(es)
-	return es, charge(ctx, t.Scan, busy, k, b)
-}
-
-type throttledConfirmer struct {
-	ThrottledReplica
-	c reconcile.ApplyConfirmer
-}
-
-// ApplyAndHash implements ApplyConfirmer, throttled like Apply: all but the
-// last ApplyChunk entries go through Apply (chunked, so that a large repair
-// never commits one large batch in front of foreground writes; Apply merges,
-// so this is the same as applying them with the rest), the last chunk
-// through the replica's ApplyAndHash.
-func (t throttledConfirmer) ApplyAndHash(ctx context.Context, partition uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
-	chunk := t.ApplyChunk
+// ApplyAndHash implements reconcile.Replica, throttled like Apply: all but
+// the last ApplyChunk entries go through Apply (chunked, so that a large
+// repair never commits one large batch in front of foreground writes; Apply
+// merges, so this is the same as applying them with the rest), the last
+// chunk through the replica's ApplyAndHash, or, if the replica does not
+// serve it (ErrUnsupported), through Apply and RangeHash.
+func (r ThrottledReplica) ApplyAndHash(ctx context.Context, partition uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	chunk := r.ApplyChunk
 	if chunk <= 0 {
 		chunk = DefaultApplyChunk
 	}
 	if len(entries) > chunk {
 		head := len(entries) - chunk
-		if err := t.ThrottledReplica.Apply(ctx, partition, entries[:head]); err != nil {
+		if err := r.Apply(ctx, partition, entries[:head]); err != nil {
 			return nil, err
 		}
 		entries = entries[head:]
 	}
 	k, b := entriesSize(entries)
-	if err := t.Write.Wait(ctx, k, b); err != nil {
+	if err := r.Write.Wait(ctx, k, b); err != nil {
 		return nil, err
 	}
-	end := t.Write.Start()
-	hs, err := t.c.ApplyAndHash(ctx, partition, entries, ranges)
+	end := r.Write.Start()
+	hs, err := r.Replica.ApplyAndHash(ctx, partition, entries, ranges)
 	busy := end()
+	if errors.Is(err, reconcile.ErrUnsupported) {
+		// The chunk's wait is paid: apply it as it is, then hash.
+		end = r.Write.Start()
+		err = r.Replica.Apply(ctx, partition, entries)
+		busy = end()
+		if err != nil {
+			return nil, err
+		}
+		if err := r.Write.Busy(ctx, busy); err != nil {
+			return nil, err
+		}
+		return r.RangeHash(ctx, reconcile.RangeHashRequest{Partition: partition, Ranges: ranges})
+	}
 	if err != nil {
 		return hs, err
 	}
-	return hs, t.Write.Busy(ctx, busy)
-}
-
-type throttledBoth struct {
-	throttledSketcher
-	c reconcile.ApplyConfirmer
-}
-
-// ApplyAndHash implements ApplyConfirmer, throttled like Apply.
-func (t throttledBoth) ApplyAndHash(ctx context.Context, partition uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
-	return throttledConfirmer{t.ThrottledReplica, t.c}.ApplyAndHash(ctx, partition, entries, ranges)
+	return hs, r.Write.Busy(ctx, busy)
 }

@@ -3,6 +3,8 @@ package repair
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math"
 	"slices"
 	"sync"
@@ -12,66 +14,97 @@ import (
 	"github.com/pebble-ae/pebble-ae/reconcile"
 )
 
-type plainReplica struct{ reconcile.Replica }
-
-type sketchReplica struct{ reconcile.Replica }
-
-func (sketchReplica) RangeSketch(context.Context, reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
-	return reconcile.RangeSketchResult{}, nil
-}
-func (sketchReplica) FetchByHash(context.Context, reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
-	return nil, nil
+// optionalReplica serves the optional calls of the Replica contract (or
+// answers them with ErrUnsupported) and counts what reaches it.
+type optionalReplica struct {
+	reconcile.Replica // nil: no other call is made
+	served            bool
+	calls             map[string]int
 }
 
-type bothReplica struct{ sketchReplica }
-
-func (bothReplica) ApplyAndHash(context.Context, uint32, []reconcile.Entry, []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
-	return nil, nil
+func (r *optionalReplica) call(name string) error {
+	r.calls[name]++
+	if !r.served {
+		return fmt.Errorf("%w: %s", reconcile.ErrUnsupported, name)
+	}
+	return nil
 }
 
-type streamer struct{}
-
-func (streamer) OpenSymbols(context.Context, reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
-	return nil, nil
+func (r *optionalReplica) RangeSketch(context.Context, reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
+	return reconcile.RangeSketchResult{}, r.call("RangeSketch")
 }
 
-type sketchStreamReplica struct {
-	sketchReplica
-	streamer
+func (r *optionalReplica) FetchByHash(context.Context, reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
+	return nil, r.call("FetchByHash")
 }
 
-type allReplica struct {
-	bothReplica
-	streamer
+func (r *optionalReplica) OpenSymbols(context.Context, reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
+	if err := r.call("OpenSymbols"); err != nil {
+		return nil, err
+	}
+	return emptyStream{}, nil
 }
 
-type plainStreamReplica struct {
-	plainReplica
-	streamer
+func (r *optionalReplica) ApplyAndHash(context.Context, uint32, []reconcile.Entry, []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
+	return nil, r.call("ApplyAndHash")
 }
 
-// TestThrottledKeepsOptionalInterfaces: a throttled replica offers exactly
-// the optional interfaces of the replica it wraps (a SymbolStreamer only
-// with Sketcher, which streams need).
-func TestThrottledKeepsOptionalInterfaces(t *testing.T) {
-	for _, c := range []struct {
-		name                         string
-		r                            reconcile.Replica
-		sketcher, confirms, streamer bool
-	}{
-		{"plain", plainReplica{}, false, false, false},
-		{"sketcher", sketchReplica{}, true, false, false},
-		{"both", bothReplica{}, true, true, false},
-		{"sketcher+streamer", sketchStreamReplica{}, true, false, true},
-		{"all", allReplica{}, true, true, true},
-		{"streamer alone", plainStreamReplica{}, false, false, false},
-	} {
-		w := ThrottledReplica{Replica: c.r}.Throttled()
-		_, s := w.(reconcile.Sketcher)
-		_, a := w.(reconcile.ApplyConfirmer)
-		_, y := w.(reconcile.SymbolStreamer)
-		if s != c.sketcher || a != c.confirms || y != c.streamer {
-			t.Errorf("%s: sketcher=%t confirmer=%t streamer=%t, want %t %t %t", c.name, s, a, y, c.sketcher, c.confirms, c.streamer)
+func (r *optionalReplica) Apply(context.Context, uint32, []reconcile.Entry) error {
+	r.calls["Apply"]++
+	return nil
+}
+
+func (r *optionalReplica) RangeHash(context.Context, reconcile.RangeHashRequest) ([]reconcile.RangeHash, error) {
+	r.calls["RangeHash"]++
+	return []reconcile.RangeHash{{}}, nil
+}
+
+type emptyStream struct{}
+
+func (emptyStream) Next(context.Context) (reconcile.SymbolChunk, error) {
+	return reconcile.SymbolChunk{}, io.EOF
+}
+func (emptyStream) Close() {}
+
+// TestThrottledForwardsOptionalCalls: a throttled replica passes every
+// optional call of the contract to the replica it wraps (one call each),
+// throttled; a call the replica does not serve fails with its
+// ErrUnsupported, except ApplyAndHash, which the throttled replica then
+// serves itself with Apply and RangeHash.
+func TestThrottledForwardsOptionalCalls(t *testing.T) {
+	ctx := context.Background()
+	for _, served := range []bool{true, false} {
+		r := &optionalReplica{served: served, calls: map[string]int{}}
+		scan, err := NewThrottle("scan", ThrottleConfig{BusyFraction: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := ThrottledReplica{Replica: r, Scan: scan}
+		_, e1 := w.RangeSketch(ctx, reconcile.RangeSketchRequest{})
+		_, e2 := w.FetchByHash(ctx, reconcile.FetchByHashRequest{})
+		st, e3 := w.OpenSymbols(ctx, reconcile.SymbolsRequest{})
+		if st != nil {
+			if _, err := st.Next(ctx); err != io.EOF {
+				t.Fatalf("throttled stream: %v, want EOF", err)
+			}
+			st.Close()
+		}
+		hs, e4 := w.ApplyAndHash(ctx, 0, make([]reconcile.Entry, 3), []reconcile.KeyRange{{}})
+		for _, name := range []string{"RangeSketch", "FetchByHash", "OpenSymbols", "ApplyAndHash"} {
+			if r.calls[name] != 1 {
+				t.Errorf("served=%t: %s reached the replica %d times, want 1", served, name, r.calls[name])
+			}
+		}
+		for i, err := range []error{e1, e2, e3} {
+			if served && err != nil || !served && !errors.Is(err, reconcile.ErrUnsupported) {
+				t.Errorf("served=%t: call %d: %v", served, i, err)
+			}
+		}
+		if e4 != nil {
+			t.Errorf("served=%t: ApplyAndHash: %v", served, e4)
+		}
+		if !served && (r.calls["Apply"] != 1 || r.calls["RangeHash"] != 1 || len(hs) != 1) {
+			t.Errorf("unserved ApplyAndHash: Apply %d, RangeHash %d calls, %d hashes; want 1, 1, 1", r.calls["Apply"], r.calls["RangeHash"], len(hs))
 		}
 	}
 }
@@ -118,7 +151,7 @@ func TestThrottleBusyBudget(t *testing.T) {
 // in chunks, the last one with the confirm.
 func TestThrottledApplyAndHashChunks(t *testing.T) {
 	rec := &recordingConfirmer{}
-	w := ThrottledReplica{Replica: rec, ApplyChunk: 10}.Throttled().(reconcile.ApplyConfirmer)
+	w := ThrottledReplica{Replica: rec, ApplyChunk: 10}
 	es := make([]reconcile.Entry, 25)
 	if _, err := w.ApplyAndHash(context.Background(), 0, es, []reconcile.KeyRange{{}}); err != nil {
 		t.Fatal(err)
@@ -129,8 +162,8 @@ func TestThrottledApplyAndHashChunks(t *testing.T) {
 }
 
 type recordingConfirmer struct {
-	sketchReplica
-	calls []int
+	reconcile.Replica // nil: no other call is made
+	calls             []int
 }
 
 func (r *recordingConfirmer) Apply(_ context.Context, _ uint32, es []reconcile.Entry) error {

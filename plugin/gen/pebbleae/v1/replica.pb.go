@@ -319,8 +319,13 @@ type InfoResponse struct {
 	// max_clock_offset: how far ahead of its clock a record it accepts may be
 	// stamped, nanoseconds; 0: no limit.
 	MaxClockOffset int64 `protobuf:"varint,6,opt,name=max_clock_offset,json=maxClockOffset,proto3" json:"max_clock_offset,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// capabilities: the optional calls the replica serves, a bit set
+	// (reconcile.Capabilities): 1 RangeSketch and FetchByHash, 2 Symbols,
+	// 4 ApplyAndHash. 0 (a server of a release before the field, all of
+	// which serve the three) reads as 7.
+	Capabilities  uint32 `protobuf:"varint,7,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -391,6 +396,13 @@ func (x *InfoResponse) GetWallTime() int64 {
 func (x *InfoResponse) GetMaxClockOffset() int64 {
 	if x != nil {
 		return x.MaxClockOffset
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetCapabilities() uint32 {
+	if x != nil {
+		return x.Capabilities
 	}
 	return 0
 }
@@ -2875,7 +2887,7 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\rPartitionInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12+\n" +
 	"\x05range\x18\x02 \x01(\v2\x15.pebbleae.v1.KeyRangeR\x05range\x12\x14\n" +
-	"\x05ready\x18\x03 \x01(\bR\x05ready\"\xe2\x01\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\"\x86\x02\n" +
 	"\fInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12+\n" +
@@ -2884,7 +2896,8 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"partitions\x18\x04 \x03(\v2\x1a.pebbleae.v1.PartitionInfoR\n" +
 	"partitions\x12\x1b\n" +
 	"\twall_time\x18\x05 \x01(\x03R\bwallTime\x12(\n" +
-	"\x10max_clock_offset\x18\x06 \x01(\x03R\x0emaxClockOffset\"\x8d\x01\n" +
+	"\x10max_clock_offset\x18\x06 \x01(\x03R\x0emaxClockOffset\x12\"\n" +
+	"\fcapabilities\x18\a \x01(\rR\fcapabilities\"\x8d\x01\n" +
 	"\x10RangeHashRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12-\n" +
 	"\x06ranges\x18\x02 \x03(\v2\x15.pebbleae.v1.KeyRangeR\x06ranges\x12\x16\n" +
