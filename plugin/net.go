@@ -124,7 +124,12 @@ func ServeListener(ctx context.Context, e *engine.Engine, lis net.Listener, tlsC
 	if opts != nil {
 		o = *opts
 	}
-	var extra []grpc.ServerOption
+	// Stop (after the graceful stop's timeout) returns only once every
+	// handler has returned, so that the caller can close the engine right
+	// after ServeListener returns: a Symbols handler cut by a reset
+	// connection holds an engine snapshot until it returns. (Not for
+	// go-plugin's server, whose own streams outlive its GracefulStop.)
+	extra := []grpc.ServerOption{grpc.WaitForHandlers(true)}
 	if tlsConfig == nil {
 		if !o.Insecure || !isLoopback(lis.Addr().String()) {
 			_ = lis.Close()

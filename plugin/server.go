@@ -191,11 +191,6 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 		// Handlers run on long-lived workers whose stacks have grown to
 		// the engine's write path, not on a new goroutine per call.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		// Stop (after the graceful stop's timeout) returns only once every
-		// handler has returned, so the engine can be closed right after:
-		// a Symbols handler cut by a reset connection still holds an
-		// engine snapshot until it returns.
-		grpc.WaitForHandlers(true),
 	}
 	if w := s.opts.WindowSize; w > 0 {
 		opts = append(opts,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/internal/bench"
+	"github.com/pebble-ae/pebble-ae/internal/units"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/spf13/cobra"
@@ -336,15 +337,15 @@ keys the trees rescanned, and memory.`,
 			}
 			fmt.Printf("N=%d keys, K=%d differences, transport %s, sketch %t\n", res.Keys, res.Diffs, res.Transport, res.Sketch)
 			fmt.Printf("  session: %d rounds, %s (metadata %s, records %s), %d keys transferred, converged %t, %.3fs\n",
-				res.Rounds, human(res.BytesTotal), human(res.BytesMetadata), human(res.BytesRecords), res.KeysTransferred, res.Converged, res.Seconds)
+				res.Rounds, units.Bytes(res.BytesTotal), units.Bytes(res.BytesMetadata), units.Bytes(res.BytesRecords), res.KeysTransferred, res.Converged, res.Seconds)
 			if res.Diffs > 0 {
 				fmt.Printf("  metadata per difference: %.1f B both replicas, %.1f B with B alone (the wire when the session runs at A)\n",
 					res.MetadataBytesPerDiff, res.MetadataBytesPerDiffRemote)
 			}
-			fmt.Printf("  naive:   %d rounds, %s, %.3fs\n", res.NaiveRounds, human(res.NaiveBytesTotal), res.NaiveSeconds)
-			fmt.Printf("  floor:   %s (records sent once), metadata floor %.0f B\n", human(res.FloorBytes), res.FloorBytesMetadata)
+			fmt.Printf("  naive:   %d rounds, %s, %.3fs\n", res.NaiveRounds, units.Bytes(res.NaiveBytesTotal), res.NaiveSeconds)
+			fmt.Printf("  floor:   %s (records sent once), metadata floor %.0f B\n", units.Bytes(res.FloorBytes), res.FloorBytesMetadata)
 			if res.WirePayloadBytes > 0 {
-				fmt.Printf("  wire:    %s measured by gRPC vs %s in the session's accounting\n", human(res.WirePayloadBytes), human(res.WireModelBytes))
+				fmt.Printf("  wire:    %s measured by gRPC vs %s in the session's accounting\n", units.Bytes(res.WirePayloadBytes), units.Bytes(res.WireModelBytes))
 			}
 			if res.RepeatSessions > 0 {
 				fmt.Printf("  repeat:  %d sessions after %d fresh differences each: median %.4fs (p90 %.4fs), CPU %.4fs, %d rounds, %.1f B metadata a difference, converged %v\n",
@@ -394,8 +395,8 @@ func runScale(cmd *cobra.Command, cfg bench.ScaleConfig, sizes, diffCounts strin
 	}
 	for _, s := range res.Setups {
 		fmt.Printf("N=%d: load %.1fs, rebuild %.1fs, compaction %.1fs, A on disk %s; one engine: tree %s, prefixes %s, Pebble block cache %s, memtables %s; process: Go heap %s, RSS %s (peak %s)\n",
-			s.Keys, s.LoadSeconds, s.RebuildSeconds, s.SettleSeconds, human(uint64(s.DiskBytesA)), human(uint64(s.TreeBytes)), human(uint64(s.PrefixBytes)),
-			human(uint64(s.BlockCacheSize)), human(s.MemtableSize), human(s.GoHeapInuse), human(s.ProcessRSS), human(s.ProcessPeakRSS))
+			s.Keys, s.LoadSeconds, s.RebuildSeconds, s.SettleSeconds, units.Bytes(uint64(s.DiskBytesA)), units.Bytes(uint64(s.TreeBytes)), units.Bytes(uint64(s.PrefixBytes)),
+			units.Bytes(uint64(s.BlockCacheSize)), units.Bytes(s.MemtableSize), units.Bytes(s.GoHeapInuse), units.Bytes(s.ProcessRSS), units.Bytes(s.ProcessPeakRSS))
 	}
 	fmt.Printf("%-11s %-7s %-8s %-9s %-9s %-9s %-7s %-10s %-9s %-9s %-9s %s\n", "N", "K", "phase", "open s", "median s", "CPU s", "rounds", "B/diff", "moved", "scanned", "at open", "converged")
 	for _, r := range res.Rows {
@@ -403,7 +404,7 @@ func runScale(cmd *cobra.Command, cfg bench.ScaleConfig, sizes, diffCounts strin
 	}
 	for _, r := range res.Rows {
 		if r.Phase == "served" {
-			fmt.Printf("N=%d, one node serving %d sessions as a pebble-ae plugin process: RSS %s (peak %s)\n", r.Keys, r.Sessions, human(r.NodeRSSBytes), human(r.NodePeakRSSBytes))
+			fmt.Printf("N=%d, one node serving %d sessions as a pebble-ae plugin process: RSS %s (peak %s)\n", r.Keys, r.Sessions, units.Bytes(r.NodeRSSBytes), units.Bytes(r.NodePeakRSSBytes))
 		}
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/internal/units"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
@@ -255,8 +256,8 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 			if err != nil {
 				return fmt.Errorf("session %s: %w", pair, err)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t\n", pair, st.Rounds, human(st.BytesTotal()), human(st.BytesMetadata()),
-				human(st.BytesRecords()), st.KeysRepaired(), st.Duration.Round(time.Millisecond), human(naive.BytesTotal()), naive.Rounds)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t\n", pair, st.Rounds, units.Bytes(st.BytesTotal()), units.Bytes(st.BytesMetadata()),
+				units.Bytes(st.BytesRecords()), st.KeysRepaired(), st.Duration.Round(time.Millisecond), units.Bytes(naive.BytesTotal()), naive.Rounds)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -298,16 +299,6 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 	fmt.Fprintf(out, "\nconverged: all %d replicas hold identical records (%d keys, tombstones included), trees verified, in %s\n",
 		len(nodes), count, time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-func human(b uint64) string {
-	switch {
-	case b >= 10<<20:
-		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
-	case b >= 10<<10:
-		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", b)
 }
 
 func printRoots(ctx context.Context, out io.Writer, nodes []*demoNode) error {

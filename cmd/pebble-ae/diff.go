@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/internal/cliflags"
+	"github.com/pebble-ae/pebble-ae/internal/units"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
@@ -101,7 +102,7 @@ func newDiffCmd() *cobra.Command {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d of %d partitions differ (%d rounds, %s compared)\n", differ, len(rep.Partitions), rep.Rounds, human(rep.Bytes))
+			fmt.Fprintf(cmd.OutOrStdout(), "%d of %d partitions differ (%d rounds, %s compared)\n", differ, len(rep.Partitions), rep.Rounds, units.Bytes(rep.Bytes))
 			return nil
 		},
 	}
@@ -139,7 +140,7 @@ func newRepairCmd() *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROUNDS\tBYTES\tMETADATA\tRECORDS\tREPAIRED A\tREPAIRED B\tCONVERGED\tTIME")
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%t\t%s\n", st.Rounds, human(st.BytesTotal()), human(st.BytesMetadata()), human(st.BytesRecords()),
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%t\t%s\n", st.Rounds, units.Bytes(st.BytesTotal()), units.Bytes(st.BytesMetadata()), units.Bytes(st.BytesRecords()),
 				st.A.KeysRepaired, st.B.KeysRepaired, st.Converged, st.Duration.Round(time.Millisecond))
 			if err := tw.Flush(); err != nil {
 				return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/internal/units"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -320,7 +321,7 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 			if q := s.Stats.Quarantined; q > 0 {
 				outcome += fmt.Sprintf(", %d quarantined", q)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%d\t%s\n", s.Peer, s.Partition, outcome, s.Stats.Method, s.Stats.Rounds, human(s.Stats.BytesTotal()), s.Stats.KeysRepaired(), s.Finished.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%d\t%s\n", s.Peer, s.Partition, outcome, s.Stats.Method, s.Stats.Rounds, units.Bytes(s.Stats.BytesTotal()), s.Stats.KeysRepaired(), s.Finished.Format(time.RFC3339))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -1,24 +1,16 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/hooks"
 	"github.com/pebble-ae/pebble-ae/internal/cliflags"
-	"github.com/pebble-ae/pebble-ae/internal/metrics"
 	"github.com/pebble-ae/pebble-ae/plugin"
+	"github.com/pebble-ae/pebble-ae/plugin/node"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/pebble-ae/pebble-ae/reconcile/repair"
@@ -101,6 +93,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if f.repairFloor <= 0 || f.repairFloor > 1 {
 		return fmt.Errorf("--repair-floor %v: want a fraction in (0,1]", f.repairFloor)
 	}
+	if f.busyFraction < 0 {
+		return fmt.Errorf("--busy-fraction: busy fraction %v is negative (0: no budget)", f.busyFraction)
+	}
 	if f.sessionMemory < 0 {
 		return fmt.Errorf("--session-memory %d: negative", f.sessionMemory)
 	}
@@ -114,68 +109,37 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})).With("node", f.db.id)
 
-	// Throttles, admission control, GC, metrics.
-	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: f.scanBytes, BusyFraction: f.busyFraction})
-	if err != nil {
-		return err
-	}
-	write, err := repair.NewThrottle("write", repair.ThrottleConfig{BytesPerSec: f.writeBytes, BusyFraction: f.busyFraction})
-	if err != nil {
-		return err
-	}
 	o, err := f.db.options()
 	if err != nil {
 		return err
 	}
-	m := metrics.New()
-	m.WatchThrottles(scan, write)
-	gc, err := engine.NewTombstoneGC(engine.GCOptions{Grace: f.gcGrace, Throttle: scan.Wait, Logger: logger, OnPurge: m.TombstonesPurged})
-	if err != nil {
-		return err
+	busy := f.busyFraction
+	if busy == 0 {
+		busy = -1 // --busy-fraction 0: no budget
 	}
-	var adm *repair.Admission
-	hs := []hooks.Hook{gc.Hook()}
-	po := &pebble.Options{}
-	fs := vfs.Default
-	if f.admission {
-		adm, err = repair.NewAdmission(repair.AdmissionConfig{Throttles: []*repair.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger, MinScale: f.repairFloor})
-		if err != nil {
-			return err
-		}
-		m.WatchAdmission(adm)
-		hs = append(hs, adm.Hook())
-		po.AddEventListener(adm.EventListener())
-		var fsCloser interface{ Close() error }
-		fs, fsCloser = engine.WithDiskHealthChecks(vfs.Default, engine.DefaultDiskSlowThreshold, adm.DiskSlow)
-		defer fsCloser.Close()
-		o.ObserveForeground = adm.ObserveForeground
+	cfg := node.Config{
+		Dir: f.dir, Engine: *o, Insecure: f.insecure,
+		RepairInterval: f.interval, ScanBytesPerSec: f.scanBytes, WriteBytesPerSec: f.writeBytes, BusyFraction: busy,
+		RepairFloor: f.repairFloor, GCGrace: f.gcGrace, SessionTimeout: f.sessionTimeout, SessionMemory: f.sessionMemory,
+		SessionKeys: f.sessionKeys, Logger: logger,
+		OnSession: func(r repair.SessionReport) {
+			if r.Stats.KeysRepaired() > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "repair %s partition %d: %d keys repaired\n", r.Peer, r.Partition, r.Stats.KeysRepaired())
+			}
+		},
+		OnServing: func(a net.Addr) { fmt.Fprintf(cmd.OutOrStdout(), "serving %s on %s\n", f.db.id, a) },
 	}
-	o.FS, o.Pebble, o.Hooks, o.Throttle, o.Logger = fs, po, hs, scan.Wait, logger
-	e, err := engine.Open(f.dir, o)
-	if err != nil {
-		return err
+	if !f.admission {
+		cfg.Admission = node.AdmissionOff
 	}
-	defer e.Close()
-	if err := gc.Attach(e); err != nil {
-		return err
+	for _, p := range ps {
+		cfg.Peers = append(cfg.Peers, node.Peer{ID: p.ID, Addr: p.Addr})
 	}
-	if adm != nil {
-		adm.Attach(e)
-		go func() { _ = adm.Run(ctx) }()
-	}
-
-	// The gRPC service; its Repair and Status calls are backed by the node.
-	m.WatchClockRefusals(e.ClockOffsetRefusals)
-	rep := &nodeRepairer{local: e, eng: e, peers: map[record.ReplicaID]reconcile.Replica{}, throttles: []*repair.Throttle{scan, write}, adm: adm, maxPending: f.sessionMemory}
-	var tlsCfg *tls.Config
-	lopts := &plugin.ListenOptions{Insecure: f.insecure}
-	lopts.Server.Repairer = rep
-	lopts.Server.Logger = logger
 	if !f.insecure {
 		if f.certs == "" {
 			return fmt.Errorf("--certs is required (or --insecure on loopback)")
 		}
-		if tlsCfg, err = plugin.LoadTLSConfig(f.certs, e.ReplicaID()); err != nil {
+		if cfg.TLS, err = plugin.LoadTLSConfig(f.certs, record.ReplicaID(f.db.id)); err != nil {
 			return err
 		}
 		roles, err := nodeRoles(ps, f.clients, f.writers, f.roles)
@@ -185,97 +149,28 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		for id, r := range roles {
 			logger.Debug("client role", "id", id, "roles", r)
 		}
-		lopts.Roles = func(id record.ReplicaID) plugin.Role { return roles[id] }
+		cfg.Roles = func(id record.ReplicaID) plugin.Role { return roles[id] }
 	}
-	// Everything that can refuse the configuration does so before the node
-	// starts serving: the metrics listener and the repair loop.
-	var metricsLn net.Listener
+	// The listeners are bound here, so that a bad address names its flag.
+	if cfg.Listener, err = net.Listen("tcp", f.listen); err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
 	if f.metricsAddr != "" {
-		if metricsLn, err = net.Listen("tcp", f.metricsAddr); err != nil {
+		if cfg.MetricsListener, err = net.Listen("tcp", f.metricsAddr); err != nil {
+			cfg.Listener.Close()
 			return fmt.Errorf("--metrics: %w", err)
 		}
-		defer metricsLn.Close()
 	}
-	// The repair loop (started once the node serves).
-	var loop *repair.Loop
-	if len(ps) > 0 {
-		peers := make([]repair.Peer, len(ps))
-		for i, p := range ps {
-			peers[i] = repair.Peer{ID: p.ID, Replica: newLazyPeer(p, tlsCfg, f.insecure)}
-			rep.peers[p.ID] = peers[i].Replica
-		}
-		defer func() {
-			for _, p := range peers {
-				p.Replica.(*lazyPeer).Close()
-			}
-		}()
-		var signals func() repair.Signals
-		if adm != nil {
-			signals = adm.Signals
-		}
-		loop, err = repair.NewLoop(repair.LoopConfig{
-			Local: e, Peers: peers, Logger: logger,
-			Scheduler:      repair.SchedulerConfig{Interval: f.interval},
-			ScanThrottle:   scan,
-			WriteThrottle:  write,
-			Signals:        signals,
-			SessionTimeout: f.sessionTimeout,
-			MaxSessionKeys: f.sessionKeys,
-			Sync:           reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: f.sessionMemory}},
-			OnSession: func(r repair.SessionReport) {
-				m.ObserveSession(r)
-				rep.observe(r)
-				if r.Stats.KeysRepaired() > 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "repair %s partition %d: %d keys repaired\n", r.Peer, r.Partition, r.Stats.KeysRepaired())
-				}
-			},
-			OnTask:      m.ObserveTask,
-			OnFullRound: func(fr repair.FullRound) { m.ObserveFullRound(fr); gc.MarkSafe(fr.Partition, fr.SafeBefore) },
-			Tasks: []repair.Task{
-				{Name: "rebuild", Interval: 10 * time.Second, Large: true, Run: func(ctx context.Context) error { return e.RebuildNotReady(ctx, m.RebuildProgress) }},
-				{Name: "scrub", Interval: 24 * time.Hour, Large: true, Run: func(ctx context.Context) error { _, err := e.Scrub(ctx, m.RebuildProgress); return err }},
-				{Name: "gc", Interval: time.Minute, Run: func(ctx context.Context) error { _, err := gc.Collect(ctx); return err }},
-			},
-		})
-		if err != nil {
-			return err
-		}
-		m.WatchLoop(loop)
-		rep.setLoop(loop)
-	}
-	ready := make(chan net.Addr, 1)
-	lopts.Ready = func(a net.Addr) { ready <- a }
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- plugin.ListenAndServe(ctx, e, f.listen, tlsCfg, lopts) }()
-	select {
-	case a := <-ready:
-		fmt.Fprintf(cmd.OutOrStdout(), "serving %s on %s\n", e.ReplicaID(), a)
-	case err := <-serveErr:
+	n, err := node.Open(cfg)
+	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	if metricsLn != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", m.Handler())
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics\n", metricsLn.Addr())
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = srv.Serve(metricsLn) }()
-		go func() { <-ctx.Done(); _ = srv.Close() }()
+	if a := n.MetricsAddr(); a != nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics\n", a)
 	}
-	if loop != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := loop.Run(ctx); err != nil && ctx.Err() == nil {
-				logger.Error("repair loop stopped", "err", err)
-			}
-		}()
-	}
-	err = <-serveErr
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
+	err = n.Run(ctx)
+	if cerr := n.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }
@@ -324,137 +219,3 @@ func nodeRoles(peers []cliflags.Peer, clients, writers, extra string) (map[recor
 	}
 	return roles, nil
 }
-
-// lazyPeer is a remote replica reached over the network, dialed on first
-// use and redialed after a failure, so a node can start before its peers.
-type lazyPeer struct {
-	peer     cliflags.Peer
-	tls      *tls.Config
-	insecure bool
-
-	mu     sync.Mutex
-	client *plugin.Client
-}
-
-func newLazyPeer(p cliflags.Peer, cfg *tls.Config, insecure bool) *lazyPeer {
-	return &lazyPeer{peer: p, tls: cfg, insecure: insecure}
-}
-
-func (l *lazyPeer) get(ctx context.Context) (*plugin.Client, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.client != nil {
-		return l.client, nil
-	}
-	c, err := plugin.Dial(ctx, l.peer.Addr, l.tls, l.peer.ID, &plugin.DialOptions{Insecure: l.insecure})
-	if err != nil {
-		return nil, err
-	}
-	l.client = c
-	return c, nil
-}
-
-// done drops the client after a transport failure, so the next call dials.
-func (l *lazyPeer) done(c *plugin.Client, err error) error {
-	if err != nil && errors.Is(err, plugin.ErrUnavailable) {
-		l.mu.Lock()
-		if l.client == c {
-			l.client = nil
-			_ = c.Close()
-		}
-		l.mu.Unlock()
-	}
-	return err
-}
-
-func (l *lazyPeer) Close() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.client != nil {
-		_ = l.client.Close()
-		l.client = nil
-	}
-}
-
-func (l *lazyPeer) Info(ctx context.Context) (reconcile.Info, error) {
-	c, err := l.get(ctx)
-	if err != nil {
-		return reconcile.Info{}, err
-	}
-	info, err := c.Info(ctx)
-	return info, l.done(c, err)
-}
-
-func (l *lazyPeer) RangeHash(ctx context.Context, req reconcile.RangeHashRequest) ([]reconcile.RangeHash, error) {
-	c, err := l.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.RangeHash(ctx, req)
-	return r, l.done(c, err)
-}
-
-func (l *lazyPeer) RangeScan(ctx context.Context, req reconcile.RangeScanRequest) (reconcile.RangeScanResult, error) {
-	c, err := l.get(ctx)
-	if err != nil {
-		return reconcile.RangeScanResult{}, err
-	}
-	r, err := c.RangeScan(ctx, req)
-	return r, l.done(c, err)
-}
-
-func (l *lazyPeer) Fetch(ctx context.Context, part uint32, keys [][]byte) ([]reconcile.Entry, error) {
-	c, err := l.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.Fetch(ctx, part, keys)
-	return r, l.done(c, err)
-}
-
-func (l *lazyPeer) Apply(ctx context.Context, part uint32, entries []reconcile.Entry) error {
-	c, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return l.done(c, c.Apply(ctx, part, entries))
-}
-
-func (l *lazyPeer) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
-	c, err := l.get(ctx)
-	if err != nil {
-		return reconcile.RangeSketchResult{}, err
-	}
-	r, err := c.RangeSketch(ctx, req)
-	return r, l.done(c, err)
-}
-
-func (l *lazyPeer) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
-	c, err := l.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.FetchByHash(ctx, req)
-	return r, l.done(c, err)
-}
-
-func (l *lazyPeer) ApplyAndHash(ctx context.Context, part uint32, entries []reconcile.Entry, ranges []reconcile.KeyRange) ([]reconcile.RangeHash, error) {
-	c, err := l.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.ApplyAndHash(ctx, part, entries, ranges)
-	return r, l.done(c, err)
-}
-
-// OpenSymbols implements reconcile.Replica.
-func (l *lazyPeer) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
-	c, err := l.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s, err := c.OpenSymbols(ctx, req)
-	return s, l.done(c, err)
-}
-
-var _ reconcile.Replica = (*lazyPeer)(nil)

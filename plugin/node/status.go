@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -10,16 +10,17 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/internal/units"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
 
-// nodeRepairer backs the Repair and Status calls of a served node: it runs
+// repairer backs the Repair and Status calls of a node: it runs
 // sessions on demand with a named peer, remembers the last sessions (of the
 // loop and on demand), and describes the throttles and admission control.
-type nodeRepairer struct {
+type repairer struct {
 	local     reconcile.Replica
 	peers     map[record.ReplicaID]reconcile.Replica
 	throttles []*repair.Throttle
@@ -47,7 +48,7 @@ type peerClock struct {
 
 const keepSessions = 32
 
-func (n *nodeRepairer) record(s plugin.SessionSummary) {
+func (n *repairer) record(s plugin.SessionSummary) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if s.Stats.ClockSkew != 0 || s.Stats.Quarantined > 0 {
@@ -75,14 +76,14 @@ func (n *nodeRepairer) record(s plugin.SessionSummary) {
 }
 
 // setLoop makes Background report the loop's repair progress.
-func (n *nodeRepairer) setLoop(l *repair.Loop) {
+func (n *repairer) setLoop(l *repair.Loop) {
 	n.mu.Lock()
 	n.loop = l
 	n.mu.Unlock()
 }
 
 // observe records a session of the repair loop.
-func (n *nodeRepairer) observe(r repair.SessionReport) {
+func (n *repairer) observe(r repair.SessionReport) {
 	s := plugin.SessionSummary{Peer: r.Peer, Partition: r.Partition, Stats: r.Stats, Finished: r.Start.Add(r.Stats.Duration)}
 	if r.Err != nil {
 		s.Err = r.Err.Error()
@@ -94,14 +95,14 @@ func (n *nodeRepairer) observe(r repair.SessionReport) {
 }
 
 // LastSessions implements plugin.Repairer.
-func (n *nodeRepairer) LastSessions() []plugin.SessionSummary {
+func (n *repairer) LastSessions() []plugin.SessionSummary {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return append([]plugin.SessionSummary(nil), n.last...)
 }
 
 // Repair implements plugin.Repairer: one session per partition with peer.
-func (n *nodeRepairer) Repair(ctx context.Context, peer record.ReplicaID, partitions []uint32, naive bool) ([]plugin.SessionSummary, error) {
+func (n *repairer) Repair(ctx context.Context, peer record.ReplicaID, partitions []uint32, naive bool) ([]plugin.SessionSummary, error) {
 	p, ok := n.peers[peer]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q is not a peer of this node", engine.ErrBadRequest, peer)
@@ -134,7 +135,7 @@ func (n *nodeRepairer) Repair(ctx context.Context, peer record.ReplicaID, partit
 }
 
 // Background implements plugin.BackgroundReporter.
-func (n *nodeRepairer) Background() []string {
+func (n *repairer) Background() []string {
 	out := n.clockLines()
 	n.mu.Lock()
 	loop := n.loop
@@ -148,9 +149,9 @@ func (n *nodeRepairer) Background() []string {
 		st := t.Status()
 		rate := "unlimited"
 		if !math.IsInf(st.BytesPerSec, 1) {
-			rate = human(uint64(st.BytesPerSec)) + "/s"
+			rate = units.Bytes(uint64(st.BytesPerSec)) + "/s"
 		}
-		out = append(out, fmt.Sprintf("throttle %s: %s in force (scale %.2f), %s taken", st.Name, rate, st.Scale, human(st.BytesTaken)))
+		out = append(out, fmt.Sprintf("throttle %s: %s in force (scale %.2f), %s taken", st.Name, rate, st.Scale, units.Bytes(st.BytesTaken)))
 	}
 	if n.adm == nil {
 		out = append(out, "admission control: off")
@@ -162,7 +163,7 @@ func (n *nodeRepairer) Background() []string {
 		state = "foreground suffering: " + strings.Join(a.Reasons, ", ")
 	}
 	out = append(out, fmt.Sprintf("admission control: scale %.2f (floor %.2f), %s (foreground p99 %s, target %s: baseline %s ± %s; L0 sublevels %d, compaction debt %s)",
-		a.Scale, a.MinScale, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, human(a.CompactionDebt)))
+		a.Scale, a.MinScale, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, units.Bytes(a.CompactionDebt)))
 	if len(a.DecreasesByReason) > 0 {
 		reasons := make([]string, 0, len(a.DecreasesByReason))
 		for r, n := range a.DecreasesByReason {
@@ -175,13 +176,13 @@ func (n *nodeRepairer) Background() []string {
 }
 
 var (
-	_ plugin.Repairer           = (*nodeRepairer)(nil)
-	_ plugin.BackgroundReporter = (*nodeRepairer)(nil)
+	_ plugin.Repairer           = (*repairer)(nil)
+	_ plugin.BackgroundReporter = (*repairer)(nil)
 )
 
 // clockLines describes the clock guard: this node's maximum offset and
 // refusals, each peer's measured clock skew, and the records quarantined.
-func (n *nodeRepairer) clockLines() []string {
+func (n *repairer) clockLines() []string {
 	var out []string
 	if n.eng != nil {
 		out = append(out, fmt.Sprintf("clock: max offset %s; %d records refused by Apply as stamped beyond it", n.eng.MaxClockOffset(), n.eng.ClockOffsetRefusals()))
