@@ -29,6 +29,7 @@ type demoConfig struct {
 	dir      string
 	keep     bool
 	plugin   bool
+	serve    bool
 }
 
 func newDemoCmd() *cobra.Command {
@@ -48,8 +49,13 @@ func newDemoCmd() *cobra.Command {
 It prints each replica's root fingerprints, runs anti-entropy sessions between
 every pair (with a progress bar), prints what each session cost next to a naive
 full comparison, and checks with a full scan that all replicas hold identical
-records. It exits non-zero if they do not.`,
-		Example: "  pebble-ae demo\n  pebble-ae demo --keys 100000 --replicas 5 --seed 7",
+records. It exits non-zero if they do not.
+
+With --serve the replicas are nodes as pebble-ae serve runs them (package
+plugin/node: the Replica service on loopback with mutual TLS, certificates
+generated in the directory, each replica the others' peer): after the story,
+nothing but their repair loops converges them.`,
+		Example: "  pebble-ae demo\n  pebble-ae demo --keys 100000 --replicas 5 --seed 7\n  pebble-ae demo --serve",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg)
@@ -61,6 +67,7 @@ records. It exits non-zero if they do not.`,
 	c.Flags().StringVar(&cfg.dir, "dir", "", "directory for the replicas (default: a temporary directory, removed afterwards)")
 	c.Flags().BoolVar(&cfg.keep, "keep", false, "keep the replicas' directories")
 	c.Flags().BoolVar(&cfg.plugin, "plugin", false, "run the replicas as plugin subprocesses of this binary (gRPC over go-plugin)")
+	c.Flags().BoolVar(&cfg.serve, "serve", false, "run the replicas as served nodes (mutual TLS on loopback) that converge through their repair loops")
 	return c
 }
 
@@ -86,6 +93,9 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 	if cfg.keys < 10 {
 		return fmt.Errorf("--keys must be at least 10")
 	}
+	if cfg.plugin && cfg.serve {
+		return fmt.Errorf("--plugin and --serve: choose one")
+	}
 	dir := cfg.dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "pebble-ae-demo-")
@@ -108,12 +118,27 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 		return &engine.Options{ReplicaID: id, Partitioner: pn, CheckpointInterval: -1}
 	}
 	nodes := make([]*demoNode, cfg.replicas)
+	var served *demoCluster
+	if cfg.serve {
+		var err error
+		if served, err = newDemoCluster(filepath.Join(dir, "certs"), cfg.replicas, out); err != nil {
+			return err
+		}
+	}
 	open := func(i int) error {
 		n := nodes[i]
 		if n == nil {
 			id := record.ReplicaID(fmt.Sprintf("r%d", i+1))
 			n = &demoNode{id: id, dir: filepath.Join(dir, string(id)), clock: record.NewHLC(nil)}
 			nodes[i] = n
+		}
+		if served != nil {
+			nd, err := served.open(i, n.dir, engineOpts(n.id))
+			if err != nil {
+				return err
+			}
+			n.rep, n.close = nd.Engine(), nd.Close
+			return nil
 		}
 		if cfg.plugin {
 			exe, err := os.Executable()
@@ -147,8 +172,11 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 		}
 	}()
 	how := "in-process engines"
-	if cfg.plugin {
+	switch {
+	case cfg.plugin:
 		how = "plugin subprocesses (gRPC, AutoMTLS)"
+	case cfg.serve:
+		how = "served nodes (mutual TLS on loopback, repair loops)"
 	}
 	fmt.Fprintf(out, "pebble-ae demo: %d replicas as %s in %s, seed %d\n\n", cfg.replicas, how, dir, cfg.seed)
 
@@ -238,6 +266,19 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 		return err
 	}
 
+	if served != nil {
+		// The nodes serve and repair; nothing else runs a session.
+		fmt.Fprintf(out, "\nthe nodes' repair loops (every %s per partition and peer, jittered):\n", demoRepairInterval)
+		if err := served.converge(ctx, nodes); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+		if err := printRoots(ctx, out, nodes); err != nil {
+			return err
+		}
+		return finishDemo(ctx, out, nodes, engineOpts, start)
+	}
+
 	// Anti-entropy between every pair.
 	fmt.Fprintf(out, "\nanti-entropy sessions:\n")
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -268,8 +309,13 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 		return err
 	}
 
-	// Close everything (plugins exit) and check the directories themselves:
-	// a full scan of every replica, and every tree verified.
+	return finishDemo(ctx, out, nodes, engineOpts, start)
+}
+
+// finishDemo closes every replica (plugins exit, nodes stop) and checks
+// the directories themselves: a full scan of every replica, and every tree
+// verified.
+func finishDemo(ctx context.Context, out io.Writer, nodes []*demoNode, engineOpts func(record.ReplicaID) *engine.Options, start time.Time) error {
 	engines := make([]*engine.Engine, len(nodes))
 	for i, n := range nodes {
 		if err := n.close(); err != nil {

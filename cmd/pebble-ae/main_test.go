@@ -378,3 +378,14 @@ func TestDemoPlugin(t *testing.T) {
 		t.Fatalf("demo --plugin exited %d:\n%s", code, out)
 	}
 }
+
+// TestDemoServe: the demo's served mode, nodes of package plugin/node over
+// mutual TLS, converges through the repair loops alone (no session run by
+// the demo), by symbol streams.
+func TestDemoServe(t *testing.T) {
+	out, code := run(t, "demo", "--serve", "--keys", "1000")
+	if code != 0 || !strings.Contains(out, "converged by the loops alone") || !strings.Contains(out, "converged: all 3 replicas") ||
+		!strings.Contains(out, "keys repaired (symbols") || strings.Contains(out, "anti-entropy sessions") {
+		t.Fatalf("demo --serve exited %d:\n%s", code, out)
+	}
+}
