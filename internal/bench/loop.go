@@ -65,8 +65,9 @@ type LoopLoadConfig struct {
 	LockWriter bool
 	// SourceServer, if set, is a command that serves a replica (e.g.
 	// ["nice", "-n", "19", "/path/to/pebble-ae", "serve"]): the source
-	// replica is then built here, closed, and served by that process
-	// (flags --dir, --id src, --listen 127.0.0.1:0, --insecure appended),
+	// replica is then built here, and each phase's copy of it served by
+	// a process of its own (flags --dir, --id src, --listen 127.0.0.1:0,
+	// --insecure appended),
 	// and the loop reaches it over loopback gRPC, as it would reach
 	// another machine. Default: the source is an engine in this process.
 	SourceServer []string
@@ -238,7 +239,10 @@ type LoopLoadResult struct {
 // replica holds Keys records; each phase opens a fresh, empty replica (on
 // disk, NoSync) and runs one foreground writer (single blind Puts) on it for
 // Phase: with no repair loop (idle), with its loop repairing it from the
-// source with admission control on, and with it off. The three phases run
+// source with admission control on, and with it off. Each phase with the
+// loop repairs from a fresh copy of the source (a Pebble checkpoint of it
+// as built), so every phase faces the same divergence: the Keys records,
+// plus the phase's own foreground keys the other way. The three phases run
 // Reps times, their order rotating, so that drift on a shared machine
 // spreads over all of them; the result reports medians. Foreground
 // latencies are measured around each Put (engine.Options.ObserveForeground
@@ -264,12 +268,7 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	if err != nil {
 		return res, err
 	}
-	srcOpen := true
-	defer func() {
-		if srcOpen {
-			src.Close()
-		}
-	}()
+	defer src.Close()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 7))
 	value := make([]byte, cfg.ValueSize)
 	for i := 0; i < cfg.Keys; {
@@ -290,18 +289,12 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	if err != nil {
 		return res, err
 	}
-	var source reconcile.Replica = src
-	if len(cfg.SourceServer) > 0 {
-		srcOpen = false
-		if err := src.Close(); err != nil {
-			return res, err
-		}
-		srv, err := startSourceServer(ctx, cfg.SourceServer, srcDir)
-		if err != nil {
-			return res, err
-		}
-		defer srv.stop()
-		source = srv.replica()
+	// The pristine source: every phase repairs from a fresh copy of it (a
+	// Pebble checkpoint, hard links), so that each phase's divergence is
+	// the same Keys records, not also every earlier phase's foreground keys
+	// (the loop repairs both ways, so a shared source would take them in).
+	if err := src.DB().Flush(); err != nil {
+		return res, err
 	}
 	type phaseSpec struct {
 		name, tag               string
@@ -319,7 +312,18 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 			if cfg.ProfileDir != "" {
 				profile = filepath.Join(cfg.ProfileDir, fmt.Sprintf("rep%d-%s.pprof", rep, ph.tag))
 			}
-			p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), source, srcKeys, ph.loop, ph.admission, ph.writer, rng, profile)
+			var p LoadPhase
+			run := func(source reconcile.Replica) error {
+				var err error
+				p, err = loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), source, srcKeys, ph.loop, ph.admission, ph.writer, rng, profile)
+				return err
+			}
+			var err error
+			if ph.loop {
+				err = withSourceCopy(ctx, cfg, src, filepath.Join(root, fmt.Sprintf("src%d-%d", rep, k)), run)
+			} else {
+				err = run(nil)
+			}
 			if err != nil {
 				return res, fmt.Errorf("bench: repetition %d, phase %q: %w", rep, ph.name, err)
 			}
@@ -400,6 +404,34 @@ func MedianPhase(ps []LoadPhase) LoadPhase {
 	out.WriterWait = f(func(p LoadPhase) float64 { return p.WriterWait })
 	out.OpsPerWriterCPUSecond = f(func(p LoadPhase) float64 { return p.OpsPerWriterCPUSecond })
 	return out
+}
+
+// withSourceCopy runs fn with a fresh copy of the pristine source replica
+// src in dir (a Pebble checkpoint: hard links, with the tree's persisted
+// state), opened in this process or served by cfg.SourceServer, and removes
+// the copy afterwards.
+func withSourceCopy(ctx context.Context, cfg LoopLoadConfig, src *engine.Engine, dir string, fn func(reconcile.Replica) error) error {
+	if err := src.DB().Checkpoint(dir); err != nil {
+		return fmt.Errorf("bench: copy of the source: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if len(cfg.SourceServer) > 0 {
+		srv, err := startSourceServer(ctx, cfg.SourceServer, dir)
+		if err != nil {
+			return err
+		}
+		defer srv.stop()
+		return fn(srv.replica())
+	}
+	cp, err := engine.Open(dir, &engine.Options{ReplicaID: "src", CheckpointInterval: -1})
+	if err != nil {
+		return err
+	}
+	err = fn(cp)
+	if cerr := cp.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // median returns the median of xs (the mean of the middle two for an even
