@@ -80,8 +80,10 @@ type LoopLoadConfig struct {
 	// -pprof=sched` shows where goroutines waited for a CPU).
 	// It turns on block and mutex profiling for the rest of the process.
 	ProfileDir string
-	// SessionLog, if set, receives a line per session of the loop.
-	SessionLog io.Writer
+	// SessionLog, if set, receives a line per session of the loop;
+	// RoundLog a line per round trip of every session (its duration, what
+	// it moved, the throttles' busy time charged).
+	SessionLog, RoundLog io.Writer
 	Seed       uint64
 }
 
@@ -281,6 +283,13 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 		if err := b.Commit(ctx, engine.NoSync); err != nil {
 			return res, err
 		}
+	}
+	// The source's tree is brought up to date (its leaves recomputed, its
+	// entry index built) before it is persisted, as on a node that has run
+	// for a while: else every copy would start with a tree as dirty as
+	// the data is large, and each phase's first session would pay for it.
+	if _, err := src.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}}); err != nil {
+		return res, err
 	}
 	if err := src.Checkpoint(ctx); err != nil {
 		return res, err
@@ -553,6 +562,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 			ScanThrottle:  scan,
 			WriteThrottle: write,
 			Signals:       adm.Signals,
+			Sync:          reconcile.SyncOptions{Progress: roundLogger(cfg.RoundLog, scan, write)},
 			OnSession: func(r reconcile.SessionReport) {
 				if cfg.SessionLog != nil {
 					fmt.Fprintf(cfg.SessionLog, "session %d: %s after %.2fs (%s since the loop started): bounded %t, remaining %d, %s err=%v\n",
@@ -695,6 +705,38 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	stopLoop()
 	wg.Wait()
 	return out, nil
+}
+
+// roundLogger returns a SyncOptions.Progress that writes a line per round
+// to w (nil: none): the round's wall time, what its requests moved, and the
+// busy time the throttles were charged meanwhile.
+func roundLogger(w io.Writer, scan, write *reconcile.Throttle) func(reconcile.Progress) {
+	if w == nil {
+		return nil
+	}
+	var mu sync.Mutex
+	last := time.Now()
+	var prev reconcile.Stats
+	busy := func() time.Duration { return scan.Status().BusyTaken + write.Status().BusyTaken }
+	lastBusy := busy()
+	return func(p reconcile.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		now, b := time.Now(), busy()
+		st := p.Stats
+		if st.Rounds < prev.Rounds {
+			prev = reconcile.Stats{} // a new session
+		}
+		d := func(get func(reconcile.Stats) uint64) uint64 { return get(st) - get(prev) }
+		fmt.Fprintf(w, "  round %d: %6.3fs busy %6.3fs fp %d keys %d sketches %d records %d repaired %d remaining %d\n",
+			st.Rounds, now.Sub(last).Seconds(), (b - lastBusy).Seconds(),
+			d(func(s reconcile.Stats) uint64 { return s.A.Total().Fingerprints + s.B.Total().Fingerprints }),
+			d(func(s reconcile.Stats) uint64 { return s.A.Total().KeyLists + s.B.Total().KeyLists }),
+			d(func(s reconcile.Stats) uint64 { return s.A.Total().Sketches + s.B.Total().Sketches }),
+			d(func(s reconcile.Stats) uint64 { return s.A.Total().Records + s.B.Total().Records }),
+			d(func(s reconcile.Stats) uint64 { return s.KeysRepaired() }), st.Remaining)
+		last, lastBusy, prev = now, b, st
+	}
 }
 
 // writeProfiles writes the block and mutex profiles to

@@ -162,9 +162,13 @@ func TestLoopLoadLarge(t *testing.T) {
 		}
 	}
 	// PEBBLEAE_BENCH_LOOP_SESSIONS=1 prints a line per session.
-	var sessionLog io.Writer
-	if os.Getenv("PEBBLEAE_BENCH_LOOP_SESSIONS") != "" {
+	// PEBBLEAE_BENCH_LOOP_SESSIONS=rounds also prints a line per round.
+	var sessionLog, roundLog io.Writer
+	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_SESSIONS"); v != "" {
 		sessionLog = os.Stderr
+		if v == "rounds" {
+			roundLog = os.Stderr
+		}
 	}
 	// PEBBLEAE_BENCH_LOOP_PHASE sets the measured phase (default 5s).
 	phase := 5 * time.Second
@@ -182,7 +186,7 @@ func TestLoopLoadLarge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, SessionLog: sessionLog, SourceServer: source, LockWriter: lockWriter})
+		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, SessionLog: sessionLog, RoundLog: roundLog, SourceServer: source, LockWriter: lockWriter})
 		if err != nil {
 			t.Fatal(err)
 		}
