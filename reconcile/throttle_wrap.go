@@ -37,8 +37,8 @@ type throttledStreams struct {
 
 // OpenSymbols implements SymbolStreamer.
 func (t throttledStreams) OpenSymbols(ctx context.Context, req SymbolsRequest) (SymbolStream, error) {
-	end := t.scan.Start()
-	st, err := t.y.OpenSymbols(ctx, req)
+	cctx, end := t.scan.Start(ctx)
+	st, err := t.y.OpenSymbols(cctx, req)
 	busy := end()
 	if err != nil {
 		return st, err
@@ -57,8 +57,8 @@ type throttledStream struct {
 
 // Next implements SymbolStream.
 func (t throttledStream) Next(ctx context.Context) (SymbolChunk, error) {
-	end := t.scan.Start()
-	c, err := t.SymbolStream.Next(ctx)
+	cctx, end := t.scan.Start(ctx)
+	c, err := t.SymbolStream.Next(cctx)
 	busy := end()
 	if err != nil {
 		return c, err
@@ -84,8 +84,8 @@ type throttledSketcher struct {
 // RangeSketch implements Sketcher: the sketch itself is small and its scan
 // is the replica's own; only its busy time is throttled.
 func (t throttledSketcher) RangeSketch(ctx context.Context, req RangeSketchRequest) (RangeSketchResult, error) {
-	end := t.Scan.Start()
-	res, err := t.s.RangeSketch(ctx, req)
+	cctx, end := t.Scan.Start(ctx)
+	res, err := t.s.RangeSketch(cctx, req)
 	busy := end()
 	if err != nil {
 		return res, err
@@ -95,8 +95,8 @@ func (t throttledSketcher) RangeSketch(ctx context.Context, req RangeSketchReque
 
 // FetchByHash implements Sketcher, throttled like Fetch.
 func (t throttledSketcher) FetchByHash(ctx context.Context, req FetchByHashRequest) ([]Entry, error) {
-	end := t.Scan.Start()
-	es, err := t.s.FetchByHash(ctx, req)
+	cctx, end := t.Scan.Start(ctx)
+	es, err := t.s.FetchByHash(cctx, req)
 	busy := end()
 	if err != nil {
 		return es, err
@@ -131,8 +131,8 @@ func (t throttledConfirmer) ApplyAndHash(ctx context.Context, partition uint32, 
 	if err := t.Write.Wait(ctx, k, b); err != nil {
 		return nil, err
 	}
-	end := t.Write.Start()
-	hs, err := t.c.ApplyAndHash(ctx, partition, entries, ranges)
+	cctx, end := t.Write.Start(ctx)
+	hs, err := t.c.ApplyAndHash(cctx, partition, entries, ranges)
 	busy := end()
 	if err != nil {
 		return hs, err
