@@ -84,7 +84,7 @@ type LoopLoadConfig struct {
 	// RoundLog a line per round trip of every session (its duration, what
 	// it moved, the throttles' busy time charged).
 	SessionLog, RoundLog io.Writer
-	Seed       uint64
+	Seed                 uint64
 }
 
 // validate returns an error wrapping ErrBadConfig for a configuration
