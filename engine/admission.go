@@ -84,6 +84,19 @@ type AdmissionConfig struct {
 	// MinSamples: windows with fewer foreground samples say nothing about
 	// latency (default 20).
 	MinSamples int
+	// SaturatedFraction: a window whose foreground operations took, added
+	// up, at least this fraction of it (default 0.5) is saturated: the
+	// foreground runs operations back to back (a writer flat out), so
+	// its throughput is the inverse of its mean latency, and background
+	// work that takes its CPU shows as a higher mean, not as a higher p99.
+	// ThroughputLoss (default 0.06): a saturated window is above the
+	// throughput target when its mean latency exceeds the mean of the
+	// quiet saturated windows by more than this fraction of it (and by
+	// NoiseDeviations of their spread): the foreground lost about that
+	// share of its throughput. SustainWindows such windows in a row are a
+	// "throughput" overload. Until MinBaselineWindows quiet saturated
+	// windows taught the baseline, the signal is off.
+	SaturatedFraction, ThroughputLoss float64
 	// Decrease multiplies the scale on overload (default 0.5); Increase is
 	// added to it when everything is fine (default 0.1).
 	Decrease, Increase float64
@@ -92,6 +105,14 @@ type AdmissionConfig struct {
 	// with it repair) never stops (default DefaultMinScale, 10% of the
 	// configured rates; at most 1).
 	MinScale float64
+	// MaxScale is the ceiling: the scale admission control raises
+	// background work to while no signal shows the foreground suffering
+	// (default DefaultMaxScale: four times the configured rates and
+	// busy-time budgets; at least 1; 1: never above them). The configured
+	// rates are what background work gets at scale 1; a machine whose
+	// foreground leaves room lends it to repair, and takes it back as soon
+	// as a signal fires.
+	MaxScale float64
 	// Partitioner maps written keys to partitions for the write rates
 	// (default: one partition). Use the engine's.
 	Partitioner merkle.Partitioner
@@ -118,6 +139,9 @@ const (
 	DefaultQuietWindows       = 4
 	DefaultMinSamples         = 20
 	DefaultMinScale           = 0.1
+	DefaultMaxScale           = 4
+	DefaultSaturatedFraction  = 0.5
+	DefaultThroughputLoss     = 0.06
 )
 
 func (c *AdmissionConfig) ensureDefaults() {
@@ -166,6 +190,15 @@ func (c *AdmissionConfig) ensureDefaults() {
 	if c.MinScale == 0 {
 		c.MinScale = DefaultMinScale
 	}
+	if c.MaxScale == 0 {
+		c.MaxScale = DefaultMaxScale
+	}
+	if c.SaturatedFraction == 0 {
+		c.SaturatedFraction = DefaultSaturatedFraction
+	}
+	if c.ThroughputLoss == 0 {
+		c.ThroughputLoss = DefaultThroughputLoss
+	}
 	if c.Partitioner == nil {
 		c.Partitioner = merkle.SinglePartition()
 	}
@@ -179,12 +212,13 @@ func (c *AdmissionConfig) ensureDefaults() {
 
 // AdmissionStatus is admission control's state after its last evaluation.
 type AdmissionStatus struct {
-	// Scale is the fraction of the configured background rates in force;
-	// MinScale the repair floor it never goes below.
-	Scale, MinScale float64
+	// Scale is the multiple of the configured background rates in force;
+	// MinScale the repair floor it never goes below, MaxScale the ceiling
+	// it never goes above.
+	Scale, MinScale, MaxScale float64
 	// Overloaded: the last window showed foreground suffering; Reasons say
 	// why ("l0-sublevels", "compaction-debt", "write-stall", "disk-slow",
-	// "latency").
+	// "latency", "throughput").
 	Overloaded bool
 	Reasons    []string
 	// P99 is the last window's foreground p99 (0: too few samples);
@@ -198,6 +232,17 @@ type AdmissionStatus struct {
 	// whose p99 exceeded Target; SustainWindows of them make a latency
 	// overload.
 	AboveTarget int
+	// Saturated: the window's foreground operations took, added up, at
+	// least SaturatedFraction of it; Utilization is that sum per second
+	// of the window. Mean is the window's mean foreground latency;
+	// MeanBaseline and MeanNoise the mean and spread of the quiet
+	// saturated windows' means (0: not learned yet), MeanTarget the
+	// throughput target (0: off); BelowThroughput the consecutive
+	// saturated windows whose mean exceeded it.
+	Saturated                                 bool
+	Utilization                               float64
+	Mean, MeanBaseline, MeanNoise, MeanTarget time.Duration
+	BelowThroughput                           int
 	// Quiet: the background throttles were idle in this window and the
 	// ones before it, so the window taught the baseline; BaselineQuiet:
 	// the baseline comes from quiet windows (else from the rolling
@@ -226,12 +271,15 @@ const (
 
 // Admission is admission control for background work: it watches Pebble
 // (L0 sublevels, compaction debt, write stalls, slow disk operations) and
-// foreground latency (a per-window histogram of Put/Get durations), and
-// scales the background throttles down multiplicatively (by Decrease) while
-// any signal shows the foreground suffering, and back up additively (by
-// Increase) when none does (AIMD, like TCP congestion control), never below
-// MinScale: the repair floor, so that repair slows down under overload but
-// never stops.
+// foreground latency (a per-window histogram of Put/Get durations and their
+// sum), and scales the background throttles down multiplicatively (by
+// Decrease) while any signal shows the foreground suffering, and back up
+// additively (by Increase) when none does (AIMD, like TCP congestion
+// control), never below MinScale, the repair floor (repair slows down under
+// overload but never stops), and never above MaxScale, the ceiling: while
+// the foreground leaves room, background work may take several times its
+// configured rates and busy-time budgets (a large repair then finishes
+// sooner), and gives them back within a few windows of a signal.
 //
 // The latency signal compares each window's p99 with what the same
 // foreground did while the background was idle. Windows in which none of
@@ -249,6 +297,16 @@ const (
 // defaults). The baseline thus follows the foreground's own load, and only
 // latency the background adds is held against it.
 //
+// The throughput signal covers a foreground that runs flat out: its
+// operations, added up, fill most of each window (SaturatedFraction), so
+// background work that takes its CPU lowers its throughput without moving
+// its p99. Its throughput is then the inverse of its mean latency, which
+// the quiet saturated windows teach as they teach the p99; SustainWindows
+// saturated windows whose mean exceeds theirs by more than ThroughputLoss
+// (and the noise) are a throughput overload. A paced foreground, whose
+// operations leave most of each window idle, is never judged on it: there
+// a lower offered load is not a loss.
+//
 // The engine (or the application) reports foreground latencies with
 // ObserveForeground; Pebble reports stalls and slow disks through
 // EventListener (and WithDiskHealthChecks); the write rate comes from Hook.
@@ -259,6 +317,7 @@ type Admission struct {
 	cfg AdmissionConfig
 
 	hist        [latencyBuckets]atomic.Uint64
+	latencySum  atomic.Int64    // nanoseconds, since the last evaluation
 	writes      []atomic.Uint64 // per partition, since the last evaluation
 	stalled     atomic.Bool
 	stalls      atomic.Uint64
@@ -286,17 +345,25 @@ type Admission struct {
 		busyWindows        int
 		above              int
 		byReason           map[string]uint64
+		// satMean, satSq and satN are the same for the mean latency of
+		// the quiet saturated windows; below counts the consecutive
+		// saturated windows above the throughput target.
+		satMean, satSq float64
+		satN           uint64
+		below          int
 	}
 }
 
 // NewAdmission returns an admission controller at full scale.
 func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	cfg.ensureDefaults()
-	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.LatencyFactor < 1 || cfg.Interval < 0 ||
-		cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 || cfg.MinBaselineWindows < 0 {
-		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], latency factor %v >= 1; "+
-			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d >= 0",
-			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations, cfg.SustainWindows, cfg.MinBaselineWindows, cfg.QuietWindows)
+	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.MaxScale < 1 || cfg.MaxScale > reconcile.MaxThrottleScale ||
+		cfg.LatencyFactor < 1 || cfg.Interval < 0 || cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 ||
+		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 {
+		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], max scale (ceiling) %v in [1,%v], latency factor %v >= 1; "+
+			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d, saturated fraction %v, throughput loss %v >= 0",
+			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.MaxScale, reconcile.MaxThrottleScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations,
+			cfg.SustainWindows, cfg.MinBaselineWindows, cfg.QuietWindows, cfg.SaturatedFraction, cfg.ThroughputLoss)
 	}
 	a := &Admission{cfg: cfg, writes: make([]atomic.Uint64, cfg.Partitioner.NumPartitions())}
 	if cfg.Pebble != nil {
@@ -306,6 +373,7 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	a.mu.last = cfg.Clock.Now()
 	a.mu.status.Scale = 1
 	a.mu.status.MinScale = cfg.MinScale
+	a.mu.status.MaxScale = cfg.MaxScale
 	a.mu.byReason = make(map[string]uint64)
 	a.mu.rates = make([]float64, len(a.writes))
 	a.mu.taken = a.throttlesTaken()
@@ -346,6 +414,7 @@ func (a *Admission) DiskSlow(pebble.DiskSlowInfo) { a.diskSlow.Add(1) }
 // Put, Get, Delete or batch commit). Lock-free; call it on every operation.
 func (a *Admission) ObserveForeground(d time.Duration) {
 	a.hist[latencyBucket(d)].Add(1)
+	a.latencySum.Add(int64(max(d, 0)))
 }
 
 func latencyBucket(d time.Duration) int {
@@ -422,9 +491,11 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		counts[i] = a.hist[i].Swap(0)
 		samples += counts[i]
 	}
-	var p99 time.Duration
+	latencySum := a.latencySum.Swap(0)
+	var p99, mean time.Duration
 	if samples >= uint64(a.cfg.MinSamples) {
 		p99 = quantile(counts[:], float64(samples), 0.99)
+		mean = time.Duration(latencySum / int64(samples))
 	}
 	taken := a.throttlesTaken()
 
@@ -445,7 +516,10 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		Evaluations: a.mu.status.Evaluations + 1, Decreases: a.mu.status.Decreases}
 	if secs > 0 {
 		st.WriteRate = float64(total) / secs
+		st.Utilization = float64(latencySum) / 1e9 / secs
 	}
+	st.Mean = mean
+	st.Saturated = mean > 0 && st.Utilization >= a.cfg.SaturatedFraction
 	if havePebble && ps.L0Sublevels > a.cfg.MaxL0Sublevels {
 		st.Reasons = append(st.Reasons, "l0-sublevels")
 	}
@@ -503,6 +577,27 @@ func (a *Admission) Evaluate() AdmissionStatus {
 	if a.mu.above >= max(a.cfg.SustainWindows, 1) {
 		st.Reasons = append(st.Reasons, "latency")
 	}
+	// The throughput signal: a saturated foreground's mean latency against
+	// the quiet saturated windows'.
+	if a.mu.satN >= uint64(max(a.cfg.MinBaselineWindows, 1)) {
+		m := a.mu.satMean
+		sd := math.Sqrt(max(a.mu.satSq-m*m, 0))
+		st.MeanBaseline, st.MeanNoise = time.Duration(m), time.Duration(sd)
+		st.MeanTarget = time.Duration(m + max(a.cfg.NoiseDeviations*sd, a.cfg.ThroughputLoss*m))
+	}
+	if mean > 0 {
+		// Windows without enough samples neither count nor break the run;
+		// a window that is not saturated breaks it.
+		if st.Saturated && st.MeanTarget > 0 && mean > st.MeanTarget {
+			a.mu.below++
+		} else {
+			a.mu.below = 0
+		}
+	}
+	st.BelowThroughput = a.mu.below
+	if a.mu.below >= max(a.cfg.SustainWindows, 1) {
+		st.Reasons = append(st.Reasons, "throughput")
+	}
 	if st.Quiet && p99 > 0 {
 		// Learn from the quiet window (after judging it: a foreground that
 		// slows down on its own moves the baseline, not the scale). The
@@ -512,6 +607,13 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		x := float64(p99)
 		a.mu.quietMean += w * (x - a.mu.quietMean)
 		a.mu.quietSq += w * (x*x - a.mu.quietSq)
+		if st.Saturated {
+			a.mu.satN++
+			w := max(1/float64(a.mu.satN), 1/float64(a.cfg.BaselineWindows))
+			x := float64(mean)
+			a.mu.satMean += w * (x - a.mu.satMean)
+			a.mu.satSq += w * (x*x - a.mu.satSq)
+		}
 	}
 	st.Overloaded = len(st.Reasons) > 0
 	old := a.mu.scale
@@ -522,9 +624,9 @@ func (a *Admission) Evaluate() AdmissionStatus {
 			a.mu.byReason[r]++
 		}
 	} else {
-		a.mu.scale = min(a.mu.scale+a.cfg.Increase, 1)
+		a.mu.scale = min(a.mu.scale+a.cfg.Increase, a.cfg.MaxScale)
 	}
-	st.Scale, st.MinScale = a.mu.scale, a.cfg.MinScale
+	st.Scale, st.MinScale, st.MaxScale = a.mu.scale, a.cfg.MinScale, a.cfg.MaxScale
 	st.DecreasesByReason = maps.Clone(a.mu.byReason)
 	if st.Scale != old {
 		for _, t := range a.cfg.Throttles {

@@ -23,9 +23,11 @@ func (c *fakeLoopClock) After(time.Duration) <-chan time.Time { return make(chan
 
 // TestAdmissionLatencyNoise scripts the foreground's latency on a fake
 // clock: noise inside the baseline's own spread (and a rise of a few
-// microseconds, and a single slow window) scales nothing down; a real,
-// sustained rise does; a permanent overload holds the scale at the repair
-// floor; and the scale recovers within a second of the signal clearing.
+// microseconds, and a single slow window) scales nothing down, and the
+// scale climbs to the ceiling meanwhile; a real, sustained rise halves it
+// window by window; a permanent overload holds the scale at the repair
+// floor; and the scale recovers to the configured rates within a second of
+// the signal clearing, to the ceiling within two.
 func TestAdmissionLatencyNoise(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -87,10 +89,20 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 	for range 5 {
 		script = append(script, 19*time.Microsecond)
 	}
+	last := a.Status().Scale
 	for i, d := range script {
-		if st := window(d); st.Overloaded || st.Scale != 1 {
+		if st := window(d); st.Overloaded || st.Scale < last {
 			t.Fatalf("window %d (p99 %v): scaled down on noise: %+v", i, d, st)
+		} else {
+			last = st.Scale
 		}
+	}
+	// Room left: background work gets the ceiling.
+	if st := a.Status(); st.Scale != engine.DefaultMaxScale || st.MaxScale != engine.DefaultMaxScale || scan.Status().Scale != engine.DefaultMaxScale {
+		t.Fatalf("no signal for 146 windows: scale %v (throttle %v), want the ceiling %v", st.Scale, scan.Status().Scale, engine.DefaultMaxScale)
+	}
+	if got, want := scan.Status().BytesPerSec, float64(100<<20)*engine.DefaultMaxScale; math.Abs(got-want) > 1 {
+		t.Fatalf("throttle at %v bytes/s at the ceiling, want %v", got, want)
 	}
 	// A real, sustained rise: 4× the baseline. Nothing for the first
 	// SustainWindows-1 windows, then halving down to the floor.
@@ -99,7 +111,7 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 			t.Fatalf("window %d of the rise: overloaded before it was sustained: %+v", i, st)
 		}
 	}
-	want := 1.0
+	want := float64(engine.DefaultMaxScale)
 	for i := range 3 {
 		st := window(60 * time.Microsecond)
 		want /= 2
@@ -121,7 +133,8 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 	if st.DecreasesByReason["latency"] != st.Decreases || st.Decreases < 200 {
 		t.Fatalf("decreases by reason %v, decreases %d", st.DecreasesByReason, st.Decreases)
 	}
-	// The signal clears: back to full speed within a second.
+	// The signal clears: back to the configured rates within a second, to
+	// the ceiling within two.
 	var elapsed time.Duration
 	for a.Status().Scale < 1 {
 		window(noisy())
@@ -129,6 +142,98 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 		if elapsed > time.Second {
 			t.Fatalf("scale %v a second after the signal cleared", a.Status().Scale)
 		}
+	}
+	for a.Status().Scale < engine.DefaultMaxScale {
+		window(noisy())
+		elapsed += engine.DefaultAdmissionInterval
+		if elapsed > 2*time.Second {
+			t.Fatalf("scale %v two seconds after the signal cleared", a.Status().Scale)
+		}
+	}
+}
+
+// TestAdmissionThroughputSignal scripts a foreground that runs flat out
+// (its operations fill most of each window) on a fake clock: background
+// work that raises its mean latency within the quiet windows' spread, or
+// that raises a paced foreground's mean, scales nothing down; a sustained
+// rise of a saturated foreground's mean (a loss of throughput its p99 does
+// not show) does, for "throughput"; a permanent loss holds the repair floor.
+func TestAdmissionThroughputSignal(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 22))
+	clk := &fakeLoopClock{manualClock{now: time.Unix(1_900_000_000, 0)}}
+	scan, err := reconcile.NewThrottle("scan", reconcile.ThrottleConfig{BytesPerSec: 100 << 20, BusyFraction: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan}, Clock: clk, Pebble: func() engine.PebbleSignals { return engine.PebbleSignals{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := false
+	// window feeds n operations of mean latency mean (a p99 of 20µs
+	// whatever the mean: the tail does not move) and evaluates one 50ms
+	// window. 1500 operations of 30µs fill 90% of it: saturated.
+	window := func(n int, mean time.Duration) engine.AdmissionStatus {
+		for i := range n {
+			d := mean
+			if i%50 == 0 {
+				d = 20 * time.Microsecond
+			}
+			a.ObserveForeground(d)
+		}
+		if busy {
+			if err := scan.Busy(context.Background(), time.Microsecond); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Advance(engine.DefaultAdmissionInterval)
+		return a.Evaluate()
+	}
+	// noisy is a flat-out writer's mean: 10µs ± 0.15µs (σ).
+	noisy := func() time.Duration { return time.Duration(10000 + 150*rng.NormFloat64()) }
+	for range 60 {
+		if st := window(4500, noisy()); st.Overloaded || !st.Saturated {
+			t.Fatalf("quiet saturated window: %+v", st)
+		}
+	}
+	st := window(4500, noisy())
+	if st.MeanBaseline < 9*time.Microsecond || st.MeanBaseline > 11*time.Microsecond || st.MeanNoise <= 0 || st.MeanTarget <= st.MeanBaseline {
+		t.Fatalf("throughput baseline not learned: %+v", st)
+	}
+	t.Logf("mean baseline %v, noise %v, target %v", st.MeanBaseline, st.MeanNoise, st.MeanTarget)
+	busy = true
+	last := st.Scale
+	// Background work within the noise; then a paced foreground (a tenth of
+	// the operations) whose mean rises by half: not saturated, not judged.
+	for i := range 100 {
+		n, mean := 4500, noisy()
+		if i >= 50 {
+			n, mean = 450, 15*time.Microsecond
+		}
+		st := window(n, mean)
+		if st.Overloaded || st.Scale < last {
+			t.Fatalf("window %d (%d operations, mean %v): scaled down: %+v", i, n, mean, st)
+		}
+		last = st.Scale
+	}
+	// A saturated foreground whose mean rises 15% (its throughput falls
+	// 13%): a throughput overload once sustained, with its reason.
+	for i := range engine.DefaultSustainWindows - 1 {
+		if st := window(4000, 11500*time.Nanosecond); st.Overloaded {
+			t.Fatalf("window %d of the loss: overloaded before it was sustained: %+v", i, st)
+		}
+	}
+	st = window(4000, 11500*time.Nanosecond)
+	if !st.Overloaded || !slices.Equal(st.Reasons, []string{"throughput"}) || st.Scale != last/2 || st.DecreasesByReason["throughput"] != 1 {
+		t.Fatalf("sustained loss of throughput: want a decrease to %v for throughput: %+v", last/2, st)
+	}
+	for range 100 {
+		window(4000, 11500*time.Nanosecond)
+	}
+	if st := a.Status(); st.Scale != engine.DefaultMinScale || scan.Status().BusyFraction != 0.25*engine.DefaultMinScale {
+		t.Fatalf("permanent loss: scale %v (busy budget %v), want the floor %v", st.Scale, scan.Status().BusyFraction, engine.DefaultMinScale)
 	}
 }
 
@@ -146,6 +251,7 @@ func TestAdmissionPebbleSignals(t *testing.T) {
 		Throttles: []*reconcile.Throttle{scan},
 		Clock:     clk,
 		MinScale:  0.02,
+		MaxScale:  1, // the configured rates are the ceiling
 		Pebble:    func() engine.PebbleSignals { mu.Lock(); defer mu.Unlock(); return ps },
 	})
 	if err != nil {

@@ -43,8 +43,9 @@ const DefaultLoopBusyFraction = 0.25
 // DefaultBurstBusy is the default ThrottleConfig.BurstBusy.
 const DefaultBurstBusy = 10 * time.Millisecond
 
-// Throttle limits background work to a rate of bytes and keys, scaled by a
-// factor in (0, 1] that admission control moves. It is safe for concurrent
+// Throttle limits background work to a rate of bytes and keys and a budget
+// of busy time, scaled by a factor that admission control moves (below 1
+// while the foreground suffers, above 1 while it leaves room). It is safe for concurrent
 // use.
 type Throttle struct {
 	name  string
@@ -257,13 +258,17 @@ func waitSplit(ctx context.Context, l *rate.Limiter, n int) error {
 	return nil
 }
 
-// SetScale sets the fraction of the configured rates in force, clamped to
-// [1e-4, 1].
+// MaxThrottleScale is the largest scale a Throttle takes (SetScale).
+const MaxThrottleScale = 64
+
+// SetScale sets the multiple of the configured rates in force, clamped to
+// [1e-4, MaxThrottleScale]: below 1 admission control holds background work
+// back, above 1 it lends it room the foreground leaves.
 func (t *Throttle) SetScale(f float64) {
 	if t == nil {
 		return
 	}
-	f = min(max(f, 1e-4), 1)
+	f = min(max(f, 1e-4), MaxThrottleScale)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.mu.scale = f
@@ -281,7 +286,7 @@ func (t *Throttle) SetScale(f float64) {
 // ThrottleStatus is a throttle's state.
 type ThrottleStatus struct {
 	Name string
-	// Scale is the fraction of the configured rates in force.
+	// Scale is the multiple of the configured rates in force.
 	Scale float64
 	// BytesPerSec and KeysPerSec are the rates in force (+Inf: unlimited).
 	BytesPerSec, KeysPerSec float64

@@ -159,8 +159,12 @@ func (n *nodeRepairer) Background() []string {
 	if a.Overloaded {
 		state = "foreground suffering: " + strings.Join(a.Reasons, ", ")
 	}
-	out = append(out, fmt.Sprintf("admission control: scale %.2f (floor %.2f), %s (foreground p99 %s, target %s: baseline %s ± %s; L0 sublevels %d, compaction debt %s)",
-		a.Scale, a.MinScale, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, human(a.CompactionDebt)))
+	out = append(out, fmt.Sprintf("admission control: scale %.2f (floor %.2f, ceiling %.2f), %s (foreground p99 %s, target %s: baseline %s ± %s; L0 sublevels %d, compaction debt %s)",
+		a.Scale, a.MinScale, a.MaxScale, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, human(a.CompactionDebt)))
+	if a.Saturated {
+		out = append(out, fmt.Sprintf("foreground flat out (%.2f of each second in operations): mean latency %s, target %s (baseline %s ± %s)",
+			a.Utilization, a.Mean, a.MeanTarget, a.MeanBaseline, a.MeanNoise))
+	}
 	if len(a.DecreasesByReason) > 0 {
 		reasons := make([]string, 0, len(a.DecreasesByReason))
 		for r, n := range a.DecreasesByReason {

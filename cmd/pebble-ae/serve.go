@@ -38,6 +38,7 @@ type serveFlags struct {
 	writeBytes     float64
 	busyFraction   float64
 	repairFloor    float64
+	repairCeiling  float64
 	gcGrace        time.Duration
 	logLevel       string
 	sessionTimeout time.Duration
@@ -80,6 +81,7 @@ Prometheus metrics are served on --metrics.`,
 	fl.Float64Var(&f.writeBytes, "write-bytes-per-sec", 32<<20, "throttle of repair writes")
 	fl.Float64Var(&f.busyFraction, "busy-fraction", reconcile.DefaultLoopBusyFraction, "busy-time budget of sessions' work (their reads and decoding) and of repair writes, each, in cores (0: none); admission control scales it")
 	fl.Float64Var(&f.repairFloor, "repair-floor", engine.DefaultMinScale, "the repair floor: the fraction of the throttles' rates (and busy-time budgets) admission control never scales background work below, so repair never stops under overload, in (0,1]")
+	fl.Float64Var(&f.repairCeiling, "repair-ceiling", engine.DefaultMaxScale, "the ceiling: the multiple of the throttles' rates (and busy-time budgets) admission control raises background work to while the foreground leaves room, at least 1 (1: never above the configured rates)")
 	fl.DurationVar(&f.gcGrace, "gc-grace", engine.DefaultGCGrace, "tombstone grace period (tombstones are purged only after it and two full repair rounds)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session (0: ten times the longest repair interval, at least 1m)")
@@ -98,6 +100,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	if f.repairFloor <= 0 || f.repairFloor > 1 {
 		return fmt.Errorf("--repair-floor %v: want a fraction in (0,1]", f.repairFloor)
+	}
+	if f.repairCeiling < 1 || f.repairCeiling > reconcile.MaxThrottleScale {
+		return fmt.Errorf("--repair-ceiling %v: want a multiple in [1,%v]", f.repairCeiling, reconcile.MaxThrottleScale)
 	}
 	if f.sessionMemory < 0 {
 		return fmt.Errorf("--session-memory %d: negative", f.sessionMemory)
@@ -136,7 +141,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	po := &pebble.Options{}
 	fs := vfs.Default
 	if f.admission {
-		adm, err = engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger, MinScale: f.repairFloor})
+		adm, err = engine.NewAdmission(engine.AdmissionConfig{Throttles: []*reconcile.Throttle{scan, write}, Partitioner: o.Partitioner, Logger: logger, MinScale: f.repairFloor, MaxScale: f.repairCeiling})
 		if err != nil {
 			return err
 		}

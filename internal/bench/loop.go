@@ -159,10 +159,12 @@ type LoadPhase struct {
 	// error: the first one that is not a cancellation, if any.
 	Sessions map[string]uint64 `json:"sessions"`
 	Err      string            `json:"err,omitempty"`
-	// Scale is the throttles' final scale; MinScale their lowest and
-	// Decreases admission control's decreases during the phase.
+	// Scale is the throttles' final scale; MinScale their lowest,
+	// MeanScale their mean (sampled with Reasons) and Decreases
+	// admission control's decreases during the phase.
 	Scale     float64 `json:"admission_scale"`
 	MinScale  float64 `json:"admission_min_scale"`
+	MeanScale float64 `json:"admission_mean_scale"`
 	Decreases uint64  `json:"admission_decreases"`
 	// Reasons counts, by reason, the samples of admission control's
 	// status (taken every 1024 Puts, and every 250ms in the tail) that
@@ -401,6 +403,7 @@ func MedianPhase(ps []LoadPhase) LoadPhase {
 	out.Missing = int(f(func(p LoadPhase) float64 { return float64(p.Missing) }))
 	out.Scale = f(func(p LoadPhase) float64 { return p.Scale })
 	out.MinScale = f(func(p LoadPhase) float64 { return p.MinScale })
+	out.MeanScale = f(func(p LoadPhase) float64 { return p.MeanScale })
 	out.Decreases = uint64(f(func(p LoadPhase) float64 { return float64(p.Decreases) }))
 	out.TailSeconds = f(func(p LoadPhase) float64 { return p.TailSeconds })
 	out.RemainingEstimate = uint64(f(func(p LoadPhase) float64 { return float64(p.RemainingEstimate) }))
@@ -591,7 +594,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 		go func() { defer wg.Done(); _ = loop.Run(lctx) }()
 	}
 	before := adm.Status()
-	minScale := 1.0
+	minScale, scaleSum, scaleN := math.Inf(1), 0.0, 0
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
@@ -629,7 +632,10 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 			return out, err
 		}
 		if n%1024 == 0 {
-			minScale = min(minScale, scan.Status().Scale)
+			sc := scan.Status().Scale
+			minScale = min(minScale, sc)
+			scaleSum += sc
+			scaleN++
 			if withAdmission {
 				for _, r := range adm.Status().Reasons {
 					out.Reasons[r]++
@@ -663,6 +669,9 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	out.KeysRepaired = repaired
 	mu.Unlock()
 	out.Scale, out.MinScale = scan.Status().Scale, min(minScale, scan.Status().Scale)
+	if scaleN > 0 {
+		out.MeanScale = scaleSum / float64(scaleN)
+	}
 	if withAdmission {
 		out.Decreases = st.Decreases - before.Decreases
 		out.DecreasesByReason = make(map[string]uint64)

@@ -80,8 +80,8 @@ func buildPebbleAE(t *testing.T) string {
 
 func logPhase(t *testing.T, prefix string, p LoadPhase) {
 	t.Helper()
-	t.Logf("%s%-20s ops/s %7.0f p50 %6.2fµs p99 %6.2fµs p99.9 %7.2fµs cpu %.2f (gc %.2f) writer cpu %.2f wait %.2f ops/cpu-s %.0f repaired/s %7.0f missing %6d (loop's estimate %d, rate %.0f/s) tail %.1fs (%d left) scale %.2f (min %.2f) decreases %d %v samples %v sessions %v (bounded %d) %s",
-		prefix, p.Name, p.OpsPerSec, us(p.P50), us(p.P99), us(p.P999), p.CPUCores, p.GCCores, p.WriterCPU, p.WriterWait, p.OpsPerWriterCPUSecond, p.RepairedPerSec, p.Missing, p.RemainingEstimate, p.LoopRate, p.TailSeconds, p.TailMissing, p.Scale, p.MinScale, p.Decreases, p.DecreasesByReason, p.Reasons, p.Sessions, p.BoundedSessions, p.Err)
+	t.Logf("%s%-20s ops/s %7.0f p50 %6.2fµs p99 %6.2fµs p99.9 %7.2fµs cpu %.2f (gc %.2f) writer cpu %.2f wait %.2f ops/cpu-s %.0f repaired/s %7.0f missing %6d (loop's estimate %d, rate %.0f/s) tail %.1fs (%d left) scale %.2f (min %.2f, mean %.2f) decreases %d %v samples %v sessions %v (bounded %d) %s",
+		prefix, p.Name, p.OpsPerSec, us(p.P50), us(p.P99), us(p.P999), p.CPUCores, p.GCCores, p.WriterCPU, p.WriterWait, p.OpsPerWriterCPUSecond, p.RepairedPerSec, p.Missing, p.RemainingEstimate, p.LoopRate, p.TailSeconds, p.TailMissing, p.Scale, p.MinScale, p.MeanScale, p.Decreases, p.DecreasesByReason, p.Reasons, p.Sessions, p.BoundedSessions, p.Err)
 }
 
 func metStr(ok bool) string {
