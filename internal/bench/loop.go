@@ -80,6 +80,10 @@ type LoopLoadConfig struct {
 	// -pprof=sched` shows where goroutines waited for a CPU).
 	// It turns on block and mutex profiling for the rest of the process.
 	ProfileDir string
+	// Phases, if set, runs only the phases of these tags (idle,
+	// admission-on, admission-off, repair-alone), a diagnostic: the
+	// ratios to phases not run are meaningless.
+	Phases []string
 	// SessionLog, if set, receives a line per session of the loop;
 	// RoundLog a line per round trip of every session (its duration, what
 	// it moved, the throttles' busy time charged).
@@ -319,6 +323,9 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 		for j := range specs {
 			k := (j + rep) % len(specs)
 			ph := specs[k]
+			if len(cfg.Phases) > 0 && !slices.Contains(cfg.Phases, ph.tag) {
+				continue
+			}
 			profile := ""
 			if cfg.ProfileDir != "" {
 				profile = filepath.Join(cfg.ProfileDir, fmt.Sprintf("rep%d-%s.pprof", rep, ph.tag))

@@ -170,6 +170,12 @@ func TestLoopLoadLarge(t *testing.T) {
 			roundLog = os.Stderr
 		}
 	}
+	// PEBBLEAE_BENCH_LOOP_PHASES=admission-on,repair-alone (say) runs only
+	// those phases (idle, admission-on, admission-off, repair-alone).
+	var phases []string
+	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_PHASES"); v != "" {
+		phases = strings.Split(v, ",")
+	}
 	// PEBBLEAE_BENCH_LOOP_PHASE sets the measured phase (default 5s).
 	phase := 5 * time.Second
 	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_PHASE"); v != "" {
@@ -186,7 +192,7 @@ func TestLoopLoadLarge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, SessionLog: sessionLog, RoundLog: roundLog, SourceServer: source, LockWriter: lockWriter})
+		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, Phases: phases, SessionLog: sessionLog, RoundLog: roundLog, SourceServer: source, LockWriter: lockWriter})
 		if err != nil {
 			t.Fatal(err)
 		}
