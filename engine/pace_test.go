@@ -166,3 +166,67 @@ func countKeys(t *testing.T, e *Engine) uint64 {
 	}
 	return hs[0].Fingerprint.Count
 }
+
+// TestBoundedSessionSparesTheRest: a bounded session asks only the larger
+// side for the root's children, and confirms only the span of the ranges it
+// reconciled, not the partition: the rest of the tree (on a replica a
+// foreground keeps writing to, dirty leaves to recompute) is left to the
+// next session. It ends bounded, not converged, with the rest of the
+// difference as its estimate.
+func TestBoundedSessionSparesTheRest(t *testing.T) {
+	ctx := context.Background()
+	a := openMem(t, vfs.NewMem(), Options{ReplicaID: "a"})
+	defer a.Close()
+	b := openMem(t, vfs.NewMem(), Options{ReplicaID: "b"})
+	defer b.Close()
+	const n, bound = 20000, 2000
+	for i := range n {
+		if err := a.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			if err := b.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	infos := [2]reconcile.Info{}
+	for i, r := range []*Engine{a, b} {
+		var err error
+		if infos[i], err = r.Info(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := reconcile.NewSession(reconcile.SessionConfig{Symbols: true, Sketch: true, ConfirmAnySize: true, MaxSessionKeys: bound, InfoA: &infos[0], InfoB: &infos[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := [2]reconcile.Replica{a, b}
+	var childrenSides []reconcile.Side
+	var confirms []reconcile.KeyRange
+	for step := s.Next(); !step.Done; step = s.Next() {
+		for _, req := range step.Requests {
+			switch {
+			case req.Kind == reconcile.RequestRangeHash && req.RangeHash.Fanout > 0:
+				childrenSides = append(childrenSides, req.Side)
+			case req.Kind == reconcile.RequestApply && req.Confirm != nil:
+				confirms = append(confirms, *req.Confirm)
+			}
+		}
+		reconcile.RunStep(ctx, s, replicas, step)
+	}
+	st := s.Stats()
+	if s.Err() != nil || !st.Bounded || st.Converged || st.KeysRepaired() == 0 {
+		t.Fatalf("bounded session: err %v, stats %+v", s.Err(), st)
+	}
+	if len(childrenSides) != 1 || childrenSides[0] != reconcile.SideA {
+		t.Fatalf("the root's children were asked of %v, want the larger side (A) alone", childrenSides)
+	}
+	if len(confirms) == 0 || (len(confirms[0].Start) == 0 && len(confirms[0].End) == 0) {
+		t.Fatalf("confirms %v: want the reconciled span, not the partition", confirms)
+	}
+	if left := uint64(n - n/10); st.Remaining == 0 || st.Remaining >= left || st.Remaining+st.KeysRepaired() < left*9/10 {
+		t.Fatalf("remaining %d after repairing %d of %d", st.Remaining, st.KeysRepaired(), left)
+	}
+	t.Logf("repaired %d, remaining %d, confirmed %v", st.KeysRepaired(), st.Remaining, confirms[0])
+}

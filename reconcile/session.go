@@ -239,12 +239,13 @@ type SessionConfig struct {
 	// MaxSessionKeys bounds the difference one session reconciles with
 	// symbol streams (SessionConfig.Symbols), so that a large repair
 	// proceeds in sessions that each finish: when the roots' record counts
-	// differ by more than this, the session first asks both sides for the
-	// root's children (one more round trip), then streams the symbols of
+	// differ by more than this, the session first asks the larger side for
+	// the root's children (one more round trip), then streams the symbols of
 	// only the first of the larger side's children that differ from the
 	// other side's, as many as hold about MaxSessionKeys differences at
-	// the rate the counts suggest, repairs them and ends without
-	// converging (Stats.Bounded); the next session finds those ranges
+	// the rate the counts suggest, repairs them, confirms only the span
+	// of those ranges and ends without converging (Stats.Bounded); the
+	// next session finds those ranges
 	// equal and goes on with the next ones. A session that is cut
 	// (timeout, cancellation) then loses at most its own part, and the
 	// next one resumes where the applied writes left off. Zero: no bound
@@ -290,9 +291,11 @@ type SessionConfig struct {
 //     Stats.Quarantined instead. (Before step 1, Infos whose clocks differ
 //     by more than the offset of the side behind end the session with
 //     ErrClockSkew.)
-//  5. Confirm: RangeHash of the partition on both sides; Stats.Converged
-//     reports whether the roots are now equal (writes racing the session
-//     can make them differ; they are left to the next session). The
+//  5. Confirm: RangeHash of the partition on both sides (of a bounded
+//     session: of the span it reconciled, see
+//     SessionConfig.MaxSessionKeys); Stats.Converged reports whether the
+//     roots are now equal (writes racing the session can make them
+//     differ; they are left to the next session). The
 //     confirm rides on the apply round (RequestApply with Confirm, and a
 //     RangeHash for a side without writes) unless a side's writes need
 //     several Apply requests.
@@ -690,7 +693,10 @@ func (s *Session) Next() Step {
 	case phaseBound:
 		s.round = roundResults{}
 		if s.sym.boundRanges == nil {
-			reqs = s.hashRound([]KeyRange{s.part}, s.fanout, s.cfg.MaxDepth)
+			// Only the larger side's children are used (finishBound): the
+			// other side, often the one a foreground keeps writing to, is
+			// spared a tree recompute.
+			reqs = s.hashRound([]KeyRange{s.part}, s.fanout, s.cfg.MaxDepth)[s.boundSide() : s.boundSide()+1]
 		} else {
 			reqs = s.hashRound(s.sym.boundRanges, 0, 0)
 		}
@@ -710,7 +716,7 @@ func (s *Session) Next() Step {
 		}
 	case phaseConfirm:
 		s.round = roundResults{}
-		reqs = s.hashRound([]KeyRange{s.part}, 0, 0)
+		reqs = s.hashRound([]KeyRange{s.confirmRange()}, 0, 0)
 	}
 	s.roundKind = s.phase
 	s.stats.Rounds++
@@ -746,14 +752,14 @@ func (s *Session) applyRound() []Request {
 	if !any {
 		return nil
 	}
-	root := s.part
-	s.round.hashRanges = []KeyRange{s.part}
+	root := s.confirmRange()
+	s.round.hashRanges = []KeyRange{root}
 	for side := range s.writes {
 		entries := s.writes[side]
 		if len(entries) == 0 {
 			if confirm {
 				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestRangeHash,
-					RangeHash: RangeHashRequest{Partition: s.cfg.Partition, Ranges: []KeyRange{s.part}}}))
+					RangeHash: RangeHashRequest{Partition: s.cfg.Partition, Ranges: []KeyRange{root}}}))
 			}
 			continue
 		}
@@ -1135,13 +1141,33 @@ func (s *Session) finishRound() error {
 	return nil
 }
 
-// confirmed ends the session with the root fingerprints of this round.
+// confirmRange is the range the confirm step compares: the partition, or
+// for a bounded session the span of the ranges it reconciled (from the
+// start of the first to the end of the last): the rest of the partition is
+// left to the next session, so hashing it (a tree recompute of every leaf
+// a foreground dirtied meanwhile) would tell nothing.
+func (s *Session) confirmRange() KeyRange {
+	if !s.sym.bounded || len(s.sk.ranges) == 0 {
+		return s.part
+	}
+	return KeyRange{Start: s.sk.ranges[0].Start, End: s.sk.ranges[len(s.sk.ranges)-1].End}
+}
+
+// confirmed ends the session with the fingerprints of this round: the
+// roots, or a bounded session's span (confirmRange), which never makes it
+// converged.
 func (s *Session) confirmed() error {
 	fa, fb := s.round.hashes[SideA][0].Fingerprint, s.round.hashes[SideB][0].Fingerprint
-	s.stats.Converged = fa == fb
+	s.stats.Converged = fa == fb && !s.sym.bounded
 	s.phase = phaseDone
 	s.final = 0
-	if !s.stats.Converged {
+	switch {
+	case s.sym.bounded:
+		s.final = s.sym.boundRest
+		if fa != fb {
+			s.final += max(absDiff(fa.Count, fb.Count), 1)
+		}
+	case !s.stats.Converged:
 		s.final = max(absDiff(fa.Count, fb.Count), 1)
 	}
 	if !s.stats.Converged && s.cfg.Strict && s.stats.Quarantined == 0 {

@@ -134,9 +134,9 @@ func (s *Session) startSymbols(fa, fb Fingerprint) {
 }
 
 // finishBound takes the answers of the two rounds of phaseBound (see
-// SessionConfig.MaxSessionKeys). The first brings the root's children; the
-// deepest ones of the larger side become the ranges of the second, which
-// asks both sides for their fingerprints (boundaries are the larger side's
+// SessionConfig.MaxSessionKeys). The first brings the larger side's root's
+// children (asked of that side alone); the deepest ones become the ranges
+// of the second, which asks both sides for their fingerprints (boundaries are the larger side's
 // alone: a tree's inner boundaries need not match where the data does).
 // Then the symbol streams start over the first ranges that differ, in key
 // order, until their count differences add up to MaxSessionKeys (at
@@ -145,11 +145,7 @@ func (s *Session) startSymbols(fa, fb Fingerprint) {
 func (s *Session) finishBound() {
 	fa, fb := s.rootFP[SideA], s.rootFP[SideB]
 	if s.sym.boundRanges == nil {
-		big := SideA
-		if fb.Count > fa.Count {
-			big = SideB
-		}
-		leaves := deepestChildren(nil, s.round.hashes[big][0].Children)
+		leaves := deepestChildren(nil, s.round.hashes[s.boundSide()][0].Children)
 		if len(leaves) < 2 || len(leaves) > s.cfg.HashRangesLimit {
 			s.startSymbols(fa, fb)
 			return
@@ -191,6 +187,15 @@ func (s *Session) finishBound() {
 	s.sym.bounded = true
 	s.sym.boundRest = delta - covered
 	s.sk.ranges = chosen
+}
+
+// boundSide is the side whose root's children bound a session
+// (finishBound): the one with more records.
+func (s *Session) boundSide() Side {
+	if s.rootFP[SideB].Count > s.rootFP[SideA].Count {
+		return SideB
+	}
+	return SideA
 }
 
 // deepestChildren appends the leaves of the children tree cs to out.
