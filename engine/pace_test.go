@@ -230,3 +230,103 @@ func TestBoundedSessionSparesTheRest(t *testing.T) {
 	}
 	t.Logf("repaired %d, remaining %d, confirmed %v", st.KeysRepaired(), st.Remaining, confirms[0])
 }
+
+// TestResumedBoundedSessions: each bounded session resumes where the last
+// one left off (Stats.Resume into SessionConfig.Resume): it skips the root
+// comparison and starts with the larger side's children, its ranges follow
+// the last one's, and the chain ends with a session that compares the
+// roots again and converges, while a writer keeps adding keys to the
+// smaller side everywhere. A stale Resume (pointing past every difference)
+// costs at most a round: the session wraps around.
+func TestResumedBoundedSessions(t *testing.T) {
+	ctx := context.Background()
+	a := openMem(t, vfs.NewMem(), Options{ReplicaID: "a"})
+	defer a.Close()
+	b := openMem(t, vfs.NewMem(), Options{ReplicaID: "b"})
+	defer b.Close()
+	const n, bound = 20000, 2000
+	for i := range n {
+		if err := a.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// run runs one session with resume and reports its first round's
+	// requests.
+	run := func(resume *reconcile.BoundResume) (reconcile.Stats, []reconcile.Request) {
+		t.Helper()
+		var infos [2]reconcile.Info
+		for i, r := range []*Engine{a, b} {
+			var err error
+			if infos[i], err = r.Info(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := reconcile.NewSession(reconcile.SessionConfig{Symbols: true, Sketch: true, ConfirmAnySize: true, MaxSessionKeys: bound,
+			InfoA: &infos[0], InfoB: &infos[1], Resume: resume})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first []reconcile.Request
+		for step := s.Next(); !step.Done; step = s.Next() {
+			if first == nil {
+				first = step.Requests
+			}
+			reconcile.RunStep(ctx, s, [2]reconcile.Replica{a, b}, step)
+		}
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return s.Stats(), first
+	}
+	var resume *reconcile.BoundResume
+	var afters [][]byte
+	sessions, resumed := 0, 0
+	for ; sessions < 40; sessions++ {
+		// The writer: keys of b's own, all over the key space.
+		for j := range 20 {
+			if err := b.Put(ctx, fmt.Appendf(nil, "k%06dw%d", (j*997+sessions*131)%n, sessions), []byte("w"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, first := run(resume)
+		rootFirst := len(first) == 2 && first[0].Kind == reconcile.RequestRangeHash && first[0].RangeHash.Fanout == 0
+		if resume != nil && resume.Remaining > bound {
+			resumed++
+			if rootFirst || len(first) != 1 || first[0].Side != reconcile.SideA || first[0].RangeHash.Fanout == 0 {
+				t.Fatalf("session %d resumed from %+v began with %+v, want the larger side's children alone", sessions, resume, first)
+			}
+		} else if !rootFirst {
+			t.Fatalf("session %d (resume %+v) began with %+v, want the root comparison", sessions, resume, first)
+		}
+		t.Logf("session %d: bounded %t, repaired %d, remaining %d, converged %t, resume %+v", sessions, st.Bounded, st.KeysRepaired(), st.Remaining, st.Converged, st.Resume)
+		if st.Converged {
+			break
+		}
+		if st.Bounded != (st.Resume != nil) {
+			t.Fatalf("session %d: bounded %t, resume %+v", sessions, st.Bounded, st.Resume)
+		}
+		if st.Resume != nil {
+			afters = append(afters, st.Resume.After)
+		}
+		resume = st.Resume
+	}
+	if sessions >= 40 || resumed < 3 {
+		t.Fatalf("%d sessions, %d of them resumed", sessions, resumed)
+	}
+	for i := 1; i < len(afters); i++ {
+		if afters[i] != nil && afters[i-1] != nil && string(afters[i]) <= string(afters[i-1]) {
+			t.Fatalf("session %d left off at %q, before its predecessor's %q", i, afters[i], afters[i-1])
+		}
+	}
+	// A stale Resume: past every difference (b's 6000 new keys). The
+	// session wraps around to the partition's start and finds them.
+	for j := range 3 * bound {
+		if err := b.Put(ctx, fmt.Appendf(nil, "k%06dz", j), []byte("z"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, first := run(&reconcile.BoundResume{Side: reconcile.SideB, After: []byte("k019999"), Remaining: 10 * bound})
+	if len(first) != 1 || st.KeysRepaired() < bound {
+		t.Fatalf("stale resume: began with %+v, repaired %d", first, st.KeysRepaired())
+	}
+}

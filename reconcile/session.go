@@ -250,7 +250,25 @@ type SessionConfig struct {
 	// (timeout, cancellation) then loses at most its own part, and the
 	// next one resumes where the applied writes left off. Zero: no bound
 	// (the repair loop sets LoopConfig.MaxSessionKeys).
+	//
+	// The ranges' fingerprints are asked a chunk at a time (ranges holding
+	// about 1.5 MaxSessionKeys records on the larger side), from the start
+	// of the partition or from Resume, until the differences found reach
+	// MaxSessionKeys: on a replica a foreground keeps writing to, each
+	// range asked is a recompute of the leaves dirtied in it.
 	MaxSessionKeys uint64
+	// Resume, with MaxSessionKeys and Symbols, is the Stats.Resume of the
+	// previous session of the same partition and replicas, which was
+	// bounded: the session then skips the root comparison (a recompute of
+	// every dirty leaf of the partition on each side, which tells nothing
+	// new while a large repair is under way), asks Resume.Side for the
+	// root's children and looks for differing ranges from Resume.After on.
+	// When Resume.Remaining is at most MaxSessionKeys, or the search finds
+	// that everything that differs fits in one session, it starts over
+	// with the root comparison, as without Resume. A stale Resume costs at most that round trip: every range
+	// is compared before it is reconciled. The repair loop passes each
+	// session its target's last one.
+	Resume *BoundResume
 	// Strict makes the session assume that nothing writes to the replicas
 	// while it runs: answers that contradict earlier answers (a range listed
 	// with another number of entries than its fingerprint counted) and roots
@@ -356,6 +374,11 @@ type Session struct {
 	// final is Stats.Remaining once the session is done: the count
 	// difference of the confirmed roots (at least 1 when they differ).
 	final uint64
+	// bound is the search for the ranges of a bounded session.
+	bound boundSearch
+	// resumed: the session started from cfg.Resume, without a root
+	// comparison (rootFP unknown).
+	resumed bool
 	// cutoff is, per side, the greatest wall time of a record the side
 	// accepted when it answered Info (Info.recordCutoff; 0: no limit);
 	// elapsed (Tick) moves both forward as the session runs.
@@ -537,6 +560,10 @@ func (s *Session) Tick(elapsed time.Duration) {
 func (s *Session) Stats() Stats {
 	st := s.stats
 	st.Remaining = s.remaining()
+	if r := s.resume(); r != nil {
+		r.Remaining = st.Remaining
+		st.Resume = r
+	}
 	return st
 }
 
@@ -545,7 +572,7 @@ func (s *Session) remaining() uint64 {
 	if s.phase == phaseDone {
 		return s.final
 	}
-	if s.rootFP[SideA] == s.rootFP[SideB] {
+	if s.rootFP[SideA] == s.rootFP[SideB] && !s.resumed {
 		return 0 // not compared yet
 	}
 	var n uint64
@@ -560,8 +587,9 @@ func (s *Session) remaining() uint64 {
 	n += uint64(len(s.toFetch) + len(s.fetching))
 	if !known {
 		// The difference is not decoded yet: the roots' count
-		// difference is a lower bound.
-		return max(n, absDiff(s.rootFP[SideA].Count, s.rootFP[SideB].Count))
+		// difference is a lower bound (the previous session's estimate,
+		// when resumed).
+		return max(n, s.baseEstimate())
 	}
 	return n + s.sym.boundRest
 }
@@ -665,6 +693,12 @@ func (s *Session) Next() Step {
 			reqs = []Request{s.newRequest(Request{Side: SideA, Kind: RequestInfo}), s.newRequest(Request{Side: SideB, Kind: RequestInfo})}
 			break
 		}
+		if r := s.cfg.Resume; r != nil && s.cfg.Symbols && s.cfg.MaxSessionKeys > 0 && !s.cfg.Naive && r.Side <= SideB && r.Remaining > s.cfg.MaxSessionKeys {
+			s.resumed = true
+			s.stats.Method = MethodSymbols
+			s.phase = phaseBound
+			return s.Next()
+		}
 		fallthrough
 	case phaseRoot:
 		if s.cfg.Naive {
@@ -692,13 +726,13 @@ func (s *Session) Next() Step {
 		reqs = s.symbolsRound()
 	case phaseBound:
 		s.round = roundResults{}
-		if s.sym.boundRanges == nil {
+		if s.bound.leaves == nil {
 			// Only the larger side's children are used (finishBound): the
 			// other side, often the one a foreground keeps writing to, is
 			// spared a tree recompute.
 			reqs = s.hashRound([]KeyRange{s.part}, s.fanout, s.cfg.MaxDepth)[s.boundSide() : s.boundSide()+1]
 		} else {
-			reqs = s.hashRound(s.sym.boundRanges, 0, 0)
+			reqs = s.hashRound(s.bound.nextChunk(s.cfg.MaxSessionKeys+s.cfg.MaxSessionKeys/2, s.cfg.HashRangesLimit), 0, 0)
 		}
 	case phaseFetchHash:
 		s.round = roundResults{}

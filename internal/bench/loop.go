@@ -80,6 +80,9 @@ type LoopLoadConfig struct {
 	// -pprof=sched` shows where goroutines waited for a CPU).
 	// It turns on block and mutex profiling for the rest of the process.
 	ProfileDir string
+	// MaxSessionKeys is the loop's LoopConfig.MaxSessionKeys (0: its
+	// default).
+	MaxSessionKeys int64
 	// Phases, if set, runs only the phases of these tags (idle,
 	// admission-on, admission-off, repair-alone), a diagnostic: the
 	// ratios to phases not run are meaningless.
@@ -566,13 +569,14 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	loopStart := time.Now()
 	if withLoop {
 		loop, err = reconcile.NewLoop(reconcile.LoopConfig{
-			Local:         dst,
-			Peers:         []reconcile.Peer{{ID: "src", Replica: src}},
-			Scheduler:     reconcile.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
-			ScanThrottle:  scan,
-			WriteThrottle: write,
-			Signals:       adm.Signals,
-			Sync:          reconcile.SyncOptions{Progress: roundLogger(cfg.RoundLog, scan, write)},
+			Local:          dst,
+			Peers:          []reconcile.Peer{{ID: "src", Replica: src}},
+			Scheduler:      reconcile.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
+			ScanThrottle:   scan,
+			WriteThrottle:  write,
+			Signals:        adm.Signals,
+			MaxSessionKeys: cfg.MaxSessionKeys,
+			Sync:           reconcile.SyncOptions{Progress: roundLogger(cfg.RoundLog, scan, write)},
 			OnSession: func(r reconcile.SessionReport) {
 				if cfg.SessionLog != nil {
 					fmt.Fprintf(cfg.SessionLog, "session %d: %s after %.2fs (%s since the loop started): bounded %t, remaining %d, %s err=%v\n",

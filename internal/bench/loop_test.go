@@ -176,6 +176,14 @@ func TestLoopLoadLarge(t *testing.T) {
 	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_PHASES"); v != "" {
 		phases = strings.Split(v, ",")
 	}
+	// PEBBLEAE_BENCH_LOOP_SESSION_KEYS sets LoopConfig.MaxSessionKeys.
+	var sessionKeys int64
+	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_SESSION_KEYS"); v != "" {
+		var err error
+		if sessionKeys, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// PEBBLEAE_BENCH_LOOP_PHASE sets the measured phase (default 5s).
 	phase := 5 * time.Second
 	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_PHASE"); v != "" {
@@ -192,7 +200,7 @@ func TestLoopLoadLarge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, Phases: phases, SessionLog: sessionLog, RoundLog: roundLog, SourceServer: source, LockWriter: lockWriter})
+		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, Phases: phases, MaxSessionKeys: sessionKeys, SessionLog: sessionLog, RoundLog: roundLog, SourceServer: source, LockWriter: lockWriter})
 		if err != nil {
 			t.Fatal(err)
 		}
