@@ -85,18 +85,19 @@ type AdmissionConfig struct {
 	// latency (default 20).
 	MinSamples int
 	// SaturatedFraction: a window whose foreground operations took, added
-	// up, at least this fraction of it (default 0.5) is saturated: the
-	// foreground runs operations back to back (a writer flat out), so
-	// its throughput is the inverse of its mean latency, and background
-	// work that takes its CPU shows as a higher mean, not as a higher p99.
-	// ThroughputLoss (default 0.06): a saturated window is above the
-	// throughput target when its mean latency exceeds the mean of the
-	// quiet saturated windows by more than this fraction of it (and by
-	// NoiseDeviations of their spread): the foreground lost about that
-	// share of its throughput. SustainWindows such windows in a row are a
-	// "throughput" overload. Until MinBaselineWindows quiet saturated
-	// windows taught the baseline, the signal is off.
+	// up, at least this fraction of it (default 0.15) is busy: the
+	// foreground spends much of its time in the engine, as a writer that
+	// runs flat out does, and background work that takes its CPU shows
+	// as fewer operations a second, not as a higher p99. ThroughputLoss
+	// (default 0.06): the mean operation rate of the last
+	// ThroughputWindows busy windows (default 8) is below the throughput
+	// target when it falls short of the mean rate of the quiet busy
+	// windows by more than this fraction of it, and by more than
+	// NoiseDeviations times the spread of such a mean: a "throughput"
+	// overload. Until MinBaselineWindows quiet busy windows taught the
+	// baseline, the signal is off.
 	SaturatedFraction, ThroughputLoss float64
+	ThroughputWindows                 int
 	// Decrease multiplies the scale on overload (default 0.5); Increase is
 	// added to it when everything is fine (default 0.1).
 	Decrease, Increase float64
@@ -140,8 +141,9 @@ const (
 	DefaultMinSamples         = 20
 	DefaultMinScale           = 0.1
 	DefaultMaxScale           = 4
-	DefaultSaturatedFraction  = 0.5
+	DefaultSaturatedFraction  = 0.15
 	DefaultThroughputLoss     = 0.06
+	DefaultThroughputWindows  = 8
 )
 
 func (c *AdmissionConfig) ensureDefaults() {
@@ -199,6 +201,9 @@ func (c *AdmissionConfig) ensureDefaults() {
 	if c.ThroughputLoss == 0 {
 		c.ThroughputLoss = DefaultThroughputLoss
 	}
+	if c.ThroughputWindows == 0 {
+		c.ThroughputWindows = DefaultThroughputWindows
+	}
 	if c.Partitioner == nil {
 		c.Partitioner = merkle.SinglePartition()
 	}
@@ -232,17 +237,17 @@ type AdmissionStatus struct {
 	// whose p99 exceeded Target; SustainWindows of them make a latency
 	// overload.
 	AboveTarget int
-	// Saturated: the window's foreground operations took, added up, at
-	// least SaturatedFraction of it; Utilization is that sum per second
-	// of the window. Mean is the window's mean foreground latency;
-	// MeanBaseline and MeanNoise the mean and spread of the quiet
-	// saturated windows' means (0: not learned yet), MeanTarget the
-	// throughput target (0: off); BelowThroughput the consecutive
-	// saturated windows whose mean exceeded it.
-	Saturated                                 bool
+	// Busy: the window's foreground operations took, added up, at least
+	// SaturatedFraction of it; Utilization is that sum per second of the
+	// window, Rate the operations per second. RateBaseline and RateNoise
+	// are the mean and spread of the quiet busy windows' rates (0: not
+	// learned yet), RateTarget the throughput target (0: off), RecentRate
+	// the mean rate of the last ThroughputWindows busy windows with
+	// background work (0: fewer of them yet).
+	Busy                                      bool
 	Utilization                               float64
-	Mean, MeanBaseline, MeanNoise, MeanTarget time.Duration
-	BelowThroughput                           int
+	Rate, RateBaseline, RateNoise, RateTarget float64
+	RecentRate                                float64
 	// Quiet: the background throttles were idle in this window and the
 	// ones before it, so the window taught the baseline; BaselineQuiet:
 	// the baseline comes from quiet windows (else from the rolling
@@ -298,14 +303,17 @@ const (
 // latency the background adds is held against it.
 //
 // The throughput signal covers a foreground that runs flat out: its
-// operations, added up, fill most of each window (SaturatedFraction), so
-// background work that takes its CPU lowers its throughput without moving
-// its p99. Its throughput is then the inverse of its mean latency, which
-// the quiet saturated windows teach as they teach the p99; SustainWindows
-// saturated windows whose mean exceeds theirs by more than ThroughputLoss
-// (and the noise) are a throughput overload. A paced foreground, whose
-// operations leave most of each window idle, is never judged on it: there
-// a lower offered load is not a loss.
+// operations, added up, fill a good part of each window (SaturatedFraction),
+// so background work that takes its CPU lowers its throughput without
+// moving its p99. The quiet busy windows teach its operation rate (mean and
+// spread); when the mean rate of the last ThroughputWindows busy windows
+// with background work falls short of it by more than ThroughputLoss (and
+// by more than the noise of such a mean), background work is scaled down,
+// and the next judgement waits for as many new windows; while a judgement
+// is pending the scale holds (a judgement that finds the rate fine adds the
+// increases held back). A paced foreground,
+// whose operations leave most of each window idle, is not judged on its
+// rate: there a lower offered load is not a loss.
 //
 // The engine (or the application) reports foreground latencies with
 // ObserveForeground; Pebble reports stalls and slow disks through
@@ -345,12 +353,12 @@ type Admission struct {
 		busyWindows        int
 		above              int
 		byReason           map[string]uint64
-		// satMean, satSq and satN are the same for the mean latency of
-		// the quiet saturated windows; below counts the consecutive
-		// saturated windows above the throughput target.
-		satMean, satSq float64
-		satN           uint64
-		below          int
+		// rateMean, rateSq and rateN are the same for the operation
+		// rate of the quiet busy windows; recent are the rates of the
+		// busy windows with background work since the last judgement.
+		rateMean, rateSq float64
+		rateN            uint64
+		recent           []float64
 	}
 }
 
@@ -359,7 +367,7 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	cfg.ensureDefaults()
 	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.MaxScale < 1 || cfg.MaxScale > reconcile.MaxThrottleScale ||
 		cfg.LatencyFactor < 1 || cfg.Interval < 0 || cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 ||
-		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 {
+		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 || cfg.ThroughputWindows < 0 {
 		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], max scale (ceiling) %v in [1,%v], latency factor %v >= 1; "+
 			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d, saturated fraction %v, throughput loss %v >= 0",
 			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.MaxScale, reconcile.MaxThrottleScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations,
@@ -492,10 +500,9 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		samples += counts[i]
 	}
 	latencySum := a.latencySum.Swap(0)
-	var p99, mean time.Duration
+	var p99 time.Duration
 	if samples >= uint64(a.cfg.MinSamples) {
 		p99 = quantile(counts[:], float64(samples), 0.99)
-		mean = time.Duration(latencySum / int64(samples))
 	}
 	taken := a.throttlesTaken()
 
@@ -517,9 +524,11 @@ func (a *Admission) Evaluate() AdmissionStatus {
 	if secs > 0 {
 		st.WriteRate = float64(total) / secs
 		st.Utilization = float64(latencySum) / 1e9 / secs
+		if p99 > 0 {
+			st.Rate = float64(samples) / secs
+		}
 	}
-	st.Mean = mean
-	st.Saturated = mean > 0 && st.Utilization >= a.cfg.SaturatedFraction
+	st.Busy = st.Rate > 0 && st.Utilization >= a.cfg.SaturatedFraction
 	if havePebble && ps.L0Sublevels > a.cfg.MaxL0Sublevels {
 		st.Reasons = append(st.Reasons, "l0-sublevels")
 	}
@@ -577,26 +586,34 @@ func (a *Admission) Evaluate() AdmissionStatus {
 	if a.mu.above >= max(a.cfg.SustainWindows, 1) {
 		st.Reasons = append(st.Reasons, "latency")
 	}
-	// The throughput signal: a saturated foreground's mean latency against
-	// the quiet saturated windows'.
-	if a.mu.satN >= uint64(max(a.cfg.MinBaselineWindows, 1)) {
-		m := a.mu.satMean
-		sd := math.Sqrt(max(a.mu.satSq-m*m, 0))
-		st.MeanBaseline, st.MeanNoise = time.Duration(m), time.Duration(sd)
-		st.MeanTarget = time.Duration(m + max(a.cfg.NoiseDeviations*sd, a.cfg.ThroughputLoss*m))
+	// The throughput signal: a busy foreground's recent rate against the
+	// quiet busy windows'.
+	if a.mu.rateN >= uint64(max(a.cfg.MinBaselineWindows, 1)) {
+		m := a.mu.rateMean
+		sd := math.Sqrt(max(a.mu.rateSq-m*m, 0))
+		st.RateBaseline, st.RateNoise = m, sd
+		n := float64(max(a.cfg.ThroughputWindows, 1))
+		st.RateTarget = m - max(a.cfg.NoiseDeviations*sd/math.Sqrt(n), a.cfg.ThroughputLoss*m)
 	}
-	if mean > 0 {
-		// Windows without enough samples neither count nor break the run;
-		// a window that is not saturated breaks it.
-		if st.Saturated && st.MeanTarget > 0 && mean > st.MeanTarget {
-			a.mu.below++
-		} else {
-			a.mu.below = 0
+	switch {
+	case st.Rate == 0 || st.Quiet:
+		// Too few samples say nothing; a quiet window has no background
+		// work to judge.
+	case !st.Busy || st.RateTarget == 0:
+		a.mu.recent = a.mu.recent[:0]
+	default:
+		a.mu.recent = append(a.mu.recent, st.Rate)
+		if len(a.mu.recent) >= max(a.cfg.ThroughputWindows, 1) {
+			var sum float64
+			for _, r := range a.mu.recent {
+				sum += r
+			}
+			st.RecentRate = sum / float64(len(a.mu.recent))
+			a.mu.recent = a.mu.recent[:0]
+			if st.RecentRate < st.RateTarget {
+				st.Reasons = append(st.Reasons, "throughput")
+			}
 		}
-	}
-	st.BelowThroughput = a.mu.below
-	if a.mu.below >= max(a.cfg.SustainWindows, 1) {
-		st.Reasons = append(st.Reasons, "throughput")
 	}
 	if st.Quiet && p99 > 0 {
 		// Learn from the quiet window (after judging it: a foreground that
@@ -607,23 +624,30 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		x := float64(p99)
 		a.mu.quietMean += w * (x - a.mu.quietMean)
 		a.mu.quietSq += w * (x*x - a.mu.quietSq)
-		if st.Saturated {
-			a.mu.satN++
-			w := max(1/float64(a.mu.satN), 1/float64(a.cfg.BaselineWindows))
-			x := float64(mean)
-			a.mu.satMean += w * (x - a.mu.satMean)
-			a.mu.satSq += w * (x*x - a.mu.satSq)
+		if st.Busy {
+			a.mu.rateN++
+			w := max(1/float64(a.mu.rateN), 1/float64(a.cfg.BaselineWindows))
+			x := st.Rate
+			a.mu.rateMean += w * (x - a.mu.rateMean)
+			a.mu.rateSq += w * (x*x - a.mu.rateSq)
 		}
 	}
 	st.Overloaded = len(st.Reasons) > 0
 	old := a.mu.scale
-	if st.Overloaded {
+	switch {
+	case st.Overloaded:
 		a.mu.scale = max(a.mu.scale*a.cfg.Decrease, a.cfg.MinScale)
 		st.Decreases++
 		for _, r := range st.Reasons {
 			a.mu.byReason[r]++
 		}
-	} else {
+	case len(a.mu.recent) > 0:
+		// A busy foreground's throughput is being judged: the scale
+		// holds until the verdict.
+	case st.RecentRate > 0:
+		// It was judged fine: the increases it held back.
+		a.mu.scale = min(a.mu.scale+a.cfg.Increase*float64(max(a.cfg.ThroughputWindows, 1)), a.cfg.MaxScale)
+	default:
 		a.mu.scale = min(a.mu.scale+a.cfg.Increase, a.cfg.MaxScale)
 	}
 	st.Scale, st.MinScale, st.MaxScale = a.mu.scale, a.cfg.MinScale, a.cfg.MaxScale

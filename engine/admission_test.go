@@ -153,11 +153,12 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 }
 
 // TestAdmissionThroughputSignal scripts a foreground that runs flat out
-// (its operations fill most of each window) on a fake clock: background
-// work that raises its mean latency within the quiet windows' spread, or
-// that raises a paced foreground's mean, scales nothing down; a sustained
-// rise of a saturated foreground's mean (a loss of throughput its p99 does
-// not show) does, for "throughput"; a permanent loss holds the repair floor.
+// (its operations fill a good part of each window) on a fake clock:
+// background work under which its operation rate stays within the quiet
+// windows' spread, or a paced foreground's rate falling (a lower offered
+// load), scales nothing down; a busy foreground losing 11% of its rate (its
+// p99 unmoved) does, for "throughput", once per ThroughputWindows windows;
+// a permanent loss holds the repair floor.
 func TestAdmissionThroughputSignal(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -172,12 +173,11 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	busy := false
-	// window feeds n operations of mean latency mean (a p99 of 20µs
-	// whatever the mean: the tail does not move) and evaluates one 50ms
-	// window. 1500 operations of 30µs fill 90% of it: saturated.
-	window := func(n int, mean time.Duration) engine.AdmissionStatus {
+	// window feeds n operations of 5µs (2% of them 20µs: the p99 does not
+	// move) and evaluates one 50ms window. 4500 of them fill 45% of it.
+	window := func(n int) engine.AdmissionStatus {
 		for i := range n {
-			d := mean
+			d := 5 * time.Microsecond
 			if i%50 == 0 {
 				d = 20 * time.Microsecond
 			}
@@ -191,46 +191,46 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 		clk.Advance(engine.DefaultAdmissionInterval)
 		return a.Evaluate()
 	}
-	// noisy is a flat-out writer's mean: 10µs ± 0.15µs (σ).
-	noisy := func() time.Duration { return time.Duration(10000 + 150*rng.NormFloat64()) }
+	// noisy is a flat-out writer's operations a window: 4500 ± 3% (σ).
+	noisy := func() int { return int(4500 + 135*rng.NormFloat64()) }
 	for range 60 {
-		if st := window(4500, noisy()); st.Overloaded || !st.Saturated {
-			t.Fatalf("quiet saturated window: %+v", st)
+		if st := window(noisy()); st.Overloaded || !st.Busy {
+			t.Fatalf("quiet busy window: %+v", st)
 		}
 	}
-	st := window(4500, noisy())
-	if st.MeanBaseline < 9*time.Microsecond || st.MeanBaseline > 11*time.Microsecond || st.MeanNoise <= 0 || st.MeanTarget <= st.MeanBaseline {
+	st := window(noisy())
+	if st.RateBaseline < 85000 || st.RateBaseline > 95000 || st.RateNoise <= 0 || st.RateTarget >= st.RateBaseline {
 		t.Fatalf("throughput baseline not learned: %+v", st)
 	}
-	t.Logf("mean baseline %v, noise %v, target %v", st.MeanBaseline, st.MeanNoise, st.MeanTarget)
+	t.Logf("rate baseline %.0f/s, noise %.0f, target %.0f", st.RateBaseline, st.RateNoise, st.RateTarget)
 	busy = true
 	last := st.Scale
-	// Background work within the noise; then a paced foreground (a tenth of
-	// the operations) whose mean rises by half: not saturated, not judged.
-	for i := range 100 {
-		n, mean := 4500, noisy()
-		if i >= 50 {
-			n, mean = 450, 15*time.Microsecond
+	// Background work within the noise; then a paced foreground (a tenth
+	// of the operations): not busy, not judged.
+	for i := range 200 {
+		n := noisy()
+		if i >= 100 {
+			n = 450
 		}
-		st := window(n, mean)
+		st := window(n)
 		if st.Overloaded || st.Scale < last {
-			t.Fatalf("window %d (%d operations, mean %v): scaled down: %+v", i, n, mean, st)
+			t.Fatalf("window %d (%d operations): scaled down: %+v", i, n, st)
 		}
 		last = st.Scale
 	}
-	// A saturated foreground whose mean rises 15% (its throughput falls
-	// 13%): a throughput overload once sustained, with its reason.
-	for i := range engine.DefaultSustainWindows - 1 {
-		if st := window(4000, 11500*time.Nanosecond); st.Overloaded {
-			t.Fatalf("window %d of the loss: overloaded before it was sustained: %+v", i, st)
+	// A busy foreground that loses 11% of its operations: a throughput
+	// overload once ThroughputWindows windows show it, with its reason.
+	for i := range engine.DefaultThroughputWindows - 1 {
+		if st := window(4000); st.Overloaded {
+			t.Fatalf("window %d of the loss: overloaded before %d windows: %+v", i, engine.DefaultThroughputWindows, st)
 		}
 	}
-	st = window(4000, 11500*time.Nanosecond)
+	st = window(4000)
 	if !st.Overloaded || !slices.Equal(st.Reasons, []string{"throughput"}) || st.Scale != last/2 || st.DecreasesByReason["throughput"] != 1 {
 		t.Fatalf("sustained loss of throughput: want a decrease to %v for throughput: %+v", last/2, st)
 	}
-	for range 100 {
-		window(4000, 11500*time.Nanosecond)
+	for range 200 {
+		window(4000)
 	}
 	if st := a.Status(); st.Scale != engine.DefaultMinScale || scan.Status().BusyFraction != 0.25*engine.DefaultMinScale {
 		t.Fatalf("permanent loss: scale %v (busy budget %v), want the floor %v", st.Scale, scan.Status().BusyFraction, engine.DefaultMinScale)

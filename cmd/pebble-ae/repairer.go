@@ -161,9 +161,9 @@ func (n *nodeRepairer) Background() []string {
 	}
 	out = append(out, fmt.Sprintf("admission control: scale %.2f (floor %.2f, ceiling %.2f), %s (foreground p99 %s, target %s: baseline %s ± %s; L0 sublevels %d, compaction debt %s)",
 		a.Scale, a.MinScale, a.MaxScale, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, human(a.CompactionDebt)))
-	if a.Saturated {
-		out = append(out, fmt.Sprintf("foreground flat out (%.2f of each second in operations): mean latency %s, target %s (baseline %s ± %s)",
-			a.Utilization, a.Mean, a.MeanTarget, a.MeanBaseline, a.MeanNoise))
+	if a.Busy && a.RateTarget > 0 {
+		out = append(out, fmt.Sprintf("foreground busy (%.2f of each second in operations): %.0f operations/s, target %.0f/s (baseline %.0f/s ± %.0f)",
+			a.Utilization, a.Rate, a.RateTarget, a.RateBaseline, a.RateNoise))
 	}
 	if len(a.DecreasesByReason) > 0 {
 		reasons := make([]string, 0, len(a.DecreasesByReason))
