@@ -85,17 +85,17 @@ type AdmissionConfig struct {
 	// latency (default 20).
 	MinSamples int
 	// SaturatedFraction: a window whose foreground operations took, added
-	// up, at least this fraction of it (default 0.15) is busy: the
+	// up, at least this fraction of it (default 0.25) is saturated: the
 	// foreground spends much of its time in the engine, as a writer that
-	// runs flat out does, and background work that takes its CPU shows
-	// as fewer operations a second, not as a higher p99. ThroughputLoss
-	// (default 0.06): the mean operation rate of the last
-	// ThroughputWindows busy windows (default 8) is below the throughput
-	// target when it falls short of the mean rate of the quiet busy
-	// windows by more than this fraction of it, and by more than
-	// NoiseDeviations times the spread of such a mean: a "throughput"
-	// overload. Until MinBaselineWindows quiet busy windows taught the
-	// baseline, the signal is off.
+	// runs flat out does; it leaves no room to lend (MaxScale), and
+	// background work that takes its CPU shows as fewer operations a
+	// second, not as a higher p99. ThroughputLoss (default 0.06): the
+	// mean operation rate of the last ThroughputWindows saturated windows
+	// (default 8) is below the throughput target when it falls short of
+	// the mean rate of the quiet saturated windows by more than this
+	// fraction of it, and by more than NoiseDeviations times the spread
+	// of such a mean: a "throughput" overload. Until MinBaselineWindows
+	// quiet saturated windows taught the baseline, the signal is off.
 	SaturatedFraction, ThroughputLoss float64
 	ThroughputWindows                 int
 	// Decrease multiplies the scale on overload (default 0.5); Increase is
@@ -112,8 +112,12 @@ type AdmissionConfig struct {
 	// busy-time budgets; at least 1; 1: never above them). The configured
 	// rates are what background work gets at scale 1; a machine whose
 	// foreground leaves room lends it to repair, and takes it back as soon
-	// as a signal fires.
-	MaxScale float64
+	// as a signal fires. A saturated foreground (SaturatedFraction), which
+	// leaves no room, is lent nothing: while it runs the ceiling is 1, and
+	// it is MaxScale again only after LendWindows windows (default 8)
+	// without it.
+	MaxScale    float64
+	LendWindows int
 	// Partitioner maps written keys to partitions for the write rates
 	// (default: one partition). Use the engine's.
 	Partitioner merkle.Partitioner
@@ -141,9 +145,10 @@ const (
 	DefaultMinSamples         = 20
 	DefaultMinScale           = 0.1
 	DefaultMaxScale           = 4
-	DefaultSaturatedFraction  = 0.15
+	DefaultSaturatedFraction  = 0.25
 	DefaultThroughputLoss     = 0.06
 	DefaultThroughputWindows  = 8
+	DefaultLendWindows        = 8
 )
 
 func (c *AdmissionConfig) ensureDefaults() {
@@ -204,6 +209,9 @@ func (c *AdmissionConfig) ensureDefaults() {
 	if c.ThroughputWindows == 0 {
 		c.ThroughputWindows = DefaultThroughputWindows
 	}
+	if c.LendWindows == 0 {
+		c.LendWindows = DefaultLendWindows
+	}
 	if c.Partitioner == nil {
 		c.Partitioner = merkle.SinglePartition()
 	}
@@ -219,8 +227,9 @@ func (c *AdmissionConfig) ensureDefaults() {
 type AdmissionStatus struct {
 	// Scale is the multiple of the configured background rates in force;
 	// MinScale the repair floor it never goes below, MaxScale the ceiling
-	// it never goes above.
-	Scale, MinScale, MaxScale float64
+	// it never goes above, Ceiling the ceiling in force (1 while the
+	// foreground is saturated, see AdmissionConfig.MaxScale).
+	Scale, MinScale, MaxScale, Ceiling float64
 	// Overloaded: the last window showed foreground suffering; Reasons say
 	// why ("l0-sublevels", "compaction-debt", "write-stall", "disk-slow",
 	// "latency", "throughput").
@@ -237,14 +246,14 @@ type AdmissionStatus struct {
 	// whose p99 exceeded Target; SustainWindows of them make a latency
 	// overload.
 	AboveTarget int
-	// Busy: the window's foreground operations took, added up, at least
-	// SaturatedFraction of it; Utilization is that sum per second of the
-	// window, Rate the operations per second. RateBaseline and RateNoise
-	// are the mean and spread of the quiet busy windows' rates (0: not
-	// learned yet), RateTarget the throughput target (0: off), RecentRate
-	// the mean rate of the last ThroughputWindows busy windows with
-	// background work (0: fewer of them yet).
-	Busy                                      bool
+	// Saturated: the window's foreground operations took, added up, at
+	// least SaturatedFraction of it; Utilization is that sum per second
+	// of the window, Rate the operations per second. RateBaseline and
+	// RateNoise are the mean and spread of the quiet saturated windows'
+	// rates (0: not learned yet), RateTarget the throughput target (0:
+	// off), RecentRate the mean rate of the last ThroughputWindows
+	// saturated windows with background work (0: fewer of them yet).
+	Saturated                                 bool
 	Utilization                               float64
 	Rate, RateBaseline, RateNoise, RateTarget float64
 	RecentRate                                float64
@@ -284,7 +293,9 @@ const (
 // overload but never stops), and never above MaxScale, the ceiling: while
 // the foreground leaves room, background work may take several times its
 // configured rates and busy-time budgets (a large repair then finishes
-// sooner), and gives them back within a few windows of a signal.
+// sooner), and gives them back within a few windows of a signal. A
+// saturated foreground (one that runs flat out) leaves no room: while it
+// runs, background work gets at most its configured rates.
 //
 // The latency signal compares each window's p99 with what the same
 // foreground did while the background was idle. Windows in which none of
@@ -359,6 +370,9 @@ type Admission struct {
 		rateMean, rateSq float64
 		rateN            uint64
 		recent           []float64
+		// unsaturated counts the windows since the foreground was last
+		// saturated.
+		unsaturated int
 	}
 }
 
@@ -367,7 +381,7 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	cfg.ensureDefaults()
 	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.MaxScale < 1 || cfg.MaxScale > reconcile.MaxThrottleScale ||
 		cfg.LatencyFactor < 1 || cfg.Interval < 0 || cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 ||
-		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 || cfg.ThroughputWindows < 0 {
+		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 || cfg.ThroughputWindows < 0 || cfg.LendWindows < 0 {
 		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], max scale (ceiling) %v in [1,%v], latency factor %v >= 1; "+
 			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d, saturated fraction %v, throughput loss %v >= 0",
 			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.MaxScale, reconcile.MaxThrottleScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations,
@@ -382,6 +396,7 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	a.mu.status.Scale = 1
 	a.mu.status.MinScale = cfg.MinScale
 	a.mu.status.MaxScale = cfg.MaxScale
+	a.mu.status.Ceiling = min(cfg.MaxScale, 1)
 	a.mu.byReason = make(map[string]uint64)
 	a.mu.rates = make([]float64, len(a.writes))
 	a.mu.taken = a.throttlesTaken()
@@ -528,7 +543,7 @@ func (a *Admission) Evaluate() AdmissionStatus {
 			st.Rate = float64(samples) / secs
 		}
 	}
-	st.Busy = st.Rate > 0 && st.Utilization >= a.cfg.SaturatedFraction
+	st.Saturated = st.Rate > 0 && st.Utilization >= a.cfg.SaturatedFraction
 	if havePebble && ps.L0Sublevels > a.cfg.MaxL0Sublevels {
 		st.Reasons = append(st.Reasons, "l0-sublevels")
 	}
@@ -596,10 +611,12 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		st.RateTarget = m - max(a.cfg.NoiseDeviations*sd/math.Sqrt(n), a.cfg.ThroughputLoss*m)
 	}
 	switch {
-	case st.Rate == 0 || st.Quiet:
-		// Too few samples say nothing; a quiet window has no background
-		// work to judge.
-	case !st.Busy || st.RateTarget == 0:
+	case st.Saturated && st.Quiet:
+		// No background work to judge.
+	case !st.Saturated || st.RateTarget == 0:
+		// Not busy (or too few samples): not judged, and a judgement
+		// under way is dropped (a foreground that stops does not hold
+		// the scale).
 		a.mu.recent = a.mu.recent[:0]
 	default:
 		a.mu.recent = append(a.mu.recent, st.Rate)
@@ -624,7 +641,7 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		x := float64(p99)
 		a.mu.quietMean += w * (x - a.mu.quietMean)
 		a.mu.quietSq += w * (x*x - a.mu.quietSq)
-		if st.Busy {
+		if st.Saturated {
 			a.mu.rateN++
 			w := max(1/float64(a.mu.rateN), 1/float64(a.cfg.BaselineWindows))
 			x := st.Rate
@@ -634,6 +651,16 @@ func (a *Admission) Evaluate() AdmissionStatus {
 	}
 	st.Overloaded = len(st.Reasons) > 0
 	old := a.mu.scale
+	if st.Saturated {
+		a.mu.unsaturated = 0
+	} else {
+		a.mu.unsaturated++
+	}
+	st.Ceiling = a.cfg.MaxScale
+	if a.mu.unsaturated <= a.cfg.LendWindows {
+		// A saturated foreground leaves no room to lend.
+		st.Ceiling = min(a.cfg.MaxScale, 1)
+	}
 	switch {
 	case st.Overloaded:
 		a.mu.scale = max(a.mu.scale*a.cfg.Decrease, a.cfg.MinScale)
@@ -646,9 +673,12 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		// holds until the verdict.
 	case st.RecentRate > 0:
 		// It was judged fine: the increases it held back.
-		a.mu.scale = min(a.mu.scale+a.cfg.Increase*float64(max(a.cfg.ThroughputWindows, 1)), a.cfg.MaxScale)
+		a.mu.scale = a.mu.scale + a.cfg.Increase*float64(max(a.cfg.ThroughputWindows, 1))
 	default:
-		a.mu.scale = min(a.mu.scale+a.cfg.Increase, a.cfg.MaxScale)
+		a.mu.scale = a.mu.scale + a.cfg.Increase
+	}
+	if a.mu.scale > st.Ceiling {
+		a.mu.scale = max(st.Ceiling, a.cfg.MinScale)
 	}
 	st.Scale, st.MinScale, st.MaxScale = a.mu.scale, a.cfg.MinScale, a.cfg.MaxScale
 	st.DecreasesByReason = maps.Clone(a.mu.byReason)

@@ -194,8 +194,8 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 	// noisy is a flat-out writer's operations a window: 4500 ± 3% (σ).
 	noisy := func() int { return int(4500 + 135*rng.NormFloat64()) }
 	for range 60 {
-		if st := window(noisy()); st.Overloaded || !st.Busy {
-			t.Fatalf("quiet busy window: %+v", st)
+		if st := window(noisy()); st.Overloaded || !st.Saturated || st.Scale > 1 || st.Ceiling != 1 {
+			t.Fatalf("quiet saturated window: lent room, or overloaded: %+v", st)
 		}
 	}
 	st := window(noisy())
@@ -206,7 +206,8 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 	busy = true
 	last := st.Scale
 	// Background work within the noise; then a paced foreground (a tenth
-	// of the operations): not busy, not judged.
+	// of the operations): not saturated, not judged, and lent room once
+	// it has been so for LendWindows windows.
 	for i := range 200 {
 		n := noisy()
 		if i >= 100 {
@@ -216,15 +217,23 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 		if st.Overloaded || st.Scale < last {
 			t.Fatalf("window %d (%d operations): scaled down: %+v", i, n, st)
 		}
+		if lent := st.Scale > 1; lent != (i >= 100+engine.DefaultLendWindows) {
+			t.Fatalf("window %d (%d operations): scale %v, ceiling %v", i, n, st.Scale, st.Ceiling)
+		}
 		last = st.Scale
 	}
-	// A busy foreground that loses 11% of its operations: a throughput
-	// overload once ThroughputWindows windows show it, with its reason.
+	if last != engine.DefaultMaxScale {
+		t.Fatalf("a paced foreground with room: scale %v, want the ceiling", last)
+	}
+	// A saturated foreground that loses 11% of its operations: lent
+	// nothing at once, then a throughput overload once ThroughputWindows
+	// windows show it, with its reason.
 	for i := range engine.DefaultThroughputWindows - 1 {
-		if st := window(4000); st.Overloaded {
-			t.Fatalf("window %d of the loss: overloaded before %d windows: %+v", i, engine.DefaultThroughputWindows, st)
+		if st := window(4000); st.Overloaded || st.Scale != 1 {
+			t.Fatalf("window %d of the loss: overloaded before %d windows, or still lent room: %+v", i, engine.DefaultThroughputWindows, st)
 		}
 	}
+	last = 1
 	st = window(4000)
 	if !st.Overloaded || !slices.Equal(st.Reasons, []string{"throughput"}) || st.Scale != last/2 || st.DecreasesByReason["throughput"] != 1 {
 		t.Fatalf("sustained loss of throughput: want a decrease to %v for throughput: %+v", last/2, st)
@@ -234,6 +243,17 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 	}
 	if st := a.Status(); st.Scale != engine.DefaultMinScale || scan.Status().BusyFraction != 0.25*engine.DefaultMinScale {
 		t.Fatalf("permanent loss: scale %v (busy budget %v), want the floor %v", st.Scale, scan.Status().BusyFraction, engine.DefaultMinScale)
+	}
+	// The foreground stops in the middle of a judgement: the scale does
+	// not hold, it climbs back.
+	for range engine.DefaultThroughputWindows / 2 {
+		window(4000)
+	}
+	for range 20 {
+		window(0)
+	}
+	if st := a.Status(); st.Scale < 1 {
+		t.Fatalf("scale %v a second after the foreground stopped", st.Scale)
 	}
 }
 

@@ -512,6 +512,57 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	}
 	adm.Attach(dst)
 	go func() { _ = adm.Run(actx) }()
+	if cfg.SessionLog != nil {
+		// Admission control's state, a line a second, with the Go
+		// scheduler's latencies (runnable to running) over the second.
+		go func() {
+			smp := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+			var prev []uint64
+			for {
+				select {
+				case <-actx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				metrics.Read(smp)
+				h := smp[0].Value.Float64Histogram()
+				var n uint64
+				var sum float64
+				d := make([]uint64, len(h.Counts))
+				for i, c := range h.Counts {
+					if i < len(prev) {
+						d[i] = c - prev[i]
+					}
+					n += d[i]
+					lo, hi := h.Buckets[i], h.Buckets[i+1]
+					if math.IsInf(hi, 1) {
+						hi = lo
+					}
+					if math.IsInf(lo, -1) {
+						lo = 0
+					}
+					sum += float64(d[i]) * (lo + hi) / 2
+				}
+				prev = append(prev[:0], h.Counts...)
+				var p99 float64
+				var acc uint64
+				for i, c := range d {
+					acc += c
+					if n > 0 && float64(acc) >= 0.99*float64(n) {
+						p99 = h.Buckets[i+1]
+						break
+					}
+				}
+				mean := 0.0
+				if n > 0 {
+					mean = sum / float64(n)
+				}
+				st := adm.Status()
+				fmt.Fprintf(cfg.SessionLog, "admission: scale %.2f (ceiling %.0f) %v p99 %v target %v (baseline %v ± %v) saturated %t util %.2f rate %.0f recent %.0f target %.0f (baseline %.0f ± %.0f) quiet %t sched n %d mean %.1fµs p99 %.1fµs\n",
+					st.Scale, st.Ceiling, st.Reasons, st.P99, st.Target, st.Baseline, st.Noise, st.Saturated, st.Utilization, st.Rate, st.RecentRate, st.RateTarget, st.RateBaseline, st.RateNoise, st.Quiet, n, mean*1e6, p99*1e6)
+			}
+		}()
+	}
 
 	value := make([]byte, cfg.ValueSize)
 	keys := make([][]byte, 1<<16)
