@@ -232,17 +232,36 @@ type SessionConfig struct {
 	// MaxSessionKeys bounds the difference one session reconciles with
 	// symbol streams (SessionConfig.Symbols), so that a large repair
 	// proceeds in sessions that each finish: when the roots' record counts
-	// differ by more than this, the session first asks both sides for the
-	// root's children (one more round trip), then streams the symbols of
+	// differ by more than this, the session first asks the larger side for
+	// the root's children (one more round trip), then streams the symbols of
 	// only the first of the larger side's children that differ from the
 	// other side's, as many as hold about MaxSessionKeys differences at
-	// the rate the counts suggest, repairs them and ends without
-	// converging (Stats.Bounded); the next session finds those ranges
+	// the rate the counts suggest, repairs them, confirms only the span
+	// of those ranges and ends without converging (Stats.Bounded); the
+	// next session finds those ranges
 	// equal and goes on with the next ones. A session that is cut
 	// (timeout, cancellation) then loses at most its own part, and the
 	// next one resumes where the applied writes left off. Zero: no bound
 	// (the repair loop sets LoopConfig.MaxSessionKeys).
+	//
+	// The ranges' fingerprints are asked a chunk at a time (ranges holding
+	// about 1.5 MaxSessionKeys records on the larger side), from the start
+	// of the partition or from Resume, until the differences found reach
+	// MaxSessionKeys: on a replica a foreground keeps writing to, each
+	// range asked is a recompute of the leaves dirtied in it.
 	MaxSessionKeys uint64
+	// Resume, with MaxSessionKeys and Symbols, is the Stats.Resume of the
+	// previous session of the same partition and replicas, which was
+	// bounded: the session then skips the root comparison (a recompute of
+	// every dirty leaf of the partition on each side, which tells nothing
+	// new while a large repair is under way), asks Resume.Side for the
+	// root's children and looks for differing ranges from Resume.After on.
+	// When Resume.Remaining is at most MaxSessionKeys, or the search finds
+	// that everything that differs fits in one session, it starts over
+	// with the root comparison, as without Resume. A stale Resume costs at most that round trip: every range
+	// is compared before it is reconciled. The repair loop passes each
+	// session its target's last one.
+	Resume *BoundResume
 	// Strict makes the session assume that nothing writes to the replicas
 	// while it runs: answers that contradict earlier answers (a range listed
 	// with another number of entries than its fingerprint counted) and roots
@@ -283,14 +302,16 @@ type SessionConfig struct {
 //     Stats.Quarantined instead. (Before step 1, Infos whose clocks differ
 //     by more than the offset of the side behind end the session with
 //     ErrClockSkew.)
-//  5. Confirm: RangeHash of the partition on both sides; Stats.Converged
-//     reports whether the roots are now equal (writes racing the session
-//     can make them differ; they are left to the next session). The
+//  5. Confirm: RangeHash of the partition on both sides (of a bounded
+//     session: of the span it reconciled, see
+//     SessionConfig.MaxSessionKeys); Stats.Converged reports whether the
+//     roots are now equal (writes racing the session can make them
+//     differ; they are left to the next session). The
 //     confirm rides on the apply round (RequestApply with Confirm, and a
 //     RangeHash for a side without writes) unless a side's writes need
 //     several Apply requests.
 //
-// With SessionConfig.Sketch (both replicas are Sketchers), steps 2 and 3
+// With sketches (both replicas declare CapSketch), steps 2 and 3
 // are replaced by set reconciliation: RangeSketch of the partition on both
 // sides, then FetchByHash of the entries each side holds alone (see
 // session_sketch.go): 4 round trips when the first sketch decodes, one more
@@ -350,6 +371,11 @@ type Session struct {
 	// final is Stats.Remaining once the session is done: the count
 	// difference of the confirmed roots (at least 1 when they differ).
 	final uint64
+	// bound is the search for the ranges of a bounded session.
+	bound boundSearch
+	// resumed: the session started from cfg.Resume, without a root
+	// comparison (rootFP unknown).
+	resumed bool
 	// cutoff is, per side, the greatest wall time of a record the side
 	// accepted when it answered Info (Info.recordCutoff; 0: no limit);
 	// elapsed (Tick) moves both forward as the session runs.
@@ -536,6 +562,10 @@ func (s *Session) Tick(elapsed time.Duration) {
 func (s *Session) Stats() Stats {
 	st := s.stats
 	st.Remaining = s.remaining()
+	if r := s.resume(); r != nil {
+		r.Remaining = st.Remaining
+		st.Resume = r
+	}
 	return st
 }
 
@@ -544,7 +574,7 @@ func (s *Session) remaining() uint64 {
 	if s.phase == phaseDone {
 		return s.final
 	}
-	if s.rootFP[SideA] == s.rootFP[SideB] {
+	if s.rootFP[SideA] == s.rootFP[SideB] && !s.resumed {
 		return 0 // not compared yet
 	}
 	var n uint64
@@ -559,8 +589,9 @@ func (s *Session) remaining() uint64 {
 	n += uint64(len(s.toFetch) + len(s.fetching))
 	if !known {
 		// The difference is not decoded yet: the roots' count
-		// difference is a lower bound.
-		return max(n, absDiff(s.rootFP[SideA].Count, s.rootFP[SideB].Count))
+		// difference is a lower bound (the previous session's estimate,
+		// when resumed).
+		return max(n, s.baseEstimate())
 	}
 	return n + s.sym.boundRest
 }
@@ -690,6 +721,12 @@ func (s *Session) Next() Step {
 			reqs = []Request{s.newRequest(Request{Side: SideA, Kind: RequestInfo}), s.newRequest(Request{Side: SideB, Kind: RequestInfo})}
 			break
 		}
+		if r := s.cfg.Resume; r != nil && s.symbols && s.cfg.MaxSessionKeys > 0 && s.cfg.Method != MethodNaive && r.Side <= SideB && r.Remaining > s.cfg.MaxSessionKeys {
+			s.resumed = true
+			s.stats.Method = MethodSymbols
+			s.phase = phaseBound
+			return s.Next()
+		}
 		fallthrough
 	case phaseRoot:
 		if s.cfg.Method == MethodNaive {
@@ -717,10 +754,13 @@ func (s *Session) Next() Step {
 		reqs = s.symbolsRound()
 	case phaseBound:
 		s.round = roundResults{}
-		if s.sym.boundRanges == nil {
-			reqs = s.hashRound([]KeyRange{s.part}, s.fanout, s.cfg.MaxDepth)
+		if s.bound.leaves == nil {
+			// Only the larger side's children are used (finishBound): the
+			// other side, often the one a foreground keeps writing to, is
+			// spared a tree recompute.
+			reqs = s.hashRound([]KeyRange{s.part}, s.fanout, s.cfg.MaxDepth)[s.boundSide() : s.boundSide()+1]
 		} else {
-			reqs = s.hashRound(s.sym.boundRanges, 0, 0)
+			reqs = s.hashRound(s.bound.nextChunk(s.cfg.MaxSessionKeys+s.cfg.MaxSessionKeys/2, s.cfg.HashRangesLimit), 0, 0)
 		}
 	case phaseFetchHash:
 		s.round = roundResults{}
@@ -738,7 +778,7 @@ func (s *Session) Next() Step {
 		}
 	case phaseConfirm:
 		s.round = roundResults{}
-		reqs = s.hashRound([]KeyRange{s.part}, 0, 0)
+		reqs = s.hashRound([]KeyRange{s.confirmRange()}, 0, 0)
 	}
 	s.roundKind = s.phase
 	s.stats.Rounds++
@@ -774,14 +814,14 @@ func (s *Session) applyRound() []Request {
 	if !any {
 		return nil
 	}
-	root := s.part
-	s.round.hashRanges = []KeyRange{s.part}
+	root := s.confirmRange()
+	s.round.hashRanges = []KeyRange{root}
 	for side := range s.writes {
 		entries := s.writes[side]
 		if len(entries) == 0 {
 			if confirm {
 				reqs = append(reqs, s.newRequest(Request{Side: Side(side), Kind: RequestRangeHash,
-					RangeHash: RangeHashRequest{Partition: s.cfg.Partition, Ranges: []KeyRange{s.part}}}))
+					RangeHash: RangeHashRequest{Partition: s.cfg.Partition, Ranges: []KeyRange{root}}}))
 			}
 			continue
 		}
@@ -1164,13 +1204,33 @@ func (s *Session) finishRound() error {
 	return nil
 }
 
-// confirmed ends the session with the root fingerprints of this round.
+// confirmRange is the range the confirm step compares: the partition, or
+// for a bounded session the span of the ranges it reconciled (from the
+// start of the first to the end of the last): the rest of the partition is
+// left to the next session, so hashing it (a tree recompute of every leaf
+// a foreground dirtied meanwhile) would tell nothing.
+func (s *Session) confirmRange() KeyRange {
+	if !s.sym.bounded || len(s.sk.ranges) == 0 {
+		return s.part
+	}
+	return KeyRange{Start: s.sk.ranges[0].Start, End: s.sk.ranges[len(s.sk.ranges)-1].End}
+}
+
+// confirmed ends the session with the fingerprints of this round: the
+// roots, or a bounded session's span (confirmRange), which never makes it
+// converged.
 func (s *Session) confirmed() error {
 	fa, fb := s.round.hashes[SideA][0].Fingerprint, s.round.hashes[SideB][0].Fingerprint
-	s.stats.Converged = fa == fb
+	s.stats.Converged = fa == fb && !s.sym.bounded
 	s.phase = phaseDone
 	s.final = 0
-	if !s.stats.Converged {
+	switch {
+	case s.sym.bounded:
+		s.final = s.sym.boundRest
+		if fa != fb {
+			s.final += max(absDiff(fa.Count, fb.Count), 1)
+		}
+	case !s.stats.Converged:
 		s.final = max(absDiff(fa.Count, fb.Count), 1)
 	}
 	if !s.stats.Converged && s.cfg.Strict && s.stats.Quarantined == 0 {

@@ -114,9 +114,57 @@ type symState struct {
 	// differences left outside them.
 	bounded   bool
 	boundRest uint64
-	// boundRanges are the ranges whose fingerprints the second round of
-	// phaseBound asks for (nil before the first).
-	boundRanges []KeyRange
+}
+
+// BoundResume is where a bounded session left off (Stats.Resume): the next
+// session of the same partition and replicas may resume there
+// (SessionConfig.Resume).
+type BoundResume struct {
+	// Side is the side with more records, whose tree's ranges bound the
+	// sessions.
+	Side Side
+	// After is the end of the last range the session reconciled (nil:
+	// the partition's end, so the next one starts from its start).
+	After []byte
+	// Remaining is the session's estimate of the keys still to repair
+	// (its Stats.Remaining).
+	Remaining uint64
+}
+
+// boundSearch is the search for the ranges of a bounded session
+// (finishBound): the larger side's deepest children of the root (leaves,
+// with that side's record counts), asked for both sides' fingerprints a
+// chunk at a time from start on, wrapping around to the partition's start
+// only when nothing from start to the end differs.
+type boundSearch struct {
+	leaves []KeyRange
+	counts []uint64
+	start  int // the leaf the search began at
+	next   int // the next leaf to ask for
+	asked  int // leaves asked so far
+	chunk  int // leaves in the chunk in flight (from next-chunk)
+	// What the search found: the differences of the ranges that differ
+	// (delta), of those chosen (covered), the chosen ranges (contiguous
+	// ones merged), their record counts per side, how many were chosen
+	// (n) and how many differed (differing).
+	delta, covered uint64
+	chosen         []KeyRange
+	chosenCount    [2]uint64
+	n, differing   int
+}
+
+// nextChunk returns the next chunk of leaves to ask for: from next on, at
+// least one and at most limit, until their counts add up to want or the
+// partition ends.
+func (b *boundSearch) nextChunk(want uint64, limit int) []KeyRange {
+	var sum uint64
+	end := b.next
+	for end < len(b.leaves) && end-b.next < limit && (end == b.next || sum < want) && b.asked+(end-b.next) < len(b.leaves) {
+		sum += b.counts[end]
+		end++
+	}
+	b.chunk = end - b.next
+	return b.leaves[b.next:end]
 }
 
 // startSymbols plans the symbol round of a partition whose roots differ.
@@ -126,64 +174,131 @@ func (s *Session) startSymbols(fa, fb Fingerprint) {
 	s.sk = sketchState{ranges: []KeyRange{s.part}}
 }
 
-// finishBound takes the answers of the two rounds of phaseBound (see
-// SessionConfig.MaxSessionKeys). The first brings the root's children; the
-// deepest ones of the larger side become the ranges of the second, which
-// asks both sides for their fingerprints (boundaries are the larger side's
-// alone: a tree's inner boundaries need not match where the data does).
-// Then the symbol streams start over the first ranges that differ, in key
-// order, until their count differences add up to MaxSessionKeys (at
-// least one range); when that is every differing range, over the whole
-// partition, as without a bound.
+// finishBound takes the answers of the rounds of phaseBound (see
+// SessionConfig.MaxSessionKeys). The first brings the larger side's root's
+// children (asked of that side alone; boundaries are the larger side's: a
+// tree's inner boundaries need not match where the data does); the deepest
+// ones become the ranges of the next rounds, which ask both sides for
+// their fingerprints a chunk at a time (boundSearch), from the partition's
+// start or from SessionConfig.Resume. The first ranges that differ, in key
+// order, whose count differences add up to MaxSessionKeys (at least one
+// range) are the session's: the symbol streams start over them. When the
+// search covered every range from the partition's start and all that
+// differ fit, the streams cover the whole partition, as without a bound
+// (a resumed session, which has not compared the roots, starts over with
+// the root comparison instead).
 func (s *Session) finishBound() {
-	fa, fb := s.rootFP[SideA], s.rootFP[SideB]
-	if s.sym.boundRanges == nil {
-		big := SideA
-		if fb.Count > fa.Count {
-			big = SideB
-		}
-		leaves := deepestChildren(nil, s.round.hashes[big][0].Children)
-		if len(leaves) < 2 || len(leaves) > s.cfg.HashRangesLimit {
-			s.startSymbols(fa, fb)
+	b := &s.bound
+	if b.leaves == nil {
+		leaves := deepestChildren(nil, s.round.hashes[s.boundSide()][0].Children)
+		if len(leaves) < 2 {
+			s.unbounded()
 			return
 		}
-		s.sym.boundRanges = make([]KeyRange, len(leaves))
+		b.leaves, b.counts = make([]KeyRange, len(leaves)), make([]uint64, len(leaves))
 		for i, c := range leaves {
-			s.sym.boundRanges[i] = c.Range
+			b.leaves[i], b.counts[i] = c.Range, c.Fingerprint.Count
 		}
-		return // phaseBound again: the ranges' fingerprints
+		if r := s.cfg.Resume; s.resumed && r.After != nil {
+			// The first leaf that ends after After.
+			b.start = max(slices.IndexFunc(b.leaves, func(l KeyRange) bool { return compareEnd(l.End, r.After, s.part.End) > 0 }), 0)
+		}
+		b.next = b.start
+		return // phaseBound again: the first chunk's fingerprints
 	}
-	ranges := s.sym.boundRanges
-	var delta, covered uint64
-	var chosen []KeyRange
-	n, differing := 0, 0
-	for i, r := range ranges {
+	for i, r := range s.round.hashRanges {
 		ha, hb := s.round.hashes[SideA][i].Fingerprint, s.round.hashes[SideB][i].Fingerprint
 		if ha == hb {
 			continue
 		}
-		differing++
+		b.differing++
 		d := max(absDiff(ha.Count, hb.Count), 1)
-		delta += d
-		if n > 0 && covered >= s.cfg.MaxSessionKeys {
+		b.delta += d
+		if b.n > 0 && b.covered >= s.cfg.MaxSessionKeys {
 			continue
 		}
-		n++
-		covered += d
-		if k := len(chosen); k > 0 && chosen[k-1].End != nil && bytes.Equal(chosen[k-1].End, r.Start) {
-			chosen[k-1].End = r.End
+		b.n++
+		b.covered += d
+		b.chosenCount[SideA] += ha.Count
+		b.chosenCount[SideB] += hb.Count
+		if k := len(b.chosen); k > 0 && b.chosen[k-1].End != nil && bytes.Equal(b.chosen[k-1].End, r.Start) {
+			b.chosen[k-1].End = r.End
 			continue
 		}
-		chosen = append(chosen, r)
+		b.chosen = append(b.chosen, r)
 	}
-	s.startSymbols(fa, fb)
-	if n == 0 || n == differing {
-		return // the whole partition
+	b.next += b.chunk
+	b.asked += b.chunk
+	b.chunk = 0
+	all := b.asked >= len(b.leaves)
+	switch {
+	case b.n > 0 && b.covered >= s.cfg.MaxSessionKeys:
+		// Enough for this session.
+	case !all && b.next < len(b.leaves):
+		return // the next chunk
+	case !all && b.n == 0:
+		b.next = 0 // nothing differs from start to the end: wrap around
+		return
+	case b.n == 0 || (all && b.n == b.differing):
+		// Nothing differs where the search looked, or everything that
+		// differs fits in one session.
+		s.unbounded()
+		return
 	}
+	// A bounded session over the chosen ranges.
+	base := s.baseEstimate()
+	s.startSymbols(Fingerprint{Count: b.chosenCount[SideA]}, Fingerprint{Count: b.chosenCount[SideB]})
 	s.stats.Bounded = true
 	s.sym.bounded = true
-	s.sym.boundRest = delta - covered
-	s.sk.ranges = chosen
+	s.sym.boundRest = max(base, b.delta) - b.covered
+	s.sk.ranges = b.chosen
+}
+
+// unbounded goes on as a session without a bound: over the whole partition
+// once the roots are compared, else (resumed) with the root comparison.
+func (s *Session) unbounded() {
+	if s.resumed {
+		s.resumed = false
+		s.bound = boundSearch{}
+		s.phase = phaseRoot
+		return
+	}
+	s.startSymbols(s.rootFP[SideA], s.rootFP[SideB])
+}
+
+// baseEstimate is what the session knows of the difference before it
+// decodes it: the roots' count difference, or the previous session's
+// estimate when resumed.
+func (s *Session) baseEstimate() uint64 {
+	if s.resumed {
+		return s.cfg.Resume.Remaining
+	}
+	return absDiff(s.rootFP[SideA].Count, s.rootFP[SideB].Count)
+}
+
+// resume is where the next session resumes (Stats.Resume), for a bounded
+// session.
+func (s *Session) resume() *BoundResume {
+	if !s.sym.bounded || len(s.sk.ranges) == 0 {
+		return nil
+	}
+	after := s.sk.ranges[len(s.sk.ranges)-1].End
+	if compareEnd(after, s.part.End, s.part.End) >= 0 {
+		after = nil
+	}
+	return &BoundResume{Side: s.boundSide(), After: after}
+}
+
+// boundSide is the side whose root's children bound a session
+// (finishBound): the one with more records, or Resume's.
+func (s *Session) boundSide() Side {
+	if s.resumed {
+		return s.cfg.Resume.Side
+	}
+	if s.rootFP[SideB].Count > s.rootFP[SideA].Count {
+		return SideB
+	}
+	return SideA
 }
 
 // deepestChildren appends the leaves of the children tree cs to out.
@@ -286,6 +401,15 @@ func (s *Session) finishSymbols() error {
 	}
 	onlyA, onlyB := st.dec.Result()
 	ok := st.dec.Decoded() && int64(len(onlyA))-int64(len(onlyB)) == int64(st.cnt[SideA])-int64(st.cnt[SideB])
+	if !ok && s.resumed {
+		// A resumed session has not compared the roots to descend from:
+		// it starts over with them.
+		s.stats.SketchFallbacks++
+		s.stats.Bounded = false
+		s.resumed, s.bound, s.sym, s.sk = false, boundSearch{}, symState{}, sketchState{}
+		s.phase = phaseRoot
+		return nil
+	}
 	if !ok {
 		s.stats.SketchFallbacks++
 		s.stats.Method += "+descent"

@@ -144,6 +144,10 @@ type Stats struct {
 	// difference of the confirmed roots (at least 1 when they differ;
 	// 0 when converged). Summed, when added up.
 	Remaining uint64
+	// Resume is where a bounded session left off, for the next session
+	// of the same partition and replicas (SessionConfig.Resume); nil for
+	// a session that was not bounded, and when added up.
+	Resume *BoundResume
 	// Duration is the wall time of the session, measured by the driver
 	// (the Session never reads a clock).
 	Duration time.Duration

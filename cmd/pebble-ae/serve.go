@@ -32,6 +32,7 @@ type serveFlags struct {
 	writeBytes     float64
 	busyFraction   float64
 	repairFloor    float64
+	repairCeiling  float64
 	gcGrace        time.Duration
 	logLevel       string
 	sessionTimeout time.Duration
@@ -74,6 +75,7 @@ Prometheus metrics are served on --metrics.`,
 	fl.Float64Var(&f.writeBytes, "write-bytes-per-sec", 32<<20, "throttle of repair writes")
 	fl.Float64Var(&f.busyFraction, "busy-fraction", repair.DefaultLoopBusyFraction, "busy-time budget of sessions' work (their reads and decoding) and of repair writes, each, in cores (0: none); admission control scales it")
 	fl.Float64Var(&f.repairFloor, "repair-floor", repair.DefaultMinScale, "the repair floor: the fraction of the throttles' rates (and busy-time budgets) admission control never scales background work below, so repair never stops under overload, in (0,1]")
+	fl.Float64Var(&f.repairCeiling, "repair-ceiling", repair.DefaultMaxScale, "the ceiling: the multiple of the throttles' rates (and busy-time budgets) admission control raises background work to while the foreground leaves room, at least 1 (1: never above the configured rates)")
 	fl.DurationVar(&f.gcGrace, "gc-grace", engine.DefaultGCGrace, "tombstone grace period (tombstones are purged only after it and two full repair rounds)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.DurationVar(&f.sessionTimeout, "session-timeout", 5*time.Minute, "bound on one session (0: ten times the longest repair interval, at least 1m)")
@@ -95,6 +97,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	if f.busyFraction < 0 {
 		return fmt.Errorf("--busy-fraction: busy fraction %v is negative (0: no budget)", f.busyFraction)
+	}
+	if f.repairCeiling < 1 || f.repairCeiling > repair.MaxThrottleScale {
+		return fmt.Errorf("--repair-ceiling %v: want a multiple in [1,%v]", f.repairCeiling, repair.MaxThrottleScale)
 	}
 	if f.sessionMemory < 0 {
 		return fmt.Errorf("--session-memory %d: negative", f.sessionMemory)
@@ -120,7 +125,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	cfg := node.Config{
 		Dir: f.dir, Engine: *o, Insecure: f.insecure,
 		RepairInterval: f.interval, ScanBytesPerSec: f.scanBytes, WriteBytesPerSec: f.writeBytes, BusyFraction: busy,
-		RepairFloor: f.repairFloor, GCGrace: f.gcGrace, SessionTimeout: f.sessionTimeout, SessionMemory: f.sessionMemory,
+		RepairFloor: f.repairFloor, RepairCeiling: f.repairCeiling, GCGrace: f.gcGrace, SessionTimeout: f.sessionTimeout, SessionMemory: f.sessionMemory,
 		SessionKeys: f.sessionKeys, Logger: logger,
 		OnSession: func(r repair.SessionReport) {
 			if r.Stats.KeysRepaired() > 0 {

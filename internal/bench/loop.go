@@ -66,8 +66,9 @@ type LoopLoadConfig struct {
 	LockWriter bool
 	// SourceServer, if set, is a command that serves a replica (e.g.
 	// ["nice", "-n", "19", "/path/to/pebble-ae", "serve"]): the source
-	// replica is then built here, closed, and served by that process
-	// (flags --dir, --id src, --listen 127.0.0.1:0, --insecure appended),
+	// replica is then built here, and each phase's copy of it served by
+	// a process of its own (flags --dir, --id src, --listen 127.0.0.1:0,
+	// --insecure appended),
 	// and the loop reaches it over loopback gRPC, as it would reach
 	// another machine. Default: the source is an engine in this process.
 	SourceServer []string
@@ -80,9 +81,18 @@ type LoopLoadConfig struct {
 	// -pprof=sched` shows where goroutines waited for a CPU).
 	// It turns on block and mutex profiling for the rest of the process.
 	ProfileDir string
-	// SessionLog, if set, receives a line per session of the loop.
-	SessionLog io.Writer
-	Seed       uint64
+	// MaxSessionKeys is the loop's LoopConfig.MaxSessionKeys (0: its
+	// default).
+	MaxSessionKeys int64
+	// Phases, if set, runs only the phases of these tags (idle,
+	// admission-on, admission-off, repair-alone), a diagnostic: the
+	// ratios to phases not run are meaningless.
+	Phases []string
+	// SessionLog, if set, receives a line per session of the loop;
+	// RoundLog a line per round trip of every session (its duration, what
+	// it moved, the throttles' busy time charged).
+	SessionLog, RoundLog io.Writer
+	Seed                 uint64
 }
 
 // validate returns an error wrapping ErrBadConfig for a configuration
@@ -157,10 +167,12 @@ type LoadPhase struct {
 	// error: the first one that is not a cancellation, if any.
 	Sessions map[string]uint64 `json:"sessions"`
 	Err      string            `json:"err,omitempty"`
-	// Scale is the throttles' final scale; MinScale their lowest and
-	// Decreases admission control's decreases during the phase.
+	// Scale is the throttles' final scale; MinScale their lowest,
+	// MeanScale their mean (sampled with Reasons) and Decreases
+	// admission control's decreases during the phase.
 	Scale     float64 `json:"admission_scale"`
 	MinScale  float64 `json:"admission_min_scale"`
+	MeanScale float64 `json:"admission_mean_scale"`
 	Decreases uint64  `json:"admission_decreases"`
 	// Reasons counts, by reason, the samples of admission control's
 	// status (taken every 1024 Puts, and every 250ms in the tail) that
@@ -239,7 +251,10 @@ type LoopLoadResult struct {
 // replica holds Keys records; each phase opens a fresh, empty replica (on
 // disk, NoSync) and runs one foreground writer (single blind Puts) on it for
 // Phase: with no repair loop (idle), with its loop repairing it from the
-// source with admission control on, and with it off. The three phases run
+// source with admission control on, and with it off. Each phase with the
+// loop repairs from a fresh copy of the source (a Pebble checkpoint of it
+// as built), so every phase faces the same divergence: the Keys records,
+// plus the phase's own foreground keys the other way. The three phases run
 // Reps times, their order rotating, so that drift on a shared machine
 // spreads over all of them; the result reports medians. Foreground
 // latencies are measured around each Put (engine.Options.ObserveForeground
@@ -265,12 +280,7 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	if err != nil {
 		return res, err
 	}
-	srcOpen := true
-	defer func() {
-		if srcOpen {
-			src.Close()
-		}
-	}()
+	defer src.Close()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 7))
 	value := make([]byte, cfg.ValueSize)
 	for i := 0; i < cfg.Keys; {
@@ -284,6 +294,13 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 			return res, err
 		}
 	}
+	// The source's tree is brought up to date (its leaves recomputed, its
+	// entry index built) before it is persisted, as on a node that has run
+	// for a while: else every copy would start with a tree as dirty as
+	// the data is large, and each phase's first session would pay for it.
+	if _, err := src.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}}); err != nil {
+		return res, err
+	}
 	if err := src.Checkpoint(ctx); err != nil {
 		return res, err
 	}
@@ -291,18 +308,12 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 	if err != nil {
 		return res, err
 	}
-	var source reconcile.Replica = src
-	if len(cfg.SourceServer) > 0 {
-		srcOpen = false
-		if err := src.Close(); err != nil {
-			return res, err
-		}
-		srv, err := startSourceServer(ctx, cfg.SourceServer, srcDir)
-		if err != nil {
-			return res, err
-		}
-		defer srv.stop()
-		source = srv.replica()
+	// The pristine source: every phase repairs from a fresh copy of it (a
+	// Pebble checkpoint, hard links), so that each phase's divergence is
+	// the same Keys records, not also every earlier phase's foreground keys
+	// (the loop repairs both ways, so a shared source would take them in).
+	if err := src.DB().Flush(); err != nil {
+		return res, err
 	}
 	type phaseSpec struct {
 		name, tag               string
@@ -316,11 +327,25 @@ func LoopLoad(ctx context.Context, cfg LoopLoadConfig) (LoopLoadResult, error) {
 		for j := range specs {
 			k := (j + rep) % len(specs)
 			ph := specs[k]
+			if len(cfg.Phases) > 0 && !slices.Contains(cfg.Phases, ph.tag) {
+				continue
+			}
 			profile := ""
 			if cfg.ProfileDir != "" {
 				profile = filepath.Join(cfg.ProfileDir, fmt.Sprintf("rep%d-%s.pprof", rep, ph.tag))
 			}
-			p, err := loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), source, srcKeys, ph.loop, ph.admission, ph.writer, rng, profile)
+			var p LoadPhase
+			run := func(source reconcile.Replica) error {
+				var err error
+				p, err = loadPhase(ctx, cfg, filepath.Join(root, fmt.Sprintf("dst%d-%d", rep, k)), source, srcKeys, ph.loop, ph.admission, ph.writer, rng, profile)
+				return err
+			}
+			var err error
+			if ph.loop {
+				err = withSourceCopy(ctx, cfg, src, filepath.Join(root, fmt.Sprintf("src%d-%d", rep, k)), run)
+			} else {
+				err = run(nil)
+			}
 			if err != nil {
 				return res, fmt.Errorf("bench: repetition %d, phase %q: %w", rep, ph.name, err)
 			}
@@ -389,6 +414,7 @@ func MedianPhase(ps []LoadPhase) LoadPhase {
 	out.Missing = int(f(func(p LoadPhase) float64 { return float64(p.Missing) }))
 	out.Scale = f(func(p LoadPhase) float64 { return p.Scale })
 	out.MinScale = f(func(p LoadPhase) float64 { return p.MinScale })
+	out.MeanScale = f(func(p LoadPhase) float64 { return p.MeanScale })
 	out.Decreases = uint64(f(func(p LoadPhase) float64 { return float64(p.Decreases) }))
 	out.TailSeconds = f(func(p LoadPhase) float64 { return p.TailSeconds })
 	out.RemainingEstimate = uint64(f(func(p LoadPhase) float64 { return float64(p.RemainingEstimate) }))
@@ -401,6 +427,34 @@ func MedianPhase(ps []LoadPhase) LoadPhase {
 	out.WriterWait = f(func(p LoadPhase) float64 { return p.WriterWait })
 	out.OpsPerWriterCPUSecond = f(func(p LoadPhase) float64 { return p.OpsPerWriterCPUSecond })
 	return out
+}
+
+// withSourceCopy runs fn with a fresh copy of the pristine source replica
+// src in dir (a Pebble checkpoint: hard links, with the tree's persisted
+// state), opened in this process or served by cfg.SourceServer, and removes
+// the copy afterwards.
+func withSourceCopy(ctx context.Context, cfg LoopLoadConfig, src *engine.Engine, dir string, fn func(reconcile.Replica) error) error {
+	if err := src.DB().Checkpoint(dir); err != nil {
+		return fmt.Errorf("bench: copy of the source: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if len(cfg.SourceServer) > 0 {
+		srv, err := startSourceServer(ctx, cfg.SourceServer, dir)
+		if err != nil {
+			return err
+		}
+		defer srv.stop()
+		return fn(srv.replica())
+	}
+	cp, err := engine.Open(dir, &engine.Options{ReplicaID: "src", CheckpointInterval: -1})
+	if err != nil {
+		return err
+	}
+	err = fn(cp)
+	if cerr := cp.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // median returns the median of xs (the mean of the middle two for an even
@@ -459,6 +513,57 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	}
 	adm.Attach(dst)
 	go func() { _ = adm.Run(actx) }()
+	if cfg.SessionLog != nil {
+		// Admission control's state, a line a second, with the Go
+		// scheduler's latencies (runnable to running) over the second.
+		go func() {
+			smp := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+			var prev []uint64
+			for {
+				select {
+				case <-actx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				metrics.Read(smp)
+				h := smp[0].Value.Float64Histogram()
+				var n uint64
+				var sum float64
+				d := make([]uint64, len(h.Counts))
+				for i, c := range h.Counts {
+					if i < len(prev) {
+						d[i] = c - prev[i]
+					}
+					n += d[i]
+					lo, hi := h.Buckets[i], h.Buckets[i+1]
+					if math.IsInf(hi, 1) {
+						hi = lo
+					}
+					if math.IsInf(lo, -1) {
+						lo = 0
+					}
+					sum += float64(d[i]) * (lo + hi) / 2
+				}
+				prev = append(prev[:0], h.Counts...)
+				var p99 float64
+				var acc uint64
+				for i, c := range d {
+					acc += c
+					if n > 0 && float64(acc) >= 0.99*float64(n) {
+						p99 = h.Buckets[i+1]
+						break
+					}
+				}
+				mean := 0.0
+				if n > 0 {
+					mean = sum / float64(n)
+				}
+				st := adm.Status()
+				fmt.Fprintf(cfg.SessionLog, "admission: scale %.2f (ceiling %.0f) %v p99 %v target %v (baseline %v ± %v) saturated %t util %.2f rate %.0f recent %.0f target %.0f (baseline %.0f ± %.0f) quiet %t sched n %d mean %.1fµs p99 %.1fµs\n",
+					st.Scale, st.Ceiling, st.Reasons, st.P99, st.Target, st.Baseline, st.Noise, st.Saturated, st.Utilization, st.Rate, st.RecentRate, st.RateTarget, st.RateBaseline, st.RateNoise, st.Quiet, n, mean*1e6, p99*1e6)
+			}
+		}()
+	}
 
 	value := make([]byte, cfg.ValueSize)
 	keys := make([][]byte, 1<<16)
@@ -516,12 +621,14 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	loopStart := time.Now()
 	if withLoop {
 		loop, err = repair.NewLoop(repair.LoopConfig{
-			Local:         dst,
-			Peers:         []repair.Peer{{ID: "src", Replica: src}},
-			Scheduler:     repair.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
-			ScanThrottle:  scan,
-			WriteThrottle: write,
-			Signals:       adm.Signals,
+			Local:          dst,
+			Peers:          []repair.Peer{{ID: "src", Replica: src}},
+			Scheduler:      repair.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
+			ScanThrottle:   scan,
+			WriteThrottle:  write,
+			Signals:        adm.Signals,
+			MaxSessionKeys: cfg.MaxSessionKeys,
+			Sync:           reconcile.SyncOptions{Progress: roundLogger(cfg.RoundLog, scan, write)},
 			OnSession: func(r repair.SessionReport) {
 				if cfg.SessionLog != nil {
 					fmt.Fprintf(cfg.SessionLog, "session %d: %s after %.2fs (%s since the loop started): bounded %t, remaining %d, %s err=%v\n",
@@ -550,7 +657,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 		go func() { defer wg.Done(); _ = loop.Run(lctx) }()
 	}
 	before := adm.Status()
-	minScale := 1.0
+	minScale, scaleSum, scaleN := math.Inf(1), 0.0, 0
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
@@ -588,7 +695,10 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 			return out, err
 		}
 		if n%1024 == 0 {
-			minScale = min(minScale, scan.Status().Scale)
+			sc := scan.Status().Scale
+			minScale = min(minScale, sc)
+			scaleSum += sc
+			scaleN++
 			if withAdmission {
 				for _, r := range adm.Status().Reasons {
 					out.Reasons[r]++
@@ -622,6 +732,9 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	out.KeysRepaired = repaired
 	mu.Unlock()
 	out.Scale, out.MinScale = scan.Status().Scale, min(minScale, scan.Status().Scale)
+	if scaleN > 0 {
+		out.MeanScale = scaleSum / float64(scaleN)
+	}
 	if withAdmission {
 		out.Decreases = st.Decreases - before.Decreases
 		out.DecreasesByReason = make(map[string]uint64)
@@ -664,6 +777,38 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	stopLoop()
 	wg.Wait()
 	return out, nil
+}
+
+// roundLogger returns a SyncOptions.Progress that writes a line per round
+// to w (nil: none): the round's wall time, what its requests moved, and the
+// busy time the throttles were charged meanwhile.
+func roundLogger(w io.Writer, scan, write *repair.Throttle) func(reconcile.Progress) {
+	if w == nil {
+		return nil
+	}
+	var mu sync.Mutex
+	last := time.Now()
+	var prev reconcile.Stats
+	busy := func() time.Duration { return scan.Status().BusyTaken + write.Status().BusyTaken }
+	lastBusy := busy()
+	return func(p reconcile.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		now, b := time.Now(), busy()
+		st := p.Stats
+		if st.Rounds < prev.Rounds {
+			prev = reconcile.Stats{} // a new session
+		}
+		d := func(get func(reconcile.Stats) uint64) uint64 { return get(st) - get(prev) }
+		fmt.Fprintf(w, "  round %d: %6.3fs busy %6.3fs fp %d keys %d sketches %d records %d repaired %d remaining %d\n",
+			st.Rounds, now.Sub(last).Seconds(), (b - lastBusy).Seconds(),
+			d(func(s reconcile.Stats) uint64 { return s.A.Total().Fingerprints + s.B.Total().Fingerprints }),
+			d(func(s reconcile.Stats) uint64 { return s.A.Total().KeyLists + s.B.Total().KeyLists }),
+			d(func(s reconcile.Stats) uint64 { return s.A.Total().Sketches + s.B.Total().Sketches }),
+			d(func(s reconcile.Stats) uint64 { return s.A.Total().Records + s.B.Total().Records }),
+			d(func(s reconcile.Stats) uint64 { return s.KeysRepaired() }), st.Remaining)
+		last, lastBusy, prev = now, b, st
+	}
 }
 
 // writeProfiles writes the block and mutex profiles to

@@ -80,8 +80,8 @@ func buildPebbleAE(t *testing.T) string {
 
 func logPhase(t *testing.T, prefix string, p LoadPhase) {
 	t.Helper()
-	t.Logf("%s%-20s ops/s %7.0f p50 %6.2fµs p99 %6.2fµs p99.9 %7.2fµs cpu %.2f (gc %.2f) writer cpu %.2f wait %.2f ops/cpu-s %.0f repaired/s %7.0f missing %6d (loop's estimate %d, rate %.0f/s) tail %.1fs (%d left) scale %.2f (min %.2f) decreases %d %v samples %v sessions %v (bounded %d) %s",
-		prefix, p.Name, p.OpsPerSec, us(p.P50), us(p.P99), us(p.P999), p.CPUCores, p.GCCores, p.WriterCPU, p.WriterWait, p.OpsPerWriterCPUSecond, p.RepairedPerSec, p.Missing, p.RemainingEstimate, p.LoopRate, p.TailSeconds, p.TailMissing, p.Scale, p.MinScale, p.Decreases, p.DecreasesByReason, p.Reasons, p.Sessions, p.BoundedSessions, p.Err)
+	t.Logf("%s%-20s ops/s %7.0f p50 %6.2fµs p99 %6.2fµs p99.9 %7.2fµs cpu %.2f (gc %.2f) writer cpu %.2f wait %.2f ops/cpu-s %.0f repaired/s %7.0f missing %6d (loop's estimate %d, rate %.0f/s) tail %.1fs (%d left) scale %.2f (min %.2f, mean %.2f) decreases %d %v samples %v sessions %v (bounded %d) %s",
+		prefix, p.Name, p.OpsPerSec, us(p.P50), us(p.P99), us(p.P999), p.CPUCores, p.GCCores, p.WriterCPU, p.WriterWait, p.OpsPerWriterCPUSecond, p.RepairedPerSec, p.Missing, p.RemainingEstimate, p.LoopRate, p.TailSeconds, p.TailMissing, p.Scale, p.MinScale, p.MeanScale, p.Decreases, p.DecreasesByReason, p.Reasons, p.Sessions, p.BoundedSessions, p.Err)
 }
 
 func metStr(ok bool) string {
@@ -162,9 +162,27 @@ func TestLoopLoadLarge(t *testing.T) {
 		}
 	}
 	// PEBBLEAE_BENCH_LOOP_SESSIONS=1 prints a line per session.
-	var sessionLog io.Writer
-	if os.Getenv("PEBBLEAE_BENCH_LOOP_SESSIONS") != "" {
+	// PEBBLEAE_BENCH_LOOP_SESSIONS=rounds also prints a line per round.
+	var sessionLog, roundLog io.Writer
+	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_SESSIONS"); v != "" {
 		sessionLog = os.Stderr
+		if v == "rounds" {
+			roundLog = os.Stderr
+		}
+	}
+	// PEBBLEAE_BENCH_LOOP_PHASES=admission-on,repair-alone (say) runs only
+	// those phases (idle, admission-on, admission-off, repair-alone).
+	var phases []string
+	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_PHASES"); v != "" {
+		phases = strings.Split(v, ",")
+	}
+	// PEBBLEAE_BENCH_LOOP_SESSION_KEYS sets LoopConfig.MaxSessionKeys.
+	var sessionKeys int64
+	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_SESSION_KEYS"); v != "" {
+		var err error
+		if sessionKeys, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// PEBBLEAE_BENCH_LOOP_PHASE sets the measured phase (default 5s).
 	phase := 5 * time.Second
@@ -182,7 +200,7 @@ func TestLoopLoadLarge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, SessionLog: sessionLog, SourceServer: source, LockWriter: lockWriter})
+		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, Phases: phases, MaxSessionKeys: sessionKeys, SessionLog: sessionLog, RoundLog: roundLog, SourceServer: source, LockWriter: lockWriter})
 		if err != nil {
 			t.Fatal(err)
 		}

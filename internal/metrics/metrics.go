@@ -218,8 +218,8 @@ func (m *Metrics) WatchAdmission(a *repair.Admission) {
 var (
 	descThrottleRate  = prometheus.NewDesc(namespace+"_throttle_rate", "Rate in force of a background throttle (per second; absent when unlimited).", []string{"throttle", "unit"}, nil)
 	descThrottleTaken = prometheus.NewDesc(namespace+"_throttle_taken_total", "Amount that went through a background throttle.", []string{"throttle", "unit"}, nil)
-	descThrottleScale = prometheus.NewDesc(namespace+"_throttle_scale", "Fraction of a throttle's configured rates in force.", []string{"throttle"}, nil)
-	descAdmScale      = prometheus.NewDesc(namespace+"_admission_scale", "Admission control's scale of background work (1: full speed).", nil, nil)
+	descThrottleScale = prometheus.NewDesc(namespace+"_throttle_scale", "Multiple of a throttle's configured rates in force.", []string{"throttle"}, nil)
+	descAdmScale      = prometheus.NewDesc(namespace+"_admission_scale", "Admission control's scale of background work (1: the configured rates).", nil, nil)
 	descAdmOverloaded = prometheus.NewDesc(namespace+"_admission_overloaded", "1 while admission control sees the foreground suffering, by reason.", []string{"reason"}, nil)
 	descAdmP99        = prometheus.NewDesc(namespace+"_foreground_p99_seconds", "Foreground p99 latency of the last admission window.", nil, nil)
 	descAdmBaseline   = prometheus.NewDesc(namespace+"_foreground_p99_baseline_seconds", "Baseline foreground p99 of the relative latency target.", nil, nil)
@@ -232,18 +232,20 @@ var (
 	descAdmDecreases  = prometheus.NewDesc(namespace+"_admission_decreases_total", "Windows in which admission control scaled background work down.", nil, nil)
 	descAdmByReason   = prometheus.NewDesc(namespace+"_admission_decreases_by_reason_total", "Windows in which admission control scaled background work down, by the signal that showed the overload.", []string{"reason"}, nil)
 	descAdmFloor      = prometheus.NewDesc(namespace+"_admission_min_scale", "The repair floor: the scale admission control never goes below.", nil, nil)
+	descAdmCeiling    = prometheus.NewDesc(namespace+"_admission_max_scale", "The ceiling: the scale admission control raises background work to while the foreground leaves room.", nil, nil)
+	descAdmUtil       = prometheus.NewDesc(namespace+"_foreground_utilization", "Foreground operations' summed durations per second of the last admission window (at least the saturated fraction: busy, judged on throughput).", nil, nil)
 	descAdmNoise      = prometheus.NewDesc(namespace+"_foreground_p99_noise_seconds", "Standard deviation of the quiet windows' foreground p99 (the baseline's own noise).", nil, nil)
 	descWriteRate     = prometheus.NewDesc(namespace+"_write_rate", "Foreground writes per second in the last admission window.", nil, nil)
 )
 
-var admissionReasons = []string{"l0-sublevels", "compaction-debt", "write-stall", "disk-slow", "latency"}
+var admissionReasons = []string{"l0-sublevels", "compaction-debt", "write-stall", "disk-slow", "latency", "throughput"}
 
 // statusCollector reads throttles and admission control at scrape time.
 type statusCollector struct{ m *Metrics }
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descThrottleRate, descThrottleTaken, descThrottleScale, descAdmScale, descAdmOverloaded, descAdmP99,
-		descAdmBaseline, descAdmTarget, descAdmQuiet, descAdmL0, descAdmDebt, descAdmStalls, descAdmDiskSlow, descAdmDecreases, descAdmByReason, descAdmFloor, descAdmNoise, descWriteRate} {
+		descAdmBaseline, descAdmTarget, descAdmQuiet, descAdmL0, descAdmDebt, descAdmStalls, descAdmDiskSlow, descAdmDecreases, descAdmByReason, descAdmFloor, descAdmCeiling, descAdmUtil, descAdmNoise, descWriteRate} {
 		ch <- d
 	}
 }
@@ -299,6 +301,8 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAdmByReason, prometheus.CounterValue, float64(st.DecreasesByReason[r]), r)
 	}
 	ch <- prometheus.MustNewConstMetric(descAdmFloor, prometheus.GaugeValue, st.MinScale)
+	ch <- prometheus.MustNewConstMetric(descAdmCeiling, prometheus.GaugeValue, st.MaxScale)
+	ch <- prometheus.MustNewConstMetric(descAdmUtil, prometheus.GaugeValue, st.Utilization)
 	ch <- prometheus.MustNewConstMetric(descAdmNoise, prometheus.GaugeValue, st.Noise.Seconds())
 	ch <- prometheus.MustNewConstMetric(descWriteRate, prometheus.GaugeValue, st.WriteRate)
 }

@@ -110,8 +110,11 @@ type Config struct {
 	Admission         AdmissionMode
 	AdmissionInterval time.Duration
 	// RepairFloor is the fraction of the throttles' rates admission
-	// control never scales below, in (0,1] (default repair.DefaultMinScale).
-	RepairFloor float64
+	// control never scales below, in (0,1] (default repair.DefaultMinScale);
+	// RepairCeiling the multiple of them it lends background work while
+	// the foreground leaves room, in [1, repair.MaxThrottleScale] (default
+	// repair.DefaultMaxScale; 1: never above the configured rates).
+	RepairFloor, RepairCeiling float64
 	// GCGrace is the tombstone grace period (default
 	// engine.DefaultGCGrace). Tombstone GC runs in LWW mode only.
 	GCGrace time.Duration
@@ -167,6 +170,12 @@ func (c *Config) ensureDefaults() error {
 	}
 	if c.RepairFloor < 0 || c.RepairFloor > 1 {
 		return fmt.Errorf("%w: repair floor %v: want a fraction in (0,1]", ErrInvalidConfig, c.RepairFloor)
+	}
+	if c.RepairCeiling == 0 {
+		c.RepairCeiling = repair.DefaultMaxScale
+	}
+	if c.RepairCeiling < 1 || c.RepairCeiling > repair.MaxThrottleScale {
+		return fmt.Errorf("%w: repair ceiling %v: want a multiple in [1,%v]", ErrInvalidConfig, c.RepairCeiling, repair.MaxThrottleScale)
 	}
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 5 * time.Minute
@@ -269,7 +278,7 @@ func Open(cfg Config) (_ *Node, err error) {
 			throttles = nil
 		}
 		n.adm, err = repair.NewAdmission(repair.AdmissionConfig{Throttles: throttles, Partitioner: o.Partitioner,
-			Logger: logger, MinScale: cfg.RepairFloor, Interval: cfg.AdmissionInterval})
+			Logger: logger, MinScale: cfg.RepairFloor, MaxScale: cfg.RepairCeiling, Interval: cfg.AdmissionInterval})
 		if err != nil {
 			return nil, err
 		}

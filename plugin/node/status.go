@@ -162,8 +162,12 @@ func (n *repairer) Background() []string {
 	if a.Overloaded {
 		state = "foreground suffering: " + strings.Join(a.Reasons, ", ")
 	}
-	out = append(out, fmt.Sprintf("admission control: scale %.2f (floor %.2f), %s (foreground p99 %s, target %s: baseline %s ± %s; L0 sublevels %d, compaction debt %s)",
-		a.Scale, a.MinScale, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, units.Bytes(a.CompactionDebt)))
+	out = append(out, fmt.Sprintf("admission control: scale %.2f (floor %.2f, ceiling %.2f, in force %.2f), %s (foreground p99 %s, target %s: baseline %s ± %s; L0 sublevels %d, compaction debt %s)",
+		a.Scale, a.MinScale, a.MaxScale, a.Ceiling, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, units.Bytes(a.CompactionDebt)))
+	if a.Saturated && a.RateTarget > 0 {
+		out = append(out, fmt.Sprintf("foreground saturated (%.2f of each second in operations; nothing lent): %.0f operations/s, target %.0f/s (baseline %.0f/s ± %.0f)",
+			a.Utilization, a.Rate, a.RateTarget, a.RateBaseline, a.RateNoise))
+	}
 	if len(a.DecreasesByReason) > 0 {
 		reasons := make([]string, 0, len(a.DecreasesByReason))
 		for r, n := range a.DecreasesByReason {

@@ -85,6 +85,20 @@ type AdmissionConfig struct {
 	// MinSamples: windows with fewer foreground samples say nothing about
 	// latency (default 20).
 	MinSamples int
+	// SaturatedFraction: a window whose foreground operations took, added
+	// up, at least this fraction of it (default 0.25) is saturated: the
+	// foreground spends much of its time in the engine, as a writer that
+	// runs flat out does; it leaves no room to lend (MaxScale), and
+	// background work that takes its CPU shows as fewer operations a
+	// second, not as a higher p99. ThroughputLoss (default 0.06): the
+	// mean operation rate of the last ThroughputWindows saturated windows
+	// (default 8) is below the throughput target when it falls short of
+	// the mean rate of the quiet saturated windows by more than this
+	// fraction of it, and by more than NoiseDeviations times the spread
+	// of such a mean: a "throughput" overload. Until MinBaselineWindows
+	// quiet saturated windows taught the baseline, the signal is off.
+	SaturatedFraction, ThroughputLoss float64
+	ThroughputWindows                 int
 	// Decrease multiplies the scale on overload (default 0.5); Increase is
 	// added to it when everything is fine (default 0.1).
 	Decrease, Increase float64
@@ -93,6 +107,18 @@ type AdmissionConfig struct {
 	// with it repair) never stops (default DefaultMinScale, 10% of the
 	// configured rates; at most 1).
 	MinScale float64
+	// MaxScale is the ceiling: the scale admission control raises
+	// background work to while no signal shows the foreground suffering
+	// (default DefaultMaxScale: four times the configured rates and
+	// busy-time budgets; at least 1; 1: never above them). The configured
+	// rates are what background work gets at scale 1; a machine whose
+	// foreground leaves room lends it to repair, and takes it back as soon
+	// as a signal fires. A saturated foreground (SaturatedFraction), which
+	// leaves no room, is lent nothing: while it runs the ceiling is 1, and
+	// it is MaxScale again only after LendWindows windows (default 8)
+	// without it.
+	MaxScale    float64
+	LendWindows int
 	// Partitioner maps written keys to partitions for the write rates
 	// (default: one partition). Use the engine's.
 	Partitioner merkle.Partitioner
@@ -119,6 +145,11 @@ const (
 	DefaultQuietWindows       = 4
 	DefaultMinSamples         = 20
 	DefaultMinScale           = 0.1
+	DefaultMaxScale           = 4
+	DefaultSaturatedFraction  = 0.25
+	DefaultThroughputLoss     = 0.06
+	DefaultThroughputWindows  = 8
+	DefaultLendWindows        = 8
 )
 
 func (c *AdmissionConfig) ensureDefaults() {
@@ -167,6 +198,21 @@ func (c *AdmissionConfig) ensureDefaults() {
 	if c.MinScale == 0 {
 		c.MinScale = DefaultMinScale
 	}
+	if c.MaxScale == 0 {
+		c.MaxScale = DefaultMaxScale
+	}
+	if c.SaturatedFraction == 0 {
+		c.SaturatedFraction = DefaultSaturatedFraction
+	}
+	if c.ThroughputLoss == 0 {
+		c.ThroughputLoss = DefaultThroughputLoss
+	}
+	if c.ThroughputWindows == 0 {
+		c.ThroughputWindows = DefaultThroughputWindows
+	}
+	if c.LendWindows == 0 {
+		c.LendWindows = DefaultLendWindows
+	}
 	if c.Partitioner == nil {
 		c.Partitioner = merkle.SinglePartition()
 	}
@@ -180,12 +226,14 @@ func (c *AdmissionConfig) ensureDefaults() {
 
 // AdmissionStatus is admission control's state after its last evaluation.
 type AdmissionStatus struct {
-	// Scale is the fraction of the configured background rates in force;
-	// MinScale the repair floor it never goes below.
-	Scale, MinScale float64
+	// Scale is the multiple of the configured background rates in force;
+	// MinScale the repair floor it never goes below, MaxScale the ceiling
+	// it never goes above, Ceiling the ceiling in force (1 while the
+	// foreground is saturated, see AdmissionConfig.MaxScale).
+	Scale, MinScale, MaxScale, Ceiling float64
 	// Overloaded: the last window showed foreground suffering; Reasons say
 	// why ("l0-sublevels", "compaction-debt", "write-stall", "disk-slow",
-	// "latency").
+	// "latency", "throughput").
 	Overloaded bool
 	Reasons    []string
 	// P99 is the last window's foreground p99 (0: too few samples);
@@ -199,6 +247,17 @@ type AdmissionStatus struct {
 	// whose p99 exceeded Target; SustainWindows of them make a latency
 	// overload.
 	AboveTarget int
+	// Saturated: the window's foreground operations took, added up, at
+	// least SaturatedFraction of it; Utilization is that sum per second
+	// of the window, Rate the operations per second. RateBaseline and
+	// RateNoise are the mean and spread of the quiet saturated windows'
+	// rates (0: not learned yet), RateTarget the throughput target (0:
+	// off), RecentRate the mean rate of the last ThroughputWindows
+	// saturated windows with background work (0: fewer of them yet).
+	Saturated                                 bool
+	Utilization                               float64
+	Rate, RateBaseline, RateNoise, RateTarget float64
+	RecentRate                                float64
 	// Quiet: the background throttles were idle in this window and the
 	// ones before it, so the window taught the baseline; BaselineQuiet:
 	// the baseline comes from quiet windows (else from the rolling
@@ -227,12 +286,17 @@ const (
 
 // Admission is admission control for background work: it watches Pebble
 // (L0 sublevels, compaction debt, write stalls, slow disk operations) and
-// foreground latency (a per-window histogram of Put/Get durations), and
-// scales the background throttles down multiplicatively (by Decrease) while
-// any signal shows the foreground suffering, and back up additively (by
-// Increase) when none does (AIMD, like TCP congestion control), never below
-// MinScale: the repair floor, so that repair slows down under overload but
-// never stops.
+// foreground latency (a per-window histogram of Put/Get durations and their
+// sum), and scales the background throttles down multiplicatively (by
+// Decrease) while any signal shows the foreground suffering, and back up
+// additively (by Increase) when none does (AIMD, like TCP congestion
+// control), never below MinScale, the repair floor (repair slows down under
+// overload but never stops), and never above MaxScale, the ceiling: while
+// the foreground leaves room, background work may take several times its
+// configured rates and busy-time budgets (a large repair then finishes
+// sooner), and gives them back within a few windows of a signal. A
+// saturated foreground (one that runs flat out) leaves no room: while it
+// runs, background work gets at most its configured rates.
 //
 // The latency signal compares each window's p99 with what the same
 // foreground did while the background was idle. Windows in which none of
@@ -250,6 +314,19 @@ const (
 // defaults). The baseline thus follows the foreground's own load, and only
 // latency the background adds is held against it.
 //
+// The throughput signal covers a foreground that runs flat out: its
+// operations, added up, fill a good part of each window (SaturatedFraction),
+// so background work that takes its CPU lowers its throughput without
+// moving its p99. The quiet busy windows teach its operation rate (mean and
+// spread); when the mean rate of the last ThroughputWindows busy windows
+// with background work falls short of it by more than ThroughputLoss (and
+// by more than the noise of such a mean), background work is scaled down,
+// and the next judgement waits for as many new windows; while a judgement
+// is pending the scale holds (a judgement that finds the rate fine adds the
+// increases held back). A paced foreground,
+// whose operations leave most of each window idle, is not judged on its
+// rate: there a lower offered load is not a loss.
+//
 // The engine (or the application) reports foreground latencies with
 // ObserveForeground; Pebble reports stalls and slow disks through
 // EventListener (and WithDiskHealthChecks); the write rate comes from Hook.
@@ -260,6 +337,7 @@ type Admission struct {
 	cfg AdmissionConfig
 
 	hist        [latencyBuckets]atomic.Uint64
+	latencySum  atomic.Int64    // nanoseconds, since the last evaluation
 	writes      []atomic.Uint64 // per partition, since the last evaluation
 	stalled     atomic.Bool
 	stalls      atomic.Uint64
@@ -287,16 +365,28 @@ type Admission struct {
 		busyWindows        int
 		above              int
 		byReason           map[string]uint64
+		// rateMean, rateSq and rateN are the same for the operation
+		// rate of the quiet busy windows; recent are the rates of the
+		// busy windows with background work since the last judgement.
+		rateMean, rateSq float64
+		rateN            uint64
+		recent           []float64
+		// unsaturated counts the windows since the foreground was last
+		// saturated.
+		unsaturated int
 	}
 }
 
 // NewAdmission returns an admission controller at full scale.
 func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	cfg.ensureDefaults()
-	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.LatencyFactor < 1 || cfg.Interval < 0 ||
-		cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 || cfg.MinBaselineWindows < 0 {
-		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], latency factor %v >= 1; "+
-			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d >= 0", engine.ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations, cfg.SustainWindows, cfg.MinBaselineWindows, cfg.QuietWindows)
+	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.MaxScale < 1 || cfg.MaxScale > MaxThrottleScale ||
+		cfg.LatencyFactor < 1 || cfg.Interval < 0 || cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 ||
+		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 || cfg.ThroughputWindows < 0 || cfg.LendWindows < 0 {
+		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], max scale (ceiling) %v in [1,%v], latency factor %v >= 1; "+
+			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d, saturated fraction %v, throughput loss %v >= 0",
+			engine.ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.MaxScale, MaxThrottleScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations,
+			cfg.SustainWindows, cfg.MinBaselineWindows, cfg.QuietWindows, cfg.SaturatedFraction, cfg.ThroughputLoss)
 	}
 	a := &Admission{cfg: cfg, writes: make([]atomic.Uint64, cfg.Partitioner.NumPartitions())}
 	if cfg.Pebble != nil {
@@ -306,6 +396,8 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	a.mu.last = cfg.Clock.Now()
 	a.mu.status.Scale = 1
 	a.mu.status.MinScale = cfg.MinScale
+	a.mu.status.MaxScale = cfg.MaxScale
+	a.mu.status.Ceiling = min(cfg.MaxScale, 1)
 	a.mu.byReason = make(map[string]uint64)
 	a.mu.rates = make([]float64, len(a.writes))
 	a.mu.taken = a.throttlesTaken()
@@ -346,6 +438,7 @@ func (a *Admission) DiskSlow(pebble.DiskSlowInfo) { a.diskSlow.Add(1) }
 // Put, Get, Delete or batch commit). Lock-free; call it on every operation.
 func (a *Admission) ObserveForeground(d time.Duration) {
 	a.hist[latencyBucket(d)].Add(1)
+	a.latencySum.Add(int64(max(d, 0)))
 }
 
 func latencyBucket(d time.Duration) int {
@@ -422,6 +515,7 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		counts[i] = a.hist[i].Swap(0)
 		samples += counts[i]
 	}
+	latencySum := a.latencySum.Swap(0)
 	var p99 time.Duration
 	if samples >= uint64(a.cfg.MinSamples) {
 		p99 = quantile(counts[:], float64(samples), 0.99)
@@ -445,7 +539,12 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		Evaluations: a.mu.status.Evaluations + 1, Decreases: a.mu.status.Decreases}
 	if secs > 0 {
 		st.WriteRate = float64(total) / secs
+		st.Utilization = float64(latencySum) / 1e9 / secs
+		if p99 > 0 {
+			st.Rate = float64(samples) / secs
+		}
 	}
+	st.Saturated = st.Rate > 0 && st.Utilization >= a.cfg.SaturatedFraction
 	if havePebble && ps.L0Sublevels > a.cfg.MaxL0Sublevels {
 		st.Reasons = append(st.Reasons, "l0-sublevels")
 	}
@@ -503,6 +602,37 @@ func (a *Admission) Evaluate() AdmissionStatus {
 	if a.mu.above >= max(a.cfg.SustainWindows, 1) {
 		st.Reasons = append(st.Reasons, "latency")
 	}
+	// The throughput signal: a busy foreground's recent rate against the
+	// quiet busy windows'.
+	if a.mu.rateN >= uint64(max(a.cfg.MinBaselineWindows, 1)) {
+		m := a.mu.rateMean
+		sd := math.Sqrt(max(a.mu.rateSq-m*m, 0))
+		st.RateBaseline, st.RateNoise = m, sd
+		n := float64(max(a.cfg.ThroughputWindows, 1))
+		st.RateTarget = m - max(a.cfg.NoiseDeviations*sd/math.Sqrt(n), a.cfg.ThroughputLoss*m)
+	}
+	switch {
+	case st.Saturated && st.Quiet:
+		// No background work to judge.
+	case !st.Saturated || st.RateTarget == 0:
+		// Not busy (or too few samples): not judged, and a judgement
+		// under way is dropped (a foreground that stops does not hold
+		// the scale).
+		a.mu.recent = a.mu.recent[:0]
+	default:
+		a.mu.recent = append(a.mu.recent, st.Rate)
+		if len(a.mu.recent) >= max(a.cfg.ThroughputWindows, 1) {
+			var sum float64
+			for _, r := range a.mu.recent {
+				sum += r
+			}
+			st.RecentRate = sum / float64(len(a.mu.recent))
+			a.mu.recent = a.mu.recent[:0]
+			if st.RecentRate < st.RateTarget {
+				st.Reasons = append(st.Reasons, "throughput")
+			}
+		}
+	}
 	if st.Quiet && p99 > 0 {
 		// Learn from the quiet window (after judging it: a foreground that
 		// slows down on its own moves the baseline, not the scale). The
@@ -512,19 +642,46 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		x := float64(p99)
 		a.mu.quietMean += w * (x - a.mu.quietMean)
 		a.mu.quietSq += w * (x*x - a.mu.quietSq)
+		if st.Saturated {
+			a.mu.rateN++
+			w := max(1/float64(a.mu.rateN), 1/float64(a.cfg.BaselineWindows))
+			x := st.Rate
+			a.mu.rateMean += w * (x - a.mu.rateMean)
+			a.mu.rateSq += w * (x*x - a.mu.rateSq)
+		}
 	}
 	st.Overloaded = len(st.Reasons) > 0
 	old := a.mu.scale
-	if st.Overloaded {
+	if st.Saturated {
+		a.mu.unsaturated = 0
+	} else {
+		a.mu.unsaturated++
+	}
+	st.Ceiling = a.cfg.MaxScale
+	if a.mu.unsaturated <= a.cfg.LendWindows {
+		// A saturated foreground leaves no room to lend.
+		st.Ceiling = min(a.cfg.MaxScale, 1)
+	}
+	switch {
+	case st.Overloaded:
 		a.mu.scale = max(a.mu.scale*a.cfg.Decrease, a.cfg.MinScale)
 		st.Decreases++
 		for _, r := range st.Reasons {
 			a.mu.byReason[r]++
 		}
-	} else {
-		a.mu.scale = min(a.mu.scale+a.cfg.Increase, 1)
+	case len(a.mu.recent) > 0:
+		// A busy foreground's throughput is being judged: the scale
+		// holds until the verdict.
+	case st.RecentRate > 0:
+		// It was judged fine: the increases it held back.
+		a.mu.scale = a.mu.scale + a.cfg.Increase*float64(max(a.cfg.ThroughputWindows, 1))
+	default:
+		a.mu.scale = a.mu.scale + a.cfg.Increase
 	}
-	st.Scale, st.MinScale = a.mu.scale, a.cfg.MinScale
+	if a.mu.scale > st.Ceiling {
+		a.mu.scale = max(st.Ceiling, a.cfg.MinScale)
+	}
+	st.Scale, st.MinScale, st.MaxScale = a.mu.scale, a.cfg.MinScale, a.cfg.MaxScale
 	st.DecreasesByReason = maps.Clone(a.mu.byReason)
 	if st.Scale != old {
 		for _, t := range a.cfg.Throttles {

@@ -39,9 +39,11 @@ func (c *fakeLoopClock) After(time.Duration) <-chan time.Time { return make(chan
 
 // TestAdmissionLatencyNoise scripts the foreground's latency on a fake
 // clock: noise inside the baseline's own spread (and a rise of a few
-// microseconds, and a single slow window) scales nothing down; a real,
-// sustained rise does; a permanent overload holds the scale at the repair
-// floor; and the scale recovers within a second of the signal clearing.
+// microseconds, and a single slow window) scales nothing down, and the
+// scale climbs to the ceiling meanwhile; a real, sustained rise halves it
+// window by window; a permanent overload holds the scale at the repair
+// floor; and the scale recovers to the configured rates within a second of
+// the signal clearing, to the ceiling within two.
 func TestAdmissionLatencyNoise(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -103,10 +105,20 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 	for range 5 {
 		script = append(script, 19*time.Microsecond)
 	}
+	last := a.Status().Scale
 	for i, d := range script {
-		if st := window(d); st.Overloaded || st.Scale != 1 {
+		if st := window(d); st.Overloaded || st.Scale < last {
 			t.Fatalf("window %d (p99 %v): scaled down on noise: %+v", i, d, st)
+		} else {
+			last = st.Scale
 		}
+	}
+	// Room left: background work gets the ceiling.
+	if st := a.Status(); st.Scale != repair.DefaultMaxScale || st.MaxScale != repair.DefaultMaxScale || scan.Status().Scale != repair.DefaultMaxScale {
+		t.Fatalf("no signal for 146 windows: scale %v (throttle %v), want the ceiling %v", st.Scale, scan.Status().Scale, repair.DefaultMaxScale)
+	}
+	if got, want := scan.Status().BytesPerSec, float64(100<<20)*repair.DefaultMaxScale; math.Abs(got-want) > 1 {
+		t.Fatalf("throttle at %v bytes/s at the ceiling, want %v", got, want)
 	}
 	// A real, sustained rise: 4× the baseline. Nothing for the first
 	// SustainWindows-1 windows, then halving down to the floor.
@@ -115,7 +127,7 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 			t.Fatalf("window %d of the rise: overloaded before it was sustained: %+v", i, st)
 		}
 	}
-	want := 1.0
+	want := float64(repair.DefaultMaxScale)
 	for i := range 3 {
 		st := window(60 * time.Microsecond)
 		want /= 2
@@ -123,7 +135,7 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 			t.Fatalf("sustained rise, window %d: want scale %v for latency: %+v", i, want, st)
 		}
 	}
-	// A permanent overload: the scale holds at the repair floor.
+	// A permanent overload: the scale holds at the repair.repair floor.
 	for range 200 {
 		window(60 * time.Microsecond)
 	}
@@ -137,7 +149,8 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 	if st.DecreasesByReason["latency"] != st.Decreases || st.Decreases < 200 {
 		t.Fatalf("decreases by reason %v, decreases %d", st.DecreasesByReason, st.Decreases)
 	}
-	// The signal clears: back to full speed within a second.
+	// The signal clears: back to the configured rates within a second, to
+	// the ceiling within two.
 	var elapsed time.Duration
 	for a.Status().Scale < 1 {
 		window(noisy())
@@ -145,6 +158,118 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 		if elapsed > time.Second {
 			t.Fatalf("scale %v a second after the signal cleared", a.Status().Scale)
 		}
+	}
+	for a.Status().Scale < repair.DefaultMaxScale {
+		window(noisy())
+		elapsed += repair.DefaultAdmissionInterval
+		if elapsed > 2*time.Second {
+			t.Fatalf("scale %v two seconds after the signal cleared", a.Status().Scale)
+		}
+	}
+}
+
+// TestAdmissionThroughputSignal scripts a foreground that runs flat out
+// (its operations fill a good part of each window) on a fake clock:
+// background work under which its operation rate stays within the quiet
+// windows' spread, or a paced foreground's rate falling (a lower offered
+// load), scales nothing down; a busy foreground losing 11% of its rate (its
+// p99 unmoved) does, for "throughput", once per ThroughputWindows windows;
+// a permanent loss holds the repair.repair floor.
+func TestAdmissionThroughputSignal(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 22))
+	clk := &fakeLoopClock{now: time.Unix(1_900_000_000, 0)}
+	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 100 << 20, BusyFraction: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := repair.NewAdmission(repair.AdmissionConfig{Throttles: []*repair.Throttle{scan}, Clock: clk, Pebble: func() repair.PebbleSignals { return repair.PebbleSignals{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := false
+	// window feeds n operations of 5µs (2% of them 20µs: the p99 does not
+	// move) and evaluates one 50ms window. 4500 of them fill 45% of it.
+	window := func(n int) repair.AdmissionStatus {
+		for i := range n {
+			d := 5 * time.Microsecond
+			if i%50 == 0 {
+				d = 20 * time.Microsecond
+			}
+			a.ObserveForeground(d)
+		}
+		if busy {
+			if err := scan.Busy(context.Background(), time.Microsecond); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Advance(repair.DefaultAdmissionInterval)
+		return a.Evaluate()
+	}
+	// noisy is a flat-out writer's operations a window: 4500 ± 3% (σ).
+	noisy := func() int { return int(4500 + 135*rng.NormFloat64()) }
+	for range 60 {
+		if st := window(noisy()); st.Overloaded || !st.Saturated || st.Scale > 1 || st.Ceiling != 1 {
+			t.Fatalf("quiet saturated window: lent room, or overloaded: %+v", st)
+		}
+	}
+	st := window(noisy())
+	if st.RateBaseline < 85000 || st.RateBaseline > 95000 || st.RateNoise <= 0 || st.RateTarget >= st.RateBaseline {
+		t.Fatalf("throughput baseline not learned: %+v", st)
+	}
+	t.Logf("rate baseline %.0f/s, noise %.0f, target %.0f", st.RateBaseline, st.RateNoise, st.RateTarget)
+	busy = true
+	last := st.Scale
+	// Background work within the noise; then a paced foreground (a tenth
+	// of the operations): not saturated, not judged, and lent room once
+	// it has been so for LendWindows windows.
+	for i := range 200 {
+		n := noisy()
+		if i >= 100 {
+			n = 450
+		}
+		st := window(n)
+		if st.Overloaded || st.Scale < last {
+			t.Fatalf("window %d (%d operations): scaled down: %+v", i, n, st)
+		}
+		if lent := st.Scale > 1; lent != (i >= 100+repair.DefaultLendWindows) {
+			t.Fatalf("window %d (%d operations): scale %v, ceiling %v", i, n, st.Scale, st.Ceiling)
+		}
+		last = st.Scale
+	}
+	if last != repair.DefaultMaxScale {
+		t.Fatalf("a paced foreground with room: scale %v, want the ceiling", last)
+	}
+	// A saturated foreground that loses 11% of its operations: lent
+	// nothing at once, then a throughput overload once ThroughputWindows
+	// windows show it, with its reason.
+	for i := range repair.DefaultThroughputWindows - 1 {
+		if st := window(4000); st.Overloaded || st.Scale != 1 {
+			t.Fatalf("window %d of the loss: overloaded before %d windows, or still lent room: %+v", i, repair.DefaultThroughputWindows, st)
+		}
+	}
+	last = 1
+	st = window(4000)
+	if !st.Overloaded || !slices.Equal(st.Reasons, []string{"throughput"}) || st.Scale != last/2 || st.DecreasesByReason["throughput"] != 1 {
+		t.Fatalf("sustained loss of throughput: want a decrease to %v for throughput: %+v", last/2, st)
+	}
+	for range 200 {
+		window(4000)
+	}
+	if st := a.Status(); st.Scale != repair.DefaultMinScale || scan.Status().BusyFraction != 0.25*repair.DefaultMinScale {
+		t.Fatalf("permanent loss: scale %v (busy budget %v), want the floor %v", st.Scale, scan.Status().BusyFraction, repair.DefaultMinScale)
+	}
+	// The foreground stops in the middle of a judgement: the scale does
+	// not hold, it climbs back.
+	for range repair.DefaultThroughputWindows / 2 {
+		window(4000)
+	}
+	for range 20 {
+		window(0)
+	}
+	if st := a.Status(); st.Scale < 1 {
+		t.Fatalf("scale %v a second after the foreground stopped", st.Scale)
 	}
 }
 
@@ -162,6 +287,7 @@ func TestAdmissionPebbleSignals(t *testing.T) {
 		Throttles: []*repair.Throttle{scan},
 		Clock:     clk,
 		MinScale:  0.02,
+		MaxScale:  1, // the configured rates are the ceiling
 		Pebble:    func() repair.PebbleSignals { mu.Lock(); defer mu.Unlock(); return ps },
 	})
 	if err != nil {

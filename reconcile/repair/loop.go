@@ -106,7 +106,10 @@ type LoopConfig struct {
 	// MaxSessionKeys is the sessions' SessionConfig.MaxSessionKeys unless
 	// Sync sets one: a large repair proceeds in sessions of about this
 	// many differences, each of which finishes and applies its part
-	// (default DefaultLoopMaxSessionKeys; negative: no bound).
+	// (default DefaultLoopMaxSessionKeys; negative: no bound). Each
+	// session of a target resumes where the target's last one, if it was
+	// bounded and ended without an error, left off (Stats.Resume,
+	// SessionConfig.Resume).
 	MaxSessionKeys int64
 	// DrainBytes is the sessions' SessionConfig.DrainBytes unless Sync sets
 	// one: a session applies its queued writes once they reach it
@@ -169,6 +172,10 @@ type Loop struct {
 		remaining map[Target]uint64
 		repaired  uint64
 		samples   []repairSample
+		// resume is where each target's last session, if it was bounded
+		// and ended without an error, left off: its next session resumes
+		// there (SessionConfig.Resume).
+		resume map[Target]*reconcile.BoundResume
 	}
 }
 
@@ -235,6 +242,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	l.mu.counts = make(map[string]uint64)
 	l.mu.tasks = make(map[string]TaskReport)
 	l.mu.remaining = make(map[Target]uint64)
+	l.mu.resume = make(map[Target]*reconcile.BoundResume)
 	return l, nil
 }
 
@@ -456,6 +464,11 @@ func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog
 		// Charge a large fetch to the throttles chunk by chunk.
 		opts.Session.FetchByHashChunksPerRound = 1
 	}
+	l.mu.Lock()
+	if opts.Session.Resume == nil {
+		opts.Session.Resume = l.mu.resume[t]
+	}
+	l.mu.Unlock()
 	var reported uint64 // the keys repaired the session reported so far
 	progress := opts.Progress
 	opts.Progress = func(p reconcile.Progress) {
@@ -466,6 +479,13 @@ func (l *Loop) session(ctx context.Context, t Target, start time.Time, log *slog
 	}
 	st, err := reconcile.SyncPartition(ctx, local, remote, t.Partition, opts)
 	l.progress(t, st, &reported)
+	l.mu.Lock()
+	if err == nil && st.Resume != nil {
+		l.mu.resume[t] = st.Resume
+	} else {
+		delete(l.mu.resume, t) // a cut session's ranges may not be done
+	}
+	l.mu.Unlock()
 	rep := SessionReport{Stats: st, Err: err}
 	switch {
 	case err != nil:

@@ -183,3 +183,167 @@ func openMemEngine(t *testing.T, id string) *engine.Engine {
 	}
 	return e
 }
+
+// TestBoundedSessionSparesTheRest: a bounded session asks only the larger
+// side for the root's children, and confirms only the span of the ranges it
+// reconciled, not the partition: the rest of the tree (on a replica a
+// foreground keeps writing to, dirty leaves to recompute) is left to the
+// next session. It ends bounded, not converged, with the rest of the
+// difference as its estimate.
+func TestBoundedSessionSparesTheRest(t *testing.T) {
+	ctx := context.Background()
+	a := openMemEngine(t, "a")
+	defer a.Close()
+	b := openMemEngine(t, "b")
+	defer b.Close()
+	const n, bound = 20000, 2000
+	for i := range n {
+		if err := a.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			if err := b.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	infos := [2]reconcile.Info{}
+	for i, r := range []*engine.Engine{a, b} {
+		var err error
+		if infos[i], err = r.Info(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := reconcile.NewSession(reconcile.SessionConfig{MaxSessionKeys: bound, InfoA: &infos[0], InfoB: &infos[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := [2]reconcile.Replica{a, b}
+	var childrenSides []reconcile.Side
+	var confirms []reconcile.KeyRange
+	for step := s.Next(); !step.Done; step = s.Next() {
+		for _, req := range step.Requests {
+			switch {
+			case req.Kind == reconcile.RequestRangeHash && req.RangeHash.Fanout > 0:
+				childrenSides = append(childrenSides, req.Side)
+			case req.Kind == reconcile.RequestApply && req.Confirm != nil:
+				confirms = append(confirms, *req.Confirm)
+			}
+		}
+		reconcile.RunStep(ctx, s, replicas, step)
+	}
+	st := s.Stats()
+	if s.Err() != nil || !st.Bounded || st.Converged || st.KeysRepaired() == 0 {
+		t.Fatalf("bounded session: err %v, stats %+v", s.Err(), st)
+	}
+	if len(childrenSides) != 1 || childrenSides[0] != reconcile.SideA {
+		t.Fatalf("the root's children were asked of %v, want the larger side (A) alone", childrenSides)
+	}
+	if len(confirms) == 0 || (len(confirms[0].Start) == 0 && len(confirms[0].End) == 0) {
+		t.Fatalf("confirms %v: want the reconciled span, not the partition", confirms)
+	}
+	if left := uint64(n - n/10); st.Remaining == 0 || st.Remaining >= left || st.Remaining+st.KeysRepaired() < left*9/10 {
+		t.Fatalf("remaining %d after repairing %d of %d", st.Remaining, st.KeysRepaired(), left)
+	}
+	t.Logf("repaired %d, remaining %d, confirmed %v", st.KeysRepaired(), st.Remaining, confirms[0])
+}
+
+// TestResumedBoundedSessions: each bounded session resumes where the last
+// one left off (Stats.Resume into SessionConfig.Resume): it skips the root
+// comparison and starts with the larger side's children, its ranges follow
+// the last one's, and the chain ends with a session that compares the
+// roots again and converges, while a writer keeps adding keys to the
+// smaller side everywhere. A stale Resume (pointing past every difference)
+// costs at most a round: the session wraps around.
+func TestResumedBoundedSessions(t *testing.T) {
+	ctx := context.Background()
+	a := openMemEngine(t, "a")
+	defer a.Close()
+	b := openMemEngine(t, "b")
+	defer b.Close()
+	const n, bound = 20000, 2000
+	for i := range n {
+		if err := a.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// run runs one session with resume and reports its first round's
+	// requests.
+	run := func(resume *reconcile.BoundResume) (reconcile.Stats, []reconcile.Request) {
+		t.Helper()
+		var infos [2]reconcile.Info
+		for i, r := range []*engine.Engine{a, b} {
+			var err error
+			if infos[i], err = r.Info(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := reconcile.NewSession(reconcile.SessionConfig{MaxSessionKeys: bound,
+			InfoA: &infos[0], InfoB: &infos[1], Resume: resume})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first []reconcile.Request
+		for step := s.Next(); !step.Done; step = s.Next() {
+			if first == nil {
+				first = step.Requests
+			}
+			reconcile.RunStep(ctx, s, [2]reconcile.Replica{a, b}, step)
+		}
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return s.Stats(), first
+	}
+	var resume *reconcile.BoundResume
+	var afters [][]byte
+	sessions, resumed := 0, 0
+	for ; sessions < 40; sessions++ {
+		// The writer: keys of b's own, all over the key space.
+		for j := range 20 {
+			if err := b.Put(ctx, fmt.Appendf(nil, "k%06dw%d", (j*997+sessions*131)%n, sessions), []byte("w"), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, first := run(resume)
+		rootFirst := len(first) == 2 && first[0].Kind == reconcile.RequestRangeHash && first[0].RangeHash.Fanout == 0
+		if resume != nil && resume.Remaining > bound {
+			resumed++
+			if rootFirst || len(first) != 1 || first[0].Side != reconcile.SideA || first[0].RangeHash.Fanout == 0 {
+				t.Fatalf("session %d resumed from %+v began with %+v, want the larger side's children alone", sessions, resume, first)
+			}
+		} else if !rootFirst {
+			t.Fatalf("session %d (resume %+v) began with %+v, want the root comparison", sessions, resume, first)
+		}
+		t.Logf("session %d: bounded %t, repaired %d, remaining %d, converged %t, resume %+v", sessions, st.Bounded, st.KeysRepaired(), st.Remaining, st.Converged, st.Resume)
+		if st.Converged {
+			break
+		}
+		if st.Bounded != (st.Resume != nil) {
+			t.Fatalf("session %d: bounded %t, resume %+v", sessions, st.Bounded, st.Resume)
+		}
+		if st.Resume != nil {
+			afters = append(afters, st.Resume.After)
+		}
+		resume = st.Resume
+	}
+	if sessions >= 40 || resumed < 3 {
+		t.Fatalf("%d sessions, %d of them resumed", sessions, resumed)
+	}
+	for i := 1; i < len(afters); i++ {
+		if afters[i] != nil && afters[i-1] != nil && string(afters[i]) <= string(afters[i-1]) {
+			t.Fatalf("session %d left off at %q, before its predecessor's %q", i, afters[i], afters[i-1])
+		}
+	}
+	// A stale Resume: past every difference (b's 6000 new keys). The
+	// session wraps around to the partition's start and finds them.
+	for j := range 3 * bound {
+		if err := b.Put(ctx, fmt.Appendf(nil, "k%06dz", j), []byte("z"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, first := run(&reconcile.BoundResume{Side: reconcile.SideB, After: []byte("k019999"), Remaining: 10 * bound})
+	if len(first) != 1 || st.KeysRepaired() < bound {
+		t.Fatalf("stale resume: began with %+v, repaired %d", first, st.KeysRepaired())
+	}
+}

@@ -44,8 +44,9 @@ const DefaultLoopBusyFraction = 0.25
 // DefaultBurstBusy is the default ThrottleConfig.BurstBusy.
 const DefaultBurstBusy = 10 * time.Millisecond
 
-// Throttle limits background work to a rate of bytes and keys, scaled by a
-// factor in (0, 1] that admission control moves. It is safe for concurrent
+// Throttle limits background work to a rate of bytes and keys and a budget
+// of busy time, scaled by a factor that admission control moves (below 1
+// while the foreground suffers, above 1 while it leaves room). It is safe for concurrent
 // use.
 type Throttle struct {
 	name  string
@@ -70,28 +71,86 @@ type Throttle struct {
 }
 
 // Start marks the start of a call whose busy time its caller will charge
-// with Busy, and returns the function that ends it and returns the call's
-// share of the busy time: the wall time it ran, divided among the calls
-// in flight through the throttle at each moment (so n concurrent calls
-// that each took d are charged d in all, not n*d: a round of many
-// concurrent pages, each waiting for the others, is not n times the work).
-// On a nil Throttle the share is the wall time.
-func (t *Throttle) Start() (end func() time.Duration) {
+// with Busy, and returns the context to make the call with and the function
+// that ends it and returns the call's share of the busy time: the wall time
+// it ran, divided among the calls in flight through the throttle at each
+// moment (so n concurrent calls that each took d are charged d in all, not
+// n*d: a round of many concurrent pages, each waiting for the others, is
+// not n times the work), less the time it waited in this throttle's Wait
+// with the returned context (a replica's scan throttled by the same
+// throttle, engine.Options.Throttle: that wait is the rate limit at work,
+// not busy time, and charging it too would make the call pay twice). On a
+// nil Throttle the share is the wall time.
+func (t *Throttle) Start(ctx context.Context) (context.Context, func() time.Duration) {
 	start := time.Now()
 	if t == nil {
-		return func() time.Duration { return time.Since(start) }
+		return ctx, func() time.Duration { return time.Since(start) }
 	}
+	c := &throttleCall{t: t}
 	t.mu.Lock()
 	t.advanceLocked(start)
 	t.mu.inflight++
-	v0 := t.mu.virtual
+	c.v0 = t.mu.virtual
 	t.mu.Unlock()
-	return func() time.Duration {
+	return context.WithValue(ctx, throttleCallKey{}, c), func() time.Duration {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		t.advanceLocked(time.Now())
+		if c.paused == 0 {
+			t.mu.inflight--
+		}
+		c.paused = -1 // ended: later waits with its context are not its own
+		return max(t.mu.virtual-c.v0-c.excluded, 0)
+	}
+}
+
+// throttleCall is a call between Start and its end: Wait pauses it (it
+// leaves the calls sharing the wall time, and the virtual time that passes
+// meanwhile is excluded from its share).
+type throttleCall struct {
+	t  *Throttle
+	v0 time.Duration
+	// paused counts the waits in progress (-1: the call ended); pausedAt
+	// is the virtual time the first of them began at.
+	paused   int
+	pausedAt time.Duration
+	excluded time.Duration
+}
+
+type throttleCallKey struct{}
+
+// pause takes the call of ctx, if it is in one (Start), out of the calls in
+// flight through its throttle while it waits; the function returned puts
+// it back.
+func pause(ctx context.Context) func() {
+	c, _ := ctx.Value(throttleCallKey{}).(*throttleCall)
+	if c == nil {
+		return func() {}
+	}
+	t := c.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.paused < 0 {
+		return func() {}
+	}
+	if c.paused == 0 {
+		t.advanceLocked(time.Now())
 		t.mu.inflight--
-		return t.mu.virtual - v0
+		c.pausedAt = t.mu.virtual
+	}
+	c.paused++
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if c.paused <= 0 {
+			return
+		}
+		c.paused--
+		if c.paused == 0 {
+			t.advanceLocked(time.Now())
+			t.mu.inflight++
+			c.excluded += t.mu.virtual - c.pausedAt
+		}
 	}
 }
 
@@ -152,10 +211,13 @@ func (t *Throttle) Wait(ctx context.Context, keys, bytes int) error {
 	if t == nil {
 		return ctx.Err()
 	}
-	if err := waitSplit(ctx, t.keys, keys); err != nil {
-		return err
+	resume := pause(ctx)
+	err := waitSplit(ctx, t.keys, keys)
+	if err == nil {
+		err = waitSplit(ctx, t.bytes, bytes)
 	}
-	if err := waitSplit(ctx, t.bytes, bytes); err != nil {
+	resume()
+	if err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -197,13 +259,17 @@ func waitSplit(ctx context.Context, l *rate.Limiter, n int) error {
 	return nil
 }
 
-// SetScale sets the fraction of the configured rates in force, clamped to
-// [1e-4, 1].
+// MaxThrottleScale is the largest scale a Throttle takes (SetScale).
+const MaxThrottleScale = 64
+
+// SetScale sets the multiple of the configured rates in force, clamped to
+// [1e-4, MaxThrottleScale]: below 1 admission control holds background work
+// back, above 1 it lends it room the foreground leaves.
 func (t *Throttle) SetScale(f float64) {
 	if t == nil {
 		return
 	}
-	f = min(max(f, 1e-4), 1)
+	f = min(max(f, 1e-4), MaxThrottleScale)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.mu.scale = f
@@ -221,7 +287,7 @@ func (t *Throttle) SetScale(f float64) {
 // ThrottleStatus is a throttle's state.
 type ThrottleStatus struct {
 	Name string
-	// Scale is the fraction of the configured rates in force.
+	// Scale is the multiple of the configured rates in force.
 	Scale float64
 	// BytesPerSec and KeysPerSec are the rates in force (+Inf: unlimited).
 	BytesPerSec, KeysPerSec float64
@@ -299,8 +365,8 @@ func charge(ctx context.Context, th *Throttle, busy time.Duration, keys, bytes i
 
 // RangeHash implements Replica; only its busy time is throttled.
 func (r ThrottledReplica) RangeHash(ctx context.Context, req reconcile.RangeHashRequest) ([]reconcile.RangeHash, error) {
-	end := r.Scan.Start()
-	hs, err := r.Replica.RangeHash(ctx, req)
+	cctx, end := r.Scan.Start(ctx)
+	hs, err := r.Replica.RangeHash(cctx, req)
 	busy := end()
 	if err != nil {
 		return hs, err
@@ -310,8 +376,8 @@ func (r ThrottledReplica) RangeHash(ctx context.Context, req reconcile.RangeHash
 
 // RangeScan implements Replica.
 func (r ThrottledReplica) RangeScan(ctx context.Context, req reconcile.RangeScanRequest) (reconcile.RangeScanResult, error) {
-	end := r.Scan.Start()
-	res, err := r.Replica.RangeScan(ctx, req)
+	cctx, end := r.Scan.Start(ctx)
+	res, err := r.Replica.RangeScan(cctx, req)
 	busy := end()
 	if err != nil {
 		return res, err
@@ -322,8 +388,8 @@ func (r ThrottledReplica) RangeScan(ctx context.Context, req reconcile.RangeScan
 
 // Fetch implements Replica.
 func (r ThrottledReplica) Fetch(ctx context.Context, partition uint32, keys [][]byte) ([]reconcile.Entry, error) {
-	end := r.Scan.Start()
-	es, err := r.Replica.Fetch(ctx, partition, keys)
+	cctx, end := r.Scan.Start(ctx)
+	es, err := r.Replica.Fetch(cctx, partition, keys)
 	busy := end()
 	if err != nil {
 		return es, err
@@ -345,8 +411,8 @@ func (r ThrottledReplica) Apply(ctx context.Context, partition uint32, entries [
 		if err := r.Write.Wait(ctx, k, b); err != nil {
 			return err
 		}
-		end := r.Write.Start()
-		err := r.Replica.Apply(ctx, partition, c)
+		cctx, end := r.Write.Start(ctx)
+		err := r.Replica.Apply(cctx, partition, c)
 		busy := end()
 		if err != nil {
 			return err

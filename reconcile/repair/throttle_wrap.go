@@ -16,8 +16,8 @@ import (
 // RangeSketch implements reconcile.Replica: the sketch itself is small and
 // its scan is the replica's own; only its busy time is throttled.
 func (r ThrottledReplica) RangeSketch(ctx context.Context, req reconcile.RangeSketchRequest) (reconcile.RangeSketchResult, error) {
-	end := r.Scan.Start()
-	res, err := r.Replica.RangeSketch(ctx, req)
+	cctx, end := r.Scan.Start(ctx)
+	res, err := r.Replica.RangeSketch(cctx, req)
 	busy := end()
 	if err != nil {
 		return res, err
@@ -27,8 +27,8 @@ func (r ThrottledReplica) RangeSketch(ctx context.Context, req reconcile.RangeSk
 
 // FetchByHash implements reconcile.Replica, throttled like Fetch.
 func (r ThrottledReplica) FetchByHash(ctx context.Context, req reconcile.FetchByHashRequest) ([]reconcile.Entry, error) {
-	end := r.Scan.Start()
-	es, err := r.Replica.FetchByHash(ctx, req)
+	cctx, end := r.Scan.Start(ctx)
+	es, err := r.Replica.FetchByHash(cctx, req)
 	busy := end()
 	if err != nil {
 		return es, err
@@ -41,8 +41,8 @@ func (r ThrottledReplica) FetchByHash(ctx context.Context, req reconcile.FetchBy
 // bytes; encoding them is the replica's work, so the busy time of opening
 // the stream and of every chunk is throttled.
 func (r ThrottledReplica) OpenSymbols(ctx context.Context, req reconcile.SymbolsRequest) (reconcile.SymbolStream, error) {
-	end := r.Scan.Start()
-	st, err := r.Replica.OpenSymbols(ctx, req)
+	cctx, end := r.Scan.Start(ctx)
+	st, err := r.Replica.OpenSymbols(cctx, req)
 	busy := end()
 	if err != nil {
 		return st, err
@@ -61,8 +61,8 @@ type throttledStream struct {
 
 // Next implements reconcile.SymbolStream.
 func (t throttledStream) Next(ctx context.Context) (reconcile.SymbolChunk, error) {
-	end := t.scan.Start()
-	c, err := t.SymbolStream.Next(ctx)
+	cctx, end := t.scan.Start(ctx)
+	c, err := t.SymbolStream.Next(cctx)
 	busy := end()
 	if err != nil {
 		return c, err
@@ -92,13 +92,13 @@ func (r ThrottledReplica) ApplyAndHash(ctx context.Context, partition uint32, en
 	if err := r.Write.Wait(ctx, k, b); err != nil {
 		return nil, err
 	}
-	end := r.Write.Start()
-	hs, err := r.Replica.ApplyAndHash(ctx, partition, entries, ranges)
+	cctx, end := r.Write.Start(ctx)
+	hs, err := r.Replica.ApplyAndHash(cctx, partition, entries, ranges)
 	busy := end()
 	if errors.Is(err, reconcile.ErrUnsupported) {
 		// The chunk's wait is paid: apply it as it is, then hash.
-		end = r.Write.Start()
-		err = r.Replica.Apply(ctx, partition, entries)
+		cctx, end = r.Write.Start(ctx)
+		err = r.Replica.Apply(cctx, partition, entries)
 		busy = end()
 		if err != nil {
 			return nil, err

@@ -193,7 +193,7 @@ func TestThrottleStartShares(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			end := th.Start()
+			_, end := th.Start(context.Background())
 			time.Sleep(5 * time.Millisecond)
 			shares[i] = end()
 			walls[i] = time.Since(start)
@@ -212,7 +212,54 @@ func TestThrottleStartShares(t *testing.T) {
 		t.Fatalf("8 concurrent calls charged %v in all, more than the %v they spanned", sum, union)
 	}
 	var nilTh *Throttle
-	if d := nilTh.Start()(); d < 0 {
-		t.Fatalf("nil throttle: %v", d)
+	if _, end := nilTh.Start(context.Background()); end() < 0 {
+		t.Fatal("nil throttle: negative share")
+	}
+}
+
+// TestThrottleStartExcludesWaits: the time a call waits in a throttle's
+// rate limits with its context (a replica's scan throttled by
+// engine.Options.Throttle inside a throttled RangeHash) is not charged as
+// its busy time; a wait with another context is.
+func TestThrottleStartExcludesWaits(t *testing.T) {
+	scan, err := NewThrottle("scan", ThrottleConfig{KeysPerSec: 1000, BurstKeys: 10, BusyFraction: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cctx, end := scan.Start(ctx)
+	workStart := time.Now()
+	time.Sleep(5 * time.Millisecond) // work
+	waitStart := time.Now()
+	work := waitStart.Sub(workStart)
+	for range 5 {
+		if err := scan.Wait(cctx, 10, 0); err != nil { // ~40ms of waiting past the burst
+			t.Fatal(err)
+		}
+	}
+	waited := time.Since(waitStart)
+	share := end()
+	if waited < 30*time.Millisecond {
+		t.Fatalf("waited only %v: the test's premise failed", waited)
+	}
+	if share < work || share > work+waited/4 {
+		t.Fatalf("a call that worked %v and waited %v in the rate limit was charged %v", work, waited, share)
+	}
+	// Waits after the call ended, and waits with an unrelated context,
+	// change nothing and do not panic.
+	if err := scan.Wait(cctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := scan.Wait(ctx, 10, 0); err != nil { // the bucket empty again
+		t.Fatal(err)
+	}
+	_, end = scan.Start(ctx)
+	w0 := time.Now()
+	if err := scan.Wait(ctx, 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	w := time.Since(w0)
+	if share := end(); share < w/2 {
+		t.Fatalf("a wait of %v with another context was excluded: share %v", w, share)
 	}
 }
