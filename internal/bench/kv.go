@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,8 +33,13 @@ type KVConfig struct {
 	KeySize    int // default 16
 	ValueSize  int // default 100
 	// Duration is how long each side runs each write or point-read cell
-	// in each round (default 1s).
+	// in each round (default DefaultKVCell).
 	Duration time.Duration
+	// Settle is the longest each side waits, before it runs, for both
+	// processes to go idle (the compactions of the side that ran before
+	// would otherwise run on the CPUs of the side measured now; default
+	// DefaultKVSettle, negative: no wait).
+	Settle time.Duration
 	// Rounds is the number of repetitions (default 3); sides alternate
 	// which runs first. Each round yields one ratio per cell.
 	Rounds int
@@ -70,7 +77,10 @@ func (c *KVConfig) ensureDefaults() error {
 		c.ValueSize = 100
 	}
 	if c.Duration <= 0 {
-		c.Duration = time.Second
+		c.Duration = DefaultKVCell
+	}
+	if c.Settle == 0 {
+		c.Settle = DefaultKVSettle
 	}
 	if c.Rounds == 0 {
 		c.Rounds = 3
@@ -99,6 +109,16 @@ func (c *KVConfig) ensureDefaults() error {
 	}
 	return nil
 }
+
+// DefaultKVCell is how long each side runs a cell in a round: at 1 s the
+// rounds' ratios of the same cell spread over 0.5-1.4 on a quiet 2-core
+// machine (2026-12-06), a memtable flush or a compaction inside one run
+// moving it by half.
+const DefaultKVCell = 3 * time.Second
+
+// DefaultKVSettle is the longest a side waits for both processes to go
+// idle before it runs.
+const DefaultKVSettle = 20 * time.Second
 
 // KVCell is one measured configuration: the same calls in process and
 // through the transport, Rounds times.
@@ -133,6 +153,17 @@ type KVRound struct {
 	InProcessPerSec float64 `json:"in_process_per_sec"`
 	RemotePerSec    float64 `json:"remote_per_sec"`
 	Ratio           float64 `json:"ratio"`
+	// Load1 is the 1-minute load average when the round started.
+	Load1 float64 `json:"load1,omitempty"`
+	// SettleSeconds is how long the round waited for idle processes
+	// (both sides together).
+	SettleSeconds float64 `json:"settle_seconds,omitempty"`
+	// InProcessCPUPerOp and RemoteCPUPerOp are the CPU time of both
+	// processes (this one and the plugin's) during each side's run,
+	// divided by its operations, in microseconds: where the transport's
+	// cost goes when the rates are close (only where /proc is).
+	InProcessCPUPerOp float64 `json:"in_process_cpu_us_per_op,omitempty"`
+	RemoteCPUPerOp    float64 `json:"remote_cpu_us_per_op,omitempty"`
 }
 
 // KVResult is what an application-store benchmark measured.
@@ -162,10 +193,12 @@ type kvSides struct {
 	remoteEngine *engine.Engine
 	dir          string
 	cleanup      bool
+	// settleMax is KVConfig.Settle.
+	settleMax time.Duration
 }
 
 func openKVSides(ctx context.Context, cfg *KVConfig) (*kvSides, error) {
-	s := &kvSides{dir: cfg.Dir}
+	s := &kvSides{dir: cfg.Dir, settleMax: cfg.Settle}
 	if s.dir == "" {
 		d, err := os.MkdirTemp("", "pebble-ae-bench-kv-")
 		if err != nil {
@@ -209,6 +242,87 @@ func (s *kvSides) close() {
 	}
 }
 
+// pids are the processes a run's work happens in: this one and the
+// plugin's, if any.
+func (s *kvSides) pids() []int {
+	pids := []int{os.Getpid()}
+	if pid := s.remote.PluginPID(); pid > 0 {
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// cpuSeconds is the CPU time the sides' processes have used (user and
+// system, all threads), or 0 where /proc is missing.
+func (s *kvSides) cpuSeconds() float64 {
+	var sum float64
+	for _, pid := range s.pids() {
+		t, ok := processCPU(pid)
+		if !ok {
+			return 0
+		}
+		sum += t
+	}
+	return sum
+}
+
+// settle waits until the sides' processes together use at most a tenth
+// of a core over settleWindow (Pebble's flushes and compactions after the
+// last run are done), or settleMax has passed, and returns how long it
+// waited.
+func (s *kvSides) settle() time.Duration {
+	if s.settleMax < 0 {
+		return 0
+	}
+	start := time.Now()
+	prev := s.cpuSeconds()
+	if prev == 0 {
+		return 0
+	}
+	for time.Since(start) < s.settleMax {
+		time.Sleep(settleWindow)
+		cur := s.cpuSeconds()
+		if cur-prev <= settleWindow.Seconds()/10 {
+			break
+		}
+		prev = cur
+	}
+	return time.Since(start)
+}
+
+// settleWindow is the interval over which settle judges the processes
+// idle (/proc's CPU times count 10 ms ticks).
+const settleWindow = 200 * time.Millisecond
+
+// processCPU returns the user and system CPU seconds of process pid from
+// /proc/<pid>/stat.
+func processCPU(pid int) (float64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may hold spaces: fields count from the
+	// last ')'. utime and stime are fields 14 and 15.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return float64(utime+stime) / clockTicks, true
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times (100 on Linux's
+// every architecture Go supports).
+const clockTicks = 100
+
 // kvKey writes the key of index i: 8 bytes of a hash of i (random order),
 // then i, padded to len(dst). Keys never start with 0xff, so never in the
 // reserved internal key space.
@@ -237,19 +351,29 @@ func measureCell(cell KVCell, rounds int, s *kvSides, run func(kv engine.KV, rou
 		if r%2 == 1 {
 			order = []string{"remote", "inproc"}
 		}
-		rates := map[string]float64{}
+		rates, cpu := map[string]float64{}, map[string]float64{}
+		var load1, settled float64
+		if la := loadAverage(); la != nil {
+			load1 = la[0]
+		}
 		for _, side := range order {
 			var kv engine.KV = s.local
 			if side == "remote" {
 				kv = s.remote
 			}
+			settled += s.settle().Seconds()
+			cpu0 := s.cpuSeconds()
 			n, d, err := run(kv, r)
 			if err != nil {
 				return cell, fmt.Errorf("bench: %s, %s side: %w", cell.Name, side, err)
 			}
 			rates[side] = float64(n) / d.Seconds()
+			if cpu1 := s.cpuSeconds(); cpu1 > 0 && n > 0 {
+				cpu[side] = (cpu1 - cpu0) / float64(n) * 1e6
+			}
 		}
-		run := KVRound{Order: order[0] + "," + order[1], InProcessPerSec: rates["inproc"], RemotePerSec: rates["remote"]}
+		run := KVRound{Order: order[0] + "," + order[1], InProcessPerSec: rates["inproc"], RemotePerSec: rates["remote"],
+			Load1: load1, SettleSeconds: settled, InProcessCPUPerOp: cpu["inproc"], RemoteCPUPerOp: cpu["remote"]}
 		if run.InProcessPerSec > 0 {
 			run.Ratio = run.RemotePerSec / run.InProcessPerSec
 		}
