@@ -43,8 +43,9 @@ With --transport plugin (or grpc) it measures instead the application's
 store (engine.KV): the same Put and Write calls against an engine in this
 process and against a pebble-ae plugin subprocess (or the gRPC service over
 an in-memory connection), for every batch size, writer count and sync
-setting, each side writing new random keys for --kv-cell per round
-(after waiting, up to --kv-settle, for both processes to go idle).
+setting, each side writing new random keys for --kv-cell per round, in
+--kv-slices slices alternating with the other side's (each after waiting,
+up to --kv-settle, for both processes to go idle).
 Every cell reports ratio_median (through the transport / in process).`,
 		Example: `  pebble-ae bench write --keys 1000000 --json
   pebble-ae bench write --keys 200000 --mode causal
@@ -103,6 +104,7 @@ type kvFlags struct {
 	duration  time.Duration
 	settle    time.Duration
 	rounds    int
+	slices    int
 	batches   []int
 	writers   []int
 	readers   []int
@@ -118,6 +120,7 @@ func (f *kvFlags) register(c *cobra.Command, write bool) {
 	_ = fl.MarkDeprecated("duration", "use --kv-cell")
 	fl.DurationVar(&f.settle, "kv-settle", bench.DefaultKVSettle, "with --transport: the longest each side waits before it runs for both processes to go idle (the other side's compactions done); negative: no wait")
 	fl.IntVar(&f.rounds, "kv-rounds", 3, "with --transport: rounds (the sides alternate which runs first)")
+	fl.IntVar(&f.slices, "kv-slices", bench.DefaultKVSlices, "with --transport: slices each side's --kv-cell is cut into, the sides alternating slice by slice")
 	if write {
 		fl.IntSliceVar(&f.batches, "batches", []int{1, 100}, "with --transport: batch sizes (1: single-key Put)")
 		fl.IntSliceVar(&f.writers, "writers", []int{1, 8}, "with --transport: concurrent writers")
@@ -130,7 +133,7 @@ func (f *kvFlags) register(c *cobra.Command, write bool) {
 func (f *kvFlags) config(cmd *cobra.Command, keySize, valueSize int, seed uint64, dir string) (bench.KVConfig, error) {
 	kc := bench.KVConfig{
 		Dir: dir, Transport: f.transport, KeySize: keySize, ValueSize: valueSize, Seed: seed,
-		Duration: f.duration, Settle: f.settle, Rounds: f.rounds, BatchSizes: f.batches, Writers: f.writers, Readers: f.readers, Keys: f.keys,
+		Duration: f.duration, Settle: f.settle, Rounds: f.rounds, Slices: f.slices, BatchSizes: f.batches, Writers: f.writers, Readers: f.readers, Keys: f.keys,
 	}
 	switch f.sync {
 	case "", "both":
@@ -156,7 +159,7 @@ func printKVResult(res bench.KVResult, asJSON bool) error {
 	if asJSON {
 		return printJSON(res)
 	}
-	fmt.Printf("application store (%s), in process vs %s: %d-byte keys, %d-byte values, %d rounds", res.Benchmark, res.Transport, res.KeySize, res.ValueSize, res.Rounds)
+	fmt.Printf("application store (%s), in process vs %s: %d-byte keys, %d-byte values, %d rounds of %gs a side in %d slices", res.Benchmark, res.Transport, res.KeySize, res.ValueSize, res.Rounds, res.DurationSeconds, res.Slices)
 	if res.Keys > 0 {
 		fmt.Printf(", %d keys loaded (%.1fs in process, %.1fs through %s)", res.Keys, res.LoadSecondsInProcess, res.LoadSecondsRemote, res.Transport)
 	}

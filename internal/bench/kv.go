@@ -43,6 +43,10 @@ type KVConfig struct {
 	// Rounds is the number of repetitions (default 3); sides alternate
 	// which runs first. Each round yields one ratio per cell.
 	Rounds int
+	// Slices is the number of parts each side's Duration is run in, the
+	// sides alternating slice by slice within a round (default
+	// DefaultKVSlices; the scan runs whole, once a side a round).
+	Slices int
 	Seed   uint64
 	// BatchSizes, Writers and Syncs are the write cells' dimensions
 	// (defaults: 1 and 100; 1 and 8; Sync and NoSync, in that order). A batch of 1 is a
@@ -78,6 +82,9 @@ func (c *KVConfig) ensureDefaults() error {
 	}
 	if c.Duration <= 0 {
 		c.Duration = DefaultKVCell
+	}
+	if c.Slices <= 0 {
+		c.Slices = DefaultKVSlices
 	}
 	if c.Settle == 0 {
 		c.Settle = DefaultKVSettle
@@ -115,6 +122,12 @@ func (c *KVConfig) ensureDefaults() error {
 // machine (2026-12-06), a memtable flush or a compaction inside one run
 // moving it by half.
 const DefaultKVCell = 3 * time.Second
+
+// DefaultKVSlices is the number of alternating slices a side's run of a
+// cell is cut into: the synced cells' in-process rate moved 3x between
+// runs a minute apart (the shared disk), so each side's 3 s are
+// interleaved with the other's.
+const DefaultKVSlices = 4
 
 // DefaultKVSettle is the longest a side waits for both processes to go
 // idle before it runs.
@@ -175,6 +188,7 @@ type KVResult struct {
 	Keys            int       `json:"keys,omitempty"`
 	DurationSeconds float64   `json:"duration_seconds,omitempty"`
 	Rounds          int       `json:"rounds"`
+	Slices          int       `json:"slices"`
 	CPUs            int       `json:"cpus"`
 	LoadAvgStart    []float64 `json:"load_avg_start,omitempty"`
 	LoadAvgEnd      []float64 `json:"load_avg_end,omitempty"`
@@ -266,7 +280,7 @@ func (s *kvSides) cpuSeconds() float64 {
 	return sum
 }
 
-// settle waits until the sides' processes together use at most a tenth
+// settle waits until the sides' processes together use at most a fifth
 // of a core over settleWindow (Pebble's flushes and compactions after the
 // last run are done), or settleMax has passed, and returns how long it
 // waited.
@@ -282,7 +296,7 @@ func (s *kvSides) settle() time.Duration {
 	for time.Since(start) < s.settleMax {
 		time.Sleep(settleWindow)
 		cur := s.cpuSeconds()
-		if cur-prev <= settleWindow.Seconds()/10 {
+		if cur-prev <= settleWindow.Seconds()/5 {
 			break
 		}
 		prev = cur
@@ -292,7 +306,7 @@ func (s *kvSides) settle() time.Duration {
 
 // settleWindow is the interval over which settle judges the processes
 // idle (/proc's CPU times count 10 ms ticks).
-const settleWindow = 200 * time.Millisecond
+const settleWindow = 100 * time.Millisecond
 
 // processCPU returns the user and system CPU seconds of process pid from
 // /proc/<pid>/stat.
@@ -342,38 +356,55 @@ func splitmix(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-// measureCell runs one cell's rounds: run(kv) returns the count and the
-// elapsed time of one side's run.
-func measureCell(cell KVCell, rounds int, s *kvSides, run func(kv engine.KV, round int) (int, time.Duration, error)) (KVCell, error) {
+// measureCell runs one cell's rounds. A round runs each side for
+// cfg.Duration in cfg.Slices alternating slices (in, remote, in, remote,
+// ..., the first side alternating between rounds), each after a settle,
+// so that a change of the machine's speed during the round (the disk's
+// fsync rate, another process) falls on both sides alike. run(kv, slice,
+// d) runs one slice of about d (slice numbers every slice of the cell
+// uniquely) and returns its count and elapsed time.
+func measureCell(cell KVCell, cfg *KVConfig, s *kvSides, run func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error)) (KVCell, error) {
 	var ratios, local, remote []float64
-	for r := range rounds {
+	slice := 0
+	for r := range cfg.Rounds {
 		order := []string{"inproc", "remote"}
 		if r%2 == 1 {
 			order = []string{"remote", "inproc"}
 		}
-		rates, cpu := map[string]float64{}, map[string]float64{}
+		count, elapsed, cpu := map[string]int{}, map[string]time.Duration{}, map[string]float64{}
 		var load1, settled float64
 		if la := loadAverage(); la != nil {
 			load1 = la[0]
 		}
-		for _, side := range order {
-			var kv engine.KV = s.local
-			if side == "remote" {
-				kv = s.remote
-			}
-			settled += s.settle().Seconds()
-			cpu0 := s.cpuSeconds()
-			n, d, err := run(kv, r)
-			if err != nil {
-				return cell, fmt.Errorf("bench: %s, %s side: %w", cell.Name, side, err)
-			}
-			rates[side] = float64(n) / d.Seconds()
-			if cpu1 := s.cpuSeconds(); cpu1 > 0 && n > 0 {
-				cpu[side] = (cpu1 - cpu0) / float64(n) * 1e6
+		for range cfg.Slices {
+			for _, side := range order {
+				var kv engine.KV = s.local
+				if side == "remote" {
+					kv = s.remote
+				}
+				settled += s.settle().Seconds()
+				cpu0 := s.cpuSeconds()
+				n, d, err := run(kv, slice, cfg.Duration/time.Duration(cfg.Slices))
+				slice++
+				if err != nil {
+					return cell, fmt.Errorf("bench: %s, %s side: %w", cell.Name, side, err)
+				}
+				count[side] += n
+				elapsed[side] += d
+				if cpu1 := s.cpuSeconds(); cpu1 > 0 {
+					cpu[side] += cpu1 - cpu0
+				}
 			}
 		}
-		run := KVRound{Order: order[0] + "," + order[1], InProcessPerSec: rates["inproc"], RemotePerSec: rates["remote"],
-			Load1: load1, SettleSeconds: settled, InProcessCPUPerOp: cpu["inproc"], RemoteCPUPerOp: cpu["remote"]}
+		rate := func(side string) float64 { return float64(count[side]) / elapsed[side].Seconds() }
+		cpuPerOp := func(side string) float64 {
+			if count[side] == 0 {
+				return 0
+			}
+			return cpu[side] / float64(count[side]) * 1e6
+		}
+		run := KVRound{Order: order[0] + "," + order[1], InProcessPerSec: rate("inproc"), RemotePerSec: rate("remote"),
+			Load1: load1, SettleSeconds: settled, InProcessCPUPerOp: cpuPerOp("inproc"), RemoteCPUPerOp: cpuPerOp("remote")}
 		if run.InProcessPerSec > 0 {
 			run.Ratio = run.RemotePerSec / run.InProcessPerSec
 		}
@@ -405,7 +436,7 @@ func KVWrite(ctx context.Context, cfg KVConfig) (KVResult, error) {
 	}
 	defer s.close()
 	res := KVResult{Benchmark: "write", Transport: cfg.Transport, KeySize: cfg.KeySize, ValueSize: cfg.ValueSize,
-		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
+		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, Slices: cfg.Slices, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
 	value := randomValue(cfg.Seed, cfg.ValueSize)
 	var next atomic.Uint64 // key indexes: every write a new key
 	for _, syncWrites := range cfg.Syncs {
@@ -420,8 +451,8 @@ func KVWrite(ctx context.Context, cfg KVConfig) (KVResult, error) {
 					cell.Goal = 0.8
 				}
 				wo := &engine.WriteOptions{Sync: syncWrites}
-				cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, _ int) (int, time.Duration, error) {
-					return writeFor(ctx, kv, cfg, writers, batch, wo, value, &next)
+				cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, _ int, d time.Duration) (int, time.Duration, error) {
+					return writeFor(ctx, kv, cfg, d, writers, batch, wo, value, &next)
 				})
 				if err != nil {
 					return res, err
@@ -442,8 +473,8 @@ func syncName(s bool) string {
 }
 
 // writeFor runs writers goroutines writing batches of batch new keys (a
-// batch of 1: Put) for cfg.Duration and returns the writes done.
-func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, writers, batch int, wo *engine.WriteOptions, value []byte, next *atomic.Uint64) (int, time.Duration, error) {
+// batch of 1: Put) for d and returns the writes done.
+func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, writers, batch int, wo *engine.WriteOptions, value []byte, next *atomic.Uint64) (int, time.Duration, error) {
 	var (
 		wg    sync.WaitGroup
 		done  atomic.Int64
@@ -451,7 +482,7 @@ func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, writers, batch in
 		mu    sync.Mutex
 	)
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
+	deadline := start.Add(d)
 	for range writers {
 		wg.Go(func() {
 			key := make([]byte, cfg.KeySize)
@@ -497,7 +528,7 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 	}
 	defer s.close()
 	res := KVResult{Benchmark: "read", Transport: cfg.Transport, KeySize: cfg.KeySize, ValueSize: cfg.ValueSize, Keys: cfg.Keys,
-		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
+		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, Slices: cfg.Slices, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
 	value := randomValue(cfg.Seed, cfg.ValueSize)
 
 	// Load both sides with the same keys.
@@ -541,8 +572,8 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 
 	for _, readers := range cfg.Readers {
 		cell := KVCell{Name: fmt.Sprintf("get readers=%d", readers), Readers: readers, Unit: "reads"}
-		cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, round int) (int, time.Duration, error) {
-			return readFor(ctx, kv, cfg, readers, 1, round)
+		cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error) {
+			return readFor(ctx, kv, cfg, d, readers, 1, slice)
 		})
 		if err != nil {
 			return res, err
@@ -550,15 +581,17 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 		res.Cells = append(res.Cells, cell)
 	}
 	cell := KVCell{Name: "getmany batch=100 readers=1", BatchSize: 100, Readers: 1, Unit: "reads"}
-	cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, round int) (int, time.Duration, error) {
-		return readFor(ctx, kv, cfg, 1, 100, round)
+	cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error) {
+		return readFor(ctx, kv, cfg, d, 1, 100, slice)
 	})
 	if err != nil {
 		return res, err
 	}
 	res.Cells = append(res.Cells, cell)
 	cell = KVCell{Name: fmt.Sprintf("scan keys=%d", cfg.Keys), Unit: "keys", Goal: 0.5}
-	cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, _ int) (int, time.Duration, error) {
+	scanCfg := cfg
+	scanCfg.Slices = 1 // a slice is a full scan
+	cell, err = measureCell(cell, &scanCfg, s, func(kv engine.KV, _ int, _ time.Duration) (int, time.Duration, error) {
 		start := time.Now()
 		n, sum := 0, 0
 		_, err := kv.Scan(ctx, engine.ScanRequest{}, func(it engine.Item) error {
@@ -580,8 +613,8 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 }
 
 // readFor runs readers goroutines reading random loaded keys for
-// cfg.Duration, one Get at a time (batch 1) or GetMany of batch keys.
-func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, readers, batch, round int) (int, time.Duration, error) {
+// d, one Get at a time (batch 1) or GetMany of batch keys.
+func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, readers, batch, slice int) (int, time.Duration, error) {
 	var (
 		wg    sync.WaitGroup
 		done  atomic.Int64
@@ -596,10 +629,10 @@ func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, readers, batch, ro
 		mu.Unlock()
 	}
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
+	deadline := start.Add(d)
 	for r := range readers {
 		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(round*1000+r)))
+			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(slice*1000+r)))
 			keys := make([][]byte, batch)
 			for i := range keys {
 				keys[i] = make([]byte, cfg.KeySize)
