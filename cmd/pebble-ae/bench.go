@@ -43,9 +43,9 @@ With --transport plugin (or grpc) it measures instead the application's
 store (engine.KV): the same Put and Write calls against an engine in this
 process and against a pebble-ae plugin subprocess (or the gRPC service over
 an in-memory connection), for every batch size, writer count and sync
-setting, each side writing new random keys for --kv-cell per round, in
---kv-slices slices alternating with the other side's (each after waiting,
-up to --kv-settle, for both processes to go idle).
+setting, each side writing new random keys for --kv-cell per round
+(synced cells in --kv-slices slices alternating with the other side's),
+each run after waiting, up to --kv-settle, for both processes to go idle.
 Every cell reports ratio_median (through the transport / in process).`,
 		Example: `  pebble-ae bench write --keys 1000000 --json
   pebble-ae bench write --keys 200000 --mode causal
@@ -120,7 +120,7 @@ func (f *kvFlags) register(c *cobra.Command, write bool) {
 	_ = fl.MarkDeprecated("duration", "use --kv-cell")
 	fl.DurationVar(&f.settle, "kv-settle", bench.DefaultKVSettle, "with --transport: the longest each side waits before it runs for both processes to go idle (the other side's compactions done); negative: no wait")
 	fl.IntVar(&f.rounds, "kv-rounds", 3, "with --transport: rounds (the sides alternate which runs first)")
-	fl.IntVar(&f.slices, "kv-slices", bench.DefaultKVSlices, "with --transport: slices each side's --kv-cell is cut into, the sides alternating slice by slice")
+	fl.IntVar(&f.slices, "kv-slices", bench.DefaultKVSlices, "with --transport: slices each side's --kv-cell is cut into, the sides alternating slice by slice (synced writes and point reads; unsynced writes and the scan run whole)")
 	if write {
 		fl.IntSliceVar(&f.batches, "batches", []int{1, 100}, "with --transport: batch sizes (1: single-key Put)")
 		fl.IntSliceVar(&f.writers, "writers", []int{1, 8}, "with --transport: concurrent writers")

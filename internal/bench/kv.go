@@ -45,7 +45,10 @@ type KVConfig struct {
 	Rounds int
 	// Slices is the number of parts each side's Duration is run in, the
 	// sides alternating slice by slice within a round (default
-	// DefaultKVSlices; the scan runs whole, once a side a round).
+	// DefaultKVSlices). It applies to synced writes and point reads;
+	// unsynced writes run whole (a slice's flushes and compactions would
+	// be settled off the clock, and the in-process side, writing faster,
+	// leaves more of them), and the scan runs whole, once a side a round.
 	Slices int
 	Seed   uint64
 	// BatchSizes, Writers and Syncs are the write cells' dimensions
@@ -144,6 +147,9 @@ type KVCell struct {
 	Sync      bool   `json:"sync"`
 	// Unit is what the rates count: "writes", "reads" or "keys".
 	Unit string `json:"unit"`
+	// Slices is the number of alternating slices of each side's run a
+	// round (KVConfig.Slices, or 1).
+	Slices int `json:"slices"`
 	// InProcessPerSec and RemotePerSec are the medians of each side's
 	// rounds.
 	InProcessPerSec float64 `json:"in_process_per_sec"`
@@ -451,7 +457,12 @@ func KVWrite(ctx context.Context, cfg KVConfig) (KVResult, error) {
 					cell.Goal = 0.8
 				}
 				wo := &engine.WriteOptions{Sync: syncWrites}
-				cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, _ int, d time.Duration) (int, time.Duration, error) {
+				cellCfg := cfg
+				if !syncWrites {
+					cellCfg.Slices = 1
+				}
+				cell.Slices = cellCfg.Slices
+				cell, err = measureCell(cell, &cellCfg, s, func(kv engine.KV, _ int, d time.Duration) (int, time.Duration, error) {
 					return writeFor(ctx, kv, cfg, d, writers, batch, wo, value, &next)
 				})
 				if err != nil {
@@ -571,7 +582,7 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 	}
 
 	for _, readers := range cfg.Readers {
-		cell := KVCell{Name: fmt.Sprintf("get readers=%d", readers), Readers: readers, Unit: "reads"}
+		cell := KVCell{Name: fmt.Sprintf("get readers=%d", readers), Readers: readers, Unit: "reads", Slices: cfg.Slices}
 		cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error) {
 			return readFor(ctx, kv, cfg, d, readers, 1, slice)
 		})
@@ -580,7 +591,7 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 		}
 		res.Cells = append(res.Cells, cell)
 	}
-	cell := KVCell{Name: "getmany batch=100 readers=1", BatchSize: 100, Readers: 1, Unit: "reads"}
+	cell := KVCell{Name: "getmany batch=100 readers=1", BatchSize: 100, Readers: 1, Unit: "reads", Slices: cfg.Slices}
 	cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error) {
 		return readFor(ctx, kv, cfg, d, 1, 100, slice)
 	})
@@ -591,6 +602,7 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 	cell = KVCell{Name: fmt.Sprintf("scan keys=%d", cfg.Keys), Unit: "keys", Goal: 0.5}
 	scanCfg := cfg
 	scanCfg.Slices = 1 // a slice is a full scan
+	cell.Slices = 1
 	cell, err = measureCell(cell, &scanCfg, s, func(kv engine.KV, _ int, _ time.Duration) (int, time.Duration, error) {
 		start := time.Now()
 		n, sum := 0, 0
