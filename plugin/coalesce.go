@@ -62,13 +62,33 @@ type commitGroup struct {
 	ctx     context.Context
 	members []*member
 	bytes   int
-	keys    map[string]struct{}
-	done    chan struct{} // closed once every member's err is set
+	// keys are the keys of the members, built when a second member joins
+	// (a group of one, the common case of a lone writer, needs none).
+	keys map[string]struct{}
+	done chan struct{} // closed once every member's err is set
 	// led: the group's first caller sends it (not the call in flight).
 	led bool
 }
 
+// index builds g.keys, if not yet built.
+func (g *commitGroup) index() {
+	if g.keys != nil {
+		return
+	}
+	n := 0
+	for _, m := range g.members {
+		n += len(m.keys)
+	}
+	g.keys = make(map[string]struct{}, 2*n)
+	for _, m := range g.members {
+		for _, k := range m.keys {
+			g.keys[string(k)] = struct{}{}
+		}
+	}
+}
+
 func (g *commitGroup) has(keys [][]byte) bool {
+	g.index()
 	for _, k := range keys {
 		if _, ok := g.keys[string(k)]; ok {
 			return true
@@ -80,6 +100,10 @@ func (g *commitGroup) has(keys [][]byte) bool {
 func (g *commitGroup) add(m *member) {
 	g.members = append(g.members, m)
 	g.bytes += len(m.ops)
+	if len(g.members) == 1 {
+		return
+	}
+	g.index() // covers m if built now
 	for _, k := range m.keys {
 		g.keys[string(k)] = struct{}{}
 	}
@@ -183,7 +207,7 @@ func (c *Client) wait(ctx context.Context, g *commitGroup, m *member) error {
 // sent under its own context.
 func newGroup(ctx context.Context, m *member) *commitGroup {
 	m.ctx = ctx
-	g := &commitGroup{ctx: context.WithoutCancel(ctx), keys: map[string]struct{}{}, done: make(chan struct{})}
+	g := &commitGroup{ctx: context.WithoutCancel(ctx), done: make(chan struct{})}
 	g.add(m)
 	return g
 }

@@ -72,7 +72,9 @@
 // about 1 MiB, each atomic, paced by gRPC's flow control, the last one
 // synced), GetMany (many keys from one snapshot, with versions in causal
 // mode) and Scan (a user key range from one snapshot, server-streamed in
-// packed chunks, with a limit and a pagination token). Put, Delete and
+// packed chunks of ServerOptions.StoreScanChunkBytes, 4 MiB, sent by a
+// second goroutine while the first reads on, with a limit and a
+// pagination token). Put, Delete and
 // Write calls of concurrent callers are grouped into shared calls while
 // four synced (two unsynced) are in flight (group commit across the RPC
 // layer, coalesce.go).

@@ -30,6 +30,13 @@ const (
 	// DefaultScanChunkBytes bounds one message of a RangeScan stream (a
 	// single larger entry travels alone).
 	DefaultScanChunkBytes = 1 << 20
+	// DefaultStoreScanChunkBytes bounds one message of a Scan stream (the
+	// application's store). Larger than a RangeScan's chunk: a Scan moves
+	// millions of small items and its server, iterating, is what limits
+	// it; fewer, larger messages cost it less (2-core VM, 2026-12-06, a
+	// scan of 10^6 keys through the plugin, alternating in one process:
+	// ~10% more keys/s with 4 MiB than with 1 MiB).
+	DefaultStoreScanChunkBytes = 4 << 20
 	// DefaultMaxScanBytes bounds the records of one RangeScan page; a page
 	// that reaches it ends early with more set.
 	DefaultMaxScanBytes = 32 << 20
@@ -66,6 +73,9 @@ type ServerOptions struct {
 	ScanChunkBytes int
 	// MaxScanBytes bounds one RangeScan page (default DefaultMaxScanBytes).
 	MaxScanBytes int
+	// StoreScanChunkBytes bounds one Scan stream message (default
+	// DefaultStoreScanChunkBytes; at most half MaxMessageSize).
+	StoreScanChunkBytes int
 	// CompressAbove: answers carrying records of at least this many bytes
 	// are gzip-compressed (default DefaultCompressAbove; negative: never).
 	CompressAbove int
@@ -100,6 +110,12 @@ func (o *ServerOptions) EnsureDefaults() *ServerOptions {
 	}
 	if c.MaxScanBytes <= 0 {
 		c.MaxScanBytes = DefaultMaxScanBytes
+	}
+	if c.StoreScanChunkBytes <= 0 {
+		c.StoreScanChunkBytes = DefaultStoreScanChunkBytes
+	}
+	if c.StoreScanChunkBytes > c.MaxMessageSize/2 {
+		c.StoreScanChunkBytes = c.MaxMessageSize / 2
 	}
 	if c.CompressAbove == 0 {
 		c.CompressAbove = DefaultCompressAbove

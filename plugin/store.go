@@ -153,22 +153,26 @@ func (s *Server) GetMany(ctx context.Context, req *pb.GetManyRequest) (*pb.GetMa
 }
 
 // Scan implements the Scan call: the engine's Scan (one iterator, one
-// snapshot) packed into chunks of at most ScanChunkBytes as it reads.
-// gRPC's flow control paces the iterator to the client.
+// snapshot) packed into chunks of at most StoreScanChunkBytes as it reads.
+// A second goroutine sends the chunks (gRPC's marshalling of one overlaps
+// the reading of the next), one at a time with one more waiting, so gRPC's
+// flow control still paces the iterator to the client.
 func (s *Server) Scan(req *pb.ScanRequest, stream pb.Replica_ScanServer) error {
 	sreq := engine.ScanRequest{Start: req.GetStart(), End: req.GetEnd(), Versions: req.GetVersions()}
 	if l := req.GetLimit(); l < 0 || l > int64(^uint(0)>>1) {
 		return badRequest("scan limit %d out of [0, max int]", l)
 	}
 	sreq.Limit = int(req.GetLimit())
-	chunkCap := s.opts.ScanChunkBytes + s.opts.ScanChunkBytes/8
+	snd := newChunkSender(stream)
+	chunkBytes := s.opts.StoreScanChunkBytes
+	chunkCap := chunkBytes + chunkBytes/8
 	buf := make([]byte, 0, chunkCap)
 	var count uint32
 	next, err := s.e.Scan(stream.Context(), sreq, func(it engine.Item) error {
 		buf = appendPackedItem(buf, it, sreq.Versions)
 		count++
-		if len(buf) >= s.opts.ScanChunkBytes {
-			if err := stream.Send(&pb.ScanResponse{Items: buf, Count: count}); err != nil {
+		if len(buf) >= chunkBytes {
+			if err := snd.send(&pb.ScanResponse{Items: buf, Count: count}); err != nil {
 				return err
 			}
 			// A new buffer: the sent message may still be read.
@@ -176,10 +180,55 @@ func (s *Server) Scan(req *pb.ScanRequest, stream pb.Replica_ScanServer) error {
 		}
 		return nil
 	})
-	if err != nil {
+	if err == nil {
+		err = snd.send(&pb.ScanResponse{Items: buf, Count: count, More: next != nil, Next: next})
+	}
+	if serr := snd.close(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// chunkSender sends a Scan's chunks from its own goroutine.
+type chunkSender struct {
+	chunks chan *pb.ScanResponse
+	ended  chan error // the goroutine's first Send error (or nil), once
+}
+
+func newChunkSender(stream pb.Replica_ScanServer) *chunkSender {
+	c := &chunkSender{chunks: make(chan *pb.ScanResponse, 1), ended: make(chan error, 1)}
+	go func() {
+		for m := range c.chunks {
+			if err := stream.Send(m); err != nil {
+				c.ended <- err
+				for range c.chunks {
+					// Drop the rest until close.
+				}
+				return
+			}
+		}
+		c.ended <- nil
+	}()
+	return c
+}
+
+// send queues m, or returns the error that ended the sending goroutine.
+func (c *chunkSender) send(m *pb.ScanResponse) error {
+	select {
+	case c.chunks <- m:
+		return nil
+	case err := <-c.ended:
+		c.ended <- err // for close
 		return err
 	}
-	return stream.Send(&pb.ScanResponse{Items: buf, Count: count, More: next != nil, Next: next})
+}
+
+// close waits until every queued chunk is sent (the handler must not
+// return before: a stream is not used after its handler returns) and
+// returns the first send error.
+func (c *chunkSender) close() error {
+	close(c.chunks)
+	return <-c.ended
 }
 
 // appendPackedItem appends it in ScanResponse's packed layout.

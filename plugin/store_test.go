@@ -465,7 +465,7 @@ func rootAfterVerify(ctx context.Context, t *testing.T, c *plugin.Client) (bool,
 func TestScanConsistentSnapshot(t *testing.T) {
 	ctx := testCtx(t)
 	e := openEngine(t, "a", record.ModeLWW)
-	c := inProcess(t, e, &plugin.ServerOptions{ScanChunkBytes: 4 << 10})
+	c := inProcess(t, e, &plugin.ServerOptions{StoreScanChunkBytes: 4 << 10})
 	var b engine.WriteBatch
 	for i := range 5000 {
 		b.Put(key("s", i), []byte("value"))

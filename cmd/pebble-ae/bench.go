@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -44,7 +45,9 @@ With --transport plugin (or grpc) it measures instead the application's
 store (engine.KV): the same Put and Write calls against an engine in this
 process and against a pebble-ae plugin subprocess (or the gRPC service over
 an in-memory connection), for every batch size, writer count and sync
-setting, each side writing new random keys for --duration per round.
+setting, each side writing new random keys for --kv-cell per round
+(synced cells in --kv-slices slices alternating with the other side's),
+each run after waiting, up to --kv-settle, for both processes to go idle.
 Every cell reports ratio_median (through the transport / in process).`,
 		Example: `  pebble-ae bench write --keys 1000000 --json
   pebble-ae bench write --keys 200000 --mode causal
@@ -101,7 +104,9 @@ Every cell reports ratio_median (through the transport / in process).`,
 type kvFlags struct {
 	transport string
 	duration  time.Duration
+	settle    time.Duration
 	rounds    int
+	slices    int
 	batches   []int
 	writers   []int
 	readers   []int
@@ -112,8 +117,12 @@ type kvFlags struct {
 func (f *kvFlags) register(c *cobra.Command, write bool) {
 	fl := c.Flags()
 	fl.StringVar(&f.transport, "transport", "", "measure the application's store in process vs through this transport: plugin (a pebble-ae plugin subprocess) or grpc (the gRPC service in this process)")
-	fl.DurationVar(&f.duration, "duration", time.Second, "with --transport: how long each side runs each cell in each round")
+	fl.DurationVar(&f.duration, "kv-cell", bench.DefaultKVCell, "with --transport: how long each side runs each write or point-read cell in each round")
+	fl.DurationVar(&f.duration, "duration", bench.DefaultKVCell, "the old name of --kv-cell")
+	_ = fl.MarkDeprecated("duration", "use --kv-cell")
+	fl.DurationVar(&f.settle, "kv-settle", bench.DefaultKVSettle, "with --transport: the longest each side waits before it runs for both processes to go idle (the other side's compactions done); negative: no wait")
 	fl.IntVar(&f.rounds, "kv-rounds", 3, "with --transport: rounds (the sides alternate which runs first)")
+	fl.IntVar(&f.slices, "kv-slices", bench.DefaultKVSlices, "with --transport: slices each side's --kv-cell is cut into, the sides alternating slice by slice (synced writes and point reads; unsynced writes and the scan run whole)")
 	if write {
 		fl.IntSliceVar(&f.batches, "batches", []int{1, 100}, "with --transport: batch sizes (1: single-key Put)")
 		fl.IntSliceVar(&f.writers, "writers", []int{1, 8}, "with --transport: concurrent writers")
@@ -126,7 +135,7 @@ func (f *kvFlags) register(c *cobra.Command, write bool) {
 func (f *kvFlags) config(cmd *cobra.Command, keySize, valueSize int, seed uint64, dir string) (bench.KVConfig, error) {
 	kc := bench.KVConfig{
 		Dir: dir, Transport: f.transport, KeySize: keySize, ValueSize: valueSize, Seed: seed,
-		Duration: f.duration, Rounds: f.rounds, BatchSizes: f.batches, Writers: f.writers, Readers: f.readers, Keys: f.keys,
+		Duration: f.duration, Settle: f.settle, Rounds: f.rounds, Slices: f.slices, BatchSizes: f.batches, Writers: f.writers, Readers: f.readers, Keys: f.keys,
 	}
 	switch f.sync {
 	case "", "both":
@@ -152,21 +161,38 @@ func printKVResult(res bench.KVResult, asJSON bool) error {
 	if asJSON {
 		return printJSON(res)
 	}
-	fmt.Printf("application store (%s), in process vs %s: %d-byte keys, %d-byte values, %d rounds", res.Benchmark, res.Transport, res.KeySize, res.ValueSize, res.Rounds)
+	fmt.Printf("application store (%s), in process vs %s: %d-byte keys, %d-byte values, %d rounds of %gs a side in %d slices", res.Benchmark, res.Transport, res.KeySize, res.ValueSize, res.Rounds, res.DurationSeconds, res.Slices)
 	if res.Keys > 0 {
 		fmt.Printf(", %d keys loaded (%.1fs in process, %.1fs through %s)", res.Keys, res.LoadSecondsInProcess, res.LoadSecondsRemote, res.Transport)
 	}
 	fmt.Printf("\n  load average: %s before, %s after\n", loadString(res.LoadAvgStart), loadString(res.LoadAvgEnd))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CELL\tIN PROCESS /s\tTHROUGH "+strings.ToUpper(res.Transport)+" /s\tRATIO (MEDIAN)\tMIN\tMAX\tGOAL")
+	fmt.Fprintln(tw, "CELL\tIN PROCESS /s\tTHROUGH "+strings.ToUpper(res.Transport)+" /s\tRATIO (MEDIAN)\tMIN\tMAX\tCPU µs/OP IN, THROUGH\tGOAL")
 	for _, c := range res.Cells {
 		goal := "-"
 		if c.Met != nil {
 			goal = fmt.Sprintf(">= %.2f: met %t", c.Goal, *c.Met)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f %s\t%.0f %s\t%.3f\t%.3f\t%.3f\t%s\n", c.Name, c.InProcessPerSec, c.Unit, c.RemotePerSec, c.Unit, c.RatioMedian, c.RatioMin, c.RatioMax, goal)
+		var cpuIn, cpuOut []float64
+		for _, r := range c.Runs {
+			cpuIn, cpuOut = append(cpuIn, r.InProcessCPUPerOp), append(cpuOut, r.RemoteCPUPerOp)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f %s\t%.0f %s\t%.3f\t%.3f\t%.3f\t%.2f, %.2f\t%s\n", c.Name, c.InProcessPerSec, c.Unit, c.RemotePerSec, c.Unit, c.RatioMedian, c.RatioMin, c.RatioMax, medianOf(cpuIn), medianOf(cpuOut), goal)
 	}
 	return tw.Flush()
+}
+
+// medianOf returns the median of xs (0 if empty), leaving xs in order.
+func medianOf(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 func newBenchReadCmd() *cobra.Command {

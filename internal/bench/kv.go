@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,11 +33,23 @@ type KVConfig struct {
 	KeySize    int // default 16
 	ValueSize  int // default 100
 	// Duration is how long each side runs each write or point-read cell
-	// in each round (default 1s).
+	// in each round (default DefaultKVCell).
 	Duration time.Duration
+	// Settle is the longest each side waits, before it runs, for both
+	// processes to go idle (the compactions of the side that ran before
+	// would otherwise run on the CPUs of the side measured now; default
+	// DefaultKVSettle, negative: no wait).
+	Settle time.Duration
 	// Rounds is the number of repetitions (default 3); sides alternate
 	// which runs first. Each round yields one ratio per cell.
 	Rounds int
+	// Slices is the number of parts each side's Duration is run in, the
+	// sides alternating slice by slice within a round (default
+	// DefaultKVSlices). It applies to synced writes and point reads;
+	// unsynced writes run whole (a slice's flushes and compactions would
+	// be settled off the clock, and the in-process side, writing faster,
+	// leaves more of them), and the scan runs whole, once a side a round.
+	Slices int
 	Seed   uint64
 	// BatchSizes, Writers and Syncs are the write cells' dimensions
 	// (defaults: 1 and 100; 1 and 8; Sync and NoSync, in that order). A batch of 1 is a
@@ -70,7 +84,13 @@ func (c *KVConfig) ensureDefaults() error {
 		c.ValueSize = 100
 	}
 	if c.Duration <= 0 {
-		c.Duration = time.Second
+		c.Duration = DefaultKVCell
+	}
+	if c.Slices <= 0 {
+		c.Slices = DefaultKVSlices
+	}
+	if c.Settle == 0 {
+		c.Settle = DefaultKVSettle
 	}
 	if c.Rounds == 0 {
 		c.Rounds = 3
@@ -100,6 +120,22 @@ func (c *KVConfig) ensureDefaults() error {
 	return nil
 }
 
+// DefaultKVCell is how long each side runs a cell in a round: at 1 s the
+// rounds' ratios of the same cell spread over 0.5-1.4 on a quiet 2-core
+// machine (2026-12-06), a memtable flush or a compaction inside one run
+// moving it by half.
+const DefaultKVCell = 3 * time.Second
+
+// DefaultKVSlices is the number of alternating slices a side's run of a
+// cell is cut into: the synced cells' in-process rate moved 3x between
+// runs a minute apart (the shared disk), so each side's 3 s are
+// interleaved with the other's.
+const DefaultKVSlices = 4
+
+// DefaultKVSettle is the longest a side waits for both processes to go
+// idle before it runs.
+const DefaultKVSettle = 20 * time.Second
+
 // KVCell is one measured configuration: the same calls in process and
 // through the transport, Rounds times.
 type KVCell struct {
@@ -111,6 +147,9 @@ type KVCell struct {
 	Sync      bool   `json:"sync"`
 	// Unit is what the rates count: "writes", "reads" or "keys".
 	Unit string `json:"unit"`
+	// Slices is the number of alternating slices of each side's run a
+	// round (KVConfig.Slices, or 1).
+	Slices int `json:"slices"`
 	// InProcessPerSec and RemotePerSec are the medians of each side's
 	// rounds.
 	InProcessPerSec float64 `json:"in_process_per_sec"`
@@ -133,6 +172,17 @@ type KVRound struct {
 	InProcessPerSec float64 `json:"in_process_per_sec"`
 	RemotePerSec    float64 `json:"remote_per_sec"`
 	Ratio           float64 `json:"ratio"`
+	// Load1 is the 1-minute load average when the round started.
+	Load1 float64 `json:"load1,omitempty"`
+	// SettleSeconds is how long the round waited for idle processes
+	// (both sides together).
+	SettleSeconds float64 `json:"settle_seconds,omitempty"`
+	// InProcessCPUPerOp and RemoteCPUPerOp are the CPU time of both
+	// processes (this one and the plugin's) during each side's run,
+	// divided by its operations, in microseconds: where the transport's
+	// cost goes when the rates are close (only where /proc is).
+	InProcessCPUPerOp float64 `json:"in_process_cpu_us_per_op,omitempty"`
+	RemoteCPUPerOp    float64 `json:"remote_cpu_us_per_op,omitempty"`
 }
 
 // KVResult is what an application-store benchmark measured.
@@ -144,6 +194,7 @@ type KVResult struct {
 	Keys            int       `json:"keys,omitempty"`
 	DurationSeconds float64   `json:"duration_seconds,omitempty"`
 	Rounds          int       `json:"rounds"`
+	Slices          int       `json:"slices"`
 	CPUs            int       `json:"cpus"`
 	LoadAvgStart    []float64 `json:"load_avg_start,omitempty"`
 	LoadAvgEnd      []float64 `json:"load_avg_end,omitempty"`
@@ -162,10 +213,12 @@ type kvSides struct {
 	remoteEngine *engine.Engine
 	dir          string
 	cleanup      bool
+	// settleMax is KVConfig.Settle.
+	settleMax time.Duration
 }
 
 func openKVSides(ctx context.Context, cfg *KVConfig) (*kvSides, error) {
-	s := &kvSides{dir: cfg.Dir}
+	s := &kvSides{dir: cfg.Dir, settleMax: cfg.Settle}
 	if s.dir == "" {
 		d, err := os.MkdirTemp("", "pebble-ae-bench-kv-")
 		if err != nil {
@@ -209,6 +262,87 @@ func (s *kvSides) close() {
 	}
 }
 
+// pids are the processes a run's work happens in: this one and the
+// plugin's, if any.
+func (s *kvSides) pids() []int {
+	pids := []int{os.Getpid()}
+	if pid := s.remote.PluginPID(); pid > 0 {
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// cpuSeconds is the CPU time the sides' processes have used (user and
+// system, all threads), or 0 where /proc is missing.
+func (s *kvSides) cpuSeconds() float64 {
+	var sum float64
+	for _, pid := range s.pids() {
+		t, ok := processCPU(pid)
+		if !ok {
+			return 0
+		}
+		sum += t
+	}
+	return sum
+}
+
+// settle waits until the sides' processes together use at most a fifth
+// of a core over settleWindow (Pebble's flushes and compactions after the
+// last run are done), or settleMax has passed, and returns how long it
+// waited.
+func (s *kvSides) settle() time.Duration {
+	if s.settleMax < 0 {
+		return 0
+	}
+	start := time.Now()
+	prev := s.cpuSeconds()
+	if prev == 0 {
+		return 0
+	}
+	for time.Since(start) < s.settleMax {
+		time.Sleep(settleWindow)
+		cur := s.cpuSeconds()
+		if cur-prev <= settleWindow.Seconds()/5 {
+			break
+		}
+		prev = cur
+	}
+	return time.Since(start)
+}
+
+// settleWindow is the interval over which settle judges the processes
+// idle (/proc's CPU times count 10 ms ticks).
+const settleWindow = 100 * time.Millisecond
+
+// processCPU returns the user and system CPU seconds of process pid from
+// /proc/<pid>/stat.
+func processCPU(pid int) (float64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may hold spaces: fields count from the
+	// last ')'. utime and stime are fields 14 and 15.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return float64(utime+stime) / clockTicks, true
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times (100 on Linux's
+// every architecture Go supports).
+const clockTicks = 100
+
 // kvKey writes the key of index i: 8 bytes of a hash of i (random order),
 // then i, padded to len(dst). Keys never start with 0xff, so never in the
 // reserved internal key space.
@@ -228,28 +362,55 @@ func splitmix(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-// measureCell runs one cell's rounds: run(kv) returns the count and the
-// elapsed time of one side's run.
-func measureCell(cell KVCell, rounds int, s *kvSides, run func(kv engine.KV, round int) (int, time.Duration, error)) (KVCell, error) {
+// measureCell runs one cell's rounds. A round runs each side for
+// cfg.Duration in cfg.Slices alternating slices (in, remote, in, remote,
+// ..., the first side alternating between rounds), each after a settle,
+// so that a change of the machine's speed during the round (the disk's
+// fsync rate, another process) falls on both sides alike. run(kv, slice,
+// d) runs one slice of about d (slice numbers every slice of the cell
+// uniquely) and returns its count and elapsed time.
+func measureCell(cell KVCell, cfg *KVConfig, s *kvSides, run func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error)) (KVCell, error) {
 	var ratios, local, remote []float64
-	for r := range rounds {
+	slice := 0
+	for r := range cfg.Rounds {
 		order := []string{"inproc", "remote"}
 		if r%2 == 1 {
 			order = []string{"remote", "inproc"}
 		}
-		rates := map[string]float64{}
-		for _, side := range order {
-			var kv engine.KV = s.local
-			if side == "remote" {
-				kv = s.remote
-			}
-			n, d, err := run(kv, r)
-			if err != nil {
-				return cell, fmt.Errorf("bench: %s, %s side: %w", cell.Name, side, err)
-			}
-			rates[side] = float64(n) / d.Seconds()
+		count, elapsed, cpu := map[string]int{}, map[string]time.Duration{}, map[string]float64{}
+		var load1, settled float64
+		if la := loadAverage(); la != nil {
+			load1 = la[0]
 		}
-		run := KVRound{Order: order[0] + "," + order[1], InProcessPerSec: rates["inproc"], RemotePerSec: rates["remote"]}
+		for range cfg.Slices {
+			for _, side := range order {
+				var kv engine.KV = s.local
+				if side == "remote" {
+					kv = s.remote
+				}
+				settled += s.settle().Seconds()
+				cpu0 := s.cpuSeconds()
+				n, d, err := run(kv, slice, cfg.Duration/time.Duration(cfg.Slices))
+				slice++
+				if err != nil {
+					return cell, fmt.Errorf("bench: %s, %s side: %w", cell.Name, side, err)
+				}
+				count[side] += n
+				elapsed[side] += d
+				if cpu1 := s.cpuSeconds(); cpu1 > 0 {
+					cpu[side] += cpu1 - cpu0
+				}
+			}
+		}
+		rate := func(side string) float64 { return float64(count[side]) / elapsed[side].Seconds() }
+		cpuPerOp := func(side string) float64 {
+			if count[side] == 0 {
+				return 0
+			}
+			return cpu[side] / float64(count[side]) * 1e6
+		}
+		run := KVRound{Order: order[0] + "," + order[1], InProcessPerSec: rate("inproc"), RemotePerSec: rate("remote"),
+			Load1: load1, SettleSeconds: settled, InProcessCPUPerOp: cpuPerOp("inproc"), RemoteCPUPerOp: cpuPerOp("remote")}
 		if run.InProcessPerSec > 0 {
 			run.Ratio = run.RemotePerSec / run.InProcessPerSec
 		}
@@ -281,7 +442,7 @@ func KVWrite(ctx context.Context, cfg KVConfig) (KVResult, error) {
 	}
 	defer s.close()
 	res := KVResult{Benchmark: "write", Transport: cfg.Transport, KeySize: cfg.KeySize, ValueSize: cfg.ValueSize,
-		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
+		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, Slices: cfg.Slices, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
 	value := randomValue(cfg.Seed, cfg.ValueSize)
 	var next atomic.Uint64 // key indexes: every write a new key
 	for _, syncWrites := range cfg.Syncs {
@@ -296,8 +457,13 @@ func KVWrite(ctx context.Context, cfg KVConfig) (KVResult, error) {
 					cell.Goal = 0.8
 				}
 				wo := &engine.WriteOptions{Sync: syncWrites}
-				cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, _ int) (int, time.Duration, error) {
-					return writeFor(ctx, kv, cfg, writers, batch, wo, value, &next)
+				cellCfg := cfg
+				if !syncWrites {
+					cellCfg.Slices = 1
+				}
+				cell.Slices = cellCfg.Slices
+				cell, err = measureCell(cell, &cellCfg, s, func(kv engine.KV, _ int, d time.Duration) (int, time.Duration, error) {
+					return writeFor(ctx, kv, cfg, d, writers, batch, wo, value, &next)
 				})
 				if err != nil {
 					return res, err
@@ -318,8 +484,8 @@ func syncName(s bool) string {
 }
 
 // writeFor runs writers goroutines writing batches of batch new keys (a
-// batch of 1: Put) for cfg.Duration and returns the writes done.
-func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, writers, batch int, wo *engine.WriteOptions, value []byte, next *atomic.Uint64) (int, time.Duration, error) {
+// batch of 1: Put) for d and returns the writes done.
+func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, writers, batch int, wo *engine.WriteOptions, value []byte, next *atomic.Uint64) (int, time.Duration, error) {
 	var (
 		wg    sync.WaitGroup
 		done  atomic.Int64
@@ -327,7 +493,7 @@ func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, writers, batch in
 		mu    sync.Mutex
 	)
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
+	deadline := start.Add(d)
 	for range writers {
 		wg.Go(func() {
 			key := make([]byte, cfg.KeySize)
@@ -373,7 +539,7 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 	}
 	defer s.close()
 	res := KVResult{Benchmark: "read", Transport: cfg.Transport, KeySize: cfg.KeySize, ValueSize: cfg.ValueSize, Keys: cfg.Keys,
-		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
+		DurationSeconds: cfg.Duration.Seconds(), Rounds: cfg.Rounds, Slices: cfg.Slices, CPUs: runtime.NumCPU(), LoadAvgStart: loadAverage()}
 	value := randomValue(cfg.Seed, cfg.ValueSize)
 
 	// Load both sides with the same keys.
@@ -416,25 +582,28 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 	}
 
 	for _, readers := range cfg.Readers {
-		cell := KVCell{Name: fmt.Sprintf("get readers=%d", readers), Readers: readers, Unit: "reads"}
-		cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, round int) (int, time.Duration, error) {
-			return readFor(ctx, kv, cfg, readers, 1, round)
+		cell := KVCell{Name: fmt.Sprintf("get readers=%d", readers), Readers: readers, Unit: "reads", Slices: cfg.Slices}
+		cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error) {
+			return readFor(ctx, kv, cfg, d, readers, 1, slice)
 		})
 		if err != nil {
 			return res, err
 		}
 		res.Cells = append(res.Cells, cell)
 	}
-	cell := KVCell{Name: "getmany batch=100 readers=1", BatchSize: 100, Readers: 1, Unit: "reads"}
-	cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, round int) (int, time.Duration, error) {
-		return readFor(ctx, kv, cfg, 1, 100, round)
+	cell := KVCell{Name: "getmany batch=100 readers=1", BatchSize: 100, Readers: 1, Unit: "reads", Slices: cfg.Slices}
+	cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error) {
+		return readFor(ctx, kv, cfg, d, 1, 100, slice)
 	})
 	if err != nil {
 		return res, err
 	}
 	res.Cells = append(res.Cells, cell)
 	cell = KVCell{Name: fmt.Sprintf("scan keys=%d", cfg.Keys), Unit: "keys", Goal: 0.5}
-	cell, err = measureCell(cell, cfg.Rounds, s, func(kv engine.KV, _ int) (int, time.Duration, error) {
+	scanCfg := cfg
+	scanCfg.Slices = 1 // a slice is a full scan
+	cell.Slices = 1
+	cell, err = measureCell(cell, &scanCfg, s, func(kv engine.KV, _ int, _ time.Duration) (int, time.Duration, error) {
 		start := time.Now()
 		n, sum := 0, 0
 		_, err := kv.Scan(ctx, engine.ScanRequest{}, func(it engine.Item) error {
@@ -456,8 +625,8 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 }
 
 // readFor runs readers goroutines reading random loaded keys for
-// cfg.Duration, one Get at a time (batch 1) or GetMany of batch keys.
-func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, readers, batch, round int) (int, time.Duration, error) {
+// d, one Get at a time (batch 1) or GetMany of batch keys.
+func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, readers, batch, slice int) (int, time.Duration, error) {
 	var (
 		wg    sync.WaitGroup
 		done  atomic.Int64
@@ -472,10 +641,10 @@ func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, readers, batch, ro
 		mu.Unlock()
 	}
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
+	deadline := start.Add(d)
 	for r := range readers {
 		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(round*1000+r)))
+			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(slice*1000+r)))
 			keys := make([][]byte, batch)
 			for i := range keys {
 				keys[i] = make([]byte, cfg.KeySize)
