@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
-	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/plugin/node"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
@@ -477,42 +477,88 @@ func median(xs []float64) float64 {
 func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcile.Replica, srcKeys map[string]struct{},
 	withLoop, withAdmission, withWriter bool, rng *rand.Rand, profile string) (LoadPhase, error) {
 	out := LoadPhase{Sessions: make(map[string]uint64), Reasons: make(map[string]int)}
+	// The node as serve builds it (package plugin/node): the receiving
+	// replica, its throttles and admission control; with the loop, the
+	// source as its one peer, the loop starting after the warm-up.
 	busy := cfg.BusyFraction
 	if busy == 0 {
 		busy = repair.DefaultLoopBusyFraction
 	}
-	busy = max(busy, 0)
-	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: cfg.ScanBytesPerSec, KeysPerSec: cfg.ScanKeysPerSec, BusyFraction: busy})
-	if err != nil {
-		return out, err
+	if busy <= 0 {
+		busy = -1 // no budget
 	}
-	write, err := repair.NewThrottle("write", repair.ThrottleConfig{BytesPerSec: cfg.WriteBytesPerSec, BusyFraction: busy})
-	if err != nil {
-		return out, err
+	var (
+		mu        sync.Mutex
+		repaired  uint64
+		loopStart time.Time
+	)
+	ncfg := node.Config{
+		Dir:    dir,
+		Engine: engine.Options{ReplicaID: "dst", CheckpointInterval: time.Second},
+		// Without admission control the controller still runs (it
+		// observes) but scales nothing.
+		Admission:         node.AdmissionObserve,
+		AdmissionInterval: cfg.AdmissionInterval,
+		ScanBytesPerSec:   cfg.ScanBytesPerSec, ScanKeysPerSec: cfg.ScanKeysPerSec, WriteBytesPerSec: cfg.WriteBytesPerSec,
+		BusyFraction: busy,
+		Scheduler:    repair.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
+		SessionKeys:  cfg.MaxSessionKeys,
+		LoopDelay:    cfg.Warmup,
+		OnSession: func(r repair.SessionReport) {
+			mu.Lock()
+			defer mu.Unlock()
+			if cfg.SessionLog != nil {
+				fmt.Fprintf(cfg.SessionLog, "session %d: %s after %.2fs (%s since the loop started): bounded %t, remaining %d, %s err=%v\n",
+					r.ID, r.Outcome, r.Stats.Duration.Seconds(), time.Since(loopStart).Round(time.Millisecond), r.Stats.Bounded, r.Stats.Remaining, r.Stats, r.Err)
+			}
+			repaired += r.Stats.KeysRepaired()
+			out.Sessions[r.Outcome]++
+			if r.Stats.Bounded {
+				out.BoundedSessions++
+			}
+			if r.Err != nil && (out.Err == "" || !errors.Is(r.Err, context.Canceled)) {
+				// The first error, unless a later one says more than
+				// the cancellation that ends the phase.
+				if out.Err == "" || strings.Contains(out.Err, "context canceled") {
+					out.Err = r.Err.Error()
+				}
+			}
+		},
 	}
-	var throttles []*repair.Throttle
 	if withAdmission {
-		throttles = []*repair.Throttle{scan, write}
+		ncfg.Admission = node.AdmissionOn
 	}
-	// Without admission control the controller still runs (it observes)
-	// but scales nothing.
-	adm, err := repair.NewAdmission(repair.AdmissionConfig{Throttles: throttles, Interval: cfg.AdmissionInterval})
+	if withLoop {
+		ncfg.Replicas = []repair.Peer{{ID: "src", Replica: src}}
+	}
+	var logRound func(reconcile.Progress) // set before the node runs
+	if cfg.RoundLog != nil {
+		ncfg.OnRound = func(p reconcile.Progress) { logRound(p) }
+	}
+	nd, err := node.Open(ncfg)
 	if err != nil {
 		return out, err
 	}
-	actx, stopAdm := context.WithCancel(ctx)
-	defer stopAdm()
-	dst, err := engine.Open(dir, &engine.Options{ReplicaID: "dst", CheckpointInterval: time.Second, Throttle: scan.Wait,
-		Hooks: []hooks.Hook{adm.Hook()}, ObserveForeground: adm.ObserveForeground})
-	if err != nil {
-		return out, err
+	defer nd.Close()
+	dst, adm, loop := nd.Engine(), nd.Admission(), nd.Loop()
+	scan, write := nd.Throttles()
+	logRound = roundLogger(cfg.RoundLog, scan, write)
+	if withLoop && !withAdmission {
+		// The throttles held at admission control's ceiling (the most
+		// the loop may take), never scaled: an uncontrolled loop.
+		scan.SetScale(repair.DefaultMaxScale)
+		write.SetScale(repair.DefaultMaxScale)
 	}
-	defer dst.Close()
 	if err := dst.WaitReady(ctx); err != nil {
 		return out, err
 	}
-	adm.Attach(dst)
-	go func() { _ = adm.Run(actx) }()
+	actx, stopNode := context.WithCancel(ctx)
+	nodeDone := make(chan error, 1)
+	go func() { nodeDone <- nd.Run(actx) }()
+	defer func() {
+		stopNode()
+		<-nodeDone
+	}()
 	if cfg.SessionLog != nil {
 		// Admission control's state, a line a second, with the Go
 		// scheduler's latencies (runnable to running) over the second.
@@ -612,50 +658,9 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	}
 	lats = lats[:0]
 	warming = false
-	var repaired uint64
-	var mu sync.Mutex
-	lctx, stopLoop := context.WithCancel(ctx)
-	defer stopLoop()
-	var wg sync.WaitGroup
-	var loop *repair.Loop
-	loopStart := time.Now()
-	if withLoop {
-		loop, err = repair.NewLoop(repair.LoopConfig{
-			Local:          dst,
-			Peers:          []repair.Peer{{ID: "src", Replica: src}},
-			Scheduler:      repair.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
-			ScanThrottle:   scan,
-			WriteThrottle:  write,
-			Signals:        adm.Signals,
-			MaxSessionKeys: cfg.MaxSessionKeys,
-			Sync:           reconcile.SyncOptions{Progress: roundLogger(cfg.RoundLog, scan, write)},
-			OnSession: func(r repair.SessionReport) {
-				if cfg.SessionLog != nil {
-					fmt.Fprintf(cfg.SessionLog, "session %d: %s after %.2fs (%s since the loop started): bounded %t, remaining %d, %s err=%v\n",
-						r.ID, r.Outcome, r.Stats.Duration.Seconds(), time.Since(loopStart).Round(time.Millisecond), r.Stats.Bounded, r.Stats.Remaining, r.Stats, r.Err)
-				}
-				mu.Lock()
-				repaired += r.Stats.KeysRepaired()
-				out.Sessions[r.Outcome]++
-				if r.Stats.Bounded {
-					out.BoundedSessions++
-				}
-				if r.Err != nil && (out.Err == "" || !errors.Is(r.Err, context.Canceled)) {
-					// The first error, unless a later one says more than
-					// the cancellation that ends the phase.
-					if out.Err == "" || strings.Contains(out.Err, "context canceled") {
-						out.Err = r.Err.Error()
-					}
-				}
-				mu.Unlock()
-			},
-		})
-		if err != nil {
-			return out, err
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = loop.Run(lctx) }()
-	}
+	mu.Lock()
+	loopStart = time.Now()
+	mu.Unlock()
 	before := adm.Status()
 	minScale, scaleSum, scaleN := math.Inf(1), 0.0, 0
 	if profile != "" {
@@ -774,8 +779,6 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 			out.TailSeconds = time.Since(tailStart).Seconds()
 		}
 	}
-	stopLoop()
-	wg.Wait()
 	return out, nil
 }
 

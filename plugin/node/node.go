@@ -135,6 +135,9 @@ type Config struct {
 	// OnSession, if set, is told of every session of the loop, after the
 	// node's metrics and status.
 	OnSession func(repair.SessionReport)
+	// OnRound, if set, is told of every round of every loop session
+	// (reconcile.SyncOptions.Progress: diagnostics; it must be quick).
+	OnRound func(reconcile.Progress)
 	// OnServing, if set, is called with the bound address once the server
 	// serves.
 	OnServing func(net.Addr)
@@ -373,7 +376,7 @@ func Open(cfg Config) (_ *Node, err error) {
 		Signals:        signals,
 		SessionTimeout: cfg.SessionTimeout,
 		MaxSessionKeys: cfg.SessionKeys,
-		Sync:           reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: cfg.SessionMemory}},
+		Sync:           reconcile.SyncOptions{Session: reconcile.SessionConfig{MaxPendingBytes: cfg.SessionMemory}, Progress: cfg.OnRound},
 		OnSession: func(r repair.SessionReport) {
 			m.ObserveSession(r)
 			n.status.observe(r)
