@@ -129,9 +129,9 @@ func (o *ServerOptions) EnsureDefaults() *ServerOptions {
 	return &c
 }
 
-// Repairer runs anti-entropy sessions for the Repair and Status calls. The
-// repair loop (reconcile) implements it; the plugin package only carries
-// the calls.
+// Repairer runs anti-entropy sessions for the Repair and Status calls. A
+// node (package plugin/node) implements it with its peers and its repair
+// loop's sessions; the plugin package only carries the calls.
 type Repairer interface {
 	// Repair reconciles the given partitions (nil: all) with peer and
 	// returns one summary per session.
