@@ -84,10 +84,12 @@ type AdmissionConfig struct {
 	// MinSamples: windows with fewer foreground samples say nothing about
 	// latency (default 20).
 	MinSamples int
-	// SaturatedFraction: a window whose foreground operations took, added
-	// up, at least this fraction of it (default 0.25) is saturated: the
-	// foreground spends much of its time in the engine, as a writer that
-	// runs flat out does; it leaves no room to lend (MaxScale), and
+	// SaturatedFraction: a window whose foreground operations would take,
+	// at their median latency, at least this fraction of it (default 0.15;
+	// the median, so that a few stalled operations do not count) is
+	// saturated: the foreground spends much of its time in the engine, as
+	// a writer that runs flat out does; it leaves no room to lend
+	// (MaxScale), and
 	// background work that takes its CPU shows as fewer operations a
 	// second, not as a higher p99. ThroughputLoss (default 0.06): the
 	// mean operation rate of the last ThroughputWindows saturated windows
@@ -145,7 +147,7 @@ const (
 	DefaultMinSamples         = 20
 	DefaultMinScale           = 0.1
 	DefaultMaxScale           = 4
-	DefaultSaturatedFraction  = 0.25
+	DefaultSaturatedFraction  = 0.15
 	DefaultThroughputLoss     = 0.06
 	DefaultThroughputWindows  = 8
 	DefaultLendWindows        = 8
@@ -246,9 +248,10 @@ type AdmissionStatus struct {
 	// whose p99 exceeded Target; SustainWindows of them make a latency
 	// overload.
 	AboveTarget int
-	// Saturated: the window's foreground operations took, added up, at
-	// least SaturatedFraction of it; Utilization is that sum per second
-	// of the window, Rate the operations per second. RateBaseline and
+	// Saturated: the window's foreground operations would take, at their
+	// median latency, at least SaturatedFraction of it; Utilization is
+	// that share (operations per second times the median), Rate the
+	// operations per second. RateBaseline and
 	// RateNoise are the mean and spread of the quiet saturated windows'
 	// rates (0: not learned yet), RateTarget the throughput target (0:
 	// off), RecentRate the mean rate of the last ThroughputWindows
@@ -314,17 +317,20 @@ const (
 // latency the background adds is held against it.
 //
 // The throughput signal covers a foreground that runs flat out: its
-// operations, added up, fill a good part of each window (SaturatedFraction),
-// so background work that takes its CPU lowers its throughput without
-// moving its p99. The quiet busy windows teach its operation rate (mean and
-// spread); when the mean rate of the last ThroughputWindows busy windows
-// with background work falls short of it by more than ThroughputLoss (and
-// by more than the noise of such a mean), background work is scaled down,
-// and the next judgement waits for as many new windows; while a judgement
-// is pending the scale holds (a judgement that finds the rate fine adds the
-// increases held back). A paced foreground,
+// operations fill a good part of each window (SaturatedFraction), so
+// background work that takes its CPU lowers its throughput without moving
+// its p99. The quiet saturated windows teach its operation rate (mean and
+// spread); when the mean rate of the last ThroughputWindows saturated
+// windows with background work falls short of it by more than
+// ThroughputLoss (and by more than the noise of such a mean), background
+// work is scaled down, and the next judgement waits for as many new
+// windows; while a judgement is pending the scale holds (a judgement that
+// finds the rate fine adds the increases held back). A paced foreground,
 // whose operations leave most of each window idle, is not judged on its
-// rate: there a lower offered load is not a loss.
+// rate: there a lower offered load is not a loss. Flat out, a window's
+// rate is noisy (±36% measured: flushes and compactions stall the writer),
+// so this signal catches gross losses only; what keeps a saturated
+// foreground's throughput is that it is lent nothing (MaxScale).
 //
 // The engine (or the application) reports foreground latencies with
 // ObserveForeground; Pebble reports stalls and slow disks through
@@ -336,7 +342,6 @@ type Admission struct {
 	cfg AdmissionConfig
 
 	hist        [latencyBuckets]atomic.Uint64
-	latencySum  atomic.Int64    // nanoseconds, since the last evaluation
 	writes      []atomic.Uint64 // per partition, since the last evaluation
 	stalled     atomic.Bool
 	stalls      atomic.Uint64
@@ -437,7 +442,6 @@ func (a *Admission) DiskSlow(pebble.DiskSlowInfo) { a.diskSlow.Add(1) }
 // Put, Get, Delete or batch commit). Lock-free; call it on every operation.
 func (a *Admission) ObserveForeground(d time.Duration) {
 	a.hist[latencyBucket(d)].Add(1)
-	a.latencySum.Add(int64(max(d, 0)))
 }
 
 func latencyBucket(d time.Duration) int {
@@ -514,9 +518,9 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		counts[i] = a.hist[i].Swap(0)
 		samples += counts[i]
 	}
-	latencySum := a.latencySum.Swap(0)
-	var p99 time.Duration
+	var p50, p99 time.Duration
 	if samples >= uint64(a.cfg.MinSamples) {
+		p50 = quantile(counts[:], float64(samples), 0.5)
 		p99 = quantile(counts[:], float64(samples), 0.99)
 	}
 	taken := a.throttlesTaken()
@@ -538,9 +542,9 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		Evaluations: a.mu.status.Evaluations + 1, Decreases: a.mu.status.Decreases}
 	if secs > 0 {
 		st.WriteRate = float64(total) / secs
-		st.Utilization = float64(latencySum) / 1e9 / secs
 		if p99 > 0 {
 			st.Rate = float64(samples) / secs
+			st.Utilization = st.Rate * p50.Seconds()
 		}
 	}
 	st.Saturated = st.Rate > 0 && st.Utilization >= a.cfg.SaturatedFraction

@@ -43,10 +43,11 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 	}
 	busy := false
 	// window feeds 1000 foreground latencies whose p99 is p99 (980 fast
-	// ones, 20 at p99) and evaluates one 50ms window.
+	// ones of 3µs, 20 at p99) and evaluates one 50ms window: a paced
+	// foreground of 20k operations/s, which leaves room.
 	window := func(p99 time.Duration) engine.AdmissionStatus {
 		for range 980 {
-			a.ObserveForeground(8 * time.Microsecond)
+			a.ObserveForeground(3 * time.Microsecond)
 		}
 		for range 20 {
 			a.ObserveForeground(p99)
