@@ -53,8 +53,14 @@ type AdmissionConfig struct {
 	// A window is overloaded on latency only when its p99 exceeds the
 	// target in SustainWindows consecutive windows (windows with fewer
 	// than MinSamples samples neither count nor break the run): one slow
-	// window is noise, not overload.
-	LatencyTarget time.Duration
+	// window is noise, not overload; or when the p99 of the operations of
+	// the last LatencyWindows windows together (default 8, counting only
+	// windows with MinSamples samples) exceeds it and so did at least two
+	// of those windows' own: stalls that come and go (a slow window every
+	// few) do not make a run of slow windows, yet add up to a foreground
+	// p99 the background raised.
+	LatencyTarget  time.Duration
+	LatencyWindows int
 	// LatencyFactor (default 1.2), MinLatencyRise (default 10µs: a few
 	// microseconds more on a write path measured in microseconds is not
 	// overload) and NoiseDeviations (default 3): the margins above the
@@ -141,6 +147,7 @@ const (
 	DefaultNoiseDeviations    = 3
 	DefaultLatencySlack       = 50 * time.Microsecond
 	DefaultSustainWindows     = 4
+	DefaultLatencyWindows     = 8
 	DefaultBaselineWindows    = 40
 	DefaultMinBaselineWindows = 8
 	DefaultQuietWindows       = 4
@@ -177,6 +184,9 @@ func (c *AdmissionConfig) ensureDefaults() {
 	}
 	if c.SustainWindows == 0 {
 		c.SustainWindows = DefaultSustainWindows
+	}
+	if c.LatencyWindows == 0 {
+		c.LatencyWindows = DefaultLatencyWindows
 	}
 	if c.BaselineWindows == 0 {
 		c.BaselineWindows = DefaultBaselineWindows
@@ -246,8 +256,11 @@ type AdmissionStatus struct {
 	Samples                      uint64
 	// AboveTarget is the number of consecutive windows (up to this one)
 	// whose p99 exceeded Target; SustainWindows of them make a latency
-	// overload.
+	// overload. RecentP99 is the p99 of the last LatencyWindows windows'
+	// operations together (0: too few); above Target (and two of those
+	// windows' own p99), a latency overload too.
 	AboveTarget int
+	RecentP99   time.Duration
 	// Saturated: the window's foreground operations would take, at their
 	// median latency, at least SaturatedFraction of it; Utilization is
 	// that share (operations per second times the median), Rate the
@@ -309,9 +322,11 @@ const (
 // p99 exceeds the mean by more than NoiseDeviations standard deviations,
 // by more than (LatencyFactor-1) of the mean and by more than
 // MinLatencyRise, all three; only SustainWindows such windows in a row are
-// a latency overload. So jitter inside the baseline's own spread, a few
-// microseconds on a fast write path, or one slow window never scale the
-// background down, and the scale climbs back by Increase a window once the
+// a latency overload, or a p99 of the last LatencyWindows windows together
+// above the target with at least two of those windows above it themselves
+// (stalls that come and go). So jitter inside the
+// baseline's own spread, a few microseconds on a fast write path, or one
+// slow window never scale the background down, and the scale climbs back by Increase a window once the
 // signal clears (from the floor to full speed in under a second at the
 // defaults). The baseline thus follows the foreground's own load, and only
 // latency the background adds is held against it.
@@ -378,6 +393,12 @@ type Admission struct {
 		// unsaturated counts the windows since the foreground was last
 		// saturated.
 		unsaturated int
+		// hists are the latency histograms of the last LatencyWindows
+		// windows with MinSamples samples, and p99s their p99 (a ring,
+		// next the one to replace).
+		hists [][latencyBuckets]uint64
+		p99s  []time.Duration
+		next  int
 	}
 }
 
@@ -386,7 +407,7 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	cfg.ensureDefaults()
 	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.MaxScale < 1 || cfg.MaxScale > reconcile.MaxThrottleScale ||
 		cfg.LatencyFactor < 1 || cfg.Interval < 0 || cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 ||
-		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 || cfg.ThroughputWindows < 0 || cfg.LendWindows < 0 {
+		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 || cfg.ThroughputWindows < 0 || cfg.LendWindows < 0 || cfg.LatencyWindows < 0 {
 		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], max scale (ceiling) %v in [1,%v], latency factor %v >= 1; "+
 			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d, saturated fraction %v, throughput loss %v >= 0",
 			ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.MaxScale, reconcile.MaxThrottleScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations,
@@ -602,7 +623,30 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		}
 	}
 	st.AboveTarget = a.mu.above
-	if a.mu.above >= max(a.cfg.SustainWindows, 1) {
+	// The last LatencyWindows windows together: over the target when at
+	// least two of them were (one slow window is noise).
+	slow := 0
+	if n := a.cfg.LatencyWindows; n > 0 && p99 > 0 {
+		if len(a.mu.hists) < n {
+			a.mu.hists, a.mu.p99s = append(a.mu.hists, counts), append(a.mu.p99s, p99)
+		} else {
+			a.mu.hists[a.mu.next], a.mu.p99s[a.mu.next] = counts, p99
+			a.mu.next = (a.mu.next + 1) % n
+		}
+		var merged [latencyBuckets]uint64
+		var total uint64
+		for i := range a.mu.hists {
+			for j, c := range a.mu.hists[i] {
+				merged[j] += c
+				total += c
+			}
+			if target > 0 && a.mu.p99s[i] > target {
+				slow++
+			}
+		}
+		st.RecentP99 = quantile(merged[:], float64(total), 0.99)
+	}
+	if a.mu.above >= max(a.cfg.SustainWindows, 1) || (target > 0 && slow >= 2 && st.RecentP99 > target) {
 		st.Reasons = append(st.Reasons, "latency")
 	}
 	// The throughput signal: a busy foreground's recent rate against the
