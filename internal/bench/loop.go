@@ -220,7 +220,9 @@ type LoadPhase struct {
 type LoopLoadRep struct {
 	// Idle: no loop. Admission: the loop running the large repair with
 	// admission control scaling its throttles. NoAdmission: the same
-	// without admission control (throttles at their configured rates).
+	// without admission control: the throttles held at admission
+	// control's ceiling (engine.DefaultMaxScale times their configured
+	// rates), the most the loop may take, never scaled down.
 	// RepairAlone: the loop with admission control and no foreground
 	// writer after the warm-up (which writes as in the other phases, so
 	// the repair starts from the same state), whose RepairedPerSec is the
@@ -494,7 +496,11 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 		throttles = []*reconcile.Throttle{scan, write}
 	}
 	// Without admission control the controller still runs (it observes)
-	// but scales nothing.
+	// but scales nothing: the throttles stay at its ceiling.
+	if withLoop && !withAdmission {
+		scan.SetScale(engine.DefaultMaxScale)
+		write.SetScale(engine.DefaultMaxScale)
+	}
 	adm, err := engine.NewAdmission(engine.AdmissionConfig{Throttles: throttles, Interval: cfg.AdmissionInterval})
 	if err != nil {
 		return out, err
