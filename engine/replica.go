@@ -94,22 +94,29 @@ func (e *Engine) RangeHash(ctx context.Context, req reconcile.RangeHashRequest) 
 		if !r.Valid() {
 			return nil, fmt.Errorf("%w: %w: inverted %s", ErrBadRequest, merkle.ErrInvalidRange, r)
 		}
-		mr := merkle.Range{Start: r.Start, End: nilIfEmpty(r.End)}
-		rh := reconcile.RangeHash{Range: r}
-		if req.Fanout == 0 {
-			fp, err := e.tree.RangeFingerprint(ctx, part, mr)
-			if err != nil {
-				return nil, wrapTreeErr(err)
-			}
-			rh.Fingerprint = shortFP(fp)
-		} else {
-			kids, fp, err := e.children(ctx, part, mr, req.Fanout, depth)
-			if err != nil {
-				return nil, wrapTreeErr(err)
-			}
-			rh.Fingerprint, rh.Children = shortFP(fp), kids
+	}
+	if req.Fanout == 0 {
+		// All the ranges at once: sorted and disjoint ones (a session's)
+		// share one recompute of their span.
+		mrs := make([]merkle.Range, len(req.Ranges))
+		for i, r := range req.Ranges {
+			mrs[i] = merkle.Range{Start: r.Start, End: nilIfEmpty(r.End)}
 		}
-		out = append(out, rh)
+		fps, err := e.tree.RangeFingerprints(ctx, part, mrs)
+		if err != nil {
+			return nil, wrapTreeErr(err)
+		}
+		for i, r := range req.Ranges {
+			out = append(out, reconcile.RangeHash{Range: r, Fingerprint: shortFP(fps[i])})
+		}
+		return out, nil
+	}
+	for _, r := range req.Ranges {
+		kids, fp, err := e.children(ctx, part, merkle.Range{Start: r.Start, End: nilIfEmpty(r.End)}, req.Fanout, depth)
+		if err != nil {
+			return nil, wrapTreeErr(err)
+		}
+		out = append(out, reconcile.RangeHash{Range: r, Fingerprint: shortFP(fp), Children: kids})
 	}
 	return out, nil
 }

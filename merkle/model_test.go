@@ -312,6 +312,28 @@ func TestModel(t *testing.T) {
 					if sum != got {
 						t.Fatalf("children do not add up to the range")
 					}
+					// The children again, all at once (sorted and
+					// disjoint: one recompute of their span), then
+					// reversed (one at a time).
+					ranges := make([]Range, len(kids))
+					for i, c := range kids {
+						ranges[i] = c.Range
+					}
+					for pass := range 2 {
+						rs := slices.Clone(ranges)
+						if pass == 1 {
+							slices.Reverse(rs)
+						}
+						fps, err := h.tree.RangeFingerprints(ctx, pi, rs)
+						if err != nil {
+							t.Fatal(err)
+						}
+						for i, r := range rs {
+							if want := h.modelFingerprint(r.Start, r.End); fps[i] != want {
+								t.Fatalf("step %d: RangeFingerprints (pass %d) of [%s, %s): count %d want %d", step, pass, r.Start, r.End, fps[i].Count, want.Count)
+							}
+						}
+					}
 				case x < 92:
 					if err := h.tree.Checkpoint(ctx); err != nil {
 						t.Fatal(err)

@@ -76,6 +76,37 @@ func (t *Tree) RangeFingerprint(ctx context.Context, part int, r Range) (Fingerp
 	return fps[0], nil
 }
 
+// RangeFingerprints returns the fingerprints of ranges of partition part,
+// as RangeFingerprint each. When the ranges are sorted and disjoint (a
+// session's ranges are), the dirty leaves of their span are recomputed once,
+// from one snapshot, instead of range by range: under writes that keep
+// dirtying leaves, each recompute also rescans what the writes dirtied since
+// the last.
+func (t *Tree) RangeFingerprints(ctx context.Context, part int, ranges []Range) ([]Fingerprint, error) {
+	sorted := len(ranges) > 1
+	for i := 1; i < len(ranges) && sorted; i++ {
+		prev := ranges[i-1]
+		sorted = prev.End != nil && bytes.Compare(prev.End, ranges[i].Start) <= 0
+	}
+	if !sorted {
+		out := make([]Fingerprint, len(ranges))
+		for i, r := range ranges {
+			fp, err := t.RangeFingerprint(ctx, part, r)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = fp
+		}
+		return out, nil
+	}
+	for _, r := range ranges {
+		if r.End != nil && bytes.Compare(r.Start, r.End) >= 0 {
+			return nil, fmt.Errorf("%w: [%q, %q) in partition %d", ErrInvalidRange, r.Start, r.End, part)
+		}
+	}
+	return t.fingerprints(ctx, part, Range{Start: ranges[0].Start, End: ranges[len(ranges)-1].End}, ranges)
+}
+
 // Children splits [r.Start, r.End) of partition part into at most fanout
 // child ranges at content-defined boundaries (the leaf starts of lowest rank
 // inside the range, so replicas holding the same keys choose the same

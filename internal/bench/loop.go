@@ -221,7 +221,9 @@ type LoadPhase struct {
 type LoopLoadRep struct {
 	// Idle: no loop. Admission: the loop running the large repair with
 	// admission control scaling its throttles. NoAdmission: the same
-	// without admission control (throttles at their configured rates).
+	// without admission control: the throttles held at admission
+	// control's ceiling (engine.DefaultMaxScale times their configured
+	// rates), the most the loop may take, never scaled down.
 	// RepairAlone: the loop with admission control and no foreground
 	// writer after the warm-up (which writes as in the other phases, so
 	// the repair starts from the same state), whose RepairedPerSec is the

@@ -233,7 +233,7 @@ var (
 	descAdmByReason   = prometheus.NewDesc(namespace+"_admission_decreases_by_reason_total", "Windows in which admission control scaled background work down, by the signal that showed the overload.", []string{"reason"}, nil)
 	descAdmFloor      = prometheus.NewDesc(namespace+"_admission_min_scale", "The repair floor: the scale admission control never goes below.", nil, nil)
 	descAdmCeiling    = prometheus.NewDesc(namespace+"_admission_max_scale", "The ceiling: the scale admission control raises background work to while the foreground leaves room.", nil, nil)
-	descAdmUtil       = prometheus.NewDesc(namespace+"_foreground_utilization", "Foreground operations' summed durations per second of the last admission window (at least the saturated fraction: busy, judged on throughput).", nil, nil)
+	descAdmUtil       = prometheus.NewDesc(namespace+"_foreground_utilization", "Share of the last admission window foreground operations took at their median latency (at least the saturated fraction: flat out, lent nothing, judged on throughput).", nil, nil)
 	descAdmNoise      = prometheus.NewDesc(namespace+"_foreground_p99_noise_seconds", "Standard deviation of the quiet windows' foreground p99 (the baseline's own noise).", nil, nil)
 	descWriteRate     = prometheus.NewDesc(namespace+"_write_rate", "Foreground writes per second in the last admission window.", nil, nil)
 )

@@ -165,7 +165,7 @@ func (n *repairer) Background() []string {
 	out = append(out, fmt.Sprintf("admission control: scale %.2f (floor %.2f, ceiling %.2f, in force %.2f), %s (foreground p99 %s, target %s: baseline %s ± %s; L0 sublevels %d, compaction debt %s)",
 		a.Scale, a.MinScale, a.MaxScale, a.Ceiling, state, a.P99, a.Target, a.Baseline, a.Noise, a.L0Sublevels, units.Bytes(a.CompactionDebt)))
 	if a.Saturated && a.RateTarget > 0 {
-		out = append(out, fmt.Sprintf("foreground saturated (%.2f of each second in operations; nothing lent): %.0f operations/s, target %.0f/s (baseline %.0f/s ± %.0f)",
+		out = append(out, fmt.Sprintf("foreground saturated (%.2f of each second in operations at their median; nothing lent): %.0f operations/s, target %.0f/s (baseline %.0f/s ± %.0f)",
 			a.Utilization, a.Rate, a.RateTarget, a.RateBaseline, a.RateNoise))
 	}
 	if len(a.DecreasesByReason) > 0 {

@@ -54,8 +54,14 @@ type AdmissionConfig struct {
 	// A window is overloaded on latency only when its p99 exceeds the
 	// target in SustainWindows consecutive windows (windows with fewer
 	// than MinSamples samples neither count nor break the run): one slow
-	// window is noise, not overload.
-	LatencyTarget time.Duration
+	// window is noise, not overload; or when the p99 of the operations of
+	// the last LatencyWindows windows together (default 8, counting only
+	// windows with MinSamples samples) exceeds it and so did at least two
+	// of those windows' own: stalls that come and go (a slow window every
+	// few) do not make a run of slow windows, yet add up to a foreground
+	// p99 the background raised.
+	LatencyTarget  time.Duration
+	LatencyWindows int
 	// LatencyFactor (default 1.2), MinLatencyRise (default 10µs: a few
 	// microseconds more on a write path measured in microseconds is not
 	// overload) and NoiseDeviations (default 3): the margins above the
@@ -85,10 +91,12 @@ type AdmissionConfig struct {
 	// MinSamples: windows with fewer foreground samples say nothing about
 	// latency (default 20).
 	MinSamples int
-	// SaturatedFraction: a window whose foreground operations took, added
-	// up, at least this fraction of it (default 0.25) is saturated: the
-	// foreground spends much of its time in the engine, as a writer that
-	// runs flat out does; it leaves no room to lend (MaxScale), and
+	// SaturatedFraction: a window whose foreground operations would take,
+	// at their median latency, at least this fraction of it (default 0.15;
+	// the median, so that a few stalled operations do not count) is
+	// saturated: the foreground spends much of its time in the engine, as
+	// a writer that runs flat out does; it leaves no room to lend
+	// (MaxScale), and
 	// background work that takes its CPU shows as fewer operations a
 	// second, not as a higher p99. ThroughputLoss (default 0.06): the
 	// mean operation rate of the last ThroughputWindows saturated windows
@@ -140,13 +148,14 @@ const (
 	DefaultNoiseDeviations    = 3
 	DefaultLatencySlack       = 50 * time.Microsecond
 	DefaultSustainWindows     = 4
+	DefaultLatencyWindows     = 8
 	DefaultBaselineWindows    = 40
 	DefaultMinBaselineWindows = 8
 	DefaultQuietWindows       = 4
 	DefaultMinSamples         = 20
 	DefaultMinScale           = 0.1
 	DefaultMaxScale           = 4
-	DefaultSaturatedFraction  = 0.25
+	DefaultSaturatedFraction  = 0.15
 	DefaultThroughputLoss     = 0.06
 	DefaultThroughputWindows  = 8
 	DefaultLendWindows        = 8
@@ -176,6 +185,9 @@ func (c *AdmissionConfig) ensureDefaults() {
 	}
 	if c.SustainWindows == 0 {
 		c.SustainWindows = DefaultSustainWindows
+	}
+	if c.LatencyWindows == 0 {
+		c.LatencyWindows = DefaultLatencyWindows
 	}
 	if c.BaselineWindows == 0 {
 		c.BaselineWindows = DefaultBaselineWindows
@@ -245,11 +257,15 @@ type AdmissionStatus struct {
 	Samples                      uint64
 	// AboveTarget is the number of consecutive windows (up to this one)
 	// whose p99 exceeded Target; SustainWindows of them make a latency
-	// overload.
+	// overload. RecentP99 is the p99 of the last LatencyWindows windows'
+	// operations together (0: too few); above Target (and two of those
+	// windows' own p99), a latency overload too.
 	AboveTarget int
-	// Saturated: the window's foreground operations took, added up, at
-	// least SaturatedFraction of it; Utilization is that sum per second
-	// of the window, Rate the operations per second. RateBaseline and
+	RecentP99   time.Duration
+	// Saturated: the window's foreground operations would take, at their
+	// median latency, at least SaturatedFraction of it; Utilization is
+	// that share (operations per second times the median), Rate the
+	// operations per second. RateBaseline and
 	// RateNoise are the mean and spread of the quiet saturated windows'
 	// rates (0: not learned yet), RateTarget the throughput target (0:
 	// off), RecentRate the mean rate of the last ThroughputWindows
@@ -307,25 +323,30 @@ const (
 // p99 exceeds the mean by more than NoiseDeviations standard deviations,
 // by more than (LatencyFactor-1) of the mean and by more than
 // MinLatencyRise, all three; only SustainWindows such windows in a row are
-// a latency overload. So jitter inside the baseline's own spread, a few
-// microseconds on a fast write path, or one slow window never scale the
-// background down, and the scale climbs back by Increase a window once the
+// a latency overload, or a p99 of the last LatencyWindows windows together
+// above the target with at least two of those windows above it themselves
+// (stalls that come and go). So jitter inside the
+// baseline's own spread, a few microseconds on a fast write path, or one
+// slow window never scale the background down, and the scale climbs back by Increase a window once the
 // signal clears (from the floor to full speed in under a second at the
 // defaults). The baseline thus follows the foreground's own load, and only
 // latency the background adds is held against it.
 //
 // The throughput signal covers a foreground that runs flat out: its
-// operations, added up, fill a good part of each window (SaturatedFraction),
-// so background work that takes its CPU lowers its throughput without
-// moving its p99. The quiet busy windows teach its operation rate (mean and
-// spread); when the mean rate of the last ThroughputWindows busy windows
-// with background work falls short of it by more than ThroughputLoss (and
-// by more than the noise of such a mean), background work is scaled down,
-// and the next judgement waits for as many new windows; while a judgement
-// is pending the scale holds (a judgement that finds the rate fine adds the
-// increases held back). A paced foreground,
+// operations fill a good part of each window (SaturatedFraction), so
+// background work that takes its CPU lowers its throughput without moving
+// its p99. The quiet saturated windows teach its operation rate (mean and
+// spread); when the mean rate of the last ThroughputWindows saturated
+// windows with background work falls short of it by more than
+// ThroughputLoss (and by more than the noise of such a mean), background
+// work is scaled down, and the next judgement waits for as many new
+// windows; while a judgement is pending the scale holds (a judgement that
+// finds the rate fine adds the increases held back). A paced foreground,
 // whose operations leave most of each window idle, is not judged on its
-// rate: there a lower offered load is not a loss.
+// rate: there a lower offered load is not a loss. Flat out, a window's
+// rate is noisy (±36% measured: flushes and compactions stall the writer),
+// so this signal catches gross losses only; what keeps a saturated
+// foreground's throughput is that it is lent nothing (MaxScale).
 //
 // The engine (or the application) reports foreground latencies with
 // ObserveForeground; Pebble reports stalls and slow disks through
@@ -337,7 +358,6 @@ type Admission struct {
 	cfg AdmissionConfig
 
 	hist        [latencyBuckets]atomic.Uint64
-	latencySum  atomic.Int64    // nanoseconds, since the last evaluation
 	writes      []atomic.Uint64 // per partition, since the last evaluation
 	stalled     atomic.Bool
 	stalls      atomic.Uint64
@@ -374,6 +394,12 @@ type Admission struct {
 		// unsaturated counts the windows since the foreground was last
 		// saturated.
 		unsaturated int
+		// hists are the latency histograms of the last LatencyWindows
+		// windows with MinSamples samples, and p99s their p99 (a ring,
+		// next the one to replace).
+		hists [][latencyBuckets]uint64
+		p99s  []time.Duration
+		next  int
 	}
 }
 
@@ -382,7 +408,7 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	cfg.ensureDefaults()
 	if cfg.Decrease <= 0 || cfg.Decrease >= 1 || cfg.Increase <= 0 || cfg.MinScale <= 0 || cfg.MinScale > 1 || cfg.MaxScale < 1 || cfg.MaxScale > MaxThrottleScale ||
 		cfg.LatencyFactor < 1 || cfg.Interval < 0 || cfg.QuietWindows < 0 || cfg.MinLatencyRise < 0 || cfg.NoiseDeviations < 0 || cfg.SustainWindows < 0 ||
-		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 || cfg.ThroughputWindows < 0 || cfg.LendWindows < 0 {
+		cfg.MinBaselineWindows < 0 || cfg.SaturatedFraction < 0 || cfg.ThroughputLoss < 0 || cfg.ThroughputWindows < 0 || cfg.LendWindows < 0 || cfg.LatencyWindows < 0 {
 		return nil, fmt.Errorf("%w: admission: decrease %v must be in (0,1), increase %v > 0, min scale (repair floor) %v in (0,1], max scale (ceiling) %v in [1,%v], latency factor %v >= 1; "+
 			"min latency rise %v, noise deviations %v, sustain windows %d, min baseline windows %d, quiet windows %d, saturated fraction %v, throughput loss %v >= 0",
 			engine.ErrInvalidOptions, cfg.Decrease, cfg.Increase, cfg.MinScale, cfg.MaxScale, MaxThrottleScale, cfg.LatencyFactor, cfg.MinLatencyRise, cfg.NoiseDeviations,
@@ -438,7 +464,6 @@ func (a *Admission) DiskSlow(pebble.DiskSlowInfo) { a.diskSlow.Add(1) }
 // Put, Get, Delete or batch commit). Lock-free; call it on every operation.
 func (a *Admission) ObserveForeground(d time.Duration) {
 	a.hist[latencyBucket(d)].Add(1)
-	a.latencySum.Add(int64(max(d, 0)))
 }
 
 func latencyBucket(d time.Duration) int {
@@ -515,9 +540,9 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		counts[i] = a.hist[i].Swap(0)
 		samples += counts[i]
 	}
-	latencySum := a.latencySum.Swap(0)
-	var p99 time.Duration
+	var p50, p99 time.Duration
 	if samples >= uint64(a.cfg.MinSamples) {
+		p50 = quantile(counts[:], float64(samples), 0.5)
 		p99 = quantile(counts[:], float64(samples), 0.99)
 	}
 	taken := a.throttlesTaken()
@@ -539,9 +564,9 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		Evaluations: a.mu.status.Evaluations + 1, Decreases: a.mu.status.Decreases}
 	if secs > 0 {
 		st.WriteRate = float64(total) / secs
-		st.Utilization = float64(latencySum) / 1e9 / secs
 		if p99 > 0 {
 			st.Rate = float64(samples) / secs
+			st.Utilization = st.Rate * p50.Seconds()
 		}
 	}
 	st.Saturated = st.Rate > 0 && st.Utilization >= a.cfg.SaturatedFraction
@@ -599,7 +624,30 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		}
 	}
 	st.AboveTarget = a.mu.above
-	if a.mu.above >= max(a.cfg.SustainWindows, 1) {
+	// The last LatencyWindows windows together: over the target when at
+	// least two of them were (one slow window is noise).
+	slow := 0
+	if n := a.cfg.LatencyWindows; n > 0 && p99 > 0 {
+		if len(a.mu.hists) < n {
+			a.mu.hists, a.mu.p99s = append(a.mu.hists, counts), append(a.mu.p99s, p99)
+		} else {
+			a.mu.hists[a.mu.next], a.mu.p99s[a.mu.next] = counts, p99
+			a.mu.next = (a.mu.next + 1) % n
+		}
+		var merged [latencyBuckets]uint64
+		var total uint64
+		for i := range a.mu.hists {
+			for j, c := range a.mu.hists[i] {
+				merged[j] += c
+				total += c
+			}
+			if target > 0 && a.mu.p99s[i] > target {
+				slow++
+			}
+		}
+		st.RecentP99 = quantile(merged[:], float64(total), 0.99)
+	}
+	if a.mu.above >= max(a.cfg.SustainWindows, 1) || (target > 0 && slow >= 2 && st.RecentP99 > target) {
 		st.Reasons = append(st.Reasons, "latency")
 	}
 	// The throughput signal: a busy foreground's recent rate against the

@@ -35,10 +35,12 @@ type ThrottleConfig struct {
 // DefaultLoopBusyFraction is the busy-time budget `pebble-ae serve` gives
 // each of its repair loop's throttles (ThrottleConfig.BusyFraction, whose
 // zero means none): a quarter of a core, which admission control scales
-// down while the foreground suffers. With the session's own decoding paced
-// too (SyncOptions.Pace), it keeps a flat-out writer on a 2-core machine at
-// ≥ 0.93 of its idle throughput; a 500 000-record repair then takes ~23 s
-// instead of ~4 (docs/benchmarks.md).
+// down while the foreground suffers, and up to its ceiling (4× by default)
+// while the foreground leaves room. With the session's own decoding paced
+// too (SyncOptions.Pace), a quarter core kept a flat-out writer on a 2-core
+// machine at ≥ 0.93 of its idle throughput, and a 500 000-record repair
+// then took ~23 s instead of ~4 (docs/benchmarks.md); a saturated
+// foreground is lent nothing above it.
 const DefaultLoopBusyFraction = 0.25
 
 // DefaultBurstBusy is the default ThrottleConfig.BurstBusy.
