@@ -166,7 +166,9 @@ func (s *Server) Scan(req *pb.ScanRequest, stream pb.Replica_ScanServer) error {
 	snd := newChunkSender(stream)
 	chunkBytes := s.opts.StoreScanChunkBytes
 	chunkCap := chunkBytes + chunkBytes/8
-	buf := make([]byte, 0, chunkCap)
+	// The first chunk starts small and grows: a short scan allocates
+	// little.
+	buf := make([]byte, 0, min(chunkCap, firstScanChunkBytes))
 	var count uint32
 	next, err := s.e.Scan(stream.Context(), sreq, func(it engine.Item) error {
 		buf = appendPackedItem(buf, it, sreq.Versions)
@@ -188,6 +190,9 @@ func (s *Server) Scan(req *pb.ScanRequest, stream pb.Replica_ScanServer) error {
 	}
 	return err
 }
+
+// firstScanChunkBytes is the initial capacity of a Scan's first chunk.
+const firstScanChunkBytes = 64 << 10
 
 // chunkSender sends a Scan's chunks from its own goroutine.
 type chunkSender struct {

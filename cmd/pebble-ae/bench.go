@@ -45,9 +45,11 @@ With --transport plugin (or grpc) it measures instead the application's
 store (engine.KV): the same Put and Write calls against an engine in this
 process and against a pebble-ae plugin subprocess (or the gRPC service over
 an in-memory connection), for every batch size, writer count and sync
-setting, each side writing new random keys for --kv-cell per round
+setting, after loading --kv-warmup keys into each side, each side writing
+new random keys for --kv-cell per round
 (synced cells in --kv-slices slices alternating with the other side's),
-each run after waiting, up to --kv-settle, for both processes to go idle.
+each run after waiting, up to --kv-settle, for both processes to go idle
+(and syncing both databases' files).
 Every cell reports ratio_median (through the transport / in process).`,
 		Example: `  pebble-ae bench write --keys 1000000 --json
   pebble-ae bench write --keys 200000 --mode causal
@@ -112,6 +114,7 @@ type kvFlags struct {
 	readers   []int
 	sync      string
 	keys      int
+	warmup    int
 }
 
 func (f *kvFlags) register(c *cobra.Command, write bool) {
@@ -127,6 +130,7 @@ func (f *kvFlags) register(c *cobra.Command, write bool) {
 		fl.IntSliceVar(&f.batches, "batches", []int{1, 100}, "with --transport: batch sizes (1: single-key Put)")
 		fl.IntSliceVar(&f.writers, "writers", []int{1, 8}, "with --transport: concurrent writers")
 		fl.StringVar(&f.sync, "sync", "both", "with --transport: nosync, sync or both")
+		fl.IntVar(&f.warmup, "kv-warmup", bench.DefaultKVWarmupKeys, "with --transport: keys loaded into each side before the first cell, so that the cells write into compacting databases (negative: none)")
 	} else {
 		fl.IntSliceVar(&f.readers, "readers", []int{1, 8}, "concurrent point readers")
 	}
@@ -135,7 +139,7 @@ func (f *kvFlags) register(c *cobra.Command, write bool) {
 func (f *kvFlags) config(cmd *cobra.Command, keySize, valueSize int, seed uint64, dir string) (bench.KVConfig, error) {
 	kc := bench.KVConfig{
 		Dir: dir, Transport: f.transport, KeySize: keySize, ValueSize: valueSize, Seed: seed,
-		Duration: f.duration, Settle: f.settle, Rounds: f.rounds, Slices: f.slices, BatchSizes: f.batches, Writers: f.writers, Readers: f.readers, Keys: f.keys,
+		Duration: f.duration, Settle: f.settle, Rounds: f.rounds, Slices: f.slices, BatchSizes: f.batches, Writers: f.writers, Readers: f.readers, Keys: f.keys, WarmupKeys: f.warmup,
 	}
 	switch f.sync {
 	case "", "both":
@@ -164,6 +168,9 @@ func printKVResult(res bench.KVResult, asJSON bool) error {
 	fmt.Printf("application store (%s), in process vs %s: %d-byte keys, %d-byte values, %d rounds of %gs a side in %d slices", res.Benchmark, res.Transport, res.KeySize, res.ValueSize, res.Rounds, res.DurationSeconds, res.Slices)
 	if res.Keys > 0 {
 		fmt.Printf(", %d keys loaded (%.1fs in process, %.1fs through %s)", res.Keys, res.LoadSecondsInProcess, res.LoadSecondsRemote, res.Transport)
+	}
+	if res.WarmupKeys > 0 {
+		fmt.Printf(", a warm-up of %d keys (%.1fs in process, %.1fs through %s)", res.WarmupKeys, res.LoadSecondsInProcess, res.LoadSecondsRemote, res.Transport)
 	}
 	fmt.Printf("\n  load average: %s before, %s after\n", loadString(res.LoadAvgStart), loadString(res.LoadAvgEnd))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)

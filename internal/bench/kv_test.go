@@ -11,7 +11,7 @@ import (
 // its ratios (no wall-clock figure is asserted).
 func TestKVSmall(t *testing.T) {
 	ctx := context.Background()
-	w, err := KVWrite(ctx, KVConfig{Dir: t.TempDir(), Transport: "grpc", Duration: 20 * time.Millisecond, Rounds: 1,
+	w, err := KVWrite(ctx, KVConfig{Dir: t.TempDir(), Transport: "grpc", Duration: 20 * time.Millisecond, Rounds: 1, WarmupKeys: 2000,
 		BatchSizes: []int{1, 10}, Writers: []int{1, 2}, Syncs: []bool{false}})
 	if err != nil {
 		t.Fatal(err)
