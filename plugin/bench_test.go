@@ -158,7 +158,7 @@ func BenchmarkStoreScanShort(b *testing.B) {
 	for _, transport := range []string{"direct", "grpc"} {
 		b.Run("transport="+transport, func(b *testing.B) {
 			ctx := testCtx(b)
-			e := openEngine(b, "a", reconcile.ModeLWW)
+			e := openEngine(b, "a", record.ModeLWW)
 			var wb engine.WriteBatch
 			for i := range 1000 {
 				wb.Put(fmt.Appendf(nil, "k%06d", i), make([]byte, 100))
