@@ -58,7 +58,8 @@ type AdmissionConfig struct {
 	// windows with MinSamples samples) exceeds it and so did at least two
 	// of those windows' own: stalls that come and go (a slow window every
 	// few) do not make a run of slow windows, yet add up to a foreground
-	// p99 the background raised.
+	// p99 the background raised. After such a decrease the windows
+	// together are judged again on new windows only.
 	LatencyTarget  time.Duration
 	LatencyWindows int
 	// LatencyFactor (default 1.2), MinLatencyRise (default 10µs: a few
@@ -646,7 +647,14 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		}
 		st.RecentP99 = quantile(merged[:], float64(total), 0.99)
 	}
-	if a.mu.above >= max(a.cfg.SustainWindows, 1) || (target > 0 && slow >= 2 && st.RecentP99 > target) {
+	recent := target > 0 && slow >= 2 && st.RecentP99 > target
+	if recent {
+		// Judged: the next judgement of the windows together waits for
+		// new ones (the same stalls would scale down window after window
+		// until they left the last LatencyWindows).
+		a.mu.hists, a.mu.p99s, a.mu.next = a.mu.hists[:0], a.mu.p99s[:0], 0
+	}
+	if a.mu.above >= max(a.cfg.SustainWindows, 1) || recent {
 		st.Reasons = append(st.Reasons, "latency")
 	}
 	// The throughput signal: a busy foreground's recent rate against the
