@@ -260,9 +260,10 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 	}
 	// noisy is a flat-out writer's operations a window: 4500 ± 3% (σ).
 	noisy := func() int { return int(4500 + 135*rng.NormFloat64()) }
-	for range 60 {
-		if st := window(noisy()); st.Overloaded || !st.Saturated || st.Scale > 1 || st.Ceiling != 1 {
-			t.Fatalf("quiet saturated window: lent room, or overloaded: %+v", st)
+	for i := range 60 {
+		// The utilization is averaged over about LendWindows windows.
+		if st := window(noisy()); st.Overloaded || (i >= engine.DefaultLendWindows && !st.Saturated) || st.Scale > 1 || st.Ceiling != 1 {
+			t.Fatalf("quiet saturated window %d: lent room, or overloaded, or not saturated: %+v", i, st)
 		}
 	}
 	st := window(noisy())
@@ -273,8 +274,9 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 	busy = true
 	last := st.Scale
 	// Background work within the noise; then a paced foreground (a tenth
-	// of the operations): not saturated, not judged, and lent room once
-	// it has been so for LendWindows windows.
+	// of the operations): not saturated (once its average utilization has
+	// fallen), not judged, and lent room once it has been so for
+	// LendWindows windows.
 	for i := range 200 {
 		n := noisy()
 		if i >= 100 {
@@ -284,8 +286,9 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 		if st.Overloaded || st.Scale < last {
 			t.Fatalf("window %d (%d operations): scaled down: %+v", i, n, st)
 		}
-		if lent := st.Scale > 1; lent != (i >= 100+engine.DefaultLendWindows) {
-			t.Fatalf("window %d (%d operations): scale %v, ceiling %v", i, n, st.Scale, st.Ceiling)
+		lent := st.Scale > 1
+		if (lent && i < 100+engine.DefaultLendWindows) || (!lent && i >= 100+4*engine.DefaultLendWindows) {
+			t.Fatalf("window %d (%d operations): scale %v, ceiling %v, utilization %v", i, n, st.Scale, st.Ceiling, st.Utilization)
 		}
 		last = st.Scale
 	}
@@ -293,11 +296,21 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 		t.Fatalf("a paced foreground with room: scale %v, want the ceiling", last)
 	}
 	// A saturated foreground that loses 11% of its operations: lent
-	// nothing at once, then a throughput overload once ThroughputWindows
-	// windows show it, with its reason.
-	for i := range engine.DefaultThroughputWindows - 1 {
+	// nothing once its average utilization shows it saturated (a few
+	// windows), then a throughput overload once ThroughputWindows
+	// saturated windows show the loss, with its reason.
+	ramp := 0
+	for st := window(4000); !st.Saturated; st = window(4000) {
+		if ramp++; ramp > engine.DefaultLendWindows {
+			t.Fatalf("a flat-out foreground not saturated after %d windows: %+v", ramp, st)
+		}
+	}
+	if st := a.Status(); st.Scale != 1 || st.Ceiling != 1 {
+		t.Fatalf("saturated: still lent room: %+v", st)
+	}
+	for i := range engine.DefaultThroughputWindows - 2 {
 		if st := window(4000); st.Overloaded || st.Scale != 1 {
-			t.Fatalf("window %d of the loss: overloaded before %d windows, or still lent room: %+v", i, engine.DefaultThroughputWindows, st)
+			t.Fatalf("window %d of the loss: overloaded before %d windows, or lent room: %+v", i, engine.DefaultThroughputWindows, st)
 		}
 	}
 	last = 1
