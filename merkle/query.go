@@ -240,35 +240,46 @@ func (t *Tree) fingerprints(ctx context.Context, part int, outer Range, ranges [
 		return fps, nil
 	}
 	defer snap.Close()
+	// One iterator for every part (they come in key order): a write load
+	// that keeps leaves dirty leaves many small parts, and an iterator a
+	// part cost more than their keys.
+	it, err := NewUserIter(ctx, snap, lowerBound(scans[0].r.Start), scans[len(scans)-1].r.End)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var scratch []byte
 	for _, s := range scans {
-		fp, err := t.scanFingerprint(ctx, snap, s.r)
-		if err != nil {
+		var fp Fingerprint
+		if fp, scratch, err = scanFingerprint(it, s.r, scratch); err != nil {
 			return nil, err
 		}
 		fps[s.idx] = fps[s.idx].Add(fp)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return fps, nil
 }
 
-func (t *Tree) scanFingerprint(ctx context.Context, snap *pebble.Snapshot, r Range) (Fingerprint, error) {
+// scanFingerprint sums the records of r, positioning it at r's start.
+func scanFingerprint(it *UserIter, r Range, scratch []byte) (Fingerprint, []byte, error) {
 	var fp Fingerprint
-	it, err := NewUserIter(ctx, snap, lowerBound(r.Start), r.End)
-	if err != nil {
-		return fp, err
-	}
-	defer it.Close()
-	var scratch []byte
 	var d Digest
-	for valid := it.First(); valid; valid = it.Next() {
+	for valid := it.SeekGE(lowerBound(r.Start)); valid; valid = it.Next() {
+		key := it.Key()
+		if r.End != nil && bytes.Compare(key, r.End) >= 0 {
+			break
+		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return fp, err
+			return fp, scratch, err
 		}
-		d, scratch = LeafDigest(scratch, it.Key(), v)
+		d, scratch = LeafDigest(scratch, key, v)
 		fp.Sum = fp.Sum.Add(d)
 		fp.Count++
 	}
-	return fp, it.Error()
+	return fp, scratch, it.Error()
 }
 
 // ScanEntry is one record of a range scan. Key and Value are only valid

@@ -175,7 +175,14 @@ func (t *Tree) verifyPartition(ctx context.Context, part int) ([]Mismatch, error
 		delete(t.mu.scans, log)
 		t.mu.Unlock()
 	}()
-	res, err := t.scanSpan(ctx, snap, p, span{start: p.start, end: p.end}, 0)
+	it, err := NewUserIter(ctx, snap, lowerBound(p.start), p.end)
+	if err != nil {
+		return nil, err
+	}
+	res, err := t.scanSpan(ctx, it, span{start: p.start, end: p.end}, 0)
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -103,23 +103,23 @@ func dirtySpansLocked(p *partTree, lo, hi []byte) []span {
 	return spans
 }
 
-// scanSpan computes the leaves of [sp.start, sp.end) from snap. With maxKeys
-// > 0 it stops at the first boundary key after maxKeys keys.
-func (t *Tree) scanSpan(ctx context.Context, snap *pebble.Snapshot, p *partTree, sp span, maxKeys int) (scanResult, error) {
+// scanSpan computes the leaves of [sp.start, sp.end) with it (an iterator
+// over a snapshot whose bounds hold the span; it seeks to the span's
+// start). With maxKeys > 0 it stops at the first boundary key after maxKeys
+// keys.
+func (t *Tree) scanSpan(ctx context.Context, it *UserIter, sp span, maxKeys int) (scanResult, error) {
 	var res scanResult
-	it, err := NewUserIter(ctx, snap, lowerBound(sp.start), sp.end)
-	if err != nil {
-		return res, err
-	}
-	defer it.Close()
 	cur := segment{start: sp.start, rank: t.params.rank(sp.start)}
 	var scratch []byte
 	var d Digest
 	pendingKeys, pendingBytes := 0, 0
 	first := true
 	observe := t.opts.SpanObserver != nil
-	for valid := it.First(); valid; valid = it.Next() {
+	for valid := it.SeekGE(lowerBound(sp.start)); valid; valid = it.Next() {
 		key := it.Key()
+		if sp.end != nil && bytes.Compare(key, sp.end) >= 0 {
+			break
+		}
 		if first {
 			res.startPresent = bytes.Equal(key, sp.start)
 			first = false
@@ -306,8 +306,16 @@ func (t *Tree) Recompute(ctx context.Context, part int, lo, hi []byte, maxKeys i
 		return nil
 	}
 	budget := maxKeys
+	// One iterator for every span (they come in key order): a write load
+	// that keeps leaves dirty leaves many spans, and an iterator a span
+	// cost more than their keys.
+	it, err := NewUserIter(ctx, snap, lowerBound(spans[0].start), spans[len(spans)-1].end)
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
 	for _, sp := range spans {
-		res, err := t.scanSpan(ctx, snap, p, sp, budget)
+		res, err := t.scanSpan(ctx, it, sp, budget)
 		if err != nil {
 			return false, err
 		}

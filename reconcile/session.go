@@ -40,11 +40,11 @@ import (
 //     Stats.Quarantined instead. (Before step 1, Infos whose clocks differ
 //     by more than the offset of the side behind end the session with
 //     ErrClockSkew.)
-//  5. Confirm: RangeHash of the partition on both sides (of a bounded
-//     session: of the span it reconciled, see
-//     SessionConfig.MaxSessionKeys); Stats.Converged reports whether the
-//     roots are now equal (writes racing the session can make them
-//     differ; they are left to the next session). The
+//  5. Confirm: RangeHash of the partition on both sides (a bounded
+//     session has none, see SessionConfig.MaxSessionKeys);
+//     Stats.Converged reports whether the roots are now equal (writes
+//     racing the session can make them differ; they are left to the
+//     next session). The
 //     confirm rides on the apply round (RequestApply with Confirm, and a
 //     RangeHash for a side without writes) unless a side's writes need
 //     several Apply requests.
@@ -491,12 +491,16 @@ func (s *Session) Next() Step {
 		s.round = roundResults{}
 		reqs = s.applyRound()
 		if len(reqs) == 0 {
+			if s.sym.bounded {
+				s.finishBounded()
+				return Step{Done: true}
+			}
 			s.phase = phaseConfirm
 			return s.Next()
 		}
 	case phaseConfirm:
 		s.round = roundResults{}
-		reqs = s.hashRound([]KeyRange{s.confirmRange()}, 0, 0)
+		reqs = s.hashRound([]KeyRange{s.part}, 0, 0)
 	}
 	s.roundKind = s.phase
 	s.stats.Rounds++
@@ -685,6 +689,10 @@ func (s *Session) finishRound() error {
 	case phaseFetchHash:
 		return s.finishFetchByHashRound()
 	case phaseApply:
+		if s.sym.bounded {
+			s.finishBounded()
+			return nil
+		}
 		s.phase = phaseConfirm
 		if s.round.gotHash[SideA] && s.round.gotHash[SideB] {
 			return s.confirmed()
@@ -695,33 +703,26 @@ func (s *Session) finishRound() error {
 	return nil
 }
 
-// confirmRange is the range the confirm step compares: the partition, or
-// for a bounded session the span of the ranges it reconciled (from the
-// start of the first to the end of the last): the rest of the partition is
-// left to the next session, so hashing it (a tree recompute of every leaf
-// a foreground dirtied meanwhile) would tell nothing.
-func (s *Session) confirmRange() KeyRange {
-	if !s.sym.bounded || len(s.sk.ranges) == 0 {
-		return s.part
-	}
-	return KeyRange{Start: s.sk.ranges[0].Start, End: s.sk.ranges[len(s.sk.ranges)-1].End}
+// finishBounded ends a bounded session once its writes are applied,
+// without a confirm: the rest of the partition is left to the next session,
+// so hashing it (a tree recompute of every leaf a foreground dirtied
+// meanwhile) would tell nothing, and the ranges it reconciled are compared
+// again by the session that finds the rest small (racing writes, like any
+// session's, are left to it). Its estimate of what remains is the
+// differences it found outside its ranges.
+func (s *Session) finishBounded() {
+	s.final = s.sym.boundRest
+	s.stats.Converged = false
+	s.phase = phaseDone
 }
 
-// confirmed ends the session with the fingerprints of this round: the
-// roots, or a bounded session's span (confirmRange), which never makes it
-// converged.
+// confirmed ends the session with the root fingerprints of this round.
 func (s *Session) confirmed() error {
 	fa, fb := s.round.hashes[SideA][0].Fingerprint, s.round.hashes[SideB][0].Fingerprint
-	s.stats.Converged = fa == fb && !s.sym.bounded
+	s.stats.Converged = fa == fb
 	s.phase = phaseDone
 	s.final = 0
-	switch {
-	case s.sym.bounded:
-		s.final = s.sym.boundRest
-		if fa != fb {
-			s.final += max(absDiff(fa.Count, fb.Count), 1)
-		}
-	case !s.stats.Converged:
+	if !s.stats.Converged {
 		s.final = max(absDiff(fa.Count, fb.Count), 1)
 	}
 	if !s.stats.Converged && s.cfg.Strict && s.stats.Quarantined == 0 {

@@ -15,10 +15,11 @@ import (
 // side without writes gets a plain RangeHash of the root.
 func (s *Session) applyRound() []Request {
 	var reqs []Request
-	confirm := true
+	// A bounded session confirms nothing (finishBounded).
+	confirm := !s.sym.bounded
 	any := false
 	limit := s.cfg.ApplyLimit
-	if s.confirmAnySize {
+	if s.confirmAnySize && confirm {
 		limit = math.MaxInt
 	}
 	for side := range s.writes {
@@ -28,7 +29,7 @@ func (s *Session) applyRound() []Request {
 	if !any {
 		return nil
 	}
-	root := s.confirmRange()
+	root := s.part
 	s.round.hashRanges = []KeyRange{root}
 	for side := range s.writes {
 		entries := s.writes[side]

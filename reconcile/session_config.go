@@ -92,10 +92,9 @@ type SessionConfig struct {
 	// the root's children (one more round trip), then streams the symbols of
 	// only the first of the larger side's children that differ from the
 	// other side's, as many as hold about MaxSessionKeys differences at
-	// the rate the counts suggest, repairs them, confirms only the span
-	// of those ranges and ends without converging (Stats.Bounded); the
-	// next session finds those ranges
-	// equal and goes on with the next ones. A session that is cut
+	// the rate the counts suggest, repairs them and ends without a
+	// confirm and without converging (Stats.Bounded); the next session
+	// finds those ranges equal and goes on with the next ones. A session that is cut
 	// (timeout, cancellation) then loses at most its own part, and the
 	// next one resumes where the applied writes left off. Zero: no bound
 	// (the repair loop sets LoopConfig.MaxSessionKeys).

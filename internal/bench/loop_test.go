@@ -106,7 +106,8 @@ func TestScanRateSmall(t *testing.T) {
 }
 
 // TestLoopLoadLarge is the full measurement behind docs/benchmarks.md; it
-// runs only with PEBBLEAE_BENCH_LOOP=1 (about six minutes).
+// runs only with PEBBLEAE_BENCH_LOOP=1 (15–20 minutes with
+// PEBBLEAE_BENCH_LOOP_PHASE=10s, as the documented table: pass -timeout).
 // PEBBLEAE_BENCH_LOOP_RATES (comma-separated offered loads, -1: flat out;
 // default 20000,50000,-1), PEBBLEAE_BENCH_LOOP_REPS (default 3) and
 // PEBBLEAE_BENCH_LOOP_PROFILE (a directory for per-phase CPU profiles)

@@ -59,7 +59,8 @@ type AdmissionConfig struct {
 	// windows with MinSamples samples) exceeds it and so did at least two
 	// of those windows' own: stalls that come and go (a slow window every
 	// few) do not make a run of slow windows, yet add up to a foreground
-	// p99 the background raised.
+	// p99 the background raised. After such a decrease the windows
+	// together are judged again on new windows only.
 	LatencyTarget  time.Duration
 	LatencyWindows int
 	// LatencyFactor (default 1.2), MinLatencyRise (default 10µs: a few
@@ -91,12 +92,13 @@ type AdmissionConfig struct {
 	// MinSamples: windows with fewer foreground samples say nothing about
 	// latency (default 20).
 	MinSamples int
-	// SaturatedFraction: a window whose foreground operations would take,
-	// at their median latency, at least this fraction of it (default 0.15;
-	// the median, so that a few stalled operations do not count) is
-	// saturated: the foreground spends much of its time in the engine, as
-	// a writer that runs flat out does; it leaves no room to lend
-	// (MaxScale), and
+	// SaturatedFraction: a foreground whose operations would take, at
+	// their median latency, at least this fraction of each window
+	// (default 0.15; the median, so that a few stalled operations do not
+	// count; averaged over about LendWindows windows, so that one slow
+	// window does not) is saturated: it spends much of its time in the
+	// engine, as a writer that runs flat out does; it leaves no room to
+	// lend (MaxScale), and
 	// background work that takes its CPU shows as fewer operations a
 	// second, not as a higher p99. ThroughputLoss (default 0.06): the
 	// mean operation rate of the last ThroughputWindows saturated windows
@@ -262,10 +264,10 @@ type AdmissionStatus struct {
 	// windows' own p99), a latency overload too.
 	AboveTarget int
 	RecentP99   time.Duration
-	// Saturated: the window's foreground operations would take, at their
-	// median latency, at least SaturatedFraction of it; Utilization is
-	// that share (operations per second times the median), Rate the
-	// operations per second. RateBaseline and
+	// Saturated: the foreground's operations would take, at their median
+	// latency, at least SaturatedFraction of each window; Utilization is
+	// that share (operations per second times the median), averaged over
+	// about LendWindows windows, Rate the window's operations per second. RateBaseline and
 	// RateNoise are the mean and spread of the quiet saturated windows'
 	// rates (0: not learned yet), RateTarget the throughput target (0:
 	// off), RecentRate the mean rate of the last ThroughputWindows
@@ -392,8 +394,9 @@ type Admission struct {
 		rateN            uint64
 		recent           []float64
 		// unsaturated counts the windows since the foreground was last
-		// saturated.
+		// saturated; util is the decayed mean utilization.
 		unsaturated int
+		util        float64
 		// hists are the latency histograms of the last LatencyWindows
 		// windows with MinSamples samples, and p99s their p99 (a ring,
 		// next the one to replace).
@@ -566,10 +569,19 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		st.WriteRate = float64(total) / secs
 		if p99 > 0 {
 			st.Rate = float64(samples) / secs
-			st.Utilization = st.Rate * p50.Seconds()
 		}
 	}
+	// The utilization, averaged (decayed) over about LendWindows windows:
+	// a paced foreground whose median jumps for a window (a compaction)
+	// is not saturated.
+	w := 1 / float64(max(a.cfg.LendWindows, 1))
+	a.mu.util += w * (st.Rate*p50.Seconds() - a.mu.util)
+	st.Utilization = a.mu.util
 	st.Saturated = st.Rate > 0 && st.Utilization >= a.cfg.SaturatedFraction
+	// The throughput signal judges, and learns from, only windows busy
+	// themselves as well: a foreground that just slowed down to a paced
+	// load is still saturated on average for a few windows.
+	judged := st.Saturated && st.Rate*p50.Seconds() >= a.cfg.SaturatedFraction
 	if havePebble && ps.L0Sublevels > a.cfg.MaxL0Sublevels {
 		st.Reasons = append(st.Reasons, "l0-sublevels")
 	}
@@ -647,7 +659,14 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		}
 		st.RecentP99 = quantile(merged[:], float64(total), 0.99)
 	}
-	if a.mu.above >= max(a.cfg.SustainWindows, 1) || (target > 0 && slow >= 2 && st.RecentP99 > target) {
+	recent := target > 0 && slow >= 2 && st.RecentP99 > target
+	if recent {
+		// Judged: the next judgement of the windows together waits for
+		// new ones (the same stalls would scale down window after window
+		// until they left the last LatencyWindows).
+		a.mu.hists, a.mu.p99s, a.mu.next = a.mu.hists[:0], a.mu.p99s[:0], 0
+	}
+	if a.mu.above >= max(a.cfg.SustainWindows, 1) || recent {
 		st.Reasons = append(st.Reasons, "latency")
 	}
 	// The throughput signal: a busy foreground's recent rate against the
@@ -660,9 +679,9 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		st.RateTarget = m - max(a.cfg.NoiseDeviations*sd/math.Sqrt(n), a.cfg.ThroughputLoss*m)
 	}
 	switch {
-	case st.Saturated && st.Quiet:
+	case judged && st.Quiet:
 		// No background work to judge.
-	case !st.Saturated || st.RateTarget == 0:
+	case !judged || st.RateTarget == 0:
 		// Not busy (or too few samples): not judged, and a judgement
 		// under way is dropped (a foreground that stops does not hold
 		// the scale).
@@ -690,7 +709,7 @@ func (a *Admission) Evaluate() AdmissionStatus {
 		x := float64(p99)
 		a.mu.quietMean += w * (x - a.mu.quietMean)
 		a.mu.quietSq += w * (x*x - a.mu.quietSq)
-		if st.Saturated {
+		if judged {
 			a.mu.rateN++
 			w := max(1/float64(a.mu.rateN), 1/float64(a.cfg.BaselineWindows))
 			x := st.Rate
