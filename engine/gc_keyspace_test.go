@@ -9,13 +9,14 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/internal/testclock"
 )
 
 // TestTombstoneGCAboveReservedRange: tombstones of keys above the reserved
 // internal range are purged like any other, and the engine's own state in
 // the reserved range is not touched (the tree verifies).
 func TestTombstoneGCAboveReservedRange(t *testing.T) {
-	clk := &manualClock{now: time.Unix(1_900_000_000, 0)}
+	clk := testclock.New(time.Unix(1_900_000_000, 0))
 	gc, err := engine.NewTombstoneGC(engine.GCOptions{Grace: time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -14,29 +14,12 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/internal/testclock"
 	"github.com/pebble-ae/pebble-ae/merkle"
 	"github.com/pebble-ae/pebble-ae/reconcile"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
-
-// manualClock is a physical clock the test advances.
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // gcSeed returns the seed of a randomized GC test: $PEBBLEAE_SEED or random.
 func gcSeed(t *testing.T) uint64 {
@@ -62,7 +45,7 @@ type gcNode struct {
 
 type gcScenario struct {
 	t       *testing.T
-	clock   *manualClock
+	clock   *testclock.Manual
 	pn      merkle.Partitioner
 	nodes   []*gcNode
 	grace   time.Duration
@@ -224,7 +207,7 @@ func runGCScenario(t *testing.T, seed uint64, steps int, unsafe bool) *gcScenari
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &gcScenario{t: t, clock: &manualClock{now: time.Unix(1_900_000_000, 0)}, pn: pn, grace: 3 * time.Second,
+	s := &gcScenario{t: t, clock: testclock.New(time.Unix(1_900_000_000, 0)), pn: pn, grace: 3 * time.Second,
 		unsafe: unsafe, keys: 40, written: map[string]versionSeen{}, deleted: map[string]versionSeen{}, seen: map[record.ReplicaID]map[string]versionSeen{}}
 	for i := range 3 {
 		n := &gcNode{id: record.ReplicaID(fmt.Sprintf("n%d", i)), fs: vfs.NewMem()}
@@ -387,7 +370,7 @@ func TestTombstoneGCNeedsHook(t *testing.T) {
 // TestTombstoneGCNeverDeletesConcurrentWrites races writes of new values
 // over tombstones with purges of those tombstones.
 func TestTombstoneGCNeverDeletesConcurrentWrites(t *testing.T) {
-	clk := &manualClock{now: time.Unix(1_900_000_000, 0)}
+	clk := testclock.New(time.Unix(1_900_000_000, 0))
 	gc, err := engine.NewTombstoneGC(engine.GCOptions{Grace: time.Second, BatchKeys: 8})
 	if err != nil {
 		t.Fatal(err)

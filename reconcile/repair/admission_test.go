@@ -13,29 +13,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pebble-ae/pebble-ae/engine"
 	"github.com/pebble-ae/pebble-ae/hooks"
+	"github.com/pebble-ae/pebble-ae/internal/testclock"
 	"github.com/pebble-ae/pebble-ae/reconcile/repair"
 )
-
-// fakeLoopClock is a repair.Clock whose time the test advances; After
-// never fires.
-type fakeLoopClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeLoopClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeLoopClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func (c *fakeLoopClock) After(time.Duration) <-chan time.Time { return make(chan time.Time) }
 
 // TestAdmissionLatencyNoise scripts the foreground's latency on a fake
 // clock: noise inside the baseline's own spread (and a rise of a few
@@ -48,7 +28,7 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 21))
-	clk := &fakeLoopClock{now: time.Unix(1_900_000_000, 0)}
+	clk := testclock.New(time.Unix(1_900_000_000, 0))
 	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 100 << 20, KeysPerSec: 1e6})
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +155,7 @@ func TestAdmissionLatencyNoise(t *testing.T) {
 // SustainWindows slow windows, yet raise the foreground's p99: the p99 of
 // the last LatencyWindows windows together shows it, and scales down.
 func TestAdmissionIntermittentStalls(t *testing.T) {
-	clk := &fakeLoopClock{now: time.Unix(1_900_000_000, 0)}
+	clk := testclock.New(time.Unix(1_900_000_000, 0))
 	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 100 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +226,7 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 22))
-	clk := &fakeLoopClock{now: time.Unix(1_900_000_000, 0)}
+	clk := testclock.New(time.Unix(1_900_000_000, 0))
 	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 100 << 20, BusyFraction: 0.25})
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +336,7 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 // TestAdmissionPebbleSignals: each Pebble signal on its own scales down
 // (with its reason, counted), and the scale comes back when it clears.
 func TestAdmissionPebbleSignals(t *testing.T) {
-	clk := &fakeLoopClock{now: time.Unix(1_900_000_000, 0)}
+	clk := testclock.New(time.Unix(1_900_000_000, 0))
 	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 100 << 20, KeysPerSec: 1e6})
 	if err != nil {
 		t.Fatal(err)
@@ -446,7 +426,7 @@ func TestAdmissionPebbleSignals(t *testing.T) {
 }
 
 func TestAdmissionAbsoluteTargetAndWriteRates(t *testing.T) {
-	clk := &fakeLoopClock{now: time.Unix(1_900_000_000, 0)}
+	clk := testclock.New(time.Unix(1_900_000_000, 0))
 	a, err := repair.NewAdmission(repair.AdmissionConfig{Clock: clk, LatencyTarget: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
