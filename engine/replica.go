@@ -264,7 +264,8 @@ func (e *Engine) Fetch(ctx context.Context, part uint32, keys [][]byte) ([]recon
 // with the resolver (reconcile.Replica). It writes merge operands, so it
 // reads nothing and never loses a concurrent local write. The entries are
 // validated first; a bad one rejects the whole request and nothing is
-// written. A record stamped further ahead of this replica's clock than
+// written. The entries are committed in Pebble batches of about
+// ApplyBatchBytes each. A record stamped further ahead of this replica's clock than
 // Options.MaxClockOffset is bad (record.ErrClockOffset, counted in
 // ClockOffsetRefusals): it would win over every write acknowledged until
 // the clocks catch up.
@@ -326,10 +327,28 @@ func (e *Engine) Apply(ctx context.Context, part uint32, entries []reconcile.Ent
 	}
 	b := e.getBatch()
 	defer e.putBatch(b)
-	for _, ent := range entries {
+	for i, ent := range entries {
 		if err := b.Merge(ent.Key, ent.Record); err != nil {
 			return err
+		}
+		if b.Pebble().Len() >= ApplyBatchBytes && i < len(entries)-1 {
+			if err := e.commit(b, NoSync); err != nil {
+				return err
+			}
+			b.Reset()
 		}
 	}
 	return e.commit(b, NoSync)
 }
+
+// ApplyBatchBytes bounds the Pebble batches Apply writes: a request's
+// entries are committed in batches of about this many bytes, not in one.
+// Pebble copies a batch into its WAL holding the commit pipeline's lock,
+// and foreground writes queue behind it: a 4 MiB repair batch held them
+// for a millisecond and more (measured: 0.7 s of lock waits in 10 s of a
+// repair under a 20k writes/s foreground). A crash between two batches
+// leaves some of the entries applied and not the rest, which a repair
+// tolerates: the merges are idempotent and the next session finds what is
+// still missing. Each batch is atomic with its tree update, as every
+// write is.
+const ApplyBatchBytes = 64 << 10

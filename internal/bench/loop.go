@@ -48,6 +48,10 @@ type LoopLoadConfig struct {
 	// repair.DefaultLoopBusyFraction, as `pebble-ae serve`; negative:
 	// none).
 	ScanBytesPerSec, ScanKeysPerSec, WriteBytesPerSec, BusyFraction float64
+	// RepairFloor and RepairCeiling are the node's (node.Config; 0: its
+	// defaults). The phase without admission control holds the throttles
+	// at the ceiling.
+	RepairFloor, RepairCeiling float64
 	// Rate is the foreground's offered load in Puts/s, paced open-loop
 	// (default 20000; negative: closed loop, as fast as one writer goes).
 	Rate float64
@@ -503,6 +507,7 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 		AdmissionInterval: cfg.AdmissionInterval,
 		ScanBytesPerSec:   cfg.ScanBytesPerSec, ScanKeysPerSec: cfg.ScanKeysPerSec, WriteBytesPerSec: cfg.WriteBytesPerSec,
 		BusyFraction: busy,
+		RepairFloor:  cfg.RepairFloor, RepairCeiling: cfg.RepairCeiling,
 		Scheduler:    repair.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
 		SessionKeys:  cfg.MaxSessionKeys,
 		LoopDelay:    cfg.Warmup,
@@ -548,8 +553,12 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 	if withLoop && !withAdmission {
 		// The throttles held at admission control's ceiling (the most
 		// the loop may take), never scaled: an uncontrolled loop.
-		scan.SetScale(repair.DefaultMaxScale)
-		write.SetScale(repair.DefaultMaxScale)
+		ceiling := cfg.RepairCeiling
+		if ceiling == 0 {
+			ceiling = repair.DefaultMaxScale
+		}
+		scan.SetScale(ceiling)
+		write.SetScale(ceiling)
 	}
 	if err := dst.WaitReady(ctx); err != nil {
 		return out, err

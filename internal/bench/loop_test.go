@@ -185,6 +185,17 @@ func TestLoopLoadLarge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// PEBBLEAE_BENCH_LOOP_FLOOR and PEBBLEAE_BENCH_LOOP_CEILING set the
+	// node's repair floor and ceiling.
+	var floor, ceiling float64
+	for env, v := range map[string]*float64{"PEBBLEAE_BENCH_LOOP_FLOOR": &floor, "PEBBLEAE_BENCH_LOOP_CEILING": &ceiling} {
+		if s := os.Getenv(env); s != "" {
+			var err error
+			if *v, err = strconv.ParseFloat(s, 64); err != nil {
+				t.Fatalf("%s: %v", env, err)
+			}
+		}
+	}
 	// PEBBLEAE_BENCH_LOOP_PHASE sets the measured phase (default 5s).
 	phase := 5 * time.Second
 	if v := os.Getenv("PEBBLEAE_BENCH_LOOP_PHASE"); v != "" {
@@ -201,7 +212,7 @@ func TestLoopLoadLarge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, ProfileDir: dir, Phases: phases, MaxSessionKeys: sessionKeys, SessionLog: sessionLog, RoundLog: roundLog, SourceServer: source, LockWriter: lockWriter})
+		res, err := LoopLoad(context.Background(), LoopLoadConfig{Dir: t.TempDir(), Keys: 500_000, Phase: phase, Rate: rate, Reps: reps, BusyFraction: busy, RepairFloor: floor, RepairCeiling: ceiling, ProfileDir: dir, Phases: phases, MaxSessionKeys: sessionKeys, SessionLog: sessionLog, RoundLog: roundLog, SourceServer: source, LockWriter: lockWriter})
 		if err != nil {
 			t.Fatal(err)
 		}
