@@ -46,9 +46,10 @@ func (e *Engine) Info(ctx context.Context) (reconcile.Info, error) {
 	}
 	for _, p := range e.tree.Partitions() {
 		info.Partitions = append(info.Partitions, reconcile.PartitionInfo{
-			ID:    uint32(p.ID),
-			Range: reconcile.KeyRange{Start: p.Start, End: p.End},
-			Ready: p.Ready,
+			ID:      uint32(p.ID),
+			Range:   reconcile.KeyRange{Start: p.Start, End: p.End},
+			Ready:   p.Ready,
+			Records: p.Records,
 		})
 	}
 	return info, nil

@@ -29,6 +29,9 @@ type PartitionInfo struct {
 	Ready       bool
 	Leaves      int
 	DirtyLeaves int
+	// Records is the sum of the leaves' counts as last computed: exact
+	// when no leaf is dirty, an estimate otherwise.
+	Records uint64
 }
 
 // Partitions describes every partition.
@@ -37,7 +40,7 @@ func (t *Tree) Partitions() []PartitionInfo {
 	defer t.mu.Unlock()
 	out := make([]PartitionInfo, len(t.mu.parts))
 	for i, p := range t.mu.parts {
-		out[i] = PartitionInfo{ID: i, Start: p.start, End: p.end, Ready: !p.rebuilding, Leaves: p.leaves.Len(), DirtyLeaves: p.leaves.dirty}
+		out[i] = PartitionInfo{ID: i, Start: p.start, End: p.end, Ready: !p.rebuilding, Leaves: p.leaves.Len(), DirtyLeaves: p.leaves.dirty, Records: p.leaves.total.Count}
 	}
 	return out
 }

@@ -167,7 +167,7 @@ func toPBInfo(info reconcile.Info) *pb.InfoResponse {
 		Capabilities:   uint32(info.Capabilities),
 	}
 	for _, p := range info.Partitions {
-		out.Partitions = append(out.Partitions, &pb.PartitionInfo{Id: p.ID, Range: toPBRange(p.Range), Ready: p.Ready})
+		out.Partitions = append(out.Partitions, &pb.PartitionInfo{Id: p.ID, Range: toPBRange(p.Range), Ready: p.Ready, Records: p.Records})
 	}
 	return out
 }
@@ -202,9 +202,10 @@ func fromPBInfo(r *pb.InfoResponse) (reconcile.Info, error) {
 			return info, fmt.Errorf("%w: nil partition", ErrBadResponse)
 		}
 		info.Partitions = append(info.Partitions, reconcile.PartitionInfo{
-			ID:    p.GetId(),
-			Range: reconcile.KeyRange{Start: cloneBytes(p.GetRange().GetStart()), End: cloneBytes(p.GetRange().GetEnd())},
-			Ready: p.GetReady(),
+			ID:      p.GetId(),
+			Range:   reconcile.KeyRange{Start: cloneBytes(p.GetRange().GetStart()), End: cloneBytes(p.GetRange().GetEnd())},
+			Ready:   p.GetReady(),
+			Records: p.GetRecords(),
 		})
 	}
 	return info, nil

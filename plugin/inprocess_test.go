@@ -34,12 +34,22 @@ func TestRPCsMatchEngine(t *testing.T) {
 	e := openEngine(t, "a", record.ModeLWW, "k0100", "k0200")
 	c := inProcess(t, e, &plugin.ServerOptions{ScanChunkBytes: 512, CompressAbove: 4 << 10})
 	fill(t, e, "k", 300, 100)
+	if err := e.Maintain(ctx); err != nil { // the record estimates exact
+		t.Fatal(err)
+	}
 
 	gi, err := c.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wi, _ := e.Info(ctx)
+	var records uint64
+	for _, p := range wi.Partitions {
+		records += p.Records
+	}
+	if records != 300 {
+		t.Fatalf("the engine's Info estimates %d records, want 300: %+v", records, wi.Partitions)
+	}
 	if gi.WallTime <= 0 || gi.WallTime > wi.WallTime || gi.MaxClockOffset != wi.MaxClockOffset {
 		t.Fatalf("Info clock through gRPC: %d, %s; engine: %d, %s", gi.WallTime, gi.MaxClockOffset, wi.WallTime, wi.MaxClockOffset)
 	}

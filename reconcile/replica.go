@@ -119,6 +119,11 @@ type PartitionInfo struct {
 	ID    uint32
 	Range KeyRange
 	Ready bool
+	// Records estimates the partition's records (the engine: its tree's
+	// counts as last computed, which lag writes not yet hashed; 0: none
+	// yet, or unknown). A hint for planning (a repair loop starts a large
+	// repair in bounded sessions from it), never for correctness.
+	Records uint64
 }
 
 // Capabilities are the optional parts of the Replica contract a replica

@@ -114,8 +114,7 @@ type AdmissionConfig struct {
 	Decrease, Increase float64
 	// MinScale is the repair floor: the scale admission control never
 	// goes below, whatever the signals say, so that background work (and
-	// with it repair) never stops (default DefaultMinScale, 10% of the
-	// configured rates; at most 1).
+	// with it repair) never stops (default DefaultMinScale; at most 1).
 	MinScale float64
 	// MaxScale is the ceiling: the scale admission control raises
 	// background work to while no signal shows the foreground suffering
@@ -140,7 +139,13 @@ type AdmissionConfig struct {
 	Logger *slog.Logger
 }
 
-// Defaults of AdmissionConfig.
+// Defaults of AdmissionConfig. DefaultMinScale, the repair floor, is a
+// quarter of the configured rates: what a bounded session needs to finish
+// within seconds under a flat-out writer on a 2-core machine (measured:
+// at 0.1 the first session of a 500 000-record repair took over 10 s and
+// two runs in three repaired nothing in 10 s of load; at 0.25, 0.12 of the
+// idle repair rate in every run, the writer at 0.88-0.95 of its idle
+// throughput; docs/benchmarks.md, "Repair under load").
 const (
 	DefaultAdmissionInterval  = 50 * time.Millisecond
 	DefaultMaxL0Sublevels     = 8
@@ -155,7 +160,7 @@ const (
 	DefaultMinBaselineWindows = 8
 	DefaultQuietWindows       = 4
 	DefaultMinSamples         = 20
-	DefaultMinScale           = 0.1
+	DefaultMinScale           = 0.25
 	DefaultMaxScale           = 4
 	DefaultSaturatedFraction  = 0.15
 	DefaultThroughputLoss     = 0.06

@@ -433,3 +433,110 @@ func TestLoopBoundedProgress(t *testing.T) {
 		t.Fatalf("%d bounded sessions, at most %d keys a session (bound %d), a rate seen: %t", bounded, most, bound, sawRate)
 	}
 }
+
+// rangeHashLog records the RangeHash requests a replica receives.
+type rangeHashLog struct {
+	reconcile.Replica
+	mu   sync.Mutex
+	reqs []reconcile.RangeHashRequest
+}
+
+func (r *rangeHashLog) RangeHash(ctx context.Context, req reconcile.RangeHashRequest) ([]reconcile.RangeHash, error) {
+	r.mu.Lock()
+	r.reqs = append(r.reqs, req)
+	r.mu.Unlock()
+	return r.Replica.RangeHash(ctx, req)
+}
+
+func (r *rangeHashLog) take() []reconcile.RangeHashRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.reqs
+	r.reqs = nil
+	return out
+}
+
+// TestLoopStartsALargeRepairBounded: when the replicas' record estimates
+// (Info) differ by more than MaxSessionKeys, the loop's first session is
+// bounded from the start: it asks the larger side for the root's children
+// and neither side for the root's fingerprint (on a replica a foreground
+// keeps writing to, that would hash every dirty leaf before anything is
+// repaired). The repair then converges as usual.
+func TestLoopStartsALargeRepairBounded(t *testing.T) {
+	ctx := context.Background()
+	open := func(id string) *engine.Engine {
+		e, err := engine.Open("db", &engine.Options{FS: vfs.NewMem(), ReplicaID: record.ReplicaID(id), CheckpointInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	a, b := open("a"), open("b")
+	const n, bound = 20000, 2000
+	for i := range n {
+		if err := a.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Maintain(ctx); err != nil { // leaves hashed: the estimate is exact
+		t.Fatal(err)
+	}
+	info, err := a.Info(ctx)
+	if err != nil || info.Partitions[0].Records != n {
+		t.Fatalf("Info of a: %v, records %+v, want %d", err, info.Partitions, n)
+	}
+	local, peer := &rangeHashLog{Replica: b}, &rangeHashLog{Replica: a}
+	first := make(chan repair.SessionReport, 1)
+	loop, err := repair.NewLoop(repair.LoopConfig{
+		Local:          local,
+		Peers:          []repair.Peer{{ID: "a", Replica: peer}},
+		Scheduler:      repair.SchedulerConfig{Interval: 20 * time.Millisecond, MinInterval: 2 * time.Millisecond, MaxInterval: 100 * time.Millisecond},
+		MaxSessionKeys: bound,
+		OnSession: func(r repair.SessionReport) {
+			select {
+			case first <- r:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- loop.Run(lctx) }()
+	defer func() { cancel(); <-done }()
+	rep := <-first
+	localReqs, peerReqs := local.take(), peer.take()
+	if rep.Err != nil || !rep.Stats.Bounded || rep.Stats.KeysRepaired() == 0 {
+		t.Fatalf("first session: %+v", rep)
+	}
+	isRoot := func(req reconcile.RangeHashRequest) bool {
+		return req.Fanout == 0 && len(req.Ranges) == 1 && len(req.Ranges[0].Start) == 0 && len(req.Ranges[0].End) == 0
+	}
+	for _, req := range append(localReqs, peerReqs...) {
+		if isRoot(req) {
+			t.Fatalf("the first session compared the roots (%+v); local %d, peer %d requests", req, len(localReqs), len(peerReqs))
+		}
+	}
+	if len(peerReqs) == 0 || peerReqs[0].Fanout == 0 {
+		t.Fatalf("the larger side's first request: %+v, want the root's children", peerReqs)
+	}
+	root := func(e *engine.Engine) reconcile.Fingerprint {
+		hs, err := e.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hs[0].Fingerprint
+	}
+	// A liveness bound, not a speed assertion.
+	for deadline := time.Now().Add(time.Minute); root(a) != root(b); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged after a minute: %+v", loop.Status().Repair)
+		}
+	}
+}

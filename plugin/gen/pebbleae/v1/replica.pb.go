@@ -247,10 +247,13 @@ func (x *TreeParams) GetPartitioner() string {
 }
 
 type PartitionInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Range         *KeyRange              `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
-	Ready         bool                   `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Range *KeyRange              `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	Ready bool                   `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	// records: an estimate of the partition's records (its tree's counts as
+	// last computed; 0: none yet or unknown). A hint, never exact.
+	Records       uint64 `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -304,6 +307,13 @@ func (x *PartitionInfo) GetReady() bool {
 		return x.Ready
 	}
 	return false
+}
+
+func (x *PartitionInfo) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
 }
 
 type InfoResponse struct {
@@ -2883,11 +2893,12 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\fhash_version\x18\x01 \x01(\rR\vhashVersion\x12\x1b\n" +
 	"\tleaf_size\x18\x02 \x01(\rR\bleafSize\x12\x12\n" +
 	"\x04seed\x18\x03 \x01(\x04R\x04seed\x12 \n" +
-	"\vpartitioner\x18\x04 \x01(\tR\vpartitioner\"b\n" +
+	"\vpartitioner\x18\x04 \x01(\tR\vpartitioner\"|\n" +
 	"\rPartitionInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12+\n" +
 	"\x05range\x18\x02 \x01(\v2\x15.pebbleae.v1.KeyRangeR\x05range\x12\x14\n" +
-	"\x05ready\x18\x03 \x01(\bR\x05ready\"\x86\x02\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\x12\x18\n" +
+	"\arecords\x18\x04 \x01(\x04R\arecords\"\x86\x02\n" +
 	"\fInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12+\n" +
