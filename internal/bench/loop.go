@@ -508,9 +508,9 @@ func loadPhase(ctx context.Context, cfg LoopLoadConfig, dir string, src reconcil
 		ScanBytesPerSec:   cfg.ScanBytesPerSec, ScanKeysPerSec: cfg.ScanKeysPerSec, WriteBytesPerSec: cfg.WriteBytesPerSec,
 		BusyFraction: busy,
 		RepairFloor:  cfg.RepairFloor, RepairCeiling: cfg.RepairCeiling,
-		Scheduler:    repair.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
-		SessionKeys:  cfg.MaxSessionKeys,
-		LoopDelay:    cfg.Warmup,
+		Scheduler:   repair.SchedulerConfig{Interval: 50 * time.Millisecond, MinInterval: 10 * time.Millisecond, MaxInterval: time.Second},
+		SessionKeys: cfg.MaxSessionKeys,
+		LoopDelay:   cfg.Warmup,
 		OnSession: func(r repair.SessionReport) {
 			mu.Lock()
 			defer mu.Unlock()
