@@ -231,7 +231,9 @@ func TestAdmissionThroughputSignal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := repair.NewAdmission(repair.AdmissionConfig{Throttles: []*repair.Throttle{scan}, Clock: clk, Pebble: func() repair.PebbleSignals { return repair.PebbleSignals{} }})
+	// SaturatedScale 1: the signal is judged at the configured rates
+	// (TestAdmissionSaturatedScale covers the default).
+	a, err := repair.NewAdmission(repair.AdmissionConfig{Throttles: []*repair.Throttle{scan}, Clock: clk, SaturatedScale: 1, Pebble: func() repair.PebbleSignals { return repair.PebbleSignals{} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,5 +470,54 @@ func TestAdmissionAbsoluteTargetAndWriteRates(t *testing.T) {
 	st := a.Evaluate()
 	if st.WriteRate != 250 || a.WriteRate(0) != 250 || a.Signals().WriteRate(0) != 250 {
 		t.Fatalf("write rate %v (partition 0: %v), want 250/s", st.WriteRate, a.WriteRate(0))
+	}
+}
+
+// TestAdmissionSaturatedScale: while the foreground runs flat out
+// (saturated), the ceiling is SaturatedScale (default 0.5): background work
+// above the floor would come out of its throughput. Once the foreground
+// slows to a paced load, the ceiling is 1 for LendWindows windows, then
+// MaxScale again.
+func TestAdmissionSaturatedScale(t *testing.T) {
+	clk := testclock.New(time.Unix(1_900_000_000, 0))
+	scan, err := repair.NewThrottle("scan", repair.ThrottleConfig{BytesPerSec: 100 << 20, BusyFraction: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := repair.NewAdmission(repair.AdmissionConfig{Throttles: []*repair.Throttle{scan}, Clock: clk, Pebble: func() repair.PebbleSignals { return repair.PebbleSignals{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// window feeds n operations of 5µs and evaluates one 50ms window:
+	// 4500 fill 45% of it (saturated), 450 4.5% (paced).
+	window := func(n int) repair.AdmissionStatus {
+		for range n {
+			a.ObserveForeground(5 * time.Microsecond)
+		}
+		clk.Advance(repair.DefaultAdmissionInterval)
+		return a.Evaluate()
+	}
+	var st repair.AdmissionStatus
+	for range 4 * repair.DefaultLendWindows {
+		st = window(4500)
+	}
+	if !st.Saturated || st.Ceiling >= 1 || st.Ceiling != repair.DefaultSaturatedScale || st.Scale != repair.DefaultSaturatedScale || scan.Status().BusyFraction != 0.25*repair.DefaultSaturatedScale {
+		t.Fatalf("flat out: ceiling %v, scale %v (busy budget %v), want %v: %+v", st.Ceiling, st.Scale, scan.Status().BusyFraction, repair.DefaultSaturatedScale, st)
+	}
+	lent := -1
+	for i := range 100 {
+		st = window(450)
+		if st.Saturated {
+			continue // the utilization is an average: it falls over a few windows
+		}
+		if st.Scale > 1 && lent < 0 {
+			lent = i
+		}
+	}
+	if lent < repair.DefaultLendWindows || st.Scale != repair.DefaultMaxScale {
+		t.Fatalf("paced after flat out: lent from window %d, scale %v; want lending after %d windows, up to %v", lent, st.Scale, repair.DefaultLendWindows, repair.DefaultMaxScale)
+	}
+	if _, err := repair.NewAdmission(repair.AdmissionConfig{SaturatedScale: 2}); err == nil {
+		t.Fatal("SaturatedScale 2 accepted, want an error")
 	}
 }
