@@ -233,6 +233,7 @@ var (
 	descAdmByReason   = prometheus.NewDesc(namespace+"_admission_decreases_by_reason_total", "Windows in which admission control scaled background work down, by the signal that showed the overload.", []string{"reason"}, nil)
 	descAdmFloor      = prometheus.NewDesc(namespace+"_admission_min_scale", "The repair floor: the scale admission control never goes below.", nil, nil)
 	descAdmCeiling    = prometheus.NewDesc(namespace+"_admission_max_scale", "The ceiling: the scale admission control raises background work to while the foreground leaves room.", nil, nil)
+	descAdmCeilingNow = prometheus.NewDesc(namespace+"_admission_ceiling", "The ceiling in force: the max scale, 1 shortly after the foreground ran flat out, the saturated scale while it does.", nil, nil)
 	descAdmUtil       = prometheus.NewDesc(namespace+"_foreground_utilization", "Share of the last admission window foreground operations took at their median latency (at least the saturated fraction: flat out, lent nothing, judged on throughput).", nil, nil)
 	descAdmNoise      = prometheus.NewDesc(namespace+"_foreground_p99_noise_seconds", "Standard deviation of the quiet windows' foreground p99 (the baseline's own noise).", nil, nil)
 	descWriteRate     = prometheus.NewDesc(namespace+"_write_rate", "Foreground writes per second in the last admission window.", nil, nil)
@@ -245,7 +246,7 @@ type statusCollector struct{ m *Metrics }
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descThrottleRate, descThrottleTaken, descThrottleScale, descAdmScale, descAdmOverloaded, descAdmP99,
-		descAdmBaseline, descAdmTarget, descAdmQuiet, descAdmL0, descAdmDebt, descAdmStalls, descAdmDiskSlow, descAdmDecreases, descAdmByReason, descAdmFloor, descAdmCeiling, descAdmUtil, descAdmNoise, descWriteRate} {
+		descAdmBaseline, descAdmTarget, descAdmQuiet, descAdmL0, descAdmDebt, descAdmStalls, descAdmDiskSlow, descAdmDecreases, descAdmByReason, descAdmFloor, descAdmCeiling, descAdmCeilingNow, descAdmUtil, descAdmNoise, descWriteRate} {
 		ch <- d
 	}
 }
@@ -302,6 +303,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descAdmFloor, prometheus.GaugeValue, st.MinScale)
 	ch <- prometheus.MustNewConstMetric(descAdmCeiling, prometheus.GaugeValue, st.MaxScale)
+	ch <- prometheus.MustNewConstMetric(descAdmCeilingNow, prometheus.GaugeValue, st.Ceiling)
 	ch <- prometheus.MustNewConstMetric(descAdmUtil, prometheus.GaugeValue, st.Utilization)
 	ch <- prometheus.MustNewConstMetric(descAdmNoise, prometheus.GaugeValue, st.Noise.Seconds())
 	ch <- prometheus.MustNewConstMetric(descWriteRate, prometheus.GaugeValue, st.WriteRate)

@@ -56,6 +56,7 @@ func TestHandlerExportsLoopFigures(t *testing.T) {
 		`pebbleae_tombstones_purged_total{partition="2"} 11`,
 		`pebbleae_throttle_rate{throttle="scan",unit="bytes"} 1.048576e+06`,
 		`pebbleae_admission_scale 1`,
+		`pebbleae_admission_ceiling 1`,
 		`pebbleae_admission_overloaded{reason="latency"} 0`,
 		`pebbleae_session_duration_seconds_count{outcome="repaired"} 1`,
 		// The Go runtime's collector (the process collector's figures
