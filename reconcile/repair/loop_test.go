@@ -403,15 +403,8 @@ func TestLoopBoundedProgress(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- loop.Run(lctx) }()
 	defer func() { cancel(); <-done }()
-	root := func(e *engine.Engine) reconcile.Fingerprint {
-		hs, err := e.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return hs[0].Fingerprint
-	}
 	// A liveness bound, not a speed assertion.
-	for deadline := time.Now().Add(time.Minute); root(a) != root(b); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); rootFingerprint(t, a) != rootFingerprint(t, b); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not converged after a minute: %+v", loop.Status().Repair)
 		}
@@ -464,18 +457,9 @@ func (r *rangeHashLog) take() []reconcile.RangeHashRequest {
 // repaired). The repair then converges as usual.
 func TestLoopStartsALargeRepairBounded(t *testing.T) {
 	ctx := context.Background()
-	open := func(id string) *engine.Engine {
-		e, err := engine.Open("db", &engine.Options{FS: vfs.NewMem(), ReplicaID: record.ReplicaID(id), CheckpointInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		return e
-	}
-	a, b := open("a"), open("b")
+	a, b := openMemEngine(t, "a"), openMemEngine(t, "b")
+	defer a.Close()
+	defer b.Close()
 	const n, bound = 20000, 2000
 	for i := range n {
 		if err := a.Put(ctx, fmt.Appendf(nil, "k%06d", i), []byte("v"), nil); err != nil {
@@ -526,17 +510,20 @@ func TestLoopStartsALargeRepairBounded(t *testing.T) {
 	if len(peerReqs) == 0 || peerReqs[0].Fanout == 0 {
 		t.Fatalf("the larger side's first request: %+v, want the root's children", peerReqs)
 	}
-	root := func(e *engine.Engine) reconcile.Fingerprint {
-		hs, err := e.RangeHash(ctx, reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return hs[0].Fingerprint
-	}
 	// A liveness bound, not a speed assertion.
-	for deadline := time.Now().Add(time.Minute); root(a) != root(b); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); rootFingerprint(t, a) != rootFingerprint(t, b); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not converged after a minute: %+v", loop.Status().Repair)
 		}
 	}
+}
+
+// rootFingerprint is the fingerprint of e's whole partition 0.
+func rootFingerprint(t *testing.T, e *engine.Engine) reconcile.Fingerprint {
+	t.Helper()
+	hs, err := e.RangeHash(context.Background(), reconcile.RangeHashRequest{Ranges: []reconcile.KeyRange{{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs[0].Fingerprint
 }
