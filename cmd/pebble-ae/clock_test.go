@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -58,6 +59,13 @@ func TestClockGuardCluster(t *testing.T) {
 	peers := map[string][]string{"n1": {"n2", "n3", "n4"}, "n2": {"n1", "n3"}, "n3": {"n1", "n2"}, "n4": {"n1"}}
 	outs := map[string]*syncBuffer{}
 	cmds := map[string]*exec.Cmd{}
+	// exits[id].done is closed when the node's process ends; its err is
+	// then the Wait error.
+	type exit struct {
+		done chan struct{}
+		err  error
+	}
+	exits := map[string]*exit{}
 	start := func(id string, extra ...string) {
 		var ps []string
 		for _, p := range peers[id] {
@@ -73,11 +81,21 @@ func TestClockGuardCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmds[id] = cmd
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		e := &exit{done: make(chan struct{})}
+		exits[id] = e
+		out := outs[id]
+		go func() {
+			e.err = cmd.Wait()
+			fmt.Fprintf(out, "[test: process exited: %v]\n", e.err)
+			close(e.done)
+		}()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-e.done })
 	}
 	stop := func(id string) {
 		_ = cmds[id].Process.Signal(syscall.SIGTERM)
-		if err := cmds[id].Wait(); err != nil {
+		e := exits[id]
+		<-e.done
+		if err := e.err; err != nil {
 			t.Fatalf("%s did not stop cleanly: %v", id, err)
 		}
 	}
@@ -113,7 +131,11 @@ func TestClockGuardCluster(t *testing.T) {
 			if ctx.Err() != nil {
 				t.Fatalf("dial %s as %s: %v", id, as, err)
 			}
-			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-exits[id].done:
+				t.Fatalf("dial %s as %s: the node exited: %v", id, as, exits[id].err)
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 

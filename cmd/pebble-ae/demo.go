@@ -124,6 +124,7 @@ func runDemo(ctx context.Context, out, errw io.Writer, cfg demoConfig) error {
 		if served, err = newDemoCluster(filepath.Join(dir, "certs"), cfg.replicas, out); err != nil {
 			return err
 		}
+		defer served.closeListeners()
 	}
 	open := func(i int) error {
 		n := nodes[i]

@@ -29,6 +29,9 @@ const demoConvergeTimeout = 2 * time.Minute
 type demoCluster struct {
 	certs string
 	addrs []string
+	// lis holds each node's bound listener until its first open, so that
+	// no other process takes the address in between.
+	lis   []net.Listener
 	out   io.Writer
 	nodes []*node.Node
 
@@ -43,15 +46,15 @@ func newDemoCluster(certs string, replicas int, out io.Writer) (*demoCluster, er
 	if err := plugin.GenerateCerts(certs, ids, "127.0.0.1"); err != nil {
 		return nil, err
 	}
-	c := &demoCluster{certs: certs, addrs: make([]string, replicas), out: out, nodes: make([]*node.Node, replicas)}
+	c := &demoCluster{certs: certs, addrs: make([]string, replicas), lis: make([]net.Listener, replicas), out: out, nodes: make([]*node.Node, replicas)}
 	// Bind every node's address first: each is the others' peer.
 	for i := range c.addrs {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
+			c.closeListeners()
 			return nil, err
 		}
-		c.addrs[i] = l.Addr().String()
-		_ = l.Close()
+		c.addrs[i], c.lis[i] = l.Addr().String(), l
 	}
 	return c, nil
 }
@@ -69,8 +72,10 @@ func (c *demoCluster) open(i int, dir string, o *engine.Options) (*node.Node, er
 			peers = append(peers, node.Peer{ID: record.ReplicaID(fmt.Sprintf("r%d", j+1)), Addr: a})
 		}
 	}
+	lis := c.lis[i] // the first open serves the listener bound above
+	c.lis[i] = nil
 	n, err := node.Open(node.Config{
-		Dir: dir, Engine: *o, Listen: c.addrs[i], TLS: tlsCfg, Peers: peers,
+		Dir: dir, Engine: *o, Listen: c.addrs[i], Listener: lis, TLS: tlsCfg, Peers: peers,
 		RepairInterval: demoRepairInterval,
 		OnSession: func(r repair.SessionReport) {
 			if r.Stats.KeysRepaired() == 0 {
@@ -84,10 +89,23 @@ func (c *demoCluster) open(i int, dir string, o *engine.Options) (*node.Node, er
 		},
 	})
 	if err != nil {
+		if lis != nil {
+			_ = lis.Close()
+		}
 		return nil, fmt.Errorf("node %s: %w", o.ReplicaID, err)
 	}
 	c.nodes[i] = n
 	return n, nil
+}
+
+// closeListeners closes the listeners no node has taken yet.
+func (c *demoCluster) closeListeners() {
+	for i, l := range c.lis {
+		if l != nil {
+			_ = l.Close()
+			c.lis[i] = nil
+		}
+	}
 }
 
 // converge runs every node until all replicas' roots are equal (or the

@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pebble-ae/pebble-ae/internal/loopback"
 )
 
 var binPath string
@@ -342,17 +343,16 @@ func TestServeMutualTLS(t *testing.T) {
 	}
 }
 
+// freePorts returns n loopback addresses for test servers that must know
+// each other's addresses before they start (see package loopback: not from
+// the ephemeral range, where another process may take them first).
 func freePorts(t *testing.T, n int) []string {
-	var out []string
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, l.Addr().String())
-		l.Close()
+	t.Helper()
+	addrs, err := loopback.FreeAddrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return addrs
 }
 
 type syncBuffer struct {

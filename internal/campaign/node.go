@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pebble-ae/pebble-ae/internal/loopback"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
@@ -113,24 +113,11 @@ func DialRetry(ctx context.Context, addr string, cfg *tls.Config, id string) (*p
 	}
 }
 
-// FreeAddrs returns n free loopback addresses.
+// FreeAddrs returns n free loopback addresses (package loopback: not from
+// the ephemeral range, where another process may take them before a node
+// binds them).
 func FreeAddrs(n int) ([]string, error) {
-	var out []string
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
+	return loopback.FreeAddrs(n)
 }
 
 // Fetch reads the records of keys from c (partition 0, the single
