@@ -174,7 +174,7 @@ func printKVResult(res bench.KVResult, asJSON bool) error {
 	}
 	fmt.Printf("\n  load average: %s before, %s after\n", loadString(res.LoadAvgStart), loadString(res.LoadAvgEnd))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CELL\tIN PROCESS /s\tTHROUGH "+strings.ToUpper(res.Transport)+" /s\tRATIO (MEDIAN)\tMIN\tMAX\tCPU µs/OP IN, THROUGH\tGOAL")
+	fmt.Fprintln(tw, "CELL\tIN PROCESS /s\tTHROUGH "+strings.ToUpper(res.Transport)+" /s\tRATIO (MEDIAN)\tMIN\tMAX\tCPU µs/OP IN, THROUGH\tLATENCY P50 µs IN, THROUGH\tGOAL")
 	for _, c := range res.Cells {
 		goal := "-"
 		if c.Met != nil {
@@ -184,7 +184,11 @@ func printKVResult(res bench.KVResult, asJSON bool) error {
 		for _, r := range c.Runs {
 			cpuIn, cpuOut = append(cpuIn, r.InProcessCPUPerOp), append(cpuOut, r.RemoteCPUPerOp)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f %s\t%.0f %s\t%.3f\t%.3f\t%.3f\t%.2f, %.2f\t%s\n", c.Name, c.InProcessPerSec, c.Unit, c.RemotePerSec, c.Unit, c.RatioMedian, c.RatioMin, c.RatioMax, medianOf(cpuIn), medianOf(cpuOut), goal)
+		latency := "-"
+		if c.InProcessLatencyP50 > 0 {
+			latency = fmt.Sprintf("%.1f, %.1f", c.InProcessLatencyP50, c.RemoteLatencyP50)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f %s\t%.0f %s\t%.3f\t%.3f\t%.3f\t%.2f, %.2f\t%s\t%s\n", c.Name, c.InProcessPerSec, c.Unit, c.RemotePerSec, c.Unit, c.RatioMedian, c.RatioMin, c.RatioMax, medianOf(cpuIn), medianOf(cpuOut), latency, goal)
 	}
 	return tw.Flush()
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,6 +181,14 @@ type KVCell struct {
 	RatioMedian float64 `json:"ratio_median"`
 	RatioMin    float64 `json:"ratio_min"`
 	RatioMax    float64 `json:"ratio_max"`
+	// InProcessLatencyP50 and RemoteLatencyP50 are the medians of the
+	// rounds' median call latencies, in microseconds (every
+	// latencyEvery-th call of each caller timed; not for the scan). With
+	// a fixed number of callers each waiting for its call, the rate is
+	// the callers over the latency: a transport that adds D to a call of
+	// latency L gives a ratio near L / (L + D).
+	InProcessLatencyP50 float64 `json:"in_process_latency_p50_us,omitempty"`
+	RemoteLatencyP50    float64 `json:"remote_latency_p50_us,omitempty"`
 	// Goal is the ratio the issue asks of this cell (0: none, reported).
 	Goal float64 `json:"goal,omitempty"`
 	// Met reports RatioMedian >= Goal (cells with a goal only).
@@ -204,6 +213,12 @@ type KVRound struct {
 	// cost goes when the rates are close (only where /proc is).
 	InProcessCPUPerOp float64 `json:"in_process_cpu_us_per_op,omitempty"`
 	RemoteCPUPerOp    float64 `json:"remote_cpu_us_per_op,omitempty"`
+	// InProcessLatencyP50/P99 and RemoteLatencyP50/P99 are each side's
+	// call latencies in the round, in microseconds (KVCell).
+	InProcessLatencyP50 float64 `json:"in_process_latency_p50_us,omitempty"`
+	InProcessLatencyP99 float64 `json:"in_process_latency_p99_us,omitempty"`
+	RemoteLatencyP50    float64 `json:"remote_latency_p50_us,omitempty"`
+	RemoteLatencyP99    float64 `json:"remote_latency_p99_us,omitempty"`
 }
 
 // KVResult is what an application-store benchmark measured.
@@ -410,8 +425,8 @@ func splitmix(x uint64) uint64 {
 // fsync rate, another process) falls on both sides alike. run(kv, slice,
 // d) runs one slice of about d (slice numbers every slice of the cell
 // uniquely) and returns its count and elapsed time.
-func measureCell(cell KVCell, cfg *KVConfig, s *kvSides, run func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error)) (KVCell, error) {
-	var ratios, local, remote []float64
+func measureCell(cell KVCell, cfg *KVConfig, s *kvSides, run func(kv engine.KV, slice int, d time.Duration, lat *callLatencies) (int, time.Duration, error)) (KVCell, error) {
+	var ratios, local, remote, localP50, remoteP50 []float64
 	slice := 0
 	for r := range cfg.Rounds {
 		order := []string{"inproc", "remote"}
@@ -419,6 +434,7 @@ func measureCell(cell KVCell, cfg *KVConfig, s *kvSides, run func(kv engine.KV, 
 			order = []string{"remote", "inproc"}
 		}
 		count, elapsed, cpu := map[string]int{}, map[string]time.Duration{}, map[string]float64{}
+		lat := map[string]*callLatencies{"inproc": {}, "remote": {}}
 		var load1, settled float64
 		if la := loadAverage(); la != nil {
 			load1 = la[0]
@@ -431,7 +447,7 @@ func measureCell(cell KVCell, cfg *KVConfig, s *kvSides, run func(kv engine.KV, 
 				}
 				settled += s.settle().Seconds()
 				cpu0 := s.cpuSeconds()
-				n, d, err := run(kv, slice, cfg.Duration/time.Duration(cfg.Slices))
+				n, d, err := run(kv, slice, cfg.Duration/time.Duration(cfg.Slices), lat[side])
 				slice++
 				if err != nil {
 					return cell, fmt.Errorf("bench: %s, %s side: %w", cell.Name, side, err)
@@ -451,16 +467,20 @@ func measureCell(cell KVCell, cfg *KVConfig, s *kvSides, run func(kv engine.KV, 
 			return cpu[side] / float64(count[side]) * 1e6
 		}
 		run := KVRound{Order: order[0] + "," + order[1], InProcessPerSec: rate("inproc"), RemotePerSec: rate("remote"),
-			Load1: load1, SettleSeconds: settled, InProcessCPUPerOp: cpuPerOp("inproc"), RemoteCPUPerOp: cpuPerOp("remote")}
+			Load1: load1, SettleSeconds: settled, InProcessCPUPerOp: cpuPerOp("inproc"), RemoteCPUPerOp: cpuPerOp("remote"),
+			InProcessLatencyP50: lat["inproc"].micros(0.5), InProcessLatencyP99: lat["inproc"].micros(0.99),
+			RemoteLatencyP50: lat["remote"].micros(0.5), RemoteLatencyP99: lat["remote"].micros(0.99)}
 		if run.InProcessPerSec > 0 {
 			run.Ratio = run.RemotePerSec / run.InProcessPerSec
 		}
+		localP50, remoteP50 = append(localP50, run.InProcessLatencyP50), append(remoteP50, run.RemoteLatencyP50)
 		cell.Runs = append(cell.Runs, run)
 		ratios = append(ratios, run.Ratio)
 		local = append(local, run.InProcessPerSec)
 		remote = append(remote, run.RemotePerSec)
 	}
 	cell.InProcessPerSec, cell.RemotePerSec = median(local), median(remote)
+	cell.InProcessLatencyP50, cell.RemoteLatencyP50 = median(localP50), median(remoteP50)
 	cell.RatioMedian = median(ratios) // sorts ratios
 	cell.RatioMin, cell.RatioMax = ratios[0], ratios[len(ratios)-1]
 	if cell.Goal > 0 {
@@ -510,8 +530,8 @@ func KVWrite(ctx context.Context, cfg KVConfig) (KVResult, error) {
 					cellCfg.Slices = 1
 				}
 				cell.Slices = cellCfg.Slices
-				cell, err = measureCell(cell, &cellCfg, s, func(kv engine.KV, _ int, d time.Duration) (int, time.Duration, error) {
-					return writeFor(ctx, kv, cfg, d, writers, batch, wo, value, &next)
+				cell, err = measureCell(cell, &cellCfg, s, func(kv engine.KV, _ int, d time.Duration, lat *callLatencies) (int, time.Duration, error) {
+					return writeFor(ctx, kv, cfg, d, writers, batch, wo, value, &next, lat)
 				})
 				if err != nil {
 					return res, err
@@ -533,7 +553,7 @@ func syncName(s bool) string {
 
 // writeFor runs writers goroutines writing batches of batch new keys (a
 // batch of 1: Put) for d and returns the writes done.
-func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, writers, batch int, wo *engine.WriteOptions, value []byte, next *atomic.Uint64) (int, time.Duration, error) {
+func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, writers, batch int, wo *engine.WriteOptions, value []byte, next *atomic.Uint64, lat *callLatencies) (int, time.Duration, error) {
 	var (
 		wg    sync.WaitGroup
 		done  atomic.Int64
@@ -546,16 +566,29 @@ func writeFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, 
 		wg.Go(func() {
 			key := make([]byte, cfg.KeySize)
 			var b engine.WriteBatch
-			for time.Now().Before(deadline) {
+			var own []time.Duration
+			defer func() { lat.add(own) }()
+			for i := 0; time.Now().Before(deadline); i++ {
 				var err error
 				if batch == 1 {
-					err = kv.Put(ctx, kvKey(key, cfg.Seed, next.Add(1)), value, wo)
+					kvKey(key, cfg.Seed, next.Add(1))
 				} else {
 					b.Reset()
 					for range batch {
 						b.Put(kvKey(key, cfg.Seed, next.Add(1)), value)
 					}
+				}
+				var start time.Time
+				if i%latencyEvery == 0 {
+					start = time.Now()
+				}
+				if batch == 1 {
+					err = kv.Put(ctx, key, value, wo)
+				} else {
 					err = kv.Write(ctx, &b, wo)
+				}
+				if i%latencyEvery == 0 {
+					own = append(own, time.Since(start))
 				}
 				if err != nil {
 					mu.Lock()
@@ -607,8 +640,8 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 
 	for _, readers := range cfg.Readers {
 		cell := KVCell{Name: fmt.Sprintf("get readers=%d", readers), Readers: readers, Unit: "reads", Slices: cfg.Slices}
-		cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error) {
-			return readFor(ctx, kv, cfg, d, readers, 1, slice)
+		cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration, lat *callLatencies) (int, time.Duration, error) {
+			return readFor(ctx, kv, cfg, d, readers, 1, slice, lat)
 		})
 		if err != nil {
 			return res, err
@@ -616,8 +649,8 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 		res.Cells = append(res.Cells, cell)
 	}
 	cell := KVCell{Name: "getmany batch=100 readers=1", BatchSize: 100, Readers: 1, Unit: "reads", Slices: cfg.Slices}
-	cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration) (int, time.Duration, error) {
-		return readFor(ctx, kv, cfg, d, 1, 100, slice)
+	cell, err = measureCell(cell, &cfg, s, func(kv engine.KV, slice int, d time.Duration, lat *callLatencies) (int, time.Duration, error) {
+		return readFor(ctx, kv, cfg, d, 1, 100, slice, lat)
 	})
 	if err != nil {
 		return res, err
@@ -627,7 +660,7 @@ func KVRead(ctx context.Context, cfg KVConfig) (KVResult, error) {
 	scanCfg := cfg
 	scanCfg.Slices = 1 // a slice is a full scan
 	cell.Slices = 1
-	cell, err = measureCell(cell, &scanCfg, s, func(kv engine.KV, _ int, _ time.Duration) (int, time.Duration, error) {
+	cell, err = measureCell(cell, &scanCfg, s, func(kv engine.KV, _ int, _ time.Duration, _ *callLatencies) (int, time.Duration, error) {
 		start := time.Now()
 		n, sum := 0, 0
 		_, err := kv.Scan(ctx, engine.ScanRequest{}, func(it engine.Item) error {
@@ -684,7 +717,7 @@ func loadSides(ctx context.Context, s *kvSides, cfg *KVConfig, first uint64, n i
 
 // readFor runs readers goroutines reading random loaded keys for
 // d, one Get at a time (batch 1) or GetMany of batch keys.
-func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, readers, batch, slice int) (int, time.Duration, error) {
+func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, readers, batch, slice int, lat *callLatencies) (int, time.Duration, error) {
 	var (
 		wg    sync.WaitGroup
 		done  atomic.Int64
@@ -707,17 +740,30 @@ func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, r
 			for i := range keys {
 				keys[i] = make([]byte, cfg.KeySize)
 			}
-			for time.Now().Before(deadline) {
+			var own []time.Duration
+			defer func() { lat.add(own) }()
+			for n := 0; time.Now().Before(deadline); n++ {
 				for i := range keys {
 					kvKey(keys[i], cfg.Seed, uint64(rng.IntN(cfg.Keys)))
 				}
+				var start time.Time
+				if n%latencyEvery == 0 {
+					start = time.Now()
+				}
 				if batch == 1 {
-					if _, err := kv.Get(ctx, keys[0]); err != nil {
+					_, err := kv.Get(ctx, keys[0])
+					if n%latencyEvery == 0 {
+						own = append(own, time.Since(start))
+					}
+					if err != nil {
 						fail(err)
 						return
 					}
 				} else {
 					items, err := kv.GetMany(ctx, keys, nil)
+					if n%latencyEvery == 0 {
+						own = append(own, time.Since(start))
+					}
 					if err != nil {
 						fail(err)
 						return
@@ -735,6 +781,39 @@ func readFor(ctx context.Context, kv engine.KV, cfg KVConfig, d time.Duration, r
 	}
 	wg.Wait()
 	return int(done.Load()), time.Since(start), first
+}
+
+// latencyEvery is how often a benchmark caller times its call: one call
+// in latencyEvery (the clock reads cost the fastest in-process calls a few
+// percent if every call were timed).
+const latencyEvery = 8
+
+// callLatencies gathers the call latencies of one side's runs in a round.
+type callLatencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+// add adds a caller's latencies (a nil l takes none).
+func (l *callLatencies) add(ds []time.Duration) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	l.d = append(l.d, ds...)
+	l.mu.Unlock()
+}
+
+// micros returns the q quantile of the latencies in microseconds (0 if
+// none).
+func (l *callLatencies) micros(q float64) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0
+	}
+	slices.Sort(l.d)
+	return float64(l.d[min(int(q*float64(len(l.d))), len(l.d)-1)]) / 1e3
 }
 
 // randomValue returns n bytes from a generator seeded by seed: one

@@ -23,6 +23,10 @@ func TestKVSmall(t *testing.T) {
 		if c.InProcessPerSec <= 0 || c.RemotePerSec <= 0 || c.RatioMedian <= 0 || len(c.Runs) != 1 {
 			t.Errorf("cell %s: %+v", c.Name, c)
 		}
+		// Every side's calls were timed.
+		if r := c.Runs[0]; c.InProcessLatencyP50 <= 0 || c.RemoteLatencyP50 <= 0 || r.InProcessLatencyP99 < r.InProcessLatencyP50 || r.RemoteLatencyP99 < r.RemoteLatencyP50 {
+			t.Errorf("cell %s: latencies %+v", c.Name, c)
+		}
 	}
 	r, err := KVRead(ctx, KVConfig{Dir: t.TempDir(), Transport: "grpc", Keys: 3000, Duration: 20 * time.Millisecond, Rounds: 1, Readers: []int{2}})
 	if err != nil {
@@ -30,5 +34,8 @@ func TestKVSmall(t *testing.T) {
 	}
 	if len(r.Cells) != 3 || r.Cells[2].Goal != 0.5 || r.Cells[2].Met == nil {
 		t.Fatalf("read cells: %+v", r.Cells)
+	}
+	if r.Cells[0].RemoteLatencyP50 <= 0 || r.Cells[2].RemoteLatencyP50 != 0 {
+		t.Errorf("read latencies: point reads %v µs, scan %v µs (want > 0, and 0: a scan is not timed a call)", r.Cells[0].RemoteLatencyP50, r.Cells[2].RemoteLatencyP50)
 	}
 }
