@@ -562,6 +562,18 @@ type Status struct {
 	LastSessions []SessionSummary
 	// Background describes the node's throttles and admission control.
 	Background []string
+	// Process describes the serving process (zero from a server before
+	// it reported one).
+	Process ProcessInfo
+}
+
+// ProcessInfo describes the process that serves a replica.
+type ProcessInfo struct {
+	PID int
+	// GOMAXPROCS is the Go runtime's setting; NumCPU the CPUs the process
+	// may use (a plugin raises GOMAXPROCS above them: engine.ReserveProcs).
+	GOMAXPROCS, NumCPU int
+	GoVersion          string
 }
 
 // Status returns the replica's tree state; withRoots computes each ready
@@ -595,6 +607,9 @@ func (c *Client) Status(ctx context.Context, withRoots bool) (Status, error) {
 		st.LastSessions = append(st.LastSessions, fromPBSummary(s))
 	}
 	st.Background = resp.GetBackground()
+	if p := resp.GetProcess(); p != nil {
+		st.Process = ProcessInfo{PID: int(p.GetPid()), GOMAXPROCS: int(p.GetGomaxprocs()), NumCPU: int(p.GetNumCpu()), GoVersion: p.GetGoVersion()}
+	}
 	return st, nil
 }
 

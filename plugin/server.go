@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -739,7 +740,8 @@ func (s *Server) Status(ctx context.Context, req *pb.StatusRequest) (*pb.StatusR
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.StatusResponse{Id: []byte(info.ID), Mode: uint32(info.Mode)}
+	out := &pb.StatusResponse{Id: []byte(info.ID), Mode: uint32(info.Mode), Process: &pb.ProcessInfo{
+		Pid: int64(os.Getpid()), Gomaxprocs: uint32(runtime.GOMAXPROCS(0)), NumCpu: uint32(runtime.NumCPU()), GoVersion: runtime.Version()}}
 	for _, p := range s.e.Tree().Partitions() {
 		ps := &pb.PartitionStatus{
 			Id:          uint32(p.ID),

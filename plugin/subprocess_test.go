@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -307,5 +308,40 @@ func TestServePluginByHand(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("the database directory exists after a refused ServePlugin (%v)", err)
+	}
+}
+
+// TestPluginReservesProcs: the plugin process runs with GOMAXPROCS raised
+// by the engine's background goroutines (engine.ReserveProcs through
+// ServePlugin), and Status reports it; GOMAXPROCS in the plugin's
+// environment stands.
+func TestPluginReservesProcs(t *testing.T) {
+	ctx := testCtx(t)
+	c := openPlugin(t, t.TempDir(), "p", quietOpen())
+	st, err := c.Status(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := st.Process
+	if p.PID != c.PluginPID() || p.NumCPU != runtime.NumCPU() || p.GoVersion != runtime.Version() {
+		t.Errorf("Status process %+v, want pid %d, %d CPUs, %s", p, c.PluginPID(), runtime.NumCPU(), runtime.Version())
+	}
+	want := runtime.GOMAXPROCS(0) + engine.BackgroundProcs(nil)
+	if env := os.Getenv("GOMAXPROCS"); env != "" {
+		want = runtime.GOMAXPROCS(0) // inherited: ReserveProcs leaves it
+	}
+	if p.GOMAXPROCS != want {
+		t.Errorf("plugin GOMAXPROCS %d, want %d (this process: %d)", p.GOMAXPROCS, want, runtime.GOMAXPROCS(0))
+	}
+
+	o := quietOpen()
+	o.Env = []string{"GOMAXPROCS=3"}
+	c3 := openPlugin(t, t.TempDir(), "p3", o)
+	st, err = c3.Status(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Process.GOMAXPROCS != 3 {
+		t.Errorf("plugin started with GOMAXPROCS=3 runs with %d", st.Process.GOMAXPROCS)
 	}
 }

@@ -165,6 +165,15 @@ type statusJSON struct {
 	TreeStats      *merkle.Stats     `json:"tree_stats,omitempty"`
 	Background     []string          `json:"background,omitempty"`
 	LastSessions   []sessionStatus   `json:"last_sessions,omitempty"`
+	Process        *processStatus    `json:"process,omitempty"`
+}
+
+// processStatus describes a served node's process in `status`.
+type processStatus struct {
+	PID        int    `json:"pid"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	NumCPU     int    `json:"num_cpu"`
+	GoVersion  string `json:"go_version"`
 }
 
 // sessionStatus is one of a served node's last sessions in `status`.
@@ -271,6 +280,9 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 	}
 	if asJSON {
 		js := statusJSON{Replica: string(st.ID), Mode: st.Mode.String(), Partitions: []partitionStatus{}, Background: st.Background}
+		if p := st.Process; p.PID != 0 {
+			js.Process = &processStatus{PID: p.PID, GOMAXPROCS: p.GOMAXPROCS, NumCPU: p.NumCPU, GoVersion: p.GoVersion}
+		}
 		for _, p := range st.Partitions {
 			ps := partitionStatus{ID: int(p.ID), Start: fmt.Sprintf("%q", p.Range.Start), End: fmt.Sprintf("%q", p.Range.End), Ready: p.Ready, Leaves: int(p.Leaves), DirtyLeaves: int(p.DirtyLeaves)}
 			if p.Root != nil {
@@ -292,6 +304,9 @@ func remoteStatus(cmd *cobra.Command, rf *remoteFlags, addr string, asJSON bool)
 		return printJSON(js)
 	}
 	fmt.Printf("replica %s, mode %s\n", st.ID, st.Mode)
+	if p := st.Process; p.PID != 0 {
+		fmt.Printf("process %d, %s, GOMAXPROCS %d on %d CPUs\n", p.PID, p.GoVersion, p.GOMAXPROCS, p.NumCPU)
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tRANGE\tREADY\tROOT\tKEYS\tLEAVES\tDIRTY")
 	for _, p := range st.Partitions {

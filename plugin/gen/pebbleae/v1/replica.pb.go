@@ -2699,7 +2699,9 @@ type StatusResponse struct {
 	LastSessions []*SessionSummary      `protobuf:"bytes,4,rep,name=last_sessions,json=lastSessions,proto3" json:"last_sessions,omitempty"`
 	// background describes the node's background work, one line each:
 	// throttles (rate in force, scale) and admission control (scale, reasons).
-	Background    []string `protobuf:"bytes,5,rep,name=background,proto3" json:"background,omitempty"`
+	Background []string `protobuf:"bytes,5,rep,name=background,proto3" json:"background,omitempty"`
+	// process describes the serving process.
+	Process       *ProcessInfo `protobuf:"bytes,6,opt,name=process,proto3" json:"process,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2769,6 +2771,85 @@ func (x *StatusResponse) GetBackground() []string {
 	return nil
 }
 
+func (x *StatusResponse) GetProcess() *ProcessInfo {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
+// ProcessInfo describes the process that serves a replica.
+type ProcessInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pid   int64                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	// gomaxprocs is the Go runtime's GOMAXPROCS; num_cpu the CPUs it may use
+	// (a plugin raises GOMAXPROCS above them by the engine's background
+	// goroutines: engine.ReserveProcs).
+	Gomaxprocs    uint32 `protobuf:"varint,2,opt,name=gomaxprocs,proto3" json:"gomaxprocs,omitempty"`
+	NumCpu        uint32 `protobuf:"varint,3,opt,name=num_cpu,json=numCpu,proto3" json:"num_cpu,omitempty"`
+	GoVersion     string `protobuf:"bytes,4,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessInfo) Reset() {
+	*x = ProcessInfo{}
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessInfo) ProtoMessage() {}
+
+func (x *ProcessInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessInfo.ProtoReflect.Descriptor instead.
+func (*ProcessInfo) Descriptor() ([]byte, []int) {
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ProcessInfo) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetGomaxprocs() uint32 {
+	if x != nil {
+		return x.Gomaxprocs
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetNumCpu() uint32 {
+	if x != nil {
+		return x.NumCpu
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
 type RepairRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// peer is the replica ID of the peer to repair with.
@@ -2783,7 +2864,7 @@ type RepairRequest struct {
 
 func (x *RepairRequest) Reset() {
 	*x = RepairRequest{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +2876,7 @@ func (x *RepairRequest) String() string {
 func (*RepairRequest) ProtoMessage() {}
 
 func (x *RepairRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[45]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +2889,7 @@ func (x *RepairRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairRequest.ProtoReflect.Descriptor instead.
 func (*RepairRequest) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{45}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RepairRequest) GetPeer() string {
@@ -2841,7 +2922,7 @@ type RepairResponse struct {
 
 func (x *RepairResponse) Reset() {
 	*x = RepairResponse{}
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[46]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +2934,7 @@ func (x *RepairResponse) String() string {
 func (*RepairResponse) ProtoMessage() {}
 
 func (x *RepairResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pebbleae_v1_replica_proto_msgTypes[46]
+	mi := &file_pebbleae_v1_replica_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +2947,7 @@ func (x *RepairResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairResponse.ProtoReflect.Descriptor instead.
 func (*RepairResponse) Descriptor() ([]byte, []int) {
-	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{46}
+	return file_pebbleae_v1_replica_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RepairResponse) GetSessions() []*SessionSummary {
@@ -3057,7 +3138,7 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\x13finished_unix_nanos\x18\f \x01(\x03R\x11finishedUnixNanos\x12(\n" +
 	"\x10clock_skew_nanos\x18\r \x01(\x03R\x0eclockSkewNanos\x12 \n" +
 	"\vquarantined\x18\x0e \x01(\x04R\vquarantined\x12\x16\n" +
-	"\x06method\x18\x0f \x01(\tR\x06method\"\xd4\x01\n" +
+	"\x06method\x18\x0f \x01(\tR\x06method\"\x88\x02\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12<\n" +
@@ -3067,7 +3148,16 @@ const file_pebbleae_v1_replica_proto_rawDesc = "" +
 	"\rlast_sessions\x18\x04 \x03(\v2\x1b.pebbleae.v1.SessionSummaryR\flastSessions\x12\x1e\n" +
 	"\n" +
 	"background\x18\x05 \x03(\tR\n" +
-	"background\"Y\n" +
+	"background\x122\n" +
+	"\aprocess\x18\x06 \x01(\v2\x18.pebbleae.v1.ProcessInfoR\aprocess\"w\n" +
+	"\vProcessInfo\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x03R\x03pid\x12\x1e\n" +
+	"\n" +
+	"gomaxprocs\x18\x02 \x01(\rR\n" +
+	"gomaxprocs\x12\x17\n" +
+	"\anum_cpu\x18\x03 \x01(\rR\x06numCpu\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x04 \x01(\tR\tgoVersion\"Y\n" +
 	"\rRepairRequest\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1e\n" +
 	"\n" +
@@ -3112,7 +3202,7 @@ func file_pebbleae_v1_replica_proto_rawDescGZIP() []byte {
 	return file_pebbleae_v1_replica_proto_rawDescData
 }
 
-var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_pebbleae_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*KeyRange)(nil),            // 0: pebbleae.v1.KeyRange
 	(*Fingerprint)(nil),         // 1: pebbleae.v1.Fingerprint
@@ -3159,8 +3249,9 @@ var file_pebbleae_v1_replica_proto_goTypes = []any{
 	(*PartitionStatus)(nil),     // 42: pebbleae.v1.PartitionStatus
 	(*SessionSummary)(nil),      // 43: pebbleae.v1.SessionSummary
 	(*StatusResponse)(nil),      // 44: pebbleae.v1.StatusResponse
-	(*RepairRequest)(nil),       // 45: pebbleae.v1.RepairRequest
-	(*RepairResponse)(nil),      // 46: pebbleae.v1.RepairResponse
+	(*ProcessInfo)(nil),         // 45: pebbleae.v1.ProcessInfo
+	(*RepairRequest)(nil),       // 46: pebbleae.v1.RepairRequest
+	(*RepairResponse)(nil),      // 47: pebbleae.v1.RepairResponse
 }
 var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	0,  // 0: pebbleae.v1.PartitionInfo.range:type_name -> pebbleae.v1.KeyRange
@@ -3186,54 +3277,55 @@ var file_pebbleae_v1_replica_proto_depIdxs = []int32{
 	1,  // 20: pebbleae.v1.PartitionStatus.root:type_name -> pebbleae.v1.Fingerprint
 	42, // 21: pebbleae.v1.StatusResponse.partitions:type_name -> pebbleae.v1.PartitionStatus
 	43, // 22: pebbleae.v1.StatusResponse.last_sessions:type_name -> pebbleae.v1.SessionSummary
-	43, // 23: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
-	2,  // 24: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
-	6,  // 25: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
-	9,  // 26: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
-	12, // 27: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
-	14, // 28: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
-	14, // 29: pebbleae.v1.Replica.ApplyStream:input_type -> pebbleae.v1.ApplyRequest
-	16, // 30: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
-	20, // 31: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
-	18, // 32: pebbleae.v1.Replica.Symbols:input_type -> pebbleae.v1.SymbolsRequest
-	22, // 33: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
-	24, // 34: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
-	26, // 35: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
-	28, // 36: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
-	30, // 37: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
-	32, // 38: pebbleae.v1.Replica.Write:input_type -> pebbleae.v1.WriteRequest
-	32, // 39: pebbleae.v1.Replica.WriteStream:input_type -> pebbleae.v1.WriteRequest
-	32, // 40: pebbleae.v1.Replica.WriteSession:input_type -> pebbleae.v1.WriteRequest
-	36, // 41: pebbleae.v1.Replica.GetMany:input_type -> pebbleae.v1.GetManyRequest
-	39, // 42: pebbleae.v1.Replica.Scan:input_type -> pebbleae.v1.ScanRequest
-	41, // 43: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
-	45, // 44: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
-	5,  // 45: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
-	8,  // 46: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
-	11, // 47: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
-	13, // 48: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
-	15, // 49: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
-	15, // 50: pebbleae.v1.Replica.ApplyStream:output_type -> pebbleae.v1.ApplyResponse
-	17, // 51: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
-	21, // 52: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
-	19, // 53: pebbleae.v1.Replica.Symbols:output_type -> pebbleae.v1.SymbolsChunk
-	23, // 54: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
-	25, // 55: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
-	27, // 56: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
-	29, // 57: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
-	31, // 58: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
-	33, // 59: pebbleae.v1.Replica.Write:output_type -> pebbleae.v1.WriteResponse
-	33, // 60: pebbleae.v1.Replica.WriteStream:output_type -> pebbleae.v1.WriteResponse
-	35, // 61: pebbleae.v1.Replica.WriteSession:output_type -> pebbleae.v1.WriteAck
-	38, // 62: pebbleae.v1.Replica.GetMany:output_type -> pebbleae.v1.GetManyResponse
-	40, // 63: pebbleae.v1.Replica.Scan:output_type -> pebbleae.v1.ScanResponse
-	44, // 64: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
-	46, // 65: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
-	45, // [45:66] is the sub-list for method output_type
-	24, // [24:45] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	45, // 23: pebbleae.v1.StatusResponse.process:type_name -> pebbleae.v1.ProcessInfo
+	43, // 24: pebbleae.v1.RepairResponse.sessions:type_name -> pebbleae.v1.SessionSummary
+	2,  // 25: pebbleae.v1.Replica.Info:input_type -> pebbleae.v1.InfoRequest
+	6,  // 26: pebbleae.v1.Replica.RangeHash:input_type -> pebbleae.v1.RangeHashRequest
+	9,  // 27: pebbleae.v1.Replica.RangeScan:input_type -> pebbleae.v1.RangeScanRequest
+	12, // 28: pebbleae.v1.Replica.Fetch:input_type -> pebbleae.v1.FetchRequest
+	14, // 29: pebbleae.v1.Replica.Apply:input_type -> pebbleae.v1.ApplyRequest
+	14, // 30: pebbleae.v1.Replica.ApplyStream:input_type -> pebbleae.v1.ApplyRequest
+	16, // 31: pebbleae.v1.Replica.RangeSketch:input_type -> pebbleae.v1.RangeSketchRequest
+	20, // 32: pebbleae.v1.Replica.FetchByHash:input_type -> pebbleae.v1.FetchByHashRequest
+	18, // 33: pebbleae.v1.Replica.Symbols:input_type -> pebbleae.v1.SymbolsRequest
+	22, // 34: pebbleae.v1.Replica.Put:input_type -> pebbleae.v1.PutRequest
+	24, // 35: pebbleae.v1.Replica.Get:input_type -> pebbleae.v1.GetRequest
+	26, // 36: pebbleae.v1.Replica.Delete:input_type -> pebbleae.v1.DeleteRequest
+	28, // 37: pebbleae.v1.Replica.GetVersions:input_type -> pebbleae.v1.GetVersionsRequest
+	30, // 38: pebbleae.v1.Replica.PutContext:input_type -> pebbleae.v1.PutContextRequest
+	32, // 39: pebbleae.v1.Replica.Write:input_type -> pebbleae.v1.WriteRequest
+	32, // 40: pebbleae.v1.Replica.WriteStream:input_type -> pebbleae.v1.WriteRequest
+	32, // 41: pebbleae.v1.Replica.WriteSession:input_type -> pebbleae.v1.WriteRequest
+	36, // 42: pebbleae.v1.Replica.GetMany:input_type -> pebbleae.v1.GetManyRequest
+	39, // 43: pebbleae.v1.Replica.Scan:input_type -> pebbleae.v1.ScanRequest
+	41, // 44: pebbleae.v1.Replica.Status:input_type -> pebbleae.v1.StatusRequest
+	46, // 45: pebbleae.v1.Replica.Repair:input_type -> pebbleae.v1.RepairRequest
+	5,  // 46: pebbleae.v1.Replica.Info:output_type -> pebbleae.v1.InfoResponse
+	8,  // 47: pebbleae.v1.Replica.RangeHash:output_type -> pebbleae.v1.RangeHashResponse
+	11, // 48: pebbleae.v1.Replica.RangeScan:output_type -> pebbleae.v1.RangeScanResponse
+	13, // 49: pebbleae.v1.Replica.Fetch:output_type -> pebbleae.v1.FetchResponse
+	15, // 50: pebbleae.v1.Replica.Apply:output_type -> pebbleae.v1.ApplyResponse
+	15, // 51: pebbleae.v1.Replica.ApplyStream:output_type -> pebbleae.v1.ApplyResponse
+	17, // 52: pebbleae.v1.Replica.RangeSketch:output_type -> pebbleae.v1.RangeSketchResponse
+	21, // 53: pebbleae.v1.Replica.FetchByHash:output_type -> pebbleae.v1.FetchByHashResponse
+	19, // 54: pebbleae.v1.Replica.Symbols:output_type -> pebbleae.v1.SymbolsChunk
+	23, // 55: pebbleae.v1.Replica.Put:output_type -> pebbleae.v1.PutResponse
+	25, // 56: pebbleae.v1.Replica.Get:output_type -> pebbleae.v1.GetResponse
+	27, // 57: pebbleae.v1.Replica.Delete:output_type -> pebbleae.v1.DeleteResponse
+	29, // 58: pebbleae.v1.Replica.GetVersions:output_type -> pebbleae.v1.GetVersionsResponse
+	31, // 59: pebbleae.v1.Replica.PutContext:output_type -> pebbleae.v1.PutContextResponse
+	33, // 60: pebbleae.v1.Replica.Write:output_type -> pebbleae.v1.WriteResponse
+	33, // 61: pebbleae.v1.Replica.WriteStream:output_type -> pebbleae.v1.WriteResponse
+	35, // 62: pebbleae.v1.Replica.WriteSession:output_type -> pebbleae.v1.WriteAck
+	38, // 63: pebbleae.v1.Replica.GetMany:output_type -> pebbleae.v1.GetManyResponse
+	40, // 64: pebbleae.v1.Replica.Scan:output_type -> pebbleae.v1.ScanResponse
+	44, // 65: pebbleae.v1.Replica.Status:output_type -> pebbleae.v1.StatusResponse
+	47, // 66: pebbleae.v1.Replica.Repair:output_type -> pebbleae.v1.RepairResponse
+	46, // [46:67] is the sub-list for method output_type
+	25, // [25:46] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_pebbleae_v1_replica_proto_init() }
@@ -3248,7 +3340,7 @@ func file_pebbleae_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pebbleae_v1_replica_proto_rawDesc), len(file_pebbleae_v1_replica_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
