@@ -41,7 +41,15 @@ type ClientOptions struct {
 	// NoGroupCommit sends every write in its own call instead of grouping
 	// the writes of concurrent callers into one (see Client.Write).
 	NoGroupCommit bool
+	// SyncLinger is the longest a group of synced writes waits, before it
+	// is sent, for as many callers as the last synced group held (the
+	// callers that group's ack just released; see coalesce.go). Default
+	// DefaultSyncLinger; negative: no wait.
+	SyncLinger time.Duration
 }
+
+// DefaultSyncLinger is ClientOptions.SyncLinger's default.
+const DefaultSyncLinger = 50 * time.Microsecond
 
 // EnsureDefaults returns a copy of o with zero fields set to defaults.
 func (o *ClientOptions) EnsureDefaults() *ClientOptions {
@@ -57,6 +65,9 @@ func (o *ClientOptions) EnsureDefaults() *ClientOptions {
 	}
 	if c.WindowSize == 0 {
 		c.WindowSize = DefaultWindowSize
+	}
+	if c.SyncLinger == 0 {
+		c.SyncLinger = DefaultSyncLinger
 	}
 	return &c
 }
