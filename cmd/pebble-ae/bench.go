@@ -119,7 +119,7 @@ type kvFlags struct {
 
 func (f *kvFlags) register(c *cobra.Command, write bool) {
 	fl := c.Flags()
-	fl.StringVar(&f.transport, "transport", "", "measure the application's store in process vs through this transport: plugin (a pebble-ae plugin subprocess) or grpc (the gRPC service in this process)")
+	fl.StringVar(&f.transport, "transport", "", "measure the application's store in process vs through this transport: plugin (a pebble-ae plugin subprocess), tcp (a pebble-ae serve node on loopback, mutual TLS) or grpc (the gRPC service in this process)")
 	fl.DurationVar(&f.duration, "kv-cell", bench.DefaultKVCell, "with --transport: how long each side runs each write or point-read cell in each round")
 	fl.DurationVar(&f.duration, "duration", bench.DefaultKVCell, "the old name of --kv-cell")
 	_ = fl.MarkDeprecated("duration", "use --kv-cell")
@@ -151,7 +151,7 @@ func (f *kvFlags) config(cmd *cobra.Command, keySize, valueSize int, seed uint64
 	default:
 		return kc, fmt.Errorf("--sync %q: want nosync, sync or both", f.sync)
 	}
-	if f.transport == "plugin" {
+	if f.transport == "plugin" || f.transport == "tcp" {
 		exe, err := os.Executable()
 		if err != nil {
 			return kc, err

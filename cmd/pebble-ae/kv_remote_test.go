@@ -6,9 +6,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pebble-ae/pebble-ae/engine"
 )
 
 // TestKVCommandsOnServedNode runs put, get, del, scan and status with
@@ -70,6 +73,24 @@ func TestKVCommandsOnServedNode(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status as ops: %d %q", code, remote)
 	}
+	// The served process reserved Ps for the engine's background work
+	// (engine.ReserveProcs), unless GOMAXPROCS is set for it.
+	var st struct {
+		Process struct {
+			PID        int `json:"pid"`
+			GOMAXPROCS int `json:"gomaxprocs"`
+		} `json:"process"`
+	}
+	if err := json.Unmarshal([]byte(remote), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, remote)
+	}
+	want := runtime.GOMAXPROCS(0) + engine.BackgroundProcs(nil)
+	if os.Getenv("GOMAXPROCS") != "" {
+		want = runtime.GOMAXPROCS(0)
+	}
+	if st.Process.PID != cmd.Process.Pid || st.Process.GOMAXPROCS != want {
+		t.Errorf("served node's process in status: %+v, want pid %d, GOMAXPROCS %d", st.Process, cmd.Process.Pid, want)
+	}
 	// The operator's certificate is read-only.
 	for _, args := range [][]string{{"put", "user:9", "x"}, {"del", "user:1"}} {
 		if out, code := as("ops", args...); code == 0 || !strings.Contains(strings.ToLower(out), "permission denied") {
@@ -127,5 +148,35 @@ func TestKVCommandsOnServedNode(t *testing.T) {
 	if r.Mode != "lww" || l.Mode != "lww" || len(r.Partitions) != 1 || len(l.Partitions) != 1 || !hexRoot.MatchString(r.Partitions[0].Root) ||
 		r.Partitions[0] != l.Partitions[0] || r.Replica != "n1" || l.Replica != "n1" {
 		t.Fatalf("status --json differs between served and local:\n%s\n%s", remote, local)
+	}
+}
+
+// TestBenchWriteTCP runs the application-store write benchmark against a
+// served node (a `pebble-ae serve` subprocess on loopback, mutual TLS) at
+// a tiny size: both sides are measured (no speed is asserted).
+func TestBenchWriteTCP(t *testing.T) {
+	out, code := run(t, "bench", "write", "--transport", "tcp", "--dir", t.TempDir(), "--kv-rounds", "1", "--kv-cell", "100ms",
+		"--kv-warmup", "500", "--kv-settle", "-1s", "--batches", "1,10", "--writers", "2", "--sync", "both", "--json")
+	if code != 0 {
+		t.Fatalf("bench write --transport tcp: %d\n%s", code, out)
+	}
+	var res struct {
+		Transport string `json:"transport"`
+		Cells     []struct {
+			Name         string  `json:"name"`
+			RemotePerSec float64 `json:"remote_per_sec"`
+			InProcess    float64 `json:"in_process_per_sec"`
+		} `json:"cells"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if res.Transport != "tcp" || len(res.Cells) != 4 {
+		t.Fatalf("transport %q, %d cells, want tcp and 4:\n%s", res.Transport, len(res.Cells), out)
+	}
+	for _, c := range res.Cells {
+		if c.RemotePerSec <= 0 || c.InProcess <= 0 {
+			t.Errorf("cell %s: %+v", c.Name, c)
+		}
 	}
 }

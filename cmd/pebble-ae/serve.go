@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"time"
 
@@ -166,6 +167,10 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 			return fmt.Errorf("--metrics: %w", err)
 		}
 	}
+	// Spare Ps for the engine's compaction and flush, so that a request
+	// never waits behind them for Go's preemption (engine.ReserveProcs).
+	before, after := engine.ReserveProcs(&cfg.Engine)
+	logger.Info("GOMAXPROCS", "before", before, "after", after, "cpus", runtime.NumCPU())
 	n, err := node.Open(cfg)
 	if err != nil {
 		return err

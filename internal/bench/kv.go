@@ -17,7 +17,10 @@ import (
 	"time"
 
 	"github.com/pebble-ae/pebble-ae/engine"
+	"github.com/pebble-ae/pebble-ae/internal/campaign"
+	"github.com/pebble-ae/pebble-ae/internal/loopback"
 	"github.com/pebble-ae/pebble-ae/plugin"
+	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
 
 // KVConfig configures the application-store benchmarks (`pebble-ae bench
@@ -27,9 +30,10 @@ import (
 type KVConfig struct {
 	Dir string // scratch directory (default: a temp dir)
 	// Transport is the out-of-process side: "plugin" (a go-plugin
-	// subprocess of PluginPath, `pebble-ae plugin`) or "grpc" (the gRPC
-	// service in this process over bufconn: the RPC cost without a
-	// second process).
+	// subprocess of PluginPath, `pebble-ae plugin`), "tcp" (a node,
+	// `pebble-ae serve` of PluginPath, on loopback over mutual TLS, written
+	// to as its writer identity) or "grpc" (the gRPC service in this
+	// process over bufconn: the RPC cost without a second process).
 	Transport  string
 	PluginPath string
 	KeySize    int // default 16
@@ -75,11 +79,11 @@ func (c *KVConfig) ensureDefaults() error {
 	if err := nonNegative(intField{"key size", c.KeySize}, intField{"value size", c.ValueSize}, intField{"rounds", c.Rounds}, intField{"keys", c.Keys}); err != nil {
 		return err
 	}
-	if c.Transport != "plugin" && c.Transport != "grpc" {
-		return badConfig("unknown transport %q (want plugin or grpc)", c.Transport)
+	if c.Transport != "plugin" && c.Transport != "grpc" && c.Transport != "tcp" {
+		return badConfig("unknown transport %q (want plugin, tcp or grpc)", c.Transport)
 	}
-	if c.Transport == "plugin" && c.PluginPath == "" {
-		return badConfig("the plugin transport needs the pebble-ae binary (PluginPath)")
+	if (c.Transport == "plugin" || c.Transport == "tcp") && c.PluginPath == "" {
+		return badConfig("the %s transport needs the pebble-ae binary (PluginPath)", c.Transport)
 	}
 	if c.KeySize == 0 {
 		c.KeySize = 16
@@ -249,8 +253,10 @@ type kvSides struct {
 	remote *plugin.Client
 	// remoteEngine is the grpc transport's engine (in this process).
 	remoteEngine *engine.Engine
-	dir          string
-	cleanup      bool
+	// node is the tcp transport's `pebble-ae serve` process.
+	node    *campaign.Node
+	dir     string
+	cleanup bool
 	// settleMax is KVConfig.Settle.
 	settleMax time.Duration
 }
@@ -277,6 +283,8 @@ func openKVSides(ctx context.Context, cfg *KVConfig) (*kvSides, error) {
 		if s.remoteEngine, err = engine.Open(filepath.Join(s.dir, "remote"), &engine.Options{ReplicaID: "remote"}); err == nil {
 			s.remote, err = plugin.InProcess(s.remoteEngine, nil, nil)
 		}
+	case "tcp":
+		s.remote, err = s.startNode(ctx, cfg.PluginPath)
 	}
 	if err != nil {
 		s.close()
@@ -285,9 +293,36 @@ func openKVSides(ctx context.Context, cfg *KVConfig) (*kvSides, error) {
 	return s, nil
 }
 
+// startNode starts the tcp transport's node, `pebble-ae serve` with its
+// default flags but no peers (no repair loop), and dials it as its writer.
+func (s *kvSides) startNode(ctx context.Context, bin string) (*plugin.Client, error) {
+	certs := filepath.Join(s.dir, "certs")
+	if err := plugin.GenerateCerts(certs, []record.ReplicaID{"remote", "app"}, "127.0.0.1"); err != nil {
+		return nil, err
+	}
+	addrs, err := loopback.FreeAddrs(1)
+	if err != nil {
+		return nil, err
+	}
+	s.node = &campaign.Node{Bin: bin, ID: "remote", Dir: filepath.Join(s.dir, "remote"), Addr: addrs[0], Certs: certs, Roles: "app=writer"}
+	if err := s.node.Start(); err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	c, err := s.node.Dial(dctx, "app")
+	if err != nil {
+		return nil, fmt.Errorf("%w; the node printed:\n%s", err, s.node.Output())
+	}
+	return c, nil
+}
+
 func (s *kvSides) close() {
 	if s.remote != nil {
 		_ = s.remote.Close()
+	}
+	if s.node != nil {
+		_ = s.node.Stop()
 	}
 	if s.remoteEngine != nil {
 		_ = s.remoteEngine.Close()
@@ -305,6 +340,9 @@ func (s *kvSides) close() {
 func (s *kvSides) pids() []int {
 	pids := []int{os.Getpid()}
 	if pid := s.remote.PluginPID(); pid > 0 {
+		pids = append(pids, pid)
+	}
+	if pid := s.node.PID(); pid > 0 {
 		pids = append(pids, pid)
 	}
 	return pids

@@ -55,6 +55,14 @@ func (n *Node) Start() error {
 	return nil
 }
 
+// PID is the running process's ID (0 if none; a nil Node has none).
+func (n *Node) PID() int {
+	if n == nil || n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Running reports whether the process was started and not yet stopped.
 func (n *Node) Running() bool { return n.cmd != nil }
 
