@@ -170,11 +170,11 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	// Spare Ps for the engine's compaction and flush, so that a request
 	// never waits behind them for Go's preemption (engine.ReserveProcs).
 	before, after := engine.ReserveProcs(&cfg.Engine)
-	logger.Info("GOMAXPROCS", "before", before, "after", after, "cpus", runtime.NumCPU())
 	n, err := node.Open(cfg)
 	if err != nil {
 		return err
 	}
+	logger.Info("GOMAXPROCS", "before", before, "after", after, "cpus", runtime.NumCPU())
 	if a := n.MetricsAddr(); a != nil {
 		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics\n", a)
 	}
