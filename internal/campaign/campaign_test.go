@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pebble-ae/pebble-ae/internal/loopback"
 	"github.com/pebble-ae/pebble-ae/plugin"
 )
 
@@ -85,7 +86,7 @@ func newCluster(t *testing.T, n int, interval time.Duration, peerAddr func(from,
 	if out, code := run(t, "certs", "--dir", c.certs, "--ids", strings.Join(append(ids, "client"), ",")); code != 0 {
 		t.Fatalf("certs: %s", out)
 	}
-	addrs, err := FreeAddrs(n)
+	addrs, err := loopback.FreeAddrs(n)
 	if err != nil {
 		t.Fatal(err)
 	}

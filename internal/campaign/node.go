@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pebble-ae/pebble-ae/internal/loopback"
 	"github.com/pebble-ae/pebble-ae/plugin"
 	"github.com/pebble-ae/pebble-ae/reconcile/record"
 )
@@ -119,13 +118,6 @@ func DialRetry(ctx context.Context, addr string, cfg *tls.Config, id string) (*p
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// FreeAddrs returns n free loopback addresses (package loopback: not from
-// the ephemeral range, where another process may take them before a node
-// binds them).
-func FreeAddrs(n int) ([]string, error) {
-	return loopback.FreeAddrs(n)
 }
 
 // Fetch reads the records of keys from c (partition 0, the single

@@ -399,10 +399,7 @@ func TestLoopBoundedProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- loop.Run(lctx) }()
-	defer func() { cancel(); <-done }()
+	defer runLoop(ctx, loop)()
 	// A liveness bound, not a speed assertion.
 	for deadline := time.Now().Add(time.Minute); rootFingerprint(t, a) != rootFingerprint(t, b); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -490,10 +487,7 @@ func TestLoopStartsALargeRepairBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- loop.Run(lctx) }()
-	defer func() { cancel(); <-done }()
+	defer runLoop(ctx, loop)()
 	rep := <-first
 	localReqs, peerReqs := local.take(), peer.take()
 	if rep.Err != nil || !rep.Stats.Bounded || rep.Stats.KeysRepaired() == 0 {
@@ -526,4 +520,13 @@ func rootFingerprint(t *testing.T, e *engine.Engine) reconcile.Fingerprint {
 		t.Fatal(err)
 	}
 	return hs[0].Fingerprint
+}
+
+// runLoop runs loop until the returned stop is called; stop waits for Run
+// to return.
+func runLoop(ctx context.Context, loop *repair.Loop) (stop func()) {
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- loop.Run(lctx) }()
+	return func() { cancel(); <-done }
 }
